@@ -1,0 +1,7 @@
+import ArgumentParser
+
+struct GatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gateway", abstract: "Run and manage the gateway.",
+        subcommands: [GatewayStart.self])
+}

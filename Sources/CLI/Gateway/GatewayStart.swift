@@ -1,0 +1,59 @@
+import ArgumentParser
+import ControlPlane
+import Dispatch
+import Foundation
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct GatewayStart: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "start",
+        abstract: "Start the gateway in the foreground. Ctrl-C or SIGTERM drains and exits 0.")
+
+    @OptionGroup var options: ConfigOptions
+    @Flag(help: "Stay in the foreground (the only mode; use `gateway install` for a service).")
+    var foreground = false
+    @Option(help: "Seconds running jobs get to finish on shutdown.")
+    var drainSeconds = 30
+
+    func run() async throws {
+        let logger = Logger(label: "skelm.gateway")
+        let loaded: ConfigLoader.Loaded
+        do { loaded = try ConfigLoader.load(path: options.path) } catch {
+            throw CleanExit.message("\(error)")
+        }
+        let gateway = try Gateway(loaded: loaded, logger: logger)
+        do {
+            try await gateway.start()
+        } catch {
+            await gateway.stop(drain: .seconds(0))
+            FileHandle.standardError.write(Data("skelm: cannot start: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        await Signals.waitForTermination()
+        logger.info("draining")
+        await gateway.stop(drain: .seconds(drainSeconds))
+    }
+}
+
+/// SIGINT/SIGTERM as an awaitable event.
+enum Signals {
+    static func waitForTermination() async {
+        signal(SIGPIPE, SIG_IGN)
+        let (stream, cont) = AsyncStream<Int32>.makeStream()
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            // The handler holds its source: it stays armed for the life of the process.
+            source.setEventHandler { [source] in
+                _ = source
+                cont.yield(sig)
+            }
+            source.resume()
+        }
+        for await _ in stream { return }
+    }
+}

@@ -1,0 +1,36 @@
+import ArgumentParser
+
+struct Skelm: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "skelm",
+        abstract: "Run agentic workflows in sandboxed workers behind one audited gateway.",
+        subcommands: [GatewayCommand.self, SandboxCommand.self, Doctor.self, WorkerCommand.self])
+}
+
+/// Options every command that reads the config shares.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: [.short, .long], help: "Config file (default: ./skelm.config.yaml when present).")
+    var config: String?
+
+    var path: String? {
+        if let config { return config }
+        return FileManagerProbe.exists("skelm.config.yaml") ? "skelm.config.yaml" : nil
+    }
+}
+
+import Foundation
+
+enum FileManagerProbe {
+    static func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
+}
+
+/// Hidden: the worker entry point (handled in main.swift before parsing).
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "worker", abstract: "Internal: a sandboxed worker.",
+                                                    shouldDisplay: false)
+    @Option var fd: Int32 = 3
+    @Option var sandbox: String = ""
+    func run() throws {
+        throw ValidationError("skelm worker is started by the gateway, not by hand")
+    }
+}

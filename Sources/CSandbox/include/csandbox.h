@@ -1,0 +1,137 @@
+// The parts of the sandbox that Swift cannot do safely or at all.
+//
+// Glibc's Swift module exports neither unshare/clone with namespace flags nor
+// the Landlock syscalls, and everything between fork and exec must be
+// async-signal-safe (no allocation, no locks), which Swift cannot promise.
+// Everything here is plain syscalls on memory prepared by the caller.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---------------------------------------------------------------------------
+// Worker spawn (control plane side)
+
+/// What the spawner builds around a worker before it execs.
+typedef struct {
+    int exe_fd;               ///< open fd of the skelm binary (exec'd with execveat, so the
+                              ///< worker uid needs no search permission on its directories)
+    char *const *argv;
+    char *const *envp;
+    int channel_fd;           ///< becomes fd 3 in the worker
+    int seccomp_fd;           ///< becomes fd 4 (sealed memfd holding BPF), or -1
+    int log_fd;               ///< becomes fds 1 and 2, or -1 for /dev/null
+    int new_user_ns;          ///< map the current uid/gid 1:1 in a new user namespace (non-root hosts)
+    int new_net_ns;
+    int new_mount_ns;
+    int new_pid_ns;
+    int new_ipc_ns;
+    int new_uts_ns;
+    int mount_proc;           ///< mount a fresh /proc for the new pid namespace
+    uid_t uid;                ///< drop to this uid/gid when running as root (ignored with new_user_ns)
+    gid_t gid;
+    int drop_uid;
+} sk_worker_spawn_t;
+
+/// Spawns a worker. Returns its pid, or -1 with `err` filled in ("stage: strerror")
+/// when any step before exec failed (fail closed: the child exits instead of running
+/// unsandboxed).
+pid_t sk_spawn_worker(const sk_worker_spawn_t *spec, char *err, size_t errlen);
+
+/// Builds the seccomp filter with libseccomp and writes its BPF into a sealed memfd.
+/// Returns the memfd or -1 (with `err`). Compiled once per control plane.
+int sk_seccomp_build_memfd(char *err, size_t errlen);
+
+// ---------------------------------------------------------------------------
+// Worker side: applied at the top of the worker's main, before any thread.
+
+int sk_set_no_new_privs(void);
+/// Landlock ABI version the kernel supports, or 0 when it has none.
+int sk_landlock_abi(void);
+
+/// One Landlock path rule.
+typedef struct {
+    const char *path;
+    int writable;   ///< 0: read and execute; 1: everything
+} sk_landlock_rule_t;
+
+/// Restricts the calling process (and all its future children) to `rules`.
+/// TCP bind/connect is denied except connect to `connect_ports` (ABI >= 4);
+/// signals and abstract unix sockets are scoped to the domain (ABI >= 6).
+/// Paths that do not exist are skipped. Returns 0 or -errno.
+int sk_landlock_restrict(const sk_landlock_rule_t *rules, size_t nrules,
+                         const uint16_t *connect_ports, size_t nports,
+                         char *err, size_t errlen);
+
+/// Loads the BPF program found in `fd` (read with pread from offset 0). 0 or -errno.
+int sk_seccomp_load_fd(int fd);
+/// 2 when the calling thread runs under a seccomp filter.
+int sk_seccomp_mode(void);
+int sk_no_new_privs_set(void);
+
+/// Marks every fd >= `first` close-on-exec and closes it (close_range). 0 or -errno.
+int sk_close_fds_from(int first);
+int sk_set_cloexec(int fd);
+
+// ---------------------------------------------------------------------------
+// Step process runner (worker side)
+
+typedef struct {
+    const char *path;         ///< absolute path, already resolved
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;
+    const char *stdin_data;
+    size_t stdin_len;
+    int64_t timeout_ms;       ///< <= 0: none
+    uint64_t rlimit_as;       ///< 0: leave as is
+    uint64_t rlimit_cpu;
+    size_t max_output;        ///< per stream; the rest is read and dropped
+} sk_run_spec_t;
+
+typedef struct {
+    int exited;               ///< 1: exit_code valid; 0: term_signal valid
+    int exit_code;
+    int term_signal;
+    int timed_out;
+    int exec_errno;           ///< non-zero when the program could not be started
+    char *out; size_t out_len; int out_truncated;
+    char *errb; size_t err_len; int err_truncated;
+    int64_t duration_us;
+} sk_run_result_t;
+
+/// Runs one program to completion in its own process group. Returns 0, or -errno
+/// when the runner itself failed (pipes, fork). Free with sk_run_result_free.
+int sk_run(const sk_run_spec_t *spec, sk_run_result_t *res);
+void sk_run_result_free(sk_run_result_t *res);
+
+// ---------------------------------------------------------------------------
+// Host probes for `skelm doctor`
+
+/// 1 when a child can create the given namespaces (CLONE_* flags), else 0 (and errno in *e).
+int sk_probe_namespaces(int flags, int *e);
+int sk_clone_newuser(void);
+int sk_clone_newnet(void);
+int sk_clone_newns(void);
+int sk_clone_newpid(void);
+
+/// Kills the process and reaps it: waits for `pid` to exit. Returns wait status or -errno.
+int sk_wait_pid(pid_t pid, int nohang);
+
+#ifdef __cplusplus
+}
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// setrlimit by name ("nofile", "fsize", "core", "nproc", "as", "cpu"), soft = hard. 0 or -errno.
+int sk_set_rlimit(const char *name, uint64_t value);
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,156 @@
+// Runs one step process: pipes, rlimits, process group, timeout, bounded output.
+//
+// Written in C because the rlimits that must bind only the step (address
+// space, CPU) have to be set between fork and exec, where Swift cannot run.
+#define _GNU_SOURCE
+#include "csandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+typedef struct { char *buf; size_t len, cap, max; int truncated; } sink_t;
+
+static void sink_add(sink_t *s, const char *data, size_t n) {
+    size_t room = s->max > s->len ? s->max - s->len : 0;
+    if (n > room) { s->truncated = 1; n = room; }
+    if (n == 0) return;
+    if (s->len + n > s->cap) {
+        size_t cap = s->cap ? s->cap : 4096;
+        while (cap < s->len + n) cap *= 2;
+        char *nb = realloc(s->buf, cap);
+        if (!nb) { s->truncated = 1; return; }
+        s->buf = nb; s->cap = cap;
+    }
+    memcpy(s->buf + s->len, data, n);
+    s->len += n;
+}
+
+int sk_run(const sk_run_spec_t *spec, sk_run_result_t *res) {
+    memset(res, 0, sizeof *res);
+    int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, ex[2] = {-1, -1};
+    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
+        pipe2(ex, O_CLOEXEC) < 0) {
+        int e = errno;
+        int fds[] = {in[0], in[1], out[0], out[1], errp[0], errp[1], ex[0], ex[1]};
+        for (int i = 0; i < 8; i++) if (fds[i] >= 0) close(fds[i]);
+        return -e;
+    }
+    int64_t start = now_us();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        int fds[] = {in[0], in[1], out[0], out[1], errp[0], errp[1], ex[0], ex[1]};
+        for (int i = 0; i < 8; i++) close(fds[i]);
+        return -e;
+    }
+    if (pid == 0) {
+        setpgid(0, 0);
+        sigset_t none; sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        if (spec->rlimit_as) { struct rlimit rl = { spec->rlimit_as, spec->rlimit_as }; setrlimit(RLIMIT_AS, &rl); }
+        if (spec->rlimit_cpu) { struct rlimit rl = { spec->rlimit_cpu, spec->rlimit_cpu }; setrlimit(RLIMIT_CPU, &rl); }
+        if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(errp[1], 2) < 0) goto fail;
+        if (spec->cwd && chdir(spec->cwd) < 0) goto fail;
+        execve(spec->path, spec->argv, spec->envp);
+    fail:;
+        int e = errno;
+        ssize_t unused = write(ex[1], &e, sizeof e);
+        (void)unused;
+        _exit(127);
+    }
+    setpgid(pid, pid);   // both sides, so a kill(-pid) never races the child's own call
+    close(in[0]); close(out[1]); close(errp[1]); close(ex[1]);
+
+    int e = 0;
+    ssize_t n;
+    do { n = read(ex[0], &e, sizeof e); } while (n < 0 && errno == EINTR);
+    close(ex[0]);
+    if (n == (ssize_t)sizeof e) res->exec_errno = e;
+
+    sink_t so = { .max = spec->max_output }, se = { .max = spec->max_output };
+    size_t written = 0;
+    if (spec->stdin_len == 0 || res->exec_errno) { close(in[1]); in[1] = -1; }
+    else fcntl(in[1], F_SETFL, O_NONBLOCK);
+    int64_t deadline = spec->timeout_ms > 0 ? start + spec->timeout_ms * 1000 : 0;
+    char buf[65536];
+    while (out[0] >= 0 || errp[0] >= 0) {
+        struct pollfd p[3];
+        int np = 0, io = -1, ie = -1, ii = -1;
+        if (out[0] >= 0) { io = np; p[np++] = (struct pollfd){ out[0], POLLIN, 0 }; }
+        if (errp[0] >= 0) { ie = np; p[np++] = (struct pollfd){ errp[0], POLLIN, 0 }; }
+        if (in[1] >= 0) { ii = np; p[np++] = (struct pollfd){ in[1], POLLOUT, 0 }; }
+        int wait_ms = -1;
+        if (deadline) {
+            int64_t left = (deadline - now_us()) / 1000;
+            if (left <= 0) {
+                res->timed_out = 1;
+                kill(-pid, SIGKILL);
+                kill(pid, SIGKILL);
+                break;
+            }
+            wait_ms = left > 1000 ? 1000 : (int)left + 1;
+        }
+        int r = poll(p, (nfds_t)np, wait_ms);
+        if (r < 0) { if (errno == EINTR) continue; break; }
+        if (io >= 0 && p[io].revents) {
+            n = read(out[0], buf, sizeof buf);
+            if (n > 0) sink_add(&so, buf, (size_t)n); else if (n == 0 || errno != EINTR) { close(out[0]); out[0] = -1; }
+        }
+        if (ie >= 0 && p[ie].revents) {
+            n = read(errp[0], buf, sizeof buf);
+            if (n > 0) sink_add(&se, buf, (size_t)n); else if (n == 0 || errno != EINTR) { close(errp[0]); errp[0] = -1; }
+        }
+        if (ii >= 0 && p[ii].revents) {
+            if (p[ii].revents & (POLLERR | POLLHUP)) { close(in[1]); in[1] = -1; }
+            else {
+                n = write(in[1], spec->stdin_data + written, spec->stdin_len - written);
+                if (n > 0) written += (size_t)n;
+                if ((n < 0 && errno != EAGAIN && errno != EINTR) || written == spec->stdin_len) { close(in[1]); in[1] = -1; }
+            }
+        }
+    }
+    if (out[0] >= 0) close(out[0]);
+    if (errp[0] >= 0) close(errp[0]);
+    if (in[1] >= 0) close(in[1]);
+
+    int status = 0;
+    // The step's stdout may close before it exits; wait, but never past the deadline.
+    for (;;) {
+        pid_t w = waitpid(pid, &status, deadline ? WNOHANG : 0);
+        if (w == pid) break;
+        if (w < 0 && errno != EINTR) break;
+        if (w == 0) {
+            if (now_us() >= deadline) { res->timed_out = 1; kill(-pid, SIGKILL); kill(pid, SIGKILL); deadline = 0; continue; }
+            struct timespec ts = { 0, 2 * 1000 * 1000 };
+            nanosleep(&ts, NULL);
+        }
+    }
+    // Whatever the step left running in its group goes with it.
+    kill(-pid, SIGKILL);
+    res->duration_us = now_us() - start;
+    if (WIFEXITED(status)) { res->exited = 1; res->exit_code = WEXITSTATUS(status); }
+    else if (WIFSIGNALED(status)) { res->term_signal = WTERMSIG(status); }
+    res->out = so.buf; res->out_len = so.len; res->out_truncated = so.truncated;
+    res->errb = se.buf; res->err_len = se.len; res->err_truncated = se.truncated;
+    return 0;
+}
+
+void sk_run_result_free(sk_run_result_t *res) {
+    free(res->out); free(res->errb);
+    res->out = NULL; res->errb = NULL;
+}

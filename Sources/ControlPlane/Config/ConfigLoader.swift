@@ -1,0 +1,128 @@
+import Foundation
+import Yams
+
+/// A config error a user can act on: which file, which key, which line.
+public struct ConfigError: Error, CustomStringConvertible, Sendable {
+    public let file: String
+    public let line: Int?
+    public let keyPath: String
+    public let message: String
+
+    public var description: String {
+        let at = line.map { ":\($0)" } ?? ""
+        let key = keyPath.isEmpty ? "" : " \(keyPath):"
+        return "\(file)\(at):\(key) \(message)"
+    }
+}
+
+/// Loads `skelm.config.yaml` (or JSON, which is YAML) strictly: an unknown key or a
+/// wrong type is an error naming the key path and line, never silently ignored.
+public enum ConfigLoader {
+    public struct Loaded: Sendable {
+        public let config: GatewayConfig
+        public let path: String?
+        public let stateDir: String
+
+        public init(config: GatewayConfig, path: String?, stateDir: String) {
+            self.config = config
+            self.path = path
+            self.stateDir = stateDir
+        }
+    }
+
+    public static func load(path: String?) throws -> Loaded {
+        let env = ProcessInfo.processInfo.environment
+        guard let path else {
+            let config = GatewayConfig()
+            return Loaded(config: config, path: nil, stateDir: resolveStateDir(config, configPath: nil, env: env))
+        }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigError(file: path, line: nil, keyPath: "", message: "cannot read the file")
+        }
+        let config = try parse(text, file: path)
+        return Loaded(config: config, path: path, stateDir: resolveStateDir(config, configPath: path, env: env))
+    }
+
+    public static func parse(_ text: String, file: String) throws -> GatewayConfig {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            throw ConfigError(file: file, line: nil, keyPath: "", message: "not valid YAML: \(error)")
+        }
+        guard let node else { return GatewayConfig() }
+        try checkKeys(node, schema: schema, path: "", file: file)
+        do {
+            let config = try YAMLDecoder().decode(GatewayConfig.self, from: node)
+            try config.validate(file: file)
+            return config
+        } catch let error as DecodingError {
+            throw describe(error, root: node, file: file)
+        }
+    }
+
+    static func resolveStateDir(_ config: GatewayConfig, configPath: String?, env: [String: String]) -> String {
+        let base = configPath.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path } ?? FileManager.default.currentDirectoryPath
+        let dir = env["SKELM_STATE_DIR"] ?? config.stateDir ?? ".skelm"
+        let absolute = dir.hasPrefix("/") ? dir : base + "/" + dir
+        return URL(fileURLWithPath: absolute).standardizedFileURL.path
+    }
+
+    /// The key tree of GatewayConfig. `nil` marks a leaf.
+    indirect enum Schema { case object([String: Schema]), leaf }
+
+    static let schema: Schema = .object([
+        "server": .object(["host": .leaf, "port": .leaf]),
+        "stateDir": .leaf,
+        "workers": .object([
+            "minSpare": .leaf, "max": .leaf, "uidBase": .leaf, "workspaceRoot": .leaf,
+            "limits": .object(["addressSpaceMB": .leaf, "cpuSeconds": .leaf, "processes": .leaf, "openFiles": .leaf,
+                               "fileSizeMB": .leaf, "outputKB": .leaf, "timeoutSeconds": .leaf]),
+        ]),
+        "sandbox": .object(["require": .leaf]),
+    ])
+
+    static func checkKeys(_ node: Node, schema: Schema, path: String, file: String) throws {
+        guard case let .object(children) = schema else { return }
+        guard let mapping = node.mapping else {
+            throw ConfigError(file: file, line: line(node), keyPath: path, message: "must be a mapping")
+        }
+        for (key, value) in mapping {
+            let name = key.string ?? ""
+            let full = path.isEmpty ? name : path + "." + name
+            guard let child = children[name] else {
+                let known = children.keys.sorted().joined(separator: ", ")
+                throw ConfigError(file: file, line: line(key), keyPath: full, message: "unknown key (expected one of: \(known))")
+            }
+            try checkKeys(value, schema: child, path: full, file: file)
+        }
+    }
+
+    static func line(_ node: Node) -> Int? { node.mark.map { $0.line } }
+
+    static func describe(_ error: DecodingError, root: Node, file: String) -> ConfigError {
+        let (path, message): ([any CodingKey], String) = switch error {
+        case let .typeMismatch(type, ctx): (ctx.codingPath, "expected \(typeName(type))")
+        case let .valueNotFound(type, ctx): (ctx.codingPath, "expected \(typeName(type)), found nothing")
+        case let .keyNotFound(key, ctx): (ctx.codingPath + [key], "is required")
+        case let .dataCorrupted(ctx): (ctx.codingPath, ctx.debugDescription)
+        @unknown default: ([], "\(error)")
+        }
+        var node: Node? = root
+        for key in path {
+            if let i = key.intValue { node = node?.sequence.flatMap { i < $0.count ? $0[i] : nil } }
+            else { node = node?.mapping?[key.stringValue] }
+        }
+        let keyPath = path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
+        return ConfigError(file: file, line: node.flatMap(line), keyPath: keyPath, message: message)
+    }
+
+    static func typeName(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "a string"
+        case is Int.Type, is UInt32.Type, is UInt64.Type: "an integer"
+        case is Bool.Type: "true or false"
+        default: "\(type)"
+        }
+    }
+}

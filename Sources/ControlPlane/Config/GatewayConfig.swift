@@ -1,0 +1,146 @@
+import Foundation
+import Wire
+
+/// `skelm.config.yaml`, as documented key by key in docs/config.md.
+public struct GatewayConfig: Codable, Sendable {
+    public var server = Server()
+    /// Where the gateway keeps its state. Default: `$SKELM_STATE_DIR`, else `.skelm/` next to the config.
+    public var stateDir: String?
+    public var workers = Workers()
+    public var sandbox = Sandbox()
+
+    public struct Server: Codable, Sendable {
+        public var host = "127.0.0.1"
+        public var port = 14738
+        public init() {}
+    }
+
+    public struct Workers: Codable, Sendable {
+        public var minSpare = 2
+        public var max = 8
+        public var uidBase: UInt32 = 1_900_000_000
+        /// Default: `<stateDir>/workspaces`.
+        public var workspaceRoot: String?
+        public var limits = Limits()
+        public init() {}
+    }
+
+    public struct Limits: Codable, Sendable {
+        public var addressSpaceMB: UInt64 = 1024
+        public var cpuSeconds: UInt64 = 60
+        public var processes: UInt64 = 64
+        public var openFiles: UInt64 = 256
+        public var fileSizeMB: UInt64 = 1024
+        public var outputKB: Int = 1024
+        public var timeoutSeconds: Int = 60
+        public init() {}
+    }
+
+    public struct Sandbox: Codable, Sendable {
+        /// Layers every worker must have; a worker without one is refused. Default: all
+        /// (`nproc` only when the gateway runs as root, the one case the kernel enforces it).
+        public var require: [SandboxLayer]?
+        public init() {}
+    }
+
+    public init() {}
+
+    public func requiredLayers(runningAsRoot: Bool) -> Set<SandboxLayer> {
+        require(sandbox.require, runningAsRoot)
+    }
+
+    private func require(_ list: [SandboxLayer]?, _ root: Bool) -> Set<SandboxLayer> {
+        list.map(Set.init) ?? WorkerPoolConfiguration.defaultRequirements(runningAsRoot: root)
+    }
+}
+
+// Synthesized Decodable ignores default values; these keep every key optional.
+extension KeyedDecodingContainer {
+    func value<T: Decodable>(_ key: Key, or fallback: T) throws -> T {
+        try decodeIfPresent(T.self, forKey: key) ?? fallback
+    }
+}
+
+extension GatewayConfig {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = GatewayConfig()
+        server = try c.value(.server, or: d.server)
+        stateDir = try c.decodeIfPresent(String.self, forKey: .stateDir)
+        workers = try c.value(.workers, or: d.workers)
+        sandbox = try c.value(.sandbox, or: d.sandbox)
+    }
+}
+
+extension GatewayConfig.Server {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = Self()
+        host = try c.value(.host, or: d.host)
+        port = try c.value(.port, or: d.port)
+    }
+}
+
+extension GatewayConfig.Workers {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = Self()
+        minSpare = try c.value(.minSpare, or: d.minSpare)
+        max = try c.value(.max, or: d.max)
+        uidBase = try c.value(.uidBase, or: d.uidBase)
+        workspaceRoot = try c.decodeIfPresent(String.self, forKey: .workspaceRoot)
+        limits = try c.value(.limits, or: d.limits)
+    }
+}
+
+extension GatewayConfig.Limits {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = Self()
+        addressSpaceMB = try c.value(.addressSpaceMB, or: d.addressSpaceMB)
+        cpuSeconds = try c.value(.cpuSeconds, or: d.cpuSeconds)
+        processes = try c.value(.processes, or: d.processes)
+        openFiles = try c.value(.openFiles, or: d.openFiles)
+        fileSizeMB = try c.value(.fileSizeMB, or: d.fileSizeMB)
+        outputKB = try c.value(.outputKB, or: d.outputKB)
+        timeoutSeconds = try c.value(.timeoutSeconds, or: d.timeoutSeconds)
+    }
+}
+
+extension GatewayConfig.Sandbox {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        require = try c.decodeIfPresent([SandboxLayer].self, forKey: .require)
+    }
+}
+
+extension GatewayConfig {
+    /// Checks values that decode but make no sense, naming the key.
+    public func validate(file: String) throws {
+        func bad(_ key: String, _ message: String) -> ConfigError { ConfigError(file: file, line: nil, keyPath: key, message: message) }
+        if !(1...65535).contains(server.port) { throw bad("server.port", "must be between 1 and 65535") }
+        if workers.max < 1 { throw bad("workers.max", "must be at least 1") }
+        if workers.minSpare < 0 || workers.minSpare > workers.max { throw bad("workers.minSpare", "must be between 0 and workers.max (\(workers.max))") }
+        if workers.uidBase < 1000 || UInt64(workers.uidBase) + 50_000 > UInt64(UInt32.max - 1) {
+            throw bad("workers.uidBase", "must leave room for 50000 uids above 1000 and below 4294967294")
+        }
+        if workers.limits.processes < 8 { throw bad("workers.limits.processes", "must be at least 8") }
+        if workers.limits.addressSpaceMB < 64 { throw bad("workers.limits.addressSpaceMB", "must be at least 64") }
+    }
+
+    /// The pool configuration this config describes.
+    public func poolConfiguration(stateDir: String, runningAsRoot: Bool) -> WorkerPoolConfiguration {
+        var pool = WorkerPoolConfiguration(workspaceRoot: workers.workspaceRoot ?? stateDir + "/workspaces")
+        pool.minSpare = workers.minSpare
+        pool.max = workers.max
+        pool.uidBase = workers.uidBase
+        pool.require = requiredLayers(runningAsRoot: runningAsRoot)
+        pool.maxProcesses = workers.limits.processes
+        pool.maxOpenFiles = workers.limits.openFiles
+        pool.maxFileSizeBytes = workers.limits.fileSizeMB << 20
+        pool.stepLimits = StepLimits(addressSpaceBytes: workers.limits.addressSpaceMB << 20,
+                                     cpuSeconds: workers.limits.cpuSeconds,
+                                     maxOutputBytes: workers.limits.outputKB << 10)
+        return pool
+    }
+}

@@ -1,0 +1,147 @@
+import Foundation
+import Sandbox
+import Synchronization
+import Wire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The control plane's record of one worker process, from spawn to reaping.
+final class ManagedWorker: Sendable {
+    let pid: Int32
+    let uid: UInt32
+    let spawnedAt = Date()
+
+    private struct State {
+        var phase: WorkerMonitor.Phase = .handshaking
+        var jobId: String?
+        var report: SandboxReport?
+        var peer: RPCPeer?
+        var exit: ExitStatus?
+        var exitWaiters: [CheckedContinuation<ExitStatus, Never>] = []
+        var helloWaiter: CheckedContinuation<SandboxReport, any Error>?
+        var helloError: (any Error)?
+        /// Why we killed it, when we did: a protocol violation, a cancel, a timeout.
+        var killReason: String?
+        var events = 0
+    }
+
+    private let state = Mutex(State())
+
+    init(pid: Int32, uid: UInt32) {
+        self.pid = pid
+        self.uid = uid
+    }
+
+    var phase: WorkerMonitor.Phase { state.withLock { $0.phase } }
+    var jobId: String? { state.withLock { $0.jobId } }
+    var report: SandboxReport? { state.withLock { $0.report } }
+    var peer: RPCPeer? { state.withLock { $0.peer } }
+    var killReason: String? { state.withLock { $0.killReason } }
+    var hasExited: Bool { state.withLock { $0.exit != nil } }
+
+    func attach(_ peer: RPCPeer) { state.withLock { $0.peer = peer } }
+
+    func setPhase(_ phase: WorkerMonitor.Phase, jobId: String? = nil) {
+        state.withLock {
+            $0.phase = phase
+            if let jobId { $0.jobId = jobId }
+        }
+    }
+
+    /// Counts an event; false once the job has sent more than it may.
+    func countEvent() -> Bool {
+        state.withLock {
+            $0.events += 1
+            return $0.events <= WorkerMonitor.maxEventsPerJob
+        }
+    }
+
+    // MARK: Handshake
+
+    func helloAccepted(_ report: SandboxReport) {
+        let waiter = state.withLock { s -> CheckedContinuation<SandboxReport, any Error>? in
+            s.report = report
+            s.phase = .idle
+            defer { s.helloWaiter = nil }
+            return s.helloWaiter
+        }
+        waiter?.resume(returning: report)
+    }
+
+    func helloFailed(_ error: any Error) {
+        let waiter = state.withLock { s -> CheckedContinuation<SandboxReport, any Error>? in
+            if s.helloError == nil { s.helloError = error }
+            defer { s.helloWaiter = nil }
+            return s.helloWaiter
+        }
+        waiter?.resume(throwing: error)
+    }
+
+    func waitForHello() async throws -> SandboxReport {
+        try await withCheckedThrowingContinuation { cont in
+            let ready = state.withLock { s -> Result<SandboxReport, any Error>? in
+                if let report = s.report, s.phase != .handshaking { return .success(report) }
+                if let error = s.helloError { return .failure(error) }
+                s.helloWaiter = cont
+                return nil
+            }
+            if let ready { cont.resume(with: ready) }
+        }
+    }
+
+    // MARK: Lifecycle
+
+    /// SIGKILL, once, remembering why. The pid is only signalled while unreaped,
+    /// so a recycled pid is never hit.
+    func kill(reason: String) {
+        let alive = state.withLock { s -> Bool in
+            if s.killReason == nil { s.killReason = reason }
+            return s.exit == nil
+        }
+        if alive { Glibc.kill(pid, SIGKILL) }
+        peer?.close()
+    }
+
+    func markExited(_ status: ExitStatus) {
+        let (waiters, hello) = state.withLock { s -> ([CheckedContinuation<ExitStatus, Never>], CheckedContinuation<SandboxReport, any Error>?) in
+            s.exit = status
+            defer {
+                s.exitWaiters.removeAll()
+                s.helloWaiter = nil
+            }
+            return (s.exitWaiters, s.helloWaiter)
+        }
+        waiters.forEach { $0.resume(returning: status) }
+        hello?.resume(throwing: WorkerFailure.diedDuringHandshake(killReason ?? status.description))
+    }
+
+    func waitForExit() async -> ExitStatus {
+        await withCheckedContinuation { cont in
+            let done = state.withLock { s -> ExitStatus? in
+                if let exit = s.exit { return exit }
+                s.exitWaiters.append(cont)
+                return nil
+            }
+            if let done { cont.resume(returning: done) }
+        }
+    }
+}
+
+/// Why a worker could not be used.
+public enum WorkerFailure: Error, CustomStringConvertible, Sendable {
+    case diedDuringHandshake(String)
+    case refused(String)
+    case spawnFailed(String)
+    case poolStopped
+
+    public var description: String {
+        switch self {
+        case let .diedDuringHandshake(why): "worker died before its handshake: \(why)"
+        case let .refused(why): "worker refused: \(why)"
+        case let .spawnFailed(why): why
+        case .poolStopped: "the worker pool is shutting down"
+        }
+    }
+}

@@ -1,0 +1,37 @@
+import Wire
+
+/// The privileged side's table of what a worker may ask, and when.
+///
+/// In the spirit of OpenSSH's monitor: a short enumerated list, each entry naming
+/// the states it is allowed in. Anything else from a worker (an unknown method, a
+/// method out of its state, a malformed frame, a flood) is a protocol violation,
+/// and the worker is killed. Read this table top to bottom before adding to it.
+enum WorkerMonitor {
+    enum Phase: String, Sendable {
+        /// Spawned, sandboxing itself; may only introduce itself.
+        case handshaking
+        /// Warm and waiting for a job; has nothing to ask.
+        case idle
+        /// Running its one job.
+        case busy
+        /// Result delivered; about to exit.
+        case finishing
+    }
+
+    struct Entry {
+        let phases: Set<Phase>
+        let once: Bool
+    }
+
+    static let table: [String: Entry] = [
+        WorkerHello.name: Entry(phases: [.handshaking], once: true),
+        EventEmit.name: Entry(phases: [.busy], once: false),
+    ]
+
+    /// Events one job may emit before it counts as a flood.
+    static let maxEventsPerJob = 10_000
+
+    static func allows(_ method: String, in phase: Phase) -> Bool {
+        table[method]?.phases.contains(phase) ?? false
+    }
+}

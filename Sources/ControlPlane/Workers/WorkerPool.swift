@@ -1,0 +1,361 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Sandbox
+import Wire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Keeps `minSpare` sandboxed workers warm, hands each to exactly one job, and
+/// replaces every worker that finishes, dies or misbehaves.
+public actor WorkerPool {
+    public let configuration: WorkerPoolConfiguration
+    private let spawner: WorkerSpawner
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let onEvent: @Sendable (JobEvent) -> Void
+    private let onViolation: @Sendable (Int32, String) -> Void
+    /// Spawns happen on one long-lived thread: PR_SET_PDEATHSIG follows the
+    /// spawning thread, and a pool thread that retires would take workers with it.
+    private let spawnThread = NIOThreadPool(numberOfThreads: 1)
+    /// Blocking waitpid calls, one per exiting worker, never for anyone else's child.
+    private let reaperThreads = NIOThreadPool(numberOfThreads: 2)
+
+    private var live: [Int32: ManagedWorker] = [:]
+    private var idle: [ManagedWorker] = []
+    private var spawning = 0
+    private var waiters: [CheckedContinuation<ManagedWorker, any Error>] = []
+    private var stopping = false
+    private var spawnFailures = 0
+    private var lastSpawnError: String?
+    private var spawnLatencies: [Double] = []
+
+    public init(configuration: WorkerPoolConfiguration, spawner: WorkerSpawner, group: any EventLoopGroup,
+                logger: Logger = Logger(label: "skelm.workers"),
+                onEvent: @escaping @Sendable (JobEvent) -> Void = { _ in },
+                onViolation: @escaping @Sendable (Int32, String) -> Void = { _, _ in }) {
+        self.configuration = configuration
+        self.spawner = spawner
+        self.group = group
+        self.logger = logger
+        self.onEvent = onEvent
+        self.onViolation = onViolation
+        spawnThread.start()
+        reaperThreads.start()
+    }
+
+    /// Spawns one worker and checks its sandbox before anything else: a host that
+    /// cannot build a required layer stops the gateway here, not at the first run.
+    public func start() async throws {
+        let first = try await spawnWorker()
+        workerReady(first)
+        replenish()
+    }
+
+    // MARK: Jobs
+
+    public struct JobOptions: Sendable {
+        public var jobId: String
+        public var keepWorkspace = false
+        public var fsRead: [String] = []
+        public var fsWrite: [String] = []
+        public var limits: StepLimits?
+        public init(jobId: String = UUID().uuidString.lowercased()) { self.jobId = jobId }
+    }
+
+    /// Runs one job in a fresh worker and reports how it ended. Never throws: every
+    /// failure is an outcome with its cause.
+    public func run(_ exec: ExecSpec, options: JobOptions = JobOptions()) async -> JobOutcome {
+        let workspace = configuration.workspaceRoot + "/" + options.jobId
+        var outcome = JobOutcome(jobId: options.jobId, workerPid: 0, workspace: workspace, result: nil,
+                                 failure: nil, violation: false, sandbox: nil)
+        let worker: ManagedWorker
+        do {
+            worker = try await acquire()
+        } catch {
+            outcome.failure = "no worker available: \(error)"
+            return outcome
+        }
+        outcome.workerPid = worker.pid
+        outcome.sandbox = worker.report
+        worker.setPhase(.busy, jobId: options.jobId)
+        replenish()
+        defer {
+            if !options.keepWorkspace { try? FileManager.default.removeItem(atPath: workspace) }
+        }
+        do {
+            try makeWorkspace(workspace, uid: worker.uid)
+        } catch {
+            worker.kill(reason: "job aborted")
+            outcome.failure = "workspace: \(error)"
+            return outcome
+        }
+        let spec = JobSpec(jobId: options.jobId, workspace: workspace, fsRead: options.fsRead, fsWrite: options.fsWrite,
+                           limits: options.limits ?? configuration.stepLimits, exec: exec)
+        guard let peer = worker.peer else {
+            outcome.failure = "worker has no channel"
+            return outcome
+        }
+        do {
+            let result = try await peer.call(JobStart.self, spec, timeout: .milliseconds(exec.timeoutMs + 10_000))
+            worker.setPhase(.finishing)
+            peer.close()
+            outcome.result = result
+            outcome.failure = Self.failure(of: result, timeoutMs: exec.timeoutMs)
+            if result.signal == SIGSYS {
+                outcome.violation = true
+                onViolation(worker.pid, "step \(result.resolvedPath) \(ExitStatus.describe(signal: SIGSYS))")
+            }
+        } catch let error as RPCError {
+            worker.setPhase(.finishing)
+            peer.close()
+            outcome.failure = error.message
+        } catch {
+            // The channel broke or the worker stopped answering: the process's end names the cause.
+            if error is RPCTimeout { worker.kill(reason: "job did not finish within its timeout") }
+            let status = await exitStatus(of: worker, grace: .seconds(2))
+            let reason = worker.killReason
+            if let reason, reason.hasPrefix("protocol violation") { outcome.violation = true }
+            if status.isSeccompViolation {
+                outcome.violation = true
+                onViolation(worker.pid, "worker \(status)")
+            }
+            outcome.failure = reason.map { "\($0) (worker \(status))" } ?? "worker \(status)"
+        }
+        return outcome
+    }
+
+    /// Stops a running job: its worker, and with it every process of the job, is killed.
+    @discardableResult
+    public func cancel(jobId: String) -> Bool {
+        guard let worker = live.values.first(where: { $0.jobId == jobId && $0.phase == .busy }) else { return false }
+        worker.kill(reason: "cancelled")
+        return true
+    }
+
+    static func failure(of result: JobResult, timeoutMs: Int) -> String? {
+        if result.timedOut { return "timed out after \(timeoutMs) ms" }
+        if let signal = result.signal { return ExitStatus.describe(signal: signal) }
+        if let code = result.exitCode, code != 0 { return "exited with status \(code)" }
+        return nil
+    }
+
+    // MARK: State for operators
+
+    public func snapshot() -> [WorkerInfo] {
+        live.values.sorted { $0.pid < $1.pid }.map { w in
+            WorkerInfo(pid: w.pid, uid: w.uid, state: w.phase.rawValue, jobId: w.jobId,
+                       ageSeconds: Date().timeIntervalSince(w.spawnedAt),
+                       layers: w.report?.active.map(\.rawValue) ?? [])
+        }
+    }
+
+    public var counts: (live: Int, idle: Int, busy: Int) {
+        (live.count, idle.count, live.values.filter { $0.phase == .busy }.count)
+    }
+
+    /// Spawn-to-handshake latencies (ms) of every worker spawned so far.
+    public var spawnLatenciesMs: [Double] { spawnLatencies }
+
+    /// Stops handing out workers, kills the idle ones, waits for busy ones up to
+    /// `drain`, then kills whatever is left.
+    public func shutdown(drain: Duration = .seconds(30)) async {
+        stopping = true
+        for waiter in waiters { waiter.resume(throwing: WorkerFailure.poolStopped) }
+        waiters.removeAll()
+        for worker in idle { worker.kill(reason: "gateway stopping") }
+        idle.removeAll()
+        let deadline = ContinuousClock.now + drain
+        while !live.isEmpty, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+            if live.values.allSatisfy({ $0.phase != .busy }) { live.values.forEach { $0.kill(reason: "gateway stopping") } }
+        }
+        for worker in live.values { worker.kill(reason: "drain timeout") }
+        while !live.isEmpty { try? await Task.sleep(for: .milliseconds(10)) }
+        try? await spawnThread.shutdownGracefully()
+        try? await reaperThreads.shutdownGracefully()
+    }
+
+    // MARK: Acquiring and replenishing
+
+    private func acquire() async throws -> ManagedWorker {
+        if stopping { throw WorkerFailure.poolStopped }
+        if !idle.isEmpty { return idle.removeFirst() }
+        return try await withCheckedThrowingContinuation { cont in
+            waiters.append(cont)
+            replenish()
+        }
+    }
+
+    private func workerReady(_ worker: ManagedWorker) {
+        if worker.hasExited { return }
+        if stopping {
+            worker.kill(reason: "gateway stopping")
+        } else if !waiters.isEmpty {
+            waiters.removeFirst().resume(returning: worker)
+        } else {
+            idle.append(worker)
+        }
+    }
+
+    /// Spawns until waiting jobs and the spare target are covered, within `max`.
+    private func replenish() {
+        guard !stopping else { return }
+        let wanted = waiters.count + configuration.minSpare - idle.count - spawning
+        let room = configuration.max - live.count - spawning
+        let n = Swift.min(wanted, room)
+        guard n > 0 else { return }
+        for _ in 0..<n {
+            spawning += 1
+            Task {
+                await self.backoff()
+                do {
+                    let worker = try await self.spawnWorker()
+                    self.spawnSucceeded()
+                    self.workerReady(worker)
+                } catch {
+                    self.spawnFailed(error)
+                }
+            }
+        }
+    }
+
+    private func backoff() async {
+        if spawnFailures > 0 {
+            try? await Task.sleep(for: .milliseconds(Swift.min(50 << Swift.min(spawnFailures, 6), 2_000)))
+        }
+    }
+
+    private func spawnSucceeded() {
+        spawning -= 1
+        spawnFailures = 0
+    }
+
+    private func spawnFailed(_ error: any Error) {
+        spawning -= 1
+        spawnFailures += 1
+        lastSpawnError = "\(error)"
+        logger.error("worker spawn failed", metadata: ["error": "\(error)"])
+        // The spawn was for a waiting job: tell it, rather than leave it hanging.
+        if !waiters.isEmpty, live.isEmpty { waiters.removeFirst().resume(throwing: error) }
+        replenish()
+    }
+
+    // MARK: Spawning and reaping
+
+    private func spawnWorker() async throws -> ManagedWorker {
+        let started = ContinuousClock.now
+        let spec = WorkerSandboxSpec(
+            namespaces: spawner.namespaces.map(\.rawValue), workspaceRoot: configuration.workspaceRoot,
+            extraReadPaths: Self.runtimeLibraryDirectories, maxOpenFiles: configuration.maxOpenFiles,
+            maxFileSizeBytes: configuration.maxFileSizeBytes,
+            maxProcesses: spawner.runningAsRoot ? configuration.maxProcesses : 0)
+        let specJSON = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
+        let spawner = self.spawner
+        let logFD = configuration.logFD
+        let spawned = try await spawnThread.runIfActive {
+            try spawner.spawn(arguments: ["worker", "--fd", "3", "--sandbox", specJSON], logFD: logFD)
+        }
+        let worker = ManagedWorker(pid: spawned.pid, uid: spawned.uid)
+        live[spawned.pid] = worker
+        let handler = WorkerConnection(worker: worker, required: configuration.require, onEvent: onEvent, logger: logger)
+        let peer: RPCPeer
+        do {
+            peer = try await RPCPeer.connect(fd: spawned.channelFD, group: group, handler: handler)
+        } catch {
+            close(spawned.channelFD)
+            worker.kill(reason: "channel setup failed: \(error)")
+            reap(worker)
+            throw WorkerFailure.spawnFailed("channel setup failed: \(error)")
+        }
+        worker.attach(peer)
+        peer.closeFuture.whenComplete { _ in Task { await self.reap(worker) } }
+        let timeout = configuration.handshakeTimeout
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            worker.helloFailed(WorkerFailure.refused("no handshake within \(timeout)"))
+            worker.kill(reason: "no handshake within \(timeout)")
+        }
+        defer { timer.cancel() }
+        _ = try await worker.waitForHello()
+        spawnLatencies.append(Double((ContinuousClock.now - started).components.attoseconds) / 1e15
+                              + Double((ContinuousClock.now - started).components.seconds) * 1000)
+        return worker
+    }
+
+    private var reaping: Set<Int32> = []
+
+    /// Waits for the worker's process (killing it if it lingers without its channel)
+    /// and forgets it. Only this pid is waited for: other children are not ours.
+    private func reap(_ worker: ManagedWorker) {
+        guard reaping.insert(worker.pid).inserted else { return }
+        let pid = worker.pid
+        let future = reaperThreads.runIfActive(eventLoop: group.next()) { () -> Int32 in
+            for _ in 0..<50 {
+                if let status = WorkerSpawner.poll(pid: pid) { return status }
+                usleep(2_000)
+            }
+            Glibc.kill(pid, SIGKILL)
+            return WorkerSpawner.wait(pid: pid)
+        }
+        future.whenComplete { result in
+            let status = ExitStatus(waitStatus: (try? result.get()) ?? 0x9)
+            Task { await self.workerExited(worker, status) }
+        }
+    }
+
+    private func workerExited(_ worker: ManagedWorker, _ status: ExitStatus) {
+        reaping.remove(worker.pid)
+        live[worker.pid] = nil
+        idle.removeAll { $0 === worker }
+        worker.markExited(status)
+        if status.isSeccompViolation, worker.phase != .busy {
+            onViolation(worker.pid, "worker \(status)")
+        }
+        if worker.phase == .idle || worker.phase == .handshaking, worker.killReason == nil, !stopping {
+            logger.warning("worker exited unexpectedly", metadata: ["pid": "\(worker.pid)", "status": "\(status)"])
+        }
+        replenish()
+    }
+
+    private func exitStatus(of worker: ManagedWorker, grace: Duration) async -> ExitStatus {
+        let killer = Task {
+            try await Task.sleep(for: grace)
+            worker.kill(reason: "channel closed but process did not exit")
+        }
+        defer { killer.cancel() }
+        return await worker.waitForExit()
+    }
+
+    // MARK: Workspaces
+
+    static func prepareWorkspaceRoot(_ root: String) throws {
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        // Traversable by worker uids, listable and writable by nobody else.
+        guard chmod(root, 0o711) == 0 else { throw WorkerFailure.spawnFailed("chmod \(root): \(String(cString: strerror(errno)))") }
+    }
+
+    private func makeWorkspace(_ path: String, uid: UInt32) throws {
+        for dir in [path, path + "/.tmp"] {
+            guard mkdir(dir, 0o700) == 0 else { throw WorkerFailure.spawnFailed("mkdir \(dir): \(String(cString: strerror(errno)))") }
+            if spawner.runningAsRoot, chown(dir, uid, uid) != 0 {
+                throw WorkerFailure.spawnFailed("chown \(dir): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    /// A dynamically linked skelm needs its Swift runtime readable after Landlock.
+    static let runtimeLibraryDirectories: [String] = {
+        guard let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) else { return [] }
+        var dirs = Set<String>()
+        for line in maps.split(separator: "\n") {
+            guard let path = line.split(separator: " ", omittingEmptySubsequences: true).last, path.hasPrefix("/"),
+                  path.contains("libswift") || path.contains("libFoundation") || path.contains("lib_Foundation") || path.contains("libdispatch") else { continue }
+            dirs.insert(String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)]))
+        }
+        return dirs.sorted()
+    }()
+}

@@ -1,0 +1,38 @@
+/// What a worker must build around itself before it talks to anyone. The control
+/// plane decides it and passes it on the worker's command line.
+public struct WorkerSandboxSpec: Codable, Sendable, Equatable {
+    /// Namespaces the spawner put the worker in (recorded so the worker can report them).
+    public var namespaces: [String]
+    /// The only directory tree the worker may write to: job workspaces live below it.
+    public var workspaceRoot: String
+    /// Extra read-only paths (a dynamically linked runtime's library directory).
+    public var extraReadPaths: [String]
+    public var maxOpenFiles: UInt64
+    public var maxFileSizeBytes: UInt64
+    /// Processes and threads the worker's uid may have at once; 0 when the uid is
+    /// shared with other processes (a non-root host), where the limit would count those too.
+    public var maxProcesses: UInt64
+    /// Landlock TCP ports jobs may connect to (the egress forwarder, later).
+    public var connectPorts: [UInt16]
+
+    public init(namespaces: [String], workspaceRoot: String, extraReadPaths: [String] = [],
+                maxOpenFiles: UInt64 = 256, maxFileSizeBytes: UInt64 = 1 << 30,
+                maxProcesses: UInt64 = 128, connectPorts: [UInt16] = []) {
+        self.namespaces = namespaces
+        self.workspaceRoot = workspaceRoot
+        self.extraReadPaths = extraReadPaths
+        self.maxOpenFiles = maxOpenFiles
+        self.maxFileSizeBytes = maxFileSizeBytes
+        self.maxProcesses = maxProcesses
+        self.connectPorts = connectPorts
+    }
+}
+
+/// The directories every job may read and execute from. Bare program names are
+/// looked up only here, never in a PATH the step sets.
+public enum SystemPaths {
+    public static let trustedPath = ["/usr/local/bin", "/usr/bin", "/bin"]
+    public static let readOnly = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/proc",
+                                  "/dev/zero", "/dev/urandom", "/dev/random", "/dev/fd", "/dev/pts"]
+    public static let readWrite = ["/dev/null", "/dev/full", "/dev/tty"]
+}

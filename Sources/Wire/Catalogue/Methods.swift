@@ -1,0 +1,54 @@
+/// The whole wire catalogue. Worker → control plane requests are few on purpose:
+/// every one of them is a privilege the worker must ask for (see ControlPlane's
+/// `WorkerMonitor`, which says in which state each is allowed).
+public enum WireProtocol {
+    /// Bumped on any incompatible change to the catalogue below.
+    public static let version = 1
+}
+
+/// Worker → control plane, once, first: who I am and what sandbox I am in.
+public enum WorkerHello: RPCMethod {
+    public static let name = "worker.hello"
+    public struct Params: Codable, Sendable, Equatable {
+        public var protocolVersion: Int
+        /// The worker's pid as it sees itself (1 inside its own pid namespace).
+        public var pid: Int32
+        public var sandbox: SandboxReport
+        public init(protocolVersion: Int, pid: Int32, sandbox: SandboxReport) {
+            self.protocolVersion = protocolVersion
+            self.pid = pid
+            self.sandbox = sandbox
+        }
+    }
+    public typealias Result = Empty
+}
+
+/// Control plane → worker: run this job. Answered when it is done.
+public enum JobStart: RPCMethod {
+    public static let name = "job.start"
+    public typealias Params = JobSpec
+    public typealias Result = JobResult
+}
+
+/// Control plane → worker: stop the job (its processes are killed).
+public enum JobCancel: RPCMethod {
+    public static let name = "job.cancel"
+    public struct Params: Codable, Sendable {
+        public var jobId: String
+        public init(jobId: String) { self.jobId = jobId }
+    }
+    public typealias Result = Empty
+}
+
+/// Either side: are you there?
+public enum Ping: RPCMethod {
+    public static let name = "ping"
+    public typealias Params = Empty
+    public typealias Result = Empty
+}
+
+/// Worker → control plane: something happened in the job.
+public enum EventEmit: RPCNotificationMethod {
+    public static let name = "event.emit"
+    public typealias Params = JobEvent
+}

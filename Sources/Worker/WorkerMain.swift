@@ -1,0 +1,102 @@
+import Dispatch
+import Foundation
+import NIOCore
+import NIOPosix
+import Sandbox
+import Synchronization
+import Wire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `skelm worker --fd 3 --sandbox <json>`: the hidden entry point the control
+/// plane execs. Sandboxes itself first, then says hello, runs one job and exits.
+public enum WorkerMain {
+    public static func run(arguments: [String]) -> Never {
+        guard let specIndex = arguments.firstIndex(of: "--sandbox"), specIndex + 1 < arguments.count,
+              let spec = try? JSONDecoder().decode(WorkerSandboxSpec.self, from: Data(arguments[specIndex + 1].utf8)),
+              arguments.contains("--fd") else {
+            FileHandle.standardError.write(Data("skelm worker is started by the gateway, not by hand\n".utf8))
+            exit(64)
+        }
+        // Nothing before this line may start a thread (see WorkerSandbox.apply).
+        let report = WorkerSandbox.apply(spec)
+        let workspaceRoot = spec.workspaceRoot
+
+        Task {
+            let code = await serve(report: report, workspaceRoot: workspaceRoot, connectPorts: spec.connectPorts)
+            exit(code)
+        }
+        dispatchMain()
+    }
+
+    static func serve(report: SandboxReport, workspaceRoot: String, connectPorts: [UInt16]) async -> Int32 {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let job = JobSlot()
+        var router = RPCRouter()
+        router.on(Ping.self) { _, _ in Empty() }
+        router.on(JobStart.self) { spec, peer in
+            try await job.run(spec, workspaceRoot: workspaceRoot, connectPorts: connectPorts, peer: peer)
+        }
+        router.on(JobCancel.self) { params, _ in
+            // The job's processes live in our pid namespace: exiting takes them all.
+            // Answering first would race the exit, so the control plane treats the
+            // closed channel as the acknowledgement.
+            if job.current == params.jobId { exit(0) }
+            return Empty()
+        }
+        let peer: RPCPeer
+        do {
+            peer = try await RPCPeer.connect(fd: WorkerSandbox.channelFD, group: group, handler: router)
+        } catch {
+            return 70
+        }
+        do {
+            _ = try await peer.call(WorkerHello.self, .init(protocolVersion: WireProtocol.version, pid: getpid(), sandbox: report),
+                                    timeout: .seconds(10))
+        } catch {
+            // Refused (protocol version, or a sandbox weaker than config requires).
+            return 2
+        }
+        // Single use: the control plane closes the channel once it has the result.
+        try? await peer.closeFuture.get()
+        return 0
+    }
+}
+
+/// The one job this worker will ever run.
+final class JobSlot: Sendable {
+    private let state = Mutex<String?>(nil)
+    private let used = Mutex(false)
+
+    var current: String? { state.withLock { $0 } }
+
+    func run(_ spec: JobSpec, workspaceRoot: String, connectPorts: [UInt16], peer: RPCPeer) async throws -> JobResult {
+        let first = used.withLock { u -> Bool in
+            defer { u = true }
+            return !u
+        }
+        guard first else { throw RPCError(code: RPCError.jobRefused, message: "this worker already ran a job") }
+        guard spec.workspace.hasPrefix(workspaceRoot + "/"), !spec.workspace.contains("/../") else {
+            throw RPCError(code: RPCError.jobRefused, message: "workspace \(spec.workspace) is outside \(workspaceRoot)")
+        }
+        state.withLock { $0 = spec.jobId }
+        peer.notify(EventEmit.self, JobEvent(jobId: spec.jobId, type: "job.started", message: spec.exec.argv.first ?? ""))
+        let ruleset = LandlockRuleset.confined(writable: [spec.workspace] + spec.fsWrite, readable: spec.fsRead,
+                                               connectPorts: connectPorts)
+        // A thread of its own: the Landlock layer binds the thread that forks the step.
+        return try await withCheckedThrowingContinuation { cont in
+            let thread = Thread {
+                do {
+                    cont.resume(returning: try StepRunner.run(job: spec, ruleset: ruleset))
+                } catch let error as SandboxError {
+                    cont.resume(throwing: RPCError(code: RPCError.jobRefused, message: "\(error)"))
+                } catch {
+                    cont.resume(throwing: RPCError(code: RPCError.execFailed, message: "\(error)"))
+                }
+            }
+            thread.start()
+        }
+    }
+}
