@@ -256,8 +256,9 @@ public actor WorkerPool {
         let specJSON = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
         let spawner = self.spawner
         let logFD = configuration.logFD
+        let arguments = configuration.workerArgumentsPrefix + ["worker", "--fd", "3", "--sandbox", specJSON]
         let spawned = try await spawnThread.runIfActive {
-            try spawner.spawn(arguments: ["worker", "--fd", "3", "--sandbox", specJSON], logFD: logFD)
+            try spawner.spawn(arguments: arguments, logFD: logFD)
         }
         let worker = ManagedWorker(pid: spawned.pid, uid: spawned.uid)
         live[spawned.pid] = worker

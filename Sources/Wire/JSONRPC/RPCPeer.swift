@@ -117,6 +117,11 @@ public final class RPCPeer: Sendable {
 
     func receive(_ buffer: ByteBuffer) {
         let data = Data(buffer.readableBytesView)
+        // JSON text is UTF-8 (RFC 8259); decoders differ in what they let through, so check first.
+        guard String(validating: data, as: UTF8.self) != nil else {
+            reject(RPCError(code: RPCError.parseError, message: "frame is not valid UTF-8"), id: nil)
+            return
+        }
         let header: EnvelopeHeader
         do {
             header = try JSONDecoder().decode(EnvelopeHeader.self, from: data)
