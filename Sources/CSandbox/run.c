@@ -88,7 +88,17 @@ int sk_run(const sk_run_spec_t *spec, sk_run_result_t *res) {
     else fcntl(in[1], F_SETFL, O_NONBLOCK);
     int64_t deadline = spec->timeout_ms > 0 ? start + spec->timeout_ms * 1000 : 0;
     char buf[65536];
+    int status = 0, reaped = 0;
+    int64_t drain_until = 0;
     while (out[0] >= 0 || errp[0] >= 0) {
+        // Once the step itself has exited, its leftovers (a background child still
+        // holding stdout) get a short drain and are killed with its group.
+        if (!reaped) {
+            pid_t w = waitpid(pid, &status, WNOHANG);
+            if (w == pid) { reaped = 1; kill(-pid, SIGKILL); drain_until = now_us() + 200 * 1000; }
+        } else if (now_us() >= drain_until) {
+            break;
+        }
         struct pollfd p[3];
         int np = 0, io = -1, ie = -1, ii = -1;
         if (out[0] >= 0) { io = np; p[np++] = (struct pollfd){ out[0], POLLIN, 0 }; }
@@ -105,6 +115,7 @@ int sk_run(const sk_run_spec_t *spec, sk_run_result_t *res) {
             }
             wait_ms = left > 1000 ? 1000 : (int)left + 1;
         }
+        if (wait_ms < 0 || wait_ms > 50) wait_ms = 50;
         int r = poll(p, (nfds_t)np, wait_ms);
         if (r < 0) { if (errno == EINTR) continue; break; }
         if (io >= 0 && p[io].revents) {
@@ -128,11 +139,10 @@ int sk_run(const sk_run_spec_t *spec, sk_run_result_t *res) {
     if (errp[0] >= 0) close(errp[0]);
     if (in[1] >= 0) close(in[1]);
 
-    int status = 0;
     // The step's stdout may close before it exits; wait, but never past the deadline.
-    for (;;) {
+    while (!reaped) {
         pid_t w = waitpid(pid, &status, deadline ? WNOHANG : 0);
-        if (w == pid) break;
+        if (w == pid) { reaped = 1; break; }
         if (w < 0 && errno != EINTR) break;
         if (w == 0) {
             if (now_us() >= deadline) { res->timed_out = 1; kill(-pid, SIGKILL); kill(pid, SIGKILL); deadline = 0; continue; }

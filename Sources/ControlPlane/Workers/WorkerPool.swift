@@ -333,7 +333,7 @@ public actor WorkerPool {
 
     // MARK: Workspaces
 
-    static func prepareWorkspaceRoot(_ root: String) throws {
+    public static func prepareWorkspaceRoot(_ root: String) throws {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         // Traversable by worker uids, listable and writable by nobody else.
         guard chmod(root, 0o711) == 0 else { throw WorkerFailure.spawnFailed("chmod \(root): \(String(cString: strerror(errno)))") }
