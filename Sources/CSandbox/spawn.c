@@ -116,10 +116,13 @@ static int child_main(void *arg) {
     }
     if (s->new_net_ns && loopback_up() < 0) fail(ep, ST_LOOPBACK);
 
+    // Raw syscalls, not glibc's wrappers: those broadcast the change to every
+    // thread glibc believes exists, and in this single-threaded copy of a
+    // multi-threaded parent they wait forever for threads that are not there.
     if (s->drop_uid && !s->new_user_ns) {
-        if (setgroups(0, NULL) < 0) fail(ep, ST_SETGROUPS);
-        if (setresgid(s->gid, s->gid, s->gid) < 0) fail(ep, ST_SETGID);
-        if (setresuid(s->uid, s->uid, s->uid) < 0) fail(ep, ST_SETUID);
+        if (syscall(SYS_setgroups, 0, NULL) < 0) fail(ep, ST_SETGROUPS);
+        if (syscall(SYS_setresgid, s->gid, s->gid, s->gid) < 0) fail(ep, ST_SETGID);
+        if (syscall(SYS_setresuid, s->uid, s->uid, s->uid) < 0) fail(ep, ST_SETUID);
     }
     // After the uid change: the kernel clears the death signal on credential changes.
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail(ep, ST_PDEATHSIG);

@@ -62,11 +62,12 @@ struct TestPool {
     }
 }
 
-/// Our own children that are zombies (exited, not reaped).
-func zombieChildren() -> [Int32] {
+/// Our own children that are zombies (exited, not reaped), among `pids` when given
+/// (tests run in parallel, so another test's worker may be between exit and reaping).
+func zombieChildren(among pids: Set<Int32>? = nil) -> [Int32] {
     let me = getpid()
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-    return entries.compactMap { Int32($0) }.filter { pid in
+    return entries.compactMap { Int32($0) }.filter { pids?.contains($0) ?? true }.filter { pid in
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = stat.lastIndex(of: ")") else { return false }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
