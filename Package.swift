@@ -47,6 +47,7 @@ let package = Package(
         .executableTarget(name: "CLI", dependencies: [
             "ControlPlane", "Worker", "Wire", "Sandbox",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI", swiftSettings: strict),
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: strict),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ControlPlane", "Wire"], swiftSettings: strict),

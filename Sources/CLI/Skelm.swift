@@ -1,4 +1,5 @@
 import ArgumentParser
+import ControlPlane
 
 struct Skelm: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,6 +12,16 @@ struct Skelm: AsyncParsableCommand {
 struct ConfigOptions: ParsableArguments {
     @Option(name: [.short, .long], help: "Config file (default: ./skelm.config.yaml when present).")
     var config: String?
+
+    /// Loads and validates the config; a bad one is reported on stderr with exit 2.
+    func load() throws -> ConfigLoader.Loaded {
+        do {
+            return try ConfigLoader.load(path: path)
+        } catch {
+            FileHandle.standardError.write(Data("skelm: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
 
     var path: String? {
         if let config { return config }

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Logging
 import Worker
 
 // The worker is this same binary re-executed. It must sandbox itself before
@@ -7,6 +8,13 @@ import Worker
 // and of any async code.
 if CommandLine.arguments.count > 1, CommandLine.arguments[1] == "worker" {
     WorkerMain.run(arguments: CommandLine.arguments)
+}
+
+// Logs go to stderr, so stdout stays for what a command prints.
+LoggingSystem.bootstrap { label in
+    var handler = StreamLogHandler.standardError(label: label)
+    handler.logLevel = ProcessInfo.processInfo.environment["SKELM_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+    return handler
 }
 
 Task {

@@ -18,8 +18,7 @@ struct Doctor: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let loaded: ConfigLoader.Loaded
-        do { loaded = try ConfigLoader.load(path: options.path) } catch { throw CleanExit.message("\(error)") }
+        let loaded = try options.load()
         let host = HostSupport.probe()
         let required = loaded.config.requiredLayers(runningAsRoot: host.runningAsRoot)
 

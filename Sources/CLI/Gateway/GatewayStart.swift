@@ -20,11 +20,10 @@ struct GatewayStart: AsyncParsableCommand {
     var drainSeconds = 30
 
     func run() async throws {
+        // Handlers first: a SIGTERM during start-up must drain, not kill.
+        let termination = Signals.termination()
         let logger = Logger(label: "skelm.gateway")
-        let loaded: ConfigLoader.Loaded
-        do { loaded = try ConfigLoader.load(path: options.path) } catch {
-            throw CleanExit.message("\(error)")
-        }
+        let loaded = try options.load()
         let gateway = try Gateway(loaded: loaded, logger: logger)
         do {
             try await gateway.start()
@@ -33,7 +32,7 @@ struct GatewayStart: AsyncParsableCommand {
             FileHandle.standardError.write(Data("skelm: cannot start: \(error)\n".utf8))
             throw ExitCode(1)
         }
-        await Signals.waitForTermination()
+        for await _ in termination { break }
         logger.info("draining")
         await gateway.stop(drain: .seconds(drainSeconds))
     }
@@ -41,7 +40,7 @@ struct GatewayStart: AsyncParsableCommand {
 
 /// SIGINT/SIGTERM as an awaitable event.
 enum Signals {
-    static func waitForTermination() async {
+    static func termination() -> AsyncStream<Int32> {
         signal(SIGPIPE, SIG_IGN)
         let (stream, cont) = AsyncStream<Int32>.makeStream()
         for sig in [SIGINT, SIGTERM] {
@@ -54,6 +53,6 @@ enum Signals {
             }
             source.resume()
         }
-        for await _ in stream { return }
+        return stream
     }
 }

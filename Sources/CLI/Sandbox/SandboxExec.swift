@@ -41,8 +41,7 @@ struct SandboxExec: AsyncParsableCommand {
             guard let eq = pair.firstIndex(of: "=") else { throw ValidationError("--env wants KEY=VALUE, got \(pair)") }
             environment[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
         }
-        let loaded: ConfigLoader.Loaded
-        do { loaded = try ConfigLoader.load(path: options.path) } catch { throw CleanExit.message("\(error)") }
+        let loaded = try options.load()
         var config = loaded.config
         config.workers.minSpare = 0
         var logger = Logger(label: "skelm.sandbox")

@@ -1,0 +1,56 @@
+import ControlPlane
+import Testing
+import Wire
+
+@Suite("Config")
+struct ConfigTests {
+    @Test("an empty file gives the documented defaults")
+    func defaults() throws {
+        let config = try ConfigLoader.parse("", file: "skelm.config.yaml")
+        #expect(config.server.host == "127.0.0.1")
+        #expect(config.server.port == 14738)
+        #expect(config.workers.minSpare == 2)
+        #expect(config.workers.max == 8)
+    }
+
+    @Test("every key is read")
+    func keys() throws {
+        let config = try ConfigLoader.parse("""
+            server: {host: 0.0.0.0, port: 9000}
+            workers:
+              minSpare: 1
+              max: 3
+              limits: {addressSpaceMB: 256, processes: 32}
+            sandbox:
+              require: [seccomp, landlock]
+            """, file: "c.yaml")
+        #expect(config.server.port == 9000)
+        #expect(config.workers.max == 3)
+        #expect(config.workers.limits.addressSpaceMB == 256)
+        #expect(config.requiredLayers(runningAsRoot: true) == [.seccomp, .landlock])
+    }
+
+    @Test("JSON is accepted too")
+    func json() throws {
+        let config = try ConfigLoader.parse(#"{"server": {"port": 8080}}"#, file: "c.json")
+        #expect(config.server.port == 8080)
+    }
+
+    @Test("bad configs name the key and the line", arguments: [
+        ("server:\n  prot: 1\n", "c.yaml:2: server.prot: unknown key"),
+        ("workers:\n  max: lots\n", "c.yaml:2: workers.max: expected an integer"),
+        ("colour: blue\n", "c.yaml:1: colour: unknown key"),
+        ("workers:\n  minSpare: 9\n  max: 2\n", "workers.minSpare: must be between 0 and workers.max"),
+        ("sandbox:\n  require: [seccomp, magic]\n", "sandbox.require[1]"),
+        ("server: [1, 2]\n", "c.yaml:1: server: must be a mapping"),
+        ("server:\n  port: 70000\n", "server.port: must be between 1 and 65535"),
+    ])
+    func errors(yaml: String, message: String) {
+        do {
+            _ = try ConfigLoader.parse(yaml, file: "c.yaml")
+            Issue.record("accepted a bad config")
+        } catch {
+            #expect("\(error)".contains(message), "\(error)")
+        }
+    }
+}
