@@ -103,6 +103,27 @@ struct CLITests {
     }
 }
 
+extension CLITests {
+    @Test("workers die with a gateway killed by SIGKILL (no orphans)")
+    func noOrphans() async throws {
+        let state = temporaryStateDir()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let config = state + "/skelm.config.yaml"
+        try "stateDir: \(state)\nworkers:\n  minSpare: 3\n  max: 4\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: skelmBinary)
+        process.arguments = ["gateway", "start", "--config", config]
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let gateway = process.processIdentifier
+        #expect(await waitUntil(.seconds(15)) { childCount(of: gateway) >= 3 })
+        let workers = childPids(of: gateway)
+        kill(gateway, SIGKILL)
+        process.waitUntilExit()
+        #expect(await waitUntil { workers.allSatisfy { kill($0, 0) != 0 } })
+    }
+}
+
 func childPids(of parent: Int32) -> [Int32] {
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
     return entries.compactMap { Int32($0) }.filter { pid in
