@@ -282,8 +282,8 @@ public actor WorkerPool {
         }
         defer { timer.cancel() }
         _ = try await worker.waitForHello()
-        spawnLatencies.append(Double((ContinuousClock.now - started).components.attoseconds) / 1e15
-                              + Double((ContinuousClock.now - started).components.seconds) * 1000)
+        let elapsed = (ContinuousClock.now - started).components
+        spawnLatencies.append(Double(elapsed.seconds) * 1000 + Double(elapsed.attoseconds) / 1e15)
         return worker
     }
 

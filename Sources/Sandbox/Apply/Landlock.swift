@@ -1,5 +1,9 @@
 import CSandbox
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A Landlock ruleset: what the calling thread (and every process it forks) may touch.
 public struct LandlockRuleset: Sendable {
     public var readPaths: [String]
@@ -34,12 +38,7 @@ public struct LandlockRuleset: Sendable {
                 sk_landlock_restrict(rb.baseAddress, rb.count, pb.baseAddress, pb.count, &err, err.count)
             }
         }
-        _ = cStrings.count
         if r < 0 { throw SandboxError.layer(.landlock, String(cBuffer: err)) }
         return Int(r)
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

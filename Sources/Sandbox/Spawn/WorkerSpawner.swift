@@ -1,5 +1,6 @@
 import CSandbox
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -122,5 +123,3 @@ private final class Counter: Sendable {
     private let value = Mutex<UInt32>(0)
     func next() -> UInt32 { value.withLock { $0 &+= 1; return $0 } }
 }
-
-import Synchronization
