@@ -1,5 +1,6 @@
 import ArgumentParser
 import ControlPlane
+import Foundation
 
 struct Skelm: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,15 +26,10 @@ struct ConfigOptions: ParsableArguments {
 
     var path: String? {
         if let config { return config }
-        return FileManagerProbe.exists("skelm.config.yaml") ? "skelm.config.yaml" : nil
+        return FileManager.default.fileExists(atPath: "skelm.config.yaml") ? "skelm.config.yaml" : nil
     }
 }
 
-import Foundation
-
-enum FileManagerProbe {
-    static func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
-}
 
 /// Hidden: the worker entry point (handled in main.swift before parsing).
 struct WorkerCommand: ParsableCommand {

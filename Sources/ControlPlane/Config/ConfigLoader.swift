@@ -68,7 +68,7 @@ public enum ConfigLoader {
         return URL(fileURLWithPath: absolute).standardizedFileURL.path
     }
 
-    /// The key tree of GatewayConfig. `nil` marks a leaf.
+    /// The key tree of GatewayConfig, for naming unknown keys with their line.
     indirect enum Schema { case object([String: Schema]), leaf }
 
     static let schema: Schema = .object([

@@ -46,11 +46,7 @@ public struct GatewayConfig: Codable, Sendable {
     public init() {}
 
     public func requiredLayers(runningAsRoot: Bool) -> Set<SandboxLayer> {
-        require(sandbox.require, runningAsRoot)
-    }
-
-    private func require(_ list: [SandboxLayer]?, _ root: Bool) -> Set<SandboxLayer> {
-        list.map(Set.init) ?? WorkerPoolConfiguration.defaultRequirements(runningAsRoot: root)
+        sandbox.require.map(Set.init) ?? WorkerPoolConfiguration.defaultRequirements(runningAsRoot: runningAsRoot)
     }
 }
 
