@@ -26,18 +26,21 @@ let package = Package(
         // The few syscalls Glibc's module does not export (unshare, clone, Landlock,
         // prctl variants) and everything that must run between fork and exec.
         .target(name: "CSandbox", dependencies: ["CSeccomp"], path: "Sources/CSandbox"),
+        // The workflow model and its expression language: plain data both sides share.
+        .target(name: "Workflow", swiftSettings: strict),
         .target(name: "Wire", dependencies: [
+            "Workflow",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOExtras", package: "swift-nio-extras"),
         ], swiftSettings: strict),
         .target(name: "Sandbox", dependencies: ["CSandbox", "Wire"], swiftSettings: strict),
         .target(name: "Worker", dependencies: [
-            "Wire", "Sandbox",
+            "Wire", "Sandbox", "Workflow",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "ControlPlane", dependencies: [
-            "Wire", "Sandbox",
+            "Wire", "Sandbox", "Workflow",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -45,11 +48,12 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: strict),
         .executableTarget(name: "CLI", dependencies: [
-            "ControlPlane", "Worker", "Wire", "Sandbox",
+            "ControlPlane", "Worker", "Wire", "Sandbox", "Workflow",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI", swiftSettings: strict),
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: strict),
+        .testTarget(name: "WorkflowTests", dependencies: ["Workflow"], swiftSettings: strict),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ControlPlane", "Wire"], swiftSettings: strict),
         .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane", "Wire", "Sandbox"], swiftSettings: strict),
     ]

@@ -39,6 +39,9 @@ public enum WorkerMain {
         router.on(JobStart.self) { spec, peer in
             try await job.run(spec, workspaceRoot: workspaceRoot, connectPorts: connectPorts, peer: peer)
         }
+        router.on(RunJob.self) { spec, peer in
+            try await job.run(spec, workspaceRoot: workspaceRoot, connectPorts: connectPorts, peer: peer)
+        }
         router.on(JobCancel.self) { params, _ in
             // The job's processes live in our pid namespace: exiting takes them all.
             // Answering first would race the exit, so the control plane treats the
@@ -72,16 +75,29 @@ final class JobSlot: Sendable {
 
     var current: String? { state.withLock { $0 } }
 
-    func run(_ spec: JobSpec, workspaceRoot: String, connectPorts: [UInt16], peer: RPCPeer) async throws -> JobResult {
+    /// Single use: the first job claims the worker, any later one is refused.
+    private func claim(jobId: String, workspace: String, workspaceRoot: String) throws {
         let first = used.withLock { u -> Bool in
             defer { u = true }
             return !u
         }
         guard first else { throw RPCError(code: RPCError.jobRefused, message: "this worker already ran a job") }
-        guard spec.workspace.hasPrefix(workspaceRoot + "/"), !spec.workspace.contains("/../") else {
-            throw RPCError(code: RPCError.jobRefused, message: "workspace \(spec.workspace) is outside \(workspaceRoot)")
+        guard workspace.hasPrefix(workspaceRoot + "/"), !workspace.contains("/../") else {
+            throw RPCError(code: RPCError.jobRefused, message: "workspace \(workspace) is outside \(workspaceRoot)")
         }
-        state.withLock { $0 = spec.jobId }
+        state.withLock { $0 = jobId }
+    }
+
+    func run(_ spec: RunJobSpec, workspaceRoot: String, connectPorts: [UInt16], peer: RPCPeer) async throws -> RunJobResult {
+        try claim(jobId: spec.jobId, workspace: spec.workspace, workspaceRoot: workspaceRoot)
+        let ruleset = LandlockRuleset.confined(writable: [spec.workspace] + spec.fsWrite, readable: spec.fsRead,
+                                               connectPorts: connectPorts)
+        let interpreter = Interpreter(spec: spec, ruleset: ruleset) { event in peer.notify(EventEmit.self, event) }
+        return await interpreter.run()
+    }
+
+    func run(_ spec: JobSpec, workspaceRoot: String, connectPorts: [UInt16], peer: RPCPeer) async throws -> JobResult {
+        try claim(jobId: spec.jobId, workspace: spec.workspace, workspaceRoot: workspaceRoot)
         peer.notify(EventEmit.self, JobEvent(jobId: spec.jobId, type: "job.started", message: spec.exec.argv.first ?? ""))
         let ruleset = LandlockRuleset.confined(writable: [spec.workspace] + spec.fsWrite, readable: spec.fsRead,
                                                connectPorts: connectPorts)

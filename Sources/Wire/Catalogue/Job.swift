@@ -1,3 +1,5 @@
+import Workflow
+
 /// One unit of work for a single-use worker.
 public struct JobSpec: Codable, Sendable {
     public var jobId: String
@@ -80,15 +82,21 @@ public struct JobResult: Codable, Sendable, Equatable {
     public var succeeded: Bool { exitCode == 0 && !timedOut }
 }
 
-/// Something a worker tells the control plane while a job runs.
+/// Something a worker tells the control plane while a job runs. Step events
+/// name the step by its path (`fan/2/square` inside a forEach) and carry data
+/// (an output, an error, an attempt number).
 public struct JobEvent: Codable, Sendable, Equatable {
     public var jobId: String
     public var type: String
     public var message: String
+    public var step: String?
+    public var data: JSONValue?
 
-    public init(jobId: String, type: String, message: String) {
+    public init(jobId: String, type: String, message: String = "", step: String? = nil, data: JSONValue? = nil) {
         self.jobId = jobId
         self.type = type
         self.message = message
+        self.step = step
+        self.data = data
     }
 }

@@ -1,0 +1,29 @@
+/// A workflow as the control plane loaded and validated it. It travels to the
+/// worker inside `job.run`, so it is plain Codable data: templates stay strings
+/// (`${{ … }}`) until the interpreter evaluates them.
+public struct WorkflowDefinition: Codable, Sendable, Equatable {
+    public var id: String
+    public var description: String?
+    /// JSON Schema for the run's input / output (checked by the control plane).
+    public var input: JSONValue?
+    public var output: JSONValue?
+    /// Values steps may read as `${{ env.NAME }}` and that exec steps get in their environment.
+    public var env: [String: String]
+    /// Bound on the whole run, in milliseconds.
+    public var timeoutMs: Int?
+    /// What the run returns; a template over the steps. Default: the last top-level step's output.
+    public var result: JSONValue?
+    public var steps: [Step]
+
+    public init(id: String, description: String? = nil, input: JSONValue? = nil, output: JSONValue? = nil,
+                env: [String: String] = [:], timeoutMs: Int? = nil, result: JSONValue? = nil, steps: [Step]) {
+        self.id = id
+        self.description = description
+        self.input = input
+        self.output = output
+        self.env = env
+        self.timeoutMs = timeoutMs
+        self.result = result
+        self.steps = steps
+    }
+}
