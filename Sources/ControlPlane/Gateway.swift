@@ -3,22 +3,29 @@ import Logging
 import NIOCore
 import NIOPosix
 import Sandbox
+import Synchronization
 import Wire
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The control plane: owns the state directory and the worker pool.
+/// The control plane: owns the state directory, the run store, the workflow
+/// registry, the worker pool and the HTTP API.
 public final class Gateway: Sendable {
     public let config: GatewayConfig
     public let configPath: String?
     public let stateDir: String
     public let pool: WorkerPool
+    public let store: RunStore
+    public let registry: WorkflowRegistry
+    public let runs: RunService
+    public let hub = RunEventHub()
     public let group: any EventLoopGroup
     let logger: Logger
+    private let server = Mutex<(HTTPServer, Task<Void, any Error>)?>(nil)
 
-    /// Builds everything that does not yet run anything: state dir, spawner, pool.
+    /// Builds everything that does not yet run anything: state dir, store, spawner, pool.
     public init(loaded: ConfigLoader.Loaded, logger: Logger = Logger(label: "skelm.gateway"),
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)) throws {
         self.config = loaded.config
@@ -35,19 +42,70 @@ public final class Gateway: Sendable {
         self.pool = WorkerPool(configuration: poolConfig, spawner: spawner, group: group, logger: logger,
                                onEvent: { event in logger.debug("job event", metadata: ["job": "\(event.jobId)", "type": "\(event.type)"]) },
                                onViolation: { pid, what in logger.warning("sandbox.violation", metadata: ["pid": "\(pid)", "what": "\(what)"]) })
+        do {
+            self.store = try RunStore(path: stateDir + "/skelm.db", durability: config.storage.durability)
+        } catch {
+            throw ConfigError(file: stateDir + "/skelm.db", line: nil, keyPath: "storage.runs", message: "cannot open the run store: \(error)")
+        }
+        self.registry = WorkflowRegistry(dirs: loaded.workflowDirs, logger: logger)
+        self.runs = RunService(store: store, registry: registry, pool: pool, hub: hub,
+                               maxConcurrent: config.server.maxConcurrentRuns,
+                               runTimeout: .seconds(config.server.runTimeoutSeconds),
+                               stepTimeoutMs: config.workers.limits.timeoutSeconds * 1000, logger: logger)
     }
+
+    public var socketPath: String { stateDir + "/gateway.sock" }
+    public var discoveryPath: String { stateDir + "/gateway.json" }
+
+    /// The port the API listens on (differs from config when config says 0).
+    public var port: Int? { server.withLock { $0?.0.boundPort } }
 
     public func start() async throws {
+        let (valid, invalid) = await registry.reload()
         try await pool.start()
+        try await runs.resumeUnfinished()
+        let api = API(runs: runs, store: store, registry: registry, pool: pool, hub: hub,
+                      maxBodyBytes: config.server.maxBodyKB << 10, heartbeat: .seconds(config.server.sseHeartbeatSeconds),
+                      startedAt: Date())
+        var httpLogger = logger
+        httpLogger.logLevel = max(logger.logLevel, .notice)
+        let started = try await HTTPServer.start(api: api, host: config.server.host, port: config.server.port,
+                                                 socketPath: socketPath, logger: httpLogger)
+        server.withLock { $0 = started }
+        try writeDiscovery(port: started.0.boundPort)
         let counts = await pool.counts
-        logger.info("gateway started", metadata: ["stateDir": "\(stateDir)", "workers": "\(counts.live)"])
+        logger.info("gateway started", metadata: [
+            "url": "http://\(config.server.host):\(started.0.boundPort)", "stateDir": "\(stateDir)",
+            "workers": "\(counts.live)", "workflows": "\(valid)", "invalidWorkflows": "\(invalid)",
+        ])
     }
 
-    /// Drains: no new jobs, running ones get `drain` to finish, then everything stops.
+    /// Drains: no new runs, running ones get `drain` to finish (what does not
+    /// finish resumes at the next start), then everything stops.
     public func stop(drain: Duration = .seconds(30)) async {
-        await pool.shutdown(drain: drain)
+        await runs.drain(timeout: drain)
+        hub.closeAll()
+        if let (http, task) = server.withLock({ $0 }) {
+            await http.stop()
+            _ = try? await task.value
+        }
+        unlink(discoveryPath)
+        await pool.shutdown(drain: .seconds(1))
         try? await group.shutdownGracefully()
         logger.info("gateway stopped")
+    }
+
+    /// How the CLI finds this gateway: written 0600, removed at stop.
+    private func writeDiscovery(port: Int) throws {
+        let host = config.server.host == "0.0.0.0" ? "127.0.0.1" : config.server.host
+        let info = GatewayDiscovery(url: "http://\(host.contains(":") ? "[\(host)]" : host):\(port)", socket: socketPath,
+                                    pid: getpid(), version: SkelmVersion.string, startedAt: Date().timeIntervalSince1970)
+        let data = try JSONEncoder().encode(info)
+        let tmp = discoveryPath + ".tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: data, attributes: [.posixPermissions: 0o600]),
+              rename(tmp, discoveryPath) == 0 else {
+            throw ConfigError(file: discoveryPath, line: nil, keyPath: "stateDir", message: "cannot write the discovery file")
+        }
     }
 
     /// 0711: worker uids may traverse it to reach their workspace, but cannot list it;
@@ -58,4 +116,13 @@ public final class Gateway: Sendable {
             throw ConfigError(file: path, line: nil, keyPath: "stateDir", message: "chmod failed: \(String(cString: strerror(errno)))")
         }
     }
+}
+
+/// `stateDir/gateway.json`: where a running gateway listens.
+public struct GatewayDiscovery: Codable, Sendable {
+    public var url: String
+    public var socket: String
+    public var pid: Int32
+    public var version: String
+    public var startedAt: Double
 }

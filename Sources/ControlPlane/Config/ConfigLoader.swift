@@ -72,7 +72,9 @@ public enum ConfigLoader {
     indirect enum Schema { case object([String: Schema]), leaf }
 
     static let schema: Schema = .object([
-        "server": .object(["host": .leaf, "port": .leaf]),
+        "server": .object(["host": .leaf, "port": .leaf, "maxConcurrentRuns": .leaf, "maxBodyKB": .leaf, "runTimeoutSeconds": .leaf, "sseHeartbeatSeconds": .leaf]),
+        "workflows": .object(["dirs": .leaf]),
+        "storage": .object(["runs": .leaf, "durability": .leaf]),
         "stateDir": .leaf,
         "workers": .object([
             "minSpare": .leaf, "max": .leaf, "uidBase": .leaf, "workspaceRoot": .leaf,
@@ -120,9 +122,21 @@ public enum ConfigLoader {
     static func typeName(_ type: Any.Type) -> String {
         switch type {
         case is String.Type: "a string"
+        case is [String].Type: "a list of strings"
+        case is RunStore.Durability.Type: "full or normal"
         case is Int.Type, is UInt32.Type, is UInt64.Type: "an integer"
         case is Bool.Type: "true or false"
         default: "\(type)"
+        }
+    }
+}
+
+extension ConfigLoader.Loaded {
+    /// `workflows.dirs`, each relative to the config file's directory.
+    public var workflowDirs: [String] {
+        let base = path.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path } ?? FileManager.default.currentDirectoryPath
+        return config.workflows.dirs.map { d in
+            URL(fileURLWithPath: d.hasPrefix("/") ? d : base + "/" + d).standardizedFileURL.path
         }
     }
 }

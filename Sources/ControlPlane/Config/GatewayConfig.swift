@@ -8,10 +8,34 @@ public struct GatewayConfig: Codable, Sendable {
     public var stateDir: String?
     public var workers = Workers()
     public var sandbox = Sandbox()
+    public var workflows = Workflows()
+    public var storage = Storage()
 
     public struct Server: Codable, Sendable {
         public var host = "127.0.0.1"
         public var port = 14738
+        /// Runs holding a worker at once; the rest wait in the queue, in order.
+        public var maxConcurrentRuns = 8
+        /// Request bodies larger than this get 413.
+        public var maxBodyKB = 1024
+        /// Bound on a run without its own `timeout`.
+        public var runTimeoutSeconds = 3600
+        /// Seconds between SSE heartbeat comments on an idle event stream.
+        public var sseHeartbeatSeconds = 15
+        public init() {}
+    }
+
+    public struct Workflows: Codable, Sendable {
+        /// Directories searched (recursively) for `*.workflow.yaml|yml|json`, relative to the config file.
+        public var dirs = ["workflows"]
+        public init() {}
+    }
+
+    public struct Storage: Codable, Sendable {
+        /// Where runs, steps and events live. Only `sqlite` (in stateDir) so far.
+        public var runs = "sqlite"
+        /// `full`: every commit is fsynced; `normal`: fsync at WAL checkpoints only.
+        public var durability = RunStore.Durability.full
         public init() {}
     }
 
@@ -65,6 +89,24 @@ extension GatewayConfig {
         stateDir = try c.decodeIfPresent(String.self, forKey: .stateDir)
         workers = try c.value(.workers, or: d.workers)
         sandbox = try c.value(.sandbox, or: d.sandbox)
+        workflows = try c.value(.workflows, or: d.workflows)
+        storage = try c.value(.storage, or: d.storage)
+    }
+}
+
+extension GatewayConfig.Workflows {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        dirs = try c.value(.dirs, or: Self().dirs)
+    }
+}
+
+extension GatewayConfig.Storage {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = Self()
+        runs = try c.value(.runs, or: d.runs)
+        durability = try c.value(.durability, or: d.durability)
     }
 }
 
@@ -74,6 +116,10 @@ extension GatewayConfig.Server {
         let d = Self()
         host = try c.value(.host, or: d.host)
         port = try c.value(.port, or: d.port)
+        maxConcurrentRuns = try c.value(.maxConcurrentRuns, or: d.maxConcurrentRuns)
+        maxBodyKB = try c.value(.maxBodyKB, or: d.maxBodyKB)
+        runTimeoutSeconds = try c.value(.runTimeoutSeconds, or: d.runTimeoutSeconds)
+        sseHeartbeatSeconds = try c.value(.sseHeartbeatSeconds, or: d.sseHeartbeatSeconds)
     }
 }
 
@@ -114,7 +160,15 @@ extension GatewayConfig {
     /// Checks values that decode but make no sense, naming the key.
     public func validate(file: String) throws {
         func bad(_ key: String, _ message: String) -> ConfigError { ConfigError(file: file, line: nil, keyPath: key, message: message) }
-        if !(1...65535).contains(server.port) { throw bad("server.port", "must be between 1 and 65535") }
+        if !(0...65535).contains(server.port) { throw bad("server.port", "must be between 1 and 65535 (0: any free port)") }
+        if !(1...1024).contains(server.maxConcurrentRuns) { throw bad("server.maxConcurrentRuns", "must be between 1 and 1024") }
+        if !(1...1_048_576).contains(server.maxBodyKB) { throw bad("server.maxBodyKB", "must be between 1 and 1048576") }
+        if !(1...3600).contains(server.sseHeartbeatSeconds) { throw bad("server.sseHeartbeatSeconds", "must be between 1 and 3600") }
+        if server.runTimeoutSeconds < 1 { throw bad("server.runTimeoutSeconds", "must be at least 1") }
+        if storage.runs != "sqlite" {
+            throw bad("storage.runs", "'\(storage.runs)' is not available; this gateway stores runs in sqlite")
+        }
+        if workflows.dirs.contains(where: \.isEmpty) { throw bad("workflows.dirs", "must not contain an empty path") }
         if workers.max < 1 { throw bad("workers.max", "must be at least 1") }
         if workers.minSpare < 0 || workers.minSpare > workers.max { throw bad("workers.minSpare", "must be between 0 and workers.max (\(workers.max))") }
         if workers.uidBase < 1000 || UInt64(workers.uidBase) + 50_000 > UInt64(UInt32.max - 1) {

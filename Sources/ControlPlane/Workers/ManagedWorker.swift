@@ -25,6 +25,8 @@ final class ManagedWorker: Sendable {
         /// Why we killed it, when we did: a protocol violation, a cancel, a timeout.
         var killReason: String?
         var events = 0
+        /// Where this job's events go; set when the job is handed over.
+        var sink: (@Sendable (JobEvent) async -> Void)?
     }
 
     private let state = Mutex(State())
@@ -42,6 +44,11 @@ final class ManagedWorker: Sendable {
     var hasExited: Bool { state.withLock { $0.exit != nil } }
 
     func attach(_ peer: RPCPeer) { state.withLock { $0.peer = peer } }
+
+    var eventSink: (@Sendable (JobEvent) async -> Void)? {
+        get { state.withLock { $0.sink } }
+        set { state.withLock { $0.sink = newValue } }
+    }
 
     func setPhase(_ phase: WorkerMonitor.Phase, jobId: String? = nil) {
         state.withLock {

@@ -46,7 +46,7 @@ struct WorkerConnection: RPCHandler {
             _ = violation("event.emit for a job it is not running")
             return
         }
-        onEvent(event)
+        if let sink = worker.eventSink { await sink(event) } else { onEvent(event) }
     }
 
     func protocolError(_ error: any Error, from peer: RPCPeer) {

@@ -32,6 +32,9 @@ public actor WorkerPool {
     private var spawnFailures = 0
     private var lastSpawnError: String?
     private var spawnLatencies: [Double] = []
+    private var busyJobs = 0
+    /// The most jobs that ever ran at once (operators size `maxConcurrentRuns` by it).
+    public private(set) var peakBusy = 0
 
     public init(configuration: WorkerPoolConfiguration, spawner: WorkerSpawner, group: any EventLoopGroup,
                 logger: Logger = Logger(label: "skelm.workers"),
@@ -66,9 +69,39 @@ public actor WorkerPool {
         public init(jobId: String = UUID().uuidString.lowercased()) { self.jobId = jobId }
     }
 
-    /// Runs one job in a fresh worker and reports how it ended. Never throws: every
-    /// failure is an outcome with its cause.
+    /// Runs one program in a fresh worker and reports how it ended. Never throws:
+    /// every failure is an outcome with its cause.
     public func run(_ exec: ExecSpec, options: JobOptions = JobOptions()) async -> JobOutcome {
+        let limits = options.limits ?? configuration.stepLimits
+        let (answer, outcome) = await perform(JobStart.self, options: options, timeout: .milliseconds(exec.timeoutMs + 10_000)) { workspace in
+            JobSpec(jobId: options.jobId, workspace: workspace, fsRead: options.fsRead, fsWrite: options.fsWrite,
+                    limits: limits, exec: exec)
+        }
+        var out = outcome
+        if let result = answer {
+            out.result = result
+            out.failure = Self.failure(of: result, timeoutMs: exec.timeoutMs)
+            if result.signal == SIGSYS {
+                out.violation = true
+                onViolation(out.workerPid, "step \(result.resolvedPath) \(ExitStatus.describe(signal: SIGSYS))")
+            }
+        }
+        return out
+    }
+
+    /// Runs one workflow segment in a fresh worker. `events` receives each of the
+    /// job's events in order, before the next is read from the worker.
+    public func runSegment(options: JobOptions, timeout: Duration,
+                           events: @escaping @Sendable (JobEvent) async -> Void,
+                           spec: @escaping @Sendable (_ workspace: String) -> RunJobSpec) async -> (RunJobResult?, JobOutcome) {
+        await perform(RunJob.self, options: options, timeout: timeout, events: events, params: spec)
+    }
+
+    /// The part every kind of job shares: a warm worker, a workspace owned by the
+    /// worker's uid, one call, and a named cause for whatever goes wrong.
+    private func perform<M: RPCMethod>(_ method: M.Type, options: JobOptions, timeout: Duration,
+                                       events: (@Sendable (JobEvent) async -> Void)? = nil,
+                                       params: (String) -> M.Params) async -> (M.Result?, JobOutcome) {
         let workspace = configuration.workspaceRoot + "/" + options.jobId
         var outcome = JobOutcome(jobId: options.jobId, workerPid: 0, workspace: workspace, result: nil,
                                  failure: nil, violation: false, sandbox: nil)
@@ -77,10 +110,14 @@ public actor WorkerPool {
             worker = try await acquire()
         } catch {
             outcome.failure = "no worker available: \(error)"
-            return outcome
+            return (nil, outcome)
         }
         outcome.workerPid = worker.pid
         outcome.sandbox = worker.report
+        busyJobs += 1
+        peakBusy = Swift.max(peakBusy, busyJobs)
+        defer { busyJobs -= 1 }
+        worker.eventSink = events
         worker.setPhase(.busy, jobId: options.jobId)
         replenish()
         defer {
@@ -91,24 +128,17 @@ public actor WorkerPool {
         } catch {
             worker.kill(reason: "job aborted")
             outcome.failure = "workspace: \(error)"
-            return outcome
+            return (nil, outcome)
         }
-        let spec = JobSpec(jobId: options.jobId, workspace: workspace, fsRead: options.fsRead, fsWrite: options.fsWrite,
-                           limits: options.limits ?? configuration.stepLimits, exec: exec)
         guard let peer = worker.peer else {
             outcome.failure = "worker has no channel"
-            return outcome
+            return (nil, outcome)
         }
         do {
-            let result = try await peer.call(JobStart.self, spec, timeout: .milliseconds(exec.timeoutMs + 10_000))
+            let result = try await peer.call(method, params(workspace), timeout: timeout)
             worker.setPhase(.finishing)
             peer.close()
-            outcome.result = result
-            outcome.failure = Self.failure(of: result, timeoutMs: exec.timeoutMs)
-            if result.signal == SIGSYS {
-                outcome.violation = true
-                onViolation(worker.pid, "step \(result.resolvedPath) \(ExitStatus.describe(signal: SIGSYS))")
-            }
+            return (result, outcome)
         } catch let error as RPCError {
             worker.setPhase(.finishing)
             peer.close()
@@ -125,7 +155,7 @@ public actor WorkerPool {
             }
             outcome.failure = reason.map { "\($0) (worker \(status))" } ?? "worker \(status)"
         }
-        return outcome
+        return (nil, outcome)
     }
 
     /// Stops a running job: its worker, and with it every process of the job, is killed.

@@ -1,0 +1,29 @@
+import Foundation
+import Hummingbird
+
+/// What the routes reach: the gateway's parts, nothing else.
+struct API: Sendable {
+    let runs: RunService
+    let store: RunStore
+    let registry: WorkflowRegistry
+    let pool: WorkerPool
+    let hub: RunEventHub
+    let maxBodyBytes: Int
+    let heartbeat: Duration
+    let startedAt: Date
+
+    func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: JSONErrorMiddleware())
+        addHealthRoutes(router)
+        addWorkflowRoutes(router)
+        addRunRoutes(router)
+        addEventRoutes(router)
+        addWorkerRoutes(router)
+        return router
+    }
+}
+
+public enum SkelmVersion {
+    public static let string = "0.1.0"
+}

@@ -1,0 +1,76 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// Every error the API returns: `{"error": {"code", "message"}}` with its status.
+public struct APIError: Error, Sendable {
+    public let status: HTTPResponse.Status
+    public let code: String
+    public let message: String
+    public var details: [String: String]? = nil
+
+    public static func badRequest(_ message: String, code: String = "bad_request") -> APIError {
+        APIError(status: .badRequest, code: code, message: message)
+    }
+    public static func notFound(_ message: String) -> APIError { APIError(status: .notFound, code: "not_found", message: message) }
+    public static func conflict(_ message: String) -> APIError { APIError(status: .conflict, code: "conflict", message: message) }
+    public static func unavailable(_ message: String) -> APIError {
+        APIError(status: .serviceUnavailable, code: "unavailable", message: message)
+    }
+
+    var response: Response {
+        struct Body: Encodable {
+            struct Inner: Encodable {
+                let code: String
+                let message: String
+            }
+            let error: Inner
+        }
+        return JSONResponse.make(Body(error: .init(code: code, message: message)), status: status)
+    }
+}
+
+/// Turns whatever a route throws into the JSON error shape, so a client never
+/// has to parse two kinds of error body.
+struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            return error.response
+        } catch let error as HTTPError {
+            let code = switch error.status {
+            case .notFound: "not_found"
+            case .contentTooLarge: "payload_too_large"
+            case .methodNotAllowed: "method_not_allowed"
+            default: error.status.code < 500 ? "bad_request" : "internal"
+            }
+            let message = error.status == .contentTooLarge ? "request body is larger than server.maxBodyKB allows"
+                : error.status == .notFound ? "no route for \(request.method) \(request.uri.path)"
+                : error.body ?? error.status.reasonPhrase
+            return APIError(status: error.status, code: code, message: message).response
+        } catch {
+            context.logger.error("request failed", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
+            return APIError(status: .internalServerError, code: "internal", message: "internal error").response
+        }
+    }
+}
+
+enum JSONResponse {
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)))
+        }
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }()
+
+    static func make(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        var fields = headers
+        fields[.contentType] = "application/json; charset=utf-8"
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        return Response(status: status, headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}

@@ -1,0 +1,55 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// The API on TCP (`server.host:port`) and on `stateDir/gateway.sock` (0600:
+/// only the gateway's own user can connect), from one router.
+final class HTTPServer: Sendable {
+    private let group: ServiceGroup
+    let boundPort: Int
+
+    private init(group: ServiceGroup, port: Int) {
+        self.group = group
+        self.boundPort = port
+    }
+
+    /// Binds both listeners and returns once they accept connections.
+    static func start(api: API, host: String, port: Int, socketPath: String, logger: Logger) async throws -> (HTTPServer, Task<Void, any Error>) {
+        let router = api.router()
+        let (ports, portFeed) = AsyncStream<Int>.makeStream()
+        let tcp = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "skelm"),
+                              onServerRunning: { channel in portFeed.yield(channel.localAddress?.port ?? port) },
+                              logger: logger)
+        unlink(socketPath)
+        let unix = Application(router: router, configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "skelm"),
+                               onServerRunning: { _ in
+                                   chmod(socketPath, 0o600)
+                                   portFeed.yield(-1)
+                               },
+                               logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [tcp, unix], gracefulShutdownSignals: [], logger: logger))
+        let task = Task {
+            defer { portFeed.finish() }
+            try await group.run()
+        }
+        var bound = -1, ready = 0
+        for await p in ports {
+            if p >= 0 { bound = p }
+            ready += 1
+            if ready == 2 { break }
+        }
+        guard ready == 2 else {
+            // The group ended before both listeners came up: surface why.
+            try await task.value
+            throw APIError.unavailable("the HTTP server did not start")
+        }
+        return (HTTPServer(group: group, port: bound), task)
+    }
+
+    func stop() async {
+        await group.triggerGracefulShutdown()
+    }
+}

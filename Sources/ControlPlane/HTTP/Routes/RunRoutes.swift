@@ -1,0 +1,77 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Workflow
+
+extension API {
+    func addRunRoutes(_ router: Router<BasicRequestContext>) {
+        router.post("/runs") { request, _ -> Response in
+            var request = request
+            let body = try await request.jsonObject(limit: maxBodyBytes)
+            let known: Set<String> = ["workflow", "input", "mode"]
+            if let extra = body.keys.first(where: { !known.contains($0) }) {
+                throw APIError.badRequest("unknown field '\(extra)' (expected workflow, input, mode)")
+            }
+            guard case let .string(workflow)? = body["workflow"], !workflow.isEmpty else {
+                throw APIError.badRequest("'workflow' is required: the id of a registered workflow")
+            }
+            let input = body["input"] ?? .object([:])
+            let mode = body["mode"]?.stringValue ?? "async"
+            guard mode == "sync" || mode == "async" else { throw APIError.badRequest("'mode' must be \"sync\" or \"async\"") }
+            let key = request.headers[HTTPField.Name("Idempotency-Key")!]
+            if let key, key.isEmpty || key.count > 255 { throw APIError.badRequest("Idempotency-Key must be 1 to 255 characters") }
+
+            let run: RunRecord, created: Bool
+            do {
+                (run, created) = try await runs.submit(workflow: workflow, input: input, idempotencyKey: key)
+            } catch let error as RunService.SubmitError {
+                switch error {
+                case let .unknownWorkflow(id): throw APIError.notFound("no valid workflow named \(id) (see GET /registry/workflows)")
+                case let .invalidInput(violations):
+                    throw APIError(status: .badRequest, code: "invalid_input",
+                                   message: "input does not match the workflow's schema: " + violations.map(\.description).joined(separator: "; "))
+                case let .idempotencyConflict(other):
+                    throw APIError.conflict("Idempotency-Key was already used for a different request (run \(other))")
+                case .stopping: throw APIError.unavailable("the gateway is shutting down")
+                }
+            }
+            var headers: HTTPFields = [.location: "/runs/\(run.id)"]
+            if !created { headers[HTTPField.Name("Idempotent-Replayed")!] = "true" }
+            if mode == "sync" {
+                await runs.waitUntilFinished(run.id)
+                guard let done = try await store.run(run.id) else { throw APIError.notFound("run \(run.id) vanished") }
+                return JSONResponse.make(done, status: .ok, headers: headers)
+            }
+            return JSONResponse.make(run, status: created ? .accepted : .ok, headers: headers)
+        }
+
+        router.get("/runs") { request, _ -> Response in
+            let limit = try request.intQuery("limit", default: 50, range: 1...1000)
+            var status: RunStatus?
+            if let s = request.query("status") {
+                guard let parsed = RunStatus(rawValue: s) else {
+                    throw APIError.badRequest("status must be one of \(RunStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                status = parsed
+            }
+            let list = try await store.list(status: status, workflow: request.query("workflow"), limit: limit, before: request.query("before"))
+            struct Page: Encodable {
+                let runs: [RunRecord]
+                let next: String?
+            }
+            return JSONResponse.make(Page(runs: list, next: list.count == limit ? list.last?.id : nil))
+        }
+
+        router.get("/runs/:id") { _, context -> Response in
+            let id = try context.parameters.require("id")
+            guard let run = try await store.run(id) else { throw APIError.notFound("no run \(id)") }
+            return JSONResponse.make(run)
+        }
+
+        router.post("/runs/:id/cancel") { _, context -> Response in
+            let id = try context.parameters.require("id")
+            guard let run = try await runs.cancel(id) else { throw APIError.notFound("no run \(id)") }
+            return JSONResponse.make(run)
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import Wire
+import Workflow
+
+public enum RunStatus: String, Codable, Sendable, CaseIterable {
+    case queued, running, succeeded, failed, cancelled
+    public var isTerminal: Bool { self == .succeeded || self == .failed || self == .cancelled }
+}
+
+/// A run as `GET /runs/:id` shows it.
+public struct RunRecord: Codable, Sendable {
+    public var id: String
+    public var workflow: String
+    public var status: RunStatus
+    public var input: JSONValue
+    public var output: JSONValue?
+    public var error: StepFailure?
+    public var createdAt: Date
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    public var durationMs: Double?
+    public var idempotencyKey: String?
+    /// Seq of the last persisted event: `GET /runs/:id/events?since=` starts here.
+    public var lastSeq: Int
+    /// Worker segments this run has used (more than one after a restart or resume).
+    public var segments: Int
+    public var steps: [StepRecord]?
+}
+
+/// One step's checkpoint: its latest attempt.
+public struct StepRecord: Codable, Sendable {
+    public var path: String
+    public var status: String
+    public var attempt: Int
+    public var output: JSONValue?
+    public var error: String?
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    public var durationMs: Double?
+}
+
+/// One persisted event of a run. `seq` counts from 1 per run with no gaps: it is
+/// the SSE `id:`, so a reconnect with `Last-Event-ID` resumes exactly.
+public struct RunEvent: Codable, Sendable {
+    public var runId: String
+    public var seq: Int
+    public var type: String
+    public var step: String?
+    public var message: String?
+    public var data: JSONValue?
+    public var at: Date
+
+    public var isTerminal: Bool { type == "run.succeeded" || type == "run.failed" || type == "run.cancelled" }
+}

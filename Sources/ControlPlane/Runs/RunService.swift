@@ -1,0 +1,209 @@
+import Crypto
+import Foundation
+import Logging
+import Synchronization
+import Wire
+import Workflow
+
+/// Takes runs in, keeps at most `maxConcurrentRuns` of them in workers, persists
+/// what their workers report, and ends each exactly once.
+public actor RunService {
+    public enum SubmitError: Error, Sendable {
+        case unknownWorkflow(String)
+        case invalidInput([JSONSchema.Violation])
+        case idempotencyConflict(runId: String)
+        case stopping
+    }
+
+    /// A run holding (or about to hold) a worker. Shared with the event sink,
+    /// which runs outside the actor, hence the lock.
+    final class Active: Sendable {
+        let jobId = UUID().uuidString.lowercased()
+        let cancelled = Mutex(false)
+        let handled = Mutex(0)
+    }
+
+    let store: RunStore
+    let registry: WorkflowRegistry
+    let pool: WorkerPool
+    let hub: RunEventHub
+    let maxConcurrent: Int
+    let runTimeout: Duration
+    let stepTimeoutMs: Int
+    let logger: Logger
+
+    private var queue: [(id: String, definition: WorkflowDefinition, resumed: Bool)] = []
+    private var active: [String: Active] = [:]
+    private var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+    private var stopping = false
+
+    public init(store: RunStore, registry: WorkflowRegistry, pool: WorkerPool, hub: RunEventHub, maxConcurrent: Int,
+                runTimeout: Duration, stepTimeoutMs: Int, logger: Logger = Logger(label: "skelm.runs")) {
+        self.store = store
+        self.registry = registry
+        self.pool = pool
+        self.hub = hub
+        self.maxConcurrent = maxConcurrent
+        self.runTimeout = runTimeout
+        self.stepTimeoutMs = stepTimeoutMs
+        self.logger = logger
+    }
+
+    public var counts: (queued: Int, running: Int) { (queue.count, active.count) }
+
+    // MARK: Submitting
+
+    /// Creates the run row (or finds the one this idempotency key made) and queues it.
+    public func submit(workflow id: String, input: JSONValue, idempotencyKey: String?) async throws -> (RunRecord, created: Bool) {
+        if stopping { throw SubmitError.stopping }
+        guard let definition = await registry.workflow(id) else { throw SubmitError.unknownWorkflow(id) }
+        if let schema = definition.input {
+            let violations = JSONSchema(schema).validate(input)
+            if !violations.isEmpty { throw SubmitError.invalidInput(violations) }
+        }
+        let hash = SHA256.hash(data: Data((id + "\n" + input.jsonText).utf8)).map { String(format: "%02x", $0) }.joined()
+        let runId = "run_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        switch try await store.create(id: runId, workflow: id, input: input, idempotencyKey: idempotencyKey, requestHash: hash) {
+        case let .conflict(other): throw SubmitError.idempotencyConflict(runId: other)
+        case let .existing(run): return (run, false)
+        case let .created(run):
+            if let first = try? await store.events(runId: runId, since: 0, limit: 1).first { hub.publish(first) }
+            queue.append((runId, definition, false))
+            pump()
+            return (run, true)
+        }
+    }
+
+    /// Returns once the run has ended (or at once if it already has).
+    public func waitUntilFinished(_ runId: String) async {
+        if let run = try? await store.run(runId, withSteps: false), run.status.isTerminal { return }
+        guard active[runId] != nil || queue.contains(where: { $0.id == runId }) else { return }
+        await withCheckedContinuation { waiters[runId, default: []].append($0) }
+    }
+
+    // MARK: Cancelling
+
+    /// Ends a queued or running run as cancelled and kills its worker. A run that
+    /// already ended is returned as it is: cancelling twice is harmless.
+    public func cancel(_ runId: String) async throws -> RunRecord? {
+        guard let run = try await store.run(runId, withSteps: false) else { return nil }
+        if run.status.isTerminal { return try await store.run(runId) }
+        let failure = StepFailure(code: "Cancelled", step: nil, message: "cancelled")
+        if let i = queue.firstIndex(where: { $0.id == runId }) {
+            queue.remove(at: i)
+            await end(runId, .cancelled, output: nil, error: failure)
+        } else if let a = active[runId] {
+            a.cancelled.withLock { $0 = true }
+            if let event = try await store.finish(runId: runId, status: .cancelled, output: nil, error: failure) { hub.publish(event) }
+            await pool.cancel(jobId: a.jobId)
+        }
+        return try await store.run(runId)
+    }
+
+    // MARK: Restart and drain
+
+    /// Queues again every run the last gateway left queued or running; each
+    /// continues from its last checkpoint in a fresh worker.
+    public func resumeUnfinished() async throws {
+        for run in try await store.unfinished() {
+            guard let definition = await registry.workflow(run.workflow) else {
+                await end(run.id, .failed, output: nil,
+                          error: StepFailure(code: "WorkflowMissing", step: nil, message: "workflow \(run.workflow) is no longer defined"))
+                continue
+            }
+            logger.info("resuming run", metadata: ["run": "\(run.id)", "workflow": "\(run.workflow)"])
+            queue.append((run.id, definition, run.status == .running))
+        }
+        pump()
+    }
+
+    /// Stops taking runs and waits (up to `timeout`) for running ones to end.
+    /// What is still queued or running stays so in the store and resumes on the next start.
+    public func drain(timeout: Duration) async {
+        stopping = true
+        queue.removeAll()
+        let deadline = ContinuousClock.now + timeout
+        while !active.isEmpty, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+    }
+
+    // MARK: Running
+
+    private func pump() {
+        while !stopping, active.count < maxConcurrent, !queue.isEmpty {
+            let next = queue.removeFirst()
+            let a = Active()
+            active[next.id] = a
+            Task { await self.execute(next.id, next.definition, resumed: next.resumed, a) }
+        }
+    }
+
+    private func execute(_ runId: String, _ definition: WorkflowDefinition, resumed: Bool, _ a: Active) async {
+        defer {
+            active[runId] = nil
+            for w in waiters.removeValue(forKey: runId) ?? [] { w.resume() }
+            pump()
+        }
+        do {
+            guard let started = try await store.markStarted(runId: runId, resumed: resumed) else { return }
+            hub.publish(started)
+        } catch {
+            logger.error("cannot start run", metadata: ["run": "\(runId)", "error": "\(error)"])
+            return
+        }
+        let completed = (try? await store.checkpoints(runId: runId)) ?? [:]
+        let input = (try? await store.run(runId, withSteps: false))?.input ?? .null
+        let timeout = definition.timeoutMs.map { Duration.milliseconds($0) } ?? runTimeout
+        let store = self.store, hub = self.hub, logger = self.logger, stepTimeoutMs = self.stepTimeoutMs
+        var options = WorkerPool.JobOptions(jobId: a.jobId)
+        options.keepWorkspace = false
+        let (result, outcome) = await pool.runSegment(options: options, timeout: timeout + .seconds(10), events: { event in
+            defer { a.handled.withLock { $0 += 1 } }
+            if a.cancelled.withLock({ $0 }) { return }
+            do {
+                hub.publish(try await store.append(runId: runId, type: event.type, step: event.step, message: event.message, data: event.data))
+            } catch {
+                logger.error("cannot persist event", metadata: ["run": "\(runId)", "error": "\(error)"])
+            }
+        }, spec: { workspace in
+            RunJobSpec(jobId: a.jobId, runId: runId, workspace: workspace, workflow: definition, input: input,
+                       completed: completed, defaultStepTimeoutMs: stepTimeoutMs)
+        })
+        if let result {
+            // The answer can overtake the last notifications; wait until all are persisted.
+            for _ in 0..<2000 where a.handled.withLock({ $0 }) < result.events { try? await Task.sleep(for: .milliseconds(1)) }
+        }
+        if a.cancelled.withLock({ $0 }) { return }
+        if result == nil, stopping {
+            // The gateway is going down: leave the run as it is; it resumes at the next start.
+            return
+        }
+        guard let result else {
+            let code = outcome.violation ? "SandboxViolation" : "WorkerFailed"
+            await end(runId, .failed, output: nil, error: StepFailure(code: code, step: nil, message: outcome.failure ?? "the worker ended without an answer"))
+            return
+        }
+        switch result.status {
+        case .succeeded:
+            if let schema = definition.output {
+                let violations = JSONSchema(schema).validate(result.output ?? .null, root: "output")
+                if !violations.isEmpty {
+                    await end(runId, .failed, output: result.output, error: StepFailure(
+                        code: "OutputInvalid", step: nil, message: violations.map(\.description).joined(separator: "; ")))
+                    return
+                }
+            }
+            await end(runId, .succeeded, output: result.output ?? .null, error: nil)
+        case .failed:
+            await end(runId, .failed, output: nil, error: result.error)
+        }
+    }
+
+    private func end(_ runId: String, _ status: RunStatus, output: JSONValue?, error: StepFailure?) async {
+        do {
+            if let event = try await store.finish(runId: runId, status: status, output: output, error: error) { hub.publish(event) }
+        } catch {
+            logger.error("cannot record the end of a run", metadata: ["run": "\(runId)", "error": "\(error)"])
+        }
+        for w in waiters.removeValue(forKey: runId) ?? [] { w.resume() }
+    }
+}

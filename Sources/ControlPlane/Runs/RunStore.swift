@@ -1,0 +1,278 @@
+import Foundation
+import GRDB
+import Wire
+import Workflow
+
+/// Runs, step checkpoints, the append-only event log and idempotency keys, in
+/// SQLite (WAL) in the state directory. Every write is one transaction; a run
+/// row exists before its run starts, so nothing in flight is invisible.
+public final class RunStore: Sendable {
+    public enum Durability: String, Codable, Sendable {
+        /// fsync on every commit: a run reported done survives power loss.
+        case full
+        /// fsync at checkpoints only: survives a crash of the gateway, not of the host.
+        case normal
+    }
+
+    private let db: DatabasePool
+    public let path: String
+
+    public init(path: String, durability: Durability = .full) throws {
+        self.path = path
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
+        }
+        let existed = FileManager.default.fileExists(atPath: path)
+        db = try DatabasePool(path: path, configuration: config)
+        if !existed { chmod(path, 0o600) }
+        try Self.migrator.migrate(db)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("1-runs") { db in
+            try db.execute(sql: """
+                CREATE TABLE runs (
+                    id TEXT PRIMARY KEY,
+                    workflow TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    input TEXT NOT NULL,
+                    output TEXT,
+                    error TEXT,
+                    created_at REAL NOT NULL,
+                    started_at REAL,
+                    finished_at REAL,
+                    idempotency_key TEXT,
+                    last_seq INTEGER NOT NULL DEFAULT 0,
+                    segments INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE INDEX runs_created ON runs(created_at);
+                CREATE INDEX runs_status ON runs(status);
+                CREATE TABLE steps (
+                    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                    path TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    attempt INTEGER NOT NULL,
+                    output TEXT,
+                    error TEXT,
+                    started_at REAL,
+                    finished_at REAL,
+                    ordinal INTEGER NOT NULL,
+                    PRIMARY KEY (run_id, path)
+                ) WITHOUT ROWID;
+                CREATE TABLE events (
+                    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                    seq INTEGER NOT NULL,
+                    type TEXT NOT NULL,
+                    step TEXT,
+                    message TEXT,
+                    data TEXT,
+                    at REAL NOT NULL,
+                    PRIMARY KEY (run_id, seq)
+                ) WITHOUT ROWID;
+                CREATE TABLE idempotency_keys (
+                    key TEXT PRIMARY KEY,
+                    request_hash TEXT NOT NULL,
+                    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                    created_at REAL NOT NULL
+                );
+                """)
+        }
+        return m
+    }
+
+    // MARK: Creating runs
+
+    public enum Created: Sendable {
+        case created(RunRecord)
+        /// The same key with the same request: the run it made before.
+        case existing(RunRecord)
+        /// The same key with a different request.
+        case conflict(runId: String)
+    }
+
+    public func create(id: String, workflow: String, input: JSONValue, idempotencyKey: String?, requestHash: String) async throws -> Created {
+        try await db.write { db in
+            if let key = idempotencyKey,
+               let row = try Row.fetchOne(db, sql: "SELECT request_hash, run_id FROM idempotency_keys WHERE key = ?", arguments: [key]) {
+                let runId: String = row["run_id"]
+                guard (row["request_hash"] as String) == requestHash else { return .conflict(runId: runId) }
+                return .existing(try Self.fetchRun(db, id: runId)!)
+            }
+            let now = Date().timeIntervalSince1970
+            try db.execute(sql: """
+                INSERT INTO runs (id, workflow, status, input, created_at, idempotency_key) VALUES (?, ?, 'queued', ?, ?, ?)
+                """, arguments: [id, workflow, input.jsonText, now, idempotencyKey])
+            if let key = idempotencyKey {
+                try db.execute(sql: "INSERT INTO idempotency_keys (key, request_hash, run_id, created_at) VALUES (?, ?, ?, ?)",
+                               arguments: [key, requestHash, id, now])
+            }
+            _ = try Self.append(db, runId: id, type: "run.queued", step: nil, message: workflow, data: nil)
+            return .created(try Self.fetchRun(db, id: id)!)
+        }
+    }
+
+    // MARK: Events and checkpoints
+
+    /// Appends an event (and updates the step's checkpoint row it concerns).
+    public func append(runId: String, type: String, step: String? = nil, message: String? = nil, data: JSONValue? = nil) async throws -> RunEvent {
+        try await db.write { db in try Self.append(db, runId: runId, type: type, step: step, message: message, data: data) }
+    }
+
+    /// Moves a run to `running`, counting a new segment.
+    public func markStarted(runId: String, resumed: Bool) async throws -> RunEvent? {
+        try await db.write { db in
+            try db.execute(sql: """
+                UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), segments = segments + 1
+                WHERE id = ? AND status IN ('queued', 'running')
+                """, arguments: [Date().timeIntervalSince1970, runId])
+            guard db.changesCount > 0 else { return nil }
+            return try Self.append(db, runId: runId, type: resumed ? "run.resumed" : "run.started", step: nil, message: nil, data: nil)
+        }
+    }
+
+    /// Ends a run, once: a run that already ended is left as it is (nil).
+    public func finish(runId: String, status: RunStatus, output: JSONValue?, error: StepFailure?) async throws -> RunEvent? {
+        try await db.write { db in
+            let errorText = error.flatMap { try? String(decoding: JSONEncoder().encode($0), as: UTF8.self) }
+            try db.execute(sql: """
+                UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?
+                WHERE id = ? AND status IN ('queued', 'running')
+                """, arguments: [status.rawValue, output?.jsonText, errorText, Date().timeIntervalSince1970, runId])
+            guard db.changesCount > 0 else { return nil }
+            var data: [String: JSONValue] = [:]
+            if let output { data["output"] = output }
+            if let error { data["error"] = ["code": .string(error.code), "step": error.step.map(JSONValue.string) ?? .null, "message": .string(error.message)] }
+            return try Self.append(db, runId: runId, type: "run.\(status.rawValue)", step: error?.step,
+                                   message: error?.message, data: data.isEmpty ? nil : .object(data))
+        }
+    }
+
+    static func append(_ db: Database, runId: String, type: String, step: String?, message: String?, data: JSONValue?) throws -> RunEvent {
+        try db.execute(sql: "UPDATE runs SET last_seq = last_seq + 1 WHERE id = ?", arguments: [runId])
+        let seq = try Int.fetchOne(db, sql: "SELECT last_seq FROM runs WHERE id = ?", arguments: [runId]) ?? 0
+        let now = Date()
+        try db.execute(sql: "INSERT INTO events (run_id, seq, type, step, message, data, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       arguments: [runId, seq, type, step, message?.isEmpty == true ? nil : message, data?.jsonText, now.timeIntervalSince1970])
+        if let step { try checkpoint(db, runId: runId, step: step, type: type, message: message, data: data, at: now.timeIntervalSince1970) }
+        return RunEvent(runId: runId, seq: seq, type: type, step: step, message: message?.isEmpty == true ? nil : message, data: data, at: now)
+    }
+
+    static func checkpoint(_ db: Database, runId: String, step: String, type: String, message: String?, data: JSONValue?, at: Double) throws {
+        var attempt = 1
+        if case let .number(n)? = data?["attempt"] { attempt = Int(n) }
+        switch type {
+        case "step.started":
+            try db.execute(sql: """
+                INSERT INTO steps (run_id, path, status, attempt, started_at, ordinal)
+                VALUES (?, ?, 'running', ?, ?, (SELECT COUNT(*) FROM steps WHERE run_id = ?))
+                ON CONFLICT (run_id, path) DO UPDATE SET status = 'running', attempt = excluded.attempt,
+                    started_at = excluded.started_at, finished_at = NULL, error = NULL
+                """, arguments: [runId, step, attempt, at, runId])
+        case "step.finished":
+            try db.execute(sql: "UPDATE steps SET status = 'succeeded', output = ?, finished_at = ? WHERE run_id = ? AND path = ?",
+                           arguments: [data?["output"]?.jsonText, at, runId, step])
+        case "step.failed":
+            let retrying = data?["willRetry"] == .bool(true)
+            try db.execute(sql: "UPDATE steps SET status = ?, error = ?, finished_at = ? WHERE run_id = ? AND path = ?",
+                           arguments: [retrying ? "retrying" : "failed", message, at, runId, step])
+        case "step.skipped":
+            try db.execute(sql: """
+                INSERT INTO steps (run_id, path, status, attempt, finished_at, ordinal)
+                VALUES (?, ?, 'skipped', 0, ?, (SELECT COUNT(*) FROM steps WHERE run_id = ?))
+                ON CONFLICT (run_id, path) DO UPDATE SET status = 'skipped'
+                """, arguments: [runId, step, at, runId])
+        default: break
+        }
+    }
+
+    // MARK: Reading
+
+    public func run(_ id: String, withSteps: Bool = true) async throws -> RunRecord? {
+        try await db.read { db in
+            guard var run = try Self.fetchRun(db, id: id) else { return nil }
+            if withSteps { run.steps = try Self.fetchSteps(db, runId: id) }
+            return run
+        }
+    }
+
+    /// Events after `since`, oldest first.
+    public func events(runId: String, since: Int = 0, limit: Int = 1000) async throws -> [RunEvent] {
+        try await db.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                             arguments: [runId, since, limit]).map { row in
+                RunEvent(runId: row["run_id"], seq: row["seq"], type: row["type"], step: row["step"], message: row["message"],
+                         data: (row["data"] as String?).flatMap(JSONValue.parse),
+                         at: Date(timeIntervalSince1970: row["at"]))
+            }
+        }
+    }
+
+    /// Newest first; `before` is a run id from the previous page.
+    public func list(status: RunStatus? = nil, workflow: String? = nil, limit: Int = 50, before: String? = nil) async throws -> [RunRecord] {
+        try await db.read { db in
+            var sql = "SELECT * FROM runs WHERE 1 = 1"
+            var args: [any DatabaseValueConvertible] = []
+            if let status { sql += " AND status = ?"; args.append(status.rawValue) }
+            if let workflow { sql += " AND workflow = ?"; args.append(workflow) }
+            if let before, let t = try Double.fetchOne(db, sql: "SELECT created_at FROM runs WHERE id = ?", arguments: [before]) {
+                sql += " AND (created_at < ? OR (created_at = ? AND id < ?))"
+                args += [t, t, before]
+            }
+            sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+            args.append(limit)
+            return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args)).map(Self.run(from:))
+        }
+    }
+
+    /// Runs that were queued or running when the gateway last stopped.
+    public func unfinished() async throws -> [RunRecord] {
+        try await db.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM runs WHERE status IN ('queued', 'running') ORDER BY created_at").map(Self.run(from:))
+        }
+    }
+
+    /// Outputs of the top-level steps that completed: the checkpoints a new segment starts from.
+    public func checkpoints(runId: String) async throws -> [String: JSONValue] {
+        try await db.read { db in
+            var out: [String: JSONValue] = [:]
+            for row in try Row.fetchAll(db, sql: """
+                SELECT path, output FROM steps WHERE run_id = ? AND status = 'succeeded'
+                AND instr(path, '/') = 0 AND instr(path, '[') = 0
+                """, arguments: [runId]) {
+                out[row["path"]] = (row["output"] as String?).flatMap(JSONValue.parse) ?? .null
+            }
+            return out
+        }
+    }
+
+    static func fetchRun(_ db: Database, id: String) throws -> RunRecord? {
+        try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE id = ?", arguments: [id]).map(run(from:))
+    }
+
+    static func fetchSteps(_ db: Database, runId: String) throws -> [StepRecord] {
+        try Row.fetchAll(db, sql: "SELECT * FROM steps WHERE run_id = ? ORDER BY ordinal", arguments: [runId]).map { row in
+            let started = (row["started_at"] as Double?).map(Date.init(timeIntervalSince1970:))
+            let finished = (row["finished_at"] as Double?).map(Date.init(timeIntervalSince1970:))
+            return StepRecord(path: row["path"], status: row["status"], attempt: row["attempt"],
+                              output: (row["output"] as String?).flatMap(JSONValue.parse), error: row["error"],
+                              startedAt: started, finishedAt: finished,
+                              durationMs: started.flatMap { s in finished.map { $0.timeIntervalSince(s) * 1000 } })
+        }
+    }
+
+    static func run(from row: Row) -> RunRecord {
+        let started = (row["started_at"] as Double?).map(Date.init(timeIntervalSince1970:))
+        let finished = (row["finished_at"] as Double?).map(Date.init(timeIntervalSince1970:))
+        return RunRecord(
+            id: row["id"], workflow: row["workflow"], status: RunStatus(rawValue: row["status"]) ?? .failed,
+            input: JSONValue.parse(row["input"]) ?? .null,
+            output: (row["output"] as String?).flatMap(JSONValue.parse),
+            error: (row["error"] as String?).flatMap { try? JSONDecoder().decode(StepFailure.self, from: Data($0.utf8)) },
+            createdAt: Date(timeIntervalSince1970: row["created_at"]), startedAt: started, finishedAt: finished,
+            durationMs: started.flatMap { s in finished.map { $0.timeIntervalSince(s) * 1000 } },
+            idempotencyKey: row["idempotency_key"], lastSeq: row["last_seq"], segments: row["segments"], steps: nil)
+    }
+}
