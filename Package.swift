@@ -51,7 +51,15 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ], swiftSettings: strict),
+        // How the CLI, the tests and the benchmark talk to a running gateway.
+        .target(name: "SkelmClient", dependencies: [
+            "Workflow",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ], swiftSettings: strict),
         .executableTarget(name: "CLI", dependencies: [
+            "SkelmClient",
             "ControlPlane", "Worker", "Wire", "Sandbox", "Workflow",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -62,6 +70,7 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: strict),
         .testTarget(name: "WorkflowTests", dependencies: ["Workflow"], swiftSettings: strict),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ControlPlane", "Wire"], swiftSettings: strict),
+        .testTarget(name: "GatewayTests", dependencies: ["SkelmClient", "Workflow"], swiftSettings: strict),
         .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane", "Wire", "Sandbox"], swiftSettings: strict),
     ]
 )

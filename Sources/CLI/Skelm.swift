@@ -6,7 +6,8 @@ struct Skelm: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "skelm",
         abstract: "Run agentic workflows in sandboxed workers behind one audited gateway.",
-        subcommands: [GatewayCommand.self, SandboxCommand.self, Doctor.self, WorkerCommand.self])
+        subcommands: [GatewayCommand.self, RunCommand.self, RunsCommand.self, WorkflowsCommand.self, WorkersCommand.self,
+                      SandboxCommand.self, Doctor.self, WorkerCommand.self])
 }
 
 /// Options every command that reads the config shares.

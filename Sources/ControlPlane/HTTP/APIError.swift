@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOCore
 
 /// Every error the API returns: `{"error": {"code", "message"}}` with its status.
 public struct APIError: Error, Sendable {
@@ -38,6 +39,9 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let error as APIError {
             return error.response
+        } catch is NIOTooManyBytesError {
+            return APIError(status: .contentTooLarge, code: "payload_too_large",
+                            message: "request body is larger than server.maxBodyKB allows").response
         } catch let error as HTTPError {
             let code = switch error.status {
             case .notFound: "not_found"

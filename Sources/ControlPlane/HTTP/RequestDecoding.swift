@@ -11,7 +11,12 @@ extension Request {
         let data = Data(buffer.readableBytesView)
         let value: JSONValue
         do { value = try JSONDecoder().decode(JSONValue.self, from: data) } catch {
-            throw APIError.badRequest("the body is not valid JSON: \(Self.reason(error))", code: "invalid_json")
+            // JSONSerialization's error names the offending character; the decoder's does not.
+            var why = Self.reason(error)
+            do { _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) } catch {
+                why = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? why
+            }
+            throw APIError.badRequest("the body is not valid JSON: \(why)", code: "invalid_json")
         }
         guard case let .object(o) = value else { throw APIError.badRequest("the body must be a JSON object", code: "invalid_json") }
         return o

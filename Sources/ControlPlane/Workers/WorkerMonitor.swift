@@ -25,7 +25,11 @@ enum WorkerMonitor {
 
     static let table: [String: Entry] = [
         WorkerHello.name: Entry(phases: [.handshaking], once: true),
-        EventEmit.name: Entry(phases: [.busy], once: false),
+        // `finishing` too: notifications are handled in order among themselves, but
+        // the job's answer is not queued behind them, so the last events of a job
+        // are often handled just after its result arrived. The per-job event budget
+        // still bounds them, and the channel closes right after.
+        EventEmit.name: Entry(phases: [.busy, .finishing], once: false),
     ]
 
     /// Events one job may emit before it counts as a flood.

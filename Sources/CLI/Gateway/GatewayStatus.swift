@@ -1,0 +1,48 @@
+import ArgumentParser
+import Foundation
+import SkelmClient
+import Workflow
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct GatewayStatus: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Say whether the gateway is running, and how it is.")
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var client: ClientOptions
+
+    func run() async throws {
+        let gateway = try client.client()
+        let reply: GatewayClient.Reply
+        do { reply = try await gateway.get("/health") } catch {
+            throw CLIFailure("\(error)")
+        }
+        guard reply.status == 200, let h = reply.json else { throw Output.fail(reply) }
+        if json { return Output.printJSON(reply.body) }
+        print("running at \(gateway.display), version \(h["version"]?.stringValue ?? "?"), up \(h["uptimeSeconds"].map(\.jsonText) ?? "?") s")
+        print("workers: \(h["workers"].map(\.jsonText) ?? "")")
+        print("runs:    \(h["runs"].map(\.jsonText) ?? "")")
+    }
+}
+
+struct GatewayStop: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "stop", abstract: "Ask the running gateway to drain and stop (SIGTERM), and wait for it.")
+    @OptionGroup var config: ConfigOptions
+    @Option(help: "Seconds to wait for it to exit.") var wait = 60
+
+    func run() async throws {
+        let stateDir = try config.load().stateDir
+        let file = stateDir + "/gateway.json"
+        guard let data = FileManager.default.contents(atPath: file),
+              case let .number(pid)? = JSONValue.parse(String(decoding: data, as: UTF8.self))?["pid"] else {
+            throw CLIFailure("no running gateway found (no \(file))")
+        }
+        guard kill(pid_t(pid), SIGTERM) == 0 else { throw CLIFailure("cannot signal pid \(Int(pid)): \(String(cString: strerror(errno)))") }
+        for _ in 0..<(wait * 10) {
+            if kill(pid_t(pid), 0) != 0 { return print("stopped") }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw CLIFailure("gateway pid \(Int(pid)) still running after \(wait) s")
+    }
+}

@@ -1,0 +1,30 @@
+import ArgumentParser
+import Foundation
+import SkelmClient
+import Workflow
+
+struct WorkersCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "workers", abstract: "Inspect the worker pool.", subcommands: [WorkersList.self])
+}
+
+struct WorkersList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List live workers: pid, state, job, age, sandbox layers.")
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var client: ClientOptions
+
+    func run() async throws {
+        let reply = try await client.client().get("/v1/workers")
+        guard reply.status == 200 else { throw Output.fail(reply) }
+        if json { return Output.printJSON(reply.body) }
+        guard let pool = reply.json, case let .array(workers)? = pool["workers"] else { return }
+        Output.table(["PID", "UID", "STATE", "JOB", "AGE", "SANDBOX"], workers.map { w in
+            var age = ""
+            if case let .number(s)? = w["ageSeconds"] { age = s < 120 ? "\(Int(s))s" : "\(Int(s / 60))m" }
+            let layers = (w["layers"].flatMap { if case let .array(a) = $0 { a.compactMap(\.stringValue) } else { nil } } ?? []).joined(separator: ",")
+            return [w["pid"].map(\.jsonText) ?? "", w["uid"].map(\.jsonText) ?? "", w["state"]?.stringValue ?? "",
+                    w["jobId"]?.stringValue ?? "-", age, layers]
+        })
+        print("live \(pool["live"].map(\.jsonText) ?? "0"), idle \(pool["idle"].map(\.jsonText) ?? "0"), busy \(pool["busy"].map(\.jsonText) ?? "0") (min spare \(pool["minSpare"].map(\.jsonText) ?? "?"), max \(pool["max"].map(\.jsonText) ?? "?"))")
+    }
+}

@@ -1,0 +1,51 @@
+import ArgumentParser
+import ControlPlane
+import Foundation
+import SkelmClient
+import Workflow
+
+struct WorkflowsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "workflows", abstract: "List and validate workflows.", subcommands: [WorkflowsList.self, WorkflowsValidate.self])
+}
+
+struct WorkflowsList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List the gateway's workflows, valid or not.")
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var client: ClientOptions
+
+    func run() async throws {
+        let reply = try await client.client().get("/registry/workflows")
+        guard reply.status == 200 else { throw Output.fail(reply) }
+        if json { return Output.printJSON(reply.body) }
+        guard case let .array(list)? = reply.json?["workflows"] else { return }
+        Output.table(["ID", "VALID", "STEPS", "DESCRIPTION"], list.map { w in
+            [w["id"]?.stringValue ?? "", w["valid"] == .bool(true) ? "yes" : "NO", w["steps"].map(\.jsonText) ?? "-",
+             w["description"]?.stringValue ?? ""]
+        })
+        for w in list where w["valid"] != .bool(true) {
+            if case let .array(issues)? = w["issues"] {
+                for i in issues { print("\(i["file"]?.stringValue ?? ""):\(i["line"].map(\.jsonText) ?? "?"): \(i["path"]?.stringValue ?? ""): \(i["message"]?.stringValue ?? "")") }
+            }
+        }
+    }
+}
+
+/// Checks workflow files locally, without a gateway: every problem with its path and line.
+struct WorkflowsValidate: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "validate", abstract: "Validate workflow files; exit 1 if any is invalid.")
+    @Argument(help: "Workflow files (*.workflow.yaml, .yml or .json).") var files: [String]
+
+    func run() throws {
+        var bad = 0
+        for file in files {
+            switch WorkflowLoader.load(file: file) {
+            case let .valid(def): print("\(file): ok (\(def.id), \(def.steps.count) step\(def.steps.count == 1 ? "" : "s"))")
+            case let .invalid(_, issues):
+                bad += 1
+                issues.forEach { print($0) }
+            }
+        }
+        if bad > 0 { throw ExitCode(1) }
+    }
+}

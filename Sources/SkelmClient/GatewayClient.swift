@@ -1,0 +1,142 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Workflow
+
+/// The CLI's HTTP/1.1 client for one gateway, over its Unix socket or TCP.
+/// Written on NIOHTTP1 (which Hummingbird already builds): the CLI talks only
+/// plain HTTP to a local gateway, and AsyncHTTPClient would add a second
+/// BoringSSL build for TLS it never uses.
+public struct GatewayClient: Sendable {
+    public enum Target: Sendable {
+        case tcp(host: String, port: Int)
+        case unix(path: String)
+    }
+
+    public struct Reply: Sendable {
+        public var status: Int
+        public var body: Data
+        public var json: JSONValue? { try? JSONDecoder().decode(JSONValue.self, from: body) }
+
+        /// The API's error message, or the body as text.
+        public var errorMessage: String {
+            if case let .string(m)? = json?["error"]?["message"] { return m }
+            return String(decoding: body, as: UTF8.self)
+        }
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public let target: Target
+    public let display: String
+
+    public init(target: Target, display: String) {
+        self.target = target
+        self.display = display
+    }
+
+    /// `--gateway`, else `SKELM_GATEWAY_URL`, else the discovery file the running gateway
+    /// wrote in its state dir (its Unix socket, which only the same user may open).
+    public static func resolve(explicit: String?, stateDir: String) throws -> GatewayClient {
+        if let url = explicit ?? ProcessInfo.processInfo.environment["SKELM_GATEWAY_URL"], !url.isEmpty {
+            return try parse(url)
+        }
+        let file = stateDir + "/gateway.json"
+        guard let data = FileManager.default.contents(atPath: file),
+              let info = try? JSONDecoder().decode(Discovery.self, from: data) else {
+            throw Failure(description: "no running gateway found (no \(file)); start one with `skelm gateway start`, or set SKELM_GATEWAY_URL")
+        }
+        if kill(info.pid, 0) != 0, errno == ESRCH {
+            throw Failure(description: "the gateway recorded in \(file) (pid \(info.pid)) is not running")
+        }
+        if access(info.socket, R_OK | W_OK) == 0 {
+            return GatewayClient(target: .unix(path: info.socket), display: info.socket)
+        }
+        return try parse(info.url)
+    }
+
+    public static func parse(_ url: String) throws -> GatewayClient {
+        if url.hasPrefix("unix://") { return GatewayClient(target: .unix(path: String(url.dropFirst(7))), display: url) }
+        guard let u = URLComponents(string: url), u.scheme == "http", let host = u.host else {
+            throw Failure(description: "gateway URL must be http://host:port or unix:///path, got \(url)")
+        }
+        return GatewayClient(target: .tcp(host: host, port: u.port ?? 14738), display: url)
+    }
+
+    public func get(_ path: String, headers: [(String, String)] = []) async throws -> Reply {
+        try await send(.GET, path, headers: headers)
+    }
+
+    public func post(_ path: String, json: JSONValue? = nil, headers: [(String, String)] = []) async throws -> Reply {
+        try await send(.POST, path, body: json.map { Data($0.jsonText.utf8) }, headers: headers)
+    }
+
+    public func send(_ method: HTTPMethod, _ path: String, body: Data? = nil, headers: [(String, String)] = []) async throws -> Reply {
+        var reply = Reply(status: 0, body: Data())
+        try await exchange(method, path, body: body, headers: headers) { status, chunk in
+            reply.status = status
+            if let chunk { reply.body.append(contentsOf: chunk.readableBytesView) }
+            return true
+        }
+        return reply
+    }
+
+    /// Sends one request and feeds the response to `onPart` as it arrives
+    /// (status, then body chunks); `onPart` returns false to stop reading.
+    public func exchange(_ method: HTTPMethod, _ path: String, body: Data? = nil, headers: [(String, String)] = [],
+                  onPart: (Int, ByteBuffer?) async throws -> Bool) async throws {
+        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connectTimeout(.seconds(5))
+        let initializer: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>> = { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
+            }
+        }
+        let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
+        do {
+            switch target {
+            case let .tcp(host, port): channel = try await bootstrap.connect(host: host, port: port, channelInitializer: initializer)
+            case let .unix(path): channel = try await bootstrap.connect(unixDomainSocketPath: path, channelInitializer: initializer)
+            }
+        } catch {
+            throw Failure(description: "cannot reach the gateway at \(display): \(error)")
+        }
+        try await channel.executeThenClose { inbound, outbound in
+            var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
+            head.headers.add(name: "Host", value: "skelm")
+            head.headers.add(name: "Connection", value: "close")
+            for (k, v) in headers { head.headers.add(name: k, value: v) }
+            if let body {
+                head.headers.add(name: "Content-Type", value: "application/json")
+                head.headers.add(name: "Content-Length", value: "\(body.count)")
+            }
+            try await outbound.write(.head(head))
+            if let body { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
+            try await outbound.write(.end(nil))
+            var status = 0
+            for try await part in inbound {
+                switch part {
+                case let .head(h):
+                    status = Int(h.status.code)
+                    guard try await onPart(status, nil) else { return }
+                case let .body(chunk):
+                    guard try await onPart(status, chunk) else { return }
+                case .end:
+                    return
+                }
+            }
+        }
+    }
+}
+
+/// `stateDir/gateway.json`, as a running gateway writes it.
+public struct Discovery: Codable, Sendable {
+    public var url: String
+    public var socket: String
+    public var pid: Int32
+    public var version: String
+    public var startedAt: Double
+}
