@@ -1,0 +1,185 @@
+import Foundation
+import SkelmClient
+import Testing
+import Workflow
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The skelm binary built next to this test bundle: tests run the real thing.
+let skelmBinary: String = {
+    if let override = ProcessInfo.processInfo.environment["SKELM_BIN"] { return override }
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("skelm").path
+}()
+
+/// A real gateway: the skelm binary started on a project directory of its own
+/// (config, workflows, state), on a free port, stopped with SIGTERM.
+final class TestGateway: @unchecked Sendable {
+    // @unchecked: every stored property is a `let` set in init, except `process`,
+    // which only the test that owns this gateway touches (start/stop run in sequence).
+    let dir: String
+    let configPath: String
+    var process: Process?
+    var client: GatewayClient!
+    var tcp: GatewayClient!
+    let log: String
+
+    static let defaultConfig = """
+        server: { host: 127.0.0.1, port: 0, maxConcurrentRuns: 4, maxBodyKB: 64, sseHeartbeatSeconds: 1 }
+        workers: { minSpare: 1, max: 8, uidBase: UIDBASE, limits: { timeoutSeconds: 20 } }
+        """
+
+    init(workflows: [String: String], config: String = TestGateway.defaultConfig) throws {
+        dir = "/tmp/skelm-gw-\(UUID().uuidString.prefix(8).lowercased())"
+        try FileManager.default.createDirectory(atPath: dir + "/workflows", withIntermediateDirectories: true)
+        chmod(dir, 0o711)
+        for (name, text) in workflows {
+            try text.write(toFile: "\(dir)/workflows/\(name)", atomically: true, encoding: .utf8)
+        }
+        configPath = dir + "/skelm.config.yaml"
+        // Gateways of parallel tests get uid ranges of their own (UIDBASE in the config text).
+        let uidBase = 1_000_000_000 + UInt32.random(in: 0..<50_000) * 60_000
+        try (config.replacingOccurrences(of: "UIDBASE", with: "\(uidBase)") + "\nstateDir: state\n")
+            .write(toFile: configPath, atomically: true, encoding: .utf8)
+        log = dir + "/gateway.log"
+    }
+
+    var stateDir: String { dir + "/state" }
+
+    /// Starts the gateway and waits for its discovery file.
+    func start() async throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: skelmBinary)
+        p.arguments = ["gateway", "start", "--foreground", "--config", configPath, "--drain-seconds", "5"]
+        var env = ProcessInfo.processInfo.environment
+        env["SKELM_STATE_DIR"] = nil
+        env["SKELM_GATEWAY_URL"] = nil
+        p.environment = env
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let out = FileHandle(forWritingAtPath: log)!
+        out.seekToEndOfFile()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        process = p
+        let discovery = stateDir + "/gateway.json"
+        for _ in 0..<500 {
+            if let data = FileManager.default.contents(atPath: discovery),
+               let info = try? JSONDecoder().decode(Discovery.self, from: data), info.pid == p.processIdentifier {
+                client = GatewayClient(target: .unix(path: info.socket), display: info.socket)
+                tcp = try GatewayClient.parse(info.url)
+                return
+            }
+            if !p.isRunning { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw GatewayFailure(description: "gateway did not start:\n" + logText)
+    }
+
+    var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    /// SIGTERM, then waits; returns the exit status.
+    @discardableResult
+    func stop(signal sig: Int32 = SIGTERM) async -> Int32 {
+        guard let p = process else { return -1 }
+        kill(p.processIdentifier, sig)
+        for _ in 0..<1500 where p.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
+        process = nil
+        return p.isRunning ? -1 : p.terminationStatus
+    }
+
+    func cleanup() async {
+        if process != nil { await stop() }
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    // MARK: Calls
+
+    func post(_ path: String, _ body: JSONValue, headers: [(String, String)] = []) async throws -> GatewayClient.Reply {
+        try await client.post(path, json: body, headers: headers)
+    }
+
+    func get(_ path: String, headers: [(String, String)] = []) async throws -> GatewayClient.Reply {
+        try await client.get(path, headers: headers)
+    }
+
+    /// Starts a run and returns its record (sync waits for the end).
+    func run(_ workflow: String, _ input: JSONValue = [:], sync: Bool = true) async throws -> JSONValue {
+        let r = try await post("/runs", ["workflow": .string(workflow), "input": input, "mode": sync ? "sync" : "async"])
+        guard r.status == 200 || r.status == 202, let json = r.json else {
+            throw GatewayFailure(description: "POST /runs answered \(r.status): \(r.errorMessage)")
+        }
+        return json
+    }
+
+    func waitForStatus(_ runId: String, _ wanted: Set<String>, timeout: Duration = .seconds(30)) async throws -> JSONValue {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let r = try await get("/runs/\(runId)")
+            if let s = r.json?["status"]?.stringValue, wanted.contains(s) { return r.json! }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw GatewayFailure(description: "run \(runId) never reached \(wanted)")
+    }
+
+    /// Reads a whole SSE stream (until the gateway closes it) and returns its events
+    /// and how many heartbeat comments came with them.
+    func events(_ runId: String, lastEventId: Int? = nil) async throws -> (events: [SSEParser.Event], heartbeats: Int) {
+        var parser = SSEParser()
+        var events: [SSEParser.Event] = []
+        var raw = ""
+        var headers = [("Accept", "text/event-stream")]
+        if let lastEventId { headers.append(("Last-Event-ID", "\(lastEventId)")) }
+        try await client.exchange(.GET, "/runs/\(runId)/events", headers: headers) { _, chunk in
+            if let chunk {
+                let text = String(decoding: chunk.readableBytesView, as: UTF8.self)
+                raw += text
+                events += parser.feed(text)
+            }
+            return true
+        }
+        return (events, raw.components(separatedBy: ": heartbeat").count - 1)
+    }
+
+    /// Runs the skelm CLI against this gateway.
+    func cli(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: skelmBinary)
+        process.arguments = arguments + ["--config", configPath]
+        var env = ProcessInfo.processInfo.environment
+        env["SKELM_STATE_DIR"] = nil
+        env["SKELM_GATEWAY_URL"] = nil
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+}
+
+struct GatewayFailure: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Processes whose command line contains `needle` (to show a cancelled step's process is gone).
+func processes(matching needle: String) -> [Int32] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { Int32($0) }.filter { pid in
+        guard let cmd = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        return String(decoding: cmd.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(needle)
+    }
+}
+
+extension Optional where Wrapped == JSONValue {
+    /// The array inside, or empty: keeps assertions on lists short.
+    var list: [JSONValue] {
+        if case let .array(a)? = self { return a }
+        return []
+    }
+}
