@@ -113,9 +113,12 @@ public struct GatewayClient: Sendable {
                 head.headers.add(name: "Content-Type", value: "application/json")
                 head.headers.add(name: "Content-Length", value: "\(body.count)")
             }
-            try await outbound.write(.head(head))
-            if let body { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
-            try await outbound.write(.end(nil))
+            // One write: a server may answer (and close) as soon as it has the head,
+            // and a second write would then fail although the answer is on its way.
+            var parts: [HTTPClientRequestPart] = [.head(head)]
+            if let body { parts.append(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
+            parts.append(.end(nil))
+            do { try await outbound.write(contentsOf: parts) } catch ChannelError.ioOnClosedChannel {}
             var status = 0
             for try await part in inbound {
                 switch part {

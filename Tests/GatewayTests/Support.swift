@@ -143,11 +143,18 @@ final class TestGateway: @unchecked Sendable {
         return (events, raw.components(separatedBy: ": heartbeat").count - 1)
     }
 
-    /// Runs the skelm CLI against this gateway.
-    func cli(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    /// Runs the skelm CLI against this gateway, on a thread of its own: waiting for a
+    /// process must not hold one of the few threads the async tests share.
+    func cli(_ arguments: [String], withConfig: Bool = true) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await withCheckedThrowingContinuation { cont in
+            Thread { cont.resume(with: Result { try self.cliBlocking(arguments, withConfig: withConfig) }) }.start()
+        }
+    }
+
+    private func cliBlocking(_ arguments: [String], withConfig: Bool) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: skelmBinary)
-        process.arguments = arguments + ["--config", configPath]
+        process.arguments = arguments + (withConfig ? ["--config", configPath] : [])
         var env = ProcessInfo.processInfo.environment
         env["SKELM_STATE_DIR"] = nil
         env["SKELM_GATEWAY_URL"] = nil

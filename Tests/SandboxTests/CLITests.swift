@@ -79,7 +79,7 @@ struct CLITests {
         let state = temporaryStateDir()
         defer { try? FileManager.default.removeItem(atPath: state) }
         let config = state + "/skelm.config.yaml"
-        try "stateDir: \(state)\nworkers:\n  minSpare: 2\n  max: 4\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try "stateDir: \(state)\nserver: { port: 0 }\nworkers:\n  minSpare: 2\n  max: 4\n".write(toFile: config, atomically: true, encoding: .utf8)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: skelmBinary)
         process.arguments = ["gateway", "start", "--foreground", "--config", config]
@@ -109,7 +109,7 @@ extension CLITests {
         let state = temporaryStateDir()
         defer { try? FileManager.default.removeItem(atPath: state) }
         let config = state + "/skelm.config.yaml"
-        try "stateDir: \(state)\nworkers:\n  minSpare: 3\n  max: 4\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try "stateDir: \(state)\nserver: { port: 0 }\nworkers:\n  minSpare: 3\n  max: 4\n".write(toFile: config, atomically: true, encoding: .utf8)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: skelmBinary)
         process.arguments = ["gateway", "start", "--config", config]

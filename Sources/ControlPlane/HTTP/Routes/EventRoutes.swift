@@ -56,6 +56,10 @@ extension API {
             }
             try await writer.write(ByteBuffer(string: "retry: 2000\n\n"))
             if try await replay(&writer) { return try await writer.finish(nil) }
+            // The client may already hold the terminal event (Last-Event-ID at the end of a finished run).
+            if let run = try await store.run(runId, withSteps: false), run.status.isTerminal, last >= run.lastSeq {
+                return try await writer.finish(nil)
+            }
 
             enum Item: Sendable { case event(RunEvent), beat }
             let (merged, feed) = AsyncStream<Item>.makeStream()
