@@ -30,6 +30,22 @@ struct ConfigTests {
         #expect(config.requiredLayers(runningAsRoot: true) == [.seccomp, .landlock])
     }
 
+    @Test("run keys: concurrency, body limit, workflow dirs, storage")
+    func runKeys() throws {
+        let config = try ConfigLoader.parse("""
+            server: { maxConcurrentRuns: 3, maxBodyKB: 8, runTimeoutSeconds: 60, sseHeartbeatSeconds: 5 }
+            workflows: { dirs: [flows, /abs/flows] }
+            storage: { runs: sqlite, durability: normal }
+            """, file: "c.yaml")
+        #expect(config.server.maxConcurrentRuns == 3)
+        #expect(config.server.maxBodyKB == 8)
+        #expect(config.server.sseHeartbeatSeconds == 5)
+        #expect(config.storage.durability == .normal)
+        let loaded = ConfigLoader.Loaded(config: config, path: "/srv/project/skelm.config.yaml", stateDir: "/srv/project/.skelm")
+        #expect(loaded.workflowDirs == ["/srv/project/flows", "/abs/flows"])
+        #expect(try ConfigLoader.parse("", file: "c.yaml").workflows.dirs == ["workflows"])
+    }
+
     @Test("JSON is accepted too")
     func json() throws {
         let config = try ConfigLoader.parse(#"{"server": {"port": 8080}}"#, file: "c.json")
@@ -44,6 +60,11 @@ struct ConfigTests {
         ("sandbox:\n  require: [seccomp, magic]\n", "sandbox.require[1]"),
         ("server: [1, 2]\n", "c.yaml:1: server: must be a mapping"),
         ("server:\n  port: 70000\n", "server.port: must be between 1 and 65535"),
+        ("server:\n  maxConcurrentRuns: 0\n", "server.maxConcurrentRuns: must be between 1 and 1024"),
+        ("storage:\n  runs: postgres\n", "storage.runs: 'postgres' is not available"),
+        ("storage:\n  durability: sometimes\n", "storage.durability"),
+        ("workflows:\n  dirs: flows\n", "c.yaml:2: workflows.dirs: expected a list"),
+        ("workflows:\n  folders: [a]\n", "c.yaml:2: workflows.folders: unknown key"),
     ])
     func errors(yaml: String, message: String) {
         do {

@@ -123,6 +123,7 @@ public enum ConfigLoader {
         switch type {
         case is String.Type: "a string"
         case is [String].Type: "a list of strings"
+        case let t where "\(t)".hasPrefix("Sequence") || "\(t)".hasPrefix("Array"): "a list"
         case is RunStore.Durability.Type: "full or normal"
         case is Int.Type, is UInt32.Type, is UInt64.Type: "an integer"
         case is Bool.Type: "true or false"

@@ -118,6 +118,14 @@ extension NodeReader {
         } else {
             ids.nodes[id] = m["id"]!
         }
+        // The common fields are checked even when the kind is wrong: every problem, at once.
+        var s = Step(id: id)
+        if let c = m["if"] {
+            s.if = string(c, "\(here).if")
+            if let text = s.if { use(wrap(text), path: "\(here).if", node: c, variables: variables, ids: &ids) }
+        }
+        if let r = m["retry"] { s.retry = retry(r, "\(here).retry") }
+        s.timeoutMs = durationMs(m["timeout"], "\(here).timeout")
         let present = Self.kinds.filter { m[$0] != nil }
         for kind in Self.later where m[kind] != nil {
             issue("\(here).\(kind)", m[kind], "'\(kind)' steps are not supported by this gateway yet")
@@ -129,13 +137,6 @@ extension NodeReader {
             }
             return nil
         }
-        var s = Step(id: id)
-        if let c = m["if"] {
-            s.if = string(c, "\(here).if")
-            if let text = s.if { use(wrap(text), path: "\(here).if", node: c, variables: variables, ids: &ids) }
-        }
-        if let r = m["retry"] { s.retry = retry(r, "\(here).retry") }
-        s.timeoutMs = durationMs(m["timeout"], "\(here).timeout")
 
         switch present[0] {
         case "exec": s.exec = exec(m["exec"]!, "\(here).exec", variables: variables, ids: &ids)
