@@ -29,5 +29,9 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --parallel --num-workers 2
 
+# A real gateway under load, printed as a table (BENCH_ARGS=--quick for a short run).
+bench: release
+	.build/release/skelm-bench --skelm .build/release/skelm $(BENCH_ARGS)
+
 clean:
 	rm -rf .build

@@ -8,6 +8,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "skelm", targets: ["CLI"]),
+        .executable(name: "skelm-bench", targets: ["Bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -67,6 +68,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI", swiftSettings: strict),
+        // `make bench`: a real gateway under load, printed as a table.
+        .executableTarget(name: "Bench", dependencies: ["SkelmClient", "Workflow"], path: "Sources/Bench", swiftSettings: strict),
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: strict),
         .testTarget(name: "WorkflowTests", dependencies: ["Workflow"], swiftSettings: strict),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ControlPlane", "Wire"], swiftSettings: strict),

@@ -12,11 +12,16 @@ extension API {
                 let peakBusy: Int
                 let minSpare: Int
                 let max: Int
+                /// Spawn to handshake (sandbox included) of every worker so far, in ms.
+                let spawnMs: [String: Double]
             }
             let c = await pool.counts
+            let spawns = await pool.spawnLatenciesMs.sorted()
+            func pct(_ p: Double) -> Double { spawns.isEmpty ? 0 : spawns[min(spawns.count - 1, Int(Double(spawns.count) * p))] }
             return JSONResponse.make(Pool(workers: await pool.snapshot(), live: c.live, idle: c.idle, busy: c.busy,
                                           peakBusy: await pool.peakBusy, minSpare: pool.configuration.minSpare,
-                                          max: pool.configuration.max))
+                                          max: pool.configuration.max,
+                                          spawnMs: ["count": Double(spawns.count), "p50": pct(0.5), "p99": pct(0.99)]))
         }
     }
 }

@@ -1,0 +1,146 @@
+import Foundation
+import SkelmClient
+import Workflow
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// `skelm-bench [--quick] [--skelm PATH]`: starts a real gateway on a scratch
+// project, drives it over HTTP the way a client would, and prints a table.
+// Numbers come from the client's side (trigger to result in hand), except the
+// spawn latency, which the gateway measures from spawn to handshake.
+
+let args = CommandLine.arguments
+let quick = args.contains("--quick")
+let skelm = args.firstIndex(of: "--skelm").map { args[$0 + 1] }
+    ?? URL(fileURLWithPath: args[0]).deletingLastPathComponent().appendingPathComponent("skelm").path
+
+struct Stats {
+    var samples: [Double]
+    func pct(_ p: Double) -> Double {
+        let s = samples.sorted()
+        return s.isEmpty ? 0 : s[min(s.count - 1, Int(Double(s.count) * p))]
+    }
+}
+
+func elapsedMs(since start: ContinuousClock.Instant) -> Double {
+    let (s, a) = (ContinuousClock.now - start).components
+    return Double(s) * 1000 + Double(a) / 1e15
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("skelm-bench: \(message)\n".utf8))
+    exit(1)
+}
+
+let project = "/tmp/skelm-bench-\(getpid())"
+try FileManager.default.createDirectory(atPath: project + "/workflows", withIntermediateDirectories: true)
+chmod(project, 0o711)
+try """
+    server: { host: 127.0.0.1, port: 0, maxConcurrentRuns: 32 }
+    workers: { minSpare: 8, max: 40 }
+    stateDir: state
+    """.write(toFile: project + "/skelm.config.yaml", atomically: true, encoding: .utf8)
+// The workload of the benchmark issue: {x} in, {x+1} out, from a script step.
+try """
+    id: inc
+    input: { type: object, properties: { x: { type: integer } }, required: [x] }
+    steps:
+      - id: add
+        exec:
+          argv: [sh, -c, 'echo "{\\"x\\": $(( $X + 1 ))}"']
+          env: { X: "${{ input.x }}" }
+    result: ${{ steps.add.output }}
+    """.write(toFile: project + "/workflows/inc.workflow.yaml", atomically: true, encoding: .utf8)
+
+let gateway = Process()
+gateway.executableURL = URL(fileURLWithPath: skelm)
+gateway.arguments = ["gateway", "start", "--foreground", "--config", project + "/skelm.config.yaml"]
+gateway.standardError = FileHandle(forWritingAtPath: "/dev/null")
+try gateway.run()
+defer {
+    kill(gateway.processIdentifier, SIGTERM)
+    gateway.waitUntilExit()
+    try? FileManager.default.removeItem(atPath: project)
+}
+
+Task {
+    var client: GatewayClient?
+    for _ in 0..<500 {
+        if let data = FileManager.default.contents(atPath: project + "/state/gateway.json"),
+           let info = try? JSONDecoder().decode(Discovery.self, from: data) {
+            client = try GatewayClient.parse(info.url)
+            break
+        }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    guard let client else { fail("the gateway did not start") }
+    // Let the pool fill before measuring.
+    try await Task.sleep(for: .seconds(1))
+
+    @Sendable func runOnce(_ x: Int) async throws -> Double {
+        let start = ContinuousClock.now
+        let reply = try await client.post("/runs", json: ["workflow": "inc", "input": ["x": .number(Double(x))], "mode": "sync"])
+        let ms = elapsedMs(since: start)
+        guard reply.status == 200, reply.json?["output"]?["x"] == .number(Double(x + 1)) else {
+            fail("run \(x) answered \(reply.status): \(String(decoding: reply.body, as: UTF8.self))")
+        }
+        return ms
+    }
+
+    for i in 0..<20 { _ = try await runOnce(i) }
+
+    let sequentialRuns = quick ? 50 : 200
+    var sequential = Stats(samples: [])
+    for i in 0..<sequentialRuns { sequential.samples.append(try await runOnce(i)) }
+
+    let total = quick ? 500 : 2000, clients = 32
+    let started = ContinuousClock.now
+    let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
+        for c in 0..<clients {
+            group.addTask {
+                var mine: [Double] = []
+                var i = c
+                while i < total {
+                    mine.append(try await runOnce(i))
+                    i += clients
+                }
+                return mine
+            }
+        }
+        var all: [Double] = []
+        for try await mine in group { all += mine }
+        return all
+    }
+    let seconds = elapsedMs(since: started) / 1000
+    let throughput = Stats(samples: latencies)
+
+    var health = Stats(samples: [])
+    for _ in 0..<(quick ? 200 : 1000) {
+        let t = ContinuousClock.now
+        _ = try await client.get("/health")
+        health.samples.append(elapsedMs(since: t))
+    }
+
+    let pool = try await client.get("/v1/workers").json
+    func num(_ v: JSONValue?) -> Double { if case let .number(n)? = v { n } else { 0 } }
+
+    let rows: [(String, String, String)] = [
+        ("sync run latency, sequential (\(sequentialRuns) runs)", String(format: "p50 %.2f ms", sequential.pct(0.5)), String(format: "p99 %.2f ms", sequential.pct(0.99))),
+        ("runs/s, \(clients) concurrent clients (\(total) runs)", String(format: "%.0f runs/s", Double(total) / seconds), String(format: "p99 %.2f ms", throughput.pct(0.99))),
+        ("worker cold spawn to handshake (\(Int(num(pool?["spawnMs"]?["count"]))) spawns)", String(format: "p50 %.2f ms", num(pool?["spawnMs"]?["p50"])), String(format: "p99 %.2f ms", num(pool?["spawnMs"]?["p99"]))),
+        ("GET /health, sequential, new connection each", String(format: "p50 %.3f ms", health.pct(0.5)), String(format: "p99 %.3f ms", health.pct(0.99))),
+    ]
+    let w0 = max(rows.map(\.0.count).max() ?? 0, 6), w1 = max(rows.map(\.1.count).max() ?? 0, 6)
+    func pad(_ s: String, _ w: Int) -> String { s.padding(toLength: w, withPad: " ", startingAt: 0) }
+    print("skelm \(quick ? "quick " : "")benchmark, \(ProcessInfo.processInfo.activeProcessorCount) cores, workload: one sandboxed exec step {x} -> {x+1}")
+    print(pad("measure", w0) + "  " + pad("value", w1) + "  tail")
+    print(String(repeating: "-", count: w0) + "  " + String(repeating: "-", count: w1) + "  ------------")
+    for r in rows { print(pad(r.0, w0) + "  " + pad(r.1, w1) + "  " + r.2) }
+    kill(gateway.processIdentifier, SIGTERM)
+    gateway.waitUntilExit()
+    try? FileManager.default.removeItem(atPath: project)
+    exit(0)
+}
+dispatchMain()
