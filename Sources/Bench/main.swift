@@ -13,6 +13,7 @@ import Glibc
 
 let args = CommandLine.arguments
 let quick = args.contains("--quick")
+let durability = args.firstIndex(of: "--durability").map { args[$0 + 1] } ?? "full"
 let skelm = args.firstIndex(of: "--skelm").map { args[$0 + 1] }
     ?? URL(fileURLWithPath: args[0]).deletingLastPathComponent().appendingPathComponent("skelm").path
 
@@ -40,6 +41,7 @@ chmod(project, 0o711)
 try """
     server: { host: 127.0.0.1, port: 0, maxConcurrentRuns: 32 }
     workers: { minSpare: 8, max: 40 }
+    storage: { durability: \(durability) }
     stateDir: state
     """.write(toFile: project + "/skelm.config.yaml", atomically: true, encoding: .utf8)
 // The workload of the benchmark issue: {x} in, {x+1} out, from a script step.
