@@ -4,7 +4,7 @@ SWIFT ?= swift
 APT_PACKAGES := libsqlite3-dev libssl-dev libseccomp-dev pkg-config zlib1g-dev python3
 CONFIG ?= examples/skelm.config.yaml
 
-.PHONY: run test build release deps bench clean
+.PHONY: run test build release deps bench clean openapi
 
 # Installs the system packages the build and the tests need, when missing.
 deps:
@@ -25,9 +25,14 @@ release: deps
 run: release
 	.build/release/skelm gateway start --foreground --config $(CONFIG)
 
-test: deps
+test: deps openapi
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --parallel --num-workers 2
+
+# docs/openapi.yaml must stay a valid OpenAPI 3.1 document.
+openapi:
+	@python3 -c 'import openapi_spec_validator' 2>/dev/null || python3 -m pip install -q openapi-spec-validator
+	python3 -m openapi_spec_validator docs/openapi.yaml
 
 # A real gateway under load, printed as a table (BENCH_ARGS=--quick for a short run).
 bench: release

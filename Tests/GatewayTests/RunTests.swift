@@ -193,3 +193,25 @@ final class RunTests {
         #expect(issues.allSatisfy { $0["line"] != nil && $0["line"] != .null })
     }
 }
+
+extension RunTests {
+    @Test("every route in docs/openapi.yaml is served (the docs and the server agree)")
+    func openapiRoutesExist() async throws {
+        let spec = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../docs/openapi.yaml").standardized.path
+        let text = try String(contentsOfFile: spec, encoding: .utf8)
+        var routes: [(String, String)] = []
+        var current: String?
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("  /"), line.hasSuffix(":") { current = String(line.dropFirst(2).dropLast()) }
+            else if !line.hasPrefix(" "), !line.isEmpty { current = nil }
+            if let path = current, line == "    get:" || line == "    post:" {
+                routes.append((line.contains("get") ? "GET" : "POST", path.replacingOccurrences(of: "{id}", with: "hello")))
+            }
+        }
+        #expect(routes.count >= 10)
+        for (method, path) in routes {
+            let reply = try await gw.client.send(method == "GET" ? .GET : .POST, path, body: method == "POST" ? Data("{}".utf8) : nil)
+            #expect(!reply.errorMessage.contains("no route for"), "\(method) \(path) is documented but not served")
+        }
+    }
+}

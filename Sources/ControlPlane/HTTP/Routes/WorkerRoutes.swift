@@ -3,7 +3,7 @@ import Hummingbird
 
 extension API {
     func addWorkerRoutes(_ router: Router<BasicRequestContext>) {
-        router.get("/v1/workers") { _, _ -> Response in
+        router.get("/v1/workers") { request, _ -> Response in
             struct Pool: Encodable {
                 let workers: [WorkerInfo]
                 let live: Int
@@ -16,12 +16,15 @@ extension API {
                 let spawnMs: [String: Double]
             }
             let c = await pool.counts
-            let spawns = await pool.spawnLatenciesMs.sorted()
+            // ?spawnsFrom=N: spawn statistics over the spawns after the first N only.
+            let from = try request.intQuery("spawnsFrom", default: 0, range: 0...Int.max)
+            let all = await pool.spawnLatenciesMs
+            let spawns = all.dropFirst(min(from, all.count)).sorted()
             func pct(_ p: Double) -> Double { spawns.isEmpty ? 0 : spawns[min(spawns.count - 1, Int(Double(spawns.count) * p))] }
             return JSONResponse.make(Pool(workers: await pool.snapshot(), live: c.live, idle: c.idle, busy: c.busy,
                                           peakBusy: await pool.peakBusy, minSpare: pool.configuration.minSpare,
                                           max: pool.configuration.max,
-                                          spawnMs: ["count": Double(spawns.count), "p50": pct(0.5), "p99": pct(0.99)]))
+                                          spawnMs: ["count": Double(spawns.count), "total": Double(all.count), "p50": pct(0.5), "p99": pct(0.99)]))
         }
     }
 }
