@@ -21,6 +21,7 @@ public final class Gateway: Sendable {
     public let registry: WorkflowRegistry
     public let runs: RunService
     public let hub = RunEventHub()
+    public let audit: AuditLog
     public let group: any EventLoopGroup
     let logger: Logger
     private let server = Mutex<(HTTPServer, Task<Void, any Error>)?>(nil)
@@ -33,22 +34,36 @@ public final class Gateway: Sendable {
         self.stateDir = loaded.stateDir
         self.logger = logger
         self.group = group
+        // Everything the gateway creates is private unless it says otherwise
+        // (SQLite's -wal and -shm files, the audit files, the discovery file).
+        umask(0o077)
         try Self.prepareStateDir(stateDir)
         let root = geteuid() == 0
         let host = HostSupport.probe()
         let poolConfig = loaded.config.poolConfiguration(stateDir: stateDir, runningAsRoot: root)
         try WorkerPool.prepareWorkspaceRoot(poolConfig.workspaceRoot)
         let spawner = try WorkerSpawner(namespaces: host.namespaces, uidBase: poolConfig.uidBase)
+        let audit: AuditLog
+        do {
+            audit = try AuditLog(stateDir: stateDir, checkpointEvery: loaded.config.audit.checkpointEvery, logger: logger)
+        } catch {
+            throw ConfigError(file: stateDir + "/audit.jsonl", line: nil, keyPath: "audit", message: "cannot open the audit log: \(error)")
+        }
+        self.audit = audit
         self.pool = WorkerPool(configuration: poolConfig, spawner: spawner, group: group, logger: logger,
                                onEvent: { event in logger.debug("job event", metadata: ["job": "\(event.jobId)", "type": "\(event.type)"]) },
-                               onViolation: { pid, what in logger.warning("sandbox.violation", metadata: ["pid": "\(pid)", "what": "\(what)"]) })
+                               onViolation: { pid, what in
+                                   logger.warning("sandbox.violation", metadata: ["pid": "\(pid)", "what": "\(what)"])
+                                   audit.record(actor: "gateway", action: "sandbox.violation", details: ["pid": "\(pid)", "what": what])
+                               },
+                               onLifecycle: { action, details in audit.record(actor: "gateway", action: action, details: details) })
         do {
             self.store = try RunStore(path: stateDir + "/skelm.db", durability: config.storage.durability)
         } catch {
             throw ConfigError(file: stateDir + "/skelm.db", line: nil, keyPath: "storage.runs", message: "cannot open the run store: \(error)")
         }
-        self.registry = WorkflowRegistry(dirs: loaded.workflowDirs, logger: logger)
-        self.runs = RunService(store: store, registry: registry, pool: pool, hub: hub,
+        self.registry = WorkflowRegistry(dirs: loaded.workflowDirs, audit: audit, logger: logger)
+        self.runs = RunService(store: store, registry: registry, pool: pool, hub: hub, audit: audit,
                                maxConcurrent: config.server.maxConcurrentRuns,
                                runTimeout: .seconds(config.server.runTimeoutSeconds),
                                stepTimeoutMs: config.workers.limits.timeoutSeconds * 1000, logger: logger)
@@ -61,10 +76,15 @@ public final class Gateway: Sendable {
     public var port: Int? { server.withLock { $0?.0.boundPort } }
 
     public func start() async throws {
+        try await audit.append(actor: "gateway", action: "gateway.started", details: [
+            "version": SkelmVersion.string, "pid": "\(getpid())", "config": configPath ?? "(defaults)",
+            "configSha256": configPath.flatMap { FileManager.default.contents(atPath: $0) }.map { AuditEntry.sha256Hex(String(decoding: $0, as: UTF8.self)) } ?? "",
+        ])
         let (valid, invalid) = await registry.reload()
         try await pool.start()
         try await runs.resumeUnfinished()
-        let api = API(runs: runs, store: store, registry: registry, pool: pool, hub: hub,
+        let api = API(runs: runs, store: store, registry: registry, pool: pool, hub: hub, audit: audit,
+                      stateDir: stateDir, checkpointEvery: config.audit.checkpointEvery,
                       maxBodyBytes: config.server.maxBodyKB << 10, heartbeat: .seconds(config.server.sseHeartbeatSeconds),
                       startedAt: Date())
         var httpLogger = logger
@@ -91,6 +111,8 @@ public final class Gateway: Sendable {
         }
         unlink(discoveryPath)
         await pool.shutdown(drain: .seconds(1))
+        _ = try? await audit.append(actor: "gateway", action: "gateway.stopped", details: ["pid": "\(getpid())"])
+        await audit.close()
         try? await group.shutdownGracefully()
         logger.info("gateway stopped")
     }

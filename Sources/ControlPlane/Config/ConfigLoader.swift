@@ -75,6 +75,7 @@ public enum ConfigLoader {
         "server": .object(["host": .leaf, "port": .leaf, "maxConcurrentRuns": .leaf, "maxBodyKB": .leaf, "runTimeoutSeconds": .leaf, "sseHeartbeatSeconds": .leaf]),
         "workflows": .object(["dirs": .leaf]),
         "storage": .object(["runs": .leaf, "durability": .leaf]),
+        "audit": .object(["checkpointEvery": .leaf]),
         "stateDir": .leaf,
         "workers": .object([
             "minSpare": .leaf, "max": .leaf, "uidBase": .leaf, "workspaceRoot": .leaf,

@@ -10,6 +10,13 @@ public struct GatewayConfig: Codable, Sendable {
     public var sandbox = Sandbox()
     public var workflows = Workflows()
     public var storage = Storage()
+    public var audit = Audit()
+
+    public struct Audit: Codable, Sendable {
+        /// A signed checkpoint every this many entries (and one at every shutdown).
+        public var checkpointEvery = 1000
+        public init() {}
+    }
 
     public struct Server: Codable, Sendable {
         public var host = "127.0.0.1"
@@ -91,6 +98,14 @@ extension GatewayConfig {
         sandbox = try c.value(.sandbox, or: d.sandbox)
         workflows = try c.value(.workflows, or: d.workflows)
         storage = try c.value(.storage, or: d.storage)
+        audit = try c.value(.audit, or: d.audit)
+    }
+}
+
+extension GatewayConfig.Audit {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        checkpointEvery = try c.value(.checkpointEvery, or: Self().checkpointEvery)
     }
 }
 
@@ -168,6 +183,7 @@ extension GatewayConfig {
         if storage.runs != "sqlite" {
             throw bad("storage.runs", "'\(storage.runs)' is not available; this gateway stores runs in sqlite")
         }
+        if !(1...1_000_000).contains(audit.checkpointEvery) { throw bad("audit.checkpointEvery", "must be between 1 and 1000000") }
         if workflows.dirs.contains(where: \.isEmpty) { throw bad("workflows.dirs", "must not contain an empty path") }
         if workers.max < 1 { throw bad("workers.max", "must be at least 1") }
         if workers.minSpare < 0 || workers.minSpare > workers.max { throw bad("workers.minSpare", "must be between 0 and workers.max (\(workers.max))") }

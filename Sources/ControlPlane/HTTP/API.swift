@@ -8,6 +8,9 @@ struct API: Sendable {
     let registry: WorkflowRegistry
     let pool: WorkerPool
     let hub: RunEventHub
+    let audit: AuditLog
+    let stateDir: String
+    let checkpointEvery: Int
     let maxBodyBytes: Int
     let heartbeat: Duration
     let startedAt: Date
@@ -20,6 +23,7 @@ struct API: Sendable {
         addRunRoutes(router)
         addEventRoutes(router)
         addWorkerRoutes(router)
+        addAuditRoutes(router)
         return router
     }
 }

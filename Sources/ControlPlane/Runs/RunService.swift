@@ -27,6 +27,7 @@ public actor RunService {
     let registry: WorkflowRegistry
     let pool: WorkerPool
     let hub: RunEventHub
+    let audit: AuditLog
     let maxConcurrent: Int
     let runTimeout: Duration
     let stepTimeoutMs: Int
@@ -37,12 +38,13 @@ public actor RunService {
     private var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
     private var stopping = false
 
-    public init(store: RunStore, registry: WorkflowRegistry, pool: WorkerPool, hub: RunEventHub, maxConcurrent: Int,
+    public init(store: RunStore, registry: WorkflowRegistry, pool: WorkerPool, hub: RunEventHub, audit: AuditLog, maxConcurrent: Int,
                 runTimeout: Duration, stepTimeoutMs: Int, logger: Logger = Logger(label: "skelm.runs")) {
         self.store = store
         self.registry = registry
         self.pool = pool
         self.hub = hub
+        self.audit = audit
         self.maxConcurrent = maxConcurrent
         self.runTimeout = runTimeout
         self.stepTimeoutMs = stepTimeoutMs
@@ -67,6 +69,9 @@ public actor RunService {
         case let .conflict(other): throw SubmitError.idempotencyConflict(runId: other)
         case let .existing(run): return (run, false)
         case let .created(run):
+            var details = ["workflow": id]
+            if let idempotencyKey { details["idempotencyKey"] = idempotencyKey }
+            try await audit.append(actor: "api", action: "run.created", runId: runId, details: details)
             if let first = try? await store.events(runId: runId, since: 0, limit: 1).first { hub.publish(first) }
             queue.append((runId, definition, false))
             pump()
@@ -89,6 +94,7 @@ public actor RunService {
         guard let run = try await store.run(runId, withSteps: false) else { return nil }
         if run.status.isTerminal { return try await store.run(runId) }
         let failure = StepFailure(code: "Cancelled", step: nil, message: "cancelled")
+        try await audit.append(actor: "api", action: "run.cancel", runId: runId, details: ["workflow": run.workflow])
         if let i = queue.firstIndex(where: { $0.id == runId }) {
             queue.remove(at: i)
             await end(runId, .cancelled, output: nil, error: failure)
@@ -96,6 +102,7 @@ public actor RunService {
             a.cancelled.withLock { $0 = true }
             if let event = try await store.finish(runId: runId, status: .cancelled, output: nil, error: failure) { hub.publish(event) }
             await pool.cancel(jobId: a.jobId)
+            audit.record(actor: "gateway", action: "run.finished", runId: runId, details: ["status": "cancelled", "workflow": run.workflow])
         }
         return try await store.run(runId)
     }
@@ -145,6 +152,8 @@ public actor RunService {
         }
         do {
             guard let started = try await store.markStarted(runId: runId, resumed: resumed) else { return }
+            try await audit.append(actor: "gateway", action: resumed ? "run.resumed" : "run.started", runId: runId,
+                                   details: ["workflow": definition.id, "job": a.jobId])
             hub.publish(started)
         } catch {
             logger.error("cannot start run", metadata: ["run": "\(runId)", "error": "\(error)"])
@@ -200,6 +209,13 @@ public actor RunService {
 
     private func end(_ runId: String, _ status: RunStatus, output: JSONValue?, error: StepFailure?) async {
         do {
+            // Durable in the audit chain before the end is visible anywhere else.
+            var details = ["status": status.rawValue]
+            if let error {
+                details["code"] = error.code
+                if let step = error.step { details["step"] = step }
+            }
+            try await audit.append(actor: "gateway", action: "run.finished", runId: runId, details: details)
             if let event = try await store.finish(runId: runId, status: status, output: output, error: error) { hub.publish(event) }
         } catch {
             logger.error("cannot record the end of a run", metadata: ["run": "\(runId)", "error": "\(error)"])

@@ -18,6 +18,8 @@ public actor WorkerPool {
     private let logger: Logger
     private let onEvent: @Sendable (JobEvent) -> Void
     private let onViolation: @Sendable (Int32, String) -> Void
+    /// Spawns and exits, for the audit chain: what the control plane observed.
+    private let onLifecycle: @Sendable (String, [String: String]) -> Void
     /// Spawns happen on one long-lived thread: PR_SET_PDEATHSIG follows the
     /// spawning thread, and a pool thread that retires would take workers with it.
     private let spawnThread = NIOThreadPool(numberOfThreads: 1)
@@ -39,13 +41,15 @@ public actor WorkerPool {
     public init(configuration: WorkerPoolConfiguration, spawner: WorkerSpawner, group: any EventLoopGroup,
                 logger: Logger = Logger(label: "skelm.workers"),
                 onEvent: @escaping @Sendable (JobEvent) -> Void = { _ in },
-                onViolation: @escaping @Sendable (Int32, String) -> Void = { _, _ in }) {
+                onViolation: @escaping @Sendable (Int32, String) -> Void = { _, _ in },
+                onLifecycle: @escaping @Sendable (String, [String: String]) -> Void = { _, _ in }) {
         self.configuration = configuration
         self.spawner = spawner
         self.group = group
         self.logger = logger
         self.onEvent = onEvent
         self.onViolation = onViolation
+        self.onLifecycle = onLifecycle
         spawnThread.start()
         reaperThreads.start()
     }
@@ -314,6 +318,8 @@ public actor WorkerPool {
         _ = try await worker.waitForHello()
         let elapsed = (ContinuousClock.now - started).components
         spawnLatencies.append(Double(elapsed.seconds) * 1000 + Double(elapsed.attoseconds) / 1e15)
+        onLifecycle("worker.spawned", ["pid": "\(worker.pid)", "uid": "\(worker.uid)",
+                                       "layers": (worker.report?.active.map(\.rawValue).sorted() ?? []).joined(separator: ",")])
         return worker
     }
 
@@ -343,6 +349,10 @@ public actor WorkerPool {
         live[worker.pid] = nil
         idle.removeAll { $0 === worker }
         worker.markExited(status)
+        var details = ["pid": "\(worker.pid)", "status": "\(status)"]
+        if let job = worker.jobId { details["job"] = job }
+        if let reason = worker.killReason { details["reason"] = reason }
+        onLifecycle("worker.exited", details)
         if status.isSeccompViolation, worker.phase != .busy {
             onViolation(worker.pid, "worker \(status)")
         }

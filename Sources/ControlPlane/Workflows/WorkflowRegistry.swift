@@ -20,11 +20,13 @@ public actor WorkflowRegistry {
 
     private let dirs: [String]
     private let logger: Logger
+    private let audit: AuditLog?
     private var workflows: [String: WorkflowDefinition] = [:]
     private var entries: [Entry] = []
 
-    public init(dirs: [String], logger: Logger = Logger(label: "skelm.workflows")) {
+    public init(dirs: [String], audit: AuditLog? = nil, logger: Logger = Logger(label: "skelm.workflows")) {
         self.dirs = dirs
+        self.audit = audit
         self.logger = logger
     }
 
@@ -34,7 +36,30 @@ public actor WorkflowRegistry {
 
     /// Reads every workflow file again; returns how many were valid and invalid.
     @discardableResult
-    public func reload() -> (valid: Int, invalid: Int) {
+    public func reload() async -> (valid: Int, invalid: Int) {
+        let before = workflows
+        let result = scan()
+        // What became runnable, stopped being runnable, or changed, is audited.
+        for (id, def) in workflows where before[id] != def {
+            await record(before[id] == nil ? "workflow.registered" : "workflow.changed", id)
+        }
+        for id in before.keys where workflows[id] == nil { await record("workflow.unregistered", id) }
+        for entry in entries where !entry.valid {
+            await record("workflow.invalid", entry.id, ["file": entry.file, "issues": "\(entry.issues.count)"])
+        }
+        return result
+    }
+
+    private func record(_ action: String, _ id: String, _ extra: [String: String] = [:]) async {
+        guard let audit else { return }
+        var details = ["workflow": id]
+        details.merge(extra) { $1 }
+        do { try await audit.append(actor: "gateway", action: action, details: details) } catch {
+            logger.error("audit append failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func scan() -> (valid: Int, invalid: Int) {
         var found: [String: WorkflowDefinition] = [:]
         var listed: [Entry] = []
         for file in Self.files(in: dirs) {

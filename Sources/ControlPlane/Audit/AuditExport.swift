@@ -1,0 +1,19 @@
+/// CSV export: one row per entry, details as canonical JSON in one column.
+public enum AuditExport {
+    public static let header = "seq,timestamp,actor,action,runId,details,prevHash,entryHash"
+
+    public static func csv(_ entries: [AuditEntry]) -> String {
+        var out = header + "\n"
+        for e in entries {
+            let cells = [String(e.seq), e.timestamp, e.actor, e.action, e.runId ?? "", CanonicalJSON.object(e.details), e.prevHash, e.entryHash]
+            out += cells.map(field).joined(separator: ",") + "\n"
+        }
+        return out
+    }
+
+    /// RFC 4180: quote a field holding a comma, quote or line break; double the quotes.
+    static func field(_ s: String) -> String {
+        guard s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return s }
+        return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+}
