@@ -4,7 +4,7 @@ SWIFT ?= swift
 APT_PACKAGES := libsqlite3-dev libssl-dev libseccomp-dev pkg-config zlib1g-dev python3
 CONFIG ?= examples/skelm.config.yaml
 
-.PHONY: run test build release deps bench clean openapi
+.PHONY: run test build release deps bench clean openapi pytools
 
 # Installs the system packages the build and the tests need, when missing.
 deps:
@@ -25,13 +25,17 @@ release: deps
 run: release
 	.build/release/skelm gateway start --foreground --config $(CONFIG)
 
-test: deps openapi
+test: deps pytools openapi
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --parallel --num-workers 2
 
+# Python tools the tests use: the OpenAPI validator, and `cryptography` so the
+# independent audit verifier (scripts/audit-verify.py) checks signatures too.
+pytools:
+	@python3 -c 'import openapi_spec_validator, cryptography' 2>/dev/null || python3 -m pip install -q openapi-spec-validator cryptography
+
 # docs/openapi.yaml must stay a valid OpenAPI 3.1 document.
-openapi:
-	@python3 -c 'import openapi_spec_validator' 2>/dev/null || python3 -m pip install -q openapi-spec-validator
+openapi: pytools
 	python3 -m openapi_spec_validator docs/openapi.yaml
 
 # A real gateway under load, printed as a table (BENCH_ARGS=--quick for a short run).

@@ -180,7 +180,7 @@ final class RunTests {
     func registry() async throws {
         let r = try await gw.get("/registry/workflows")
         guard case let .array(list)? = r.json?["workflows"] else { Issue.record("no list"); return }
-        #expect(list.filter { $0["valid"] == true }.count == 7)
+        #expect(list.filter { $0["valid"] == true }.count == 8)
         guard let broken = list.first(where: { $0["id"] == "broken" }), case let .array(issues)? = broken["issues"] else {
             Issue.record("broken workflow not listed"); return
         }

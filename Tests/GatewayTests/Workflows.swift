@@ -94,6 +94,12 @@ enum TestWorkflows {
               - id: say
                 exec: { argv: [echo, '{"other": 1}'] }
             """,
+        "escape.workflow.yaml": """
+            id: escape
+            steps:
+              - id: unshare
+                exec: { argv: [python3, -c, "import ctypes; ctypes.CDLL(None).unshare(0x10000000)"] }
+            """,
         "broken.workflow.yaml": """
             id: broken
             steps:

@@ -215,6 +215,11 @@ public actor RunService {
                 details["code"] = error.code
                 if let step = error.step { details["step"] = step }
             }
+            if error?.code == "SandboxViolation" {
+                // The step process is the worker's child: the worker saw the SIGSYS, and says so.
+                try await audit.append(actor: "gateway", action: "sandbox.violation", runId: runId,
+                                       details: ["step": error?.step ?? "", "reportedBy": "worker", "message": error?.message ?? ""])
+            }
             try await audit.append(actor: "gateway", action: "run.finished", runId: runId, details: details)
             if let event = try await store.finish(runId: runId, status: status, output: output, error: error) { hub.publish(event) }
         } catch {

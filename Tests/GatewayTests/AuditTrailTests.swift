@@ -1,0 +1,107 @@
+import Foundation
+import SkelmClient
+import Testing
+import Workflow
+
+@Suite("The audit trail of a real gateway", .serialized)
+final class AuditTrailTests {
+    let gw: TestGateway
+
+    init() async throws {
+        gw = try TestGateway(workflows: TestWorkflows.all)
+        try await gw.start()
+    }
+
+    deinit {
+        let gw = self.gw
+        Task { await gw.cleanup() }
+    }
+
+    @Test("a run is audited from creation to its end, and the chain verifies over HTTP")
+    func runAudited() async throws {
+        let run = try await gw.run("hello", ["name": "audit"])
+        let id = run["id"]!.stringValue!
+        let entries = try await gw.get("/audit?run=\(id)").json?["entries"].list ?? []
+        #expect(entries.compactMap { $0["action"]?.stringValue }.reversed() == ["run.created", "run.started", "run.finished"])
+        #expect(entries.first?["details"]?["status"] == "succeeded")
+        let all = try await gw.get("/audit?limit=1000").json?["entries"].list.compactMap { $0["action"]?.stringValue } ?? []
+        #expect(all.contains("gateway.started"))
+        #expect(all.contains("workflow.registered"))
+        #expect(all.contains("workflow.invalid"))
+        #expect(all.contains("worker.spawned"))
+        let verify = try await gw.get("/audit/verify")
+        #expect(verify.json?["ok"] == true, "\(verify.errorMessage)")
+    }
+
+    @Test("a step that trips seccomp fails as SandboxViolation and is audited as sandbox.violation")
+    func violationAudited() async throws {
+        let run = try await gw.run("escape")
+        #expect(run["status"] == "failed")
+        #expect(run["error"]?["code"] == "SandboxViolation")
+        let entries = try await gw.get("/audit?action=sandbox.violation&run=\(run["id"]!.stringValue!)").json?["entries"].list ?? []
+        #expect(entries.count == 1)
+        #expect(entries.first?["details"]?["step"] == "unshare")
+    }
+
+    @Test("export as CSV and JSONL; the JSONL verifies with an independent Python script")
+    func exportAndIndependentVerify() async throws {
+        _ = try await gw.run("hello", ["name": "csv"])
+        let csv = try await gw.get("/v1/audit/export?format=csv")
+        #expect(csv.status == 200)
+        #expect(String(decoding: csv.body, as: UTF8.self).hasPrefix("seq,timestamp,actor,action,runId,details,prevHash,entryHash\n1,"))
+        let jsonl = try await gw.get("/v1/audit/export?format=jsonl")
+        let lines = String(decoding: jsonl.body, as: UTF8.self).split(separator: "\n")
+        #expect(lines.first.flatMap { JSONValue.parse(String($0)) }?["seq"] == 1)
+        #expect(try await gw.get("/v1/audit/export?format=xml").status == 400)
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../scripts/audit-verify.py").standardized.path
+        let r = try await run(["python3", script, gw.stateDir])
+        #expect(r.status == 0, "\(r.out)")
+        #expect(r.out.hasPrefix("ok:"))
+    }
+
+    @Test("after a stop, skelm audit verify checks the state dir alone, and names an edit and a truncation")
+    func verifyStoppedGateway() async throws {
+        _ = try await gw.run("hello", ["name": "last"])
+        #expect(await gw.stop() == 0)
+        let ok = try await gw.cli(["audit", "verify"])
+        #expect(ok.status == 0, "\(ok.stdout) \(ok.stderr)")
+        #expect(ok.stdout.contains("1 signed checkpoints") || ok.stdout.contains("signed checkpoints"))
+        let path = gw.stateDir + "/audit.jsonl"
+        let original = try String(contentsOfFile: path, encoding: .utf8)
+        var lines = original.split(separator: "\n").map(String.init)
+        lines[2] = lines[2].replacingOccurrences(of: "\"actor\":\"gateway\"", with: "\"actor\":\"mallory\"")
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let edited = try await gw.cli(["audit", "verify"])
+        #expect(edited.status == 1)
+        #expect(edited.stdout.contains("bad hash at seq 3"))
+        let truncated = original.split(separator: "\n").dropLast(10).joined(separator: "\n") + "\n"
+        try truncated.write(toFile: path, atomically: true, encoding: .utf8)
+        let cut = try await gw.cli(["audit", "verify", "--json"])
+        #expect(cut.status == 1)
+        #expect(JSONValue.parse(cut.stdout)?["firstBreak"]?["kind"] == "truncated")
+        try original.write(toFile: path, atomically: true, encoding: .utf8)
+        let query = try await gw.cli(["audit", "query", "--action", "run.*", "--limit", "3"])
+        #expect(query.status == 0)
+        #expect(query.stdout.contains("run.finished"))
+        try await gw.start()
+    }
+
+    func run(_ argv: [String]) async throws -> (status: Int32, out: String) {
+        try await withCheckedThrowingContinuation { cont in
+            Thread {
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                p.arguments = argv
+                let pipe = Pipe()
+                p.standardOutput = pipe
+                p.standardError = pipe
+                do {
+                    try p.run()
+                    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                    p.waitUntilExit()
+                    cont.resume(returning: (p.terminationStatus, String(decoding: data, as: UTF8.self)))
+                } catch { cont.resume(throwing: error) }
+            }.start()
+        }
+    }
+}
