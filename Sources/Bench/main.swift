@@ -42,6 +42,7 @@ try """
     server: { host: 127.0.0.1, port: 0, maxConcurrentRuns: 32 }
     workers: { minSpare: 8, max: 40 }
     storage: { durability: \(durability) }
+    defaults: { permissions: { allowedExecutables: [sh] } }
     stateDir: state
     """.write(toFile: project + "/skelm.config.yaml", atomically: true, encoding: .utf8)
 // The workload of the benchmark issue: {x} in, {x+1} out, from a script step.

@@ -85,7 +85,13 @@ int sk_landlock_restrict(const sk_landlock_rule_t *rules, size_t nrules,
         }
         struct stat st;
         if (fstat(fd, &st) < 0) { int e = errno; close(fd); close(rs); snprintf(err, errlen, "stat %s: %s", rules[i].path, strerror(e)); return -e; }
-        uint64_t access = rules[i].writable ? fs_all(abi) : FS_READ;
+        uint64_t access;
+        switch (rules[i].writable) {
+        case SK_LL_WRITE: access = fs_all(abi); break;
+        case SK_LL_READ: access = FS_READ & ~FS_EXECUTE; break;
+        case SK_LL_WRITE_NOEXEC: access = fs_all(abi) & ~FS_EXECUTE; break;
+        default: access = FS_READ; break;
+        }
         if (!S_ISDIR(st.st_mode)) access &= FS_FILE_ONLY;
         access &= fs_all(abi);
         struct sk_path_beneath_attr pb = { .allowed_access = access, .parent_fd = fd };

@@ -40,7 +40,16 @@ public final class Gateway: Sendable {
         try Self.prepareStateDir(stateDir)
         let root = geteuid() == 0
         let host = HostSupport.probe()
-        let poolConfig = loaded.config.poolConfiguration(stateDir: stateDir, runningAsRoot: root)
+        var poolConfig = loaded.config.poolConfiguration(stateDir: stateDir, runningAsRoot: root)
+        let resolver = loaded.config.policyResolver(environment: ProcessInfo.processInfo.environment)
+        // The workers' base Landlock layer allows what any ceiling grants; each step's narrows it.
+        let ceiling = resolver.ceilingPaths
+        for path in ceiling.read + ceiling.write where stateDir.hasPrefix(path.hasSuffix("/") ? path : path + "/") || stateDir == path || path.hasPrefix(stateDir + "/") {
+            throw ConfigError(file: loaded.path ?? "config", line: nil, keyPath: "permissions",
+                              message: "granting '\(path)' would expose the state directory \(stateDir) to steps")
+        }
+        poolConfig.ceilingRead = ceiling.read
+        poolConfig.ceilingWrite = ceiling.write
         try WorkerPool.prepareWorkspaceRoot(poolConfig.workspaceRoot)
         let spawner = try WorkerSpawner(namespaces: host.namespaces, uidBase: poolConfig.uidBase)
         let audit: AuditLog
@@ -63,7 +72,7 @@ public final class Gateway: Sendable {
             throw ConfigError(file: stateDir + "/skelm.db", line: nil, keyPath: "storage.runs", message: "cannot open the run store: \(error)")
         }
         self.registry = WorkflowRegistry(dirs: loaded.workflowDirs, audit: audit, logger: logger)
-        self.runs = RunService(store: store, registry: registry, pool: pool, hub: hub, audit: audit,
+        self.runs = RunService(store: store, registry: registry, pool: pool, hub: hub, audit: audit, policies: resolver,
                                maxConcurrent: config.server.maxConcurrentRuns,
                                runTimeout: .seconds(config.server.runTimeoutSeconds),
                                stepTimeoutMs: config.workers.limits.timeoutSeconds * 1000, logger: logger)

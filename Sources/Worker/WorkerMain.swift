@@ -90,9 +90,7 @@ final class JobSlot: Sendable {
 
     func run(_ spec: RunJobSpec, workspaceRoot: String, connectPorts: [UInt16], peer: RPCPeer) async throws -> RunJobResult {
         try claim(jobId: spec.jobId, workspace: spec.workspace, workspaceRoot: workspaceRoot)
-        let ruleset = LandlockRuleset.confined(writable: [spec.workspace] + spec.fsWrite, readable: spec.fsRead,
-                                               connectPorts: connectPorts)
-        let interpreter = Interpreter(spec: spec, ruleset: ruleset) { event in peer.notify(EventEmit.self, event) }
+        let interpreter = Interpreter(spec: spec, connectPorts: connectPorts) { event in peer.notify(EventEmit.self, event) }
         return await interpreter.run()
     }
 

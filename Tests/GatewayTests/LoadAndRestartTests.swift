@@ -14,6 +14,7 @@ struct LoadAndRestartTests {
         let gw = try TestGateway(workflows: TestWorkflows.all, config: """
             server: { host: 127.0.0.1, port: 0, maxConcurrentRuns: 8 }
             workers: { minSpare: 2, max: 12, uidBase: UIDBASE }
+            defaults: { permissions: { allowedExecutables: [echo] } }
             """)
         try await gw.start()
         defer { Task { await gw.cleanup() } }

@@ -29,6 +29,7 @@ final class TestGateway: @unchecked Sendable {
     static let defaultConfig = """
         server: { host: 127.0.0.1, port: 0, maxConcurrentRuns: 4, maxBodyKB: 64, sseHeartbeatSeconds: 1 }
         workers: { minSpare: 1, max: 8, uidBase: UIDBASE, limits: { timeoutSeconds: 20 } }
+        defaults: { permissions: { allowedExecutables: [echo, sh, python3, sleep, wc] } }
         """
 
     init(workflows: [String: String], config: String = TestGateway.defaultConfig) throws {

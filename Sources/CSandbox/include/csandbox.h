@@ -54,10 +54,18 @@ int sk_set_no_new_privs(void);
 /// Landlock ABI version the kernel supports, or 0 when it has none.
 int sk_landlock_abi(void);
 
+/// What a Landlock path rule allows.
+enum {
+    SK_LL_READ_EXEC = 0,     ///< read, list, execute
+    SK_LL_WRITE = 1,         ///< everything
+    SK_LL_READ = 2,          ///< read and list, never execute
+    SK_LL_WRITE_NOEXEC = 3,  ///< everything but execute
+};
+
 /// One Landlock path rule.
 typedef struct {
     const char *path;
-    int writable;   ///< 0: read and execute; 1: everything
+    int writable;   ///< one of SK_LL_*
 } sk_landlock_rule_t;
 
 /// Restricts the calling process (and all its future children) to `rules`.

@@ -69,13 +69,20 @@ public enum ConfigLoader {
     }
 
     /// The key tree of GatewayConfig, for naming unknown keys with their line.
-    indirect enum Schema { case object([String: Schema]), leaf }
+    indirect enum Schema: Sendable { case object([String: Schema]), map(Schema), leaf }
+
+    static let permissionSchema: Schema = .object([
+        "allowedExecutables": .leaf, "fsRead": .leaf, "fsWrite": .leaf, "networkEgress": .object(["allowHosts": .leaf]),
+        "allowedMcpServers": .leaf, "allowedTools": .leaf, "allowedSkills": .leaf, "allowedAgents": .leaf,
+    ])
 
     static let schema: Schema = .object([
         "server": .object(["host": .leaf, "port": .leaf, "maxConcurrentRuns": .leaf, "maxBodyKB": .leaf, "runTimeoutSeconds": .leaf, "sseHeartbeatSeconds": .leaf]),
         "workflows": .object(["dirs": .leaf]),
         "storage": .object(["runs": .leaf, "durability": .leaf]),
         "audit": .object(["checkpointEvery": .leaf]),
+        "defaults": .object(["permissions": permissionSchema, "unrestrictedGrants": .leaf]),
+        "permissionProfiles": .map(permissionSchema),
         "stateDir": .leaf,
         "workers": .object([
             "minSpare": .leaf, "max": .leaf, "uidBase": .leaf, "workspaceRoot": .leaf,
@@ -86,6 +93,13 @@ public enum ConfigLoader {
     ])
 
     static func checkKeys(_ node: Node, schema: Schema, path: String, file: String) throws {
+        if case let .map(each) = schema {
+            guard let mapping = node.mapping else {
+                throw ConfigError(file: file, line: line(node), keyPath: path, message: "must be a mapping")
+            }
+            for (key, value) in mapping { try checkKeys(value, schema: each, path: path + "." + (key.string ?? ""), file: file) }
+            return
+        }
         guard case let .object(children) = schema else { return }
         guard let mapping = node.mapping else {
             throw ConfigError(file: file, line: line(node), keyPath: path, message: "must be a mapping")

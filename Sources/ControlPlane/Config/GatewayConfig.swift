@@ -11,6 +11,18 @@ public struct GatewayConfig: Codable, Sendable {
     public var workflows = Workflows()
     public var storage = Storage()
     public var audit = Audit()
+    public var defaults = Defaults()
+    /// Named ceilings a workflow may choose with `permissions.profile`.
+    public var permissionProfiles: [String: PermissionConfig] = [:]
+
+    public struct Defaults: Codable, Sendable {
+        /// The ceiling of every workflow that names no profile. Default-deny: a
+        /// dimension left out allows nothing.
+        public var permissions = PermissionConfig()
+        /// Workflow ids whose steps may ask for the unrestricted bypass (`*`: all).
+        public var unrestrictedGrants: [String] = []
+        public init() {}
+    }
 
     public struct Audit: Codable, Sendable {
         /// A signed checkpoint every this many entries (and one at every shutdown).
@@ -99,6 +111,39 @@ extension GatewayConfig {
         workflows = try c.value(.workflows, or: d.workflows)
         storage = try c.value(.storage, or: d.storage)
         audit = try c.value(.audit, or: d.audit)
+        defaults = try c.value(.defaults, or: d.defaults)
+        permissionProfiles = try c.value(.permissionProfiles, or: d.permissionProfiles)
+    }
+}
+
+extension GatewayConfig.Defaults {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        permissions = try c.value(.permissions, or: PermissionConfig())
+        unrestrictedGrants = try c.value(.unrestrictedGrants, or: [])
+    }
+}
+
+extension GatewayConfig {
+    /// The resolver for this config; `SKELM_UNRESTRICTED_WORKFLOWS` (comma-separated
+    /// workflow ids) adds to `defaults.unrestrictedGrants`.
+    public func policyResolver(environment: [String: String]) -> PolicyResolver {
+        let fromEnv = (environment["SKELM_UNRESTRICTED_WORKFLOWS"] ?? "").split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        return PolicyResolver(defaults: defaults.permissions.set, profiles: permissionProfiles.mapValues(\.set),
+                              unrestrictedGrants: defaults.unrestrictedGrants + fromEnv)
+    }
+
+    /// Granted paths must be absolute and must not expose the state directory.
+    func validatePermissions(file: String) throws {
+        let all = [("defaults.permissions", defaults.permissions)] + permissionProfiles.map { ("permissionProfiles.\($0.key)", $0.value) }
+        for (key, p) in all {
+            for (dim, paths) in [("fsRead", p.fsRead ?? []), ("fsWrite", p.fsWrite ?? [])] {
+                for path in paths where !path.hasPrefix("/") {
+                    throw ConfigError(file: file, line: nil, keyPath: "\(key).\(dim)", message: "'\(path)' must be an absolute path")
+                }
+            }
+        }
     }
 }
 
@@ -183,6 +228,7 @@ extension GatewayConfig {
         if storage.runs != "sqlite" {
             throw bad("storage.runs", "'\(storage.runs)' is not available; this gateway stores runs in sqlite")
         }
+        try validatePermissions(file: file)
         if !(1...1_000_000).contains(audit.checkpointEvery) { throw bad("audit.checkpointEvery", "must be between 1 and 1000000") }
         if workflows.dirs.contains(where: \.isEmpty) { throw bad("workflows.dirs", "must not contain an empty path") }
         if workers.max < 1 { throw bad("workers.max", "must be at least 1") }

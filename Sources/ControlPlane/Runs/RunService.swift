@@ -12,6 +12,7 @@ public actor RunService {
         case unknownWorkflow(String)
         case invalidInput([JSONSchema.Violation])
         case idempotencyConflict(runId: String)
+        case invalidPermissions(String)
         case stopping
     }
 
@@ -28,6 +29,7 @@ public actor RunService {
     let pool: WorkerPool
     let hub: RunEventHub
     let audit: AuditLog
+    let policies: PolicyResolver
     let maxConcurrent: Int
     let runTimeout: Duration
     let stepTimeoutMs: Int
@@ -38,13 +40,15 @@ public actor RunService {
     private var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
     private var stopping = false
 
-    public init(store: RunStore, registry: WorkflowRegistry, pool: WorkerPool, hub: RunEventHub, audit: AuditLog, maxConcurrent: Int,
+    public init(store: RunStore, registry: WorkflowRegistry, pool: WorkerPool, hub: RunEventHub, audit: AuditLog,
+                policies: PolicyResolver, maxConcurrent: Int,
                 runTimeout: Duration, stepTimeoutMs: Int, logger: Logger = Logger(label: "skelm.runs")) {
         self.store = store
         self.registry = registry
         self.pool = pool
         self.hub = hub
         self.audit = audit
+        self.policies = policies
         self.maxConcurrent = maxConcurrent
         self.runTimeout = runTimeout
         self.stepTimeoutMs = stepTimeoutMs
@@ -59,6 +63,7 @@ public actor RunService {
     public func submit(workflow id: String, input: JSONValue, idempotencyKey: String?) async throws -> (RunRecord, created: Bool) {
         if stopping { throw SubmitError.stopping }
         guard let definition = await registry.workflow(id) else { throw SubmitError.unknownWorkflow(id) }
+        do { _ = try policies.policies(for: definition) } catch { throw SubmitError.invalidPermissions("\(error)") }
         if let schema = definition.input {
             let violations = JSONSchema(schema).validate(input)
             if !violations.isEmpty { throw SubmitError.invalidInput(violations) }
@@ -160,6 +165,12 @@ public actor RunService {
             return
         }
         let completed = (try? await store.checkpoints(runId: runId)) ?? [:]
+        let stepPolicies: [String: StepPolicy]
+        do { stepPolicies = try policies.policies(for: definition) } catch {
+            await end(runId, .failed, output: nil, error: StepFailure(code: "PermissionDenied", step: nil, message: "\(error)"))
+            return
+        }
+        let audit = self.audit
         let input = (try? await store.run(runId, withSteps: false))?.input ?? .null
         let timeout = definition.timeoutMs.map { Duration.milliseconds($0) } ?? runTimeout
         let store = self.store, hub = self.hub, logger = self.logger, stepTimeoutMs = self.stepTimeoutMs
@@ -168,6 +179,7 @@ public actor RunService {
         let (result, outcome) = await pool.runSegment(options: options, timeout: timeout + .seconds(10), events: { event in
             defer { a.handled.withLock { $0 += 1 } }
             if a.cancelled.withLock({ $0 }) { return }
+            Self.auditPermissions(event, policies: stepPolicies, runId: runId, workflow: definition.id, audit: audit)
             do {
                 hub.publish(try await store.append(runId: runId, type: event.type, step: event.step, message: event.message, data: event.data))
             } catch {
@@ -175,7 +187,7 @@ public actor RunService {
             }
         }, spec: { workspace in
             RunJobSpec(jobId: a.jobId, runId: runId, workspace: workspace, workflow: definition, input: input,
-                       completed: completed, defaultStepTimeoutMs: stepTimeoutMs)
+                       completed: completed, defaultStepTimeoutMs: stepTimeoutMs, policies: stepPolicies)
         })
         if let result {
             // The answer can overtake the last notifications; wait until all are persisted.
@@ -204,6 +216,24 @@ public actor RunService {
             await end(runId, .succeeded, output: result.output ?? .null, error: nil)
         case .failed:
             await end(runId, .failed, output: nil, error: result.error)
+        }
+    }
+
+    /// Denials and bypasses go into the audit chain as they happen: who decided
+    /// (the gateway, before the worker ran anything; or the worker, on a program
+    /// only known once templates were evaluated), which dimension, which value.
+    nonisolated static func auditPermissions(_ event: JobEvent, policies: [String: StepPolicy], runId: String, workflow: String, audit: AuditLog) {
+        guard let path = event.step else { return }
+        let id = String(path.split(separator: "/").last ?? Substring(path)).split(separator: "[").first.map(String.init) ?? path
+        let policy = policies[id]
+        if event.type == "step.failed", event.data?["code"] == .string("PermissionDenied") {
+            audit.record(actor: "gateway", action: "permission.denied", runId: runId, details: [
+                "workflow": workflow, "step": path,
+                "dimension": event.data?["dimension"]?.stringValue ?? "", "value": event.data?["value"]?.stringValue ?? "",
+                "decidedBy": policy?.denied != nil ? "gateway" : "worker",
+            ])
+        } else if event.type == "step.started", policy?.unrestricted == true {
+            audit.record(actor: "gateway", action: "permission.bypassed", runId: runId, details: ["workflow": workflow, "step": path])
         }
     }
 

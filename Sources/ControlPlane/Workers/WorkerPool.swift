@@ -284,7 +284,8 @@ public actor WorkerPool {
         let started = ContinuousClock.now
         let spec = WorkerSandboxSpec(
             namespaces: spawner.namespaces.map(\.rawValue), workspaceRoot: configuration.workspaceRoot,
-            extraReadPaths: Self.runtimeLibraryDirectories, maxOpenFiles: configuration.maxOpenFiles,
+            extraReadPaths: Self.runtimeLibraryDirectories + configuration.ceilingRead,
+            extraWritePaths: configuration.ceilingWrite, maxOpenFiles: configuration.maxOpenFiles,
             maxFileSizeBytes: configuration.maxFileSizeBytes,
             maxProcesses: spawner.runningAsRoot ? configuration.maxProcesses : 0)
         let specJSON = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)

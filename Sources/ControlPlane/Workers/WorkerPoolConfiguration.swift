@@ -23,6 +23,9 @@ public struct WorkerPoolConfiguration: Sendable {
     public var handshakeTimeout: Duration = .seconds(10)
     /// Where worker stdout/stderr go (-1: /dev/null).
     public var logFD: Int32 = -1
+    /// Paths any permission ceiling grants: the workers' base layer allows them.
+    public var ceilingRead: [String] = []
+    public var ceilingWrite: [String] = []
     /// Arguments placed before `worker --fd 3 ...`. Empty for the skelm binary; the
     /// hostile-worker tests use it to run a script in the worker's place.
     public var workerArgumentsPrefix: [String] = []

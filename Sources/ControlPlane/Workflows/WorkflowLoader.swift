@@ -59,7 +59,7 @@ extension NodeReader {
     }
 
     mutating func workflow(_ root: Node, defaultId: String?, ids: inout IdTable) -> WorkflowDefinition? {
-        guard let m = mapping(root, "", allowed: ["id", "name", "description", "input", "output", "env", "timeout", "result", "steps"]) else { return nil }
+        guard let m = mapping(root, "", allowed: ["id", "name", "description", "input", "output", "env", "timeout", "result", "steps", "permissions"]) else { return nil }
         let id = string(m["id"] ?? m["name"], m["id"] != nil ? "id" : "name") ?? defaultId ?? ""
         if !Self.validId(id) { issue("id", m["id"] ?? root, "'\(id)' is not a valid id (letters, digits, - and _, starting with a letter)") }
         let description = string(m["description"], "description")
@@ -88,8 +88,14 @@ extension NodeReader {
         }
         let steps = stepList(stepsNode, "steps", variables: [], ids: &ids)
         if steps.isEmpty, stepsNode.sequence?.isEmpty ?? false { issue("steps", stepsNode, "must have at least one step") }
-        return WorkflowDefinition(id: id, description: description, input: input, output: output, env: env,
-                                  timeoutMs: timeout, result: result, steps: steps)
+        var def = WorkflowDefinition(id: id, description: description, input: input, output: output, env: env,
+                                     timeoutMs: timeout, result: result, steps: steps)
+        if let p = m["permissions"] {
+            let (set, profile) = permissions(p, "permissions", allowProfile: true)
+            def.permissions = set
+            def.permissionProfile = profile
+        }
+        return def
     }
 
     mutating func stepList(_ node: Node, _ path: String, variables: Set<String>, ids: inout IdTable) -> [Step] {
@@ -104,7 +110,7 @@ extension NodeReader {
     static let later = ["http", "agent", "infer", "mcp", "approval", "wait", "invoke"]
 
     mutating func step(_ node: Node, _ path: String, variables: Set<String>, ids: inout IdTable) -> Step? {
-        let common: Set<String> = ["id", "name", "if", "retry", "timeout", "description"]
+        let common: Set<String> = ["id", "name", "if", "retry", "timeout", "description", "permissions", "unrestricted"]
         guard let m = mapping(node, path, allowed: common.union(Self.kinds).union(Self.later)) else { return nil }
         guard let id = string(m["id"], "\(path).id") else {
             issue("\(path).id", node, "is required")
@@ -126,6 +132,10 @@ extension NodeReader {
         }
         if let r = m["retry"] { s.retry = retry(r, "\(here).retry") }
         s.timeoutMs = durationMs(m["timeout"], "\(here).timeout")
+        if let p = m["permissions"] { s.permissions = permissions(p, "\(here).permissions", allowProfile: false).0 }
+        if let u = m["unrestricted"] {
+            if u.tagName == .bool { s.unrestricted = u.bool } else { issue("\(here).unrestricted", u, "must be true or false") }
+        }
         let present = Self.kinds.filter { m[$0] != nil }
         for kind in Self.later where m[kind] != nil {
             issue("\(here).\(kind)", m[kind], "'\(kind)' steps are not supported by this gateway yet")
@@ -228,6 +238,28 @@ extension NodeReader {
         if let s = e.cwd { texts.append(("\(path).cwd", s)) }
         for (p, t) in texts { use(t, path: p, node: node, variables: variables, ids: &ids) }
         return e
+    }
+
+    /// `permissions:` of a workflow (which may name a `profile`) or a step.
+    mutating func permissions(_ node: Node, _ path: String, allowProfile: Bool) -> (PermissionSet?, String?) {
+        var allowed = PermissionConfig.keys
+        if allowProfile { allowed.insert("profile") }
+        guard let m = mapping(node, path, allowed: allowed) else { return (nil, nil) }
+        var set = PermissionSet()
+        set.allowedExecutables = strings(m["allowedExecutables"], "\(path).allowedExecutables")
+        set.fsRead = strings(m["fsRead"], "\(path).fsRead")
+        set.fsWrite = strings(m["fsWrite"], "\(path).fsWrite")
+        for (key, list) in [("fsRead", set.fsRead), ("fsWrite", set.fsWrite)] {
+            for p in list ?? [] where !p.hasPrefix("/") { issue("\(path).\(key)", m[key], "'\(p)' must be an absolute path") }
+        }
+        if let n = m["networkEgress"], let e = mapping(n, "\(path).networkEgress", allowed: ["allowHosts"]) {
+            set.allowHosts = strings(e["allowHosts"], "\(path).networkEgress.allowHosts")
+        }
+        set.allowedMcpServers = strings(m["allowedMcpServers"], "\(path).allowedMcpServers")
+        set.allowedTools = strings(m["allowedTools"], "\(path).allowedTools")
+        set.allowedSkills = strings(m["allowedSkills"], "\(path).allowedSkills")
+        set.allowedAgents = strings(m["allowedAgents"], "\(path).allowedAgents")
+        return (set, string(m["profile"], "\(path).profile"))
     }
 
     mutating func retry(_ node: Node, _ path: String) -> RetryPolicy? {

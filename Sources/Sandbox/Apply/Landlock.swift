@@ -9,11 +9,24 @@ public struct LandlockRuleset: Sendable {
     public var readPaths: [String]
     public var writePaths: [String]
     public var connectPorts: [UInt16]
+    /// When set, nothing may be executed but these files: the paths above lose
+    /// their execute right, and only these files get it.
+    public var executables: [String]?
 
-    public init(readPaths: [String], writePaths: [String], connectPorts: [UInt16] = []) {
+    public init(readPaths: [String], writePaths: [String], connectPorts: [UInt16] = [], executables: [String]? = nil) {
         self.readPaths = readPaths
         self.writePaths = writePaths
         self.connectPorts = connectPorts
+        self.executables = executables
+    }
+
+    /// A step's layer under a permission policy: system paths and `fsRead`
+    /// readable, its workspace and `fsWrite` writable, and `executables` (plus the
+    /// dynamic loader they need) the only files it may execute.
+    public static func step(workspace: String, fsRead: [String], fsWrite: [String], executables: [String],
+                            connectPorts: [UInt16] = []) -> LandlockRuleset {
+        LandlockRuleset(readPaths: SystemPaths.readOnly + fsRead, writePaths: SystemPaths.readWrite + [workspace] + fsWrite,
+                        connectPorts: connectPorts, executables: executables + SystemPaths.dynamicLoaders)
     }
 
     /// System paths read-only, `writable` read-write, nothing else.
@@ -28,7 +41,13 @@ public struct LandlockRuleset: Sendable {
     /// other thread exists, or on the thread that will fork the confined process.
     /// Returns the ABI applied.
     public func restrictSelf() throws(SandboxError) -> Int {
-        let paths = readPaths.map { ($0, Int32(0)) } + writePaths.map { ($0, Int32(1)) }
+        let paths: [(String, Int32)]
+        if let executables {
+            paths = readPaths.map { ($0, Int32(SK_LL_READ)) } + writePaths.map { ($0, Int32(SK_LL_WRITE_NOEXEC)) }
+                + executables.map { ($0, Int32(SK_LL_READ_EXEC)) }
+        } else {
+            paths = readPaths.map { ($0, Int32(SK_LL_READ_EXEC)) } + writePaths.map { ($0, Int32(SK_LL_WRITE)) }
+        }
         let cStrings = paths.map { strdup($0.0)! }
         defer { cStrings.forEach { free($0) } }
         var rules = zip(cStrings, paths).map { sk_landlock_rule_t(path: UnsafePointer($0.0), writable: $0.1.1) }

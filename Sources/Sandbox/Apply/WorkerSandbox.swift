@@ -39,7 +39,7 @@ public enum WorkerSandbox {
         if sk_set_no_new_privs() != 0 { missing[.noNewPrivs] = "prctl failed" }
 
         if missing[.landlock] == nil {
-            let ruleset = LandlockRuleset.confined(writable: [spec.workspaceRoot], readable: spec.extraReadPaths,
+            let ruleset = LandlockRuleset.confined(writable: [spec.workspaceRoot] + spec.extraWritePaths, readable: spec.extraReadPaths,
                                                    connectPorts: spec.connectPorts)
             do {
                 report.landlockABI = try ruleset.restrictSelf()

@@ -5,8 +5,12 @@ public struct WorkerSandboxSpec: Codable, Sendable, Equatable {
     public var namespaces: [String]
     /// The only directory tree the worker may write to: job workspaces live below it.
     public var workspaceRoot: String
-    /// Extra read-only paths (a dynamically linked runtime's library directory).
+    /// Extra read-only paths (a dynamically linked runtime's library directory,
+    /// the fsRead paths config grants at most).
     public var extraReadPaths: [String]
+    /// Extra writable paths: the fsWrite paths config grants at most. A step's own
+    /// layer narrows them further.
+    public var extraWritePaths: [String]
     public var maxOpenFiles: UInt64
     public var maxFileSizeBytes: UInt64
     /// Processes and threads the worker's uid may have at once; 0 when the uid is
@@ -15,12 +19,13 @@ public struct WorkerSandboxSpec: Codable, Sendable, Equatable {
     /// Landlock TCP ports jobs may connect to (the egress forwarder, later).
     public var connectPorts: [UInt16]
 
-    public init(namespaces: [String], workspaceRoot: String, extraReadPaths: [String] = [],
+    public init(namespaces: [String], workspaceRoot: String, extraReadPaths: [String] = [], extraWritePaths: [String] = [],
                 maxOpenFiles: UInt64 = 256, maxFileSizeBytes: UInt64 = 1 << 30,
                 maxProcesses: UInt64 = 128, connectPorts: [UInt16] = []) {
         self.namespaces = namespaces
         self.workspaceRoot = workspaceRoot
         self.extraReadPaths = extraReadPaths
+        self.extraWritePaths = extraWritePaths
         self.maxOpenFiles = maxOpenFiles
         self.maxFileSizeBytes = maxFileSizeBytes
         self.maxProcesses = maxProcesses
@@ -35,4 +40,7 @@ public enum SystemPaths {
     public static let readOnly = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/proc",
                                   "/dev/zero", "/dev/urandom", "/dev/random", "/dev/fd", "/dev/pts"]
     public static let readWrite = ["/dev/null", "/dev/full", "/dev/tty"]
+    /// The kernel opens an ELF program's interpreter for execution too, so a step
+    /// allowed to run a dynamically linked program needs these executable.
+    public static let dynamicLoaders = ["/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1", "/lib/ld-linux-x86-64.so.2"]
 }

@@ -99,7 +99,7 @@ public enum StepRunner {
             : "\(program) is not on the trusted PATH (\(SystemPaths.trustedPath.joined(separator: ":")))")
     }
 
-    static func resolveCwd(_ cwd: String?, workspace: String) throws -> String {
+    public static func resolveCwd(_ cwd: String?, workspace: String) throws -> String {
         guard let cwd, !cwd.isEmpty else { return workspace }
         let joined = cwd.hasPrefix("/") ? cwd : workspace + "/" + cwd
         guard let real = realpath(joined, nil) else { throw Failure(description: "cwd \(cwd) does not exist") }

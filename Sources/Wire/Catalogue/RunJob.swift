@@ -17,10 +17,12 @@ public struct RunJobSpec: Codable, Sendable {
     public var completed: [String: JSONValue]
     /// Timeout of an exec step that sets none, in milliseconds.
     public var defaultStepTimeoutMs: Int
+    /// Each step's effective permissions, by step id.
+    public var policies: [String: StepPolicy]
 
     public init(jobId: String, runId: String, workspace: String, fsRead: [String] = [], fsWrite: [String] = [],
                 limits: StepLimits = StepLimits(), workflow: WorkflowDefinition, input: JSONValue,
-                completed: [String: JSONValue] = [:], defaultStepTimeoutMs: Int = 60_000) {
+                completed: [String: JSONValue] = [:], defaultStepTimeoutMs: Int = 60_000, policies: [String: StepPolicy] = [:]) {
         self.jobId = jobId
         self.runId = runId
         self.workspace = workspace
@@ -31,6 +33,7 @@ public struct RunJobSpec: Codable, Sendable {
         self.input = input
         self.completed = completed
         self.defaultStepTimeoutMs = defaultStepTimeoutMs
+        self.policies = policies
     }
 }
 
@@ -54,15 +57,18 @@ public struct RunJobResult: Codable, Sendable, Equatable {
 
 /// Why a step failed: which step, what kind of failure, in words.
 public struct StepFailure: Codable, Sendable, Equatable, Error {
-    /// `ExecFailed`, `Timeout`, `ExpressionError`, `SandboxViolation`, `Cancelled`, …
+    /// `ExecFailed`, `Timeout`, `ExpressionError`, `SandboxViolation`, `PermissionDenied`, `Cancelled`, …
     public var code: String
     public var step: String?
     public var message: String
+    /// For `PermissionDenied`: `dimension` and `value`.
+    public var details: [String: String]?
 
-    public init(code: String, step: String?, message: String) {
+    public init(code: String, step: String?, message: String, details: [String: String]? = nil) {
         self.code = code
         self.step = step
         self.message = message
+        self.details = details
     }
 }
 

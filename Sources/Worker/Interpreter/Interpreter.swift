@@ -13,15 +13,15 @@ import Glibc
 /// top-level step is a checkpoint the next segment does not run again.
 final class Interpreter: Sendable {
     let spec: RunJobSpec
-    let ruleset: LandlockRuleset
+    let connectPorts: [UInt16]
     private let sink: @Sendable (JobEvent) -> Void
     private let emitted = Mutex(0)
     /// Evaluated once: `env` may reference the input.
     private let env: [String: String]
 
-    init(spec: RunJobSpec, ruleset: LandlockRuleset, sink: @escaping @Sendable (JobEvent) -> Void) {
+    init(spec: RunJobSpec, connectPorts: [UInt16], sink: @escaping @Sendable (JobEvent) -> Void) {
         self.spec = spec
-        self.ruleset = ruleset
+        self.connectPorts = connectPorts
         self.sink = sink
         let scope = ExpressionScope(["input": spec.input])
         var env: [String: String] = [:]
@@ -104,11 +104,12 @@ final class Interpreter: Sendable {
                                                        "durationMs": .number(started.elapsedMs)])
                 return (output, true)
             } catch let failure as StepFailure {
-                let retrying = attempt < attempts && failure.code != "ExpressionError" && failure.code != "InvalidStep"
+                let retrying = attempt < attempts && !["ExpressionError", "InvalidStep", "PermissionDenied"].contains(failure.code)
                     && !(deadline.map { ContinuousClock.now >= $0 } ?? false)
-                emit("step.failed", step: path, message: failure.message,
-                     data: ["attempt": .number(Double(attempt)), "code": .string(failure.code),
-                            "willRetry": .bool(retrying), "durationMs": .number(started.elapsedMs)])
+                var data: [String: JSONValue] = ["attempt": .number(Double(attempt)), "code": .string(failure.code),
+                                                 "willRetry": .bool(retrying), "durationMs": .number(started.elapsedMs)]
+                for (k, v) in failure.details ?? [:] { data[k] = .string(v) }
+                emit("step.failed", step: path, message: failure.message, data: .object(data))
                 guard retrying, let retry = step.retry else {
                     frame.record(step.id, output: .null, status: "failed")
                     throw failure
@@ -220,13 +221,30 @@ final class Interpreter: Sendable {
         } catch let e as ExpressionError {
             throw fail(path, "ExpressionError", e.message)
         }
+        // Permissions: what the control plane decided, then the program's real path
+        // against the allowed executables. The kernel enforces the same below.
+        let policy = spec.policies[step.id] ?? StepPolicy()
+        if let denied = policy.denied { throw deny(path, denied) }
+        let program: String
+        do {
+            let cwdPath = try StepRunner.resolveCwd(cwd, workspace: spec.workspace)
+            program = try StepRunner.resolveProgram(argv.first ?? "", cwd: cwdPath)
+        } catch {
+            throw fail(path, "ExecFailed", "\(error)")
+        }
+        if !policy.unrestricted, !policy.executables.contains(program) {
+            throw deny(path, PermissionDenial(dimension: "allowedExecutables", value: program))
+        }
+        let ruleset = policy.unrestricted
+            ? LandlockRuleset.confined(writable: [spec.workspace] + policy.fsWrite, readable: policy.fsRead, connectPorts: connectPorts)
+            : LandlockRuleset.step(workspace: spec.workspace, fsRead: policy.fsRead, fsWrite: policy.fsWrite,
+                                   executables: policy.executables, connectPorts: connectPorts)
         var timeoutMs = step.timeoutMs ?? spec.defaultStepTimeoutMs
         if let deadline {
             timeoutMs = min(timeoutMs, max(1, Int((deadline - ContinuousClock.now).milliseconds)))
         }
-        let job = JobSpec(jobId: spec.jobId, workspace: spec.workspace, fsRead: spec.fsRead, fsWrite: spec.fsWrite,
+        let job = JobSpec(jobId: spec.jobId, workspace: spec.workspace, fsRead: policy.fsRead, fsWrite: policy.fsWrite,
                           limits: spec.limits, exec: ExecSpec(argv: argv, env: stepEnv, cwd: cwd, stdin: stdin, timeoutMs: timeoutMs))
-        let ruleset = self.ruleset
         let result: JobResult = try await withCheckedThrowingContinuation { cont in
             // A thread of its own: the Landlock layer binds the thread that forks the step.
             Thread {
@@ -276,6 +294,10 @@ final class Interpreter: Sendable {
     /// `if: input.x > 1` and `if: ${{ input.x > 1 }}` mean the same.
     private func wrapped(_ condition: String) -> String {
         condition.contains("${{") ? condition : "${{ \(condition) }}"
+    }
+
+    private func deny(_ path: String, _ d: PermissionDenial) -> StepFailure {
+        StepFailure(code: "PermissionDenied", step: path, message: d.message, details: ["dimension": d.dimension, "value": d.value])
     }
 
     private func fail(_ path: String, _ code: String, _ message: String) -> StepFailure {

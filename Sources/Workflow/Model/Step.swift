@@ -5,6 +5,10 @@ public struct Step: Codable, Sendable, Equatable {
     public var `if`: String?
     public var retry: RetryPolicy?
     public var timeoutMs: Int?
+    /// Narrows the workflow's permissions for this step (and the steps inside it).
+    public var permissions: PermissionSet?
+    /// Asks for the unrestricted bypass; granted only to workflows config names.
+    public var unrestricted: Bool?
 
     public var exec: ExecStep?
     public var parallel: ParallelStep?

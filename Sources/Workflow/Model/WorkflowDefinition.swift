@@ -14,6 +14,10 @@ public struct WorkflowDefinition: Codable, Sendable, Equatable {
     /// What the run returns; a template over the steps. Default: the last top-level step's output.
     public var result: JSONValue?
     public var steps: [Step]
+    /// A named profile from config as the ceiling (instead of `defaults.permissions`).
+    public var permissionProfile: String?
+    /// Narrows the ceiling for every step.
+    public var permissions: PermissionSet?
 
     public init(id: String, description: String? = nil, input: JSONValue? = nil, output: JSONValue? = nil,
                 env: [String: String] = [:], timeoutMs: Int? = nil, result: JSONValue? = nil, steps: [Step]) {

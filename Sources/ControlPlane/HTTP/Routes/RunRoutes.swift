@@ -32,6 +32,7 @@ extension API {
                                    message: "input does not match the workflow's schema: " + violations.map(\.description).joined(separator: "; "))
                 case let .idempotencyConflict(other):
                     throw APIError.conflict("Idempotency-Key was already used for a different request (run \(other))")
+                case let .invalidPermissions(why): throw APIError.badRequest(why, code: "invalid_permissions")
                 case .stopping: throw APIError.unavailable("the gateway is shutting down")
                 }
             }

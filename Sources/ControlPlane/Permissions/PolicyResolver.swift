@@ -1,0 +1,150 @@
+import Foundation
+import Sandbox
+import Workflow
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Computes each step's effective permissions: the ceiling (a named profile, or
+/// `defaults.permissions`), narrowed by the workflow's permissions, narrowed by
+/// each enclosing step's and the step's own. Narrowing is always an
+/// intersection: a lower level can take away, never add.
+public struct PolicyResolver: Sendable {
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    let defaults: PermissionSet
+    let profiles: [String: PermissionSet]
+    let grants: Set<String>
+
+    public init(defaults: PermissionSet, profiles: [String: PermissionSet], unrestrictedGrants: [String]) {
+        self.defaults = Self.normalized(defaults, ceiling: true)
+        self.profiles = profiles.mapValues { Self.normalized($0, ceiling: true) }
+        self.grants = Set(unrestrictedGrants)
+    }
+
+    /// Every path any ceiling grants: the worker's base Landlock layer must allow
+    /// at least these, and each step's own layer narrows from there.
+    public var ceilingPaths: (read: [String], write: [String]) {
+        let all = [defaults] + Array(profiles.values)
+        return (Array(Set(all.flatMap { $0.fsRead ?? [] })).sorted(), Array(Set(all.flatMap { $0.fsWrite ?? [] })).sorted())
+    }
+
+    public func isGranted(_ workflow: String) -> Bool { grants.contains(workflow) || grants.contains("*") }
+
+    /// Policies of every step of `workflow`, by step id.
+    public func policies(for workflow: WorkflowDefinition) throws -> [String: StepPolicy] {
+        var ceiling = defaults
+        if let name = workflow.permissionProfile {
+            guard let profile = profiles[name] else {
+                throw Failure(description: "permissions.profile '\(name)' is not defined in config (permissionProfiles: \(profiles.keys.sorted().joined(separator: ", ")))")
+            }
+            ceiling = profile
+        }
+        let top = narrow(ceiling, by: workflow.permissions)
+        var out: [String: StepPolicy] = [:]
+        func walk(_ steps: [Step], _ inherited: PermissionSet) {
+            for step in steps {
+                let own = narrow(inherited, by: step.permissions)
+                var policy = StepPolicy(executables: own.allowedExecutables ?? [], fsRead: own.fsRead ?? [],
+                                        fsWrite: own.fsWrite ?? [], allowHosts: own.allowHosts ?? [])
+                if step.unrestricted == true {
+                    if isGranted(workflow.id) { policy.unrestricted = true } else {
+                        policy.denied = PermissionDenial(dimension: "unrestricted", value: workflow.id)
+                    }
+                }
+                if policy.denied == nil, !policy.unrestricted, let exec = step.exec,
+                   let program = exec.script != nil ? (exec.interpreter ?? ["sh"]).first : exec.argv?.first,
+                   !program.contains("${{"), let real = Self.resolve(program), !policy.executables.contains(real) {
+                    // Decided here, before any worker sees the step.
+                    policy.denied = PermissionDenial(dimension: "allowedExecutables", value: real)
+                }
+                out[step.id] = policy
+                walk(step.children, own)
+            }
+        }
+        walk(workflow.steps, top)
+        return out
+    }
+
+    func narrow(_ ceiling: PermissionSet, by lower: PermissionSet?) -> PermissionSet {
+        guard let lower = lower.map({ Self.normalized($0, ceiling: false) }) else { return ceiling }
+        func exact(_ c: [String]?, _ l: [String]?) -> [String]? {
+            guard let l else { return c }
+            let allowed = Set(c ?? [])
+            return l.filter(allowed.contains)
+        }
+        func paths(_ c: [String]?, _ l: [String]?) -> [String]? {
+            guard let l else { return c }
+            return l.filter { p in (c ?? []).contains { p == $0 || p.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") } }
+        }
+        func hosts(_ c: [String]?, _ l: [String]?) -> [String]? {
+            guard let l else { return c }
+            return l.filter { h in (c ?? []).contains { HostPattern.covers($0, h) } }
+        }
+        return PermissionSet(allowedExecutables: exact(ceiling.allowedExecutables, lower.allowedExecutables),
+                             fsRead: paths(ceiling.fsRead, lower.fsRead), fsWrite: paths(ceiling.fsWrite, lower.fsWrite),
+                             allowHosts: hosts(ceiling.allowHosts, lower.allowHosts),
+                             allowedMcpServers: exact(ceiling.allowedMcpServers, lower.allowedMcpServers),
+                             allowedTools: exact(ceiling.allowedTools, lower.allowedTools),
+                             allowedSkills: exact(ceiling.allowedSkills, lower.allowedSkills),
+                             allowedAgents: exact(ceiling.allowedAgents, lower.allowedAgents))
+    }
+
+    /// Executables become real paths (so `../` and symlinks cannot get around a
+    /// check), paths are made absolute and clean. In a ceiling, a dimension left
+    /// out allows nothing: default-deny.
+    static func normalized(_ p: PermissionSet, ceiling: Bool) -> PermissionSet {
+        var n = p
+        n.allowedExecutables = p.allowedExecutables.map { Array(Set($0.compactMap(resolve))).sorted() }
+        n.fsRead = p.fsRead.map { $0.map(cleanPath) }
+        n.fsWrite = p.fsWrite.map { $0.map(cleanPath) }
+        if ceiling {
+            n.allowedExecutables = n.allowedExecutables ?? []
+            n.fsRead = n.fsRead ?? []
+            n.fsWrite = n.fsWrite ?? []
+            n.allowHosts = n.allowHosts ?? []
+            n.allowedMcpServers = n.allowedMcpServers ?? []
+            n.allowedTools = n.allowedTools ?? []
+            n.allowedSkills = n.allowedSkills ?? []
+            n.allowedAgents = n.allowedAgents ?? []
+        }
+        return n
+    }
+
+    /// A bare name on the trusted PATH or an absolute path, to its real path; nil
+    /// when there is no such executable.
+    static func resolve(_ program: String) -> String? {
+        guard program.hasPrefix("/") || !program.contains("/") else { return nil }
+        return try? StepRunner.resolveProgram(program, cwd: "/")
+    }
+
+    static func cleanPath(_ path: String) -> String {
+        let standard = URL(fileURLWithPath: path).standardizedFileURL.path
+        guard let real = realpath(standard, nil) else { return standard }
+        defer { free(real) }
+        return String(cString: real)
+    }
+}
+
+/// `example.com`, `*.example.com`, each optionally with `:port`.
+enum HostPattern {
+    static func split(_ p: String) -> (host: String, port: String?) {
+        if let i = p.lastIndex(of: ":"), !p.hasSuffix("]") { return (String(p[..<i]).lowercased(), String(p[p.index(after: i)...])) }
+        return (p.lowercased(), nil)
+    }
+
+    /// Whether every host:port that `narrow` allows is also allowed by `broad`.
+    static func covers(_ broad: String, _ narrow: String) -> Bool {
+        let b = split(broad), n = split(narrow)
+        if let bp = b.port, bp != n.port { return false }
+        if b.host == n.host { return true }
+        if b.host.hasPrefix("*.") {
+            let suffix = String(b.host.dropFirst(1))
+            return n.host.hasSuffix(suffix)
+        }
+        return false
+    }
+}
