@@ -72,7 +72,15 @@ public final class Gateway: Sendable {
             throw ConfigError(file: stateDir + "/skelm.db", line: nil, keyPath: "storage.runs", message: "cannot open the run store: \(error)")
         }
         self.registry = WorkflowRegistry(dirs: loaded.workflowDirs, audit: audit, logger: logger)
+        let secretStore: SecretStore
+        do {
+            secretStore = try SecretStore(envPrefix: config.secrets.env?.prefix, filePath: config.secrets.file?.path,
+                                          environment: ProcessInfo.processInfo.environment)
+        } catch {
+            throw ConfigError(file: loaded.path ?? "config", line: nil, keyPath: "secrets.file.path", message: "\(error)")
+        }
         self.runs = RunService(store: store, registry: registry, pool: pool, hub: hub, audit: audit, policies: resolver,
+                               secrets: secretStore,
                                maxConcurrent: config.server.maxConcurrentRuns,
                                runTimeout: .seconds(config.server.runTimeoutSeconds),
                                stepTimeoutMs: config.workers.limits.timeoutSeconds * 1000, logger: logger)

@@ -90,7 +90,13 @@ final class JobSlot: Sendable {
 
     func run(_ spec: RunJobSpec, workspaceRoot: String, connectPorts: [UInt16], peer: RPCPeer) async throws -> RunJobResult {
         try claim(jobId: spec.jobId, workspace: spec.workspace, workspaceRoot: workspaceRoot)
-        let interpreter = Interpreter(spec: spec, connectPorts: connectPorts) { event in peer.notify(EventEmit.self, event) }
+        let jobId = spec.jobId
+        let interpreter = Interpreter(spec: spec, connectPorts: connectPorts,
+                                      sink: { event in peer.notify(EventEmit.self, event) },
+                                      resolveSecret: { step, name in
+                                          try await peer.call(SecretResolve.self, .init(jobId: jobId, step: step, name: name),
+                                                              timeout: .seconds(30)).value
+                                      })
         return await interpreter.run()
     }
 

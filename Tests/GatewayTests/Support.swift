@@ -22,6 +22,8 @@ final class TestGateway: @unchecked Sendable {
     let dir: String
     let configPath: String
     var process: Process?
+    /// Added to the gateway's environment (the env secrets driver reads it).
+    var environment: [String: String] = [:]
     var client: GatewayClient!
     var tcp: GatewayClient!
     let log: String
@@ -57,6 +59,7 @@ final class TestGateway: @unchecked Sendable {
         var env = ProcessInfo.processInfo.environment
         env["SKELM_STATE_DIR"] = nil
         env["SKELM_GATEWAY_URL"] = nil
+        env.merge(environment) { $1 }
         p.environment = env
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let out = FileHandle(forWritingAtPath: log)!

@@ -83,6 +83,7 @@ public enum ConfigLoader {
         "audit": .object(["checkpointEvery": .leaf]),
         "defaults": .object(["permissions": permissionSchema, "unrestrictedGrants": .leaf]),
         "permissionProfiles": .map(permissionSchema),
+        "secrets": .object(["env": .object(["prefix": .leaf]), "file": .object(["path": .leaf])]),
         "stateDir": .leaf,
         "workers": .object([
             "minSpare": .leaf, "max": .leaf, "uidBase": .leaf, "workspaceRoot": .leaf,

@@ -12,6 +12,17 @@ public struct GatewayConfig: Codable, Sendable {
     public var storage = Storage()
     public var audit = Audit()
     public var defaults = Defaults()
+    public var secrets = Secrets()
+
+    public struct Secrets: Codable, Sendable {
+        public struct Env: Codable, Sendable { public var prefix: String }
+        public struct File: Codable, Sendable { public var path: String }
+        /// `secrets.NAME` is the gateway's environment variable `<prefix>NAME`.
+        public var env: Env?
+        /// A 0700 directory of 0600 files, or a 0600 JSON/YAML file.
+        public var file: File?
+        public init() {}
+    }
     /// Named ceilings a workflow may choose with `permissions.profile`.
     public var permissionProfiles: [String: PermissionConfig] = [:]
 
@@ -113,6 +124,15 @@ extension GatewayConfig {
         audit = try c.value(.audit, or: d.audit)
         defaults = try c.value(.defaults, or: d.defaults)
         permissionProfiles = try c.value(.permissionProfiles, or: d.permissionProfiles)
+        secrets = try c.value(.secrets, or: d.secrets)
+    }
+}
+
+extension GatewayConfig.Secrets {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        env = try c.decodeIfPresent(Env.self, forKey: .env)
+        file = try c.decodeIfPresent(File.self, forKey: .file)
     }
 }
 

@@ -22,6 +22,9 @@ public actor RunService {
         let jobId = UUID().uuidString.lowercased()
         let cancelled = Mutex(false)
         let handled = Mutex(0)
+        /// Secret values handed to this run's worker: redacted from everything persisted.
+        let secrets = Mutex<Set<String>>([])
+        var redactor: Redactor { Redactor(secrets.withLock { $0 }) }
     }
 
     let store: RunStore
@@ -30,6 +33,7 @@ public actor RunService {
     let hub: RunEventHub
     let audit: AuditLog
     let policies: PolicyResolver
+    let secrets: SecretStore
     let maxConcurrent: Int
     let runTimeout: Duration
     let stepTimeoutMs: Int
@@ -41,7 +45,7 @@ public actor RunService {
     private var stopping = false
 
     public init(store: RunStore, registry: WorkflowRegistry, pool: WorkerPool, hub: RunEventHub, audit: AuditLog,
-                policies: PolicyResolver, maxConcurrent: Int,
+                policies: PolicyResolver, secrets: SecretStore, maxConcurrent: Int,
                 runTimeout: Duration, stepTimeoutMs: Int, logger: Logger = Logger(label: "skelm.runs")) {
         self.store = store
         self.registry = registry
@@ -49,6 +53,7 @@ public actor RunService {
         self.hub = hub
         self.audit = audit
         self.policies = policies
+        self.secrets = secrets
         self.maxConcurrent = maxConcurrent
         self.runTimeout = runTimeout
         self.stepTimeoutMs = stepTimeoutMs
@@ -180,11 +185,16 @@ public actor RunService {
             defer { a.handled.withLock { $0 += 1 } }
             if a.cancelled.withLock({ $0 }) { return }
             Self.auditPermissions(event, policies: stepPolicies, runId: runId, workflow: definition.id, audit: audit)
+            // Redacted here too: the worker redacts, but is not trusted to.
+            let r = a.redactor
             do {
-                hub.publish(try await store.append(runId: runId, type: event.type, step: event.step, message: event.message, data: event.data))
+                hub.publish(try await store.append(runId: runId, type: event.type, step: event.step,
+                                                   message: r.text(event.message), data: event.data.map(r.json)))
             } catch {
                 logger.error("cannot persist event", metadata: ["run": "\(runId)", "error": "\(error)"])
             }
+        }, requests: { [secrets] request in
+            await Self.resolveSecret(request, definition: definition, runId: runId, active: a, store: secrets, audit: audit)
         }, spec: { workspace in
             RunJobSpec(jobId: a.jobId, runId: runId, workspace: workspace, workflow: definition, input: input,
                        completed: completed, defaultStepTimeoutMs: stepTimeoutMs, policies: stepPolicies)
@@ -203,20 +213,57 @@ public actor RunService {
             await end(runId, .failed, output: nil, error: StepFailure(code: code, step: nil, message: outcome.failure ?? "the worker ended without an answer"))
             return
         }
+        let r = a.redactor
+        let output = result.output.map(r.json)
+        var failure = result.error
+        if let message = failure?.message { failure?.message = r.text(message) }
         switch result.status {
         case .succeeded:
             if let schema = definition.output {
-                let violations = JSONSchema(schema).validate(result.output ?? .null, root: "output")
+                let violations = JSONSchema(schema).validate(output ?? .null, root: "output")
                 if !violations.isEmpty {
-                    await end(runId, .failed, output: result.output, error: StepFailure(
+                    await end(runId, .failed, output: output, error: StepFailure(
                         code: "OutputInvalid", step: nil, message: violations.map(\.description).joined(separator: "; ")))
                     return
                 }
             }
-            await end(runId, .succeeded, output: result.output ?? .null, error: nil)
+            await end(runId, .succeeded, output: output ?? .null, error: nil)
         case .failed:
-            await end(runId, .failed, output: nil, error: result.error)
+            await end(runId, .failed, output: nil, error: failure)
         }
+    }
+
+    /// `secret.resolve` from a run's worker: only for the job it runs, only a
+    /// secret the asking step's env references; every answer audited by name.
+    nonisolated static func resolveSecret(_ request: RPCIncoming, definition: WorkflowDefinition, runId: String,
+                                          active a: Active, store: SecretStore, audit: AuditLog) async -> RPCReply {
+        let params: SecretResolve.Params
+        do { params = try request.params(as: SecretResolve.Params.self) } catch { return .error(error) }
+        guard params.jobId == a.jobId else { return .error(RPCError(code: RPCError.notAllowed, message: "not this worker's job")) }
+        let id = String(params.step.split(separator: "/").last ?? Substring(params.step)).split(separator: "[").first.map(String.init) ?? params.step
+        var details = ["name": params.name, "step": params.step, "workflow": definition.id]
+        guard let step = definition.step(id: id), let exec = step.exec, exec.secretNames.contains(params.name) else {
+            _ = try? await audit.append(actor: "gateway", action: "secret.denied", runId: runId, details: details)
+            return .error(RPCError(code: RPCError.notAllowed, message: "step \(params.step) does not reference secrets.\(params.name) in its env"))
+        }
+        let value: String?
+        do { value = try store.value(of: params.name) } catch {
+            details["error"] = "\(error)"
+            _ = try? await audit.append(actor: "gateway", action: "secret.not_found", runId: runId, details: details)
+            return .error(RPCError(code: RPCError.notFound, message: "secret \(params.name) cannot be read: \(error)"))
+        }
+        guard let value else {
+            _ = try? await audit.append(actor: "gateway", action: "secret.not_found", runId: runId, details: details)
+            return .error(RPCError(code: RPCError.notFound, message: "secret \(params.name) is not defined"))
+        }
+        do {
+            // Audited (durably) before the value leaves the control plane.
+            try await audit.append(actor: "gateway", action: "secret.accessed", runId: runId, details: details)
+        } catch {
+            return .error(RPCError(code: RPCError.internalError, message: "the access could not be audited"))
+        }
+        a.secrets.withLock { _ = $0.insert(value) }
+        return .result(SecretResolve.Result(value: value))
     }
 
     /// Denials and bypasses go into the audit chain as they happen: who decided
@@ -230,7 +277,7 @@ public actor RunService {
             audit.record(actor: "gateway", action: "permission.denied", runId: runId, details: [
                 "workflow": workflow, "step": path,
                 "dimension": event.data?["dimension"]?.stringValue ?? "", "value": event.data?["value"]?.stringValue ?? "",
-                "decidedBy": policy?.denied != nil ? "gateway" : "worker",
+                "decidedBy": policy?.denied != nil || event.data?["dimension"] == "secrets" ? "gateway" : "worker",
             ])
         } else if event.type == "step.started", policy?.unrestricted == true {
             audit.record(actor: "gateway", action: "permission.bypassed", runId: runId, details: ["workflow": workflow, "step": path])

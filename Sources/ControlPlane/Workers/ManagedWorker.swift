@@ -27,6 +27,8 @@ final class ManagedWorker: Sendable {
         var events = 0
         /// Where this job's events go; set when the job is handed over.
         var sink: (@Sendable (JobEvent) async -> Void)?
+        /// Answers the job's requests (`secret.resolve`); set when the job is handed over.
+        var requests: (@Sendable (RPCIncoming) async -> RPCReply)?
     }
 
     private let state = Mutex(State())
@@ -44,6 +46,11 @@ final class ManagedWorker: Sendable {
     var hasExited: Bool { state.withLock { $0.exit != nil } }
 
     func attach(_ peer: RPCPeer) { state.withLock { $0.peer = peer } }
+
+    var requestHandler: (@Sendable (RPCIncoming) async -> RPCReply)? {
+        get { state.withLock { $0.requests } }
+        set { state.withLock { $0.requests = newValue } }
+    }
 
     var eventSink: (@Sendable (JobEvent) async -> Void)? {
         get { state.withLock { $0.sink } }

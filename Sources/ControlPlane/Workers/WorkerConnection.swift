@@ -27,6 +27,9 @@ struct WorkerConnection: RPCHandler {
             }
             worker.helloAccepted(hello.sandbox)
             return .result(Empty())
+        case SecretResolve.name:
+            guard let handler = worker.requestHandler else { return violation("\(request.method) outside a run") }
+            return await handler(request)
         default:
             return violation("\(request.method) has no handler")
         }

@@ -30,6 +30,8 @@ enum WorkerMonitor {
         // are often handled just after its result arrived. The per-job event budget
         // still bounds them, and the channel closes right after.
         EventEmit.name: Entry(phases: [.busy, .finishing], once: false),
+        // Checked again by the run service: only a secret the asking step's env names.
+        SecretResolve.name: Entry(phases: [.busy], once: false),
     ]
 
     /// Events one job may emit before it counts as a flood.

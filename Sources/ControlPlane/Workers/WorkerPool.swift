@@ -97,14 +97,16 @@ public actor WorkerPool {
     /// job's events in order, before the next is read from the worker.
     public func runSegment(options: JobOptions, timeout: Duration,
                            events: @escaping @Sendable (JobEvent) async -> Void,
+                           requests: @escaping @Sendable (RPCIncoming) async -> RPCReply,
                            spec: @escaping @Sendable (_ workspace: String) -> RunJobSpec) async -> (RunJobResult?, JobOutcome) {
-        await perform(RunJob.self, options: options, timeout: timeout, events: events, params: spec)
+        await perform(RunJob.self, options: options, timeout: timeout, events: events, requests: requests, params: spec)
     }
 
     /// The part every kind of job shares: a warm worker, a workspace owned by the
     /// worker's uid, one call, and a named cause for whatever goes wrong.
     private func perform<M: RPCMethod>(_ method: M.Type, options: JobOptions, timeout: Duration,
                                        events: (@Sendable (JobEvent) async -> Void)? = nil,
+                                       requests: (@Sendable (RPCIncoming) async -> RPCReply)? = nil,
                                        params: (String) -> M.Params) async -> (M.Result?, JobOutcome) {
         let workspace = configuration.workspaceRoot + "/" + options.jobId
         var outcome = JobOutcome(jobId: options.jobId, workerPid: 0, workspace: workspace, result: nil,
@@ -122,6 +124,7 @@ public actor WorkerPool {
         peakBusy = Swift.max(peakBusy, busyJobs)
         defer { busyJobs -= 1 }
         worker.eventSink = events
+        worker.requestHandler = requests
         worker.setPhase(.busy, jobId: options.jobId)
         replenish()
         defer {

@@ -232,7 +232,11 @@ extension NodeReader {
             issue("\(path).env.\(k)", m["env"], "may not be set by a step (the PATH is fixed; loader variables are refused)")
         }
         var texts: [(String, String)] = (e.argv ?? []).enumerated().map { ("\(path).argv[\($0.offset)]", $0.element) }
-        texts += e.env.map { ("\(path).env.\($0.key)", $0.value) }
+        // Secrets only in env: never in argv (visible in /proc), stdin or a script that could echo them.
+        for (k, v) in e.env {
+            use(v, path: "\(path).env.\(k)", node: m["env"] ?? node, variables: variables, ids: &ids,
+                roots: ["input", "env", "steps", "secrets"])
+        }
         if let s = e.script { texts.append(("\(path).script", s)) }
         if let s = e.stdin { texts.append(("\(path).stdin", s)) }
         if let s = e.cwd { texts.append(("\(path).cwd", s)) }
@@ -287,7 +291,7 @@ extension NodeReader {
             for e in t.expressions {
                 let allowed = roots.union(variables)
                 for r in e.references.roots where !allowed.contains(r) {
-                    let hint = r == "secrets" ? " (secrets are not available to this gateway's workflows yet)" : ""
+                    let hint = r == "secrets" ? " (secrets may only be used in an exec step's env)" : ""
                     issue(path, node, "'\(r)' is not defined here; use one of \(allowed.sorted().joined(separator: ", "))\(hint)")
                 }
             }

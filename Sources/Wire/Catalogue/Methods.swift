@@ -52,3 +52,26 @@ public enum EventEmit: RPCNotificationMethod {
     public static let name = "event.emit"
     public typealias Params = JobEvent
 }
+
+/// Worker → control plane, while running a job: the value of a secret a step
+/// references in its `env`. The control plane checks the step really references
+/// it, audits the access (never the value), and answers per use: nothing is
+/// handed to a worker before a step needs it.
+public enum SecretResolve: RPCMethod {
+    public static let name = "secret.resolve"
+    public struct Params: Codable, Sendable {
+        public var jobId: String
+        /// The step's path (`fan[2]/call`); its id is the last component.
+        public var step: String
+        public var name: String
+        public init(jobId: String, step: String, name: String) {
+            self.jobId = jobId
+            self.step = step
+            self.name = name
+        }
+    }
+    public struct Result: Codable, Sendable {
+        public var value: String
+        public init(value: String) { self.value = value }
+    }
+}

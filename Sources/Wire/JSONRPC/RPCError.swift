@@ -15,6 +15,8 @@ public struct RPCError: Error, Codable, Sendable, Equatable, CustomStringConvert
     public static let internalError = -32603
     /// The method exists but is not allowed in the peer's current state.
     public static let notAllowed = -32001
+    /// The thing asked for (a secret) does not exist.
+    public static let notFound = -32004
     /// A step could not be started (missing program, permission denied by the kernel).
     public static let execFailed = -32010
     /// The job was refused before it ran (bad workspace, sandbox layer could not be built).

@@ -15,14 +15,22 @@ final class Interpreter: Sendable {
     let spec: RunJobSpec
     let connectPorts: [UInt16]
     private let sink: @Sendable (JobEvent) -> Void
+    /// Asks the control plane for a secret, per use.
+    private let resolveSecret: @Sendable (_ step: String, _ name: String) async throws -> String
+    /// Every secret value this job has seen: redacted from everything it reports.
+    private let seen = Mutex<Set<String>>([])
     private let emitted = Mutex(0)
     /// Evaluated once: `env` may reference the input.
     private let env: [String: String]
 
-    init(spec: RunJobSpec, connectPorts: [UInt16], sink: @escaping @Sendable (JobEvent) -> Void) {
+    init(spec: RunJobSpec, connectPorts: [UInt16], sink: @escaping @Sendable (JobEvent) -> Void,
+         resolveSecret: @escaping @Sendable (String, String) async throws -> String = { _, name in
+             throw StepFailure(code: "SecretNotFound", step: nil, message: "secret \(name) is not available")
+         }) {
         self.spec = spec
         self.connectPorts = connectPorts
         self.sink = sink
+        self.resolveSecret = resolveSecret
         let scope = ExpressionScope(["input": spec.input])
         var env: [String: String] = [:]
         for (k, v) in spec.workflow.env { env[k] = (try? Template.string(v, in: scope)) ?? v }
@@ -44,17 +52,21 @@ final class Interpreter: Sendable {
                     throw StepFailure(code: "ExpressionError", step: nil, message: "result: \(error.message)")
                 }
             }
-            return RunJobResult(status: .succeeded, output: output, events: eventCount)
-        } catch let failure as StepFailure {
+            return RunJobResult(status: .succeeded, output: redactor.json(output), events: eventCount)
+        } catch var failure as StepFailure {
+            failure.message = redactor.text(failure.message)
             return RunJobResult(status: .failed, error: failure, events: eventCount)
         } catch {
             return RunJobResult(status: .failed, error: StepFailure(code: "InternalError", step: nil, message: "\(error)"), events: eventCount)
         }
     }
 
+    private var redactor: Redactor { Redactor(seen.withLock { $0 }) }
+
     private func emit(_ type: String, step: String?, message: String = "", data: JSONValue? = nil) {
         emitted.withLock { $0 += 1 }
-        sink(JobEvent(jobId: spec.jobId, type: type, message: message, step: step, data: data))
+        let r = redactor
+        sink(JobEvent(jobId: spec.jobId, type: type, message: r.text(message), step: step, data: data.map(r.json)))
     }
 
     // MARK: Steps
@@ -208,8 +220,25 @@ final class Interpreter: Sendable {
         var argv: [String]
         var stepEnv = env
         let cwd: String?, stdin: String?
+        // Secrets: only those this step's env names, resolved now, visible only to env.
+        var envScope = scope
+        if !exec.secretNames.isEmpty {
+            var values: [String: JSONValue] = [:]
+            for name in exec.secretNames.sorted() {
+                do {
+                    let value = try await resolveSecret(path, name)
+                    seen.withLock { _ = $0.insert(value) }
+                    values[name] = .string(value)
+                } catch let e as RPCError {
+                    let code = e.code == RPCError.notFound ? "SecretNotFound" : "PermissionDenied"
+                    throw StepFailure(code: code, step: path, message: e.message,
+                                      details: code == "PermissionDenied" ? ["dimension": "secrets", "value": name] : nil)
+                }
+            }
+            envScope.roots["secrets"] = .object(values)
+        }
         do {
-            for (k, v) in exec.env { stepEnv[k] = try Template.string(v, in: scope) }
+            for (k, v) in exec.env { stepEnv[k] = try Template.string(v, in: envScope) }
             cwd = try exec.cwd.map { (c) throws(ExpressionError) -> String in try Template.string(c, in: scope) }
             stdin = try exec.stdin.map { (s) throws(ExpressionError) -> String in try Template.string(s, in: scope) }
             if let script = exec.script {

@@ -21,6 +21,25 @@ public indirect enum Expression: Sendable, Equatable {
 
     public static let functions: Set<String> = ["length", "toJSON", "fromJSON", "contains", "join", "format"]
 
+    /// Names read as `secrets.NAME` (or `secrets['NAME']`).
+    public var secretNames: Set<String> {
+        var out = Set<String>()
+        func walk(_ e: Expression) {
+            switch e {
+            case let .member(.name("secrets"), n): out.insert(n)
+            case let .index(.name("secrets"), .literal(.string(n))): out.insert(n)
+            case let .member(b, _): walk(b)
+            case let .index(b, i): walk(b); walk(i)
+            case let .not(x): walk(x)
+            case let .binary(_, l, r): walk(l); walk(r)
+            case let .call(_, args): args.forEach(walk)
+            default: break
+            }
+        }
+        walk(self)
+        return out
+    }
+
     /// The root names the expression reads (`input`, `steps`, …) and the step ids
     /// it reads through `steps.<id>`, for the validator.
     public var references: (roots: Set<String>, steps: Set<String>) {

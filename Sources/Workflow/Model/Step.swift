@@ -69,6 +69,18 @@ public struct RetryPolicy: Codable, Sendable, Equatable {
     }
 }
 
+extension ExecStep {
+    /// Secrets the step's `env` references: the only ones it may resolve.
+    public var secretNames: Set<String> {
+        var out = Set<String>()
+        for value in env.values {
+            guard let t = try? Template(value) else { continue }
+            for e in t.expressions { out.formUnion(e.secretNames) }
+        }
+        return out
+    }
+}
+
 /// Runs a program. Either `argv`, or `script` fed to `interpreter` (default `sh`).
 /// Output: stdout parsed as JSON when it is JSON, else the text without its final newline.
 public struct ExecStep: Codable, Sendable, Equatable {

@@ -31,3 +31,17 @@ public struct WorkflowDefinition: Codable, Sendable, Equatable {
         self.steps = steps
     }
 }
+
+extension WorkflowDefinition {
+    /// The step with this id, at any depth (ids are unique in a workflow).
+    public func step(id: String) -> Step? {
+        func find(_ steps: [Step]) -> Step? {
+            for s in steps {
+                if s.id == id { return s }
+                if let inner = find(s.children) { return inner }
+            }
+            return nil
+        }
+        return find(steps)
+    }
+}
