@@ -25,6 +25,7 @@ public final class Gateway: Sendable {
     public let group: any EventLoopGroup
     let logger: Logger
     private let server = Mutex<(HTTPServer, Task<Void, any Error>)?>(nil)
+    private let expiry = Mutex<Task<Void, Never>?>(nil)
 
     /// Builds everything that does not yet run anything: state dir, store, spawner, pool.
     public init(loaded: ConfigLoader.Loaded, logger: Logger = Logger(label: "skelm.gateway"),
@@ -100,6 +101,16 @@ public final class Gateway: Sendable {
         let (valid, invalid) = await registry.reload()
         try await pool.start()
         try await runs.resumeUnfinished()
+        // Pending approvals survive restarts in the store; their deadlines are checked here.
+        let runs = self.runs
+        expiry.withLock {
+            $0 = Task {
+                while !Task.isCancelled {
+                    await runs.expireApprovals()
+                    try? await Task.sleep(for: .milliseconds(500))
+                }
+            }
+        }
         let api = API(runs: runs, store: store, registry: registry, pool: pool, hub: hub, audit: audit,
                       stateDir: stateDir, checkpointEvery: config.audit.checkpointEvery,
                       maxBodyBytes: config.server.maxBodyKB << 10, heartbeat: .seconds(config.server.sseHeartbeatSeconds),
@@ -120,6 +131,7 @@ public final class Gateway: Sendable {
     /// Drains: no new runs, running ones get `drain` to finish (what does not
     /// finish resumes at the next start), then everything stops.
     public func stop(drain: Duration = .seconds(30)) async {
+        expiry.withLock { $0?.cancel() }
         await runs.drain(timeout: drain)
         hub.closeAll()
         if let (http, task) = server.withLock({ $0 }) {

@@ -108,6 +108,10 @@ struct RunCommand: AsyncParsableCommand {
 enum StepPrinter {
     static func print(_ event: SSEParser.Event) {
         guard let e = event.json, let step = e["step"]?.stringValue else { return }
+        if event.type == "run.waiting", let id = e["data"]?["approval"]?.stringValue {
+            Swift.print("  approve with: skelm approvals approve \(id)   (or deny)")
+            return
+        }
         let data = e["data"]
         var ms = ""
         if case let .number(d)? = data?["durationMs"] { ms = " (\(Int(d.rounded())) ms)" }
@@ -119,6 +123,8 @@ enum StepPrinter {
             if case let .number(n)? = data?["attempt"], n > 1 || data?["willRetry"] == .bool(true) { attempt = " [try \(Int(n))]" }
             let retry = data?["willRetry"] == .bool(true) ? " (will retry)" : ""
             Swift.print("✗ \(step)\(attempt)\(ms): \(e["message"]?.stringValue ?? "")\(retry)")
+        case "step.parked":
+            Swift.print("⏸ \(step) waits for approval: \(e["message"]?.stringValue ?? "")")
         case "step.skipped":
             Swift.print("- \(step) skipped (\(e["message"]?.stringValue ?? ""))")
         default:

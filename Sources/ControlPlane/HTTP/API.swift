@@ -24,6 +24,7 @@ struct API: Sendable {
         addEventRoutes(router)
         addWorkerRoutes(router)
         addAuditRoutes(router)
+        addApprovalRoutes(router)
         return router
     }
 }

@@ -3,7 +3,8 @@ import Wire
 import Workflow
 
 public enum RunStatus: String, Codable, Sendable, CaseIterable {
-    case queued, running, succeeded, failed, cancelled
+    /// `waiting`: parked at an approval; no worker holds it.
+    case queued, running, waiting, succeeded, failed, cancelled
     public var isTerminal: Bool { self == .succeeded || self == .failed || self == .cancelled }
 }
 
@@ -51,4 +52,22 @@ public struct RunEvent: Codable, Sendable {
     public var at: Date
 
     public var isTerminal: Bool { type == "run.succeeded" || type == "run.failed" || type == "run.cancelled" }
+}
+
+/// A durable request for a human decision.
+public struct ApprovalRecord: Codable, Sendable {
+    public enum Status: String, Codable, Sendable, CaseIterable { case pending, approved, denied, expired, cancelled }
+    public var id: String
+    public var runId: String
+    public var workflow: String
+    public var step: String
+    public var message: String
+    public var requester: String
+    public var status: Status
+    public var onTimeout: String
+    public var createdAt: Date
+    public var expiresAt: Date?
+    public var decidedAt: Date?
+    public var decidedBy: String?
+    public var reason: String?
 }

@@ -105,7 +105,10 @@ public actor RunService {
         if run.status.isTerminal { return try await store.run(runId) }
         let failure = StepFailure(code: "Cancelled", step: nil, message: "cancelled")
         try await audit.append(actor: "api", action: "run.cancel", runId: runId, details: ["workflow": run.workflow])
-        if let i = queue.firstIndex(where: { $0.id == runId }) {
+        if run.status == .waiting {
+            try await store.cancelApprovals(runId: runId)
+            await end(runId, .cancelled, output: nil, error: failure)
+        } else if let i = queue.firstIndex(where: { $0.id == runId }) {
             queue.remove(at: i)
             await end(runId, .cancelled, output: nil, error: failure)
         } else if let a = active[runId] {
@@ -230,6 +233,82 @@ public actor RunService {
             await end(runId, .succeeded, output: output ?? .null, error: nil)
         case .failed:
             await end(runId, .failed, output: nil, error: failure)
+        case .parked:
+            guard let parked = result.parked else {
+                await end(runId, .failed, output: nil, error: StepFailure(code: "WorkerFailed", step: nil, message: "parked without a step"))
+                return
+            }
+            await park(runId, definition: definition, parked: parked, redactor: r)
+        }
+    }
+
+    // MARK: Approvals
+
+    public enum DecisionError: Error, Sendable {
+        case notFound
+        case alreadyDecided(ApprovalRecord)
+    }
+
+    /// The run waits for a human: a durable approval row, no worker.
+    private func park(_ runId: String, definition: WorkflowDefinition, parked: Parked, redactor r: Redactor) async {
+        let now = Date()
+        let approval = ApprovalRecord(
+            id: "apr_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""),
+            runId: runId, workflow: definition.id, step: parked.step, message: r.text(parked.message),
+            requester: "workflow:\(definition.id)", status: .pending, onTimeout: parked.onTimeout, createdAt: now,
+            expiresAt: parked.timeoutMs.map { now.addingTimeInterval(Double($0) / 1000) })
+        do {
+            var details = ["approval": approval.id, "step": approval.step, "workflow": definition.id]
+            if let e = approval.expiresAt { details["expiresAt"] = e.formatted(.iso8601) }
+            try await audit.append(actor: "gateway", action: "approval.requested", runId: runId, details: details)
+            if let event = try await store.park(runId: runId, approval: approval) { hub.publish(event) }
+        } catch {
+            await end(runId, .failed, output: nil, error: StepFailure(code: "InternalError", step: parked.step, message: "cannot park the run: \(error)"))
+        }
+    }
+
+    /// Approves or denies a pending approval, once. Approval resumes the run from
+    /// its checkpoint in a fresh worker; denial fails it.
+    public func decide(approval id: String, approve: Bool, actor: String, reason: String?) async throws -> ApprovalRecord {
+        try await apply(id, status: approve ? .approved : .denied, actor: actor, reason: reason, action: approve ? "approval.approved" : "approval.denied")
+    }
+
+    private func apply(_ id: String, status: ApprovalRecord.Status, actor: String, reason: String?, action: String) async throws -> ApprovalRecord {
+        guard let pending = try await store.approval(id) else { throw DecisionError.notFound }
+        guard pending.status == .pending else { throw DecisionError.alreadyDecided(pending) }
+        var details = ["approval": id, "step": pending.step, "workflow": pending.workflow, "by": actor]
+        if let reason { details["reason"] = reason }
+        // Audited before it takes effect.
+        try await audit.append(actor: actor == "timeout" ? "gateway" : "api", action: action, runId: pending.runId, details: details)
+        switch try await store.decide(id: id, status: status, actor: actor, reason: reason) {
+        case .notFound: throw DecisionError.notFound
+        case let .alreadyDecided(a): throw DecisionError.alreadyDecided(a)
+        case let .decided(decided, events):
+            events.forEach(hub.publish)
+            if status == .approved {
+                if let definition = await registry.workflow(decided.workflow) {
+                    queue.append((decided.runId, definition, true))
+                    pump()
+                } else {
+                    await end(decided.runId, .failed, output: nil,
+                              error: StepFailure(code: "WorkflowMissing", step: nil, message: "workflow \(decided.workflow) is no longer defined"))
+                }
+            } else {
+                let code = status == .expired ? "ApprovalExpired" : "ApprovalDenied"
+                await end(decided.runId, .failed, output: nil,
+                          error: StepFailure(code: code, step: decided.step, message: "\(status.rawValue) by \(actor)\(reason.map { ": \($0)" } ?? "")"))
+            }
+            return decided
+        }
+    }
+
+    /// Applies each expired approval's `onTimeout`: approve, deny, or fail (expired).
+    public func expireApprovals() async {
+        guard let due = try? await store.expiredApprovals() else { return }
+        for a in due {
+            let status: ApprovalRecord.Status = a.onTimeout == "approve" ? .approved : a.onTimeout == "deny" ? .denied : .expired
+            _ = try? await apply(a.id, status: status, actor: "timeout", reason: "no decision before \(a.expiresAt?.formatted(.iso8601) ?? "")",
+                                 action: "approval.expired")
         }
     }
 

@@ -80,6 +80,26 @@ public final class RunStore: Sendable {
                 );
                 """)
         }
+        m.registerMigration("2-approvals") { db in
+            try db.execute(sql: """
+                CREATE TABLE approvals (
+                    id TEXT PRIMARY KEY,
+                    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                    workflow TEXT NOT NULL,
+                    step TEXT NOT NULL,
+                    message TEXT NOT NULL,
+                    requester TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    on_timeout TEXT NOT NULL,
+                    created_at REAL NOT NULL,
+                    expires_at REAL,
+                    decided_at REAL,
+                    decided_by TEXT,
+                    reason TEXT
+                );
+                CREATE INDEX approvals_status ON approvals(status, expires_at);
+                """)
+        }
         return m
     }
 
@@ -139,7 +159,7 @@ public final class RunStore: Sendable {
             let errorText = error.flatMap { try? String(decoding: JSONEncoder().encode($0), as: UTF8.self) }
             try db.execute(sql: """
                 UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?
-                WHERE id = ? AND status IN ('queued', 'running')
+                WHERE id = ? AND status IN ('queued', 'running', 'waiting')
                 """, arguments: [status.rawValue, output?.jsonText, errorText, Date().timeIntervalSince1970, runId])
             guard db.changesCount > 0 else { return nil }
             var data: [String: JSONValue] = [:]
@@ -186,6 +206,101 @@ public final class RunStore: Sendable {
                 """, arguments: [runId, step, at, runId])
         default: break
         }
+    }
+
+    // MARK: Approvals
+
+    /// Parks a run: the approval row, the run's `waiting` status and the event, in one transaction.
+    public func park(runId: String, approval: ApprovalRecord) async throws -> RunEvent? {
+        try await db.write { db in
+            try db.execute(sql: "UPDATE runs SET status = 'waiting' WHERE id = ? AND status = 'running'", arguments: [runId])
+            guard db.changesCount > 0 else { return nil }
+            try db.execute(sql: """
+                INSERT INTO approvals (id, run_id, workflow, step, message, requester, status, on_timeout, created_at, expires_at)
+                VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
+                """, arguments: [approval.id, runId, approval.workflow, approval.step, approval.message, approval.requester,
+                                 approval.onTimeout, approval.createdAt.timeIntervalSince1970, approval.expiresAt?.timeIntervalSince1970])
+            return try Self.append(db, runId: runId, type: "run.waiting", step: approval.step, message: approval.message,
+                                   data: ["approval": .string(approval.id)])
+        }
+    }
+
+    public enum Decision: Sendable {
+        case decided(ApprovalRecord, [RunEvent])
+        case alreadyDecided(ApprovalRecord)
+        case notFound
+    }
+
+    /// Records a decision once. Approve checkpoints the step with its output and
+    /// queues the run again; deny (and expiry) record the step as failed.
+    public func decide(id: String, status: ApprovalRecord.Status, actor: String, reason: String?) async throws -> Decision {
+        try await db.write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM approvals WHERE id = ?", arguments: [id]) else { return .notFound }
+            let current = Self.approval(from: row)
+            guard current.status == .pending else { return .alreadyDecided(current) }
+            let now = Date()
+            try db.execute(sql: "UPDATE approvals SET status = ?, decided_at = ?, decided_by = ?, reason = ? WHERE id = ?",
+                           arguments: [status.rawValue, now.timeIntervalSince1970, actor, reason, id])
+            var events: [RunEvent] = []
+            let approved = status == .approved
+            let output: JSONValue = ["approved": .bool(approved), "actor": .string(actor), "reason": reason.map(JSONValue.string) ?? .null]
+            if approved {
+                events.append(try Self.append(db, runId: current.runId, type: "step.finished", step: current.step, message: "approved by \(actor)",
+                                              data: ["attempt": 1, "output": output]))
+                try db.execute(sql: "UPDATE runs SET status = 'queued' WHERE id = ? AND status = 'waiting'", arguments: [current.runId])
+            } else {
+                events.append(try Self.append(db, runId: current.runId, type: "step.failed", step: current.step,
+                                              message: "\(status.rawValue) by \(actor)\(reason.map { ": \($0)" } ?? "")",
+                                              data: ["attempt": 1, "code": .string(status == .expired ? "ApprovalExpired" : "ApprovalDenied"), "willRetry": false]))
+            }
+            var decided = current
+            decided.status = status
+            decided.decidedAt = now
+            decided.decidedBy = actor
+            decided.reason = reason
+            return .decided(decided, events)
+        }
+    }
+
+    /// A cancelled run's pending approvals are closed with it.
+    public func cancelApprovals(runId: String) async throws {
+        try await db.write { db in
+            try db.execute(sql: "UPDATE approvals SET status = 'cancelled', decided_at = ? WHERE run_id = ? AND status = 'pending'",
+                           arguments: [Date().timeIntervalSince1970, runId])
+        }
+    }
+
+    public func approval(_ id: String) async throws -> ApprovalRecord? {
+        try await db.read { db in try Row.fetchOne(db, sql: "SELECT * FROM approvals WHERE id = ?", arguments: [id]).map(Self.approval(from:)) }
+    }
+
+    public func approvals(status: ApprovalRecord.Status? = nil, runId: String? = nil, limit: Int = 100) async throws -> [ApprovalRecord] {
+        try await db.read { db in
+            var sql = "SELECT * FROM approvals WHERE 1 = 1"
+            var args: [(any DatabaseValueConvertible)?] = []
+            if let status { sql += " AND status = ?"; args.append(status.rawValue) }
+            if let runId { sql += " AND run_id = ?"; args.append(runId) }
+            sql += " ORDER BY created_at DESC LIMIT ?"
+            args.append(limit)
+            return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args)).map(Self.approval(from:))
+        }
+    }
+
+    /// Pending approvals whose time is up.
+    public func expiredApprovals(now: Date = Date()) async throws -> [ApprovalRecord] {
+        try await db.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM approvals WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= ?",
+                             arguments: [now.timeIntervalSince1970]).map(Self.approval(from:))
+        }
+    }
+
+    static func approval(from row: Row) -> ApprovalRecord {
+        ApprovalRecord(id: row["id"], runId: row["run_id"], workflow: row["workflow"], step: row["step"], message: row["message"],
+                       requester: row["requester"], status: ApprovalRecord.Status(rawValue: row["status"]) ?? .pending,
+                       onTimeout: row["on_timeout"], createdAt: Date(timeIntervalSince1970: row["created_at"]),
+                       expiresAt: (row["expires_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                       decidedAt: (row["decided_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                       decidedBy: row["decided_by"], reason: row["reason"])
     }
 
     // MARK: Reading

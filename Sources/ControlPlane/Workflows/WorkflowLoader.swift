@@ -106,8 +106,8 @@ extension NodeReader {
         return seq.enumerated().compactMap { step($0.element, "\(path)[\($0.offset)]", variables: variables, ids: &ids) }
     }
 
-    static let kinds = ["exec", "run", "parallel", "forEach", "branch", "loop"]
-    static let later = ["http", "agent", "infer", "mcp", "approval", "wait", "invoke"]
+    static let kinds = ["exec", "run", "parallel", "forEach", "branch", "loop", "approval"]
+    static let later = ["http", "agent", "infer", "mcp", "wait", "invoke"]
 
     mutating func step(_ node: Node, _ path: String, variables: Set<String>, ids: inout IdTable) -> Step? {
         let common: Set<String> = ["id", "name", "if", "retry", "timeout", "description", "permissions", "unrestricted"]
@@ -197,6 +197,22 @@ extension NodeReader {
             }
             let otherwise = b["otherwise"].map { stepList($0, "\(here).branch.otherwise", variables: variables, ids: &ids) }
             s.branch = BranchStep(cases: cases, otherwise: otherwise)
+        case "approval":
+            // A run parks at an approval and resumes from its checkpoint: checkpoints are top-level steps.
+            if path.contains(")") {
+                issue("\(here).approval", m["approval"], "an approval step must be at the top level of steps")
+            }
+            guard let a = mapping(m["approval"]!, "\(here).approval", allowed: ["message", "timeout", "onTimeout"]) else { return nil }
+            guard let message = string(a["message"], "\(here).approval.message") else {
+                issue("\(here).approval.message", m["approval"], "is required: what the approver is asked")
+                return nil
+            }
+            use(message, path: "\(here).approval.message", node: a["message"]!, variables: variables, ids: &ids)
+            let onTimeout = string(a["onTimeout"], "\(here).approval.onTimeout") ?? "fail"
+            if !["fail", "deny", "approve"].contains(onTimeout) {
+                issue("\(here).approval.onTimeout", a["onTimeout"], "must be fail, deny or approve")
+            }
+            s.approval = ApprovalStep(message: message, timeoutMs: durationMs(a["timeout"], "\(here).approval.timeout"), onTimeout: onTimeout)
         default: // loop
             guard let l = mapping(m["loop"]!, "\(here).loop", allowed: ["until", "max", "steps"]) else { return nil }
             let inner = variables.union(["iteration"])

@@ -39,19 +39,37 @@ public struct RunJobSpec: Codable, Sendable {
 
 /// How a run segment ended.
 public struct RunJobResult: Codable, Sendable, Equatable {
-    public enum Status: String, Codable, Sendable { case succeeded, failed }
+    public enum Status: String, Codable, Sendable { case succeeded, failed, parked }
     public var status: Status
     public var output: JSONValue?
     public var error: StepFailure?
+    /// Set when the segment stopped at a step that waits for a human.
+    public var parked: Parked?
     /// Events the worker emitted before answering: the control plane has seen
     /// the whole segment once it has handled this many.
     public var events: Int
 
-    public init(status: Status, output: JSONValue? = nil, error: StepFailure? = nil, events: Int) {
+    public init(status: Status, output: JSONValue? = nil, error: StepFailure? = nil, parked: Parked? = nil, events: Int) {
         self.status = status
         self.output = output
         self.error = error
+        self.parked = parked
         self.events = events
+    }
+}
+
+/// Where a segment stopped to wait: the approval step and what it asks.
+public struct Parked: Codable, Sendable, Equatable, Error {
+    public var step: String
+    public var message: String
+    public var timeoutMs: Int?
+    public var onTimeout: String
+
+    public init(step: String, message: String, timeoutMs: Int?, onTimeout: String) {
+        self.step = step
+        self.message = message
+        self.timeoutMs = timeoutMs
+        self.onTimeout = onTimeout
     }
 }
 

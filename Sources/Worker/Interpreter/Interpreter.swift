@@ -53,6 +53,8 @@ final class Interpreter: Sendable {
                 }
             }
             return RunJobResult(status: .succeeded, output: redactor.json(output), events: eventCount)
+        } catch let parked as Parked {
+            return RunJobResult(status: .parked, parked: parked, events: eventCount)
         } catch var failure as StepFailure {
             failure.message = redactor.text(failure.message)
             return RunJobResult(status: .failed, error: failure, events: eventCount)
@@ -98,6 +100,16 @@ final class Interpreter: Sendable {
                 emit("step.skipped", step: path, message: "condition is false")
                 return (.null, false)
             }
+        }
+        if let approval = step.approval {
+            // The run parks here: the worker ends its segment and nothing waits in it.
+            let message: String
+            do { message = try Template.string(approval.message, in: scope) } catch {
+                throw fail(path, "ExpressionError", "approval.message: \(error.message)")
+            }
+            emit("step.started", step: path, data: ["attempt": 1, "kind": "approval"])
+            emit("step.parked", step: path, message: message)
+            throw Parked(step: step.id, message: message, timeoutMs: approval.timeoutMs, onTimeout: approval.onTimeout)
         }
         let attempts = 1 + max(0, step.retry?.max ?? 0)
         var attempt = 1

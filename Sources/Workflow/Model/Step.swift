@@ -15,6 +15,7 @@ public struct Step: Codable, Sendable, Equatable {
     public var forEach: ForEachStep?
     public var branch: BranchStep?
     public var loop: LoopStep?
+    public var approval: ApprovalStep?
 
     public init(id: String, if condition: String? = nil, retry: RetryPolicy? = nil, timeoutMs: Int? = nil,
                 exec: ExecStep? = nil, parallel: ParallelStep? = nil, forEach: ForEachStep? = nil,
@@ -36,6 +37,7 @@ public struct Step: Codable, Sendable, Equatable {
         if forEach != nil { return "forEach" }
         if branch != nil { return "branch" }
         if loop != nil { return "loop" }
+        if approval != nil { return "approval" }
         return "unknown"
     }
 
@@ -153,5 +155,22 @@ public struct LoopStep: Codable, Sendable, Equatable {
         self.until = until
         self.max = max
         self.steps = steps
+    }
+}
+
+/// Parks the run until someone approves or denies it over the API (or it
+/// expires). Its output, once approved, is `{approved, actor, reason}`.
+public struct ApprovalStep: Codable, Sendable, Equatable {
+    /// What the approver is asked; a template.
+    public var message: String
+    /// How long the approval waits, in milliseconds; nil: until decided.
+    public var timeoutMs: Int?
+    /// What expiry does: `fail` (default), `deny` or `approve`.
+    public var onTimeout: String
+
+    public init(message: String, timeoutMs: Int? = nil, onTimeout: String = "fail") {
+        self.message = message
+        self.timeoutMs = timeoutMs
+        self.onTimeout = onTimeout
     }
 }
