@@ -64,6 +64,12 @@ static const uint64_t FS_FILE_ONLY = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE |
 
 int sk_landlock_restrict(const sk_landlock_rule_t *rules, size_t nrules,
                          const uint16_t *ports, size_t nports, char *err, size_t errlen) {
+    return sk_landlock_restrict_net(rules, nrules, ports, nports, NULL, 0, err, errlen);
+}
+
+int sk_landlock_restrict_net(const sk_landlock_rule_t *rules, size_t nrules,
+                             const uint16_t *ports, size_t nports,
+                             const uint16_t *bind_ports, size_t nbind, char *err, size_t errlen) {
     int abi = sk_landlock_abi();
     if (abi <= 0) { snprintf(err, errlen, "Landlock is not supported by this kernel"); return -EOPNOTSUPP; }
     struct sk_ruleset_attr attr = { .handled_access_fs = fs_all(abi) };
@@ -105,6 +111,12 @@ int sk_landlock_restrict(const sk_landlock_rule_t *rules, size_t nrules,
             struct sk_net_port_attr np = { .allowed_access = NET_CONNECT_TCP, .port = ports[i] };
             if (syscall(SK_NR_landlock_add_rule, rs, SK_LL_RULE_NET_PORT, &np, 0) < 0) {
                 int e = errno; snprintf(err, errlen, "landlock net rule %u: %s", ports[i], strerror(e)); close(rs); return -e;
+            }
+        }
+        for (size_t i = 0; i < nbind; i++) {
+            struct sk_net_port_attr np = { .allowed_access = NET_BIND_TCP, .port = bind_ports[i] };
+            if (syscall(SK_NR_landlock_add_rule, rs, SK_LL_RULE_NET_PORT, &np, 0) < 0) {
+                int e = errno; snprintf(err, errlen, "landlock bind rule %u: %s", bind_ports[i], strerror(e)); close(rs); return -e;
             }
         }
     }

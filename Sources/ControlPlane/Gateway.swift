@@ -26,6 +26,7 @@ public final class Gateway: Sendable {
     let logger: Logger
     private let server = Mutex<(HTTPServer, Task<Void, any Error>)?>(nil)
     private let expiry = Mutex<Task<Void, Never>?>(nil)
+    public let egress: EgressProxy
 
     /// Builds everything that does not yet run anything: state dir, store, spawner, pool.
     public init(loaded: ConfigLoader.Loaded, logger: Logger = Logger(label: "skelm.gateway"),
@@ -51,6 +52,8 @@ public final class Gateway: Sendable {
         }
         poolConfig.ceilingRead = ceiling.read
         poolConfig.ceilingWrite = ceiling.write
+        // Under the workspace root: the one directory workers may reach, traversable but not listable.
+        poolConfig.egressSocket = poolConfig.workspaceRoot + "/.egress.sock"
         try WorkerPool.prepareWorkspaceRoot(poolConfig.workspaceRoot)
         let spawner = try WorkerSpawner(namespaces: host.namespaces, uidBase: poolConfig.uidBase)
         let audit: AuditLog
@@ -80,8 +83,12 @@ public final class Gateway: Sendable {
         } catch {
             throw ConfigError(file: loaded.path ?? "config", line: nil, keyPath: "secrets.file.path", message: "\(error)")
         }
+        let directory = EgressDirectory()
+        let pool = self.pool
+        self.egress = try EgressProxy(socketPath: poolConfig.egressSocket!, directory: directory, audit: audit, logger: logger,
+                                      jobOfUid: { uid in pool.assignments.withLock { $0[uid] } })
         self.runs = RunService(store: store, registry: registry, pool: pool, hub: hub, audit: audit, policies: resolver,
-                               secrets: secretStore,
+                               secrets: secretStore, egress: directory,
                                maxConcurrent: config.server.maxConcurrentRuns,
                                runTimeout: .seconds(config.server.runTimeoutSeconds),
                                stepTimeoutMs: config.workers.limits.timeoutSeconds * 1000, logger: logger)
@@ -99,6 +106,7 @@ public final class Gateway: Sendable {
             "configSha256": configPath.flatMap { FileManager.default.contents(atPath: $0) }.map { AuditEntry.sha256Hex(String(decoding: $0, as: UTF8.self)) } ?? "",
         ])
         let (valid, invalid) = await registry.reload()
+        egress.start()
         try await pool.start()
         try await runs.resumeUnfinished()
         // Pending approvals survive restarts in the store; their deadlines are checked here.
@@ -140,6 +148,7 @@ public final class Gateway: Sendable {
         }
         unlink(discoveryPath)
         await pool.shutdown(drain: .seconds(1))
+        egress.stop()
         _ = try? await audit.append(actor: "gateway", action: "gateway.stopped", details: ["pid": "\(getpid())"])
         await audit.close()
         try? await group.shutdownGracefully()

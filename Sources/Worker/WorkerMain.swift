@@ -25,13 +25,14 @@ public enum WorkerMain {
         let workspaceRoot = spec.workspaceRoot
 
         Task {
-            let code = await serve(report: report, workspaceRoot: workspaceRoot, connectPorts: spec.connectPorts)
+            let code = await serve(report: report, workspaceRoot: workspaceRoot, connectPorts: spec.connectPorts,
+                                   egressSocket: spec.egressSocket)
             exit(code)
         }
         dispatchMain()
     }
 
-    static func serve(report: SandboxReport, workspaceRoot: String, connectPorts: [UInt16]) async -> Int32 {
+    static func serve(report: SandboxReport, workspaceRoot: String, connectPorts: [UInt16], egressSocket: String?) async -> Int32 {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let job = JobSlot()
         var router = RPCRouter()
@@ -40,7 +41,7 @@ public enum WorkerMain {
             try await job.run(spec, workspaceRoot: workspaceRoot, connectPorts: connectPorts, peer: peer)
         }
         router.on(RunJob.self) { spec, peer in
-            try await job.run(spec, workspaceRoot: workspaceRoot, connectPorts: connectPorts, peer: peer)
+            try await job.run(spec, workspaceRoot: workspaceRoot, connectPorts: connectPorts, egressSocket: egressSocket, peer: peer)
         }
         router.on(JobCancel.self) { params, _ in
             // The job's processes live in our pid namespace: exiting takes them all.
@@ -88,10 +89,10 @@ final class JobSlot: Sendable {
         state.withLock { $0 = jobId }
     }
 
-    func run(_ spec: RunJobSpec, workspaceRoot: String, connectPorts: [UInt16], peer: RPCPeer) async throws -> RunJobResult {
+    func run(_ spec: RunJobSpec, workspaceRoot: String, connectPorts: [UInt16], egressSocket: String?, peer: RPCPeer) async throws -> RunJobResult {
         try claim(jobId: spec.jobId, workspace: spec.workspace, workspaceRoot: workspaceRoot)
         let jobId = spec.jobId
-        let interpreter = Interpreter(spec: spec, connectPorts: connectPorts,
+        let interpreter = Interpreter(spec: spec, connectPorts: connectPorts, egressSocket: egressSocket,
                                       sink: { event in peer.notify(EventEmit.self, event) },
                                       resolveSecret: { step, name in
                                           try await peer.call(SecretResolve.self, .init(jobId: jobId, step: step, name: name),

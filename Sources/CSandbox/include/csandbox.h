@@ -76,6 +76,20 @@ int sk_landlock_restrict(const sk_landlock_rule_t *rules, size_t nrules,
                          const uint16_t *connect_ports, size_t nports,
                          char *err, size_t errlen);
 
+/// The same, also allowing TCP bind to `bind_ports` (the worker's egress forwarders).
+int sk_landlock_restrict_net(const sk_landlock_rule_t *rules, size_t nrules,
+                             const uint16_t *connect_ports, size_t nports,
+                             const uint16_t *bind_ports, size_t nbind,
+                             char *err, size_t errlen);
+
+/// The pid and uid of the process at the other end of a Unix socket.
+int sk_peercred(int fd, pid_t *pid, uid_t *uid);
+
+/// Copies between two connected sockets, both ways, until both directions hit
+/// EOF (each EOF is passed on with shutdown(SHUT_WR)) or nothing moves for
+/// `idle_timeout_ms` (0: no limit). Returns the number of reads, or -errno.
+int64_t sk_relay(int a, int b, int idle_timeout_ms);
+
 /// Loads the BPF program found in `fd` (read with pread from offset 0). 0 or -errno.
 int sk_seccomp_load_fd(int fd);
 /// 2 when the calling thread runs under a seccomp filter.

@@ -136,6 +136,17 @@ enum HostPattern {
         return (p.lowercased(), nil)
     }
 
+    /// Whether `pattern` allows a connection to `host`:`port`. A pattern without a
+    /// port allows the web's ports only (80 and 443).
+    static func matches(_ pattern: String, host: String, port: Int) -> Bool {
+        let p = split(pattern)
+        let h = host.lowercased()
+        if let pp = p.port { if Int(pp) != port { return false } } else if port != 80, port != 443 { return false }
+        if p.host == h { return true }
+        if p.host.hasPrefix("*.") { return h.hasSuffix(String(p.host.dropFirst(1))) }
+        return false
+    }
+
     /// Whether every host:port that `narrow` allows is also allowed by `broad`.
     static func covers(_ broad: String, _ narrow: String) -> Bool {
         let b = split(broad), n = split(narrow)

@@ -34,6 +34,7 @@ public actor RunService {
     let audit: AuditLog
     let policies: PolicyResolver
     let secrets: SecretStore
+    let egress: EgressDirectory
     let maxConcurrent: Int
     let runTimeout: Duration
     let stepTimeoutMs: Int
@@ -45,7 +46,7 @@ public actor RunService {
     private var stopping = false
 
     public init(store: RunStore, registry: WorkflowRegistry, pool: WorkerPool, hub: RunEventHub, audit: AuditLog,
-                policies: PolicyResolver, secrets: SecretStore, maxConcurrent: Int,
+                policies: PolicyResolver, secrets: SecretStore, egress: EgressDirectory, maxConcurrent: Int,
                 runTimeout: Duration, stepTimeoutMs: Int, logger: Logger = Logger(label: "skelm.runs")) {
         self.store = store
         self.registry = registry
@@ -54,6 +55,7 @@ public actor RunService {
         self.audit = audit
         self.policies = policies
         self.secrets = secrets
+        self.egress = egress
         self.maxConcurrent = maxConcurrent
         self.runTimeout = runTimeout
         self.stepTimeoutMs = stepTimeoutMs
@@ -184,6 +186,8 @@ public actor RunService {
         let store = self.store, hub = self.hub, logger = self.logger, stepTimeoutMs = self.stepTimeoutMs
         var options = WorkerPool.JobOptions(jobId: a.jobId)
         options.keepWorkspace = false
+        egress.register(jobId: a.jobId, .init(runId: runId, workflow: definition.id, policies: stepPolicies))
+        defer { egress.remove(jobId: a.jobId) }
         let (result, outcome) = await pool.runSegment(options: options, timeout: timeout + .seconds(10), events: { event in
             defer { a.handled.withLock { $0 += 1 } }
             if a.cancelled.withLock({ $0 }) { return }

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Sandbox
+import Synchronization
 import Wire
 
 #if canImport(Glibc)
@@ -35,6 +36,8 @@ public actor WorkerPool {
     private var lastSpawnError: String?
     private var spawnLatencies: [Double] = []
     private var busyJobs = 0
+    /// Which job each busy worker's uid runs: the egress proxy checks a caller against it.
+    public nonisolated let assignments = Mutex<[UInt32: String]>([:])
     /// The most jobs that ever ran at once (operators size `maxConcurrentRuns` by it).
     public private(set) var peakBusy = 0
 
@@ -122,7 +125,11 @@ public actor WorkerPool {
         outcome.sandbox = worker.report
         busyJobs += 1
         peakBusy = Swift.max(peakBusy, busyJobs)
-        defer { busyJobs -= 1 }
+        assignments.withLock { $0[worker.uid] = options.jobId }
+        defer {
+            busyJobs -= 1
+            _ = assignments.withLock { $0.removeValue(forKey: worker.uid) }
+        }
         worker.eventSink = events
         worker.requestHandler = requests
         worker.setPhase(.busy, jobId: options.jobId)
@@ -285,12 +292,13 @@ public actor WorkerPool {
 
     private func spawnWorker() async throws -> ManagedWorker {
         let started = ContinuousClock.now
-        let spec = WorkerSandboxSpec(
+        var spec = WorkerSandboxSpec(
             namespaces: spawner.namespaces.map(\.rawValue), workspaceRoot: configuration.workspaceRoot,
             extraReadPaths: Self.runtimeLibraryDirectories + configuration.ceilingRead,
             extraWritePaths: configuration.ceilingWrite, maxOpenFiles: configuration.maxOpenFiles,
             maxFileSizeBytes: configuration.maxFileSizeBytes,
             maxProcesses: spawner.runningAsRoot ? configuration.maxProcesses : 0)
+        spec.egressSocket = configuration.egressSocket
         let specJSON = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
         let spawner = self.spawner
         let logFD = configuration.logFD

@@ -23,6 +23,8 @@ public struct WorkerPoolConfiguration: Sendable {
     public var handshakeTimeout: Duration = .seconds(10)
     /// Where worker stdout/stderr go (-1: /dev/null).
     public var logFD: Int32 = -1
+    /// The egress proxy's socket, handed to workers; nil: no network for anyone.
+    public var egressSocket: String?
     /// Paths any permission ceiling grants: the workers' base layer allows them.
     public var ceilingRead: [String] = []
     public var ceilingWrite: [String] = []

@@ -12,6 +12,8 @@ public struct LandlockRuleset: Sendable {
     /// When set, nothing may be executed but these files: the paths above lose
     /// their execute right, and only these files get it.
     public var executables: [String]?
+    /// TCP ports the thread may bind (the worker's egress forwarders).
+    public var bindPorts: [UInt16] = []
 
     public init(readPaths: [String], writePaths: [String], connectPorts: [UInt16] = [], executables: [String]? = nil) {
         self.readPaths = readPaths
@@ -54,7 +56,9 @@ public struct LandlockRuleset: Sendable {
         var err = [CChar](repeating: 0, count: 256)
         let r = rules.withUnsafeMutableBufferPointer { rb in
             connectPorts.withUnsafeBufferPointer { pb in
-                sk_landlock_restrict(rb.baseAddress, rb.count, pb.baseAddress, pb.count, &err, err.count)
+                bindPorts.withUnsafeBufferPointer { bb in
+                    sk_landlock_restrict_net(rb.baseAddress, rb.count, pb.baseAddress, pb.count, bb.baseAddress, bb.count, &err, err.count)
+                }
             }
         }
         if r < 0 { throw SandboxError.layer(.landlock, String(cBuffer: err)) }

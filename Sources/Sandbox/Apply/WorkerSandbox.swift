@@ -39,8 +39,10 @@ public enum WorkerSandbox {
         if sk_set_no_new_privs() != 0 { missing[.noNewPrivs] = "prctl failed" }
 
         if missing[.landlock] == nil {
-            let ruleset = LandlockRuleset.confined(writable: [spec.workspaceRoot] + spec.extraWritePaths, readable: spec.extraReadPaths,
-                                                   connectPorts: spec.connectPorts)
+            let forwarders = spec.egressSocket == nil ? [] : Array(Egress.forwarderPorts)
+            var ruleset = LandlockRuleset.confined(writable: [spec.workspaceRoot] + spec.extraWritePaths, readable: spec.extraReadPaths,
+                                                   connectPorts: spec.connectPorts + forwarders)
+            ruleset.bindPorts = forwarders
             do {
                 report.landlockABI = try ruleset.restrictSelf()
                 report.active.append(.landlock)

@@ -16,8 +16,10 @@ public struct WorkerSandboxSpec: Codable, Sendable, Equatable {
     /// Processes and threads the worker's uid may have at once; 0 when the uid is
     /// shared with other processes (a non-root host), where the limit would count those too.
     public var maxProcesses: UInt64
-    /// Landlock TCP ports jobs may connect to (the egress forwarder, later).
+    /// Landlock TCP ports jobs may connect to.
     public var connectPorts: [UInt16]
+    /// The control plane's egress proxy socket; nil: steps get no network at all.
+    public var egressSocket: String?
 
     public init(namespaces: [String], workspaceRoot: String, extraReadPaths: [String] = [], extraWritePaths: [String] = [],
                 maxOpenFiles: UInt64 = 256, maxFileSizeBytes: UInt64 = 1 << 30,
@@ -43,4 +45,15 @@ public enum SystemPaths {
     /// The kernel opens an ELF program's interpreter for execution too, so a step
     /// allowed to run a dynamically linked program needs these executable.
     public static let dynamicLoaders = ["/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1", "/lib/ld-linux-x86-64.so.2"]
+}
+
+/// The egress path: a step's processes reach the network only through a
+/// forwarder the worker runs on 127.0.0.1 inside its own network namespace,
+/// which hands each connection to the control plane's proxy.
+public enum Egress {
+    /// One port per exec step running at once; a step's Landlock layer lets it
+    /// connect to its own port only.
+    public static let forwarderPorts: ClosedRange<UInt16> = 3128...3191
+    /// First line a forwarder sends to the proxy: `SKELM-EGRESS <jobId> <step>`.
+    public static let preamble = "SKELM-EGRESS"
 }

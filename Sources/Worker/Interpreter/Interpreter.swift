@@ -14,6 +14,7 @@ import Glibc
 final class Interpreter: Sendable {
     let spec: RunJobSpec
     let connectPorts: [UInt16]
+    let egressSocket: String?
     private let sink: @Sendable (JobEvent) -> Void
     /// Asks the control plane for a secret, per use.
     private let resolveSecret: @Sendable (_ step: String, _ name: String) async throws -> String
@@ -23,12 +24,13 @@ final class Interpreter: Sendable {
     /// Evaluated once: `env` may reference the input.
     private let env: [String: String]
 
-    init(spec: RunJobSpec, connectPorts: [UInt16], sink: @escaping @Sendable (JobEvent) -> Void,
+    init(spec: RunJobSpec, connectPorts: [UInt16], egressSocket: String? = nil, sink: @escaping @Sendable (JobEvent) -> Void,
          resolveSecret: @escaping @Sendable (String, String) async throws -> String = { _, name in
              throw StepFailure(code: "SecretNotFound", step: nil, message: "secret \(name) is not available")
          }) {
         self.spec = spec
         self.connectPorts = connectPorts
+        self.egressSocket = egressSocket
         self.sink = sink
         self.resolveSecret = resolveSecret
         let scope = ExpressionScope(["input": spec.input])
@@ -276,10 +278,25 @@ final class Interpreter: Sendable {
         if !policy.unrestricted, !policy.executables.contains(program) {
             throw deny(path, PermissionDenial(dimension: "allowedExecutables", value: program))
         }
+        // Network: a forwarder of its own when its policy allows any host; the
+        // step's Landlock layer can connect to that one port and no other.
+        var ports = connectPorts
+        var forwarder: EgressForwarder?
+        if let egressSocket, policy.unrestricted || !policy.allowHosts.isEmpty {
+            do {
+                let f = try EgressForwarder.start(socket: egressSocket, jobId: spec.jobId, step: path)
+                forwarder = f
+                ports.append(f.port)
+                for key in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] { stepEnv[key] = f.proxyURL }
+            } catch {
+                throw fail(path, "ExecFailed", "cannot start the egress forwarder: \(error)")
+            }
+        }
+        defer { forwarder?.stop() }
         let ruleset = policy.unrestricted
-            ? LandlockRuleset.confined(writable: [spec.workspace] + policy.fsWrite, readable: policy.fsRead, connectPorts: connectPorts)
+            ? LandlockRuleset.confined(writable: [spec.workspace] + policy.fsWrite, readable: policy.fsRead, connectPorts: ports)
             : LandlockRuleset.step(workspace: spec.workspace, fsRead: policy.fsRead, fsWrite: policy.fsWrite,
-                                   executables: policy.executables, connectPorts: connectPorts)
+                                   executables: policy.executables, connectPorts: ports)
         var timeoutMs = step.timeoutMs ?? spec.defaultStepTimeoutMs
         if let deadline {
             timeoutMs = min(timeoutMs, max(1, Int((deadline - ContinuousClock.now).milliseconds)))
