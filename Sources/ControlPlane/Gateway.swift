@@ -27,6 +27,8 @@ public final class Gateway: Sendable {
     private let server = Mutex<(HTTPServer, Task<Void, any Error>)?>(nil)
     private let expiry = Mutex<Task<Void, Never>?>(nil)
     public let egress: EgressProxy
+    /// SHA-256 of the config file as last read (start or reload).
+    private let configHash = Mutex("")
 
     /// Builds everything that does not yet run anything: state dir, store, spawner, pool.
     public init(loaded: ConfigLoader.Loaded, logger: Logger = Logger(label: "skelm.gateway"),
@@ -40,6 +42,7 @@ public final class Gateway: Sendable {
         // (SQLite's -wal and -shm files, the audit files, the discovery file).
         umask(0o077)
         try Self.prepareStateDir(stateDir)
+        configHash.withLock { $0 = Self.hash(of: loaded.path) }
         let root = geteuid() == 0
         let host = HostSupport.probe()
         var poolConfig = loaded.config.poolConfiguration(stateDir: stateDir, runningAsRoot: root)
@@ -103,7 +106,7 @@ public final class Gateway: Sendable {
     public func start() async throws {
         try await audit.append(actor: "gateway", action: "gateway.started", details: [
             "version": SkelmVersion.string, "pid": "\(getpid())", "config": configPath ?? "(defaults)",
-            "configSha256": configPath.flatMap { FileManager.default.contents(atPath: $0) }.map { AuditEntry.sha256Hex(String(decoding: $0, as: UTF8.self)) } ?? "",
+            "configSha256": configHash.withLock { $0 },
         ])
         let (valid, invalid) = await registry.reload()
         egress.start()
@@ -153,6 +156,46 @@ public final class Gateway: Sendable {
         await audit.close()
         try? await group.shutdownGracefully()
         logger.info("gateway stopped")
+    }
+
+    static func hash(of path: String?) -> String {
+        path.flatMap { FileManager.default.contents(atPath: $0) }.map { AuditEntry.sha256Hex(String(decoding: $0, as: UTF8.self)) } ?? ""
+    }
+
+    /// SIGHUP / `skelm gateway reload`: reads the config again and reloads the
+    /// workflow registry. A config that no longer validates is rejected and the
+    /// running one kept; a changed config is audited, and keys other than the
+    /// workflows take effect at the next start.
+    @discardableResult
+    public func reload() async -> String {
+        var details: [String: String] = ["config": configPath ?? "(defaults)"]
+        var summary = "reloaded"
+        if let configPath {
+            do {
+                _ = try ConfigLoader.load(path: configPath)
+                let new = Self.hash(of: configPath)
+                let old = configHash.withLock { h -> String in defer { h = new }; return h }
+                if new != old {
+                    details["configSha256"] = new
+                    details["previousSha256"] = old
+                    _ = try? await audit.append(actor: "gateway", action: "config.changed", details: [
+                        "config": configPath, "configSha256": new, "previousSha256": old,
+                        "note": "workflows reloaded now; other keys apply at the next start",
+                    ])
+                    summary = "config changed: workflows reloaded; other keys apply at the next start"
+                }
+            } catch {
+                logger.error("config reload rejected; keeping the running config", metadata: ["error": "\(error)"])
+                _ = try? await audit.append(actor: "gateway", action: "config.rejected", details: ["config": configPath, "error": "\(error)"])
+                return "rejected: \(error)"
+            }
+        }
+        let (valid, invalid) = await registry.reload()
+        details["workflows"] = "\(valid)"
+        details["invalidWorkflows"] = "\(invalid)"
+        _ = try? await audit.append(actor: "gateway", action: "gateway.reloaded", details: details)
+        logger.info("reloaded", metadata: ["workflows": "\(valid)", "invalidWorkflows": "\(invalid)"])
+        return summary
     }
 
     /// How the CLI finds this gateway: written 0600, removed at stop.

@@ -3,6 +3,10 @@ import SkelmClient
 import Testing
 import Workflow
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @Suite("The audit trail of a real gateway", .serialized)
 final class AuditTrailTests {
     let gw: TestGateway
@@ -84,6 +88,35 @@ final class AuditTrailTests {
         #expect(query.status == 0)
         #expect(query.stdout.contains("run.finished"))
         try await gw.start()
+    }
+
+    @Test("SIGHUP reloads workflows and audits a changed config; a broken config is rejected and the old one kept")
+    func reload() async throws {
+        let config = try String(contentsOfFile: gw.configPath, encoding: .utf8)
+        try (config + "# edited\n").write(toFile: gw.configPath, atomically: true, encoding: .utf8)
+        try "id: added\nsteps: [{ id: a, run: echo added }]\n".write(toFile: gw.dir + "/workflows/added.workflow.yaml", atomically: true, encoding: .utf8)
+        let r = try await gw.cli(["gateway", "reload"])
+        #expect(r.status == 0, "\(r.stderr)")
+        var actions: [String] = []
+        for _ in 0..<200 {
+            actions = try await gw.get("/audit?limit=50").json?["entries"].list.compactMap { $0["action"]?.stringValue } ?? []
+            if actions.contains("gateway.reloaded") { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(actions.contains("config.changed"))
+        #expect(actions.contains("workflow.registered"))
+        #expect(try await gw.run("added")["output"] == "added")
+
+        try "server: [broken\n".write(toFile: gw.configPath, atomically: true, encoding: .utf8)
+        kill(gw.process!.processIdentifier, SIGHUP)
+        var rejected = false
+        for _ in 0..<200 where !rejected {
+            rejected = try await gw.get("/audit?action=config.rejected").json?["entries"].list.isEmpty == false
+            if !rejected { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(rejected)
+        #expect(try await gw.run("hello", ["name": "still"])["status"] == "succeeded")
+        try config.write(toFile: gw.configPath, atomically: true, encoding: .utf8)
     }
 
     func run(_ argv: [String]) async throws -> (status: Int32, out: String) {

@@ -35,6 +35,11 @@ final class SecretTests {
                   argv: [sh, -c, 'test -n "$TOKEN" && echo has-token']
                   env: { TOKEN: "${{ secrets.API_TOKEN }}" }
             """,
+        "envdump.workflow.yaml": """
+            id: envdump
+            steps:
+              - { id: dump, exec: { argv: [sh, -c, 'export -p'] } }
+            """,
         "missing.workflow.yaml": """
             id: missing
             steps:
@@ -87,6 +92,16 @@ final class SecretTests {
         #expect(run["error"]?["message"]?.stringValue?.contains("failing with ***") == true)
         let accessed = try await gw.get("/audit?action=secret.accessed&run=\(id)").json?["entries"].list ?? []
         #expect(Set(accessed.compactMap { $0["details"]?["name"]?.stringValue }) == ["API_TOKEN", "OTHER"])
+    }
+
+    @Test("a step's environment holds nothing of the gateway's: no SKELM_* variables, no secrets it did not ask for")
+    func emptyEnvironment() async throws {
+        let run = try await gw.run("envdump")
+        let out = run["output"]?.stringValue ?? ""
+        #expect(run["status"] == "succeeded")
+        #expect(!out.contains("SKELM_"))
+        #expect(!out.contains(Self.envSecret))
+        #expect(out.contains("PATH='/usr/local/bin:/usr/bin:/bin'") || out.contains("PATH=\"/usr/local/bin:/usr/bin:/bin\""))
     }
 
     @Test("a secret reaches the step's environment")

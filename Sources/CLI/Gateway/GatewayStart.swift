@@ -32,7 +32,11 @@ struct GatewayStart: AsyncParsableCommand {
             FileHandle.standardError.write(Data("skelm: cannot start: \(error)\n".utf8))
             throw ExitCode(1)
         }
+        // SIGHUP reloads; SIGINT/SIGTERM drain and stop.
+        let hangups = Signals.hangup()
+        let reloader = Task { for await _ in hangups { await gateway.reload() } }
         for await _ in termination { break }
+        reloader.cancel()
         logger.info("draining")
         await gateway.stop(drain: .seconds(drainSeconds))
     }
@@ -40,6 +44,18 @@ struct GatewayStart: AsyncParsableCommand {
 
 /// SIGINT/SIGTERM as an awaitable event.
 enum Signals {
+    static func hangup() -> AsyncStream<Int32> {
+        let (stream, cont) = AsyncStream<Int32>.makeStream()
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        source.setEventHandler { [source] in
+            _ = source
+            cont.yield(SIGHUP)
+        }
+        source.resume()
+        return stream
+    }
+
     static func termination() -> AsyncStream<Int32> {
         signal(SIGPIPE, SIG_IGN)
         let (stream, cont) = AsyncStream<Int32>.makeStream()

@@ -46,3 +46,20 @@ struct GatewayStop: AsyncParsableCommand {
         throw CLIFailure("gateway pid \(Int(pid)) still running after \(wait) s")
     }
 }
+
+struct GatewayReload: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reload", abstract: "Ask the running gateway to re-read its config and workflows (SIGHUP).")
+    @OptionGroup var config: ConfigOptions
+
+    func run() async throws {
+        let loaded = try config.load()
+        let file = loaded.stateDir + "/gateway.json"
+        guard let data = FileManager.default.contents(atPath: file),
+              case let .number(pid)? = JSONValue.parse(String(decoding: data, as: UTF8.self))?["pid"] else {
+            throw CLIFailure("no running gateway found (no \(file))")
+        }
+        guard kill(pid_t(pid), SIGHUP) == 0 else { throw CLIFailure("cannot signal pid \(Int(pid)): \(String(cString: strerror(errno)))") }
+        print("reload requested (config checked locally: ok)")
+    }
+}
