@@ -40,6 +40,7 @@ openapi: pytools
 
 # A real gateway under load, printed as a table (BENCH_ARGS=--quick for a short run).
 bench: release
+	@dpkg -s wrk >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; $$SUDO apt-get install -y -qq wrk || true; }
 	.build/release/skelm-bench --skelm .build/release/skelm $(BENCH_ARGS)
 
 clean:

@@ -69,7 +69,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI", swiftSettings: strict),
         // `make bench`: a real gateway under load, printed as a table.
-        .executableTarget(name: "Bench", dependencies: ["SkelmClient", "Workflow"], path: "Sources/Bench", swiftSettings: strict),
+        .executableTarget(name: "Bench", dependencies: ["SkelmClient", "Workflow", "ControlPlane"], path: "Sources/Bench", swiftSettings: strict),
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: strict),
         .testTarget(name: "WorkflowTests", dependencies: ["Workflow"], swiftSettings: strict),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ControlPlane", "Wire"], swiftSettings: strict),

@@ -42,7 +42,7 @@ try """
     server: { host: 127.0.0.1, port: 0, maxConcurrentRuns: 32 }
     workers: { minSpare: 8, max: 40 }
     storage: { durability: \(durability) }
-    defaults: { permissions: { allowedExecutables: [sh] } }
+    defaults: { permissions: { allowedExecutables: [sh, sleep] } }
     stateDir: state
     """.write(toFile: project + "/skelm.config.yaml", atomically: true, encoding: .utf8)
 // The workload of the benchmark issue: {x} in, {x+1} out, from a script step.
@@ -56,6 +56,11 @@ try """
           env: { X: "${{ input.x }}" }
     result: ${{ steps.add.output }}
     """.write(toFile: project + "/workflows/inc.workflow.yaml", atomically: true, encoding: .utf8)
+try """
+    id: slow
+    steps:
+      - { id: nap, exec: { argv: [sleep, "2"] } }
+    """.write(toFile: project + "/workflows/slow.workflow.yaml", atomically: true, encoding: .utf8)
 
 let gateway = Process()
 gateway.executableURL = URL(fileURLWithPath: skelm)
@@ -70,10 +75,12 @@ defer {
 
 Task {
     var client: GatewayClient?
+    var url = ""
     for _ in 0..<500 {
         if let data = FileManager.default.contents(atPath: project + "/state/gateway.json"),
            let info = try? JSONDecoder().decode(Discovery.self, from: data) {
             client = try GatewayClient.parse(info.url)
+            url = info.url
             break
         }
         try await Task.sleep(for: .milliseconds(20))
@@ -131,12 +138,25 @@ Task {
         health.samples.append(elapsedMs(since: t))
     }
 
+    let workers = try await client.get("/v1/workers").json
+    let idleWorkers = Internals.idleWorkerPids(workers)
+    let workerRSS = Internals.averageRSSKB(idleWorkers)
+    let cpRSS = Internals.rssKB(gateway.processIdentifier)
+    let fanout = try await Internals.sseFanout(client, subscribers: quick ? 100 : 500)
+    let healthRate = Internals.wrk(url + "/health", seconds: quick ? 2 : 5)
+    let audit = try await Internals.audit(appends: quick ? 5_000 : 20_000, verifyEntries: quick ? 100_000 : 1_000_000)
 
     let rows: [(String, String, String)] = [
         ("sync run latency, sequential (\(sequentialRuns) runs)", String(format: "p50 %.2f ms", sequential.pct(0.5)), String(format: "p99 %.2f ms", sequential.pct(0.99))),
         ("runs/s, \(clients) concurrent clients (\(total) runs)", String(format: "%.0f runs/s", Double(total) / seconds), String(format: "p99 %.2f ms", throughput.pct(0.99))),
         ("worker cold spawn to handshake (\(Int(num(coldSpawn?["count"]))) spawns)", String(format: "p50 %.2f ms", num(coldSpawn?["p50"])), String(format: "p99 %.2f ms", num(coldSpawn?["p99"]))),
         ("GET /health, sequential, new connection each", String(format: "p50 %.3f ms", health.pct(0.5)), String(format: "p99 %.3f ms", health.pct(0.99))),
+        ("GET /health under wrk, 64 connections", healthRate.map { String(format: "%.0f req/s", $0) } ?? "wrk not installed", ""),
+        ("SSE fan-out of the terminal event, \(fanout.samples.count) subscribers", String(format: "p50 %.2f ms", fanout.pct(0.5)), String(format: "p99 %.2f ms", fanout.pct(0.99))),
+        ("audit appends, durable, 64 appenders", String(format: "%.0f /s", audit.appendsPerSec), ""),
+        ("audit verify, \(quick ? "100,000" : "1,000,000") entries", String(format: "%.0f /s", audit.verifiedPerSec), ""),
+        ("control plane RSS, idle after the load", String(format: "%.1f MiB", cpRSS / 1024), ""),
+        ("idle worker RSS (\(idleWorkers.count) workers)", String(format: "%.1f MiB", workerRSS / 1024), ""),
     ]
     let w0 = max(rows.map(\.0.count).max() ?? 0, 6), w1 = max(rows.map(\.1.count).max() ?? 0, 6)
     func pad(_ s: String, _ w: Int) -> String { s.padding(toLength: w, withPad: " ", startingAt: 0) }

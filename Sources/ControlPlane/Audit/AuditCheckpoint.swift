@@ -70,7 +70,7 @@ public enum AuditError: Error, CustomStringConvertible {
 }
 
 extension Data {
-    var hex: String { map { String(format: "%02x", $0) }.joined() }
+    var hex: String { AuditEntry.hexString(self) }
 
     init?(hex: String) {
         guard hex.count % 2 == 0 else { return nil }

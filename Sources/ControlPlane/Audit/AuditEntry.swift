@@ -52,7 +52,21 @@ public struct AuditEntry: Codable, Sendable, Equatable {
     }
 
     static func sha256Hex(_ text: String) -> String {
-        SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+        var text = text
+        let digest = text.withUTF8 { SHA256.hash(data: $0) }
+        return hexString(digest)
+    }
+
+    /// Lowercase hex, without a format call per byte (verify runs this a million times).
+    static func hexString(_ bytes: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0x0f)])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }
 

@@ -1,0 +1,118 @@
+import ControlPlane
+import Foundation
+import SkelmClient
+import Workflow
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Measurements of the gateway's own parts, next to the end-to-end figures.
+enum Internals {
+    /// Appends/s with every append durable (64 concurrent appenders, group commit),
+    /// then verified entries/s over a log of `verifyEntries`.
+    static func audit(appends: Int, verifyEntries: Int) async throws -> (appendsPerSec: Double, verifiedPerSec: Double) {
+        let dir = "/tmp/skelm-bench-audit-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = try AuditLog(stateDir: dir, checkpointEvery: 10_000)
+        let details = ["workflow": "inc", "status": "succeeded"]
+        func batch(_ n: Int) async throws -> Double {
+            let start = ContinuousClock.now
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for w in 0..<64 {
+                    group.addTask {
+                        var i = w
+                        while i < n {
+                            try await log.append(actor: "bench", action: "run.finished", runId: "run_\(i)", details: details)
+                            i += 64
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            return Double(n) / (elapsedMs(since: start) / 1000)
+        }
+        let rate = try await batch(appends)
+        if verifyEntries > appends { _ = try await batch(verifyEntries - appends) }
+        await log.close()
+        let start = ContinuousClock.now
+        let report = AuditVerifier.verify(stateDir: dir)
+        guard report.ok else { fail("audit verify failed: \(String(describing: report.firstBreak))") }
+        return (rate, Double(report.entries) / (elapsedMs(since: start) / 1000))
+    }
+
+    /// Opens `subscribers` event streams on one run and measures, for each, how
+    /// long after the terminal event was committed it arrived.
+    static func sseFanout(_ client: GatewayClient, subscribers: Int) async throws -> Stats {
+        let run = try await client.post("/runs", json: ["workflow": "slow", "input": [:], "mode": "async"])
+        guard case let .string(id)? = run.json?["id"] else { fail("cannot start the fan-out run: \(run.errorMessage)") }
+        let arrivals = try await withThrowingTaskGroup(of: Double?.self) { group in
+            for _ in 0..<subscribers {
+                group.addTask {
+                    var parser = SSEParser()
+                    var arrived: Double?
+                    try await client.exchange(.GET, "/runs/\(id)/events", headers: [("Accept", "text/event-stream")]) { _, chunk in
+                        guard let chunk else { return true }
+                        for e in parser.feed(String(decoding: chunk.readableBytesView, as: UTF8.self)) where e.type == "run.succeeded" {
+                            arrived = Date().timeIntervalSince1970
+                        }
+                        return arrived == nil
+                    }
+                    return arrived
+                }
+            }
+            var out: [Double] = []
+            for try await a in group { if let a { out.append(a) } }
+            return out
+        }
+        let events = try await client.get("/runs/\(id)/events", headers: [("Accept", "application/json")])
+        guard let terminal = events.json?["events"].flatMap({ if case let .array(a) = $0 { a.last } else { nil } }),
+              let at = terminal["at"]?.stringValue, let committed = ISO8601.parse(at) else { fail("no terminal event") }
+        return Stats(samples: arrivals.map { max(0, ($0 - committed) * 1000) })
+    }
+
+    static func idleWorkerPids(_ pool: JSONValue?) -> [Int32] {
+        guard case let .array(workers)? = pool?["workers"] else { return [] }
+        var pids: [Int32] = []
+        for w in workers where w["state"] == "idle" {
+            if case let .number(n)? = w["pid"] { pids.append(Int32(n)) }
+        }
+        return pids
+    }
+
+    static func averageRSSKB(_ pids: [Int32]) -> Double {
+        pids.isEmpty ? 0 : pids.map(rssKB).reduce(0, +) / Double(pids.count)
+    }
+
+    /// Resident memory of a process, in KiB.
+    static func rssKB(_ pid: Int32) -> Double {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
+        return Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+    }
+
+    /// Requests/s from `wrk` (64 connections), or nil when wrk is not installed.
+    static func wrk(_ url: String, seconds: Int) -> Double? {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/wrk") else { return nil }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
+        p.arguments = ["-t2", "-c64", "-d\(seconds)s", url]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return nil }
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Requests/sec:") }) else { return nil }
+        return Double(line.split(separator: " ").last ?? "")
+    }
+}
+
+enum ISO8601 {
+    static func parse(_ s: String) -> Double? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.date(from: s)?.timeIntervalSince1970
+    }
+}
