@@ -50,6 +50,24 @@ struct AuditTests {
         #expect(stat(dir + "/audit.key", &st) == 0 && st.st_mode & 0o777 == 0o600)
     }
 
+    @Test("details that look like the entry's own fields neither fool verify nor hide an edit")
+    func trickyDetails() async throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = try AuditLog(stateDir: dir)
+        try await log.append(actor: "t", action: "a", details: ["entryHash": String(repeating: "0", count: 64),
+                                                               "note": #"","entryHash":"x","prevHash":""#, "seq": "999"])
+        try await log.append(actor: "t", action: "b", runId: #"","seq":5"#)
+        await log.close()
+        #expect(AuditVerifier.verify(stateDir: dir).ok)
+        var l = lines(dir)
+        l[0] = l[0].replacingOccurrences(of: "\"seq\":\"999\"", with: "\"seq\":\"998\"")
+        try write(dir, l)
+        let report = AuditVerifier.verify(stateDir: dir)
+        #expect(report.firstBreak?.kind == "bad_hash")
+        #expect(report.firstBreak?.seq == 1)
+    }
+
     @Test("concurrent appends are all durable, in order, with no gaps (group commit)")
     func concurrentAppends() async throws {
         let dir = tempDir()

@@ -39,37 +39,60 @@ public enum AuditVerifier {
         guard let data = FileManager.default.contents(atPath: path) else {
             return broken("unreadable", seq: nil, line: nil, "cannot read \(path)")
         }
-        var hashes: [Int: String] = [:]
-        var prev = AuditEntry.genesis
-        var expected = 1
-        var lineNo = 0
-        let decoder = JSONDecoder()
-        for raw in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-            lineNo += 1
-            if raw.isEmpty { continue }
-            guard let e = try? decoder.decode(AuditEntry.self, from: raw) else {
-                return broken("unreadable", seq: expected, line: lineNo, "line \(lineNo) is not an audit entry")
-            }
-            if e.seq != expected {
-                return broken("seq_gap", seq: e.seq, line: lineNo, "gap in seq at line \(lineNo): expected \(expected), found \(e.seq)")
-            }
-            if e.computedHash != e.entryHash {
-                return broken("bad_hash", seq: e.seq, line: lineNo, "bad hash at seq \(e.seq) (line \(lineNo)): the entry was altered after it was written")
-            }
-            if e.prevHash != prev {
-                return broken("broken_link", seq: e.seq, line: lineNo, "broken link at seq \(e.seq) (line \(lineNo)): prevHash does not match entry \(e.seq - 1)")
-            }
-            hashes[e.seq] = e.entryHash
-            prev = e.entryHash
-            expected += 1
-            report.entries += 1
-            report.lastSeq = e.seq
-        }
-
+        // Checkpoints first: only the hashes they name need keeping.
         let checkpoints: [AuditCheckpoint]
         do { checkpoints = try readCheckpoints(stateDir + "/audit.checkpoints.jsonl") } catch {
             return broken("unreadable", seq: nil, line: nil, "\(error)")
         }
+        let wanted = Set(checkpoints.map(\.seq) + (head.map { [$0.seq] } ?? []))
+        var hashes: [Int: String] = [:]
+        var prev = AuditEntry.genesis
+        var prevBytes = Array(prev.utf8)
+        var expected = 1
+        var lineNo = 0
+        var failure: Report?
+        var scratch: [UInt8] = []
+        data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            let all = raw.bindMemory(to: UInt8.self)
+            var start = 0
+            while start < all.count, failure == nil {
+                var end = start
+                while end < all.count, all[end] != 10 { end += 1 }
+                lineNo += 1
+                defer { start = end + 1 }
+                if end == start { continue }
+                let line = UnsafeBufferPointer(rebasing: all[start..<end])
+                // The fast path reads a line exactly as the writer wrote it; anything else
+                // (and every failure) goes through the full decode, which names the break.
+                if FastLine.check(line, expectedSeq: expected, prev: &prevBytes, scratch: &scratch) {
+                    if wanted.contains(expected) { hashes[expected] = String(decoding: prevBytes, as: UTF8.self) }
+                    report.entries += 1
+                    report.lastSeq = expected
+                    expected += 1
+                    continue
+                }
+                prev = String(decoding: prevBytes, as: UTF8.self)
+                guard let e = try? JSONDecoder().decode(AuditEntry.self, from: Data(line)) else {
+                    failure = broken("unreadable", seq: expected, line: lineNo, "line \(lineNo) is not an audit entry")
+                    return
+                }
+                if e.seq != expected {
+                    failure = broken("seq_gap", seq: e.seq, line: lineNo, "gap in seq at line \(lineNo): expected \(expected), found \(e.seq)")
+                } else if e.computedHash != e.entryHash {
+                    failure = broken("bad_hash", seq: e.seq, line: lineNo, "bad hash at seq \(e.seq) (line \(lineNo)): the entry was altered after it was written")
+                } else if e.prevHash != prev {
+                    failure = broken("broken_link", seq: e.seq, line: lineNo, "broken link at seq \(e.seq) (line \(lineNo)): prevHash does not match entry \(e.seq - 1)")
+                } else {
+                    if wanted.contains(e.seq) { hashes[e.seq] = e.entryHash }
+                    prevBytes = Array(e.entryHash.utf8)
+                    report.entries += 1
+                    report.lastSeq = e.seq
+                    expected += 1
+                }
+            }
+        }
+        if let failure { return failure }
+
         report.checkpoints = checkpoints.count
         if !checkpoints.isEmpty {
             let key: Curve25519.Signing.PublicKey
