@@ -108,7 +108,9 @@ Task {
     let sequentialRuns = quick ? 50 : 200
     var sequential = Stats(samples: [])
     for i in 0..<sequentialRuns { sequential.samples.append(try await runOnce(i)) }
-    let coldSpawn = try await client.get("/v1/workers?spawnsFrom=\(spawnsBefore)").json?["spawnMs"]
+    let poolAfterSequential = try await client.get("/v1/workers?spawnsFrom=\(spawnsBefore)").json
+    let coldSpawn = poolAfterSequential?["spawnMs"]
+    let dispatch = poolAfterSequential?["dispatchMs"]
 
     let total = quick ? 500 : 2000, clients = 32
     let started = ContinuousClock.now
@@ -150,6 +152,7 @@ Task {
         ("sync run latency, sequential (\(sequentialRuns) runs)", String(format: "p50 %.2f ms", sequential.pct(0.5)), String(format: "p99 %.2f ms", sequential.pct(0.99))),
         ("runs/s, \(clients) concurrent clients (\(total) runs)", String(format: "%.0f runs/s", Double(total) / seconds), String(format: "p99 %.2f ms", throughput.pct(0.99))),
         ("worker cold spawn to handshake (\(Int(num(coldSpawn?["count"]))) spawns)", String(format: "p50 %.2f ms", num(coldSpawn?["p50"])), String(format: "p99 %.2f ms", num(coldSpawn?["p99"]))),
+        ("warm dispatch: job sent to the worker's first event", String(format: "p50 %.2f ms", num(dispatch?["p50"])), String(format: "p99 %.2f ms", num(dispatch?["p99"]))),
         ("GET /health, sequential, new connection each", String(format: "p50 %.3f ms", health.pct(0.5)), String(format: "p99 %.3f ms", health.pct(0.99))),
         ("GET /health under wrk, 64 connections", healthRate.map { String(format: "%.0f req/s", $0) } ?? "wrk not installed", ""),
         ("SSE fan-out of the terminal event, \(fanout.samples.count) subscribers", String(format: "p50 %.2f ms", fanout.pct(0.5)), String(format: "p99 %.2f ms", fanout.pct(0.99))),

@@ -36,6 +36,8 @@ public actor WorkerPool {
     private var lastSpawnError: String?
     private var spawnLatencies: [Double] = []
     private var busyJobs = 0
+    /// Job sent to first event from the worker, in ms, per job.
+    public nonisolated let dispatchLatencies = Samples()
     /// Which job each busy worker's uid runs: the egress proxy checks a caller against it.
     public nonisolated let assignments = Mutex<[UInt32: String]>([:])
     /// The most jobs that ever ran at once (operators size `maxConcurrentRuns` by it).
@@ -130,7 +132,19 @@ public actor WorkerPool {
             busyJobs -= 1
             _ = assignments.withLock { $0.removeValue(forKey: worker.uid) }
         }
-        worker.eventSink = events
+        // Dispatch latency: from sending the job to the worker's first event (its ack that it runs).
+        let sent = ContinuousClock.now
+        let acked = Mutex(false)
+        let dispatch = self.dispatchLatencies
+        worker.eventSink = events.map { sink in
+            { @Sendable event in
+                if acked.withLock({ a in defer { a = true }; return !a }) {
+                    let (s, atto) = (ContinuousClock.now - sent).components
+                    dispatch.append(Double(s) * 1000 + Double(atto) / 1e15)
+                }
+                await sink(event)
+            }
+        }
         worker.requestHandler = requests
         worker.setPhase(.busy, jobId: options.jobId)
         replenish()
@@ -411,4 +425,12 @@ public actor WorkerPool {
         }
         return dirs.sorted()
     }()
+}
+
+/// Latency samples written from event handlers, read by the API.
+public final class Samples: Sendable {
+    private let values = Mutex<[Double]>([])
+    public init() {}
+    public func append(_ v: Double) { values.withLock { $0.append(v) } }
+    public var all: [Double] { values.withLock { $0 } }
 }

@@ -2,6 +2,12 @@ import Foundation
 import Hummingbird
 
 extension API {
+    static func percentiles(_ samples: [Double]) -> [String: Double] {
+        let s = samples.sorted()
+        func pct(_ p: Double) -> Double { s.isEmpty ? 0 : s[min(s.count - 1, Int(Double(s.count) * p))] }
+        return ["count": Double(s.count), "p50": pct(0.5), "p99": pct(0.99)]
+    }
+
     func addWorkerRoutes(_ router: Router<BasicRequestContext>) {
         router.get("/v1/workers") { request, _ -> Response in
             struct Pool: Encodable {
@@ -14,6 +20,8 @@ extension API {
                 let max: Int
                 /// Spawn to handshake (sandbox included) of every worker so far, in ms.
                 let spawnMs: [String: Double]
+                /// Job sent to the worker's first event (a warm worker's dispatch), in ms.
+                let dispatchMs: [String: Double]
             }
             let c = await pool.counts
             // ?spawnsFrom=N: spawn statistics over the spawns after the first N only.
@@ -24,7 +32,8 @@ extension API {
             return JSONResponse.make(Pool(workers: await pool.snapshot(), live: c.live, idle: c.idle, busy: c.busy,
                                           peakBusy: await pool.peakBusy, minSpare: pool.configuration.minSpare,
                                           max: pool.configuration.max,
-                                          spawnMs: ["count": Double(spawns.count), "total": Double(all.count), "p50": pct(0.5), "p99": pct(0.99)]))
+                                          spawnMs: ["count": Double(spawns.count), "total": Double(all.count), "p50": pct(0.5), "p99": pct(0.99)],
+                                          dispatchMs: Self.percentiles(pool.dispatchLatencies.all)))
         }
     }
 }
