@@ -1,4 +1,5 @@
 import Foundation
+import SkelmClient
 import Workflow
 
 /// Runs bench/peers.py (Temporal, Celery, DBOS) and reads its one JSON line per peer.
@@ -34,14 +35,6 @@ enum Peers {
     }
 
     static func printTable(_ header: [String], _ rows: [[String]]) {
-        var widths = header.map(\.count)
-        for row in rows { for (i, c) in row.enumerated() { widths[i] = max(widths[i], c.count) } }
-        func line(_ cells: [String]) -> String {
-            cells.enumerated().map { i, c in i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ")
-        }
-        print(line(header))
-        print(line(widths.map { String(repeating: "-", count: $0) }))
-        rows.forEach { print(line($0)) }
+        print(TextTable.render(header, rows, rule: true))
     }
 }

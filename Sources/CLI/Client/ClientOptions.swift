@@ -43,13 +43,6 @@ enum Output {
 
     /// Fixed-width columns, for list commands.
     static func table(_ header: [String], _ rows: [[String]]) {
-        var widths = header.map(\.count)
-        for row in rows { for (i, c) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
-        func line(_ cells: [String]) -> String {
-            cells.enumerated().map { i, c in i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ")
-        }
-        print(line(header))
-        rows.forEach { print(line($0)) }
+        print(TextTable.render(header, rows))
     }
 }

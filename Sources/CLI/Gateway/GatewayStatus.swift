@@ -32,18 +32,13 @@ struct GatewayStop: AsyncParsableCommand {
     @Option(help: "Seconds to wait for it to exit.") var wait = 60
 
     func run() async throws {
-        let stateDir = try config.load().stateDir
-        let file = stateDir + "/gateway.json"
-        guard let data = FileManager.default.contents(atPath: file),
-              case let .number(pid)? = JSONValue.parse(String(decoding: data, as: UTF8.self))?["pid"] else {
-            throw CLIFailure("no running gateway found (no \(file))")
-        }
-        guard kill(pid_t(pid), SIGTERM) == 0 else { throw CLIFailure("cannot signal pid \(Int(pid)): \(String(cString: strerror(errno)))") }
+        let pid = try runningGatewayPid(stateDir: config.load().stateDir)
+        guard kill(pid_t(pid), SIGTERM) == 0 else { throw CLIFailure("cannot signal pid \(pid): \(String(cString: strerror(errno)))") }
         for _ in 0..<(wait * 10) {
             if kill(pid_t(pid), 0) != 0 { return print("stopped") }
             try await Task.sleep(for: .milliseconds(100))
         }
-        throw CLIFailure("gateway pid \(Int(pid)) still running after \(wait) s")
+        throw CLIFailure("gateway pid \(pid) still running after \(wait) s")
     }
 }
 
@@ -53,13 +48,18 @@ struct GatewayReload: AsyncParsableCommand {
     @OptionGroup var config: ConfigOptions
 
     func run() async throws {
-        let loaded = try config.load()
-        let file = loaded.stateDir + "/gateway.json"
-        guard let data = FileManager.default.contents(atPath: file),
-              case let .number(pid)? = JSONValue.parse(String(decoding: data, as: UTF8.self))?["pid"] else {
-            throw CLIFailure("no running gateway found (no \(file))")
-        }
-        guard kill(pid_t(pid), SIGHUP) == 0 else { throw CLIFailure("cannot signal pid \(Int(pid)): \(String(cString: strerror(errno)))") }
+        let pid = try runningGatewayPid(stateDir: config.load().stateDir)
+        guard kill(pid_t(pid), SIGHUP) == 0 else { throw CLIFailure("cannot signal pid \(pid): \(String(cString: strerror(errno)))") }
         print("reload requested (config checked locally: ok)")
     }
+}
+
+/// The pid in the running gateway's discovery file.
+func runningGatewayPid(stateDir: String) throws -> Int32 {
+    let file = stateDir + "/gateway.json"
+    guard let data = FileManager.default.contents(atPath: file),
+          let info = try? JSONDecoder().decode(Discovery.self, from: data) else {
+        throw CLIFailure("no running gateway found (no \(file))")
+    }
+    return info.pid
 }

@@ -19,34 +19,24 @@ public struct AuditEntry: Codable, Sendable, Equatable {
 
     /// The canonical JSON of the entry without `entryHash`: keys sorted, no
     /// spaces, UTF-8, only `"` `\` and control characters escaped.
-    public var canonicalBody: String {
-        var fields: [(String, String)] = [
-            ("action", CanonicalJSON.string(action)),
-            ("actor", CanonicalJSON.string(actor)),
-            ("details", CanonicalJSON.object(details)),
-            ("prevHash", CanonicalJSON.string(prevHash)),
-            ("runId", runId.map(CanonicalJSON.string) ?? "null"),
-            ("seq", String(seq)),
-            ("timestamp", CanonicalJSON.string(timestamp)),
-        ]
-        fields.sort { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }
-        return "{" + fields.map { CanonicalJSON.string($0.0) + ":" + $0.1 }.joined(separator: ",") + "}"
-    }
+    public var canonicalBody: String { canonical(includingHash: false) }
 
     public var computedHash: String { Self.sha256Hex(canonicalBody) }
 
     /// The line written to the log: the canonical body with `entryHash` added.
-    public var line: String {
+    public var line: String { canonical(includingHash: true) }
+
+    private func canonical(includingHash: Bool) -> String {
         var fields: [(String, String)] = [
             ("action", CanonicalJSON.string(action)),
             ("actor", CanonicalJSON.string(actor)),
             ("details", CanonicalJSON.object(details)),
-            ("entryHash", CanonicalJSON.string(entryHash)),
             ("prevHash", CanonicalJSON.string(prevHash)),
             ("runId", runId.map(CanonicalJSON.string) ?? "null"),
             ("seq", String(seq)),
             ("timestamp", CanonicalJSON.string(timestamp)),
         ]
+        if includingHash { fields.append(("entryHash", CanonicalJSON.string(entryHash))) }
         fields.sort { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }
         return "{" + fields.map { CanonicalJSON.string($0.0) + ":" + $0.1 }.joined(separator: ",") + "}"
     }

@@ -82,7 +82,7 @@ public final class EgressProxy: Sendable {
         guard let head = Sockets.readUntil(client, [13, 10, 13, 10], max: 65_536), let request = Self.parse(head) else {
             return refuse(client, job, host: "?", port: 0, step: step, why: "not an HTTP proxy request")
         }
-        let stepId = String(step.split(separator: "/").last ?? Substring(step)).split(separator: "[").first.map(String.init) ?? step
+        let stepId = StepPath.id(of: step)
         let policy = job.policies[stepId] ?? StepPolicy()
         switch decide(request, policy: policy) {
         case let .failure(why):

@@ -75,7 +75,7 @@ public actor RunService {
             let violations = JSONSchema(schema).validate(input)
             if !violations.isEmpty { throw SubmitError.invalidInput(violations) }
         }
-        let hash = SHA256.hash(data: Data((id + "\n" + input.jsonText).utf8)).map { String(format: "%02x", $0) }.joined()
+        let hash = AuditEntry.sha256Hex(id + "\n" + input.jsonText)
         let runId = "run_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         switch try await store.create(id: runId, workflow: id, input: input, idempotencyKey: idempotencyKey, requestHash: hash) {
         case let .conflict(other): throw SubmitError.idempotencyConflict(runId: other)
@@ -323,7 +323,7 @@ public actor RunService {
         let params: SecretResolve.Params
         do { params = try request.params(as: SecretResolve.Params.self) } catch { return .error(error) }
         guard params.jobId == a.jobId else { return .error(RPCError(code: RPCError.notAllowed, message: "not this worker's job")) }
-        let id = String(params.step.split(separator: "/").last ?? Substring(params.step)).split(separator: "[").first.map(String.init) ?? params.step
+        let id = StepPath.id(of: params.step)
         var details = ["name": params.name, "step": params.step, "workflow": definition.id]
         guard let step = definition.step(id: id), let exec = step.exec, exec.secretNames.contains(params.name) else {
             _ = try? await audit.append(actor: "gateway", action: "secret.denied", runId: runId, details: details)
@@ -354,7 +354,7 @@ public actor RunService {
     /// only known once templates were evaluated), which dimension, which value.
     nonisolated static func auditPermissions(_ event: JobEvent, policies: [String: StepPolicy], runId: String, workflow: String, audit: AuditLog) {
         guard let path = event.step else { return }
-        let id = String(path.split(separator: "/").last ?? Substring(path)).split(separator: "[").first.map(String.init) ?? path
+        let id = StepPath.id(of: path)
         let policy = policies[id]
         if event.type == "step.failed", event.data?["code"] == .string("PermissionDenied") {
             audit.record(actor: "gateway", action: "permission.denied", runId: runId, details: [

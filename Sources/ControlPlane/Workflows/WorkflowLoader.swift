@@ -128,7 +128,7 @@ extension NodeReader {
         var s = Step(id: id)
         if let c = m["if"] {
             s.if = string(c, "\(here).if")
-            if let text = s.if { use(wrap(text), path: "\(here).if", node: c, variables: variables, ids: &ids) }
+            if let text = s.if { use(Template.condition(text), path: "\(here).if", node: c, variables: variables, ids: &ids) }
         }
         if let r = m["retry"] { s.retry = retry(r, "\(here).retry") }
         s.timeoutMs = durationMs(m["timeout"], "\(here).timeout")
@@ -188,7 +188,7 @@ extension NodeReader {
                         issue("\(cp).if", c, "is required")
                         continue
                     }
-                    use(wrap(cond), path: "\(cp).if", node: cm["if"]!, variables: variables, ids: &ids)
+                    use(Template.condition(cond), path: "\(cp).if", node: cm["if"]!, variables: variables, ids: &ids)
                     let steps = cm["steps"].map { stepList($0, "\(cp).steps", variables: variables, ids: &ids) } ?? []
                     cases.append(.init(if: cond, steps: steps))
                 }
@@ -219,7 +219,7 @@ extension NodeReader {
             let steps = l["steps"].map { stepList($0, "\(here).loop.steps", variables: inner, ids: &ids) } ?? []
             if l["steps"] == nil { issue("\(here).loop.steps", m["loop"], "is required") }
             let until = string(l["until"], "\(here).loop.until")
-            if let until { use(wrap(until), path: "\(here).loop.until", node: l["until"]!, variables: inner, ids: &ids) }
+            if let until { use(Template.condition(until), path: "\(here).loop.until", node: l["until"]!, variables: inner, ids: &ids) }
             guard let max = int(l["max"], "\(here).loop.max", range: 1...10_000) else {
                 if l["max"] == nil { issue("\(here).loop.max", m["loop"], "is required: a loop must be bounded") }
                 return nil
@@ -296,8 +296,6 @@ extension NodeReader {
         }
         return r
     }
-
-    func wrap(_ condition: String) -> String { condition.contains("${{") ? condition : "${{ \(condition) }}" }
 
     /// Parses a template now (a syntax error is a load error) and remembers what it reads.
     mutating func use(_ text: String, path: String, node: Node, variables: Set<String>, ids: inout IdTable,

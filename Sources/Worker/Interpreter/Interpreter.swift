@@ -94,7 +94,7 @@ final class Interpreter: Sendable {
         let scope = frame.scope(input: spec.input, env: env)
         if let condition = step.if {
             let holds: Bool
-            do { holds = try Template(wrapped(condition)).evaluate(in: scope).isTruthy } catch {
+            do { holds = try Template(Template.condition(condition)).evaluate(in: scope).isTruthy } catch {
                 throw fail(path, "ExpressionError", "if: \(error.message)")
             }
             if !holds {
@@ -197,7 +197,7 @@ final class Interpreter: Sendable {
             let scope = frame.scope(input: spec.input, env: env)
             for (i, c) in branch.cases.enumerated() {
                 let holds: Bool
-                do { holds = try Template(wrapped(c.if)).evaluate(in: scope).isTruthy } catch {
+                do { holds = try Template(Template.condition(c.if)).evaluate(in: scope).isTruthy } catch {
                     throw fail(path, "ExpressionError", "cases[\(i)].if: \(error.message)")
                 }
                 if holds {
@@ -216,7 +216,7 @@ final class Interpreter: Sendable {
                 iteration.publish()
                 if let until = loop.until {
                     do {
-                        if try Template(wrapped(until)).evaluate(in: iteration.scope(input: spec.input, env: env)).isTruthy { break }
+                        if try Template(Template.condition(until)).evaluate(in: iteration.scope(input: spec.input, env: env)).isTruthy { break }
                     } catch {
                         throw fail(path, "ExpressionError", "until: \(error.message)")
                     }
@@ -347,11 +347,6 @@ final class Interpreter: Sendable {
             throw fail(path, "ExecFailed", "could not write the script to the workspace")
         }
         return file
-    }
-
-    /// `if: input.x > 1` and `if: ${{ input.x > 1 }}` mean the same.
-    private func wrapped(_ condition: String) -> String {
-        condition.contains("${{") ? condition : "${{ \(condition) }}"
     }
 
     private func deny(_ path: String, _ d: PermissionDenial) -> StepFailure {

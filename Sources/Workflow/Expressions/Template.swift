@@ -54,6 +54,11 @@ public struct Template: Sendable, Equatable {
         }
     }
 
+    /// `if: input.x > 1` and `if: ${{ input.x > 1 }}` mean the same.
+    public static func condition(_ text: String) -> String {
+        text.contains("${{") ? text : "${{ \(text) }}"
+    }
+
     public static func string(_ text: String, in scope: ExpressionScope) throws(ExpressionError) -> String {
         try Template(text).evaluate(in: scope).interpolated
     }

@@ -1,3 +1,12 @@
+/// Step paths name nested steps (`work/squares[2]/square`); a step's id is the
+/// last component without its iteration index. Ids are unique in a workflow.
+public enum StepPath {
+    public static func id(of path: String) -> String {
+        let last = path.split(separator: "/").last.map(String.init) ?? path
+        return last.split(separator: "[").first.map(String.init) ?? last
+    }
+}
+
 /// One step: an id, the fields every kind shares, and exactly one kind.
 public struct Step: Codable, Sendable, Equatable {
     public var id: String

@@ -27,12 +27,12 @@ extension API {
             // ?spawnsFrom=N: spawn statistics over the spawns after the first N only.
             let from = try request.intQuery("spawnsFrom", default: 0, range: 0...Int.max)
             let all = await pool.spawnLatenciesMs
-            let spawns = all.dropFirst(min(from, all.count)).sorted()
-            func pct(_ p: Double) -> Double { spawns.isEmpty ? 0 : spawns[min(spawns.count - 1, Int(Double(spawns.count) * p))] }
+            var spawnMs = Self.percentiles(Array(all.dropFirst(min(from, all.count))))
+            spawnMs["total"] = Double(all.count)
             return JSONResponse.make(Pool(workers: await pool.snapshot(), live: c.live, idle: c.idle, busy: c.busy,
                                           peakBusy: await pool.peakBusy, minSpare: pool.configuration.minSpare,
                                           max: pool.configuration.max,
-                                          spawnMs: ["count": Double(spawns.count), "total": Double(all.count), "p50": pct(0.5), "p99": pct(0.99)],
+                                          spawnMs: spawnMs,
                                           dispatchMs: Self.percentiles(pool.dispatchLatencies.all)))
         }
     }
