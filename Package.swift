@@ -39,7 +39,7 @@ let package = Package(
         ], swiftSettings: strict),
         .target(name: "Sandbox", dependencies: ["CSandbox", "Wire"], swiftSettings: strict),
         .target(name: "Worker", dependencies: [
-            "Wire", "Sandbox", "Workflow",
+            "Wire", "Sandbox", "Workflow", "CSandbox",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "ControlPlane", dependencies: [

@@ -9,6 +9,9 @@ import Worker
 if CommandLine.arguments.count > 1, CommandLine.arguments[1] == "worker" {
     WorkerMain.run(arguments: CommandLine.arguments)
 }
+if CommandLine.arguments.count > 1, CommandLine.arguments[1] == "worker-template" {
+    WorkerMain.template()
+}
 
 // Logs go to stderr, so stdout stays for what a command prints.
 LoggingSystem.bootstrap { label in

@@ -73,7 +73,7 @@ static int write_file(const char *path, const char *data) {
     return n == (ssize_t)len ? 0 : -1;
 }
 
-static int loopback_up(void) {
+int sk_loopback_up(void) {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0) return -1;
     struct ifreq ifr;
@@ -114,7 +114,7 @@ static int child_main(void *arg) {
             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
             fail(ep, ST_MOUNT_PROC);
     }
-    if (s->new_net_ns && loopback_up() < 0) fail(ep, ST_LOOPBACK);
+    if (s->new_net_ns && sk_loopback_up() < 0) fail(ep, ST_LOOPBACK);
 
     // Raw syscalls, not glibc's wrappers: those broadcast the change to every
     // thread glibc believes exists, and in this single-threaded copy of a
@@ -132,6 +132,7 @@ static int child_main(void *arg) {
     int sc = lift(s->seccomp_fd);
     int lg = lift(s->log_fd);
     int ex = lift(s->exe_fd);
+    int xf = lift(s->extra_fd);
     int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (ch < 0 || ex < 0 || null_fd < 0) fail(ep, ST_FDS);
     if (dup2(null_fd, 0) < 0) fail(ep, ST_FDS);
@@ -140,8 +141,9 @@ static int child_main(void *arg) {
     if (dup2(ch, 3) < 0) fail(ep, ST_FDS);
     if (sc >= 0) { if (dup2(sc, 4) < 0) fail(ep, ST_FDS); }
     else if (dup2(null_fd, 4) < 0) fail(ep, ST_FDS);
+    if (xf >= 0 && dup2(xf, 5) < 0) fail(ep, ST_FDS);
     // Everything else is close-on-exec: nothing of the control plane leaks in.
-    if (syscall(SYS_close_range, 5U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) fail(ep, ST_FDS);
+    if (syscall(SYS_close_range, xf >= 0 ? 6U : 5U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) fail(ep, ST_FDS);
 
     syscall(SYS_execveat, ex, "", s->argv, s->envp, AT_EMPTY_PATH);
     fail(ep, ST_EXEC);

@@ -58,7 +58,9 @@ public final class Gateway: Sendable {
         // Under the workspace root: the one directory workers may reach, traversable but not listable.
         poolConfig.egressSocket = poolConfig.workspaceRoot + "/.egress.sock"
         try WorkerPool.prepareWorkspaceRoot(poolConfig.workspaceRoot)
-        let spawner = try WorkerSpawner(namespaces: host.namespaces, uidBase: poolConfig.uidBase)
+        let spawner = try WorkerSpawner(namespaces: host.namespaces, uidBase: poolConfig.uidBase,
+                                        template: config.workers.spawn == .template,
+                                        templateRecycleAfter: config.workers.templateRecycleAfter)
         let audit: AuditLog
         do {
             audit = try AuditLog(stateDir: stateDir, checkpointEvery: loaded.config.audit.checkpointEvery, logger: logger)

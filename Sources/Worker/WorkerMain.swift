@@ -5,6 +5,7 @@ import NIOPosix
 import Sandbox
 import Synchronization
 import Wire
+import CSandbox
 
 #if canImport(Glibc)
 import Glibc
@@ -15,11 +16,46 @@ import Glibc
 public enum WorkerMain {
     public static func run(arguments: [String]) -> Never {
         guard let specIndex = arguments.firstIndex(of: "--sandbox"), specIndex + 1 < arguments.count,
-              let spec = try? JSONDecoder().decode(WorkerSandboxSpec.self, from: Data(arguments[specIndex + 1].utf8)),
               arguments.contains("--fd") else {
-            FileHandle.standardError.write(Data("skelm worker is started by the gateway, not by hand\n".utf8))
-            exit(64)
+            refuse()
         }
+        start(specJSON: Data(arguments[specIndex + 1].utf8))
+        dispatchMain()
+    }
+
+    /// `skelm worker-template`: warms up once, then forks workers on the control
+    /// plane's request (see template.c). Each child continues in `forkedEntry`.
+    public static func template() -> Never {
+        guard getenv("SKELM_WORKER_TEMPLATE") != nil else { refuse() }
+        // Nothing here may start a thread: the serving thread forks, and a child
+        // must be this process's only thread when it sandboxes itself.
+        WarmUp.run()
+        let dropped = sk_template_drop_caps()
+        if dropped != 0 {
+            FileHandle.standardError.write(Data("worker template: dropping capabilities: \(String(cString: strerror(-dropped)))\n".utf8))
+            exit(71)
+        }
+        exit(sk_template_serve(WorkerSandbox.channelFD, 5, forkedEntry))
+    }
+
+    /// A forked worker: the only thread, its namespaces, uid and fds already in place.
+    private static let forkedEntry: sk_tpl_entry_t = { bytes, count in
+        guard let bytes else { exit(64) }
+        start(specJSON: Data(bytes: bytes, count: count))
+        // This thread was the template's serving thread, not the process's main
+        // thread, so it cannot become libdispatch's main queue: it just waits.
+        while true { pause() }
+    }
+
+    private static func refuse() -> Never {
+        FileHandle.standardError.write(Data("skelm worker is started by the gateway, not by hand\n".utf8))
+        exit(64)
+    }
+
+    /// Decodes the sandbox spec, sandboxes this process, and starts serving the
+    /// control plane on another thread; the caller keeps this thread parked.
+    private static func start(specJSON: Data) {
+        guard let spec = try? JSONDecoder().decode(WorkerSandboxSpec.self, from: specJSON) else { refuse() }
         // Nothing before this line may start a thread (see WorkerSandbox.apply).
         let report = WorkerSandbox.apply(spec)
         let workspaceRoot = spec.workspaceRoot
@@ -29,7 +65,6 @@ public enum WorkerMain {
                                    egressSocket: spec.egressSocket)
             exit(code)
         }
-        dispatchMain()
     }
 
     static func serve(report: SandboxReport, workspaceRoot: String, connectPorts: [UInt16], egressSocket: String?) async -> Int32 {

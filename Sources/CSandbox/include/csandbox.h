@@ -26,6 +26,7 @@ typedef struct {
     int channel_fd;           ///< becomes fd 3 in the worker
     int seccomp_fd;           ///< becomes fd 4 (sealed memfd holding BPF), or -1
     int log_fd;               ///< becomes fds 1 and 2, or -1 for /dev/null
+    int extra_fd;             ///< becomes fd 5, or -1 (the worker template's exit pipe)
     int new_user_ns;          ///< map the current uid/gid 1:1 in a new user namespace (non-root hosts)
     int new_net_ns;
     int new_mount_ns;
@@ -42,6 +43,54 @@ typedef struct {
 /// when any step before exec failed (fail closed: the child exits instead of running
 /// unsandboxed).
 pid_t sk_spawn_worker(const sk_worker_spawn_t *spec, char *err, size_t errlen);
+
+/// Brings up `lo` in the caller's network namespace. 0 or -1 (errno set).
+int sk_loopback_up(void);
+
+// ---------------------------------------------------------------------------
+// Worker template: a warmed-up worker image that forks sandboxed workers on
+// request instead of exec'ing a fresh binary for each (see template.c).
+
+enum {
+    SK_TPL_NET = 1 << 0,
+    SK_TPL_MOUNT = 1 << 1,
+    SK_TPL_PID = 1 << 2,
+    SK_TPL_IPC = 1 << 3,
+    SK_TPL_UTS = 1 << 4,
+    SK_TPL_MOUNT_PROC = 1 << 5,
+    SK_TPL_DROP_UID = 1 << 6,
+};
+
+/// The largest sandbox spec a request may carry.
+#define SK_TPL_MAX_SPEC (64 * 1024)
+
+/// What the worker calls in each forked child, with the spec bytes; never returns.
+typedef void (*sk_tpl_entry_t)(const char *spec, size_t len);
+
+/// Template side: serves spawn requests on `ctl_fd` (SOCK_SEQPACKET) from a
+/// thread that never runs Swift, writes {pid, wait status} records to `exit_fd`
+/// for every child that ends, and returns once the control plane has closed
+/// `ctl_fd` and the last child has been reaped. In each child, after its
+/// namespaces, uid and fds are in place, calls `entry`.
+int sk_template_serve(int ctl_fd, int exit_fd, sk_tpl_entry_t entry);
+
+/// Drops every capability the template does not need to make workers
+/// (it keeps setuid, setgid, sys_admin, net_admin). 0 or -errno.
+int sk_template_drop_caps(void);
+
+/// Control plane side: asks the template for one worker. `channel_fd` becomes
+/// the worker's fd 3, `log_fd` (or -1) its stdout and stderr. Returns the
+/// worker's pid and a pidfd for it in `*pidfd` (or -1 when the kernel has none),
+/// or -1 with `err` filled in.
+pid_t sk_template_spawn(int ctl_fd, uint32_t flags, uid_t uid, gid_t gid,
+                        const char *spec, size_t spec_len, int channel_fd, int log_fd,
+                        int *pidfd, char *err, size_t errlen);
+
+/// One exit record from the template's exit pipe: 0, or -errno (-EPIPE at EOF).
+int sk_template_read_exit(int exit_fd, pid_t *pid, int *status);
+
+/// SIGKILL through a pidfd: never hits a recycled pid. 0 or -errno.
+int sk_pidfd_kill(int pidfd);
 
 /// Builds the seccomp filter with libseccomp and writes its BPF into a sealed memfd.
 /// Returns the memfd or -1 (with `err`). Compiled once per control plane.

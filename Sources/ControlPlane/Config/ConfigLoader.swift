@@ -86,7 +86,7 @@ public enum ConfigLoader {
         "secrets": .object(["env": .object(["prefix": .leaf]), "file": .object(["path": .leaf])]),
         "stateDir": .leaf,
         "workers": .object([
-            "minSpare": .leaf, "max": .leaf, "uidBase": .leaf, "workspaceRoot": .leaf,
+            "minSpare": .leaf, "max": .leaf, "uidBase": .leaf, "workspaceRoot": .leaf, "spawn": .leaf, "templateRecycleAfter": .leaf,
             "limits": .object(["addressSpaceMB": .leaf, "cpuSeconds": .leaf, "processes": .leaf, "openFiles": .leaf,
                                "fileSizeMB": .leaf, "outputKB": .leaf, "timeoutSeconds": .leaf]),
         ]),

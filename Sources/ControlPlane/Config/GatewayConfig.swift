@@ -75,8 +75,19 @@ public struct GatewayConfig: Codable, Sendable {
         public var uidBase: UInt32 = 1_900_000_000
         /// Default: `<stateDir>/workspaces`.
         public var workspaceRoot: String?
+        /// How new workers start: forked from a warmed-up template, or exec'd fresh.
+        public var spawn = SpawnMode.template
+        /// Workers one template forks before a freshly exec'd one replaces it.
+        public var templateRecycleAfter = 1_000
         public var limits = Limits()
         public init() {}
+    }
+
+    public enum SpawnMode: String, Codable, Sendable {
+        /// Fork from a worker template (root only; otherwise `exec` is used).
+        case template
+        /// Exec the skelm binary for every worker.
+        case exec
     }
 
     public struct Limits: Codable, Sendable {
@@ -211,6 +222,8 @@ extension GatewayConfig.Workers {
         max = try c.value(.max, or: d.max)
         uidBase = try c.value(.uidBase, or: d.uidBase)
         workspaceRoot = try c.decodeIfPresent(String.self, forKey: .workspaceRoot)
+        spawn = try c.value(.spawn, or: d.spawn)
+        templateRecycleAfter = try c.value(.templateRecycleAfter, or: d.templateRecycleAfter)
         limits = try c.value(.limits, or: d.limits)
     }
 }
@@ -256,6 +269,7 @@ extension GatewayConfig {
         if workers.uidBase < 1000 || UInt64(workers.uidBase) + 50_000 > UInt64(UInt32.max - 1) {
             throw bad("workers.uidBase", "must leave room for 50000 uids above 1000 and below 4294967294")
         }
+        if workers.templateRecycleAfter < 1 { throw bad("workers.templateRecycleAfter", "must be at least 1") }
         if workers.limits.processes < 8 { throw bad("workers.limits.processes", "must be at least 8") }
         if workers.limits.addressSpaceMB < 64 { throw bad("workers.limits.addressSpaceMB", "must be at least 64") }
     }

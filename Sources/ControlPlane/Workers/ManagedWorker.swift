@@ -1,3 +1,4 @@
+import CSandbox
 import Foundation
 import Sandbox
 import Synchronization
@@ -11,6 +12,9 @@ import Glibc
 final class ManagedWorker: Sendable {
     let pid: Int32
     let uid: UInt32
+    /// Which worker template forked it; nil when the pool exec'd it (then it is
+    /// our child, and we reap it ourselves).
+    let templateGeneration: Int?
     let spawnedAt = Date()
 
     private struct State {
@@ -25,6 +29,8 @@ final class ManagedWorker: Sendable {
         /// Why we killed it, when we did: a protocol violation, a cancel, a timeout.
         var killReason: String?
         var events = 0
+        /// Signals go through it when the worker is not our child (pid reuse).
+        var pidfd: Int32 = -1
         /// Where this job's events go; set when the job is handed over.
         var sink: (@Sendable (JobEvent) async -> Void)?
         /// Answers the job's requests (`secret.resolve`); set when the job is handed over.
@@ -33,9 +39,11 @@ final class ManagedWorker: Sendable {
 
     private let state = Mutex(State())
 
-    init(pid: Int32, uid: UInt32) {
+    init(pid: Int32, uid: UInt32, pidfd: Int32 = -1, templateGeneration: Int? = nil) {
         self.pid = pid
         self.uid = uid
+        self.templateGeneration = templateGeneration
+        state.withLock { $0.pidfd = pidfd }
     }
 
     var phase: WorkerMonitor.Phase { state.withLock { $0.phase } }
@@ -107,20 +115,24 @@ final class ManagedWorker: Sendable {
 
     // MARK: Lifecycle
 
-    /// SIGKILL, once, remembering why. The pid is only signalled while unreaped,
-    /// so a recycled pid is never hit.
+    /// SIGKILL, once, remembering why. The pid is only signalled while unreaped
+    /// (or through its pidfd), so a recycled pid is never hit.
     func kill(reason: String) {
-        let alive = state.withLock { s -> Bool in
+        state.withLock { s in
             if s.killReason == nil { s.killReason = reason }
-            return s.exit == nil
+            guard s.exit == nil else { return }
+            if s.pidfd >= 0 { _ = sk_pidfd_kill(s.pidfd) } else { Glibc.kill(pid, SIGKILL) }
         }
-        if alive { Glibc.kill(pid, SIGKILL) }
         peer?.close()
     }
 
     func markExited(_ status: ExitStatus) {
         let (waiters, hello) = state.withLock { s -> ([CheckedContinuation<ExitStatus, Never>], CheckedContinuation<SandboxReport, any Error>?) in
             s.exit = status
+            if s.pidfd >= 0 {
+                close(s.pidfd)
+                s.pidfd = -1
+            }
             defer {
                 s.exitWaiters.removeAll()
                 s.helloWaiter = nil

@@ -57,6 +57,13 @@ public actor WorkerPool {
         self.onLifecycle = onLifecycle
         spawnThread.start()
         reaperThreads.start()
+        spawner.onTemplateEvents(exited: { [weak self] pid, status in
+            guard let self else { return }
+            Task { await self.templateWorkerExited(pid: pid, status: status) }
+        }, gone: { [weak self] generation in
+            guard let self else { return }
+            Task { await self.templateGone(generation) }
+        })
     }
 
     /// Spawns one worker and checks its sandbox before anything else: a host that
@@ -233,6 +240,7 @@ public actor WorkerPool {
         }
         for worker in live.values { worker.kill(reason: "drain timeout") }
         while !live.isEmpty { try? await Task.sleep(for: .milliseconds(10)) }
+        spawner.retireTemplate()
         try? await spawnThread.shutdownGracefully()
         try? await reaperThreads.shutdownGracefully()
     }
@@ -316,12 +324,20 @@ public actor WorkerPool {
         let specJSON = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
         let spawner = self.spawner
         let logFD = configuration.logFD
+        // The hostile-worker tests put a script in the worker's place: that needs an exec.
+        let fromTemplate = spawner.usesTemplate && configuration.workerArgumentsPrefix.isEmpty
         let arguments = configuration.workerArgumentsPrefix + ["worker", "--fd", "3", "--sandbox", specJSON]
         let spawned = try await spawnThread.runIfActive {
-            try spawner.spawn(arguments: arguments, logFD: logFD)
+            fromTemplate ? try spawner.spawnFromTemplate(specJSON: specJSON, logFD: logFD)
+                         : try spawner.spawn(arguments: arguments, logFD: logFD)
         }
-        let worker = ManagedWorker(pid: spawned.pid, uid: spawned.uid)
+        let worker = ManagedWorker(pid: spawned.pid, uid: spawned.uid, pidfd: spawned.pidfd,
+                                   templateGeneration: spawned.templateGeneration)
         live[spawned.pid] = worker
+        if let status = earlyExits.removeValue(forKey: spawned.pid) {
+            // It died before we registered it; the handshake wait below fails at once.
+            workerExited(worker, ExitStatus(waitStatus: status))
+        }
         let handler = WorkerConnection(worker: worker, required: configuration.require, onEvent: onEvent, logger: logger)
         let peer: RPCPeer
         do {
@@ -350,11 +366,39 @@ public actor WorkerPool {
     }
 
     private var reaping: Set<Int32> = []
+    /// Exits a template reported before the pool had registered the worker.
+    private var earlyExits: [Int32: Int32] = [:]
+
+    private func templateWorkerExited(pid: Int32, status: Int32) {
+        guard let worker = live[pid], worker.templateGeneration != nil else {
+            earlyExits[pid] = status
+            return
+        }
+        reaping.remove(pid)
+        workerExited(worker, ExitStatus(waitStatus: status))
+    }
+
+    /// A template ended: its remaining workers died with it (their death signal).
+    private func templateGone(_ generation: Int) {
+        for worker in live.values where worker.templateGeneration == generation && !worker.hasExited {
+            reaping.remove(worker.pid)
+            workerExited(worker, ExitStatus(waitStatus: SIGKILL))
+        }
+        earlyExits.removeAll()
+    }
 
     /// Waits for the worker's process (killing it if it lingers without its channel)
     /// and forgets it. Only this pid is waited for: other children are not ours.
     private func reap(_ worker: ManagedWorker) {
         guard reaping.insert(worker.pid).inserted else { return }
+        if worker.templateGeneration != nil {
+            // The template reaps it and reports the status (templateWorkerExited).
+            Task {
+                try? await Task.sleep(for: .milliseconds(100))
+                if !worker.hasExited { worker.kill(reason: "channel closed but process did not exit") }
+            }
+            return
+        }
         let pid = worker.pid
         let future = reaperThreads.runIfActive(eventLoop: group.next()) { () -> Int32 in
             for _ in 0..<50 {

@@ -29,8 +29,21 @@ public final class WorkerSpawner: Sendable {
     public let uidCount: UInt32
     public let runningAsRoot: Bool
     private let counter = Counter()
+    /// Fork workers from a warmed-up template instead of exec'ing each (root only).
+    public let usesTemplate: Bool
+    /// Forks one template serves before it is replaced by a fresh exec: workers
+    /// forked from one template share its address-space layout.
+    public let templateRecycleAfter: Int
+    private let template = Mutex<TemplateSlot>(TemplateSlot())
 
-    public init(executable: String = "/proc/self/exe", namespaces: [Namespace], uidBase: UInt32, uidCount: UInt32 = 50_000) throws(SandboxError) {
+    private struct TemplateSlot {
+        var current: WorkerTemplate?
+        var generation = 0
+        var handlers: WorkerTemplate.Handlers?
+    }
+
+    public init(executable: String = "/proc/self/exe", namespaces: [Namespace], uidBase: UInt32, uidCount: UInt32 = 50_000,
+                template: Bool = false, templateRecycleAfter: Int = 1_000) throws(SandboxError) {
         let fd = open(executable, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .spawn("open \(executable): \(String(cString: strerror(errno)))") }
         var err = [CChar](repeating: 0, count: 256)
@@ -47,9 +60,14 @@ public final class WorkerSpawner: Sendable {
         self.namespaces = ns
         self.uidBase = uidBase
         self.uidCount = max(uidCount, 1)
+        // A template forks workers into namespaces and uids of their own, which
+        // takes the privileges only a root control plane has.
+        self.usesTemplate = template && runningAsRoot
+        self.templateRecycleAfter = max(templateRecycleAfter, 1)
     }
 
     deinit {
+        template.withLock { $0.current?.retire() }
         close(exeFD)
         close(seccompFD)
     }
@@ -59,6 +77,81 @@ public final class WorkerSpawner: Sendable {
         public let uid: UInt32
         /// Our end of the socketpair; the worker has the other as fd 3.
         public let channelFD: Int32
+        /// A pidfd for the worker when a template forked it (it is the template's
+        /// child, not ours), else -1. The caller owns it.
+        public let pidfd: Int32
+        /// Which template forked it; nil when exec'd by us.
+        public let templateGeneration: Int?
+
+        init(pid: Int32, uid: UInt32, channelFD: Int32, pidfd: Int32 = -1, templateGeneration: Int? = nil) {
+            self.pid = pid
+            self.uid = uid
+            self.channelFD = channelFD
+            self.pidfd = pidfd
+            self.templateGeneration = templateGeneration
+        }
+    }
+
+    /// Where a template's workers' exits go. Set before the first `spawnFromTemplate`.
+    public func onTemplateEvents(exited: @escaping @Sendable (_ pid: Int32, _ status: Int32) -> Void,
+                                 gone: @escaping @Sendable (_ generation: Int) -> Void) {
+        template.withLock { $0.handlers = WorkerTemplate.Handlers(exited: exited, gone: gone) }
+    }
+
+    /// Forks one worker from the template, starting (or replacing) the template
+    /// as needed. Same thread rule as `spawn`: the template's death signal follows
+    /// the thread that started it.
+    public func spawnFromTemplate(specJSON: String, logFD: Int32 = -1) throws(SandboxError) -> Spawned {
+        let uid = runningAsRoot ? uidBase + counter.next() % uidCount : getuid()
+        var flags = UInt32(SK_TPL_MOUNT_PROC)
+        if namespaces.contains(.net) { flags |= UInt32(SK_TPL_NET) }
+        if namespaces.contains(.mount) { flags |= UInt32(SK_TPL_MOUNT) }
+        if namespaces.contains(.pid) { flags |= UInt32(SK_TPL_PID) }
+        if namespaces.contains(.ipc) { flags |= UInt32(SK_TPL_IPC) }
+        if namespaces.contains(.uts) { flags |= UInt32(SK_TPL_UTS) }
+        if runningAsRoot { flags |= UInt32(SK_TPL_DROP_UID) }
+        // One retry: a template that died since the last spawn is replaced once.
+        var lastError = SandboxError.spawn("worker template unavailable")
+        for _ in 0..<2 {
+            let current = try currentTemplate(logFD: logFD)
+            do {
+                let spawned = try current.spawn(flags: flags, uid: uid, specJSON: specJSON, logFD: logFD)
+                if current.spawned >= templateRecycleAfter { retire(current) }
+                return spawned
+            } catch {
+                lastError = error
+                // A refusal from a live template (a bad request, a failed set-up
+                // stage) is the answer; only a dead template is worth replacing.
+                guard String(describing: error).contains("worker template:") else { throw error }
+                retire(current)
+            }
+        }
+        throw lastError
+    }
+
+    /// Stops the current template taking requests; it exits after its last worker.
+    public func retireTemplate() {
+        if let current = template.withLock({ $0.current }) { retire(current) }
+    }
+
+    private func retire(_ instance: WorkerTemplate) {
+        template.withLock { if $0.current === instance { $0.current = nil } }
+        instance.retire()
+    }
+
+    private func currentTemplate(logFD: Int32) throws(SandboxError) -> WorkerTemplate {
+        let (existing, generation, handlers) = template.withLock { slot -> (WorkerTemplate?, Int, WorkerTemplate.Handlers?) in
+            if slot.current == nil { slot.generation += 1 }
+            return (slot.current, slot.generation, slot.handlers)
+        }
+        if let existing { return existing }
+        let made = try WorkerTemplate(generation: generation,
+                                      handlers: handlers ?? .init(exited: { _, _ in }, gone: { _ in })) { control, exits throws(SandboxError) in
+            try self.exec(argv: ["skelm", "worker-template"], env: ["LANG=C.UTF-8", "SKELM_WORKER_TEMPLATE=1"],
+                          channelFD: control, extraFD: exits, logFD: logFD, namespaces: [], dropUID: false, uid: getuid())
+        }
+        template.withLock { $0.current = made }
+        return made
     }
 
     /// Spawns one worker. `logFD` becomes its stdout/stderr (or /dev/null).
@@ -69,19 +162,33 @@ public final class WorkerSpawner: Sendable {
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
             throw .spawn("socketpair: \(String(cString: strerror(errno)))")
         }
+        defer { close(pair[1]) }
         let uid = runningAsRoot ? uidBase + counter.next() % uidCount : getuid()
-        let argv = (["skelm"] + arguments).map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = [strdup("LANG=C.UTF-8"), nil]
+        do {
+            let pid = try exec(argv: ["skelm"] + arguments, env: ["LANG=C.UTF-8"], channelFD: pair[1], extraFD: -1,
+                               logFD: logFD, namespaces: namespaces, dropUID: runningAsRoot, uid: uid)
+            return Spawned(pid: pid, uid: uid, channelFD: pair[0])
+        } catch {
+            close(pair[0])
+            throw error
+        }
+    }
+
+    /// clone into `namespaces`, optionally switch uid, and exec our own binary.
+    private func exec(argv arguments: [String], env: [String], channelFD: Int32, extraFD: Int32, logFD: Int32,
+                      namespaces: [Namespace], dropUID: Bool, uid: UInt32) throws(SandboxError) -> Int32 {
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = env.map { strdup($0) } + [nil]
         defer {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
-            close(pair[1])
         }
         var spec = sk_worker_spawn_t()
         spec.exe_fd = exeFD
-        spec.channel_fd = pair[1]
+        spec.channel_fd = channelFD
         spec.seccomp_fd = seccompFD
         spec.log_fd = logFD
+        spec.extra_fd = extraFD
         spec.new_user_ns = namespaces.contains(.user) ? 1 : 0
         spec.new_net_ns = namespaces.contains(.net) ? 1 : 0
         spec.new_mount_ns = namespaces.contains(.mount) ? 1 : 0
@@ -89,7 +196,7 @@ public final class WorkerSpawner: Sendable {
         spec.new_ipc_ns = namespaces.contains(.ipc) ? 1 : 0
         spec.new_uts_ns = namespaces.contains(.uts) ? 1 : 0
         spec.mount_proc = 1
-        spec.drop_uid = runningAsRoot ? 1 : 0
+        spec.drop_uid = dropUID ? 1 : 0
         spec.uid = uid
         spec.gid = uid
         var err = [CChar](repeating: 0, count: 256)
@@ -100,11 +207,8 @@ public final class WorkerSpawner: Sendable {
                 return sk_spawn_worker(&spec, &err, err.count)
             }
         }
-        guard pid > 0 else {
-            close(pair[0])
-            throw .spawn(String(cBuffer: err))
-        }
-        return Spawned(pid: pid, uid: uid, channelFD: pair[0])
+        guard pid > 0 else { throw .spawn(String(cBuffer: err)) }
+        return pid
     }
 
     /// Blocks until `pid` exits and returns its wait status. Never reaps another child.
