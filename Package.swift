@@ -35,6 +35,7 @@ let package = Package(
             "Workflow",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOExtras", package: "swift-nio-extras"),
         ], swiftSettings: strict),
         .target(name: "Sandbox", dependencies: ["CSandbox", "Wire"], swiftSettings: strict),

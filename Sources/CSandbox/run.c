@@ -2,12 +2,19 @@
 //
 // Written in C because the rlimits that must bind only the step (address
 // space, CPU) have to be set between fork and exec, where Swift cannot run.
+//
+// vfork, not fork: the worker is multi-threaded with a large Swift heap, and
+// fork would copy its page tables and make every page it writes afterwards
+// fault (copy-on-write) until the step execs. The vfork child shares memory
+// with the worker, so it only makes syscalls on the spec and its own stack,
+// with every signal blocked until its handlers are back to the defaults.
 #define _GNU_SOURCE
 #include "csandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,18 +57,34 @@ int sk_run(const sk_run_spec_t *spec, sk_run_result_t *res) {
         return -e;
     }
     int64_t start = now_us();
-    pid_t pid = fork();
+    // A signal handler of the worker must never run on the child's borrowed
+    // stack: block everything across the vfork, reset handlers in the child.
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    pid_t pid = vfork();
     if (pid < 0) {
         int e = errno;
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
         int fds[] = {in[0], in[1], out[0], out[1], errp[0], errp[1], ex[0], ex[1]};
         for (int i = 0; i < 8; i++) close(fds[i]);
         return -e;
     }
     if (pid == 0) {
+        // The child's signal dispositions are its own (vfork does not share them).
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        for (int sig = 1; sig < NSIG; sig++) {
+            struct sigaction cur;
+            if (sig == SIGKILL || sig == SIGSTOP) continue;
+            if (sigaction(sig, NULL, &cur) == 0 && cur.sa_handler != SIG_DFL &&
+                (cur.sa_handler != SIG_IGN || sig == SIGPIPE))
+                sigaction(sig, &dfl, NULL);
+        }
         setpgid(0, 0);
         sigset_t none; sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
         if (spec->rlimit_as) { struct rlimit rl = { spec->rlimit_as, spec->rlimit_as }; setrlimit(RLIMIT_AS, &rl); }
         if (spec->rlimit_cpu) { struct rlimit rl = { spec->rlimit_cpu, spec->rlimit_cpu }; setrlimit(RLIMIT_CPU, &rl); }
         if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(errp[1], 2) < 0) goto fail;
@@ -73,6 +96,7 @@ int sk_run(const sk_run_spec_t *spec, sk_run_result_t *res) {
         (void)unused;
         _exit(127);
     }
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
     setpgid(pid, pid);   // both sides, so a kill(-pid) never races the child's own call
     close(in[0]); close(out[1]); close(errp[1]); close(ex[1]);
 

@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <linux/capability.h>
 #include <poll.h>
 #include <pthread.h>
@@ -317,6 +318,9 @@ int sk_template_serve(int ctl_fd, int exit_fd, sk_tpl_entry_t entry) {
     st.sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
     st.pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
     if (st.sigfd < 0 || st.pidns < 0) return 71;
+    // What the warm-up freed goes back to the kernel: every fork copies the page
+    // tables of what is left, and every worker's exit unmaps it.
+    malloc_trim(0);
     pthread_t t;
     if (pthread_create(&t, NULL, serve_thread, &st) != 0) return 71;
     pthread_join(t, NULL);

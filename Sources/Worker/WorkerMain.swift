@@ -20,7 +20,6 @@ public enum WorkerMain {
             refuse()
         }
         start(specJSON: Data(arguments[specIndex + 1].utf8))
-        dispatchMain()
     }
 
     /// `skelm worker-template`: warms up once, then forks workers on the control
@@ -30,6 +29,12 @@ public enum WorkerMain {
         // Nothing here may start a thread: the serving thread forks, and a child
         // must be this process's only thread when it sandboxes itself.
         WarmUp.run()
+        // Forking is safe only while no other thread can hold a lock: check, not hope.
+        let threads = WorkerSandbox.threadCount()
+        guard threads == 1 else {
+            FileHandle.standardError.write(Data("worker template: \(threads) threads after warm-up; refusing to fork\n".utf8))
+            exit(71)
+        }
         let dropped = sk_template_drop_caps()
         if dropped != 0 {
             FileHandle.standardError.write(Data("worker template: dropping capabilities: \(String(cString: strerror(-dropped)))\n".utf8))
@@ -42,9 +47,6 @@ public enum WorkerMain {
     private static let forkedEntry: sk_tpl_entry_t = { bytes, count in
         guard let bytes else { exit(64) }
         start(specJSON: Data(bytes: bytes, count: count))
-        // This thread was the template's serving thread, not the process's main
-        // thread, so it cannot become libdispatch's main queue: it just waits.
-        while true { pause() }
     }
 
     private static func refuse() -> Never {
@@ -52,23 +54,31 @@ public enum WorkerMain {
         exit(64)
     }
 
-    /// Decodes the sandbox spec, sandboxes this process, and starts serving the
-    /// control plane on another thread; the caller keeps this thread parked.
-    private static func start(specJSON: Data) {
+    /// Decodes the sandbox spec, sandboxes this process, then turns the calling
+    /// thread into the worker's event loop and serves the control plane on it.
+    ///
+    /// The loop runs on the thread we already have (no second thread to start),
+    /// through the same code the template's warm-up ran, so a forked worker finds
+    /// its metadata cached.
+    private static func start(specJSON: Data) -> Never {
         guard let spec = try? JSONDecoder().decode(WorkerSandboxSpec.self, from: specJSON) else { refuse() }
         // Nothing before this line may start a thread (see WorkerSandbox.apply).
         let report = WorkerSandbox.apply(spec)
         let workspaceRoot = spec.workspaceRoot
 
-        Task {
-            let code = await serve(report: report, workspaceRoot: workspaceRoot, connectPorts: spec.connectPorts,
-                                   egressSocket: spec.egressSocket)
-            exit(code)
+        MultiThreadedEventLoopGroup.withCurrentThreadAsEventLoop { loop in
+            Task {
+                let code = await serve(report: report, workspaceRoot: workspaceRoot, connectPorts: spec.connectPorts,
+                                       egressSocket: spec.egressSocket, loop: loop)
+                exit(code)
+            }
         }
+        // Nothing stops the loop: the worker ends by exit().
+        exit(70)
     }
 
-    static func serve(report: SandboxReport, workspaceRoot: String, connectPorts: [UInt16], egressSocket: String?) async -> Int32 {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    static func serve(report: SandboxReport, workspaceRoot: String, connectPorts: [UInt16], egressSocket: String?,
+                      loop: any EventLoop) async -> Int32 {
         let job = JobSlot()
         var router = RPCRouter()
         router.on(Ping.self) { _, _ in Empty() }
@@ -87,7 +97,7 @@ public enum WorkerMain {
         }
         let peer: RPCPeer
         do {
-            peer = try await RPCPeer.connect(fd: WorkerSandbox.channelFD, group: group, handler: router)
+            peer = try await RPCPeer.connect(fd: WorkerSandbox.channelFD, group: loop, handler: router)
         } catch {
             return 70
         }

@@ -100,7 +100,7 @@ public enum WorkerSandbox {
         return report
     }
 
-    static func threadCount() -> Int {
+    public static func threadCount() -> Int {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return -1 }
         for line in status.split(separator: "\n") where line.hasPrefix("Threads:") {
             return Int(line.dropFirst("Threads:".count).trimmingCharacters(in: .whitespaces)) ?? -1

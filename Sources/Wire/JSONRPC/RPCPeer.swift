@@ -218,7 +218,7 @@ public struct RPCTimeout: Error, CustomStringConvertible {
     public var description: String { "\(method) got no answer within \(after)" }
 }
 
-private struct AnyEncodable: Encodable {
+struct AnyEncodable: Encodable {
     let value: any Encodable
     init(_ value: any Encodable) { self.value = value }
     func encode(to encoder: any Encoder) throws { try value.encode(to: encoder) }
