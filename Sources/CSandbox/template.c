@@ -328,7 +328,10 @@ int sk_template_serve(int ctl_fd, int exit_fd, sk_tpl_entry_t entry) {
 }
 
 int sk_template_drop_caps(void) {
-    const int keep[] = { CAP_SETUID, CAP_SETGID, CAP_SYS_ADMIN, CAP_NET_ADMIN };
+    // CAP_KILL: a worker's death signal (PR_SET_PDEATHSIG) is sent with its
+    // parent's credentials, and a worker runs as another uid; without it the
+    // template's death would leave its workers running.
+    const int keep[] = { CAP_SETUID, CAP_SETGID, CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_KILL };
     uint64_t mask = 0;
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) mask |= 1ULL << keep[i];
     // The bounding set first: dropping from it needs CAP_SETPCAP, which goes next.

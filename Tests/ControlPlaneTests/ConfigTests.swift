@@ -11,6 +11,8 @@ struct ConfigTests {
         #expect(config.server.port == 14738)
         #expect(config.workers.minSpare == 2)
         #expect(config.workers.max == 8)
+        #expect(config.workers.spawn == .template)
+        #expect(config.workers.templateRecycleAfter == 1_000)
     }
 
     @Test("every key is read")
@@ -20,6 +22,8 @@ struct ConfigTests {
             workers:
               minSpare: 1
               max: 3
+              spawn: exec
+              templateRecycleAfter: 50
               limits: {addressSpaceMB: 256, processes: 32}
             sandbox:
               require: [seccomp, landlock]
@@ -27,6 +31,8 @@ struct ConfigTests {
         #expect(config.server.port == 9000)
         #expect(config.workers.max == 3)
         #expect(config.workers.limits.addressSpaceMB == 256)
+        #expect(config.workers.spawn == .exec)
+        #expect(config.workers.templateRecycleAfter == 50)
         #expect(config.requiredLayers(runningAsRoot: true) == [.seccomp, .landlock])
     }
 
@@ -65,6 +71,8 @@ struct ConfigTests {
         ("storage:\n  durability: sometimes\n", "storage.durability"),
         ("workflows:\n  dirs: flows\n", "c.yaml:2: workflows.dirs: expected a list"),
         ("workflows:\n  folders: [a]\n", "c.yaml:2: workflows.folders: unknown key"),
+        ("workers:\n  spawn: fork\n", "workers.spawn"),
+        ("workers:\n  templateRecycleAfter: 0\n", "workers.templateRecycleAfter: must be at least 1"),
     ])
     func errors(yaml: String, message: String) {
         do {

@@ -26,5 +26,13 @@ struct WorkersList: AsyncParsableCommand {
                     w["jobId"]?.stringValue ?? "-", age, layers]
         })
         print("live \(pool["live"].map(\.jsonText) ?? "0"), idle \(pool["idle"].map(\.jsonText) ?? "0"), busy \(pool["busy"].map(\.jsonText) ?? "0") (min spare \(pool["minSpare"].map(\.jsonText) ?? "?"), max \(pool["max"].map(\.jsonText) ?? "?"))")
+        if let spawn = pool["spawn"] {
+            if case .string("template")? = spawn["mode"], let pid = spawn["templatePid"].map(\.jsonText) {
+                print("spawn: forked from worker template pid \(pid) (generation \(spawn["templateGeneration"].map(\.jsonText) ?? "?"), "
+                      + "\(spawn["templateSpawned"].map(\.jsonText) ?? "0") of \(spawn["templateRecycleAfter"].map(\.jsonText) ?? "?") forks)")
+            } else if case let .string(mode)? = spawn["mode"] {
+                print("spawn: \(mode)")
+            }
+        }
     }
 }

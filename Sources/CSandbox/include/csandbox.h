@@ -75,7 +75,8 @@ typedef void (*sk_tpl_entry_t)(const char *spec, size_t len);
 int sk_template_serve(int ctl_fd, int exit_fd, sk_tpl_entry_t entry);
 
 /// Drops every capability the template does not need to make workers
-/// (it keeps setuid, setgid, sys_admin, net_admin). 0 or -errno.
+/// (it keeps setuid, setgid, sys_admin, net_admin, and kill for its workers'
+/// death signal). 0 or -errno.
 int sk_template_drop_caps(void);
 
 /// Control plane side: asks the template for one worker. `channel_fd` becomes

@@ -21,10 +21,50 @@ public actor RunService {
     final class Active: Sendable {
         let jobId = UUID().uuidString.lowercased()
         let cancelled = Mutex(false)
-        let handled = Mutex(0)
+        private let events = Mutex(EventCount())
         /// Secret values handed to this run's worker: redacted from everything persisted.
         let secrets = Mutex<Set<String>>([])
         var redactor: Redactor { Redactor(secrets.withLock { $0 }) }
+
+        private struct EventCount {
+            var handled = 0
+            var waiter: (target: Int, continuation: CheckedContinuation<Void, Never>)?
+            var gaveUp = false
+        }
+
+        /// One more of the job's events is persisted.
+        func eventHandled() {
+            let ready = events.withLock { s -> CheckedContinuation<Void, Never>? in
+                s.handled += 1
+                guard let w = s.waiter, s.handled >= w.target else { return nil }
+                s.waiter = nil
+                return w.continuation
+            }
+            ready?.resume()
+        }
+
+        /// Returns once `count` events are persisted, or after `limit`: the job's
+        /// answer can overtake its last notifications.
+        func waitForEvents(_ count: Int, limit: Duration) async {
+            let timer = Task {
+                try await Task.sleep(for: limit)
+                let w = events.withLock { s -> CheckedContinuation<Void, Never>? in
+                    s.gaveUp = true
+                    defer { s.waiter = nil }
+                    return s.waiter?.continuation
+                }
+                w?.resume()
+            }
+            defer { timer.cancel() }
+            await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
+                let done = events.withLock { s -> Bool in
+                    if s.handled >= count || s.gaveUp { return true }
+                    s.waiter = (count, cont)
+                    return false
+                }
+                if done { cont.resume() }
+            }
+        }
     }
 
     let store: RunStore
@@ -40,7 +80,9 @@ public actor RunService {
     let stepTimeoutMs: Int
     let logger: Logger
 
-    private var queue: [(id: String, definition: WorkflowDefinition, resumed: Bool)] = []
+    /// Runs waiting for a slot. A fresh run carries its input, so starting it reads
+    /// nothing back; a resumed one reads its input and checkpoints from the store.
+    private var queue: [(id: String, definition: WorkflowDefinition, resumed: Bool, input: JSONValue?)] = []
     private var active: [String: Active] = [:]
     private var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
     private var stopping = false
@@ -85,7 +127,7 @@ public actor RunService {
             if let idempotencyKey { details["idempotencyKey"] = idempotencyKey }
             try await audit.append(actor: "api", action: "run.created", runId: runId, details: details)
             if let first = try? await store.events(runId: runId, since: 0, limit: 1).first { hub.publish(first) }
-            queue.append((runId, definition, false))
+            queue.append((runId, definition, false, input))
             pump()
             return (run, true)
         }
@@ -134,7 +176,7 @@ public actor RunService {
                 continue
             }
             logger.info("resuming run", metadata: ["run": "\(run.id)", "workflow": "\(run.workflow)"])
-            queue.append((run.id, definition, run.status == .running))
+            queue.append((run.id, definition, run.status == .running, nil))
         }
         pump()
     }
@@ -155,11 +197,11 @@ public actor RunService {
             let next = queue.removeFirst()
             let a = Active()
             active[next.id] = a
-            Task { await self.execute(next.id, next.definition, resumed: next.resumed, a) }
+            Task { await self.execute(next.id, next.definition, resumed: next.resumed, input: next.input, a) }
         }
     }
 
-    private func execute(_ runId: String, _ definition: WorkflowDefinition, resumed: Bool, _ a: Active) async {
+    private func execute(_ runId: String, _ definition: WorkflowDefinition, resumed: Bool, input known: JSONValue?, _ a: Active) async {
         defer {
             active[runId] = nil
             for w in waiters.removeValue(forKey: runId) ?? [] { w.resume() }
@@ -174,14 +216,16 @@ public actor RunService {
             logger.error("cannot start run", metadata: ["run": "\(runId)", "error": "\(error)"])
             return
         }
-        let completed = (try? await store.checkpoints(runId: runId)) ?? [:]
+        // A run that never started has no checkpoints; one that did reads them.
+        let completed = known != nil ? [:] : (try? await store.checkpoints(runId: runId)) ?? [:]
         let stepPolicies: [String: StepPolicy]
         do { stepPolicies = try policies.policies(for: definition) } catch {
             await end(runId, .failed, output: nil, error: StepFailure(code: "PermissionDenied", step: nil, message: "\(error)"))
             return
         }
         let audit = self.audit
-        let input = (try? await store.run(runId, withSteps: false))?.input ?? .null
+        let input: JSONValue
+        if let known { input = known } else { input = (try? await store.run(runId, withSteps: false))?.input ?? .null }
         let timeout = definition.timeoutMs.map { Duration.milliseconds($0) } ?? runTimeout
         let store = self.store, hub = self.hub, logger = self.logger, stepTimeoutMs = self.stepTimeoutMs
         var options = WorkerPool.JobOptions(jobId: a.jobId)
@@ -189,7 +233,7 @@ public actor RunService {
         egress.register(jobId: a.jobId, .init(runId: runId, workflow: definition.id, policies: stepPolicies))
         defer { egress.remove(jobId: a.jobId) }
         let (result, outcome) = await pool.runSegment(options: options, timeout: timeout + .seconds(10), events: { event in
-            defer { a.handled.withLock { $0 += 1 } }
+            defer { a.eventHandled() }
             if a.cancelled.withLock({ $0 }) { return }
             Self.auditPermissions(event, policies: stepPolicies, runId: runId, workflow: definition.id, audit: audit)
             // Redacted here too: the worker redacts, but is not trusted to.
@@ -208,7 +252,7 @@ public actor RunService {
         })
         if let result {
             // The answer can overtake the last notifications; wait until all are persisted.
-            for _ in 0..<2000 where a.handled.withLock({ $0 }) < result.events { try? await Task.sleep(for: .milliseconds(1)) }
+            await a.waitForEvents(result.events, limit: .seconds(2))
         }
         if a.cancelled.withLock({ $0 }) { return }
         if result == nil, stopping {
@@ -291,7 +335,7 @@ public actor RunService {
             events.forEach(hub.publish)
             if status == .approved {
                 if let definition = await registry.workflow(decided.workflow) {
-                    queue.append((decided.runId, definition, true))
+                    queue.append((decided.runId, definition, true, nil))
                     pump()
                 } else {
                     await end(decided.runId, .failed, output: nil,

@@ -42,6 +42,8 @@ public actor WorkerPool {
     public nonisolated let assignments = Mutex<[UInt32: String]>([:])
     /// The most jobs that ever ran at once (operators size `maxConcurrentRuns` by it).
     public private(set) var peakBusy = 0
+    /// How this pool starts workers (template or exec), and the template's state.
+    public nonisolated var spawnInfo: WorkerSpawner.SpawnInfo { spawner.spawnInfo }
 
     public init(configuration: WorkerPoolConfiguration, spawner: WorkerSpawner, group: any EventLoopGroup,
                 logger: Logger = Logger(label: "skelm.workers"),

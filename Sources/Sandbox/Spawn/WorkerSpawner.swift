@@ -129,6 +129,26 @@ public final class WorkerSpawner: Sendable {
         throw lastError
     }
 
+    /// How workers start, for `GET /v1/workers`.
+    public struct SpawnInfo: Codable, Sendable {
+        /// `template` or `exec`.
+        public var mode: String
+        /// The template serving new spawns now, if one is running.
+        public var templatePid: Int32?
+        /// How many templates have been started (one more after each recycle).
+        public var templateGeneration: Int?
+        /// Workers the current template has forked.
+        public var templateSpawned: Int?
+        public var templateRecycleAfter: Int?
+    }
+
+    public var spawnInfo: SpawnInfo {
+        guard usesTemplate else { return SpawnInfo(mode: "exec") }
+        let (current, generation) = template.withLock { ($0.current, $0.generation) }
+        return SpawnInfo(mode: "template", templatePid: current?.pid, templateGeneration: generation,
+                         templateSpawned: current?.spawned, templateRecycleAfter: templateRecycleAfter)
+    }
+
     /// Stops the current template taking requests; it exits after its last worker.
     public func retireTemplate() {
         if let current = template.withLock({ $0.current }) { retire(current) }

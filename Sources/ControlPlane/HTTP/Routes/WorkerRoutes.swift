@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Sandbox
 
 extension API {
     static func percentiles(_ samples: [Double]) -> [String: Double] {
@@ -22,6 +23,8 @@ extension API {
                 let spawnMs: [String: Double]
                 /// Job sent to the worker's first event (a warm worker's dispatch), in ms.
                 let dispatchMs: [String: Double]
+                /// How workers start: forked from the worker template, or exec'd.
+                let spawn: WorkerSpawner.SpawnInfo
             }
             let c = await pool.counts
             // ?spawnsFrom=N: spawn statistics over the spawns after the first N only.
@@ -33,7 +36,8 @@ extension API {
                                           peakBusy: await pool.peakBusy, minSpare: pool.configuration.minSpare,
                                           max: pool.configuration.max,
                                           spawnMs: spawnMs,
-                                          dispatchMs: Self.percentiles(pool.dispatchLatencies.all)))
+                                          dispatchMs: Self.percentiles(pool.dispatchLatencies.all),
+                                          spawn: pool.spawnInfo))
         }
     }
 }

@@ -1,0 +1,177 @@
+import Foundation
+import SkelmClient
+import Testing
+import Workflow
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Workers are forked from a warmed-up worker template: what that process may
+/// do, that its workers are as sandboxed as exec'd ones, that it is replaced on
+/// schedule, and that losing it loses no run.
+@Suite("Worker template", .serialized)
+final class WorkerTemplateTests {
+    static let inc = """
+        id: inc
+        input: { type: object, properties: { x: { type: integer } }, required: [x] }
+        steps:
+          - id: add
+            exec:
+              argv: [sh, -c, 'echo "{\\"x\\": $(( $X + 1 ))}"']
+              env: { X: "${{ input.x }}" }
+        result: ${{ steps.add.output }}
+        """
+
+    static func config(_ workers: String) -> String {
+        """
+        server: { host: 127.0.0.1, port: 0, maxConcurrentRuns: 4 }
+        workers: { minSpare: 2, max: 8, uidBase: UIDBASE, \(workers) }
+        defaults: { permissions: { allowedExecutables: [sh] } }
+        """
+    }
+
+    /// `Name:\tvalue` lines of /proc/<pid>/status.
+    static func status(_ pid: Int32) -> [String: String] {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return [:] }
+        var fields: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            if parts.count == 2 { fields[String(parts[0])] = parts[1].trimmingCharacters(in: .whitespaces) }
+        }
+        return fields
+    }
+
+    /// A JSON number as an Int, a pid as pid_t.
+    func int(_ v: JSONValue?) -> Int? { if case let .number(n)? = v { Int(n) } else { nil } }
+    func pid(_ v: JSONValue?) -> Int32? { int(v).map(Int32.init) }
+
+    static func alive(_ pid: Int32) -> Bool {
+        guard let state = status(pid)["State"] else { return false }
+        return !state.hasPrefix("Z")
+    }
+
+    func pool(_ gw: TestGateway) async throws -> JSONValue {
+        try #require(try await gw.get("/v1/workers").json)
+    }
+
+    /// The idle workers, once there is at least one (the pool refills after each run).
+    func idleWorkers(_ gw: TestGateway) async throws -> [Int32] {
+        for _ in 0..<250 {
+            let idle = try await pool(gw)["workers"].list.filter { $0["state"]?.stringValue == "idle" }.compactMap { pid($0["pid"]) }
+            if !idle.isEmpty { return idle }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw GatewayFailure(description: "no idle worker within 5 s")
+    }
+
+    func runInc(_ gw: TestGateway, _ x: Int) async throws {
+        let run = try await gw.run("inc", ["x": .number(Double(x))])
+        #expect(run["status"]?.stringValue == "succeeded", "\(run)")
+        #expect(run["output"]?["x"] == .number(Double(x + 1)))
+    }
+
+    @Test("workers are forked from a template that keeps only the capabilities forking needs")
+    func templateIsNarrow() async throws {
+        let gw = try TestGateway(workflows: ["inc.workflow.yaml": Self.inc], config: Self.config("spawn: template"))
+        try await gw.start()
+        defer { Task { await gw.cleanup() } }
+        try await runInc(gw, 1)
+        let info = try await pool(gw)
+        #expect(info["spawn"]?["mode"]?.stringValue == "template")
+        let template = try #require(pid(info["spawn"]?["templatePid"]))
+        let fields = Self.status(template)
+        // kill (5), setgid (6), setuid (7), net_admin (12), sys_admin (21): to make
+        // namespaces, switch uid, and deliver its workers' death signal. Nothing
+        // else, not even in the bounding set.
+        #expect(fields["CapEff"] == "00000000002010e0", "\(fields)")
+        #expect(fields["CapPrm"] == "00000000002010e0")
+        #expect(fields["CapBnd"] == "00000000002010e0")
+        #expect(fields["NoNewPrivs"] == "1")
+        #expect(fields["PPid"] == "\(gw.process!.processIdentifier)")
+
+        let workers = info["workers"].list
+        #expect(!workers.isEmpty)
+        for worker in workers where worker["state"]?.stringValue == "idle" {
+            let workerPid = try #require(self.pid(worker["pid"]))
+            let w = Self.status(workerPid)
+            #expect(w["PPid"] == "\(template)", "worker \(workerPid) is not the template's child: \(w)")
+            // Forked workers drop every capability with the uid switch.
+            #expect(w["CapEff"] == "0000000000000000")
+            #expect(w["CapPrm"] == "0000000000000000")
+            #expect(w["Seccomp"] == "2")
+            #expect(w["Uid"]?.hasPrefix("0\t") == false)
+            let layers = Set(worker["layers"].list.compactMap(\.stringValue))
+            for layer in ["seccomp", "landlock", "netns", "pidns", "mountns", "nonroot", "no_new_privs", "rlimits", "fds"] {
+                #expect(layers.contains(layer), "worker \(workerPid) lacks \(layer): \(layers)")
+            }
+        }
+    }
+
+    @Test("a template is replaced after templateRecycleAfter forks, and the old one leaves once its workers are gone")
+    func recycles() async throws {
+        let gw = try TestGateway(workflows: ["inc.workflow.yaml": Self.inc],
+                                 config: Self.config("spawn: template, templateRecycleAfter: 2"))
+        try await gw.start()
+        defer { Task { await gw.cleanup() } }
+        // The first template may already be retired (minSpare 2 used up its 2 forks):
+        // find it as the parent of a first worker.
+        let firstWorker = try #require(pid(try await pool(gw)["workers"].list.first?["pid"]))
+        let first = try #require(Self.status(firstWorker)["PPid"].flatMap { Int32($0) })
+        for x in 0..<6 { try await runInc(gw, x) }
+        let now = try await pool(gw)
+        let generation = try #require(int(now["spawn"]?["templateGeneration"]))
+        #expect(generation >= 4, "\(now)")
+        for worker in try await idleWorkers(gw) { #expect(Self.status(worker)["PPid"] != "\(first)") }
+        var gone = false
+        for _ in 0..<250 where !gone {
+            gone = !Self.alive(first)
+            if !gone { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(gone, "retired template \(first) is still running")
+    }
+
+    @Test("killing the template takes its idle workers with it; the pool starts a new one and no run is lost")
+    func survivesTemplateDeath() async throws {
+        let gw = try TestGateway(workflows: ["inc.workflow.yaml": Self.inc], config: Self.config("spawn: template"))
+        try await gw.start()
+        defer { Task { await gw.cleanup() } }
+        try await runInc(gw, 1)
+        let info = try await pool(gw)
+        let template = try #require(pid(info["spawn"]?["templatePid"]))
+        let idle = info["workers"].list.compactMap { self.pid($0["pid"]) }
+        #expect(!idle.isEmpty)
+        kill(template, SIGKILL)
+        // Their death signal: the template's workers go with it.
+        var allGone = false
+        for _ in 0..<250 where !allGone {
+            allGone = idle.allSatisfy { !Self.alive($0) }
+            if !allGone { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(allGone, "workers of a dead template survived: \(idle.filter(Self.alive))")
+        for x in 10..<14 { try await runInc(gw, x) }
+        let after = try await pool(gw)
+        let replacement = try #require(pid(after["spawn"]?["templatePid"]))
+        #expect(replacement != template)
+        // The pool saw each of them end (the audit chain says so).
+        let audit = try #require(try await gw.get("/audit?action=worker.exited&limit=1000").json)
+        let exited = Set(audit["entries"].list.compactMap { $0["details"]?["pid"]?.stringValue })
+        for pid in idle { #expect(exited.contains("\(pid)"), "no worker.exited for \(pid)") }
+    }
+
+    @Test("workers.spawn: exec starts every worker by exec, as the gateway's own child")
+    func execMode() async throws {
+        let gw = try TestGateway(workflows: ["inc.workflow.yaml": Self.inc], config: Self.config("spawn: exec"))
+        try await gw.start()
+        defer { Task { await gw.cleanup() } }
+        try await runInc(gw, 41)
+        let info = try await pool(gw)
+        #expect(info["spawn"]?["mode"]?.stringValue == "exec")
+        #expect(info["spawn"]?["templatePid"] == nil)
+        #expect(processes(matching: "worker-template").allSatisfy { Self.status($0)["PPid"] != "\(gw.process!.processIdentifier)" })
+        for worker in info["workers"].list where worker["state"]?.stringValue == "idle" {
+            let workerPid = try #require(self.pid(worker["pid"]))
+            #expect(Self.status(workerPid)["PPid"] == "\(gw.process!.processIdentifier)")
+        }
+    }
+}
