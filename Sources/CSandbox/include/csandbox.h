@@ -101,6 +101,10 @@ int sk_seccomp_build_memfd(char *err, size_t errlen);
 // Worker side: applied at the top of the worker's main, before any thread.
 
 int sk_set_no_new_privs(void);
+/// Threads of the calling process (from /proc/self/status), or -1.
+int sk_thread_count(void);
+/// 1 when `lo` is the only network interface the caller can see.
+int sk_only_loopback(void);
 /// Landlock ABI version the kernel supports, or 0 when it has none.
 int sk_landlock_abi(void);
 

@@ -451,12 +451,11 @@ public actor WorkerPool {
         guard chmod(root, 0o711) == 0 else { throw WorkerFailure.spawnFailed("chmod \(root): \(String(cString: strerror(errno)))") }
     }
 
+    /// The job's directory, owned by the worker's uid (the worker makes its .tmp).
     private func makeWorkspace(_ path: String, uid: UInt32) throws {
-        for dir in [path, path + "/.tmp"] {
-            guard mkdir(dir, 0o700) == 0 else { throw WorkerFailure.spawnFailed("mkdir \(dir): \(String(cString: strerror(errno)))") }
-            if spawner.runningAsRoot, chown(dir, uid, uid) != 0 {
-                throw WorkerFailure.spawnFailed("chown \(dir): \(String(cString: strerror(errno)))")
-            }
+        guard mkdir(path, 0o700) == 0 else { throw WorkerFailure.spawnFailed("mkdir \(path): \(String(cString: strerror(errno)))") }
+        if spawner.runningAsRoot, chown(path, uid, uid) != 0 {
+            throw WorkerFailure.spawnFailed("chown \(path): \(String(cString: strerror(errno)))")
         }
     }
 

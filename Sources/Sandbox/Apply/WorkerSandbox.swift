@@ -101,16 +101,10 @@ public enum WorkerSandbox {
     }
 
     public static func threadCount() -> Int {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return -1 }
-        for line in status.split(separator: "\n") where line.hasPrefix("Threads:") {
-            return Int(line.dropFirst("Threads:".count).trimmingCharacters(in: .whitespaces)) ?? -1
-        }
-        return -1
+        Int(sk_thread_count())
     }
 
     static func onlyLoopback() -> Bool {
-        guard let dev = try? String(contentsOfFile: "/proc/net/dev", encoding: .utf8) else { return false }
-        let names = dev.split(separator: "\n").dropFirst(2).compactMap { $0.split(separator: ":").first?.trimmingCharacters(in: .whitespaces) }
-        return names == ["lo"]
+        sk_only_loopback() == 1
     }
 }
