@@ -9,6 +9,16 @@ import Glibc
 
 /// Measurements of the gateway's own parts, next to the end-to-end figures.
 enum Internals {
+    /// Busy time of the whole machine so far, in jiffies (user, nice, system, irq,
+    /// softirq; not idle, iowait or steal): what every process together spent.
+    static func busyJiffies() -> Int {
+        guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+              let cpu = stat.split(separator: "\n").first else { return 0 }
+        let f = cpu.split(separator: " ").dropFirst().compactMap { Int($0) }
+        guard f.count >= 7 else { return 0 }
+        return f[0] + f[1] + f[2] + f[5] + f[6]
+    }
+
     /// Appends/s with every append durable (64 concurrent appenders, group commit),
     /// then verified entries/s over a log of `verifyEntries`.
     static func audit(appends: Int, verifyEntries: Int) async throws -> (appendsPerSec: Double, verifiedPerSec: Double) {

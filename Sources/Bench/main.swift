@@ -35,92 +35,78 @@ func fail(_ message: String) -> Never {
     exit(1)
 }
 
-let project = "/tmp/skelm-bench-\(getpid())"
-try FileManager.default.createDirectory(atPath: project + "/workflows", withIntermediateDirectories: true)
-chmod(project, 0o711)
-try """
-    server: { host: 127.0.0.1, port: 0, maxConcurrentRuns: 32 }
-    workers: { minSpare: 8, max: 40 }
-    storage: { durability: \(durability) }
-    defaults: { permissions: { allowedExecutables: [sh, sleep] } }
-    stateDir: state
-    """.write(toFile: project + "/skelm.config.yaml", atomically: true, encoding: .utf8)
-// The workload of the benchmark issue: {x} in, {x+1} out, from a script step.
-try """
-    id: inc
-    input: { type: object, properties: { x: { type: integer } }, required: [x] }
-    steps:
-      - id: add
-        exec:
-          argv: [sh, -c, 'echo "{\\"x\\": $(( $X + 1 ))}"']
-          env: { X: "${{ input.x }}" }
-    result: ${{ steps.add.output }}
-    """.write(toFile: project + "/workflows/inc.workflow.yaml", atomically: true, encoding: .utf8)
-try """
-    id: slow
-    steps:
-      - { id: nap, exec: { argv: [sleep, "2"] } }
-    """.write(toFile: project + "/workflows/slow.workflow.yaml", atomically: true, encoding: .utf8)
-
-let gateway = Process()
-gateway.executableURL = URL(fileURLWithPath: skelm)
-gateway.arguments = ["gateway", "start", "--foreground", "--config", project + "/skelm.config.yaml"]
-gateway.standardError = FileHandle(forWritingAtPath: "/dev/null")
-try gateway.run()
-defer {
-    kill(gateway.processIdentifier, SIGTERM)
-    gateway.waitUntilExit()
-    try? FileManager.default.removeItem(atPath: project)
+/// A scratch project: config, the `inc` workload and the `slow` workflow of the fan-out.
+func makeProject(_ dir: String, spawn: String) throws {
+    try FileManager.default.createDirectory(atPath: dir + "/workflows", withIntermediateDirectories: true)
+    chmod(dir, 0o711)
+    try """
+        server: { host: 127.0.0.1, port: 0, maxConcurrentRuns: 32 }
+        workers: { minSpare: 8, max: 40, spawn: \(spawn) }
+        storage: { durability: \(durability) }
+        defaults: { permissions: { allowedExecutables: [sh, sleep] } }
+        stateDir: state
+        """.write(toFile: dir + "/skelm.config.yaml", atomically: true, encoding: .utf8)
+    // The workload of the benchmark issue: {x} in, {x+1} out, from a script step.
+    try """
+        id: inc
+        input: { type: object, properties: { x: { type: integer } }, required: [x] }
+        steps:
+          - id: add
+            exec:
+              argv: [sh, -c, 'echo "{\\"x\\": $(( $X + 1 ))}"']
+              env: { X: "${{ input.x }}" }
+        result: ${{ steps.add.output }}
+        """.write(toFile: dir + "/workflows/inc.workflow.yaml", atomically: true, encoding: .utf8)
+    try """
+        id: slow
+        steps:
+          - { id: nap, exec: { argv: [sleep, "2"] } }
+        """.write(toFile: dir + "/workflows/slow.workflow.yaml", atomically: true, encoding: .utf8)
 }
 
-Task {
-    var client: GatewayClient?
-    var url = ""
+/// Starts a real gateway on `dir` and waits for its discovery file.
+func startGateway(_ dir: String) async throws -> (process: Process, client: GatewayClient, url: String) {
+    let gateway = Process()
+    gateway.executableURL = URL(fileURLWithPath: skelm)
+    gateway.arguments = ["gateway", "start", "--foreground", "--config", dir + "/skelm.config.yaml"]
+    gateway.standardError = FileHandle(forWritingAtPath: "/dev/null")
+    try gateway.run()
     for _ in 0..<500 {
-        if let data = FileManager.default.contents(atPath: project + "/state/gateway.json"),
+        if let data = FileManager.default.contents(atPath: dir + "/state/gateway.json"),
            let info = try? JSONDecoder().decode(Discovery.self, from: data) {
-            client = try GatewayClient.parse(info.url)
-            url = info.url
-            break
+            return (gateway, try GatewayClient.parse(info.url), info.url)
         }
         try await Task.sleep(for: .milliseconds(20))
     }
-    guard let client else { fail("the gateway did not start") }
-    // Let the pool fill before measuring.
-    try await Task.sleep(for: .seconds(1))
+    kill(gateway.processIdentifier, SIGTERM)
+    fail("the gateway did not start")
+}
 
-    @Sendable func runOnce(_ x: Int) async throws -> Double {
-        let start = ContinuousClock.now
-        let reply = try await client.post("/runs", json: ["workflow": "inc", "input": ["x": .number(Double(x))], "mode": "sync"])
-        let ms = elapsedMs(since: start)
-        guard reply.status == 200, reply.json?["output"]?["x"] == .number(Double(x + 1)) else {
-            fail("run \(x) answered \(reply.status): \(String(decoding: reply.body, as: UTF8.self))")
-        }
-        return ms
+func stopGateway(_ gateway: Process, _ dir: String) {
+    kill(gateway.processIdentifier, SIGTERM)
+    gateway.waitUntilExit()
+    try? FileManager.default.removeItem(atPath: dir)
+}
+
+@Sendable func runOnce(_ client: GatewayClient, _ x: Int) async throws -> Double {
+    let start = ContinuousClock.now
+    let reply = try await client.post("/runs", json: ["workflow": "inc", "input": ["x": .number(Double(x))], "mode": "sync"])
+    let ms = elapsedMs(since: start)
+    guard reply.status == 200, reply.json?["output"]?["x"] == .number(Double(x + 1)) else {
+        fail("run \(x) answered \(reply.status): \(String(decoding: reply.body, as: UTF8.self))")
     }
+    return ms
+}
 
-    for i in 0..<20 { _ = try await runOnce(i) }
-
-    func num(_ v: JSONValue?) -> Double { if case let .number(n)? = v { n } else { 0 } }
-    // Spawns during the sequential phase happen one at a time on an otherwise idle
-    // host: that is the cold spawn cost. Under the throughput phase they queue.
-    let spawnsBefore = Int(num(try await client.get("/v1/workers").json?["spawnMs"]?["total"]))
-    let sequentialRuns = quick ? 50 : 200
-    var sequential = Stats(samples: [])
-    for i in 0..<sequentialRuns { sequential.samples.append(try await runOnce(i)) }
-    let poolAfterSequential = try await client.get("/v1/workers?spawnsFrom=\(spawnsBefore)").json
-    let coldSpawn = poolAfterSequential?["spawnMs"]
-    let dispatch = poolAfterSequential?["dispatchMs"]
-
-    let total = quick ? 500 : 2000, clients = 32
-    let started = ContinuousClock.now
-    let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
+/// `total` runs from `clients` concurrent clients; each run's latency.
+func concurrentRuns(_ client: GatewayClient, total: Int, clients: Int) async throws -> [Double] {
+    try await withThrowingTaskGroup(of: [Double].self) { group in
         for c in 0..<clients {
             group.addTask {
                 var mine: [Double] = []
                 var i = c
                 while i < total {
-                    mine.append(try await runOnce(i))
+                    mine.append(try await runOnce(client, i))
                     i += clients
                 }
                 return mine
@@ -130,7 +116,36 @@ Task {
         for try await mine in group { all += mine }
         return all
     }
+}
+
+func num(_ v: JSONValue?) -> Double { if case let .number(n)? = v { n } else { 0 } }
+
+let project = "/tmp/skelm-bench-\(getpid())"
+try makeProject(project, spawn: "template")
+
+Task {
+    let (gateway, client, url) = try await startGateway(project)
+    // Let the pool fill before measuring.
+    try await Task.sleep(for: .seconds(1))
+
+    for i in 0..<20 { _ = try await runOnce(client, i) }
+
+    // Spawns during the sequential phase happen one at a time on an otherwise idle
+    // host: that is the cold spawn cost. Under the throughput phase they queue.
+    let spawnsBefore = Int(num(try await client.get("/v1/workers").json?["spawnMs"]?["total"]))
+    let sequentialRuns = quick ? 50 : 200
+    var sequential = Stats(samples: [])
+    for i in 0..<sequentialRuns { sequential.samples.append(try await runOnce(client, i)) }
+    let poolAfterSequential = try await client.get("/v1/workers?spawnsFrom=\(spawnsBefore)").json
+    let coldSpawn = poolAfterSequential?["spawnMs"]
+    let dispatch = poolAfterSequential?["dispatchMs"]
+
+    let total = quick ? 500 : 2000, clients = 32
+    let cpuBefore = Internals.busyJiffies()
+    let started = ContinuousClock.now
+    let latencies = try await concurrentRuns(client, total: total, clients: clients)
     let seconds = elapsedMs(since: started) / 1000
+    let cpuPerRun = Double(Internals.busyJiffies() - cpuBefore) * 10 / Double(total)
     let throughput = Stats(samples: latencies)
 
     var health = Stats(samples: [])
@@ -147,11 +162,34 @@ Task {
     let fanout = try await Internals.sseFanout(client, subscribers: quick ? 100 : 500)
     let healthRate = Internals.wrk(url + "/health", seconds: quick ? 2 : 5)
     let audit = try await Internals.audit(appends: quick ? 5_000 : 20_000, verifyEntries: quick ? 100_000 : 1_000_000)
+    stopGateway(gateway, project)
+
+    // The same, with every worker exec'd instead of forked from the worker template.
+    let execProject = project + "-exec"
+    try makeProject(execProject, spawn: "exec")
+    let exec = try await startGateway(execProject)
+    try await Task.sleep(for: .seconds(1))
+    for i in 0..<10 { _ = try await runOnce(exec.client, i) }
+    let execSpawnsBefore = Int(num(try await exec.client.get("/v1/workers").json?["spawnMs"]?["total"]))
+    var execSequential = Stats(samples: [])
+    for i in 0..<50 { execSequential.samples.append(try await runOnce(exec.client, i)) }
+    let execSpawn = try await exec.client.get("/v1/workers?spawnsFrom=\(execSpawnsBefore)").json?["spawnMs"]
+    let execTotal = quick ? 200 : 500
+    let execCPUBefore = Internals.busyJiffies()
+    let execStarted = ContinuousClock.now
+    _ = try await concurrentRuns(exec.client, total: execTotal, clients: clients)
+    let execRate = Double(execTotal) / (elapsedMs(since: execStarted) / 1000)
+    let execCPUPerRun = Double(Internals.busyJiffies() - execCPUBefore) * 10 / Double(execTotal)
+    stopGateway(exec.process, execProject)
 
     let rows: [(String, String, String)] = [
         ("sync run latency, sequential (\(sequentialRuns) runs)", String(format: "p50 %.2f ms", sequential.pct(0.5)), String(format: "p99 %.2f ms", sequential.pct(0.99))),
         ("runs/s, \(clients) concurrent clients (\(total) runs)", String(format: "%.0f runs/s", Double(total) / seconds), String(format: "p99 %.2f ms", throughput.pct(0.99))),
-        ("worker cold spawn to handshake (\(Int(num(coldSpawn?["count"]))) spawns)", String(format: "p50 %.2f ms", num(coldSpawn?["p50"])), String(format: "p99 %.2f ms", num(coldSpawn?["p99"]))),
+        ("worker spawn to handshake, forked from the template (\(Int(num(coldSpawn?["count"]))) spawns)", String(format: "p50 %.2f ms", num(coldSpawn?["p50"])), String(format: "p99 %.2f ms", num(coldSpawn?["p99"]))),
+        ("CPU per run at 32 clients (all processes, both cores)", String(format: "%.2f ms", cpuPerRun), ""),
+        ("workers exec'd (workers.spawn: exec): spawn to handshake", String(format: "p50 %.2f ms", num(execSpawn?["p50"])), String(format: "p99 %.2f ms", num(execSpawn?["p99"]))),
+        ("workers exec'd: sync run latency, sequential (50 runs)", String(format: "p50 %.2f ms", execSequential.pct(0.5)), String(format: "p99 %.2f ms", execSequential.pct(0.99))),
+        ("workers exec'd: runs/s, \(clients) clients (\(execTotal) runs)", String(format: "%.0f runs/s", execRate), String(format: "%.2f ms CPU/run", execCPUPerRun)),
         ("warm dispatch: job sent to the worker's first event", String(format: "p50 %.2f ms", num(dispatch?["p50"])), String(format: "p99 %.2f ms", num(dispatch?["p99"]))),
         ("GET /health, sequential, new connection each", String(format: "p50 %.3f ms", health.pct(0.5)), String(format: "p99 %.3f ms", health.pct(0.99))),
         ("GET /health under wrk, 64 connections", healthRate.map { String(format: "%.0f req/s", $0) } ?? "wrk not installed", ""),
@@ -167,9 +205,6 @@ Task {
     print(pad("measure", w0) + "  " + pad("value", w1) + "  tail")
     print(String(repeating: "-", count: w0) + "  " + String(repeating: "-", count: w1) + "  ------------")
     for r in rows { print(pad(r.0, w0) + "  " + pad(r.1, w1) + "  " + r.2) }
-    kill(gateway.processIdentifier, SIGTERM)
-    gateway.waitUntilExit()
-    try? FileManager.default.removeItem(atPath: project)
 
     // The same workload on the engines users would pick instead, on this machine, now.
     if let python = args.firstIndex(of: "--peers").map({ args[$0 + 1] }) {
