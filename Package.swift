@@ -68,7 +68,11 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
-        ], path: "Sources/CLI", swiftSettings: strict),
+        ], path: "Sources/CLI", swiftSettings: strict,
+        // Bind every libc symbol at start-up (full RELRO): the worker template
+        // resolves them once, instead of every forked worker resolving (and
+        // copying the page of) each symbol it first calls.
+        linkerSettings: [.unsafeFlags(["-Xlinker", "-z", "-Xlinker", "now", "-Xlinker", "-z", "-Xlinker", "relro"])]),
         // `make bench`: a real gateway under load, printed as a table.
         .executableTarget(name: "Bench", dependencies: ["SkelmClient", "Workflow", "ControlPlane"], path: "Sources/Bench", swiftSettings: strict),
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: strict),

@@ -158,7 +158,7 @@ final class JobSlot: Sendable {
                                                connectPorts: connectPorts)
         // A thread of its own: the Landlock layer binds the thread that forks the step.
         return try await withCheckedThrowingContinuation { cont in
-            let thread = Thread {
+            let started = DetachedThread.run {
                 do {
                     cont.resume(returning: try StepRunner.run(job: spec, ruleset: ruleset))
                 } catch let error as SandboxError {
@@ -167,7 +167,7 @@ final class JobSlot: Sendable {
                     cont.resume(throwing: RPCError(code: RPCError.execFailed, message: "\(error)"))
                 }
             }
-            thread.start()
+            if !started { cont.resume(throwing: RPCError(code: RPCError.execFailed, message: "cannot start a thread for the step")) }
         }
     }
 }

@@ -75,43 +75,63 @@ extension WireWarmUp {
         var fds: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0 else { return }
         defer { close(fds[1]) }
+        // A frame already waiting, so the channel's read path runs too.
+        var length = UInt32(frame.count).bigEndian
+        _ = withUnsafeBytes(of: &length) { write(fds[1], $0.baseAddress, 4) }
+        _ = frame.withUnsafeBytes { write(fds[1], $0.baseAddress, frame.count) }
+        // RPCPeer's notification queue (the storage only: no task is started).
+        let (stream, continuation) = AsyncStream<Int>.makeStream()
+        continuation.yield(1)
+        continuation.finish()
+        _ = stream
         let stopper = ThreadSlot()
         MultiThreadedEventLoopGroup.withCurrentThreadAsEventLoop { loop in
+            // Stopping a loop from its own thread needs the callback queue to run;
+            // from another thread it does not.
+            @Sendable func stop() {
+                let box = Unmanaged.passRetained(LoopBox(loop)).toOpaque()
+                var thread = pthread_t()
+                guard pthread_create(&thread, nil, { raw in
+                    let box = Unmanaged<LoopBox>.fromOpaque(raw!).takeRetainedValue()
+                    box.loop.shutdownGracefully(queue: .main) { _ in }
+                    return nil
+                }, box) == 0 else {
+                    // No helper thread: the loop would never stop.
+                    fatalError("worker template: cannot start the warm-up's helper thread")
+                }
+                stopper.thread.withLock { $0 = thread }
+            }
             let connected = ClientBootstrap(group: loop)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandlers([
                             ByteToMessageHandler(FrameDecoder(maxFrameSize: WireLimits.defaultMaxFrameSize)),
                             LengthFieldPrepender(lengthFieldBitLength: .thirtyTwoBits, lengthFieldEndianness: .big),
+                            CloseOnFirstRead(),
                         ])
                     }
                 }
                 .withConnectedSocket(fds[0])
             connected.whenComplete { result in
-                if case let .success(channel) = result {
-                    var buffer = channel.allocator.buffer(capacity: frame.count)
-                    buffer.writeBytes(frame)
-                    channel.writeAndFlush(buffer, promise: nil)
-                    channel.close(promise: nil)
-                }
-                // Stopping a loop from its own thread needs the callback queue to
-                // run; from another thread it does not.
-                let box = Unmanaged.passRetained(LoopBox(loop)).toOpaque()
-                var thread = pthread_t()
-                if pthread_create(&thread, nil, { raw in
-                    let box = Unmanaged<LoopBox>.fromOpaque(raw!).takeRetainedValue()
-                    box.loop.shutdownGracefully(queue: .main) { _ in }
-                    return nil
-                }, box) == 0 {
-                    stopper.thread.withLock { $0 = thread }
-                } else {
-                    // No helper thread: the loop would never stop, so do not wait on it.
-                    Unmanaged<LoopBox>.fromOpaque(box).release()
-                    fatalError("worker template: cannot start the warm-up's helper thread")
-                }
+                guard case let .success(channel) = result else { return stop() }
+                var buffer = channel.allocator.buffer(capacity: frame.count)
+                buffer.writeBytes(frame)
+                channel.writeAndFlush(buffer, promise: nil)
+                // The waiting frame closes it when read; a bound in case it never is.
+                channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
+                channel.closeFuture.whenComplete { _ in stop() }
             }
         }
         if let thread = stopper.thread.withLock({ $0 }) { pthread_join(thread, nil) }
+    }
+}
+
+/// Reads one frame and closes the channel: the warm-up's read path.
+private final class CloseOnFirstRead: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        _ = Data(unwrapInboundIn(data).readableBytesView)
+        context.close(promise: nil)
     }
 }
 

@@ -305,11 +305,12 @@ final class Interpreter: Sendable {
                           limits: spec.limits, exec: ExecSpec(argv: argv, env: stepEnv, cwd: cwd, stdin: stdin, timeoutMs: timeoutMs))
         let result: JobResult = try await withCheckedThrowingContinuation { cont in
             // A thread of its own: the Landlock layer binds the thread that forks the step.
-            Thread {
+            let started = DetachedThread.run {
                 do { cont.resume(returning: try StepRunner.run(job: job, ruleset: ruleset)) } catch {
                     cont.resume(throwing: StepFailure(code: "ExecFailed", step: path, message: "\(error)"))
                 }
-            }.start()
+            }
+            if !started { cont.resume(throwing: StepFailure(code: "ExecFailed", step: path, message: "cannot start a thread for the step")) }
         }
         if result.timedOut { throw fail(path, "Timeout", "timed out after \(timeoutMs) ms") }
         if let signal = result.signal {
