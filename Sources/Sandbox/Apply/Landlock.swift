@@ -43,6 +43,25 @@ public struct LandlockRuleset: Sendable {
     /// other thread exists, or on the thread that will fork the confined process.
     /// Returns the ABI applied.
     public func restrictSelf() throws(SandboxError) -> Int {
+        var err = [CChar](repeating: 0, count: 256)
+        let r = withCRules { rules in
+            connectPorts.withUnsafeBufferPointer { pb in
+                bindPorts.withUnsafeBufferPointer { bb in
+                    sk_landlock_restrict_net(rules.baseAddress, rules.count, pb.baseAddress, pb.count, bb.baseAddress, bb.count, &err, err.count)
+                }
+            }
+        }
+        if r < 0 { throw SandboxError.layer(.landlock, String(cBuffer: err)) }
+        return Int(r)
+    }
+
+    /// Builds the C rules `restrictSelf` passes to the kernel, without restricting
+    /// anything: the worker template runs it so forked workers find it warm.
+    public func warmUp() {
+        _ = withCRules { $0.count }
+    }
+
+    private func withCRules<T>(_ body: (UnsafeMutableBufferPointer<sk_landlock_rule_t>) -> T) -> T {
         let paths: [(String, Int32)]
         if let executables {
             paths = readPaths.map { ($0, Int32(SK_LL_READ)) } + writePaths.map { ($0, Int32(SK_LL_WRITE_NOEXEC)) }
@@ -53,15 +72,6 @@ public struct LandlockRuleset: Sendable {
         let cStrings = paths.map { strdup($0.0)! }
         defer { cStrings.forEach { free($0) } }
         var rules = zip(cStrings, paths).map { sk_landlock_rule_t(path: UnsafePointer($0.0), writable: $0.1.1) }
-        var err = [CChar](repeating: 0, count: 256)
-        let r = rules.withUnsafeMutableBufferPointer { rb in
-            connectPorts.withUnsafeBufferPointer { pb in
-                bindPorts.withUnsafeBufferPointer { bb in
-                    sk_landlock_restrict_net(rb.baseAddress, rb.count, pb.baseAddress, pb.count, bb.baseAddress, bb.count, &err, err.count)
-                }
-            }
-        }
-        if r < 0 { throw SandboxError.layer(.landlock, String(cBuffer: err)) }
-        return Int(r)
+        return rules.withUnsafeMutableBufferPointer { body($0) }
     }
 }

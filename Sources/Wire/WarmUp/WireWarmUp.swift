@@ -41,6 +41,18 @@ public enum WireWarmUp {
         _ = try? JSONDecoder().decode(ResultOf<RunJobResult>.self, from: frames[3])
         _ = try? JSONDecoder().decode(ResultOf<Empty>.self, from: frames[4])
 
+        // What RPCPeer and RPCRouter hold, allocated once so their generic storage
+        // and the conformances it needs are instantiated.
+        _ = [RPCID: CheckedContinuation<Data, any Error>](minimumCapacity: 4)
+        var router = RPCRouter()
+        router.on(Ping.self) { _, _ in Empty() }
+        router.on(EventEmit.self) { _, _ in }
+        // ChannelHandlerContext asks each handler which directions it handles.
+        let handler = RPCChannelHandler.self as any ChannelHandler.Type
+        _ = handler as? any _ChannelInboundHandler.Type
+        _ = handler as? any _ChannelOutboundHandler.Type
+        _ = handler as? any RemovableChannelHandler.Type
+
         // The channel pipeline RPCPeer builds, on an embedded channel (no thread).
         let channel = EmbeddedChannel()
         try? channel.pipeline.syncOperations.addHandlers([

@@ -18,7 +18,11 @@ enum WarmUp {
         if let data = try? JSONEncoder().encode(spec) {
             _ = try? JSONDecoder().decode(WorkerSandboxSpec.self, from: data)
         }
-        _ = LandlockRuleset.confined(writable: ["/nonexistent"], readable: [], connectPorts: [1])
+        LandlockRuleset.confined(writable: ["/nonexistent"], readable: [], connectPorts: [1]).warmUp()
+        LandlockRuleset.step(workspace: "/nonexistent", fsRead: [], fsWrite: [], executables: ["/bin/sh"]).warmUp()
+        let frame = Frame(variables: ["x": 1])
+        frame.record("add", output: ["x": 2], status: "succeeded")
+        _ = frame.scope(input: ["x": 1], env: [:])
 
         let exec = ExecStep(argv: ["sh", "-c", "echo ${{ input.x }}"])
         let workflow = WorkflowDefinition(id: "warm-up", input: ["type": "object"], env: ["E": "${{ input.x }}"],
