@@ -328,6 +328,10 @@ int sk_template_serve(int ctl_fd, int exit_fd, sk_tpl_entry_t entry) {
 }
 
 int sk_template_drop_caps(void) {
+    struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct have[2];
+    memset(have, 0, sizeof have);
+    if (syscall(SYS_capget, &hdr, have) < 0) return -errno;
     // CAP_KILL: a worker's death signal (PR_SET_PDEATHSIG) is sent with its
     // parent's credentials, and a worker runs as another uid; without it the
     // template's death would leave its workers running.
@@ -339,7 +343,9 @@ int sk_template_drop_caps(void) {
         if (mask & (1ULL << cap)) continue;
         if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) return -errno;
     }
-    struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    // Only what we hold: a container may have withheld some of these already,
+    // and asking for more than is permitted fails.
+    mask &= (uint64_t)have[0].permitted | ((uint64_t)have[1].permitted << 32);
     struct __user_cap_data_struct data[2];
     memset(data, 0, sizeof data);
     data[0].effective = data[0].permitted = (uint32_t)mask;
@@ -380,7 +386,7 @@ pid_t sk_template_spawn(int ctl_fd, uint32_t flags, uid_t uid, gid_t gid,
     do { n = sendmsg(ctl_fd, &m, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
     if (n < 0) {
         snprintf(err, errlen, "worker template: send: %s", strerror(errno));
-        return -1;
+        return -2;
     }
 
     tpl_reply_t r;
@@ -395,7 +401,7 @@ pid_t sk_template_spawn(int ctl_fd, uint32_t flags, uid_t uid, gid_t gid,
     do { n = recvmsg(ctl_fd, &rm, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
     if (n != (ssize_t)sizeof r) {
         snprintf(err, errlen, "worker template: %s", n == 0 ? "exited" : n < 0 ? strerror(errno) : "short reply");
-        return -1;
+        return -2;
     }
     for (struct cmsghdr *rc = CMSG_FIRSTHDR(&rm); rc; rc = CMSG_NXTHDR(&rm, rc)) {
         if (rc->cmsg_level == SOL_SOCKET && rc->cmsg_type == SCM_RIGHTS && rc->cmsg_len == CMSG_LEN(sizeof(int)))

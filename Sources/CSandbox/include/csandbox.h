@@ -81,8 +81,9 @@ int sk_template_drop_caps(void);
 
 /// Control plane side: asks the template for one worker. `channel_fd` becomes
 /// the worker's fd 3, `log_fd` (or -1) its stdout and stderr. Returns the
-/// worker's pid and a pidfd for it in `*pidfd` (or -1 when the kernel has none),
-/// or -1 with `err` filled in.
+/// worker's pid and a pidfd for it in `*pidfd` (or -1 when the kernel has none);
+/// -1 with `err` filled in when the template refused or a set-up stage failed;
+/// -2 when the template is gone (its socket closed or broke).
 pid_t sk_template_spawn(int ctl_fd, uint32_t flags, uid_t uid, gid_t gid,
                         const char *spec, size_t spec_len, int channel_fd, int log_fd,
                         int *pidfd, char *err, size_t errlen);

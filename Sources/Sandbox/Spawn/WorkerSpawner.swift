@@ -113,16 +113,15 @@ public final class WorkerSpawner: Sendable {
         // One retry: a template that died since the last spawn is replaced once.
         var lastError = SandboxError.spawn("worker template unavailable")
         for _ in 0..<2 {
-            let current = try currentTemplate(logFD: logFD)
+            let current = try currentTemplate()
             do {
                 let spawned = try current.spawn(flags: flags, uid: uid, specJSON: specJSON, logFD: logFD)
                 if current.spawned >= templateRecycleAfter { retire(current) }
                 return spawned
-            } catch {
-                lastError = error
-                // A refusal from a live template (a bad request, a failed set-up
-                // stage) is the answer; only a dead template is worth replacing.
-                guard String(describing: error).contains("worker template:") else { throw error }
+            } catch .templateGone(let why) {
+                // Only a dead template is worth replacing; a refusal from a live one
+                // (a failed set-up stage) is the answer.
+                lastError = .templateGone(why)
                 retire(current)
             }
         }
@@ -159,7 +158,7 @@ public final class WorkerSpawner: Sendable {
         instance.retire()
     }
 
-    private func currentTemplate(logFD: Int32) throws(SandboxError) -> WorkerTemplate {
+    private func currentTemplate() throws(SandboxError) -> WorkerTemplate {
         let (existing, generation, handlers) = template.withLock { slot -> (WorkerTemplate?, Int, WorkerTemplate.Handlers?) in
             if slot.current == nil { slot.generation += 1 }
             return (slot.current, slot.generation, slot.handlers)
@@ -167,8 +166,10 @@ public final class WorkerSpawner: Sendable {
         if let existing { return existing }
         let made = try WorkerTemplate(generation: generation,
                                       handlers: handlers ?? .init(exited: { _, _ in }, gone: { _ in })) { control, exits throws(SandboxError) in
+            // The template's own messages (a failed warm-up) are for the operator:
+            // its stderr is the gateway's, not the workers' log.
             try self.exec(argv: ["skelm", "worker-template"], env: ["LANG=C.UTF-8", "SKELM_WORKER_TEMPLATE=1"],
-                          channelFD: control, extraFD: exits, logFD: logFD, namespaces: [], dropUID: false, uid: getuid())
+                          channelFD: control, extraFD: exits, logFD: 2, namespaces: [], dropUID: false, uid: getuid())
         }
         template.withLock { $0.current = made }
         return made

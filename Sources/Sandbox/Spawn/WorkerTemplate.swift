@@ -85,7 +85,7 @@ final class WorkerTemplate: Sendable {
         }
         guard pid > 0 else {
             close(pair[0])
-            throw .spawn(String(cBuffer: err))
+            throw pid == -2 ? .templateGone(String(cBuffer: err)) : .spawn(String(cBuffer: err))
         }
         spawnCount.add(1, ordering: .relaxed)
         return WorkerSpawner.Spawned(pid: pid, uid: uid, channelFD: pair[0], pidfd: pidfd, templateGeneration: generation)
