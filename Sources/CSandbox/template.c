@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -135,6 +136,11 @@ static void child_setup(tpl_state_t *st, const tpl_request_t *rq, int channel, i
     // its workers, and the control plane's death takes the template.
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) child_fail(ep, TS_PDEATHSIG);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail(ep, TS_NNP);
+    // A spare worker starts and waits at low priority, so making it does not
+    // slow the runs in progress; the control plane restores the normal priority
+    // of all its threads (PRIO_USER: the worker is the only process of its uid)
+    // when it hands the worker a job. Inherited by every thread it starts.
+    if (rq->flags & SK_TPL_DROP_UID) setpriority(PRIO_PROCESS, 0, SK_TPL_SPARE_NICE);
 
     // The same fd layout an exec'd worker gets: 0 /dev/null, 1-2 log, 3 channel,
     // 4 the seccomp program (the template's own fd 4, inherited).

@@ -27,8 +27,25 @@ final class WorkerTemplateTests {
         """
         server: { host: 127.0.0.1, port: 0, maxConcurrentRuns: 4 }
         workers: { minSpare: 2, max: 8, uidBase: UIDBASE, \(workers) }
-        defaults: { permissions: { allowedExecutables: [sh] } }
+        defaults: { permissions: { allowedExecutables: [sh, sleep] } }
         """
+    }
+
+    static let nap = """
+        id: nap
+        steps:
+          - { id: nap, exec: { argv: [sleep, "3"] } }
+        """
+
+    /// The nice value of every thread of `pid` (field 19 of /proc/PID/task/TID/stat).
+    static func niceValues(_ pid: Int32) -> [Int] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.compactMap { tid in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return nil }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 16 ? Int(fields[16]) : nil
+        }
     }
 
     /// `Name:\tvalue` lines of /proc/<pid>/status.
@@ -157,6 +174,29 @@ final class WorkerTemplateTests {
         let audit = try #require(try await gw.get("/audit?action=worker.exited&limit=1000").json)
         let exited = Set(audit["entries"].list.compactMap { $0["details"]?["pid"]?.stringValue })
         for pid in idle { #expect(exited.contains("\(pid)"), "no worker.exited for \(pid)") }
+    }
+
+    @Test("spare workers wait at low priority; a worker with a job runs at normal priority, all its threads")
+    func sparesWaitAtLowPriority() async throws {
+        let gw = try TestGateway(workflows: ["inc.workflow.yaml": Self.inc, "nap.workflow.yaml": Self.nap],
+                                 config: Self.config("spawn: template"))
+        try await gw.start()
+        defer { Task { await gw.cleanup() } }
+        try await runInc(gw, 1)
+        for worker in try await idleWorkers(gw) {
+            let nice = Self.niceValues(worker)
+            #expect(!nice.isEmpty && nice.allSatisfy { $0 == 10 }, "spare worker \(worker): nice \(nice)")
+        }
+        let run = try await gw.run("nap", [:], sync: false)
+        var busy: Int32?
+        for _ in 0..<250 where busy == nil {
+            busy = try await pool(gw)["workers"].list.first { $0["state"]?.stringValue == "busy" }.flatMap { pid($0["pid"]) }
+            if busy == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        let worker = try #require(busy)
+        let nice = Self.niceValues(worker)
+        #expect(!nice.isEmpty && nice.allSatisfy { $0 == 0 }, "busy worker \(worker): nice \(nice)")
+        _ = try await gw.waitForStatus(try #require(run["id"]?.stringValue), ["succeeded"])
     }
 
     @Test("workers.spawn: exec starts every worker by exec, as the gateway's own child")

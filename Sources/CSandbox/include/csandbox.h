@@ -61,6 +61,9 @@ enum {
     SK_TPL_DROP_UID = 1 << 6,
 };
 
+/// The nice value a forked worker waits at until it gets a job.
+#define SK_TPL_SPARE_NICE 10
+
 /// The largest sandbox spec a request may carry.
 #define SK_TPL_MAX_SPEC (64 * 1024)
 

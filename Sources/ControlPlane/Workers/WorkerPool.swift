@@ -156,6 +156,10 @@ public actor WorkerPool {
         }
         worker.requestHandler = requests
         worker.setPhase(.busy, jobId: options.jobId)
+        if worker.templateGeneration != nil, spawner.runningAsRoot {
+            // Spares wait at low priority (template.c); the job runs at normal priority.
+            setpriority(__priority_which_t(PRIO_USER.rawValue), worker.uid, 0)
+        }
         replenish()
         defer {
             if !options.keepWorkspace { try? FileManager.default.removeItem(atPath: workspace) }
