@@ -122,11 +122,11 @@ public actor RunService {
         switch try await store.create(id: runId, workflow: id, input: input, idempotencyKey: idempotencyKey, requestHash: hash) {
         case let .conflict(other): throw SubmitError.idempotencyConflict(runId: other)
         case let .existing(run): return (run, false)
-        case let .created(run):
+        case let .created(run, queued):
             var details = ["workflow": id]
             if let idempotencyKey { details["idempotencyKey"] = idempotencyKey }
             try await audit.append(actor: "api", action: "run.created", runId: runId, details: details)
-            if let first = try? await store.events(runId: runId, since: 0, limit: 1).first { hub.publish(first) }
+            hub.publish(queued)
             queue.append((runId, definition, false, input))
             pump()
             return (run, true)

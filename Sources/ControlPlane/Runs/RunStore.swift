@@ -106,7 +106,7 @@ public final class RunStore: Sendable {
     // MARK: Creating runs
 
     public enum Created: Sendable {
-        case created(RunRecord)
+        case created(RunRecord, queued: RunEvent)
         /// The same key with the same request: the run it made before.
         case existing(RunRecord)
         /// The same key with a different request.
@@ -122,15 +122,15 @@ public final class RunStore: Sendable {
                 return .existing(try Self.fetchRun(db, id: runId)!)
             }
             let now = Date().timeIntervalSince1970
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 INSERT INTO runs (id, workflow, status, input, created_at, idempotency_key) VALUES (?, ?, 'queued', ?, ?, ?)
-                """, arguments: [id, workflow, input.jsonText, now, idempotencyKey])
+                """).execute(arguments: [id, workflow, input.jsonText, now, idempotencyKey])
             if let key = idempotencyKey {
                 try db.execute(sql: "INSERT INTO idempotency_keys (key, request_hash, run_id, created_at) VALUES (?, ?, ?, ?)",
                                arguments: [key, requestHash, id, now])
             }
-            _ = try Self.append(db, runId: id, type: "run.queued", step: nil, message: workflow, data: nil)
-            return .created(try Self.fetchRun(db, id: id)!)
+            let queued = try Self.append(db, runId: id, type: "run.queued", step: nil, message: workflow, data: nil)
+            return .created(try Self.fetchRun(db, id: id)!, queued: queued)
         }
     }
 
@@ -144,10 +144,10 @@ public final class RunStore: Sendable {
     /// Moves a run to `running`, counting a new segment.
     public func markStarted(runId: String, resumed: Bool) async throws -> RunEvent? {
         try await db.write { db in
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), segments = segments + 1
                 WHERE id = ? AND status IN ('queued', 'running')
-                """, arguments: [Date().timeIntervalSince1970, runId])
+                """).execute(arguments: [Date().timeIntervalSince1970, runId])
             guard db.changesCount > 0 else { return nil }
             return try Self.append(db, runId: runId, type: resumed ? "run.resumed" : "run.started", step: nil, message: nil, data: nil)
         }
@@ -157,10 +157,10 @@ public final class RunStore: Sendable {
     public func finish(runId: String, status: RunStatus, output: JSONValue?, error: StepFailure?) async throws -> RunEvent? {
         try await db.write { db in
             let errorText = error.flatMap { try? String(decoding: JSONEncoder().encode($0), as: UTF8.self) }
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?
                 WHERE id = ? AND status IN ('queued', 'running', 'waiting')
-                """, arguments: [status.rawValue, output?.jsonText, errorText, Date().timeIntervalSince1970, runId])
+                """).execute(arguments: [status.rawValue, output?.jsonText, errorText, Date().timeIntervalSince1970, runId])
             guard db.changesCount > 0 else { return nil }
             var data: [String: JSONValue] = [:]
             if let output { data["output"] = output }
@@ -171,11 +171,13 @@ public final class RunStore: Sendable {
     }
 
     static func append(_ db: Database, runId: String, type: String, step: String?, message: String?, data: JSONValue?) throws -> RunEvent {
-        try db.execute(sql: "UPDATE runs SET last_seq = last_seq + 1 WHERE id = ?", arguments: [runId])
-        let seq = try Int.fetchOne(db, sql: "SELECT last_seq FROM runs WHERE id = ?", arguments: [runId]) ?? 0
+        // Statements on a run's hot path are compiled once (cachedStatement): each
+        // compilation runs GRDB's authorizer over every column it touches.
+        let seq = try Int.fetchOne(db.cachedStatement(sql: "UPDATE runs SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq"),
+                                   arguments: [runId]) ?? 0
         let now = Date()
-        try db.execute(sql: "INSERT INTO events (run_id, seq, type, step, message, data, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       arguments: [runId, seq, type, step, message?.isEmpty == true ? nil : message, data?.jsonText, now.timeIntervalSince1970])
+        try db.cachedStatement(sql: "INSERT INTO events (run_id, seq, type, step, message, data, at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .execute(arguments: [runId, seq, type, step, message?.isEmpty == true ? nil : message, data?.jsonText, now.timeIntervalSince1970])
         if let step { try checkpoint(db, runId: runId, step: step, type: type, message: message, data: data, at: now.timeIntervalSince1970) }
         return RunEvent(runId: runId, seq: seq, type: type, step: step, message: message?.isEmpty == true ? nil : message, data: data, at: now)
     }
@@ -185,19 +187,19 @@ public final class RunStore: Sendable {
         if case let .number(n)? = data?["attempt"] { attempt = Int(n) }
         switch type {
         case "step.started":
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 INSERT INTO steps (run_id, path, status, attempt, started_at, ordinal)
                 VALUES (?, ?, 'running', ?, ?, (SELECT COUNT(*) FROM steps WHERE run_id = ?))
                 ON CONFLICT (run_id, path) DO UPDATE SET status = 'running', attempt = excluded.attempt,
                     started_at = excluded.started_at, finished_at = NULL, error = NULL
-                """, arguments: [runId, step, attempt, at, runId])
+                """).execute(arguments: [runId, step, attempt, at, runId])
         case "step.finished":
-            try db.execute(sql: "UPDATE steps SET status = 'succeeded', output = ?, finished_at = ? WHERE run_id = ? AND path = ?",
-                           arguments: [data?["output"]?.jsonText, at, runId, step])
+            try db.cachedStatement(sql: "UPDATE steps SET status = 'succeeded', output = ?, finished_at = ? WHERE run_id = ? AND path = ?")
+                .execute(arguments: [data?["output"]?.jsonText, at, runId, step])
         case "step.failed":
             let retrying = data?["willRetry"] == .bool(true)
-            try db.execute(sql: "UPDATE steps SET status = ?, error = ?, finished_at = ? WHERE run_id = ? AND path = ?",
-                           arguments: [retrying ? "retrying" : "failed", message, at, runId, step])
+            try db.cachedStatement(sql: "UPDATE steps SET status = ?, error = ?, finished_at = ? WHERE run_id = ? AND path = ?")
+                .execute(arguments: [retrying ? "retrying" : "failed", message, at, runId, step])
         case "step.skipped":
             try db.execute(sql: """
                 INSERT INTO steps (run_id, path, status, attempt, finished_at, ordinal)
@@ -316,7 +318,7 @@ public final class RunStore: Sendable {
     /// Events after `since`, oldest first.
     public func events(runId: String, since: Int = 0, limit: Int = 1000) async throws -> [RunEvent] {
         try await db.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"),
                              arguments: [runId, since, limit]).map { row in
                 RunEvent(runId: row["run_id"], seq: row["seq"], type: row["type"], step: row["step"], message: row["message"],
                          data: (row["data"] as String?).flatMap(JSONValue.parse),
@@ -364,11 +366,11 @@ public final class RunStore: Sendable {
     }
 
     static func fetchRun(_ db: Database, id: String) throws -> RunRecord? {
-        try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE id = ?", arguments: [id]).map(run(from:))
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM runs WHERE id = ?"), arguments: [id]).map(run(from:))
     }
 
     static func fetchSteps(_ db: Database, runId: String) throws -> [StepRecord] {
-        try Row.fetchAll(db, sql: "SELECT * FROM steps WHERE run_id = ? ORDER BY ordinal", arguments: [runId]).map { row in
+        try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM steps WHERE run_id = ? ORDER BY ordinal"), arguments: [runId]).map { row in
             let started = (row["started_at"] as Double?).map(Date.init(timeIntervalSince1970:))
             let finished = (row["finished_at"] as Double?).map(Date.init(timeIntervalSince1970:))
             return StepRecord(path: row["path"], status: row["status"], attempt: row["attempt"],
