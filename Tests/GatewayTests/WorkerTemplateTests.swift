@@ -199,6 +199,32 @@ final class WorkerTemplateTests {
         _ = try await gw.waitForStatus(try #require(run["id"]?.stringValue), ["succeeded"])
     }
 
+    @Test("every run's workspace is gone after it, whether the step left files in it or not")
+    func workspacesAreRemoved() async throws {
+        let litter = """
+            id: litter
+            steps:
+              - id: write
+                exec: { argv: [sh, -c, 'mkdir -p a/b && echo x > a/b/c && echo y > "$TMPDIR/t" && echo done'] }
+            """
+        let gw = try TestGateway(workflows: ["inc.workflow.yaml": Self.inc, "litter.workflow.yaml": litter],
+                                 config: Self.config("spawn: template").replacingOccurrences(of: "[sh, sleep]", with: "[sh, sleep, mkdir]"))
+        try await gw.start()
+        defer { Task { await gw.cleanup() } }
+        try await runInc(gw, 1)
+        let run = try await gw.run("litter")
+        #expect(run["status"]?.stringValue == "succeeded", "\(run)")
+        #expect(run["output"]?.stringValue == "done")
+        let root = gw.stateDir + "/workspaces"
+        var left: [String] = []
+        for _ in 0..<100 {
+            left = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).filter { !$0.hasPrefix(".") }
+            if left.isEmpty { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(left.isEmpty, "workspaces left behind: \(left)")
+    }
+
     @Test("workers.spawn: exec starts every worker by exec, as the gateway's own child")
     func execMode() async throws {
         let gw = try TestGateway(workflows: ["inc.workflow.yaml": Self.inc], config: Self.config("spawn: exec"))

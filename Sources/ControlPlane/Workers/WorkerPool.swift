@@ -162,7 +162,7 @@ public actor WorkerPool {
         }
         replenish()
         defer {
-            if !options.keepWorkspace { try? FileManager.default.removeItem(atPath: workspace) }
+            if !options.keepWorkspace { Self.removeWorkspace(workspace) }
         }
         do {
             try makeWorkspace(workspace, uid: worker.uid)
@@ -453,6 +453,13 @@ public actor WorkerPool {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         // Traversable by worker uids, listable and writable by nobody else.
         guard chmod(root, 0o711) == 0 else { throw WorkerFailure.spawnFailed("chmod \(root): \(String(cString: strerror(errno)))") }
+    }
+
+    /// Most jobs leave an empty workspace with an empty .tmp: two rmdirs. Only
+    /// one that left files pays for Foundation's recursive removal.
+    static func removeWorkspace(_ path: String) {
+        _ = rmdir(path + "/.tmp")
+        if rmdir(path) != 0, errno != ENOENT { try? FileManager.default.removeItem(atPath: path) }
     }
 
     /// The job's directory, owned by the worker's uid (the worker makes its .tmp).
