@@ -114,6 +114,35 @@ struct AuditTests {
         #expect(report.firstBreak?.seq == 6)
     }
 
+    @Test("an edit, a rehashed edit or a removal is named at every line, wherever verify splits the log across cores")
+    func everyLine() async throws {
+        let dir = try await makeLog(60)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let original = lines(dir)
+        #expect(AuditVerifier.verify(stateDir: dir).ok)
+        for k in 0..<original.count {
+            var edited = original
+            edited[k] = edited[k].replacingOccurrences(of: "\"i\":\"\(k + 1)\"", with: "\"i\":\"x\"")
+            try write(dir, edited)
+            let report = AuditVerifier.verify(stateDir: dir)
+            #expect(report.firstBreak?.kind == "bad_hash" && report.firstBreak?.seq == k + 1, "edit at line \(k + 1): \(report)")
+            guard k < original.count - 1 else { continue }
+            var rehashed = original
+            var e = try JSONDecoder().decode(AuditEntry.self, from: Data(rehashed[k].utf8))
+            e.action = "nothing.happened"
+            e.entryHash = e.computedHash
+            rehashed[k] = e.line
+            try write(dir, rehashed)
+            let link = AuditVerifier.verify(stateDir: dir)
+            #expect(link.firstBreak?.kind == "broken_link" && link.firstBreak?.seq == k + 2, "rehash at line \(k + 1): \(link)")
+            var removed = original
+            removed.remove(at: k)
+            try write(dir, removed)
+            let gap = AuditVerifier.verify(stateDir: dir)
+            #expect(gap.firstBreak?.kind == "seq_gap" && gap.firstBreak?.line == k + 1, "removal at line \(k + 1): \(gap)")
+        }
+    }
+
     @Test("a removed entry in the middle is a gap in seq")
     func gap() async throws {
         let dir = try await makeLog(20)

@@ -52,7 +52,17 @@ public enum AuditVerifier {
         var lineNo = 0
         var failure: Report?
         var scratch: [UInt8] = []
-        data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+        // A log as the writer wrote it is verified in parallel; anything else (and
+        // any break) goes through the sequential pass below, which names it.
+        let parallel = data.withUnsafeBytes { raw in
+            ParallelVerify.run(raw.bindMemory(to: UInt8.self), wanted: wanted,
+                               parts: max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8)))
+        }
+        if let parallel {
+            report.entries = parallel.entries
+            report.lastSeq = parallel.lastSeq
+            hashes = parallel.hashes
+        } else { data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
             let all = raw.bindMemory(to: UInt8.self)
             var start = 0
             while start < all.count, failure == nil {
@@ -90,7 +100,7 @@ public enum AuditVerifier {
                     expected += 1
                 }
             }
-        }
+        } }
         if let failure { return failure }
 
         report.checkpoints = checkpoints.count

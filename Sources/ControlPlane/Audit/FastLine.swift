@@ -42,6 +42,18 @@ enum FastLine {
         return true
     }
 
+    /// A canonical line's seq and the prevHash it claims, read without checking
+    /// anything: where a chunk of the log starts when it is verified on its own.
+    static func claimed(_ b: UnsafeBufferPointer<UInt8>) -> (seq: Int, prev: [UInt8])? {
+        guard let e = lastIndex(of: entryKey, in: b) else { return nil }
+        let prevStart = e + entryKey.count + 65 + prevKey.count
+        guard prevStart + 64 <= b.count, let s = lastIndex(of: seqKey, in: b) else { return nil }
+        var seq = 0, i = s + seqKey.count
+        while i < b.count, b[i] >= 48, b[i] <= 57 { seq = seq * 10 + Int(b[i] - 48); i += 1 }
+        guard i > s + seqKey.count else { return nil }
+        return (seq, Array(UnsafeBufferPointer(rebasing: b[prevStart..<(prevStart + 64)])))
+    }
+
     static let hexDigits = Array("0123456789abcdef".utf8)
 
     static func lastIndex(of needle: [UInt8], in hay: UnsafeBufferPointer<UInt8>) -> Int? {
