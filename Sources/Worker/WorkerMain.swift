@@ -1,3 +1,4 @@
+import CSandbox
 import Dispatch
 import Foundation
 import NIOCore
@@ -5,7 +6,6 @@ import NIOPosix
 import Sandbox
 import Synchronization
 import Wire
-import CSandbox
 
 #if canImport(Glibc)
 import Glibc
