@@ -65,6 +65,27 @@ public actor AuditLog {
         return entry
     }
 
+    /// Appends several entries, in this order, and returns once all are durable
+    /// (one write and one fsync for all of them).
+    @discardableResult
+    public func appendAll(_ items: [(actor: String, action: String, runId: String?, details: [String: String])]) async throws -> [AuditEntry] {
+        guard !closed else { throw AuditError.io("the audit log is closed") }
+        var entries: [AuditEntry] = []
+        for item in items {
+            var entry = AuditEntry(seq: head.seq + 1, timestamp: Self.now(), actor: item.actor, action: item.action, runId: item.runId,
+                                   details: item.details, prevHash: head.hash, entryHash: "")
+            entry.entryHash = entry.computedHash
+            head = (entry.seq, entry.entryHash)
+            buffer.append(entry.line + "\n")
+            entries.append(entry)
+        }
+        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in
+            waiters.append(cont)
+            if !flushing { flushing = true; Task { await self.flushLoop() } }
+        }
+        return entries
+    }
+
     /// Appends without waiting, for records of things that already happened and
     /// that nothing waits on (a worker's exit); a failure is logged.
     public nonisolated func record(actor: String, action: String, runId: String? = nil, details: [String: String] = [:]) {

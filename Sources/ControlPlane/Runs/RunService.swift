@@ -119,12 +119,48 @@ public actor RunService {
         }
         let hash = AuditEntry.sha256Hex(id + "\n" + input.jsonText)
         let runId = "run_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-        switch try await store.create(id: runId, workflow: id, input: input, idempotencyKey: idempotencyKey, requestHash: hash) {
-        case let .conflict(other): throw SubmitError.idempotencyConflict(runId: other)
-        case let .existing(run): return (run, false)
-        case let .created(run, queued):
+        // A free slot and nobody waiting: the run is created already started, and
+        // its slot is taken now, before the await, so no other submit takes it.
+        let slot: Active? = !stopping && queue.isEmpty && active.count < maxConcurrent ? Active() : nil
+        if let slot { active[runId] = slot }
+        func release() {
+            guard slot != nil else { return }
+            active[runId] = nil
+            pump()
+        }
+        let created: RunStore.Created
+        do {
+            created = try await store.create(id: runId, workflow: id, input: input, idempotencyKey: idempotencyKey,
+                                             requestHash: hash, start: slot != nil)
+        } catch {
+            release()
+            throw error
+        }
+        switch created {
+        case let .conflict(other):
+            release()
+            throw SubmitError.idempotencyConflict(runId: other)
+        case let .existing(run):
+            release()
+            return (run, false)
+        case let .created(run, queued, started):
             var details = ["workflow": id]
             if let idempotencyKey { details["idempotencyKey"] = idempotencyKey }
+            if let slot, let started {
+                do {
+                    try await audit.appendAll([(actor: "api", action: "run.created", runId: runId, details: details),
+                                               (actor: "gateway", action: "run.started", runId: runId,
+                                                details: ["workflow": id, "job": slot.jobId])])
+                } catch {
+                    // The row says running; the next start resumes it.
+                    release()
+                    throw error
+                }
+                hub.publish(queued)
+                hub.publish(started)
+                Task { await self.execute(runId, definition, resumed: false, input: input, slot, started: true) }
+                return (run, true)
+            }
             try await audit.append(actor: "api", action: "run.created", runId: runId, details: details)
             hub.publish(queued)
             queue.append((runId, definition, false, input))
@@ -201,13 +237,15 @@ public actor RunService {
         }
     }
 
-    private func execute(_ runId: String, _ definition: WorkflowDefinition, resumed: Bool, input known: JSONValue?, _ a: Active) async {
+    /// `started`: the run was created already running (submit's free-slot path).
+    private func execute(_ runId: String, _ definition: WorkflowDefinition, resumed: Bool, input known: JSONValue?, _ a: Active,
+                         started alreadyStarted: Bool = false) async {
         defer {
             active[runId] = nil
             for w in waiters.removeValue(forKey: runId) ?? [] { w.resume() }
             pump()
         }
-        do {
+        if !alreadyStarted { do {
             guard let started = try await store.markStarted(runId: runId, resumed: resumed) else { return }
             try await audit.append(actor: "gateway", action: resumed ? "run.resumed" : "run.started", runId: runId,
                                    details: ["workflow": definition.id, "job": a.jobId])
@@ -215,7 +253,7 @@ public actor RunService {
         } catch {
             logger.error("cannot start run", metadata: ["run": "\(runId)", "error": "\(error)"])
             return
-        }
+        } }
         // A run that never started has no checkpoints; one that did reads them.
         let completed = known != nil ? [:] : (try? await store.checkpoints(runId: runId)) ?? [:]
         let stepPolicies: [String: StepPolicy]

@@ -106,14 +106,19 @@ public final class RunStore: Sendable {
     // MARK: Creating runs
 
     public enum Created: Sendable {
-        case created(RunRecord, queued: RunEvent)
+        /// A new run; `started` when it was created already running (a free slot).
+        case created(RunRecord, queued: RunEvent, started: RunEvent?)
         /// The same key with the same request: the run it made before.
         case existing(RunRecord)
         /// The same key with a different request.
         case conflict(runId: String)
     }
 
-    public func create(id: String, workflow: String, input: JSONValue, idempotencyKey: String?, requestHash: String) async throws -> Created {
+    /// With `start`, the run is created already running, with its `run.queued` and
+    /// `run.started` events, in one transaction: the path of a run that finds a
+    /// free slot, one commit (and fsync) shorter.
+    public func create(id: String, workflow: String, input: JSONValue, idempotencyKey: String?, requestHash: String,
+                       start: Bool = false) async throws -> Created {
         try await db.write { db in
             if let key = idempotencyKey,
                let row = try Row.fetchOne(db, sql: "SELECT request_hash, run_id FROM idempotency_keys WHERE key = ?", arguments: [key]) {
@@ -130,7 +135,13 @@ public final class RunStore: Sendable {
                                arguments: [key, requestHash, id, now])
             }
             let queued = try Self.append(db, runId: id, type: "run.queued", step: nil, message: workflow, data: nil)
-            return .created(try Self.fetchRun(db, id: id)!, queued: queued)
+            var started: RunEvent?
+            if start {
+                try db.cachedStatement(sql: "UPDATE runs SET status = 'running', started_at = ?, segments = 1 WHERE id = ?")
+                    .execute(arguments: [now, id])
+                started = try Self.append(db, runId: id, type: "run.started", step: nil, message: nil, data: nil)
+            }
+            return .created(try Self.fetchRun(db, id: id)!, queued: queued, started: started)
         }
     }
 
