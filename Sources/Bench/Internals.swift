@@ -117,6 +117,46 @@ enum Internals {
         guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Requests/sec:") }) else { return nil }
         return Double(line.split(separator: " ").last ?? "")
     }
+
+    /// `runs` sync runs of `inc` one after another on one keep-alive connection
+    /// (wrk, one thread, one connection), each answer checked; p50 and p99 in ms.
+    /// The way a long-lived client calls the gateway, as the peers' clients do.
+    static func wrkSequential(_ url: String, runs: Int) -> (p50: Double, p99: Double)? {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/wrk") else { return nil }
+        let script = "/tmp/skelm-bench-seq-\(getpid()).lua"
+        defer { try? FileManager.default.removeItem(atPath: script) }
+        let lua = """
+            wrk.method = "POST"
+            wrk.body = '{"workflow":"inc","input":{"x":41},"mode":"sync"}'
+            wrk.headers["Content-Type"] = "application/json"
+            local n = 0
+            local bad = 0
+            response = function(status, headers, body)
+              n = n + 1
+              if status ~= 200 or not string.find(body, '"x":42', 1, true) then bad = bad + 1 end
+              if n >= \(runs) then wrk.thread:stop() end
+            end
+            done = function(summary, latency, requests)
+              io.write(string.format("SEQ %d %d %.3f %.3f\\n", summary.requests, bad,
+                                     latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+            end
+            """
+        guard (try? lua.write(toFile: script, atomically: true, encoding: .utf8)) != nil else { return nil }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
+        p.arguments = ["-t1", "-c1", "-d120s", "-s", script, url + "/runs"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return nil }
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("SEQ ") }) else { return nil }
+        let f = line.split(separator: " ")
+        guard f.count == 5, let bad = Int(f[2]) else { return nil }
+        if bad > 0 { fail("\(bad) of the keep-alive runs answered something else than {\"x\": 42}") }
+        return (Double(f[3]) ?? 0, Double(f[4]) ?? 0)
+    }
 }
 
 enum ISO8601 {

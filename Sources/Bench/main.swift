@@ -137,6 +137,7 @@ Task {
     var sequential = Stats(samples: [])
     for i in 0..<sequentialRuns { sequential.samples.append(try await runOnce(client, i)) }
     let poolAfterSequential = try await client.get("/v1/workers?spawnsFrom=\(spawnsBefore)").json
+    let keepAlive = Internals.wrkSequential(url, runs: sequentialRuns)
     let coldSpawn = poolAfterSequential?["spawnMs"]
     let dispatch = poolAfterSequential?["dispatchMs"]
 
@@ -184,6 +185,8 @@ Task {
 
     let rows: [(String, String, String)] = [
         ("sync run latency, sequential (\(sequentialRuns) runs)", String(format: "p50 %.2f ms", sequential.pct(0.5)), String(format: "p99 %.2f ms", sequential.pct(0.99))),
+        ("sync run latency, sequential, one keep-alive connection (wrk)", keepAlive.map { String(format: "p50 %.2f ms", $0.p50) } ?? "wrk not installed",
+         keepAlive.map { String(format: "p99 %.2f ms", $0.p99) } ?? ""),
         ("runs/s, \(clients) concurrent clients (\(total) runs)", String(format: "%.0f runs/s", Double(total) / seconds), String(format: "p99 %.2f ms", throughput.pct(0.99))),
         ("worker spawn to handshake, forked from the template (\(Int(num(coldSpawn?["count"]))) spawns)", String(format: "p50 %.2f ms", num(coldSpawn?["p50"])), String(format: "p99 %.2f ms", num(coldSpawn?["p99"]))),
         ("CPU per run at 32 clients (all processes, both cores)", String(format: "%.2f ms", cpuPerRun), ""),
