@@ -185,7 +185,7 @@ Task {
 
     let rows: [(String, String, String)] = [
         ("sync run latency, sequential (\(sequentialRuns) runs)", String(format: "p50 %.2f ms", sequential.pct(0.5)), String(format: "p99 %.2f ms", sequential.pct(0.99))),
-        ("sync run latency, sequential, one keep-alive connection (wrk)", keepAlive.map { String(format: "p50 %.2f ms", $0.p50) } ?? "wrk not installed",
+        ("sync run latency, sequential, one keep-alive connection (wrk, \(keepAlive?.runs ?? 0) runs)", keepAlive.map { String(format: "p50 %.2f ms", $0.p50) } ?? "wrk not installed",
          keepAlive.map { String(format: "p99 %.2f ms", $0.p99) } ?? ""),
         ("runs/s, \(clients) concurrent clients (\(total) runs)", String(format: "%.0f runs/s", Double(total) / seconds), String(format: "p99 %.2f ms", throughput.pct(0.99))),
         ("worker spawn to handshake, forked from the template (\(Int(num(coldSpawn?["count"]))) spawns)", String(format: "p50 %.2f ms", num(coldSpawn?["p50"])), String(format: "p99 %.2f ms", num(coldSpawn?["p99"]))),
