@@ -108,7 +108,7 @@ static void child_fail(int pipe_fd, int stage) {
 
 // In the forked child: one thread, glibc's fork bookkeeping done, so plain
 // syscalls are safe. Fail closed: any error exits before the worker code runs.
-static void child_setup(tpl_state_t *st, const tpl_request_t *rq, int channel, int log_fd, int ep) {
+static void child_setup(const tpl_request_t *rq, int channel, int log_fd, int ep) {
     sigset_t none;
     sigemptyset(&none);
     pthread_sigmask(SIG_SETMASK, &none, NULL);
@@ -154,7 +154,6 @@ static void child_setup(tpl_state_t *st, const tpl_request_t *rq, int channel, i
     if (dup2(ch, 3) < 0) child_fail(ep, TS_FDS);
     // Everything else goes: the template's control socket and exit pipe, its
     // signalfd, and `ep`, whose closing tells the template the set-up worked.
-    (void)st;
     if (syscall(SYS_close_range, 5U, ~0U, 0) < 0) child_fail(ep, TS_FDS);
 }
 
@@ -252,7 +251,7 @@ static int serve_one(tpl_state_t *st) {
     pid_t pid = fork();
     if (pid == 0) {
         close(ep[0]);
-        child_setup(st, &rq, channel, log_fd, ep[1]);
+        child_setup(&rq, channel, log_fd, ep[1]);
         // Unreachable for the failure paths; ep[1] was closed by close_range.
         st->entry(spec_buf, rq.spec_len);
         _exit(0);
