@@ -105,7 +105,17 @@ let attacks: [Attack] = [
 struct AttackTests {
     @Test("the attack fails and the control plane sees why", arguments: attacks)
     func attack(_ attack: Attack) async throws {
-        let pool = try TestPool.make()
+        try await check(attack, in: TestPool.make())
+    }
+
+    @Test("the attack fails the same way in a worker forked from the template", arguments: attacks)
+    func attackForked(_ attack: Attack) async throws {
+        let pool = try TestPool.make(template: geteuid() == 0)
+        if geteuid() == 0 { #expect(pool.pool.spawnInfo.mode == "template") }
+        try await check(attack, in: pool)
+    }
+
+    func check(_ attack: Attack, in pool: TestPool) async throws {
         let outcome = await pool.python(prelude + "\n" + attack.script)
         await pool.cleanup()
         let result = try #require(outcome.result, "no result: \(outcome.failure ?? "")")
