@@ -102,19 +102,25 @@ enum Internals {
         return Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
     }
 
-    /// Requests/s from `wrk` (64 connections), or nil when wrk is not installed.
-    static func wrk(_ url: String, seconds: Int) -> Double? {
+    /// The line of `wrk`'s output that starts with `prefix`; nil when wrk is not
+    /// installed or printed no such line.
+    static func runWrk(_ arguments: [String], line prefix: String) -> Substring? {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/wrk") else { return nil }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
-        p.arguments = ["-t2", "-c64", "-d\(seconds)s", url]
+        p.arguments = arguments
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice
         guard (try? p.run()) != nil else { return nil }
         let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
-        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Requests/sec:") }) else { return nil }
+        return text.split(separator: "\n").first { $0.hasPrefix(prefix) }
+    }
+
+    /// Requests/s from `wrk` (64 connections), or nil when wrk is not installed.
+    static func wrk(_ url: String, seconds: Int) -> Double? {
+        guard let line = runWrk(["-t2", "-c64", "-d\(seconds)s", url], line: "Requests/sec:") else { return nil }
         return Double(line.split(separator: " ").last ?? "")
     }
 
@@ -122,7 +128,6 @@ enum Internals {
     /// (wrk, one thread, one connection), each answer checked; p50 and p99 in ms.
     /// The way a long-lived client calls the gateway, as the peers' clients do.
     static func wrkSequential(_ url: String, runs: Int) -> (runs: Int, p50: Double, p99: Double)? {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/wrk") else { return nil }
         let script = "/tmp/skelm-bench-seq-\(getpid()).lua"
         defer { try? FileManager.default.removeItem(atPath: script) }
         let lua = """
@@ -142,18 +147,9 @@ enum Internals {
             end
             """
         guard (try? lua.write(toFile: script, atomically: true, encoding: .utf8)) != nil else { return nil }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
         // wrk stops sending after `runs` but waits out its duration: give it about
         // 30 ms a run (six times what a run takes here) and report how many it did.
-        p.arguments = ["-t1", "-c1", "-d\(runs * 30 / 1000 + 2)s", "-s", script, url + "/runs"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        guard (try? p.run()) != nil else { return nil }
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("SEQ ") }) else { return nil }
+        guard let line = runWrk(["-t1", "-c1", "-d\(runs * 30 / 1000 + 2)s", "-s", script, url + "/runs"], line: "SEQ ") else { return nil }
         let f = line.split(separator: " ")
         guard f.count == 5, let done = Int(f[1]), let bad = Int(f[2]) else { return nil }
         if bad > 0 { fail("\(bad) of the keep-alive runs answered something else than {\"x\": 42}") }

@@ -157,24 +157,45 @@ static void child_setup(const tpl_request_t *rq, int channel, int log_fd, int ep
     if (syscall(SYS_close_range, 5U, ~0U, 0) < 0) child_fail(ep, TS_FDS);
 }
 
+// Up to two fds ride along with a control message (SCM_RIGHTS).
+typedef union { char buf[CMSG_SPACE(2 * sizeof(int))]; struct cmsghdr align; } fd_buf_t;
+
+static void attach_fds(struct msghdr *m, fd_buf_t *u, const int *fds, size_t n) {
+    if (n == 0) return;
+    memset(u, 0, sizeof *u);
+    m->msg_control = u->buf;
+    m->msg_controllen = CMSG_SPACE(n * sizeof(int));
+    struct cmsghdr *c = CMSG_FIRSTHDR(m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(n * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, n * sizeof(int));
+}
+
+// The fds a received message carried, up to `max`; any beyond are closed.
+static size_t take_fds(struct msghdr *m, int *fds, size_t max) {
+    size_t n = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+            if (n < max) fds[n++] = fd; else close(fd);
+        }
+    }
+    return n;
+}
+
 static void send_reply(int ctl, pid_t pid, int stage, int err, int pidfd) {
     tpl_reply_t r = { pid, stage, err };
     struct iovec iov = { &r, sizeof r };
-    union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
+    fd_buf_t u;
     struct msghdr m;
     memset(&m, 0, sizeof m);
     m.msg_iov = &iov;
     m.msg_iovlen = 1;
-    if (pidfd >= 0) {
-        memset(&u, 0, sizeof u);
-        m.msg_control = u.buf;
-        m.msg_controllen = sizeof u.buf;
-        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &pidfd, sizeof(int));
-    }
+    attach_fds(&m, &u, &pidfd, pidfd >= 0 ? 1 : 0);
     ssize_t n;
     do { n = sendmsg(ctl, &m, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
 }
@@ -198,7 +219,7 @@ static void reap(tpl_state_t *st) {
 static int serve_one(tpl_state_t *st) {
     tpl_request_t rq;
     struct iovec iov[2] = { { &rq, sizeof rq }, { spec_buf, sizeof spec_buf } };
-    union { char buf[CMSG_SPACE(2 * sizeof(int))]; struct cmsghdr align; } u;
+    fd_buf_t u;
     struct msghdr m;
     memset(&m, 0, sizeof m);
     m.msg_iov = iov;
@@ -210,17 +231,7 @@ static int serve_one(tpl_state_t *st) {
     if (n <= 0) return -1;
 
     int fds[2] = { -1, -1 };
-    size_t nfds = 0;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (size_t i = 0; i < k; i++) {
-                int fd;
-                memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-                if (nfds < 2) fds[nfds++] = fd; else close(fd);
-            }
-        }
-    }
+    size_t nfds = take_fds(&m, fds, 2);
     size_t want_fds = rq.has_log ? 2 : 1;
     if ((size_t)n < sizeof rq || rq.magic != SK_TPL_MAGIC || rq.spec_len != (size_t)n - sizeof rq ||
         (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || nfds != want_fds) {
@@ -372,21 +383,13 @@ pid_t sk_template_spawn(int ctl_fd, uint32_t flags, uid_t uid, gid_t gid,
     }
     tpl_request_t rq = { SK_TPL_MAGIC, flags, (uint32_t)uid, (uint32_t)gid, (uint32_t)spec_len, log_fd >= 0 };
     struct iovec iov[2] = { { &rq, sizeof rq }, { (void *)spec, spec_len } };
-    union { char buf[CMSG_SPACE(2 * sizeof(int))]; struct cmsghdr align; } u;
-    memset(&u, 0, sizeof u);
+    fd_buf_t u;
     int fds[2] = { channel_fd, log_fd };
-    int nfds = log_fd >= 0 ? 2 : 1;
     struct msghdr m;
     memset(&m, 0, sizeof m);
     m.msg_iov = iov;
     m.msg_iovlen = 2;
-    m.msg_control = u.buf;
-    m.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-    memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+    attach_fds(&m, &u, fds, log_fd >= 0 ? 2 : 1);
     ssize_t n;
     do { n = sendmsg(ctl_fd, &m, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
     if (n < 0) {
@@ -396,7 +399,7 @@ pid_t sk_template_spawn(int ctl_fd, uint32_t flags, uid_t uid, gid_t gid,
 
     tpl_reply_t r;
     struct iovec riov = { &r, sizeof r };
-    union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } ru;
+    fd_buf_t ru;
     struct msghdr rm;
     memset(&rm, 0, sizeof rm);
     rm.msg_iov = &riov;
@@ -408,10 +411,7 @@ pid_t sk_template_spawn(int ctl_fd, uint32_t flags, uid_t uid, gid_t gid,
         snprintf(err, errlen, "worker template: %s", n == 0 ? "exited" : n < 0 ? strerror(errno) : "short reply");
         return -2;
     }
-    for (struct cmsghdr *rc = CMSG_FIRSTHDR(&rm); rc; rc = CMSG_NXTHDR(&rm, rc)) {
-        if (rc->cmsg_level == SOL_SOCKET && rc->cmsg_type == SCM_RIGHTS && rc->cmsg_len == CMSG_LEN(sizeof(int)))
-            memcpy(pidfd, CMSG_DATA(rc), sizeof(int));
-    }
+    take_fds(&rm, pidfd, 1);
     if (r.pid <= 0) {
         if (*pidfd >= 0) { close(*pidfd); *pidfd = -1; }
         snprintf(err, errlen, "%s: %s", tpl_stage_name(r.stage), strerror(r.err));

@@ -63,14 +63,10 @@ final class ApprovalTests {
     ]
 
     init() async throws {
-        gw = try TestGateway(workflows: Self.workflows)
-        try await gw.start()
+        gw = try await TestGateway.started(workflows: Self.workflows)
     }
 
-    deinit {
-        let gw = self.gw
-        Task { await gw.cleanup() }
-    }
+    deinit { gw.cleanupLater() }
 
     func pending(_ runId: String) async throws -> JSONValue? {
         for _ in 0..<500 {

@@ -12,14 +12,10 @@ final class AuditTrailTests {
     let gw: TestGateway
 
     init() async throws {
-        gw = try TestGateway(workflows: TestWorkflows.all)
-        try await gw.start()
+        gw = try await TestGateway.started(workflows: TestWorkflows.all)
     }
 
-    deinit {
-        let gw = self.gw
-        Task { await gw.cleanup() }
-    }
+    deinit { gw.cleanupLater() }
 
     @Test("a run is audited from creation to its end, and the chain verifies over HTTP")
     func runAudited() async throws {

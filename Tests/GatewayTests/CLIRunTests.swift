@@ -7,14 +7,10 @@ final class CLIRunTests {
     let gw: TestGateway
 
     init() async throws {
-        gw = try TestGateway(workflows: TestWorkflows.all)
-        try await gw.start()
+        gw = try await TestGateway.started(workflows: TestWorkflows.all)
     }
 
-    deinit {
-        let gw = self.gw
-        Task { await gw.cleanup() }
-    }
+    deinit { gw.cleanupLater() }
 
     @Test("skelm run prints each step as it completes, then the output; exit 0")
     func runPrintsSteps() async throws {

@@ -75,7 +75,7 @@ final class EgressTests {
         try server.run()
         let script = Self.probe.replacingOccurrences(of: "PORT", with: "\(port)")
             .split(separator: "\n", omittingEmptySubsequences: false).map { "          " + $0 }.joined(separator: "\n")
-        gw = try TestGateway(workflows: [
+        gw = try await TestGateway.started(workflows: [
             "egress.workflow.yaml": """
                 id: egress
                 steps:
@@ -100,7 +100,6 @@ final class EgressTests {
                 allowedExecutables: [python3]
                 networkEgress: { allowHosts: ["127.0.0.1:\(port)", "localhost:\(port)", "*.example.invalid"] }
             """)
-        try await gw.start()
         // The upstream is up before anything asks it.
         for _ in 0..<100 {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -119,8 +118,7 @@ final class EgressTests {
         // SIGKILL: a child of the test runner may have inherited SIGTERM as ignored.
         kill(server.processIdentifier, SIGKILL)
         server.waitUntilExit()
-        let gw = self.gw
-        Task { await gw.cleanup() }
+        gw.cleanupLater()
     }
 
     @Test("allowed hosts pass, everything else is refused with a reason, and each decision is audited without credentials")

@@ -8,14 +8,10 @@ final class EventStreamTests {
     let gw: TestGateway
 
     init() async throws {
-        gw = try TestGateway(workflows: TestWorkflows.all)
-        try await gw.start()
+        gw = try await TestGateway.started(workflows: TestWorkflows.all)
     }
 
-    deinit {
-        let gw = self.gw
-        Task { await gw.cleanup() }
-    }
+    deinit { gw.cleanupLater() }
 
     @Test("a finished run's stream replays every event with its seq as id, then closes")
     func replay() async throws {

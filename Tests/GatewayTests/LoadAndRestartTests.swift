@@ -11,13 +11,12 @@ import Glibc
 struct LoadAndRestartTests {
     @Test("200 concurrent async runs with maxConcurrentRuns 8 all complete, none lost, at most 8 busy workers")
     func boundedConcurrency() async throws {
-        let gw = try TestGateway(workflows: TestWorkflows.all, config: """
+        let gw = try await TestGateway.started(workflows: TestWorkflows.all, config: """
             server: { host: 127.0.0.1, port: 0, maxConcurrentRuns: 8 }
             workers: { minSpare: 2, max: 12, uidBase: UIDBASE }
             defaults: { permissions: { allowedExecutables: [echo] } }
             """)
-        try await gw.start()
-        defer { Task { await gw.cleanup() } }
+        defer { gw.cleanupLater() }
         let ids = try await withThrowingTaskGroup(of: String.self) { group in
             for i in 0..<200 {
                 group.addTask { try await gw.run("hello", ["name": .string("n\(i)")], sync: false)["id"]!.stringValue! }
@@ -40,9 +39,8 @@ struct LoadAndRestartTests {
 
     @Test("a SIGKILLed gateway's unfinished run resumes from its checkpoint on the next start")
     func resumeAfterCrash() async throws {
-        let gw = try TestGateway(workflows: TestWorkflows.all)
-        try await gw.start()
-        defer { Task { await gw.cleanup() } }
+        let gw = try await TestGateway.started(workflows: TestWorkflows.all)
+        defer { gw.cleanupLater() }
         let run = try await gw.run("slow", ["seconds": "1.5"], sync: false)
         let id = run["id"]!.stringValue!
         // Wait until `first` is checkpointed and `nap` is running, then kill the gateway outright.
@@ -68,9 +66,8 @@ struct LoadAndRestartTests {
 
     @Test("SIGTERM drains: a running run finishes before the gateway exits 0")
     func drain() async throws {
-        let gw = try TestGateway(workflows: TestWorkflows.all)
-        try await gw.start()
-        defer { Task { await gw.cleanup() } }
+        let gw = try await TestGateway.started(workflows: TestWorkflows.all)
+        defer { gw.cleanupLater() }
         let run = try await gw.run("slow", ["seconds": "1"], sync: false)
         let id = run["id"]!.stringValue!
         try await Task.sleep(for: .milliseconds(300))

@@ -102,7 +102,7 @@ final class PermissionTests {
         // World-readable, so only Landlock stands between a step and these files.
         for f in ["granted/ok.txt", "private/secret.txt", "home/.ssh/id_ed25519"] { chmod("\(data)/\(f)", 0o644) }
         for d in ["", "/granted", "/private", "/home", "/home/.ssh"] { chmod(data + d, 0o755) }
-        gw = try TestGateway(workflows: Self.workflows, config: """
+        gw = try await TestGateway.started(workflows: Self.workflows, config: """
             server: { host: 127.0.0.1, port: 0 }
             workers: { minSpare: 1, max: 6, uidBase: UIDBASE }
             defaults:
@@ -111,7 +111,6 @@ final class PermissionTests {
             permissionProfiles:
               wide: { allowedExecutables: [id, sh] }
             """)
-        try await gw.start()
     }
 
     deinit {
@@ -215,7 +214,7 @@ struct PermissionConfigTests {
             workers: { uidBase: UIDBASE }
             defaults: { permissions: { fsRead: [/tmp] } }
             """)
-        defer { Task { await gw.cleanup() } }
+        defer { gw.cleanupLater() }
         await #expect(throws: GatewayFailure.self) { try await gw.start() }
         #expect(gw.logText.contains("would expose the state directory"))
     }

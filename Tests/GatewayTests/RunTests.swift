@@ -8,14 +8,10 @@ final class RunTests {
     let gw: TestGateway
 
     init() async throws {
-        gw = try TestGateway(workflows: TestWorkflows.all)
-        try await gw.start()
+        gw = try await TestGateway.started(workflows: TestWorkflows.all)
     }
 
-    deinit {
-        let gw = self.gw
-        Task { await gw.cleanup() }
-    }
+    deinit { gw.cleanupLater() }
 
     @Test("a one-step workflow returns its output, steps and timings")
     func hello() async throws {

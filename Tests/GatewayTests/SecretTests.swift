@@ -70,8 +70,7 @@ final class SecretTests {
     }
 
     deinit {
-        let gw = self.gw
-        Task { await gw.cleanup() }
+        gw.cleanupLater()
         unlink(Self.secretsFile)
     }
 
@@ -140,7 +139,7 @@ struct SecretFileTests {
             workers: { uidBase: UIDBASE }
             secrets: { file: { path: \(file) } }
             """)
-        defer { Task { await gw.cleanup() } }
+        defer { gw.cleanupLater() }
         await #expect(throws: GatewayFailure.self) { try await gw.start() }
         #expect(gw.logText.contains("readable by others"))
     }

@@ -9,13 +9,12 @@ import Workflow
 struct SlotTests {
     @Test("a run with a free slot starts at creation, the next one queues; events and audit read the same for both")
     func freeSlotStartsAtOnce() async throws {
-        let gw = try TestGateway(workflows: TestWorkflows.all, config: """
+        let gw = try await TestGateway.started(workflows: TestWorkflows.all, config: """
             server: { host: 127.0.0.1, port: 0, maxConcurrentRuns: 1 }
             workers: { minSpare: 1, max: 4, uidBase: UIDBASE }
             defaults: { permissions: { allowedExecutables: [echo, sh, sleep] } }
             """)
-        try await gw.start()
-        defer { Task { await gw.cleanup() } }
+        defer { gw.cleanupLater() }
         let first = try await gw.run("slow", ["seconds": 1], sync: false)
         let second = try await gw.run("slow", ["seconds": 0], sync: false)
         #expect(first["status"]?.stringValue == "running", "\(first)")

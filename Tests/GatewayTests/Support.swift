@@ -51,6 +51,19 @@ final class TestGateway: @unchecked Sendable {
 
     var stateDir: String { dir + "/state" }
 
+    /// A gateway on `workflows`, started: how most suites and tests begin.
+    static func started(workflows: [String: String], config: String = TestGateway.defaultConfig) async throws -> TestGateway {
+        let gw = try TestGateway(workflows: workflows, config: config)
+        try await gw.start()
+        return gw
+    }
+
+    /// Stops the gateway and removes its directory without waiting: for a
+    /// suite's deinit or a test's defer, which cannot await.
+    func cleanupLater() {
+        Task { await self.cleanup() }
+    }
+
     /// Starts the gateway and waits for its discovery file.
     func start() async throws {
         let p = Process()

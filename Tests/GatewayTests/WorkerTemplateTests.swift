@@ -90,9 +90,8 @@ final class WorkerTemplateTests {
 
     @Test("workers are forked from a template that keeps only the capabilities forking needs")
     func templateIsNarrow() async throws {
-        let gw = try TestGateway(workflows: ["inc.workflow.yaml": Self.inc], config: Self.config("spawn: template"))
-        try await gw.start()
-        defer { Task { await gw.cleanup() } }
+        let gw = try await TestGateway.started(workflows: ["inc.workflow.yaml": Self.inc], config: Self.config("spawn: template"))
+        defer { gw.cleanupLater() }
         try await runInc(gw, 1)
         let info = try await pool(gw)
         #expect(info["spawn"]?["mode"]?.stringValue == "template")
@@ -127,10 +126,9 @@ final class WorkerTemplateTests {
 
     @Test("a template is replaced after templateRecycleAfter forks, and the old one leaves once its workers are gone")
     func recycles() async throws {
-        let gw = try TestGateway(workflows: ["inc.workflow.yaml": Self.inc],
+        let gw = try await TestGateway.started(workflows: ["inc.workflow.yaml": Self.inc],
                                  config: Self.config("spawn: template, templateRecycleAfter: 2"))
-        try await gw.start()
-        defer { Task { await gw.cleanup() } }
+        defer { gw.cleanupLater() }
         // The first template may already be retired (minSpare 2 used up its 2 forks):
         // find it as the parent of a first worker.
         let firstWorker = try #require(pid(try await pool(gw)["workers"].list.first?["pid"]))
@@ -150,9 +148,8 @@ final class WorkerTemplateTests {
 
     @Test("killing the template takes its idle workers with it; the pool starts a new one and no run is lost")
     func survivesTemplateDeath() async throws {
-        let gw = try TestGateway(workflows: ["inc.workflow.yaml": Self.inc], config: Self.config("spawn: template"))
-        try await gw.start()
-        defer { Task { await gw.cleanup() } }
+        let gw = try await TestGateway.started(workflows: ["inc.workflow.yaml": Self.inc], config: Self.config("spawn: template"))
+        defer { gw.cleanupLater() }
         try await runInc(gw, 1)
         let info = try await pool(gw)
         let template = try #require(pid(info["spawn"]?["templatePid"]))
@@ -178,10 +175,9 @@ final class WorkerTemplateTests {
 
     @Test("spare workers wait at low priority; a worker with a job runs at normal priority, all its threads")
     func sparesWaitAtLowPriority() async throws {
-        let gw = try TestGateway(workflows: ["inc.workflow.yaml": Self.inc, "nap.workflow.yaml": Self.nap],
+        let gw = try await TestGateway.started(workflows: ["inc.workflow.yaml": Self.inc, "nap.workflow.yaml": Self.nap],
                                  config: Self.config("spawn: template"))
-        try await gw.start()
-        defer { Task { await gw.cleanup() } }
+        defer { gw.cleanupLater() }
         try await runInc(gw, 1)
         for worker in try await idleWorkers(gw) {
             let nice = Self.niceValues(worker)
@@ -207,10 +203,9 @@ final class WorkerTemplateTests {
               - id: write
                 exec: { argv: [sh, -c, 'mkdir -p a/b && echo x > a/b/c && echo y > "$TMPDIR/t" && echo done'] }
             """
-        let gw = try TestGateway(workflows: ["inc.workflow.yaml": Self.inc, "litter.workflow.yaml": litter],
+        let gw = try await TestGateway.started(workflows: ["inc.workflow.yaml": Self.inc, "litter.workflow.yaml": litter],
                                  config: Self.config("spawn: template").replacingOccurrences(of: "[sh, sleep]", with: "[sh, sleep, mkdir]"))
-        try await gw.start()
-        defer { Task { await gw.cleanup() } }
+        defer { gw.cleanupLater() }
         try await runInc(gw, 1)
         let run = try await gw.run("litter")
         #expect(run["status"]?.stringValue == "succeeded", "\(run)")
@@ -227,9 +222,8 @@ final class WorkerTemplateTests {
 
     @Test("workers.spawn: exec starts every worker by exec, as the gateway's own child")
     func execMode() async throws {
-        let gw = try TestGateway(workflows: ["inc.workflow.yaml": Self.inc], config: Self.config("spawn: exec"))
-        try await gw.start()
-        defer { Task { await gw.cleanup() } }
+        let gw = try await TestGateway.started(workflows: ["inc.workflow.yaml": Self.inc], config: Self.config("spawn: exec"))
+        defer { gw.cleanupLater() }
         try await runInc(gw, 41)
         let info = try await pool(gw)
         #expect(info["spawn"]?["mode"]?.stringValue == "exec")

@@ -318,8 +318,11 @@ public actor WorkerPool {
 
     // MARK: Spawning and reaping
 
-    private func spawnWorker() async throws -> ManagedWorker {
-        let started = ContinuousClock.now
+    /// Every worker gets the same sandbox spec: encoded once, on the first spawn.
+    private var sandboxSpecJSON: String?
+
+    private func workerSpecJSON() throws -> String {
+        if let sandboxSpecJSON { return sandboxSpecJSON }
         var spec = WorkerSandboxSpec(
             namespaces: spawner.namespaces.map(\.rawValue), workspaceRoot: configuration.workspaceRoot,
             extraReadPaths: Self.runtimeLibraryDirectories + configuration.ceilingRead,
@@ -327,7 +330,14 @@ public actor WorkerPool {
             maxFileSizeBytes: configuration.maxFileSizeBytes,
             maxProcesses: spawner.runningAsRoot ? configuration.maxProcesses : 0)
         spec.egressSocket = configuration.egressSocket
-        let specJSON = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
+        let json = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
+        sandboxSpecJSON = json
+        return json
+    }
+
+    private func spawnWorker() async throws -> ManagedWorker {
+        let started = ContinuousClock.now
+        let specJSON = try workerSpecJSON()
         let spawner = self.spawner
         let logFD = configuration.logFD
         // The hostile-worker tests put a script in the worker's place: that needs an exec.
