@@ -5,6 +5,8 @@
 #include "csandbox.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -45,4 +47,18 @@ int sk_only_loopback(void) {
         if (strcmp(p, "lo") != 0) only = 0;
     }
     return only && seen == 1;
+}
+
+int sk_process_exited(pid_t pid, int pidfd) {
+    if (pidfd >= 0) {
+        // A pidfd becomes readable when its process exits.
+        struct pollfd p = { pidfd, POLLIN, 0 };
+        return poll(&p, 1, 0) > 0 ? 1 : 0;
+    }
+    // Our own child: ask without reaping it (WNOWAIT), so the pool's reaper
+    // still gets its status.
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) < 0) return 0;
+    return info.si_pid == pid ? 1 : 0;
 }

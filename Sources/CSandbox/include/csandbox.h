@@ -109,6 +109,9 @@ int sk_set_no_new_privs(void);
 int sk_thread_count(void);
 /// 1 when `lo` is the only network interface the caller can see.
 int sk_only_loopback(void);
+/// 1 when the process has exited (it may not be reaped yet): through `pidfd`
+/// when there is one, else with waitid(WNOWAIT) on our own child. Never reaps.
+int sk_process_exited(pid_t pid, int pidfd);
 /// Landlock ABI version the kernel supports, or 0 when it has none.
 int sk_landlock_abi(void);
 

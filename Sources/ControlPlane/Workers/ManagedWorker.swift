@@ -55,6 +55,11 @@ final class ManagedWorker: Sendable {
 
     func attach(_ peer: RPCPeer) { state.withLock { $0.peer = peer } }
 
+    /// Exited, even if its channel's end or its reaping has not been seen yet.
+    var processExited: Bool {
+        state.withLock { s in s.exit != nil || sk_process_exited(pid, s.pidfd) == 1 }
+    }
+
     var requestHandler: (@Sendable (RPCIncoming) async -> RPCReply)? {
         get { state.withLock { $0.requests } }
         set { state.withLock { $0.requests = newValue } }

@@ -255,7 +255,16 @@ public actor WorkerPool {
 
     private func acquire() async throws -> ManagedWorker {
         if stopping { throw WorkerFailure.poolStopped }
-        if !idle.isEmpty { return idle.removeFirst() }
+        while !idle.isEmpty {
+            let worker = idle.removeFirst()
+            // A spare that died while idle (killed, crashed) is not handed a job:
+            // its channel's end may not have been read yet. Its reaping goes on as usual.
+            if worker.processExited {
+                worker.kill(reason: "exited while idle")
+                continue
+            }
+            return worker
+        }
         return try await withCheckedThrowingContinuation { cont in
             waiters.append(cont)
             replenish()
