@@ -1,4 +1,4 @@
-// Runs one step process: pipes, rlimits, process group, timeout, bounded output.
+// Runs one step process: pipes, rlimits, a session of its own, timeout, bounded output.
 //
 // Written in C because the rlimits that must bind only the step (address
 // space, CPU) have to be set between fork and exec, where Swift cannot run.
@@ -19,9 +19,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
 
 static int64_t now_us(void) {
     struct timespec ts;
@@ -82,7 +87,14 @@ int sk_run(const sk_run_spec_t *spec, sk_run_result_t *res) {
                 (cur.sa_handler != SIG_IGN || sig == SIGPIPE))
                 sigaction(sig, &dfl, NULL);
         }
-        setpgid(0, 0);
+        // A session of its own: no controlling terminal, so a step can neither
+        // write to nor read from the operator's terminal through /dev/tty, nor
+        // take its foreground. Also a process group of its own (kill(-pid)).
+        setsid();
+        // Only 0-2 reach the step; every other fd of the worker (its event loop's
+        // epoll and eventfds, its channel, sockets of other steps) is closed at
+        // exec. CLOEXEC rather than closed: `ex[1]` must outlive a failed exec.
+        syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
         sigset_t none; sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         if (spec->rlimit_as) { struct rlimit rl = { spec->rlimit_as, spec->rlimit_as }; setrlimit(RLIMIT_AS, &rl); }

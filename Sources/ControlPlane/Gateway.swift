@@ -27,6 +27,7 @@ public final class Gateway: Sendable {
     private let server = Mutex<(HTTPServer, Task<Void, any Error>)?>(nil)
     private let expiry = Mutex<Task<Void, Never>?>(nil)
     public let egress: EgressProxy
+    let authenticator: Authenticator
     /// SHA-256 of the config file as last read (start or reload).
     private let configHash = Mutex("")
 
@@ -55,9 +56,14 @@ public final class Gateway: Sendable {
         }
         poolConfig.ceilingRead = ceiling.read
         poolConfig.ceilingWrite = ceiling.write
+        if root {
+            poolConfig.workspaceRoot = try Self.reachableWorkspaceRoot(poolConfig.workspaceRoot, configured: config.workers.workspaceRoot != nil,
+                                                                        stateDir: stateDir, file: loaded.path, logger: logger)
+        }
         // Under the workspace root: the one directory workers may reach, traversable but not listable.
         poolConfig.egressSocket = poolConfig.workspaceRoot + "/.egress.sock"
         try WorkerPool.prepareWorkspaceRoot(poolConfig.workspaceRoot)
+        if root { try Self.checkUidRange(base: poolConfig.uidBase, file: loaded.path) }
         let spawner = try WorkerSpawner(namespaces: host.namespaces, uidBase: poolConfig.uidBase,
                                         template: config.workers.spawn == .template,
                                         templateRecycleAfter: config.workers.templateRecycleAfter)
@@ -68,6 +74,11 @@ public final class Gateway: Sendable {
             throw ConfigError(file: stateDir + "/audit.jsonl", line: nil, keyPath: "audit", message: "cannot open the audit log: \(error)")
         }
         self.audit = audit
+        // Workspaces a killed gateway left behind: no job owns them any more.
+        let stale = WorkerPool.removeStaleWorkspaces(poolConfig.workspaceRoot)
+        if stale > 0 {
+            audit.record(actor: "gateway", action: "workspaces.cleaned", details: ["root": poolConfig.workspaceRoot, "removed": "\(stale)"])
+        }
         self.pool = WorkerPool(configuration: poolConfig, spawner: spawner, group: group, logger: logger,
                                onEvent: { event in logger.debug("job event", metadata: ["job": "\(event.jobId)", "type": "\(event.type)"]) },
                                onViolation: { pid, what in
@@ -88,10 +99,16 @@ public final class Gateway: Sendable {
         } catch {
             throw ConfigError(file: loaded.path ?? "config", line: nil, keyPath: "secrets.file.path", message: "\(error)")
         }
+        let file = loaded.path ?? "config"
+        let environment = ProcessInfo.processInfo.environment
+        self.authenticator = try Authenticator(config: config.server, audit: audit, file: file) { token in
+            if let name = token.env { return environment[name] }
+            return try secretStore.value(of: token.secret ?? "")
+        }
         let directory = EgressDirectory()
         let pool = self.pool
         self.egress = try EgressProxy(socketPath: poolConfig.egressSocket!, directory: directory, audit: audit, logger: logger,
-                                      jobOfUid: { uid in pool.assignments.withLock { $0[uid] } })
+                                      workerOf: { job in pool.assignments.withLock { $0[job] } })
         self.runs = RunService(store: store, registry: registry, pool: pool, hub: hub, audit: audit, policies: resolver,
                                secrets: secretStore, egress: directory,
                                maxConcurrent: config.server.maxConcurrentRuns,
@@ -111,9 +128,10 @@ public final class Gateway: Sendable {
             "configSha256": configHash.withLock { $0 },
         ])
         let (valid, invalid) = await registry.reload()
+        // The API's port is protected before any step can run (a resumed one included).
+        egress.protect(port: config.server.port)
         egress.start()
         try await pool.start()
-        try await runs.resumeUnfinished()
         // Pending approvals survive restarts in the store; their deadlines are checked here.
         let runs = self.runs
         expiry.withLock {
@@ -127,12 +145,16 @@ public final class Gateway: Sendable {
         let api = API(runs: runs, store: store, registry: registry, pool: pool, hub: hub, audit: audit,
                       stateDir: stateDir, checkpointEvery: config.audit.checkpointEvery,
                       maxBodyBytes: config.server.maxBodyKB << 10, heartbeat: .seconds(config.server.sseHeartbeatSeconds),
-                      startedAt: Date())
+                      startedAt: Date(), authenticator: authenticator)
         var httpLogger = logger
         httpLogger.logLevel = max(logger.logLevel, .notice)
         let started = try await HTTPServer.start(api: api, host: config.server.host, port: config.server.port,
-                                                 socketPath: socketPath, logger: httpLogger)
+                                                 socketPath: socketPath, socketGID: config.server.socketGroup.flatMap { getgrnam($0)?.pointee.gr_gid },
+                                                 logger: httpLogger)
+        egress.protect(port: started.0.boundPort)
+        authenticator.listening(on: started.0.boundPort)
         server.withLock { $0 = started }
+        try await runs.resumeUnfinished()
         try writeDiscovery(port: started.0.boundPort)
         let counts = await pool.counts
         logger.info("gateway started", metadata: [
@@ -211,6 +233,84 @@ public final class Gateway: Sendable {
               rename(tmp, discoveryPath) == 0 else {
             throw ConfigError(file: discoveryPath, line: nil, keyPath: "stateDir", message: "cannot write the discovery file")
         }
+    }
+
+    /// Refuses to start when a live process already runs as one of this
+    /// gateway's worker uids: another gateway with the same range would share
+    /// its workers' file ownership and process limits, and the egress proxy's
+    /// uid check would no longer tell their workers apart.
+    static func checkUidRange(base: UInt32, file: String?) throws {
+        let range = UInt64(base)..<UInt64(base) + 50_000
+        func squatter() -> (pid: Int32, uid: UInt64)? {
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+                guard let pid = Int32(entry), pid != getpid(),
+                      let status = try? String(contentsOfFile: "/proc/\(entry)/status", encoding: .utf8) else { continue }
+                let lines = status.split(separator: "\n")
+                // A zombie is already dead: it only waits to be reaped.
+                if lines.contains(where: { $0.hasPrefix("State:") && $0.contains("Z") }) { continue }
+                guard let line = lines.first(where: { $0.hasPrefix("Uid:") }),
+                      let uid = line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first.flatMap({ UInt64($0) }),
+                      range.contains(uid) else { continue }
+                return (pid, uid)
+            }
+            return nil
+        }
+        // The workers of a gateway that was just killed on this state dir die
+        // by their death signal, which the kernel delivers asynchronously: give
+        // them a moment before calling the range taken.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while let found = squatter() {
+            if ContinuousClock.now >= deadline {
+                throw ConfigError(file: file ?? "config", line: nil, keyPath: "workers.uidBase",
+                                  message: "worker uids \(range.lowerBound)…\(range.upperBound - 1) are in use (pid \(found.pid) runs as uid \(found.uid): another gateway?); set workers.uidBase to a range of 50000 free uids")
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
+    /// Worker uids must be able to walk down to their workspace. A state dir
+    /// below a directory they cannot search (a checkout in `/root`, mode 0700)
+    /// would make every worker fail its Landlock set-up; then the workspaces
+    /// (and the egress socket beside them) go to `/run/skelm/<hash>`, a
+    /// root-owned path every uid can search. A workspace root that config
+    /// names is used as it is, or refused, naming the directory and the fix.
+    static func reachableWorkspaceRoot(_ root: String, configured: Bool, stateDir: String, file: String?, logger: Logger) throws -> String {
+        guard let blocked = unsearchableAncestor(of: root) else { return root }
+        if configured {
+            throw ConfigError(file: file ?? "config", line: nil, keyPath: "workers.workspaceRoot",
+                              message: "worker uids cannot reach \(root): \(blocked) is not searchable by other users (chmod o+x \(blocked), or name a workspaceRoot outside it)")
+        }
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in stateDir.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        let base = "/run/skelm"
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        // Not a directory someone else planted: root's own, not a symlink, not writable by others.
+        var st = stat()
+        guard lstat(base, &st) == 0, st.st_mode & S_IFMT == S_IFDIR, st.st_uid == 0, chmod(base, 0o711) == 0 else {
+            throw ConfigError(file: file ?? "config", line: nil, keyPath: "workers.workspaceRoot",
+                              message: "\(base) is not a directory owned by root; remove it, or set workers.workspaceRoot")
+        }
+        let moved = base + "/" + String(h, radix: 16) + "/workspaces"
+        logger.notice("workspaces are outside the state dir, which worker uids cannot reach", metadata: [
+            "workspaceRoot": "\(moved)", "unsearchable": "\(blocked)",
+        ])
+        return moved
+    }
+
+    /// The first existing directory above `path` (or `path` itself) that others cannot search.
+    static func unsearchableAncestor(of path: String) -> String? {
+        var dirs: [String] = []
+        var url = URL(fileURLWithPath: path).standardizedFileURL
+        while url.path != "/" {
+            dirs.insert(url.path, at: 0)
+            url.deleteLastPathComponent()
+        }
+        for dir in ["/"] + dirs {
+            var st = stat()
+            guard stat(dir, &st) == 0 else { return nil }   // from here on, the gateway creates it (0711)
+            if st.st_mode & S_IXOTH == 0 { return dir }
+        }
+        return nil
     }
 
     /// 0711: worker uids may traverse it to reach their workspace, but cannot list it;

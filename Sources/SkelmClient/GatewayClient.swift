@@ -32,10 +32,14 @@ public struct GatewayClient: Sendable {
 
     public let target: Target
     public let display: String
+    /// Sent as `Authorization: Bearer` on TCP (the Unix socket needs none):
+    /// default `SKELM_TOKEN` from the environment.
+    public var token: String?
 
-    public init(target: Target, display: String) {
+    public init(target: Target, display: String, token: String? = ProcessInfo.processInfo.environment["SKELM_TOKEN"]) {
         self.target = target
         self.display = display
+        self.token = token.flatMap { $0.isEmpty ? nil : $0 }
     }
 
     /// `--gateway`, else `SKELM_GATEWAY_URL`, else the discovery file the running gateway
@@ -106,13 +110,28 @@ public struct GatewayClient: Sendable {
         }
         try await channel.executeThenClose { inbound, outbound in
             var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
-            head.headers.add(name: "Host", value: "skelm")
+            let own = Set(headers.map { $0.0.lowercased() })
+            switch target {
+            case _ where own.contains("host"):
+                if case .tcp = target, let token, !own.contains("authorization") {
+                    head.headers.add(name: "Authorization", value: "Bearer \(token)")
+                }
+            case let .tcp(host, port):
+                // The gateway checks that Host names it (DNS rebinding).
+                head.headers.add(name: "Host", value: "\(host.contains(":") ? "[\(host)]" : host):\(port)")
+                if let token, !own.contains("authorization") {
+                    head.headers.add(name: "Authorization", value: "Bearer \(token)")
+                }
+            case .unix:
+                head.headers.add(name: "Host", value: "localhost")
+            }
             head.headers.add(name: "Connection", value: "close")
             for (k, v) in headers { head.headers.add(name: k, value: v) }
-            if let body {
+            if method != .GET, method != .HEAD, !own.contains("content-type") {
+                // Also on a POST without a body: the gateway takes only JSON for what changes state.
                 head.headers.add(name: "Content-Type", value: "application/json")
-                head.headers.add(name: "Content-Length", value: "\(body.count)")
             }
+            if let body { head.headers.add(name: "Content-Length", value: "\(body.count)") }
             // One write: a server may answer (and close) as soon as it has the head,
             // and a second write would then fail although the answer is on its way.
             var parts: [HTTPClientRequestPart] = [.head(head)]

@@ -18,7 +18,12 @@ struct ConfigTests {
     @Test("every key is read")
     func keys() throws {
         let config = try ConfigLoader.parse("""
-            server: {host: 0.0.0.0, port: 9000}
+            server:
+              host: 0.0.0.0
+              port: 9000
+              allowedHosts: [gw.internal]
+              socketGroup: root
+              auth: { tokens: [ { name: ci, scope: operator, env: CI_TOKEN }, { name: dash, scope: viewer, secret: dash } ] }
             workers:
               minSpare: 1
               max: 3
@@ -29,6 +34,11 @@ struct ConfigTests {
               require: [seccomp, landlock]
             """, file: "c.yaml")
         #expect(config.server.port == 9000)
+        #expect(config.server.auth.effectiveMode(host: config.server.host) == .bearer, "on by default off loopback")
+        #expect(config.server.auth.tokens.map(\.scope) == [.operator, .viewer])
+        #expect(config.server.auth.tokens.map(\.env) == ["CI_TOKEN", nil])
+        #expect(config.server.allowedHosts == ["gw.internal"])
+        #expect(config.server.socketGroup == "root")
         #expect(config.workers.max == 3)
         #expect(config.workers.limits.addressSpaceMB == 256)
         #expect(config.workers.spawn == .exec)

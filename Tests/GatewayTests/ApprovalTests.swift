@@ -90,22 +90,27 @@ final class ApprovalTests {
         let busy = try await gw.get("/v1/workers").json?["workers"].list.filter { $0["jobId"]?.stringValue != nil }
         #expect(busy?.isEmpty == true, "a parked run holds no worker")
 
-        #expect(try await gw.post("/approvals/\(aid)/approve", ["reason": "no actor"]).status == 400)
-        let ok = try await gw.post("/approvals/\(aid)/approve", ["actor": "alice", "reason": "looks good"])
+        // The decider is who the gateway authenticated, never a name in the body.
+        let claimed = try await gw.post("/approvals/\(aid)/approve", ["actor": "alice", "reason": "looks good"])
+        #expect(claimed.status == 400)
+        #expect(claimed.errorMessage.contains("'actor' is not accepted"))
+        let ok = try await gw.post("/approvals/\(aid)/approve", ["reason": "looks good"])
         #expect(ok.status == 200)
         #expect(ok.json?["status"] == "approved")
+        let decider = "unix:" + (getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) } ?? "?")
+        #expect(ok.json?["decidedBy"]?.stringValue == decider)
         let done = try await gw.waitForStatus(id, ["succeeded", "failed"])
         #expect(done["status"] == "succeeded", "\(done)")
-        #expect(done["output"] == "shipped by alice")
+        #expect(done["output"] == .string("shipped by \(decider)"))
         #expect(done["segments"] == 2)
         let events = try await gw.get("/runs/\(id)/events", headers: [("Accept", "application/json")]).json?["events"].list ?? []
         #expect(events.filter { $0["type"] == "step.started" && $0["step"] == "build" }.count == 1)
         #expect(events.contains { $0["type"] == "run.waiting" })
         #expect(events.contains { $0["type"] == "run.resumed" })
 
-        let again = try await gw.post("/approvals/\(aid)/deny", ["actor": "bob"])
+        let again = try await gw.post("/approvals/\(aid)/deny", ["reason": "too late"])
         #expect(again.status == 409)
-        #expect(try await gw.post("/approvals/apr_nope/approve", ["actor": "bob"]).status == 404)
+        #expect(try await gw.post("/approvals/apr_nope/approve", ["reason": "too late"]).status == 404)
         let audit = try await gw.get("/audit?run=\(id)&action=approval.*").json?["entries"].list.compactMap { $0["action"]?.stringValue }
         #expect(audit == ["approval.approved", "approval.requested"])
     }
@@ -115,11 +120,13 @@ final class ApprovalTests {
         let run = try await gw.run("deploy", ["version": "2"], sync: false)
         let id = run["id"]!.stringValue!
         guard let aid = try await pending(id)?["id"]?.stringValue else { Issue.record("no approval"); return }
-        let r = try await gw.cli(["approvals", "deny", aid, "--reason", "not today", "--actor", "carol"])
+        let r = try await gw.cli(["approvals", "deny", aid, "--reason", "not today"])
         #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("denied by unix:"), "\(r.stdout)")
         let done = try await gw.waitForStatus(id, ["succeeded", "failed"])
         #expect(done["error"]?["code"] == "ApprovalDenied")
-        #expect(done["error"]?["message"]?.stringValue?.contains("carol: not today") == true)
+        #expect(done["error"]?["message"]?.stringValue?.contains(": not today") == true)
+        #expect(done["error"]?["message"]?.stringValue?.contains("denied by unix:") == true)
     }
 
     @Test("expiry applies onTimeout: fail by default, approve when asked")
@@ -154,7 +161,7 @@ final class ApprovalTests {
         let cancelled = try await gw.post("/runs/\(id)/cancel", .null)
         #expect(cancelled.json?["status"] == "cancelled")
         #expect(try await gw.get("/approvals/\(aid)").json?["status"] == "cancelled")
-        #expect(try await gw.post("/approvals/\(aid)/approve", ["actor": "late"]).status == 409)
+        #expect(try await gw.post("/approvals/\(aid)/approve", ["reason": "too late"]).status == 409)
     }
 
     @Test("nothing inside a worker can reach the API that approves")

@@ -101,17 +101,7 @@ final class EgressTests {
                 networkEgress: { allowHosts: ["127.0.0.1:\(port)", "localhost:\(port)", "*.example.invalid"] }
             """)
         // The upstream is up before anything asks it.
-        for _ in 0..<100 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = UInt16(port).bigEndian
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
-            close(fd)
-            if ok { break }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        try await waitUntilListening(port: port)
     }
 
     deinit {

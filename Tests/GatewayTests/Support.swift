@@ -34,6 +34,11 @@ final class TestGateway: @unchecked Sendable {
         defaults: { permissions: { allowedExecutables: [echo, sh, python3, sleep, wc] } }
         """
 
+    /// The default config with another `server:` line (YAML allows one).
+    static func config(server: String) -> String {
+        defaultConfig.split(separator: "\n").map { $0.hasPrefix("server:") ? "server: " + server : String($0) }.joined(separator: "\n")
+    }
+
     init(workflows: [String: String], config: String = TestGateway.defaultConfig) throws {
         dir = "/tmp/skelm-gw-\(UUID().uuidString.prefix(8).lowercased())"
         try FileManager.default.createDirectory(atPath: dir + "/workflows", withIntermediateDirectories: true)
@@ -189,6 +194,22 @@ final class TestGateway: @unchecked Sendable {
 
 struct GatewayFailure: Error, CustomStringConvertible {
     let description: String
+}
+
+/// Returns once something accepts connections on 127.0.0.1:`port` (a test's upstream server).
+func waitUntilListening(port: Int) async throws {
+    for _ in 0..<200 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = UInt16(port).bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+        close(fd)
+        if ok { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw GatewayFailure(description: "nothing listens on 127.0.0.1:\(port)")
 }
 
 /// Processes whose command line contains `needle` (to show a cancelled step's process is gone).

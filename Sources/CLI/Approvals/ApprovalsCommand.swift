@@ -34,16 +34,16 @@ enum ApprovalsDecide {
     struct Options: ParsableArguments {
         @Argument(help: "Approval id.") var id: String
         @Option(help: "Why (recorded in the audit chain).") var reason: String?
-        @Option(help: "Who decides (default: cli:$USER).") var actor: String?
         @OptionGroup var client: ClientOptions
 
+        /// Who decides is who the gateway authenticated (the Unix socket's peer,
+        /// or the token's name): never a name the caller picks.
         func decide(_ verb: String) async throws {
-            let who = actor ?? "cli:" + (ProcessInfo.processInfo.environment["USER"] ?? String(getuid()))
-            var body: [String: JSONValue] = ["actor": .string(who)]
+            var body: [String: JSONValue] = [:]
             if let reason { body["reason"] = .string(reason) }
             let reply = try await client.client().post("/approvals/\(id)/\(verb)", json: .object(body))
             guard reply.status == 200 else { throw Output.fail(reply) }
-            print("\(id) \(reply.json?["status"]?.stringValue ?? "") by \(who)")
+            print(Output.safe("\(id) \(reply.json?["status"]?.stringValue ?? "") by \(reply.json?["decidedBy"]?.stringValue ?? "?")"))
         }
     }
 

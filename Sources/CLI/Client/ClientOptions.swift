@@ -43,6 +43,25 @@ enum Output {
 
     /// Fixed-width columns, for list commands.
     static func table(_ header: [String], _ rows: [[String]]) {
-        print(TextTable.render(header, rows))
+        print(TextTable.render(header, rows.map { $0.map(safe) }))
+    }
+
+    /// Text from a run (a step's stderr, a message, a step name) made safe for
+    /// the operator's terminal: control characters, DEL and C1 codes are shown
+    /// as `\u{…}` instead of being sent, so a step cannot move the cursor,
+    /// rewrite earlier lines, set the window title or answer a terminal query.
+    /// Newlines and tabs pass.
+    static func safe(_ text: String) -> String {
+        var out = ""
+        out.unicodeScalars.reserveCapacity(text.unicodeScalars.count)
+        for u in text.unicodeScalars {
+            switch u.value {
+            case 0x0a, 0x09: out.unicodeScalars.append(u)
+            case 0x00...0x1f, 0x7f...0x9f, 0x2028, 0x2029, 0x202a...0x202e, 0x2066...0x2069:
+                out += "\\u{\(String(u.value, radix: 16))}"
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out
     }
 }

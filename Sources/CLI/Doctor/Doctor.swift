@@ -24,19 +24,20 @@ struct Doctor: AsyncParsableCommand {
 
         // A real worker, spawned and handshaken the way the gateway does it, but
         // accepted whatever it reports so we can show the report.
-        var config = loaded.config
-        config.workers.minSpare = 0
-        config.sandbox.require = []
+        // In a scratch state dir of its own: doctor never touches a live gateway's state.
         var logger = Logger(label: "skelm.doctor")
         logger.logLevel = .critical
         var report: SandboxReport?
         var workerError: String?
         do {
-            let gateway = try Gateway(loaded: .init(config: config, path: loaded.path, stateDir: loaded.stateDir), logger: logger)
-            let outcome = await gateway.pool.run(ExecSpec(argv: ["true"], timeoutMs: 10_000))
+            let scratch = try ScratchGateway(loaded, logger: logger) {
+                $0.workers.minSpare = 0
+                $0.sandbox.require = []
+            }
+            let outcome = await scratch.gateway.pool.run(ExecSpec(argv: ["true"], timeoutMs: 10_000))
             report = outcome.sandbox
             workerError = outcome.result == nil ? outcome.failure : nil
-            await gateway.stop(drain: .seconds(1))
+            await scratch.finish()
         } catch {
             workerError = "\(error)"
         }

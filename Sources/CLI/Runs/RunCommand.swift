@@ -48,7 +48,7 @@ struct RunCommand: AsyncParsableCommand {
             let code = run["error"]?["code"]?.stringValue ?? "Failed"
             let message = run["error"]?["message"]?.stringValue ?? ""
             let step = run["error"]?["step"]?.stringValue.map { " in step \($0)" } ?? ""
-            FileHandle.standardError.write(Data("run \(run["status"]?.stringValue ?? "failed")\(step): \(code): \(message)\n".utf8))
+            FileHandle.standardError.write(Data(Output.safe("run \(run["status"]?.stringValue ?? "failed")\(step): \(code): \(message)\n").utf8))
         }
         if run["status"] != "succeeded" { throw ExitCode(1) }
     }
@@ -107,7 +107,8 @@ struct RunCommand: AsyncParsableCommand {
 /// One line per step as it completes.
 enum StepPrinter {
     static func print(_ event: SSEParser.Event) {
-        guard let e = event.json, let step = e["step"]?.stringValue else { return }
+        guard let e = event.json, let step = e["step"]?.stringValue.map(Output.safe) else { return }
+        func message() -> String { Output.safe(e["message"]?.stringValue ?? "") }
         if event.type == "run.waiting", let id = e["data"]?["approval"]?.stringValue {
             Swift.print("  approve with: skelm approvals approve \(id)   (or deny)")
             return
@@ -122,11 +123,11 @@ enum StepPrinter {
             var attempt = ""
             if case let .number(n)? = data?["attempt"], n > 1 || data?["willRetry"] == .bool(true) { attempt = " [try \(Int(n))]" }
             let retry = data?["willRetry"] == .bool(true) ? " (will retry)" : ""
-            Swift.print("✗ \(step)\(attempt)\(ms): \(e["message"]?.stringValue ?? "")\(retry)")
+            Swift.print("✗ \(step)\(attempt)\(ms): \(message())\(retry)")
         case "step.parked":
-            Swift.print("⏸ \(step) waits for approval: \(e["message"]?.stringValue ?? "")")
+            Swift.print("⏸ \(step) waits for approval: \(message())")
         case "step.skipped":
-            Swift.print("- \(step) skipped (\(e["message"]?.stringValue ?? ""))")
+            Swift.print("- \(step) skipped (\(message()))")
         default:
             break
         }

@@ -47,10 +47,10 @@ struct RunsShow: AsyncParsableCommand {
         guard reply.status == 200, let run = reply.json else { throw Output.fail(reply) }
         if json && !events { return Output.printJSON(reply.body) }
         if !json {
-            print("run       \(id)")
-            print("workflow  \(run["workflow"]?.stringValue ?? "")")
-            print("status    \(run["status"]?.stringValue ?? "")")
-            print("created   \(run["createdAt"]?.stringValue ?? "")")
+            print(Output.safe("run       \(id)"))
+            print(Output.safe("workflow  \(run["workflow"]?.stringValue ?? "")"))
+            print(Output.safe("status    \(run["status"]?.stringValue ?? "")"))
+            print(Output.safe("created   \(run["createdAt"]?.stringValue ?? "")"))
             if case let .number(ms)? = run["durationMs"] { print("duration  \(Int(ms)) ms") }
             if case let .array(steps)? = run["steps"], !steps.isEmpty {
                 print("steps:")
@@ -58,12 +58,12 @@ struct RunsShow: AsyncParsableCommand {
                     var ms = ""
                     if case let .number(d)? = s["durationMs"] { ms = " \(Int(d)) ms" }
                     let attempt = (s["attempt"].flatMap { if case let .number(n) = $0, n > 1 { " attempt \(Int(n))" } else { nil } }) ?? ""
-                    print("  \(s["status"]?.stringValue ?? "")  \(s["path"]?.stringValue ?? "")\(attempt)\(ms)")
+                    print(Output.safe("  \(s["status"]?.stringValue ?? "")  \(s["path"]?.stringValue ?? "")\(attempt)\(ms)"))
                 }
             }
             if let output = run["output"], output != .null { print("output    \(output.jsonText)") }
             if let error = run["error"], error != .null {
-                print("error     \(error["code"]?.stringValue ?? ""): \(error["message"]?.stringValue ?? "")")
+                print(Output.safe("error     \(error["code"]?.stringValue ?? ""): \(error["message"]?.stringValue ?? "")"))
             }
         }
         if events {
@@ -74,7 +74,7 @@ struct RunsShow: AsyncParsableCommand {
             if case let .array(list)? = ev.json?["events"] {
                 for e in list {
                     let seq = e["seq"].map(\.jsonText) ?? ""
-                    print("  \(seq)  \(e["at"]?.stringValue ?? "")  \(e["type"]?.stringValue ?? "")  \(e["step"]?.stringValue ?? "")  \(e["message"]?.stringValue ?? "")")
+                    print(Output.safe("  \(seq)  \(e["at"]?.stringValue ?? "")  \(e["type"]?.stringValue ?? "")  \(e["step"]?.stringValue ?? "")  \(e["message"]?.stringValue ?? "")"))
                 }
             }
         }
@@ -91,6 +91,6 @@ struct RunsCancel: AsyncParsableCommand {
         let reply = try await client.client().post("/runs/\(id)/cancel")
         guard reply.status == 200 else { throw Output.fail(reply) }
         if json { return Output.printJSON(reply.body) }
-        print("\(id) \(reply.json?["status"]?.stringValue ?? "")")
+        print(Output.safe("\(id) \(reply.json?["status"]?.stringValue ?? "")"))
     }
 }

@@ -42,17 +42,15 @@ struct SandboxExec: AsyncParsableCommand {
             environment[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
         }
         let loaded = try options.load()
-        var config = loaded.config
-        config.workers.minSpare = 0
         var logger = Logger(label: "skelm.sandbox")
         logger.logLevel = .error
-        let gateway = try Gateway(loaded: .init(config: config, path: loaded.path, stateDir: loaded.stateDir), logger: logger)
+        let scratch = try ScratchGateway(loaded, logger: logger) { $0.workers.minSpare = 0 }
         let exec = ExecSpec(argv: argv, env: environment, stdin: stdin,
-                            timeoutMs: (timeout ?? config.workers.limits.timeoutSeconds) * 1000)
+                            timeoutMs: (timeout ?? loaded.config.workers.limits.timeoutSeconds) * 1000)
         var jobOptions = WorkerPool.JobOptions()
         jobOptions.keepWorkspace = keepWorkspace
-        let outcome = await gateway.pool.run(exec, options: jobOptions)
-        await gateway.stop(drain: .seconds(1))
+        let outcome = await scratch.gateway.pool.run(exec, options: jobOptions)
+        await scratch.finish(keep: keepWorkspace)
 
         if json {
             let encoder = JSONEncoder()

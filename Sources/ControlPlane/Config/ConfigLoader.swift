@@ -77,7 +77,9 @@ public enum ConfigLoader {
     ])
 
     static let schema: Schema = .object([
-        "server": .object(["host": .leaf, "port": .leaf, "maxConcurrentRuns": .leaf, "maxBodyKB": .leaf, "runTimeoutSeconds": .leaf, "sseHeartbeatSeconds": .leaf]),
+        "server": .object(["host": .leaf, "port": .leaf, "maxConcurrentRuns": .leaf, "maxBodyKB": .leaf, "runTimeoutSeconds": .leaf,
+                           "sseHeartbeatSeconds": .leaf, "allowedHosts": .leaf, "socketGroup": .leaf,
+                           "auth": .object(["mode": .leaf, "tokens": .leaf])]),
         "workflows": .object(["dirs": .leaf]),
         "storage": .object(["runs": .leaf, "durability": .leaf]),
         "audit": .object(["checkpointEvery": .leaf]),
@@ -123,7 +125,7 @@ public enum ConfigLoader {
         case let .typeMismatch(type, ctx): (ctx.codingPath, "expected \(typeName(type))")
         case let .valueNotFound(type, ctx): (ctx.codingPath, "expected \(typeName(type)), found nothing")
         case let .keyNotFound(key, ctx): (ctx.codingPath + [key], "is required")
-        case let .dataCorrupted(ctx): (ctx.codingPath, ctx.debugDescription)
+        case let .dataCorrupted(ctx): (ctx.codingPath, enumMessage(ctx.debugDescription) ?? ctx.debugDescription)
         @unknown default: ([], "\(error)")
         }
         var node: Node? = root
@@ -135,12 +137,27 @@ public enum ConfigLoader {
         return ConfigError(file: file, line: node.flatMap(line), keyPath: keyPath, message: message)
     }
 
+    /// Foundation says "Cannot initialize Scope from invalid String value root";
+    /// the operator wants the values that would work.
+    static let enumValues: [String: String] = [
+        "Scope": Scope.allCases.map(\.rawValue).joined(separator: ", "),
+        "Mode": "none, bearer", "Durability": "full, normal", "SpawnMode": "template, exec",
+    ]
+
+    static func enumMessage(_ text: String) -> String? {
+        guard let m = text.firstMatch(of: /Cannot initialize (\w+) from invalid String value (.*)/),
+              let values = enumValues[String(m.1)] else { return nil }
+        return "'\(m.2)' is not one of: \(values)"
+    }
+
     static func typeName(_ type: Any.Type) -> String {
         switch type {
         case is String.Type: "a string"
         case is [String].Type: "a list of strings"
         case let t where "\(t)".hasPrefix("Sequence") || "\(t)".hasPrefix("Array"): "a list"
         case is RunStore.Durability.Type: "full or normal"
+        case is AuthConfig.Mode.Type: "none or bearer"
+        case is Scope.Type: "viewer, operator or admin"
         case is Int.Type, is UInt32.Type, is UInt64.Type: "an integer"
         case is Bool.Type: "true or false"
         default: "\(type)"

@@ -52,6 +52,14 @@ public struct GatewayConfig: Codable, Sendable {
         public var runTimeoutSeconds = 3600
         /// Seconds between SSE heartbeat comments on an idle event stream.
         public var sseHeartbeatSeconds = 15
+        /// Who may call the API over TCP (see AuthConfig).
+        public var auth = AuthConfig()
+        /// More names a browser-free client may send as `Host` when auth is off
+        /// (a loopback gateway behind a local reverse proxy, say).
+        public var allowedHosts: [String] = []
+        /// Members of this group may use `stateDir/gateway.sock` too (else only
+        /// the gateway's own user and root).
+        public var socketGroup: String?
         public init() {}
     }
 
@@ -72,7 +80,9 @@ public struct GatewayConfig: Codable, Sendable {
     public struct Workers: Codable, Sendable {
         public var minSpare = 2
         public var max = 8
-        public var uidBase: UInt32 = 1_900_000_000
+        /// Default: derived from the state dir, so two gateways on one host do
+        /// not share worker uids (see `derivedUidBase`).
+        public var uidBase: UInt32?
         /// Default: `<stateDir>/workspaces`.
         public var workspaceRoot: String?
         /// How new workers start: forked from a warmed-up template, or exec'd fresh.
@@ -211,6 +221,9 @@ extension GatewayConfig.Server {
         maxBodyKB = try c.value(.maxBodyKB, or: d.maxBodyKB)
         runTimeoutSeconds = try c.value(.runTimeoutSeconds, or: d.runTimeoutSeconds)
         sseHeartbeatSeconds = try c.value(.sseHeartbeatSeconds, or: d.sseHeartbeatSeconds)
+        auth = try c.value(.auth, or: d.auth)
+        allowedHosts = try c.value(.allowedHosts, or: d.allowedHosts)
+        socketGroup = try c.decodeIfPresent(String.self, forKey: .socketGroup)
     }
 }
 
@@ -220,7 +233,7 @@ extension GatewayConfig.Workers {
         let d = Self()
         minSpare = try c.value(.minSpare, or: d.minSpare)
         max = try c.value(.max, or: d.max)
-        uidBase = try c.value(.uidBase, or: d.uidBase)
+        uidBase = try c.decodeIfPresent(UInt32.self, forKey: .uidBase)
         workspaceRoot = try c.decodeIfPresent(String.self, forKey: .workspaceRoot)
         spawn = try c.value(.spawn, or: d.spawn)
         templateRecycleAfter = try c.value(.templateRecycleAfter, or: d.templateRecycleAfter)
@@ -258,6 +271,10 @@ extension GatewayConfig {
         if !(1...1_048_576).contains(server.maxBodyKB) { throw bad("server.maxBodyKB", "must be between 1 and 1048576") }
         if !(1...3600).contains(server.sseHeartbeatSeconds) { throw bad("server.sseHeartbeatSeconds", "must be between 1 and 3600") }
         if server.runTimeoutSeconds < 1 { throw bad("server.runTimeoutSeconds", "must be at least 1") }
+        try server.auth.validate(host: server.host, file: file)
+        if let group = server.socketGroup, getgrnam(group) == nil {
+            throw bad("server.socketGroup", "no group named '\(group)' on this host")
+        }
         if storage.runs != "sqlite" {
             throw bad("storage.runs", "'\(storage.runs)' is not available; this gateway stores runs in sqlite")
         }
@@ -266,7 +283,7 @@ extension GatewayConfig {
         if workflows.dirs.contains(where: \.isEmpty) { throw bad("workflows.dirs", "must not contain an empty path") }
         if workers.max < 1 { throw bad("workers.max", "must be at least 1") }
         if workers.minSpare < 0 || workers.minSpare > workers.max { throw bad("workers.minSpare", "must be between 0 and workers.max (\(workers.max))") }
-        if workers.uidBase < 1000 || UInt64(workers.uidBase) + 50_000 > UInt64(UInt32.max - 1) {
+        if let base = workers.uidBase, base < 1000 || UInt64(base) + 50_000 > UInt64(UInt32.max - 1) {
             throw bad("workers.uidBase", "must leave room for 50000 uids above 1000 and below 4294967294")
         }
         if workers.templateRecycleAfter < 1 { throw bad("workers.templateRecycleAfter", "must be at least 1") }
@@ -275,11 +292,21 @@ extension GatewayConfig {
     }
 
     /// The pool configuration this config describes.
+    /// One of 20,000 disjoint ranges of 50,000 uids from 1,000,000,000, picked
+    /// by a hash of the state dir's path: two gateways of one host get ranges of
+    /// their own unless they share a state dir (which they cannot) or collide
+    /// (which the gateway detects at start: see `Gateway.checkUidRange`).
+    public static func derivedUidBase(stateDir: String) -> UInt32 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325   // FNV-1a: stable across runs, unlike Hasher
+        for b in stateDir.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return 1_000_000_000 + UInt32(h % 20_000) * 50_000
+    }
+
     public func poolConfiguration(stateDir: String, runningAsRoot: Bool) -> WorkerPoolConfiguration {
         var pool = WorkerPoolConfiguration(workspaceRoot: workers.workspaceRoot ?? stateDir + "/workspaces")
         pool.minSpare = workers.minSpare
         pool.max = workers.max
-        pool.uidBase = workers.uidBase
+        pool.uidBase = workers.uidBase ?? Self.derivedUidBase(stateDir: stateDir)
         pool.require = requiredLayers(runningAsRoot: runningAsRoot)
         pool.maxProcesses = workers.limits.processes
         pool.maxOpenFiles = workers.limits.openFiles

@@ -42,9 +42,45 @@ enum AddressClass {
         }
     }
 
-    static func isLiteral(_ host: String) -> Bool {
-        var v4 = in_addr(), v6 = in6_addr()
-        return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
+    /// An address of this host: loopback, unspecified (which connects to the
+    /// host itself), or one of its interfaces' addresses.
+    static func isLocal(_ ip: String) -> Bool {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, ip, &v4) == 1 {
+            let a = withUnsafeBytes(of: &v4) { Array($0) }
+            if a[0] == 127 || a.allSatisfy({ $0 == 0 }) { return true }
+        } else {
+            var v6 = in6_addr()
+            guard inet_pton(AF_INET6, ip, &v6) == 1 else { return true }
+            let b = withUnsafeBytes(of: &v6) { Array($0) }
+            if b[0..<15].allSatisfy({ $0 == 0 }), b[15] <= 1 { return true }   // :: and ::1
+            if b[0..<10].allSatisfy({ $0 == 0 }), b[10] == 0xff, b[11] == 0xff {
+                return isLocal("\(b[12]).\(b[13]).\(b[14]).\(b[15])")
+            }
+        }
+        return interfaceAddresses().contains(ip)
+    }
+
+    /// Every address configured on this host's interfaces, as numeric text.
+    static func interfaceAddresses() -> Set<String> {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0, let first = list else { return [] }
+        defer { freeifaddrs(first) }
+        var out: Set<String> = []
+        var p: UnsafeMutablePointer<ifaddrs>? = first
+        while let ifa = p {
+            if let addr = ifa.pointee.ifa_addr, addr.pointee.sa_family == AF_INET || addr.pointee.sa_family == AF_INET6 {
+                let len = socklen_t(addr.pointee.sa_family == AF_INET ? MemoryLayout<sockaddr_in>.size : MemoryLayout<sockaddr_in6>.size)
+                var buf = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+                if getnameinfo(addr, len, &buf, socklen_t(buf.count), nil, 0, NI_NUMERICHOST) == 0 {
+                    var text = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                    if let zone = text.firstIndex(of: "%") { text = String(text[..<zone]) }
+                    out.insert(text)
+                }
+            }
+            p = ifa.pointee.ifa_next
+        }
+        return out
     }
 
     /// Every address `host` resolves to (one for a literal).

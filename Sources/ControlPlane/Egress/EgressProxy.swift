@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Sandbox
+import Synchronization
 import Workflow
 
 #if canImport(Glibc)
@@ -10,7 +11,8 @@ import Glibc
 /// The only way out for a step: an HTTP proxy (CONNECT for TLS, absolute-form
 /// requests for plain HTTP) on a Unix socket that only workers' forwarders use.
 /// Each connection says which job and step it carries; the proxy checks that
-/// against the connecting worker's uid (SO_PEERCRED) and the job it was given,
+/// against the connecting process (SO_PEERCRED: it must be that job's worker
+/// itself, and the step one the control plane knows to be running there),
 /// applies that step's `allowHosts`, resolves the name itself and refuses
 /// private, loopback, link-local and metadata addresses unless config names the
 /// address, connects to the address it checked (no second lookup), and audits
@@ -22,19 +24,28 @@ public final class EgressProxy: Sendable {
     public let socketPath: String
     private let listenFD: Int32
     private let directory: EgressDirectory
-    private let jobOfUid: @Sendable (UInt32) -> String?
+    private let workerOf: @Sendable (String) -> WorkerPool.Assignment?
     private let audit: AuditLog
     private let logger: Logger
+    /// The gateway's own TCP listeners: never a destination, whatever allowHosts says.
+    private let ownPorts = Mutex<Set<Int>>([])
 
     public init(socketPath: String, directory: EgressDirectory, audit: AuditLog, logger: Logger,
-                jobOfUid: @escaping @Sendable (UInt32) -> String?) throws {
+                workerOf: @escaping @Sendable (String) -> WorkerPool.Assignment?) throws {
         self.socketPath = socketPath
         self.directory = directory
         self.audit = audit
         self.logger = logger
-        self.jobOfUid = jobOfUid
+        self.workerOf = workerOf
         // 0666 in a 0711 directory: worker uids can connect, nobody can list.
+        // Who may actually use a connection is decided per connection (serve).
         listenFD = try Sockets.listenUnix(path: socketPath, mode: 0o666)
+    }
+
+    /// A port this gateway listens on (its API): refused to steps on any local address.
+    public func protect(port: Int) {
+        guard port > 0 else { return }
+        ownPorts.withLock { _ = $0.insert(port) }
     }
 
     public func start() {
@@ -60,7 +71,7 @@ public final class EgressProxy: Sendable {
 
     struct Request {
         var connect: Bool
-        var host: String
+        var host: HostName
         var port: Int
         /// The request head to send upstream (absolute form rewritten to origin form).
         var head: [UInt8]
@@ -74,28 +85,44 @@ public final class EgressProxy: Sendable {
               let preamble = String(bytes: line.dropLast(), encoding: .utf8)?.split(separator: " ").map(String.init),
               preamble.count == 3, preamble[0] == Egress.preamble else { return }
         let (jobId, step) = (preamble[1], preamble[2])
-        guard let job = directory.job(jobId) else { return refuse(client, nil, host: "?", port: 0, step: step, why: "no such job") }
-        // When workers have uids of their own, the caller's uid must be the one running that job.
-        if geteuid() == 0, let cred = Sockets.peerCredentials(client), cred.uid != 0, jobOfUid(cred.uid) != jobId {
-            return refuse(client, job, host: "?", port: 0, step: step, why: "the calling worker does not run job \(jobId)")
+        guard let job = directory.job(jobId), let worker = workerOf(jobId) else {
+            return refuse(client, nil, host: "?", port: 0, step: step, why: "no such job")
         }
-        guard let head = Sockets.readUntil(client, [13, 10, 13, 10], max: 65_536), let request = Self.parse(head) else {
-            return refuse(client, job, host: "?", port: 0, step: step, why: "not an HTTP proxy request")
+        // Only the job's worker process itself may speak here: its forwarder
+        // threads live in it. A step's processes share the worker's uid, so the
+        // uid alone cannot tell them apart; the pid can (the worker is alive for
+        // as long as its job, so its pid cannot have been reused).
+        guard let cred = Sockets.peerCredentials(client), cred.pid == worker.pid, cred.uid == worker.uid else {
+            let who = Sockets.peerCredentials(client).map { "pid \($0.pid), uid \($0.uid)" } ?? "unknown"
+            return refuse(client, job, host: "?", port: 0, step: step,
+                          why: "the caller (\(who)) is not the forwarder of job \(jobId)'s worker", claimed: true)
+        }
+        // The step must be one the control plane knows is running in that worker now.
+        guard directory.waitUntilRunning(jobId: jobId, step: step, limit: .seconds(2)) else {
+            return refuse(client, job, host: "?", port: 0, step: step, why: "step \(step) is not running in job \(jobId)", claimed: true)
+        }
+        guard let head = Sockets.readUntil(client, [13, 10, 13, 10], max: 65_536) else {
+            return refuse(client, job, host: "?", port: 0, step: step, why: "not an HTTP proxy request", status: "400 Bad Request")
+        }
+        let request: Request
+        switch Self.parse(head) {
+        case let .failure(why): return refuse(client, job, host: "?", port: 0, step: step, why: why.reason, status: "400 Bad Request")
+        case let .success(r): request = r
         }
         let stepId = StepPath.id(of: step)
         let policy = job.policies[stepId] ?? StepPolicy()
         switch decide(request, policy: policy) {
         case let .failure(why):
-            refuse(client, job, host: request.host, port: request.port, step: step, why: why.reason)
+            refuse(client, job, host: request.host.text, port: request.port, step: step, why: why.reason)
         case let .success(address):
             let upstream = connectTo(address)
             guard upstream >= 0 else {
-                return refuse(client, job, host: request.host, port: request.port, step: step,
+                return refuse(client, job, host: request.host.text, port: request.port, step: step,
                               why: "cannot connect to \(address.ip): \(String(cString: strerror(errno)))", status: "502 Bad Gateway")
             }
             defer { close(upstream) }
             audit.record(actor: "gateway", action: "egress.allowed", runId: job.runId, details: [
-                "host": request.host, "port": "\(request.port)", "address": address.ip, "step": step, "workflow": job.workflow,
+                "host": request.host.text, "port": "\(request.port)", "address": address.ip, "step": step, "workflow": job.workflow,
                 "method": request.connect ? "CONNECT" : "HTTP",
             ])
             if request.connect {
@@ -111,16 +138,22 @@ public final class EgressProxy: Sendable {
     /// resolves to acceptable. Returns the address to connect to.
     func decide(_ r: Request, policy: StepPolicy) -> Result<(ip: String, sockaddr: Data), EgressDenial> {
         if policy.denied != nil { return .failure(EgressDenial("the step was denied")) }
-        let matching = policy.allowHosts.filter { HostPattern.matches($0, host: r.host, port: r.port) }
+        let host = r.host.text
+        let matching = policy.allowHosts.filter { HostPattern.matches($0, host: host, port: r.port) }
         if matching.isEmpty, !policy.unrestricted {
-            return .failure(EgressDenial("\(r.host):\(r.port) is not in networkEgress.allowHosts"))
+            return .failure(EgressDenial("\(host):\(r.port) is not in networkEgress.allowHosts"))
         }
-        let addresses = AddressClass.resolve(r.host, port: r.port)
-        guard let first = addresses.first else { return .failure(EgressDenial("\(r.host) does not resolve")) }
+        let addresses = AddressClass.resolve(host, port: r.port)
+        guard let first = addresses.first else { return .failure(EgressDenial("\(host) does not resolve")) }
+        // The gateway's own API is never a step's destination, whatever config
+        // names: a step that could reach it could approve its own approval.
+        if ownPorts.withLock({ $0.contains(r.port) }), let own = addresses.first(where: { AddressClass.isLocal($0.ip) }) {
+            return .failure(EgressDenial("\(host):\(r.port) (\(own.ip)) is the gateway's own API, which steps can never reach"))
+        }
         // A private address is allowed only when config names that very address.
-        let namedLiteral = AddressClass.isLiteral(r.host) && matching.contains { HostPattern.split($0).host == r.host.lowercased() }
+        let namedLiteral = r.host.isLiteral && matching.contains { HostPattern.host(of: $0) == host }
         if !namedLiteral, let bad = addresses.first(where: { AddressClass.isSpecial($0.ip) }) {
-            return .failure(EgressDenial("\(r.host) resolves to \(bad.ip), a private, loopback, link-local or metadata address"))
+            return .failure(EgressDenial("\(host) resolves to \(bad.ip), a private, loopback, link-local or metadata address"))
         }
         return .success(first)
     }
@@ -143,36 +176,83 @@ public final class EgressProxy: Sendable {
         return fd
     }
 
+    /// `claimed`: the step name is what an unverified caller said, recorded as
+    /// such rather than as the step's own.
     private func refuse(_ client: Int32, _ job: EgressDirectory.Job?, host: String, port: Int, step: String, why: String,
-                        status: String = "403 Forbidden") {
+                        status: String = "403 Forbidden", claimed: Bool = false) {
         let body = "skelm egress: \(why)\n"
         _ = Sockets.writeAll(client, Array("HTTP/1.1 \(status)\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)".utf8))
+        // Unread request bytes would turn the close into a reset that discards
+        // the answer: end our side, then read what is left (bounded) first.
+        shutdown(client, Int32(SHUT_WR))
+        var tv = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var scratch = [UInt8](repeating: 0, count: 4096)
+        var drained = 0
+        while drained < 65_536 {
+            let n = read(client, &scratch, scratch.count)
+            if n <= 0 { break }
+            drained += n
+        }
         audit.record(actor: "gateway", action: "egress.denied", runId: job?.runId, details: [
-            "host": host, "port": "\(port)", "step": step, "workflow": job?.workflow ?? "", "reason": why,
+            "host": host, "port": "\(port)", claimed ? "claimedStep" : "step": step, "workflow": job?.workflow ?? "", "reason": why,
         ])
     }
 
     /// `CONNECT host:port HTTP/1.1` or `GET http://host[:port]/path HTTP/1.1`.
-    /// Headers pass through except hop-by-hop proxy ones; they are never logged.
-    static func parse(_ head: [UInt8]) -> Request? {
-        guard let text = String(bytes: head, encoding: .utf8) else { return nil }
+    /// Every host (the target, and a `Host` header) is parsed strictly: a
+    /// request whose host is not a DNS name or an IP literal is refused before
+    /// any pattern sees it. Headers pass through except hop-by-hop proxy ones;
+    /// they are never logged.
+    static func parse(_ head: [UInt8]) -> Result<Request, EgressDenial> {
+        // Only printable ASCII, tabs and CRLF line ends: a NUL or a bare CR/LF
+        // could mean one thing here and another to the upstream server.
+        for (i, b) in head.enumerated() where b < 0x20 || b == 0x7f {
+            if b == 9 { continue }
+            if b == 13, i + 1 < head.count, head[i + 1] == 10 { continue }
+            if b == 10, i > 0, head[i - 1] == 13 { continue }
+            return .failure(EgressDenial("control characters in the request head"))
+        }
+        guard let text = String(bytes: head, encoding: .utf8) else { return .failure(EgressDenial("the request head is not UTF-8")) }
         var lines = text.components(separatedBy: "\r\n")
-        let parts = lines[0].split(separator: " ").map(String.init)
-        guard parts.count == 3, parts[2].hasPrefix("HTTP/1.") else { return nil }
+        let parts = lines[0].split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 3, parts[2].hasPrefix("HTTP/1.") else { return .failure(EgressDenial("not an HTTP proxy request")) }
+        let hostHeaders = lines.dropFirst().filter { $0.lowercased().hasPrefix("host:") }
+            .map { String($0.dropFirst(5)).trimmingCharacters(in: .whitespaces) }
+        guard hostHeaders.count <= 1 else { return .failure(EgressDenial("more than one Host header")) }
+        let target: (host: HostName, port: Int)
+        var rewritten: [UInt8] = []
         if parts[0] == "CONNECT" {
-            let hp = HostPattern.split(parts[1])
-            guard let port = hp.port.flatMap(Int.init), (1...65535).contains(port), !hp.host.isEmpty else { return nil }
-            return Request(connect: true, host: hp.host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port: port, head: [])
+            guard let t = HostName.parseAuthority(parts[1], defaultPort: nil) else {
+                return .failure(EgressDenial("invalid CONNECT target: not host:port with a DNS name or an IP address"))
+            }
+            target = t
+        } else {
+            guard let url = URLComponents(string: parts[1]), url.scheme == "http", let raw = url.percentEncodedHost else {
+                return .failure(EgressDenial("not an absolute http:// URL"))
+            }
+            guard url.user == nil, url.password == nil else { return .failure(EgressDenial("credentials in the URL")) }
+            let port = url.port ?? 80
+            guard let host = HostName.parse(raw), (1...65535).contains(port) else {
+                return .failure(EgressDenial("invalid host in the URL: not a DNS name or an IP address"))
+            }
+            target = (host, port)
+            let path = (url.percentEncodedPath.isEmpty ? "/" : url.percentEncodedPath) + (url.percentEncodedQuery.map { "?" + $0 } ?? "")
+            lines[0] = "\(parts[0]) \(path) \(parts[2])"
+            lines = lines.filter { l in
+                let lower = l.lowercased()
+                return !lower.hasPrefix("proxy-authorization:") && !lower.hasPrefix("proxy-connection:")
+            }
+            rewritten = Array(lines.joined(separator: "\r\n").utf8)
         }
-        guard let url = URLComponents(string: parts[1]), url.scheme == "http", let host = url.host, !host.isEmpty else { return nil }
-        let path = (url.percentEncodedPath.isEmpty ? "/" : url.percentEncodedPath) + (url.percentEncodedQuery.map { "?" + $0 } ?? "")
-        lines[0] = "\(parts[0]) \(path) \(parts[2])"
-        lines = lines.filter { l in
-            let lower = l.lowercased()
-            return !lower.hasPrefix("proxy-authorization:") && !lower.hasPrefix("proxy-connection:")
+        // A Host header names the same host (a mismatch would let the allowed
+        // connection carry a request for another site).
+        if let h = hostHeaders.first {
+            guard let named = HostName.parseAuthority(h, defaultPort: target.port), named.host == target.host else {
+                return .failure(EgressDenial("the Host header does not name \(target.host.text)"))
+            }
         }
-        return Request(connect: false, host: host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port: url.port ?? 80,
-                       head: Array(lines.joined(separator: "\r\n").utf8))
+        return .success(Request(connect: parts[0] == "CONNECT", host: target.host, port: target.port, head: rewritten))
     }
 }
 

@@ -14,10 +14,12 @@ struct API: Sendable {
     let maxBodyBytes: Int
     let heartbeat: Duration
     let startedAt: Date
+    let authenticator: Authenticator
 
-    func router() -> Router<BasicRequestContext> {
-        let router = Router()
+    func router() -> Router<GatewayContext> {
+        let router = Router(context: GatewayContext.self)
         router.add(middleware: JSONErrorMiddleware())
+        router.add(middleware: AuthMiddleware(authenticator: authenticator))
         addHealthRoutes(router)
         addWorkflowRoutes(router)
         addRunRoutes(router)

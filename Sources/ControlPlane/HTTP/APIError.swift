@@ -9,6 +9,8 @@ public struct APIError: Error, Sendable {
     public let code: String
     public let message: String
     public var details: [String: String]? = nil
+    /// Sent with the error (`WWW-Authenticate` on a 401).
+    public var headers: HTTPFields = [:]
 
     public static func badRequest(_ message: String, code: String = "bad_request") -> APIError {
         APIError(status: .badRequest, code: code, message: message)
@@ -27,7 +29,7 @@ public struct APIError: Error, Sendable {
             }
             let error: Inner
         }
-        return JSONResponse.make(Body(error: .init(code: code, message: message)), status: status)
+        return JSONResponse.make(Body(error: .init(code: code, message: message)), status: status, headers: headers)
     }
 }
 

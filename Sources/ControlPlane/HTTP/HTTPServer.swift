@@ -5,8 +5,8 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 
-/// The API on TCP (`server.host:port`) and on `stateDir/gateway.sock` (0600:
-/// only the gateway's own user can connect), from one router.
+/// The API on TCP (`server.host:port`) and on `stateDir/gateway.sock` (0600, or
+/// 0660 for `server.socketGroup`), from one router.
 final class HTTPServer: Sendable {
     private let group: ServiceGroup
     let boundPort: Int
@@ -17,7 +17,9 @@ final class HTTPServer: Sendable {
     }
 
     /// Binds both listeners and returns once they accept connections.
-    static func start(api: API, host: String, port: Int, socketPath: String, logger: Logger) async throws -> (HTTPServer, Task<Void, any Error>) {
+    /// `socketGID`: members of this group may connect to the socket too (0660).
+    static func start(api: API, host: String, port: Int, socketPath: String, socketGID: UInt32?,
+                      logger: Logger) async throws -> (HTTPServer, Task<Void, any Error>) {
         let router = api.router()
         let (ports, portFeed) = AsyncStream<Int>.makeStream()
         let tcp = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "skelm"),
@@ -26,7 +28,14 @@ final class HTTPServer: Sendable {
         unlink(socketPath)
         let unix = Application(router: router, configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "skelm"),
                                onServerRunning: { _ in
-                                   chmod(socketPath, 0o600)
+                                   // File permissions are the first gate; the peer's
+                                   // credentials (Authenticator) are the second.
+                                   if let socketGID {
+                                       chown(socketPath, UInt32.max, socketGID)   // uid -1: unchanged
+                                       chmod(socketPath, 0o660)
+                                   } else {
+                                       chmod(socketPath, 0o600)
+                                   }
                                    portFeed.yield(-1)
                                },
                                logger: logger)

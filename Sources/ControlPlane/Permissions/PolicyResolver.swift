@@ -136,26 +136,35 @@ enum HostPattern {
         return (p.lowercased(), nil)
     }
 
-    /// Whether `pattern` allows a connection to `host`:`port`. A pattern without a
-    /// port allows the web's ports only (80 and 443).
+    /// The pattern's host, without an IPv6 literal's brackets.
+    static func host(of pattern: String) -> String {
+        split(pattern).host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+    }
+
+    /// The ports a pattern allows: its own, or without one the web's (80 and 443).
+    static func ports(of pattern: String) -> Set<Int> {
+        guard let p = split(pattern).port else { return [80, 443] }
+        return Int(p).map { [$0] } ?? []
+    }
+
+    /// Whether `pattern` allows a connection to `host`:`port` (`host` canonical,
+    /// as `HostName` writes it).
     static func matches(_ pattern: String, host: String, port: Int) -> Bool {
-        let p = split(pattern)
-        let h = host.lowercased()
-        if let pp = p.port { if Int(pp) != port { return false } } else if port != 80, port != 443 { return false }
-        if p.host == h { return true }
-        if p.host.hasPrefix("*.") { return h.hasSuffix(String(p.host.dropFirst(1))) }
+        guard ports(of: pattern).contains(port) else { return false }
+        let p = Self.host(of: pattern)
+        if p == host { return true }
+        if p.hasPrefix("*.") { return host.hasSuffix(String(p.dropFirst(1))) }
         return false
     }
 
     /// Whether every host:port that `narrow` allows is also allowed by `broad`.
+    /// A broad pattern without a port covers 80 and 443 only: a lower level
+    /// cannot widen `api.example.com` to `api.example.com:8080`.
     static func covers(_ broad: String, _ narrow: String) -> Bool {
-        let b = split(broad), n = split(narrow)
-        if let bp = b.port, bp != n.port { return false }
-        if b.host == n.host { return true }
-        if b.host.hasPrefix("*.") {
-            let suffix = String(b.host.dropFirst(1))
-            return n.host.hasSuffix(suffix)
-        }
+        guard ports(of: narrow).isSubset(of: ports(of: broad)) else { return false }
+        let b = host(of: broad), n = host(of: narrow)
+        if b == n { return true }
+        if b.hasPrefix("*.") { return n.hasSuffix(String(b.dropFirst(1))) }
         return false
     }
 }

@@ -111,7 +111,7 @@ public actor RunService {
     // MARK: Submitting
 
     /// Creates the run row (or finds the one this idempotency key made) and queues it.
-    public func submit(workflow id: String, input: JSONValue, idempotencyKey: String?) async throws -> (RunRecord, created: Bool) {
+    public func submit(workflow id: String, input: JSONValue, idempotencyKey: String?, actor: String = "api") async throws -> (RunRecord, created: Bool) {
         if stopping { throw SubmitError.stopping }
         guard let definition = await registry.workflow(id) else { throw SubmitError.unknownWorkflow(id) }
         do { _ = try policies.policies(for: definition) } catch { throw SubmitError.invalidPermissions("\(error)") }
@@ -150,7 +150,7 @@ public actor RunService {
             if let idempotencyKey { details["idempotencyKey"] = idempotencyKey }
             if let slot, let started {
                 do {
-                    try await audit.appendAll([(actor: "api", action: "run.created", runId: runId, details: details),
+                    try await audit.appendAll([(actor: actor, action: "run.created", runId: runId, details: details),
                                                (actor: "gateway", action: "run.started", runId: runId,
                                                 details: ["workflow": id, "job": slot.jobId])])
                 } catch {
@@ -163,7 +163,7 @@ public actor RunService {
                 Task { await self.execute(runId, definition, resumed: false, input: input, slot, started: true) }
                 return (run, true)
             }
-            try await audit.append(actor: "api", action: "run.created", runId: runId, details: details)
+            try await audit.append(actor: actor, action: "run.created", runId: runId, details: details)
             hub.publish(queued)
             queue.append((runId, definition, false, input))
             pump()
@@ -182,11 +182,11 @@ public actor RunService {
 
     /// Ends a queued or running run as cancelled and kills its worker. A run that
     /// already ended is returned as it is: cancelling twice is harmless.
-    public func cancel(_ runId: String) async throws -> RunRecord? {
+    public func cancel(_ runId: String, actor: String = "api") async throws -> RunRecord? {
         guard let run = try await store.run(runId, withSteps: false) else { return nil }
         if run.status.isTerminal { return try await store.run(runId) }
         let failure = StepFailure(code: "Cancelled", step: nil, message: "cancelled")
-        try await audit.append(actor: "api", action: "run.cancel", runId: runId, details: ["workflow": run.workflow])
+        try await audit.append(actor: actor, action: "run.cancel", runId: runId, details: ["workflow": run.workflow])
         if run.status == .waiting {
             try await store.cancelApprovals(runId: runId)
             await end(runId, .cancelled, output: nil, error: failure)
@@ -267,13 +267,15 @@ public actor RunService {
         let input: JSONValue
         if let known { input = known } else { input = (try? await store.run(runId, withSteps: false))?.input ?? .null }
         let timeout = definition.timeoutMs.map { Duration.milliseconds($0) } ?? runTimeout
-        let store = self.store, hub = self.hub, logger = self.logger, stepTimeoutMs = self.stepTimeoutMs
+        let store = self.store, hub = self.hub, logger = self.logger, stepTimeoutMs = self.stepTimeoutMs, egress = self.egress
         var options = WorkerPool.JobOptions(jobId: a.jobId)
         options.keepWorkspace = false
         egress.register(jobId: a.jobId, .init(runId: runId, workflow: definition.id, policies: stepPolicies))
         defer { egress.remove(jobId: a.jobId) }
         let (result, outcome) = await pool.runSegment(options: options, timeout: timeout + .seconds(10), events: { event in
             defer { a.eventHandled() }
+            // Before persisting: the step's first egress connection may already be waiting on it.
+            egress.observe(jobId: a.jobId, type: event.type, step: event.step)
             if a.cancelled.withLock({ $0 }) { return }
             Self.auditPermissions(event, policies: stepPolicies, runId: runId, workflow: definition.id, audit: audit)
             // Redacted here too: the worker redacts, but is not trusted to.
@@ -367,7 +369,7 @@ public actor RunService {
         var details = ["approval": id, "step": pending.step, "workflow": pending.workflow, "by": actor]
         if let reason { details["reason"] = reason }
         // Audited before it takes effect.
-        try await audit.append(actor: actor == "timeout" ? "gateway" : "api", action: action, runId: pending.runId, details: details)
+        try await audit.append(actor: actor == "timeout" ? "gateway" : actor, action: action, runId: pending.runId, details: details)
         switch try await store.decide(id: id, status: status, actor: actor, reason: reason) {
         case .notFound: throw DecisionError.notFound
         case let .alreadyDecided(a): throw DecisionError.alreadyDecided(a)

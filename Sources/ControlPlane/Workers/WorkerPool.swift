@@ -38,8 +38,13 @@ public actor WorkerPool {
     private var busyJobs = 0
     /// Job sent to first event from the worker, in ms, per job.
     public nonisolated let dispatchLatencies = Samples()
-    /// Which job each busy worker's uid runs: the egress proxy checks a caller against it.
-    public nonisolated let assignments = Mutex<[UInt32: String]>([:])
+    /// A busy worker, as the egress proxy checks a caller against it.
+    public struct Assignment: Sendable {
+        public let pid: Int32
+        public let uid: UInt32
+    }
+    /// Which worker runs each job, by job id.
+    public nonisolated let assignments = Mutex<[String: Assignment]>([:])
     /// The most jobs that ever ran at once (operators size `maxConcurrentRuns` by it).
     public private(set) var peakBusy = 0
     /// How this pool starts workers (template or exec), and the template's state.
@@ -136,10 +141,10 @@ public actor WorkerPool {
         outcome.sandbox = worker.report
         busyJobs += 1
         peakBusy = Swift.max(peakBusy, busyJobs)
-        assignments.withLock { $0[worker.uid] = options.jobId }
+        assignments.withLock { $0[options.jobId] = Assignment(pid: worker.pid, uid: worker.uid) }
         defer {
             busyJobs -= 1
-            _ = assignments.withLock { $0.removeValue(forKey: worker.uid) }
+            _ = assignments.withLock { $0.removeValue(forKey: options.jobId) }
         }
         // Dispatch latency: from sending the job to the worker's first event (its ack that it runs).
         let sent = ContinuousClock.now
@@ -472,6 +477,18 @@ public actor WorkerPool {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         // Traversable by worker uids, listable and writable by nobody else.
         guard chmod(root, 0o711) == 0 else { throw WorkerFailure.spawnFailed("chmod \(root): \(String(cString: strerror(errno)))") }
+    }
+
+    /// Removes every job workspace under `root` (not the egress socket): called
+    /// at start, when no job of this gateway exists yet. Returns how many.
+    public static func removeStaleWorkspaces(_ root: String) -> Int {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        var removed = 0
+        for name in entries where !name.hasPrefix(".") {
+            removeWorkspace(root + "/" + name)
+            removed += 1
+        }
+        return removed
     }
 
     /// Most jobs leave an empty workspace with an empty .tmp: two rmdirs. Only

@@ -40,7 +40,7 @@ public struct WorkerSandboxSpec: Codable, Sendable, Equatable {
 public enum SystemPaths {
     public static let trustedPath = ["/usr/local/bin", "/usr/bin", "/bin"]
     public static let readOnly = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/proc",
-                                  "/dev/zero", "/dev/urandom", "/dev/random", "/dev/fd", "/dev/pts"]
+                                  "/dev/zero", "/dev/urandom", "/dev/random", "/dev/fd"]
     public static let readWrite = ["/dev/null", "/dev/full", "/dev/tty"]
     /// The kernel opens an ELF program's interpreter for execution too, so a step
     /// allowed to run a dynamically linked program needs these executable.

@@ -4,7 +4,7 @@ import Hummingbird
 import Workflow
 
 extension API {
-    func addApprovalRoutes(_ router: Router<BasicRequestContext>) {
+    func addApprovalRoutes(_ router: Router<GatewayContext>) {
         router.get("/approvals") { request, _ -> Response in
             var status: ApprovalRecord.Status? = .pending
             if let s = request.query("status") {
@@ -32,16 +32,17 @@ extension API {
                 var body: [String: JSONValue] = [:]
                 if buffer.readableBytes > 0 {
                     guard case let .object(o)? = JSONValue.parse(String(decoding: buffer.readableBytesView, as: UTF8.self)) else {
-                        throw APIError.badRequest("the body must be a JSON object: {\"actor\", \"reason\"}", code: "invalid_json")
+                        throw APIError.badRequest("the body must be a JSON object: {\"reason\"}", code: "invalid_json")
                     }
                     body = o
                 }
-                if let extra = body.keys.first(where: { $0 != "actor" && $0 != "reason" }) {
-                    throw APIError.badRequest("unknown field '\(extra)' (expected actor, reason)")
+                if body["actor"] != nil {
+                    throw APIError.badRequest("'actor' is not accepted: a decision is recorded under the caller the gateway authenticated (\(context.caller.name))")
                 }
-                guard case let .string(actor)? = body["actor"], !actor.isEmpty, actor.count <= 200 else {
-                    throw APIError.badRequest("'actor' is required: who decides (1 to 200 characters)")
+                if let extra = body.keys.first(where: { $0 != "reason" }) {
+                    throw APIError.badRequest("unknown field '\(extra)' (expected reason)")
                 }
+                let actor = context.caller.name
                 let reason = body["reason"]?.stringValue
                 do {
                     return JSONResponse.make(try await runs.decide(approval: id, approve: approve, actor: actor, reason: reason))

@@ -3,7 +3,7 @@ import HTTPTypes
 import Hummingbird
 
 extension API {
-    func addAuditRoutes(_ router: Router<BasicRequestContext>) {
+    func addAuditRoutes(_ router: Router<GatewayContext>) {
         router.get("/audit") { request, _ -> Response in
             let limit = try request.intQuery("limit", default: 100, range: 1...10_000)
             let before = try request.query("before").map { _ in try request.intQuery("before", default: 0, range: 1...Int.max) }

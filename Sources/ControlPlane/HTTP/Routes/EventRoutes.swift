@@ -3,7 +3,7 @@ import HTTPTypes
 import Hummingbird
 
 extension API {
-    func addEventRoutes(_ router: Router<BasicRequestContext>) {
+    func addEventRoutes(_ router: Router<GatewayContext>) {
         router.get("/runs/:id/events") { request, context -> Response in
             let id = try context.parameters.require("id")
             guard let run = try await store.run(id, withSteps: false) else { throw APIError.notFound("no run \(id)") }

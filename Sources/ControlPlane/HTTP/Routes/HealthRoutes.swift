@@ -2,7 +2,7 @@ import Foundation
 import Hummingbird
 
 extension API {
-    func addHealthRoutes(_ router: Router<BasicRequestContext>) {
+    func addHealthRoutes(_ router: Router<GatewayContext>) {
         router.get("/health") { _, _ -> Response in
             struct Health: Encodable {
                 let status: String

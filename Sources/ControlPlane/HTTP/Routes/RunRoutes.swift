@@ -4,8 +4,8 @@ import Hummingbird
 import Workflow
 
 extension API {
-    func addRunRoutes(_ router: Router<BasicRequestContext>) {
-        router.post("/runs") { request, _ -> Response in
+    func addRunRoutes(_ router: Router<GatewayContext>) {
+        router.post("/runs") { request, context -> Response in
             var request = request
             let body = try await request.jsonObject(limit: maxBodyBytes)
             let known: Set<String> = ["workflow", "input", "mode"]
@@ -23,7 +23,7 @@ extension API {
 
             let run: RunRecord, created: Bool
             do {
-                (run, created) = try await runs.submit(workflow: workflow, input: input, idempotencyKey: key)
+                (run, created) = try await runs.submit(workflow: workflow, input: input, idempotencyKey: key, actor: context.caller.name)
             } catch let error as RunService.SubmitError {
                 switch error {
                 case let .unknownWorkflow(id): throw APIError.notFound("no valid workflow named \(id) (see GET /registry/workflows)")
@@ -71,7 +71,7 @@ extension API {
 
         router.post("/runs/:id/cancel") { _, context -> Response in
             let id = try context.parameters.require("id")
-            guard let run = try await runs.cancel(id) else { throw APIError.notFound("no run \(id)") }
+            guard let run = try await runs.cancel(id, actor: context.caller.name) else { throw APIError.notFound("no run \(id)") }
             return JSONResponse.make(run)
         }
     }

@@ -9,7 +9,7 @@ extension API {
         return ["count": Double(s.count), "p50": pct(0.5), "p99": pct(0.99)]
     }
 
-    func addWorkerRoutes(_ router: Router<BasicRequestContext>) {
+    func addWorkerRoutes(_ router: Router<GatewayContext>) {
         router.get("/v1/workers") { request, _ -> Response in
             struct Pool: Encodable {
                 let workers: [WorkerInfo]

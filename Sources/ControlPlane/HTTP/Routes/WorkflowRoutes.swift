@@ -4,7 +4,7 @@ import Hummingbird
 import Workflow
 
 extension API {
-    func addWorkflowRoutes(_ router: Router<BasicRequestContext>) {
+    func addWorkflowRoutes(_ router: Router<GatewayContext>) {
         router.get("/registry/workflows") { _, _ -> Response in
             struct List: Encodable { let workflows: [WorkflowRegistry.Entry] }
             return JSONResponse.make(List(workflows: await registry.list()))

@@ -1,0 +1,256 @@
+import Foundation
+import SkelmClient
+import Testing
+import Workflow
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A hostile web page and a hostile local user against a gateway on loopback
+/// with authentication off: the page can make the browser send requests, but
+/// not with a JSON content type, a Host naming the gateway or an Origin of its
+/// own. One row per attack; each refusal is audited as `api.denied`.
+@Suite("Auth: a browser against a loopback gateway", .serialized)
+final class BrowserAttackTests {
+    let gw: TestGateway
+
+    init() async throws {
+        gw = try await TestGateway.started(workflows: TestWorkflows.all)
+    }
+
+    deinit { gw.cleanupLater() }
+
+    struct Attack: Sendable, CustomTestStringConvertible {
+        let name: String
+        let method: String
+        let path: String
+        let headers: [String: String]
+        let status: Int
+        let code: String?
+        var testDescription: String { name }
+    }
+
+    static let attacks: [Attack] = [
+        Attack(name: "control: a JSON request naming the gateway", method: "POST", path: "/runs", headers: [:], status: 202, code: nil),
+        Attack(name: "CSRF: a text/plain form post", method: "POST", path: "/runs", headers: ["Content-Type": "text/plain"],
+               status: 415, code: "unsupported_media_type"),
+        Attack(name: "CSRF: a urlencoded form post", method: "POST", path: "/runs",
+               headers: ["Content-Type": "application/x-www-form-urlencoded"], status: 415, code: "unsupported_media_type"),
+        Attack(name: "CSRF: a multipart form post", method: "POST", path: "/runs",
+               headers: ["Content-Type": "multipart/form-data; boundary=x"], status: 415, code: "unsupported_media_type"),
+        Attack(name: "DNS rebinding: reading the audit under the page's own name", method: "GET", path: "/audit",
+               headers: ["Host": "attacker.example:PORT"], status: 403, code: "host_not_allowed"),
+        Attack(name: "DNS rebinding: starting a run under the page's own name", method: "POST", path: "/runs",
+               headers: ["Host": "attacker.example"], status: 403, code: "host_not_allowed"),
+        Attack(name: "cross-origin fetch with a JSON body", method: "POST", path: "/runs",
+               headers: ["Origin": "http://attacker.example"], status: 403, code: "origin_not_allowed"),
+        Attack(name: "DNS rebinding: a name that ends like the gateway's", method: "GET", path: "/runs",
+               headers: ["Host": "localhost.attacker.example"], status: 403, code: "host_not_allowed"),
+    ]
+
+    @Test("each cross-site attempt is refused and audited", arguments: attacks)
+    func attack(_ a: Attack) async throws {
+        guard case let .tcp(_, port) = gw.tcp.target else { Issue.record("no tcp"); return }
+        let headers = a.headers.map { ($0.key, $0.value.replacingOccurrences(of: "PORT", with: "\(port)")) }
+        let body = a.method == "POST" ? Data(#"{"workflow": "hello", "input": {"name": "csrf"}}"#.utf8) : nil
+        let r = try await gw.tcp.send(a.method == "POST" ? .POST : .GET, a.path, body: body, headers: headers)
+        #expect(r.status == a.status, "\(a.name): \(r.status) \(r.errorMessage)")
+        guard let code = a.code else { return }
+        #expect(r.json?["error"]?["code"]?.stringValue == code)
+        let denied = try await gw.get("/audit?action=api.denied").json?["entries"].list ?? []
+        #expect(denied.contains { $0["details"]?["code"]?.stringValue == code && $0["details"]?["path"]?.stringValue == a.path },
+                "\(a.name): \(denied)")
+        // Refused before anything ran: no run was created by it.
+        if a.method == "POST" {
+            let runs = try await gw.get("/runs?workflow=hello&limit=1000").json?["runs"].list ?? []
+            #expect(!runs.contains { $0["input"]?["name"] == "csrf" && a.status != 202 })
+        }
+    }
+}
+
+/// Bearer tokens with scopes: who may read, run, decide and administer.
+@Suite("Auth: bearer tokens and scopes", .serialized)
+final class BearerTokenTests {
+    let gw: TestGateway
+    static let tokens = ["ADMIN_TOK": "admin-0123456789abcdef", "OPS_TOK": "operator-0123456789abcdef", "VIEW_TOK": "viewer-0123456789abcdef"]
+
+    init() async throws {
+        var workflows = TestWorkflows.all
+        workflows["gate.workflow.yaml"] = """
+            id: gate
+            steps:
+              - id: ask
+                approval: { message: "go?", timeout: 1h }
+              - { id: after, run: "echo decided by ${{ steps.ask.output.actor }}" }
+            """
+        let gw = try TestGateway(workflows: workflows, config: TestGateway.config(server: """
+            { host: 127.0.0.1, port: 0, auth: { mode: bearer, tokens: [
+                { name: root, scope: admin, env: ADMIN_TOK }, { name: ci, scope: operator, env: OPS_TOK },
+                { name: dash, scope: viewer, env: VIEW_TOK } ] } }
+            """.replacingOccurrences(of: "\n", with: " ")))
+        gw.environment = Self.tokens
+        try await gw.start()
+        self.gw = gw
+    }
+
+    deinit { gw.cleanupLater() }
+
+    func tcp(_ token: String?) -> GatewayClient {
+        var c = gw.tcp!
+        c.token = token.flatMap { Self.tokens[$0] }
+        return c
+    }
+
+    struct Call: Sendable, CustomTestStringConvertible {
+        let name: String
+        let token: String?
+        let method: String
+        let path: String
+        let status: Int
+        var testDescription: String { name }
+    }
+
+    static let calls: [Call] = [
+        Call(name: "health needs no token", token: nil, method: "GET", path: "/health", status: 200),
+        Call(name: "no token: 401", token: nil, method: "GET", path: "/runs", status: 401),
+        Call(name: "a wrong token: 401", token: "NOPE", method: "GET", path: "/audit", status: 401),
+        Call(name: "a viewer reads", token: "VIEW_TOK", method: "GET", path: "/runs", status: 200),
+        Call(name: "a viewer cannot start a run", token: "VIEW_TOK", method: "POST", path: "/runs", status: 403),
+        Call(name: "an operator starts a run", token: "OPS_TOK", method: "POST", path: "/runs", status: 202),
+        Call(name: "an operator cannot reload", token: "OPS_TOK", method: "POST", path: "/registry/reload", status: 403),
+        Call(name: "an admin reloads", token: "ADMIN_TOK", method: "POST", path: "/registry/reload", status: 200),
+    ]
+
+    @Test("each scope may do what it names and nothing more", arguments: calls)
+    func scopes(_ c: Call) async throws {
+        var client = tcp(c.token)
+        if c.token == "NOPE" { client.token = "not-a-token-of-this-gateway" }
+        let body = c.path == "/runs" ? Data(#"{"workflow": "hello", "input": {"name": "tok"}}"#.utf8) : nil
+        let r = try await client.send(c.method == "POST" ? .POST : .GET, c.path, body: body)
+        #expect(r.status == c.status, "\(c.name): \(r.status) \(r.errorMessage)")
+        if c.status == 401 || c.status == 403 {
+            let denied = try await gw.get("/audit?action=api.denied").json?["entries"].list ?? []
+            #expect(denied.contains { $0["details"]?["status"]?.stringValue == "\(c.status)" && $0["details"]?["path"]?.stringValue == c.path })
+            #expect(!(try String(contentsOfFile: gw.stateDir + "/audit.jsonl", encoding: .utf8)).contains("0123456789abcdef"),
+                    "a token value never reaches the audit chain")
+        }
+        if c.status == 202, let id = r.json?["id"]?.stringValue {
+            let created = try await gw.get("/audit?run=\(id)&action=run.created").json?["entries"].list ?? []
+            #expect(created.first?["actor"] == "token:ci")
+        }
+    }
+
+    @Test("an approval is decided by the token's principal, whatever the body says")
+    func decider() async throws {
+        let started = try await tcp("OPS_TOK").post("/runs", json: ["workflow": "gate"])
+        let id = try #require(started.json?["id"]?.stringValue)
+        var approval: String?
+        for _ in 0..<200 {
+            approval = try await gw.get("/approvals?run=\(id)").json?["approvals"].list.first?["id"]?.stringValue
+            if approval != nil { break }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        let aid = try #require(approval)
+        #expect(try await tcp("VIEW_TOK").post("/approvals/\(aid)/approve", json: [:]).status == 403)
+        #expect(try await tcp("OPS_TOK").post("/approvals/\(aid)/approve", json: ["actor": "somebody-else"]).status == 400)
+        let ok = try await tcp("OPS_TOK").post("/approvals/\(aid)/approve", json: ["reason": "ship it"])
+        #expect(ok.json?["decidedBy"] == "token:ci")
+        let done = try await gw.waitForStatus(id, ["succeeded", "failed"])
+        #expect(done["output"] == "decided by token:ci")
+        let audit = try await gw.get("/audit?run=\(id)&action=approval.approved").json?["entries"].list ?? []
+        #expect(audit.first?["actor"] == "token:ci")
+        #expect(audit.first?["details"]?["by"] == "token:ci")
+    }
+}
+
+/// Config that would leave the API open, or keys that cannot work, stop the gateway with the key named.
+@Suite("Auth: config")
+struct AuthConfigTests {
+    @Test("unsafe or broken auth config is refused with the key named", arguments: [
+        ("server: { host: 0.0.0.0, auth: { mode: none } }", "server.auth.mode", "is not a loopback address"),
+        ("server: { host: 0.0.0.0 }", "server.auth.tokens", "needs at least one token"),
+        ("server: { auth: { mode: bearer, tokens: [ { name: a, scope: admin } ] } }", "server.auth.tokens[0]", "exactly one of env or secret"),
+        ("server: { auth: { mode: bearer, tokens: [ { name: a, scope: admin, env: X }, { name: a, scope: viewer, env: Y } ] } }",
+         "server.auth.tokens[1].name", "used twice"),
+        ("server: { auth: { mode: bearer, tokens: [ { name: a, scope: root, env: X } ] } }", "server.auth.tokens[0].scope", "'root' is not one of: viewer, operator, admin"),
+        ("server: { socketGroup: no-such-group-here }", "server.socketGroup", "no group named"),
+    ])
+    func refused(_ yaml: String, _ key: String, _ message: String) async throws {
+        let gw = try TestGateway(workflows: [:], config: yaml)
+        defer { gw.cleanupLater() }
+        await #expect(throws: GatewayFailure.self) { try await gw.start() }
+        #expect(gw.logText.contains(key) && gw.logText.contains(message), "\(gw.logText)")
+    }
+
+    @Test("a short token is refused at start: guessable")
+    func shortToken() async throws {
+        let gw = try TestGateway(workflows: [:], config: "server: { port: 0, auth: { mode: bearer, tokens: [ { name: a, scope: admin, env: SHORT_TOK } ] } }")
+        gw.environment = ["SHORT_TOK": "hunter2"]
+        defer { gw.cleanupLater() }
+        await #expect(throws: GatewayFailure.self) { try await gw.start() }
+        #expect(gw.logText.contains("shorter than 16 characters"), "\(gw.logText)")
+        #expect(!gw.logText.contains("hunter2"))
+    }
+}
+
+/// The Unix socket admits callers by the kernel's word (SO_PEERCRED): the
+/// gateway's own user and root, and members of `server.socketGroup`.
+@Suite("Auth: the Unix socket", .serialized)
+final class SocketPeerTests {
+    /// Connects to the socket as another uid (and groups), sends one request,
+    /// prints the status line and body, or the connect error.
+    static let client = #"""
+        import os, socket, sys
+        uid, groups, path, method, target = int(sys.argv[1]), [int(g) for g in sys.argv[2].split(",") if g], sys.argv[3], sys.argv[4], sys.argv[5]
+        os.setgroups(groups)
+        gid = groups[0] if groups else uid
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(path)
+        except OSError as e:
+            print("connect: %s" % e.strerror); sys.exit(0)
+        body = b'{"workflow": "hello", "input": {"name": "peer"}}' if method == "POST" else b""
+        s.sendall(("%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (method, target, len(body))).encode() + body)
+        data = b""
+        while True:
+            c = s.recv(65536)
+            if not c: break
+            data += c
+        head, _, rest = data.decode().partition("\r\n\r\n")
+        print(head.split("\r\n")[0] + " " + rest)
+        """#
+
+    func asUser(_ uid: UInt32, groups: [UInt32], socket: String, _ method: String, _ path: String) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", Self.client, "\(uid)", groups.map(String.init).joined(separator: ","), socket, method, path]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    @Test("another user cannot use the socket; a member of socketGroup can run but not administer")
+    func peers() async throws {
+        guard geteuid() == 0, let group = getgrnam("nogroup") else { return }
+        let gid = group.pointee.gr_gid
+        let gw = try await TestGateway.started(workflows: TestWorkflows.all,
+                                               config: TestGateway.config(server: "{ host: 127.0.0.1, port: 0, socketGroup: nogroup }"))
+        defer { gw.cleanupLater() }
+        let socket = gw.stateDir + "/gateway.sock"
+        let stranger: UInt32 = 61_234
+        #expect(try asUser(stranger, groups: [], socket: socket, "GET", "/runs").contains("connect: Permission denied"))
+        let member = try asUser(stranger, groups: [gid], socket: socket, "POST", "/runs")
+        #expect(member.hasPrefix("HTTP/1.1 202"), "\(member)")
+        let created = try await gw.get("/audit?action=run.created").json?["entries"].list ?? []
+        #expect(created.contains { $0["actor"] == .string("unix:uid-\(stranger)") }, "\(created)")
+        let reload = try asUser(stranger, groups: [gid], socket: socket, "POST", "/registry/reload")
+        #expect(reload.hasPrefix("HTTP/1.1 403"), "\(reload)")
+    }
+}
