@@ -290,7 +290,12 @@ public final class Gateway: Sendable {
             throw ConfigError(file: file ?? "config", line: nil, keyPath: "workers.workspaceRoot",
                               message: "\(base) is not a directory owned by root; remove it, or set workers.workspaceRoot")
         }
-        let moved = base + "/" + String(h, radix: 16) + "/workspaces"
+        let own = base + "/" + String(h, radix: 16)
+        try FileManager.default.createDirectory(atPath: own, withIntermediateDirectories: true)
+        guard chmod(own, 0o711) == 0 else {
+            throw ConfigError(file: file ?? "config", line: nil, keyPath: "workers.workspaceRoot", message: "chmod \(own): \(String(cString: strerror(errno)))")
+        }
+        let moved = own + "/workspaces"
         logger.notice("workspaces are outside the state dir, which worker uids cannot reach", metadata: [
             "workspaceRoot": "\(moved)", "unsearchable": "\(blocked)",
         ])

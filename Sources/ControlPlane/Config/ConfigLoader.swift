@@ -44,6 +44,9 @@ public enum ConfigLoader {
     }
 
     public static func parse(_ text: String, file: String) throws -> GatewayConfig {
+        if let refused = YAMLLimits.check(text) {
+            throw ConfigError(file: file, line: refused.line, keyPath: "", message: refused.message)
+        }
         let node: Node?
         do {
             node = try Yams.compose(yaml: text)

@@ -111,14 +111,24 @@ public actor RunService {
     // MARK: Submitting
 
     /// Creates the run row (or finds the one this idempotency key made) and queues it.
-    public func submit(workflow id: String, input: JSONValue, idempotencyKey: String?, actor: String = "api") async throws -> (RunRecord, created: Bool) {
-        if stopping { throw SubmitError.stopping }
+    ///
+    /// The checks that cost in proportion to what the caller sent (policies,
+    /// the input schema with its patterns) run here, off the actor: a slow
+    /// input delays its own request, never the runs and routes that wait on
+    /// the run service.
+    public nonisolated func submit(workflow id: String, input: JSONValue, idempotencyKey: String?, actor: String = "api") async throws -> (RunRecord, created: Bool) {
         guard let definition = await registry.workflow(id) else { throw SubmitError.unknownWorkflow(id) }
         do { _ = try policies.policies(for: definition) } catch { throw SubmitError.invalidPermissions("\(error)") }
         if let schema = definition.input {
             let violations = JSONSchema(schema).validate(input)
             if !violations.isEmpty { throw SubmitError.invalidInput(violations) }
         }
+        return try await create(definition, input: input, idempotencyKey: idempotencyKey, actor: actor)
+    }
+
+    private func create(_ definition: WorkflowDefinition, input: JSONValue, idempotencyKey: String?, actor: String) async throws -> (RunRecord, created: Bool) {
+        if stopping { throw SubmitError.stopping }
+        let id = definition.id
         let hash = AuditEntry.sha256Hex(id + "\n" + input.jsonText)
         let runId = "run_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         // A free slot and nobody waiting: the run is created already started, and

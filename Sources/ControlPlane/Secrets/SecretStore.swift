@@ -49,8 +49,13 @@ public struct SecretStore: Sendable {
                 }
             } else {
                 try Self.checkPrivate(filePath)
-                guard let text = try? String(contentsOfFile: filePath, encoding: .utf8),
-                      let map = (try? Yams.load(yaml: text)) as? [String: Any] else {
+                guard let text = try? String(contentsOfFile: filePath, encoding: .utf8) else {
+                    throw Failure(description: "cannot read secret file \(filePath)")
+                }
+                if let refused = YAMLLimits.check(text) {
+                    throw Failure(description: "\(filePath):\(refused.line): \(refused.message)")
+                }
+                guard let map = (try? Yams.load(yaml: text)) as? [String: Any] else {
                     throw Failure(description: "\(filePath) is not a JSON or YAML mapping of names to values")
                 }
                 if let v = map[name] { return "\(v)" }

@@ -116,7 +116,7 @@ struct NodeReader {
             var out: [String: JSONValue] = [:]
             for (k, v) in m { out[k.string ?? ""] = json(v) }
             return .object(out)
-        case .alias: return .null // compose has already resolved aliases it could
+        case .alias: return .null // compose resolves aliases, and files with any are refused before it (YAMLLimits)
         }
     }
 }

@@ -27,6 +27,9 @@ public enum WorkflowLoader {
     }
 
     public static func parse(_ text: String, file: String, defaultId: String?) -> Outcome {
+        if let refused = YAMLLimits.check(text) {
+            return .invalid(id: nil, [WorkflowIssue(file: file, path: "", line: refused.line, message: refused.message)])
+        }
         let root: Node?
         do { root = try Yams.compose(yaml: text) } catch {
             return .invalid(id: nil, [WorkflowIssue(file: file, path: "", line: nil, message: "not valid YAML or JSON: \(error)")])

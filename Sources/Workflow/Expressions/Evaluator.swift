@@ -81,8 +81,14 @@ public struct ExpressionScope: Sendable {
             return .string(args[0].jsonText)
         case "fromJSON":
             try arity(1)
-            guard case let .string(s) = args[0], let v = JSONValue.parse(s) else { throw ExpressionError("fromJSON() needs JSON text") }
-            return v
+            guard case let .string(s) = args[0] else { throw ExpressionError("fromJSON() needs JSON text") }
+            do {
+                return try JSONDecoder().decode(JSONValue.self, from: Data(s.utf8))
+            } catch let DecodingError.dataCorrupted(context) where context.debugDescription == JSONValue.tooDeep {
+                throw ExpressionError("fromJSON(): \(JSONValue.tooDeep)")
+            } catch {
+                throw ExpressionError("fromJSON() needs JSON text")
+            }
         case "contains":
             try arity(2)
             switch args[0] {

@@ -81,12 +81,21 @@ public struct ExpressionError: Error, Sendable, Equatable, CustomStringConvertib
 // MARK: - Parsing
 
 extension Expression {
+    /// How deep an expression may nest: parentheses, `!`, `.name`, `[index]`,
+    /// function arguments and chained operators each add a level. Expressions come
+    /// from workflow files anyone with write access can submit, and both the parser
+    /// and every walk over the tree recurse, so an unbounded depth is a stack
+    /// overflow that takes the whole gateway down. Real expressions are a few levels deep.
+    public static let maxDepth = 64
+
     public static func parse(_ text: String) throws(ExpressionError) -> Expression {
         var parser = ExpressionParser(tokens: try ExpressionLexer.tokens(text))
         let e = try parser.or()
         guard parser.atEnd else { throw ExpressionError("unexpected \(parser.peek.map { "'\($0)'" } ?? "end") in '\(text)'") }
-        return e
+        return e.expression
     }
+
+    static var tooDeep: ExpressionError { ExpressionError("expression nested deeper than \(maxDepth) levels") }
 }
 
 enum Token: Equatable, CustomStringConvertible {
@@ -151,9 +160,19 @@ enum ExpressionLexer {
     }
 }
 
+/// Recursive descent that carries each subtree's depth up with it, because a
+/// left-associative chain (`a.b.c…`, `x || y || …`) builds a deep tree without
+/// the parser itself recursing; `level` bounds the parser's own recursion, which
+/// parentheses grow without adding any node.
 struct ExpressionParser {
+    struct Parsed {
+        let expression: Expression
+        let depth: Int
+    }
+
     let tokens: [Token]
     var pos = 0
+    var level = 0
 
     var atEnd: Bool { pos >= tokens.count }
     var peek: Token? { atEnd ? nil : tokens[pos] }
@@ -167,70 +186,91 @@ struct ExpressionParser {
         guard take(op) else { throw ExpressionError("expected '\(op)' but found \(peek.map { "'\($0)'" } ?? "the end")") }
     }
 
-    mutating func or() throws(ExpressionError) -> Expression {
+    func node(_ e: Expression, over children: [Parsed] = []) throws(ExpressionError) -> Parsed {
+        let depth = 1 + (children.map(\.depth).max() ?? 0)
+        guard depth <= Expression.maxDepth else { throw Expression.tooDeep }
+        return Parsed(expression: e, depth: depth)
+    }
+
+    mutating func or() throws(ExpressionError) -> Parsed {
         var e = try and()
-        while take("||") { e = .binary("||", e, try and()) }
-        return e
-    }
-
-    mutating func and() throws(ExpressionError) -> Expression {
-        var e = try comparison()
-        while take("&&") { e = .binary("&&", e, try comparison()) }
-        return e
-    }
-
-    mutating func comparison() throws(ExpressionError) -> Expression {
-        let e = try unary()
-        for op in ["==", "!=", "<=", ">=", "<", ">"] where take(op) {
-            return .binary(op, e, try unary())
+        while take("||") {
+            let r = try and()
+            e = try node(.binary("||", e.expression, r.expression), over: [e, r])
         }
         return e
     }
 
-    mutating func unary() throws(ExpressionError) -> Expression {
-        if take("!") { return .not(try unary()) }
+    mutating func and() throws(ExpressionError) -> Parsed {
+        var e = try comparison()
+        while take("&&") {
+            let r = try comparison()
+            e = try node(.binary("&&", e.expression, r.expression), over: [e, r])
+        }
+        return e
+    }
+
+    mutating func comparison() throws(ExpressionError) -> Parsed {
+        let e = try unary()
+        for op in ["==", "!=", "<=", ">=", "<", ">"] where take(op) {
+            let r = try unary()
+            return try node(.binary(op, e.expression, r.expression), over: [e, r])
+        }
+        return e
+    }
+
+    /// Every recursion of the grammar (`!`, parentheses, `[…]`, call arguments)
+    /// comes back through here, so this one counter bounds the parser's stack.
+    mutating func unary() throws(ExpressionError) -> Parsed {
+        level += 1
+        defer { level -= 1 }
+        guard level <= Expression.maxDepth else { throw Expression.tooDeep }
+        if take("!") {
+            let x = try unary()
+            return try node(.not(x.expression), over: [x])
+        }
         return try postfix()
     }
 
-    mutating func postfix() throws(ExpressionError) -> Expression {
+    mutating func postfix() throws(ExpressionError) -> Parsed {
         var e = try primary()
         while true {
             if take(".") {
                 guard case let .name(n)? = peek else { throw ExpressionError("expected a name after '.'") }
                 pos += 1
-                e = .member(e, n)
+                e = try node(.member(e.expression, n), over: [e])
             } else if take("[") {
                 let i = try or()
                 try expect("]")
-                e = .index(e, i)
+                e = try node(.index(e.expression, i.expression), over: [e, i])
             } else {
                 return e
             }
         }
     }
 
-    mutating func primary() throws(ExpressionError) -> Expression {
+    mutating func primary() throws(ExpressionError) -> Parsed {
         guard let t = peek else { throw ExpressionError("expression ends too early") }
         pos += 1
         switch t {
-        case let .number(n): return .literal(.number(n))
-        case let .string(s): return .literal(.string(s))
-        case .name("true"): return .literal(.bool(true))
-        case .name("false"): return .literal(.bool(false))
-        case .name("null"): return .literal(.null)
+        case let .number(n): return try node(.literal(.number(n)))
+        case let .string(s): return try node(.literal(.string(s)))
+        case .name("true"): return try node(.literal(.bool(true)))
+        case .name("false"): return try node(.literal(.bool(false)))
+        case .name("null"): return try node(.literal(.null))
         case let .name(n):
             if take("(") {
                 guard Expression.functions.contains(n) else {
                     throw ExpressionError("unknown function \(n)() (known: \(Expression.functions.sorted().joined(separator: ", ")))")
                 }
-                var args: [Expression] = []
+                var args: [Parsed] = []
                 if !take(")") {
                     repeat { args.append(try or()) } while take(",")
                     try expect(")")
                 }
-                return .call(n, args)
+                return try node(.call(n, args.map(\.expression)), over: args)
             }
-            return .name(n)
+            return try node(.name(n))
         case .op("("):
             let e = try or()
             try expect(")")

@@ -61,15 +61,43 @@ public enum JSONValue: Sendable, Hashable {
 }
 
 extension JSONValue: Codable {
+    /// How many arrays and objects a decoded value may nest. Run inputs, step
+    /// outputs and frames from workers all decode here, and everything that walks a
+    /// value afterwards (encoding, equality, redaction, schema validation) recurses,
+    /// so the depth is bounded once, at the door, instead of in every walk (each of
+    /// which would otherwise overflow the stack on a value a client chose).
+    public static let maxDepth = 128
+
+    static let tooDeep = "JSON nested deeper than \(maxDepth) levels"
+
+    private struct ObjectKey: CodingKey {
+        let stringValue: String
+        init(stringValue: String) { self.stringValue = stringValue }
+        var intValue: Int? { nil }
+        init?(intValue: Int) { nil }
+    }
+
     public init(from decoder: any Decoder) throws {
+        guard decoder.codingPath.count <= Self.maxDepth else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: Self.tooDeep))
+        }
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null }
         else if let b = try? c.decode(Bool.self) { self = .bool(b) }
         else if let n = try? c.decode(Double.self) { self = .number(n) }
         else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
-        else if let o = try? c.decode([String: JSONValue].self) { self = .object(o) }
-        else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a JSON value") }
+        // Containers are opened rather than decoded with `try?`, so an error deep
+        // inside (such as the depth limit) reaches the caller instead of turning
+        // into a vague "not a JSON value" at every level on the way up.
+        else if var list = try? decoder.unkeyedContainer() {
+            var a: [JSONValue] = []
+            while !list.isAtEnd { a.append(try list.decode(JSONValue.self)) }
+            self = .array(a)
+        } else if let map = try? decoder.container(keyedBy: ObjectKey.self) {
+            var o: [String: JSONValue] = [:]
+            for key in map.allKeys { o[key.stringValue] = try map.decode(JSONValue.self, forKey: key) }
+            self = .object(o)
+        } else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a JSON value") }
     }
 
     public func encode(to encoder: any Encoder) throws {
