@@ -28,7 +28,7 @@
 
 enum stage {
     ST_USERNS = 1, ST_MOUNT_PRIVATE, ST_MOUNT_PROC, ST_LOOPBACK, ST_SETGROUPS, ST_SETGID,
-    ST_SETUID, ST_PDEATHSIG, ST_NNP, ST_FDS, ST_EXEC,
+    ST_SETUID, ST_PDEATHSIG, ST_NNP, ST_FDS, ST_EXEC, ST_NOEXEC, ST_MEMFD,
 };
 
 static const char *stage_name(int s) {
@@ -44,6 +44,8 @@ static const char *stage_name(int s) {
     case ST_NNP: return "PR_SET_NO_NEW_PRIVS";
     case ST_FDS: return "fd setup";
     case ST_EXEC: return "execveat";
+    case ST_NOEXEC: return "remount writable paths noexec";
+    case ST_MEMFD: return "vm.memfd_noexec";
     default: return "clone";
     }
 }
@@ -113,7 +115,11 @@ static int child_main(void *arg) {
         if (s->mount_proc && s->new_pid_ns &&
             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
             fail(ep, ST_MOUNT_PROC);
+        if (sk_harden_mounts(s->noexec, s->noexec_len) < 0) fail(ep, ST_NOEXEC);
     }
+    // In the new pid namespace, before the uid change. A user namespace's root
+    // may not write this global sysctl file: the worker then reports `memfd` missing.
+    if (s->new_pid_ns && !s->new_user_ns && sk_memfd_noexec() < 0) fail(ep, ST_MEMFD);
     if (s->new_net_ns && sk_loopback_up() < 0) fail(ep, ST_LOOPBACK);
 
     // Raw syscalls, not glibc's wrappers: those broadcast the change to every

@@ -38,7 +38,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define SK_TPL_MAGIC 0x736b5431u /* "skT1" */
+#define SK_TPL_MAGIC 0x736b5432u /* "skT2" */
 
 typedef struct {
     uint32_t magic;
@@ -46,6 +46,7 @@ typedef struct {
     uint32_t uid;
     uint32_t gid;
     uint32_t spec_len;
+    uint32_t noexec_len;   ///< NUL-terminated paths after the spec (see harden.c)
     uint32_t has_log;
 } tpl_request_t;
 
@@ -62,7 +63,7 @@ typedef struct {
 
 enum tpl_stage {
     TS_REQUEST = 1, TS_PIDNS, TS_FORK, TS_UNSHARE, TS_MOUNT_PRIVATE, TS_MOUNT_PROC, TS_LOOPBACK,
-    TS_SETGROUPS, TS_SETGID, TS_SETUID, TS_PDEATHSIG, TS_NNP, TS_FDS,
+    TS_SETGROUPS, TS_SETGID, TS_SETUID, TS_PDEATHSIG, TS_NNP, TS_FDS, TS_NOEXEC, TS_MEMFD,
 };
 
 static const char *tpl_stage_name(int s) {
@@ -80,6 +81,8 @@ static const char *tpl_stage_name(int s) {
     case TS_PDEATHSIG: return "PR_SET_PDEATHSIG";
     case TS_NNP: return "PR_SET_NO_NEW_PRIVS";
     case TS_FDS: return "fd setup";
+    case TS_NOEXEC: return "remount writable paths noexec";
+    case TS_MEMFD: return "vm.memfd_noexec";
     default: return "template";
     }
 }
@@ -124,7 +127,9 @@ static void child_setup(const tpl_request_t *rq, int channel, int log_fd, int ep
         if ((rq->flags & SK_TPL_MOUNT_PROC) && (rq->flags & SK_TPL_PID) &&
             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
             child_fail(ep, TS_MOUNT_PROC);
+        if (sk_harden_mounts(spec_buf + rq->spec_len, rq->noexec_len) < 0) child_fail(ep, TS_NOEXEC);
     }
+    if ((rq->flags & SK_TPL_PID) && sk_memfd_noexec() < 0) child_fail(ep, TS_MEMFD);
     if ((rq->flags & SK_TPL_NET) && sk_loopback_up() < 0) child_fail(ep, TS_LOOPBACK);
     if (rq->flags & SK_TPL_DROP_UID) {
         if (syscall(SYS_setgroups, 0, NULL) < 0) child_fail(ep, TS_SETGROUPS);
@@ -233,7 +238,7 @@ static int serve_one(tpl_state_t *st) {
     int fds[2] = { -1, -1 };
     size_t nfds = take_fds(&m, fds, 2);
     size_t want_fds = rq.has_log ? 2 : 1;
-    if ((size_t)n < sizeof rq || rq.magic != SK_TPL_MAGIC || rq.spec_len != (size_t)n - sizeof rq ||
+    if ((size_t)n < sizeof rq || rq.magic != SK_TPL_MAGIC || (size_t)rq.spec_len + rq.noexec_len != (size_t)n - sizeof rq ||
         (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || nfds != want_fds) {
         for (size_t i = 0; i < nfds; i++) close(fds[i]);
         send_reply(st->ctl, -1, TS_REQUEST, EINVAL, -1);
@@ -374,21 +379,21 @@ int sk_template_drop_caps(void) {
 // Control plane side
 
 pid_t sk_template_spawn(int ctl_fd, uint32_t flags, uid_t uid, gid_t gid,
-                        const char *spec, size_t spec_len, int channel_fd, int log_fd,
-                        int *pidfd, char *err, size_t errlen) {
+                        const char *spec, size_t spec_len, const char *noexec, size_t noexec_len,
+                        int channel_fd, int log_fd, int *pidfd, char *err, size_t errlen) {
     *pidfd = -1;
-    if (spec_len > SK_TPL_MAX_SPEC) {
-        snprintf(err, errlen, "sandbox spec of %zu bytes is over the template's limit", spec_len);
+    if (spec_len + noexec_len > SK_TPL_MAX_SPEC) {
+        snprintf(err, errlen, "sandbox spec of %zu bytes is over the template's limit", spec_len + noexec_len);
         return -1;
     }
-    tpl_request_t rq = { SK_TPL_MAGIC, flags, (uint32_t)uid, (uint32_t)gid, (uint32_t)spec_len, log_fd >= 0 };
-    struct iovec iov[2] = { { &rq, sizeof rq }, { (void *)spec, spec_len } };
+    tpl_request_t rq = { SK_TPL_MAGIC, flags, (uint32_t)uid, (uint32_t)gid, (uint32_t)spec_len, (uint32_t)noexec_len, log_fd >= 0 };
+    struct iovec iov[3] = { { &rq, sizeof rq }, { (void *)spec, spec_len }, { (void *)noexec, noexec_len } };
     fd_buf_t u;
     int fds[2] = { channel_fd, log_fd };
     struct msghdr m;
     memset(&m, 0, sizeof m);
     m.msg_iov = iov;
-    m.msg_iovlen = 2;
+    m.msg_iovlen = 3;
     attach_fds(&m, &u, fds, log_fd >= 0 ? 2 : 1);
     ssize_t n;
     do { n = sendmsg(ctl_fd, &m, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);

@@ -66,7 +66,8 @@ public final class Gateway: Sendable {
         if root { try Self.checkUidRange(base: poolConfig.uidBase, file: loaded.path) }
         let spawner = try WorkerSpawner(namespaces: host.namespaces, uidBase: poolConfig.uidBase,
                                         template: config.workers.spawn == .template,
-                                        templateRecycleAfter: config.workers.templateRecycleAfter)
+                                        templateRecycleAfter: config.workers.templateRecycleAfter,
+                                        noexecPaths: [poolConfig.workspaceRoot] + ceiling.write)
         let audit: AuditLog
         do {
             audit = try AuditLog(stateDir: stateDir, checkpointEvery: loaded.config.audit.checkpointEvery, logger: logger)

@@ -15,7 +15,7 @@ s = os.fdopen(3, "r+b", buffering=0)
 def send(obj): b = json.dumps(obj).encode(); s.write(struct.pack(">I", len(b)) + b)
 def recv():
     n = struct.unpack(">I", s.read(4))[0]; return json.loads(s.read(n))
-full = {"active": ["fds","landlock","mountns","netns","no_new_privs","nonroot","nproc","pidns","rlimits","seccomp"],
+full = {"active": ["fds","landlock","memfd","mountns","netns","no_new_privs","noexec","nonroot","nproc","pidns","rlimits","seccomp"],
         "missing": {}, "landlockABI": 7, "uid": 1000, "rlimits": {}}
 def hello(version=1, sandbox=full):
     send({"jsonrpc": "2.0", "id": 1, "method": "worker.hello", "params": {"protocolVersion": version, "pid": 1, "sandbox": sandbox}})

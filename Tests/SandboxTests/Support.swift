@@ -43,7 +43,8 @@ struct TestPool {
         configure(&config)
         try WorkerPool.prepareWorkspaceRoot(config.workspaceRoot)
         let spawner = try WorkerSpawner(executable: executable, namespaces: HostSupport.probe().namespaces,
-                                        uidBase: config.uidBase + UInt32.random(in: 0..<10_000) * 4, template: template)
+                                        uidBase: config.uidBase + UInt32.random(in: 0..<10_000) * 4, template: template,
+                                        noexecPaths: [config.workspaceRoot])
         let pool = WorkerPool(configuration: config, spawner: spawner, group: MultiThreadedEventLoopGroup.singleton)
         return TestPool(pool: pool, stateDir: stateDir)
     }

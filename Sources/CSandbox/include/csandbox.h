@@ -37,7 +37,20 @@ typedef struct {
     uid_t uid;                ///< drop to this uid/gid when running as root (ignored with new_user_ns)
     gid_t gid;
     int drop_uid;
+    const char *noexec;       ///< NUL-terminated paths, back to back, to remount noexec (see harden.c)
+    size_t noexec_len;
 } sk_worker_spawn_t;
+
+/// In a worker's new mount namespace: bind-mounts each of `paths` (NUL-terminated,
+/// back to back, `len` bytes in all) onto itself noexec, nosuid, nodev. 0 or -1.
+int sk_harden_mounts(const char *paths, size_t len);
+/// In a worker's new pid namespace: memfds can no longer be executed
+/// (vm.memfd_noexec = 2). 0, 1 when the kernel has no such setting, or -1.
+int sk_memfd_noexec(void);
+/// The calling pid namespace's vm.memfd_noexec (0-2), or -1.
+int sk_memfd_noexec_level(void);
+/// 1 when `path` is on a noexec mount, 0 when not, -1 on error.
+int sk_path_noexec(const char *path);
 
 /// Spawns a worker. Returns its pid, or -1 with `err` filled in ("stage: strerror")
 /// when any step before exec failed (fail closed: the child exits instead of running
@@ -88,8 +101,8 @@ int sk_template_drop_caps(void);
 /// -1 with `err` filled in when the template refused or a set-up stage failed;
 /// -2 when the template is gone (its socket closed or broke).
 pid_t sk_template_spawn(int ctl_fd, uint32_t flags, uid_t uid, gid_t gid,
-                        const char *spec, size_t spec_len, int channel_fd, int log_fd,
-                        int *pidfd, char *err, size_t errlen);
+                        const char *spec, size_t spec_len, const char *noexec, size_t noexec_len,
+                        int channel_fd, int log_fd, int *pidfd, char *err, size_t errlen);
 
 /// One exit record from the template's exit pipe: 0, or -errno (-EPIPE at EOF).
 int sk_template_read_exit(int exit_fd, pid_t *pid, int *status);

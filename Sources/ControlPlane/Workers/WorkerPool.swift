@@ -484,9 +484,13 @@ public actor WorkerPool {
     public static func removeStaleWorkspaces(_ root: String) -> Int {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
         var removed = 0
-        for name in entries where !name.hasPrefix(".") {
+        for name in entries where !name.hasPrefix(".") && !name.hasSuffix(".homes") {
             removeWorkspace(root + "/" + name)
             removed += 1
+        }
+        // Homes whose workspace is already gone.
+        for name in entries where name.hasSuffix(".homes") && FileManager.default.fileExists(atPath: root + "/" + name) {
+            try? FileManager.default.removeItem(atPath: root + "/" + name)
         }
         return removed
     }
@@ -494,15 +498,22 @@ public actor WorkerPool {
     /// Most jobs leave an empty workspace with an empty .tmp: two rmdirs. Only
     /// one that left files pays for Foundation's recursive removal.
     static func removeWorkspace(_ path: String) {
-        _ = rmdir(path + "/.tmp")
-        if rmdir(path) != 0, errno != ENOENT { try? FileManager.default.removeItem(atPath: path) }
+        for dir in [path, path + ".homes"] {
+            _ = rmdir(dir + "/.tmp")
+            if rmdir(dir) != 0, errno != ENOENT { try? FileManager.default.removeItem(atPath: dir) }
+        }
     }
 
-    /// The job's directory, owned by the worker's uid (the worker makes its .tmp).
+    /// The job's directory and, beside it, the one its steps' homes go in
+    /// (`<workspace>.homes`: outside the workspace, so no step's Landlock layer
+    /// can write into another's home); both owned by the worker's uid (the
+    /// worker makes the workspace's .tmp and each home).
     private func makeWorkspace(_ path: String, uid: UInt32) throws {
-        guard mkdir(path, 0o700) == 0 else { throw WorkerFailure.spawnFailed("mkdir \(path): \(String(cString: strerror(errno)))") }
-        if spawner.runningAsRoot, chown(path, uid, uid) != 0 {
-            throw WorkerFailure.spawnFailed("chown \(path): \(String(cString: strerror(errno)))")
+        for dir in [path, path + ".homes"] {
+            guard mkdir(dir, 0o700) == 0 else { throw WorkerFailure.spawnFailed("mkdir \(dir): \(String(cString: strerror(errno)))") }
+            if spawner.runningAsRoot, chown(dir, uid, uid) != 0 {
+                throw WorkerFailure.spawnFailed("chown \(dir): \(String(cString: strerror(errno)))")
+            }
         }
     }
 

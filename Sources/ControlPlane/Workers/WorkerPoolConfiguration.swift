@@ -39,7 +39,12 @@ public struct WorkerPoolConfiguration: Sendable {
     /// Layers a host cannot have when not running as root: say so rather than refuse every worker.
     public static func defaultRequirements(runningAsRoot: Bool) -> Set<SandboxLayer> {
         var all = Set(SandboxLayer.allCases)
-        if !runningAsRoot { all.remove(.processLimit) }
+        // Only root can set the pid namespace's vm.memfd_noexec (a global sysctl
+        // file), and only root has per-worker uids for RLIMIT_NPROC.
+        if !runningAsRoot {
+            all.remove(.processLimit)
+            all.remove(.memfd)
+        }
         return all
     }
 }

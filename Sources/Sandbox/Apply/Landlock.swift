@@ -22,12 +22,14 @@ public struct LandlockRuleset: Sendable {
         self.executables = executables
     }
 
-    /// A step's layer under a permission policy: system paths and `fsRead`
-    /// readable, its workspace and `fsWrite` writable, and `executables` (plus the
-    /// dynamic loader they need) the only files it may execute.
-    public static func step(workspace: String, fsRead: [String], fsWrite: [String], executables: [String],
+    /// A step's layer under a permission policy: system paths (but the program
+    /// directories) and `fsRead` readable, its workspace, its home and
+    /// `fsWrite` writable, and `executables` (plus the dynamic loader they
+    /// need) the only files it may execute or read among the programs.
+    public static func step(workspace: String, home: String? = nil, fsRead: [String], fsWrite: [String], executables: [String],
                             connectPorts: [UInt16] = []) -> LandlockRuleset {
-        LandlockRuleset(readPaths: SystemPaths.readOnly + fsRead, writePaths: SystemPaths.readWrite + [workspace] + fsWrite,
+        LandlockRuleset(readPaths: SystemPaths.policyReadable + fsRead,
+                        writePaths: SystemPaths.readWrite + [workspace] + (home.map { [$0] } ?? []) + fsWrite,
                         connectPorts: connectPorts, executables: executables + SystemPaths.dynamicLoaders)
     }
 

@@ -75,6 +75,21 @@ public enum WorkerSandbox {
             missing[.processLimit] = "the worker's uid is shared with host processes (not running as root)"
         }
 
+        // Measured, like the rest: every place a job can write is on a noexec
+        // mount, and memfds cannot be executed in this pid namespace.
+        let writable = ([spec.workspaceRoot] + spec.extraWritePaths).filter { access($0, F_OK) == 0 }
+        if let exec = writable.first(where: { sk_path_noexec($0) != 1 }) {
+            missing[.noexec] = "\(exec) is not mounted noexec"
+        } else {
+            report.active.append(.noexec)
+        }
+        let memfd = sk_memfd_noexec_level()
+        if memfd == 2 {
+            report.active.append(.memfd)
+        } else {
+            missing[.memfd] = memfd < 0 ? "this kernel has no vm.memfd_noexec (Linux 6.3 or later)" : "vm.memfd_noexec is \(memfd), not 2"
+        }
+
         let loaded = sk_seccomp_load_fd(seccompFD)
         close(seccompFD)
         if loaded != 0 { missing[.seccomp] = "loading the filter: \(String(cString: strerror(-loaded)))" }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// What a worker must build around itself before it talks to anyone. The control
 /// plane decides it and passes it on the worker's command line.
 public struct WorkerSandboxSpec: Codable, Sendable, Equatable {
@@ -42,6 +44,29 @@ public enum SystemPaths {
     public static let readOnly = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/proc",
                                   "/dev/zero", "/dev/urandom", "/dev/random", "/dev/fd"]
     public static let readWrite = ["/dev/null", "/dev/full", "/dev/tty"]
+    /// Directories of programs. A step under a policy may read (and so hand to
+    /// the dynamic loader, `ld.so /usr/bin/id`) only the programs it may run.
+    public static let programDirectories: Set<String> = ["/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/games", "/usr/libexec",
+                                                         "/usr/local/bin", "/usr/local/sbin", "/usr/local/games", "/usr/local/libexec"]
+    /// `readOnly` without the program directories: for `/usr` and
+    /// `/usr/local`, each of their entries but those. Read once per process.
+    public static let policyReadable: [String] = {
+        func entries(_ dir: String) -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted().map { dir + "/" + $0 }
+        }
+        var out: [String] = []
+        for path in readOnly where !programDirectories.contains(path) {
+            guard path == "/usr" else { out.append(path); continue }
+            for entry in entries("/usr") where !programDirectories.contains(entry) {
+                if entry == "/usr/local" {
+                    out += entries("/usr/local").filter { !programDirectories.contains($0) }
+                } else {
+                    out.append(entry)
+                }
+            }
+        }
+        return out
+    }()
     /// The kernel opens an ELF program's interpreter for execution too, so a step
     /// allowed to run a dynamically linked program needs these executable.
     public static let dynamicLoaders = ["/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1", "/lib/ld-linux-x86-64.so.2"]

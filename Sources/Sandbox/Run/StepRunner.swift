@@ -22,7 +22,7 @@ public enum StepRunner {
         guard let program = exec.argv.first, !program.isEmpty else { throw Failure(description: "argv is empty") }
         let cwd = try resolveCwd(exec.cwd, workspace: job.workspace)
         let path = try resolveProgram(program, cwd: cwd)
-        let env = try environment(exec.env, workspace: job.workspace)
+        let env = try environment(exec.env, workspace: job.workspace, home: job.home)
 
         let argv = exec.argv.map { strdup($0) } + [nil]
         let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
@@ -113,9 +113,14 @@ public enum StepRunner {
 
     /// The step's environment: nothing inherited, a fixed PATH, and what the step
     /// declares. Loader overrides would let a step run code inside any program.
-    public static func environment(_ declared: [String: String], workspace: String) throws -> [String: String] {
-        var env = ["PATH": SystemPaths.trustedPath.joined(separator: ":"), "HOME": workspace,
-                   "TMPDIR": workspace + "/.tmp", "LANG": "C.UTF-8"]
+    /// Python neither puts the working directory (or the script's) first on its
+    /// module path nor reads a user site: a module another step left in the
+    /// shared workspace cannot shadow one a later step imports. A workflow may
+    /// set either variable back explicitly.
+    public static func environment(_ declared: [String: String], workspace: String, home: String? = nil) throws -> [String: String] {
+        var env = ["PATH": SystemPaths.trustedPath.joined(separator: ":"), "HOME": home ?? workspace,
+                   "TMPDIR": home.map { $0 + "/tmp" } ?? workspace + "/.tmp", "LANG": "C.UTF-8",
+                   "PYTHONSAFEPATH": "1", "PYTHONNOUSERSITE": "1"]
         for (key, value) in declared {
             if key.hasPrefix("LD_") || key == "PATH" || key.contains("=") || key.isEmpty {
                 throw Failure(description: "environment variable \(key) may not be set by a step")

@@ -34,6 +34,9 @@ public final class WorkerSpawner: Sendable {
     /// Forks one template serves before it is replaced by a fresh exec: workers
     /// forked from one template share its address-space layout.
     public let templateRecycleAfter: Int
+    /// Paths a job can write, remounted noexec in each worker's mount namespace
+    /// (harden.c), NUL-terminated back to back as the C side takes them.
+    private let noexec: [CChar]
     private let template = Mutex<TemplateSlot>(TemplateSlot())
 
     private struct TemplateSlot {
@@ -43,7 +46,7 @@ public final class WorkerSpawner: Sendable {
     }
 
     public init(executable: String = "/proc/self/exe", namespaces: [Namespace], uidBase: UInt32, uidCount: UInt32 = 50_000,
-                template: Bool = false, templateRecycleAfter: Int = 1_000) throws(SandboxError) {
+                template: Bool = false, templateRecycleAfter: Int = 1_000, noexecPaths: [String] = []) throws(SandboxError) {
         let fd = open(executable, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .spawn("open \(executable): \(String(cString: strerror(errno)))") }
         var err = [CChar](repeating: 0, count: 256)
@@ -64,6 +67,7 @@ public final class WorkerSpawner: Sendable {
         // takes the privileges only a root control plane has.
         self.usesTemplate = template && runningAsRoot
         self.templateRecycleAfter = max(templateRecycleAfter, 1)
+        self.noexec = noexecPaths.flatMap { Array($0.utf8CString) }
     }
 
     deinit {
@@ -115,7 +119,7 @@ public final class WorkerSpawner: Sendable {
         for _ in 0..<2 {
             let current = try currentTemplate()
             do {
-                let spawned = try current.spawn(flags: flags, uid: uid, specJSON: specJSON, logFD: logFD)
+                let spawned = try current.spawn(flags: flags, uid: uid, specJSON: specJSON, noexec: noexec, logFD: logFD)
                 if current.spawned >= templateRecycleAfter { retire(current) }
                 return spawned
             } catch .templateGone(let why) {
@@ -221,11 +225,17 @@ public final class WorkerSpawner: Sendable {
         spec.uid = uid
         spec.gid = uid
         var err = [CChar](repeating: 0, count: 256)
+        // The template itself gets none: it is not a worker, and writes nothing.
+        let noexec = extraFD >= 0 ? [] : self.noexec
         let pid = argv.withUnsafeBufferPointer { av in
             envp.withUnsafeBufferPointer { ev in
-                spec.argv = av.baseAddress
-                spec.envp = ev.baseAddress
-                return sk_spawn_worker(&spec, &err, err.count)
+                noexec.withUnsafeBufferPointer { nx in
+                    spec.argv = av.baseAddress
+                    spec.envp = ev.baseAddress
+                    spec.noexec = nx.baseAddress
+                    spec.noexec_len = nx.count
+                    return sk_spawn_worker(&spec, &err, err.count)
+                }
             }
         }
         guard pid > 0 else { throw .spawn(String(cBuffer: err)) }

@@ -72,7 +72,7 @@ final class WorkerTemplate: Sendable {
     }
 
     /// Forks one worker. Blocking: call it from the pool's spawning thread only.
-    func spawn(flags: UInt32, uid: UInt32, specJSON: String, logFD: Int32) throws(SandboxError) -> WorkerSpawner.Spawned {
+    func spawn(flags: UInt32, uid: UInt32, specJSON: String, noexec: [CChar], logFD: Int32) throws(SandboxError) -> WorkerSpawner.Spawned {
         var pair: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
             throw .spawn("socketpair: \(String(cString: strerror(errno)))")
@@ -81,7 +81,10 @@ final class WorkerTemplate: Sendable {
         var err = [CChar](repeating: 0, count: 256)
         var pidfd: Int32 = -1
         let pid = specJSON.utf8CString.withUnsafeBufferPointer { spec in
-            sk_template_spawn(control, flags, uid, uid, spec.baseAddress, spec.count - 1, pair[1], logFD, &pidfd, &err, err.count)
+            noexec.withUnsafeBufferPointer { nx in
+                sk_template_spawn(control, flags, uid, uid, spec.baseAddress, spec.count - 1, nx.baseAddress, nx.count,
+                                  pair[1], logFD, &pidfd, &err, err.count)
+            }
         }
         guard pid > 0 else {
             close(pair[0])

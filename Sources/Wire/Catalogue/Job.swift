@@ -10,6 +10,8 @@ public struct JobSpec: Codable, Sendable {
     public var fsWrite: [String]
     public var limits: StepLimits
     public var exec: ExecSpec
+    /// The step's own HOME and TMPDIR (`<home>/tmp`); nil: the workspace (`sandbox exec`).
+    public var home: String?
 
     public init(jobId: String, workspace: String, fsRead: [String] = [], fsWrite: [String] = [],
                 limits: StepLimits = StepLimits(), exec: ExecSpec) {

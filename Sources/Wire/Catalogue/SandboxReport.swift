@@ -10,6 +10,8 @@ public enum SandboxLayer: String, Codable, Sendable, CaseIterable, Comparable {
     case rlimits
     case processLimit = "nproc"
     case fdHygiene = "fds"
+    case noexec
+    case memfd
 
     public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
 
@@ -26,6 +28,8 @@ public enum SandboxLayer: String, Codable, Sendable, CaseIterable, Comparable {
         case .rlimits: "address space, CPU time, open files and file size are bounded"
         case .processLimit: "a fork bomb stops at the process limit"
         case .fdHygiene: "no inherited file descriptor but its own channel"
+        case .noexec: "what a job can write is mounted noexec: no running or mapping code it wrote"
+        case .memfd: "memfds cannot be executed (vm.memfd_noexec = 2)"
         }
     }
 }
