@@ -28,6 +28,8 @@ public final class Gateway: Sendable {
     private let expiry = Mutex<Task<Void, Never>?>(nil)
     public let egress: EgressProxy
     let authenticator: Authenticator
+    /// Root gateways: every seccomp kill of a job's processes, from the kernel's log.
+    private let seccompKills: SeccompKillWatcher?
     /// SHA-256 of the config file as last read (start or reload).
     private let configHash = Mutex("")
 
@@ -106,10 +108,16 @@ public final class Gateway: Sendable {
             if let name = token.env { return environment[name] }
             return try secretStore.value(of: token.secret ?? "")
         }
-        let directory = EgressDirectory()
+        let directory = EgressDirectory(audit: audit)
         let pool = self.pool
         self.egress = try EgressProxy(socketPath: poolConfig.egressSocket!, directory: directory, audit: audit, logger: logger,
                                       workerOf: { job in pool.assignments.withLock { $0[job] } })
+        let base = UInt64(poolConfig.uidBase)
+        self.seccompKills = root ? SeccompKillWatcher(audit: audit, uidRange: base..<base + 50_000) { uid in
+            guard let jobId = pool.assignments.withLock({ $0.first { $0.value.uid == uid }?.key }) else { return nil }
+            let job = directory.job(jobId)
+            return SeccompKillWatcher.Job(runId: job?.runId, workflow: job?.workflow, jobId: jobId)
+        } : nil
         self.runs = RunService(store: store, registry: registry, pool: pool, hub: hub, audit: audit, policies: resolver,
                                secrets: secretStore, egress: directory,
                                maxConcurrent: config.server.maxConcurrentRuns,
@@ -177,6 +185,7 @@ public final class Gateway: Sendable {
         unlink(discoveryPath)
         await pool.shutdown(drain: .seconds(1))
         egress.stop()
+        seccompKills?.stop()
         _ = try? await audit.append(actor: "gateway", action: "gateway.stopped", details: ["pid": "\(getpid())"])
         await audit.close()
         try? await group.shutdownGracefully()

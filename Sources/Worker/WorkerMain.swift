@@ -83,10 +83,10 @@ public enum WorkerMain {
         var router = RPCRouter()
         router.on(Ping.self) { _, _ in Empty() }
         router.on(JobStart.self) { spec, peer in
-            try await job.run(spec, workspaceRoot: workspaceRoot, connectPorts: connectPorts, peer: peer)
+            try await job.run(spec, workspaceRoot: workspaceRoot, connectPorts: connectPorts, loop: loop, peer: peer)
         }
         router.on(RunJob.self) { spec, peer in
-            try await job.run(spec, workspaceRoot: workspaceRoot, connectPorts: connectPorts, egressSocket: egressSocket, peer: peer)
+            try await job.run(spec, workspaceRoot: workspaceRoot, connectPorts: connectPorts, egressSocket: egressSocket, loop: loop, peer: peer)
         }
         router.on(JobCancel.self) { params, _ in
             // The job's processes live in our pid namespace: exiting takes them all.
@@ -139,10 +139,11 @@ final class JobSlot: Sendable {
         state.withLock { $0 = jobId }
     }
 
-    func run(_ spec: RunJobSpec, workspaceRoot: String, connectPorts: [UInt16], egressSocket: String?, peer: RPCPeer) async throws -> RunJobResult {
+    func run(_ spec: RunJobSpec, workspaceRoot: String, connectPorts: [UInt16], egressSocket: String?, loop: any EventLoop,
+             peer: RPCPeer) async throws -> RunJobResult {
         try claim(jobId: spec.jobId, workspace: spec.workspace, workspaceRoot: workspaceRoot)
         let jobId = spec.jobId
-        let interpreter = Interpreter(spec: spec, connectPorts: connectPorts, egressSocket: egressSocket,
+        let interpreter = Interpreter(spec: spec, connectPorts: connectPorts, egressSocket: egressSocket, loop: loop,
                                       sink: { event in peer.notify(EventEmit.self, event) },
                                       resolveSecret: { step, name in
                                           try await peer.call(SecretResolve.self, .init(jobId: jobId, step: step, name: name),
@@ -151,23 +152,18 @@ final class JobSlot: Sendable {
         return await interpreter.run()
     }
 
-    func run(_ spec: JobSpec, workspaceRoot: String, connectPorts: [UInt16], peer: RPCPeer) async throws -> JobResult {
+    func run(_ spec: JobSpec, workspaceRoot: String, connectPorts: [UInt16], loop: any EventLoop, peer: RPCPeer) async throws -> JobResult {
         try claim(jobId: spec.jobId, workspace: spec.workspace, workspaceRoot: workspaceRoot)
         peer.notify(EventEmit.self, JobEvent(jobId: spec.jobId, type: "job.started", message: spec.exec.argv.first ?? ""))
         let ruleset = LandlockRuleset.confined(writable: [spec.workspace] + spec.fsWrite, readable: spec.fsRead,
                                                connectPorts: connectPorts)
         // A thread of its own: the Landlock layer binds the thread that forks the step.
-        return try await withCheckedThrowingContinuation { cont in
-            let started = DetachedThread.run {
-                do {
-                    cont.resume(returning: try StepRunner.run(job: spec, ruleset: ruleset))
-                } catch let error as SandboxError {
-                    cont.resume(throwing: RPCError(code: RPCError.jobRefused, message: "\(error)"))
-                } catch {
-                    cont.resume(throwing: RPCError(code: RPCError.execFailed, message: "\(error)"))
-                }
-            }
-            if !started { cont.resume(throwing: RPCError(code: RPCError.execFailed, message: "cannot start a thread for the step")) }
+        do {
+            return try await confined(on: loop) { try StepRunner.run(job: spec, ruleset: ruleset) }
+        } catch let error as SandboxError {
+            throw RPCError(code: RPCError.jobRefused, message: "\(error)")
+        } catch {
+            throw RPCError(code: RPCError.execFailed, message: "\(error)")
         }
     }
 }

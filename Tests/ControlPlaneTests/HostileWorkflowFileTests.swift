@@ -56,14 +56,16 @@ struct HostileWorkflowFileTests {
         return usage.ru_maxrss / 1024
     }
 
-    /// Runs `body`, failing the test if it takes more than two seconds or raises
-    /// the peak resident set by more than 50 MiB. The bombs here would take hours
-    /// and gigabytes.
+    /// Runs `body`, failing the test if it hangs (30 s) or raises the peak
+    /// resident set by 500 MiB. The bombs here would take hours and gigabytes;
+    /// the bounds are that far from the refusal (milliseconds, a few MiB) so
+    /// that a loaded machine, or another test of this process raising the peak
+    /// meanwhile, cannot fail them.
     static func cheaply<T>(_ body: () throws -> T) rethrows -> T {
         let before = peakMiB(), start = ContinuousClock.now
         let result = try body()
-        #expect(ContinuousClock.now - start < .seconds(2))
-        #expect(peakMiB() - before < 50)
+        #expect(ContinuousClock.now - start < .seconds(30))
+        #expect(peakMiB() - before < 500)
         return result
     }
 

@@ -26,7 +26,9 @@ final class EgressTests {
                 body = b"hello from upstream"
                 self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
             def log_message(self, *a): pass
-        http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+        # Threaded, with room in its accept queue: tests hold many tunnels open at once.
+        http.server.ThreadingHTTPServer.request_queue_size = 128
+        http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
         """
 
     static let probe = """
@@ -74,7 +76,7 @@ final class EgressTests {
         server.standardError = FileHandle.nullDevice
         try server.run()
         let script = Self.probe.replacingOccurrences(of: "PORT", with: "\(port)")
-            .split(separator: "\n", omittingEmptySubsequences: false).map { "          " + $0 }.joined(separator: "\n")
+            .indented(by: 10)
         gw = try await TestGateway.started(workflows: [
             "egress.workflow.yaml": """
                 id: egress

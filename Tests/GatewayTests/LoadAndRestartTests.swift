@@ -41,10 +41,10 @@ struct LoadAndRestartTests {
     func resumeAfterCrash() async throws {
         let gw = try await TestGateway.started(workflows: TestWorkflows.all)
         defer { gw.cleanupLater() }
-        let run = try await gw.run("slow", ["seconds": "1.5"], sync: false)
+        let run = try await gw.run("slow", ["seconds": "6"], sync: false)
         let id = run["id"]!.stringValue!
         // Wait until `first` is checkpointed and `nap` is running, then kill the gateway outright.
-        for _ in 0..<500 {
+        for _ in 0..<1500 {
             let steps = try await gw.get("/runs/\(id)").json?["steps"].list ?? []
             if steps.contains(where: { $0["path"] == "nap" && $0["status"] == "running" }) { break }
             try await Task.sleep(for: .milliseconds(10))

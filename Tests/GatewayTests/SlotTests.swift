@@ -15,7 +15,8 @@ struct SlotTests {
             defaults: { permissions: { allowedExecutables: [echo, sh, sleep] } }
             """)
         defer { gw.cleanupLater() }
-        let first = try await gw.run("slow", ["seconds": 1], sync: false)
+        // Long enough that the second request surely comes while it runs, on a loaded machine too.
+        let first = try await gw.run("slow", ["seconds": 4], sync: false)
         let second = try await gw.run("slow", ["seconds": 0], sync: false)
         #expect(first["status"]?.stringValue == "running", "\(first)")
         #expect(second["status"]?.stringValue == "queued", "\(second)")

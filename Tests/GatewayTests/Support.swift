@@ -196,6 +196,14 @@ struct GatewayFailure: Error, CustomStringConvertible {
     let description: String
 }
 
+extension String {
+    /// Every line moved right by `spaces`: a script placed under a YAML block scalar.
+    func indented(by spaces: Int) -> String {
+        let pad = String(repeating: " ", count: spaces)
+        return split(separator: "\n", omittingEmptySubsequences: false).map { pad + $0 }.joined(separator: "\n")
+    }
+}
+
 /// Returns once something accepts connections on 127.0.0.1:`port` (a test's upstream server).
 func waitUntilListening(port: Int) async throws {
     for _ in 0..<200 {

@@ -92,8 +92,8 @@ public enum ConfigLoader {
         "stateDir": .leaf,
         "workers": .object([
             "minSpare": .leaf, "max": .leaf, "uidBase": .leaf, "workspaceRoot": .leaf, "spawn": .leaf, "templateRecycleAfter": .leaf,
-            "limits": .object(["addressSpaceMB": .leaf, "cpuSeconds": .leaf, "processes": .leaf, "openFiles": .leaf,
-                               "fileSizeMB": .leaf, "outputKB": .leaf, "timeoutSeconds": .leaf]),
+            "limits": .object(["addressSpaceMB": .leaf, "workerAddressSpaceMB": .leaf, "cpuSeconds": .leaf, "processes": .leaf, "openFiles": .leaf,
+                               "fileSizeMB": .leaf, "diskMB": .leaf, "diskFiles": .leaf, "outputKB": .leaf, "timeoutSeconds": .leaf]),
         ]),
         "sandbox": .object(["require": .leaf]),
     ])

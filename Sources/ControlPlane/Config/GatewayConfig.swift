@@ -102,10 +102,15 @@ public struct GatewayConfig: Codable, Sendable {
 
     public struct Limits: Codable, Sendable {
         public var addressSpaceMB: UInt64 = 1024
+        /// The worker process itself (its runtime, its threads, what it holds of a job).
+        public var workerAddressSpaceMB: UInt64 = 4096
         public var cpuSeconds: UInt64 = 60
         public var processes: UInt64 = 64
         public var openFiles: UInt64 = 256
         public var fileSizeMB: UInt64 = 1024
+        /// What one job's workspace and homes may hold in all.
+        public var diskMB: UInt64 = 4096
+        public var diskFiles: Int = 100_000
         public var outputKB: Int = 1024
         public var timeoutSeconds: Int = 60
         public init() {}
@@ -246,10 +251,13 @@ extension GatewayConfig.Limits {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = Self()
         addressSpaceMB = try c.value(.addressSpaceMB, or: d.addressSpaceMB)
+        workerAddressSpaceMB = try c.value(.workerAddressSpaceMB, or: d.workerAddressSpaceMB)
         cpuSeconds = try c.value(.cpuSeconds, or: d.cpuSeconds)
         processes = try c.value(.processes, or: d.processes)
         openFiles = try c.value(.openFiles, or: d.openFiles)
         fileSizeMB = try c.value(.fileSizeMB, or: d.fileSizeMB)
+        diskMB = try c.value(.diskMB, or: d.diskMB)
+        diskFiles = try c.value(.diskFiles, or: d.diskFiles)
         outputKB = try c.value(.outputKB, or: d.outputKB)
         timeoutSeconds = try c.value(.timeoutSeconds, or: d.timeoutSeconds)
     }
@@ -289,6 +297,11 @@ extension GatewayConfig {
         if workers.templateRecycleAfter < 1 { throw bad("workers.templateRecycleAfter", "must be at least 1") }
         if workers.limits.processes < 8 { throw bad("workers.limits.processes", "must be at least 8") }
         if workers.limits.addressSpaceMB < 64 { throw bad("workers.limits.addressSpaceMB", "must be at least 64") }
+        if workers.limits.diskMB < 1 { throw bad("workers.limits.diskMB", "must be at least 1") }
+        if workers.limits.diskFiles < 10 { throw bad("workers.limits.diskFiles", "must be at least 10") }
+        if workers.limits.workerAddressSpaceMB < max(1024, workers.limits.addressSpaceMB) {
+            throw bad("workers.limits.workerAddressSpaceMB", "must be at least 1024 and at least workers.limits.addressSpaceMB (\(workers.limits.addressSpaceMB)): a step cannot get more than its worker has")
+        }
     }
 
     /// The pool configuration this config describes.
@@ -311,6 +324,9 @@ extension GatewayConfig {
         pool.maxProcesses = workers.limits.processes
         pool.maxOpenFiles = workers.limits.openFiles
         pool.maxFileSizeBytes = workers.limits.fileSizeMB << 20
+        pool.maxAddressSpaceBytes = workers.limits.workerAddressSpaceMB << 20
+        pool.diskLimitBytes = workers.limits.diskMB << 20
+        pool.diskLimitEntries = workers.limits.diskFiles
         pool.stepLimits = StepLimits(addressSpaceBytes: workers.limits.addressSpaceMB << 20,
                                      cpuSeconds: workers.limits.cpuSeconds,
                                      maxOutputBytes: workers.limits.outputKB << 10)

@@ -14,15 +14,65 @@ public final class EgressDirectory: Sendable {
         /// Step paths between their `step.started` and their end, as the run
         /// service persisted them: a connection may speak for these only.
         var running: [String: Int] = [:]
+        /// Connections of this job the proxy is serving now.
+        var connections = 0
+        /// Denials audited at most `deniedPerSecond` a second (bursts of
+        /// `deniedBurst`): a step that opens connections in a loop cannot make
+        /// the gateway write thousands of fsynced entries a second.
+        var denials = AuditThrottle(perSecond: EgressDirectory.deniedPerSecond, burst: EgressDirectory.deniedBurst)
     }
 
-    private let jobs = Mutex<[String: Job]>([:])
+    static let deniedPerSecond = 10.0
+    static let deniedBurst = 20
 
-    public init() {}
+    private let jobs = Mutex<[String: Job]>([:])
+    /// Denials for no known job (anyone may connect to the socket and name
+    /// one) share one throttle.
+    private let strangers = Mutex(AuditThrottle(perSecond: deniedPerSecond, burst: deniedBurst))
+    private let audit: AuditLog?
+
+    public init(audit: AuditLog? = nil) {
+        self.audit = audit
+    }
 
     func register(jobId: String, _ job: Job) { jobs.withLock { $0[jobId] = job } }
-    func remove(jobId: String) { _ = jobs.withLock { $0.removeValue(forKey: jobId) } }
+
+    /// The job ended: what its throttle left out is said once, so no count is lost.
+    func remove(jobId: String) {
+        guard let job = jobs.withLock({ $0.removeValue(forKey: jobId) }), job.denials.suppressed > 0 else { return }
+        audit?.record(actor: "gateway", action: "egress.denied.suppressed", runId: job.runId, details: [
+            "workflow": job.workflow, "count": "\(job.denials.suppressed)",
+            "note": "egress.denied entries left out by the rate limit (\(Int(Self.deniedPerSecond))/s)",
+        ])
+    }
+
     func job(_ id: String) -> Job? { jobs.withLock { $0[id] } }
+
+    /// Takes one of the job's connection slots, or says no: at most `limit` at once.
+    func openConnection(jobId: String, limit: Int) -> Bool {
+        jobs.withLock { all in
+            guard let n = all[jobId]?.connections, n < limit else { return false }
+            all[jobId]?.connections = n + 1
+            return true
+        }
+    }
+
+    func closeConnection(jobId: String) {
+        jobs.withLock { all in
+            if let n = all[jobId]?.connections, n > 0 { all[jobId]?.connections = n - 1 }
+        }
+    }
+
+    /// Whether a denial of this job may be audited now; nil: not now (counted).
+    /// Otherwise how many were left out before it.
+    func admitDenial(jobId: String) -> Int? {
+        let known: Int?? = jobs.withLock { all in
+            guard all[jobId] != nil else { return .none }
+            return .some(all[jobId]!.denials.admit())
+        }
+        if let known { return known }
+        return strangers.withLock { $0.admit() }
+    }
 
     /// Follows a job's step events: the proxy accepts a step only while it runs.
     func observe(jobId: String, type: String, step: String?) {

@@ -29,6 +29,12 @@ public final class EgressProxy: Sendable {
     private let logger: Logger
     /// The gateway's own TCP listeners: never a destination, whatever allowHosts says.
     private let ownPorts = Mutex<Set<Int>>([])
+    /// Connections served at once: by all workers, and by one job. Each holds a
+    /// thread and two descriptors here, so both are bounded; beyond them a
+    /// connection is refused at once (503), not queued.
+    public static let maxConnections = 256
+    public static let maxConnectionsPerJob = 32
+    private let open = Atomic<Int>(0)
 
     public init(socketPath: String, directory: EgressDirectory, audit: AuditLog, logger: Logger,
                 workerOf: @escaping @Sendable (String) -> WorkerPool.Assignment?) throws {
@@ -58,7 +64,15 @@ public final class EgressProxy: Sendable {
                     return
                 }
                 _ = fcntl(client, F_SETFD, FD_CLOEXEC)
-                Thread { self.serve(client) }.start()
+                guard self.open.wrappingAdd(1, ordering: .relaxed).newValue <= Self.maxConnections else {
+                    self.open.wrappingSubtract(1, ordering: .relaxed)
+                    self.busy(client)
+                    continue
+                }
+                Thread {
+                    self.serve(client)
+                    self.open.wrappingSubtract(1, ordering: .relaxed)
+                }.start()
             }
         }.start()
     }
@@ -86,7 +100,7 @@ public final class EgressProxy: Sendable {
               preamble.count == 3, preamble[0] == Egress.preamble else { return }
         let (jobId, step) = (preamble[1], preamble[2])
         guard let job = directory.job(jobId), let worker = workerOf(jobId) else {
-            return refuse(client, nil, host: "?", port: 0, step: step, why: "no such job")
+            return refuse(client, nil, jobId: jobId, host: "?", port: 0, step: step, why: "no such job")
         }
         // Only the job's worker process itself may speak here: its forwarder
         // threads live in it. A step's processes share the worker's uid, so the
@@ -94,30 +108,35 @@ public final class EgressProxy: Sendable {
         // as long as its job, so its pid cannot have been reused).
         guard let cred = Sockets.peerCredentials(client), cred.pid == worker.pid, cred.uid == worker.uid else {
             let who = Sockets.peerCredentials(client).map { "pid \($0.pid), uid \($0.uid)" } ?? "unknown"
-            return refuse(client, job, host: "?", port: 0, step: step,
+            return refuse(client, job, jobId: jobId, host: "?", port: 0, step: step,
                           why: "the caller (\(who)) is not the forwarder of job \(jobId)'s worker", claimed: true)
         }
+        guard directory.openConnection(jobId: jobId, limit: Self.maxConnectionsPerJob) else {
+            return refuse(client, job, jobId: jobId, host: "?", port: 0, step: step,
+                          why: "job \(jobId) already has \(Self.maxConnectionsPerJob) connections open", status: "503 Service Unavailable")
+        }
+        defer { directory.closeConnection(jobId: jobId) }
         // The step must be one the control plane knows is running in that worker now.
         guard directory.waitUntilRunning(jobId: jobId, step: step, limit: .seconds(2)) else {
-            return refuse(client, job, host: "?", port: 0, step: step, why: "step \(step) is not running in job \(jobId)", claimed: true)
+            return refuse(client, job, jobId: jobId, host: "?", port: 0, step: step, why: "step \(step) is not running in job \(jobId)", claimed: true)
         }
         guard let head = Sockets.readUntil(client, [13, 10, 13, 10], max: 65_536) else {
-            return refuse(client, job, host: "?", port: 0, step: step, why: "not an HTTP proxy request", status: "400 Bad Request")
+            return refuse(client, job, jobId: jobId, host: "?", port: 0, step: step, why: "not an HTTP proxy request", status: "400 Bad Request")
         }
         let request: Request
         switch Self.parse(head) {
-        case let .failure(why): return refuse(client, job, host: "?", port: 0, step: step, why: why.reason, status: "400 Bad Request")
+        case let .failure(why): return refuse(client, job, jobId: jobId, host: "?", port: 0, step: step, why: why.reason, status: "400 Bad Request")
         case let .success(r): request = r
         }
         let stepId = StepPath.id(of: step)
         let policy = job.policies[stepId] ?? StepPolicy()
         switch decide(request, policy: policy) {
         case let .failure(why):
-            refuse(client, job, host: request.host.text, port: request.port, step: step, why: why.reason)
+            refuse(client, job, jobId: jobId, host: request.host.text, port: request.port, step: step, why: why.reason)
         case let .success(address):
             let upstream = connectTo(address)
             guard upstream >= 0 else {
-                return refuse(client, job, host: request.host.text, port: request.port, step: step,
+                return refuse(client, job, jobId: jobId, host: request.host.text, port: request.port, step: step,
                               why: "cannot connect to \(address.ip): \(String(cString: strerror(errno)))", status: "502 Bad Gateway")
             }
             defer { close(upstream) }
@@ -178,7 +197,7 @@ public final class EgressProxy: Sendable {
 
     /// `claimed`: the step name is what an unverified caller said, recorded as
     /// such rather than as the step's own.
-    private func refuse(_ client: Int32, _ job: EgressDirectory.Job?, host: String, port: Int, step: String, why: String,
+    private func refuse(_ client: Int32, _ job: EgressDirectory.Job?, jobId: String, host: String, port: Int, step: String, why: String,
                         status: String = "403 Forbidden", claimed: Bool = false) {
         let body = "skelm egress: \(why)\n"
         _ = Sockets.writeAll(client, Array("HTTP/1.1 \(status)\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)".utf8))
@@ -194,9 +213,20 @@ public final class EgressProxy: Sendable {
             if n <= 0 { break }
             drained += n
         }
-        audit.record(actor: "gateway", action: "egress.denied", runId: job?.runId, details: [
+        guard let suppressed = directory.admitDenial(jobId: jobId) else { return }
+        var details = [
             "host": host, "port": "\(port)", claimed ? "claimedStep" : "step": step, "workflow": job?.workflow ?? "", "reason": why,
-        ])
+        ]
+        if suppressed > 0 { details["suppressedBefore"] = "\(suppressed)" }
+        audit.record(actor: "gateway", action: "egress.denied", runId: job?.runId, details: details)
+    }
+
+    /// Over `maxConnections`: answered and closed on the accepting thread, with
+    /// no thread of its own and nothing read. Not audited: the caller is not
+    /// identified yet, and a flood of these must cost nothing.
+    private func busy(_ client: Int32) {
+        _ = Sockets.writeAll(client, Array("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8))
+        close(client)
     }
 
     /// `CONNECT host:port HTTP/1.1` or `GET http://host[:port]/path HTTP/1.1`.

@@ -180,6 +180,10 @@ public actor WorkerPool {
             outcome.failure = "worker has no channel"
             return (nil, outcome)
         }
+        // The job's files are bounded in all, not only one by one (RLIMIT_FSIZE):
+        // measured while it runs, and the worker is killed once past the limit.
+        let watchdog = diskWatchdog(worker: worker, paths: [workspace, workspace + ".homes"])
+        defer { watchdog.cancel() }
         do {
             let result = try await peer.call(method, params(workspace), timeout: timeout)
             worker.setPhase(.finishing)
@@ -202,6 +206,30 @@ public actor WorkerPool {
             outcome.failure = reason.map { "\($0) (worker \(status))" } ?? "worker \(status)"
         }
         return (nil, outcome)
+    }
+
+    /// Every `diskCheckInterval`, the job's workspace and homes are measured
+    /// against `diskLimitBytes` and `diskLimitEntries`; past either, the
+    /// worker (and every process of the job) is killed with the reason named.
+    /// How far a job can overshoot is what it writes in one interval.
+    private func diskWatchdog(worker: ManagedWorker, paths: [String]) -> Task<Void, Never> {
+        let maxBytes = configuration.diskLimitBytes, maxEntries = configuration.diskLimitEntries
+        let interval = configuration.diskCheckInterval
+        return Task.detached(priority: .utility) {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                if Task.isCancelled { return }
+                let r = DiskUsage.measure(paths, maxBytes: maxBytes, maxEntries: maxEntries)
+                if r.bytes > maxBytes {
+                    worker.kill(reason: "disk limit: the job's files passed \(maxBytes >> 20) MiB (workers.limits.diskMB)")
+                    return
+                }
+                if r.entries > maxEntries {
+                    worker.kill(reason: "disk limit: the job made more than \(maxEntries) files (workers.limits.diskFiles)")
+                    return
+                }
+            }
+        }
     }
 
     /// Stops a running job: its worker, and with it every process of the job, is killed.
@@ -344,6 +372,7 @@ public actor WorkerPool {
             maxFileSizeBytes: configuration.maxFileSizeBytes,
             maxProcesses: spawner.runningAsRoot ? configuration.maxProcesses : 0)
         spec.egressSocket = configuration.egressSocket
+        spec.maxAddressSpaceBytes = configuration.maxAddressSpaceBytes
         let json = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
         sandboxSpecJSON = json
         return json

@@ -18,6 +18,12 @@ public struct WorkerPoolConfiguration: Sendable {
     /// Limits for the worker (inherited by its steps).
     public var maxOpenFiles: UInt64 = 256
     public var maxFileSizeBytes: UInt64 = 1 << 30
+    /// What one job's workspace and homes may hold in all, and how often that is checked.
+    public var diskLimitBytes: UInt64 = 4 << 30
+    public var diskLimitEntries = 100_000
+    public var diskCheckInterval: Duration = .milliseconds(250)
+    /// The worker process's own address space.
+    public var maxAddressSpaceBytes: UInt64 = 4 << 30
     public var maxProcesses: UInt64 = 64
     /// How long a spawned worker has to sandbox itself and say hello.
     public var handshakeTimeout: Duration = .seconds(10)

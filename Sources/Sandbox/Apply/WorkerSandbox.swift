@@ -51,7 +51,8 @@ public enum WorkerSandbox {
             }
         }
 
-        var limits: [(String, UInt64)] = [("nofile", spec.maxOpenFiles), ("fsize", spec.maxFileSizeBytes), ("core", 0)]
+        var limits: [(String, UInt64)] = [("nofile", spec.maxOpenFiles), ("fsize", spec.maxFileSizeBytes), ("core", 0),
+                                          ("as", spec.maxAddressSpaceBytes)]
         if spec.maxProcesses > 0 { limits.append(("nproc", spec.maxProcesses)) }
         var rlimitsOK = true
         for (name, value) in limits {

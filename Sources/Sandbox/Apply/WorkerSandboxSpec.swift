@@ -22,6 +22,9 @@ public struct WorkerSandboxSpec: Codable, Sendable, Equatable {
     public var connectPorts: [UInt16]
     /// The control plane's egress proxy socket; nil: steps get no network at all.
     public var egressSocket: String?
+    /// The worker's own address space (its steps lower theirs to the step limit):
+    /// a job that makes the worker itself allocate without bound stops here.
+    public var maxAddressSpaceBytes: UInt64 = 4 << 30
 
     public init(namespaces: [String], workspaceRoot: String, extraReadPaths: [String] = [], extraWritePaths: [String] = [],
                 maxOpenFiles: UInt64 = 256, maxFileSizeBytes: UInt64 = 1 << 30,

@@ -93,14 +93,12 @@ extension Interpreter {
                           limits: spec.limits, exec: ExecSpec(argv: argv, env: stepEnv, cwd: cwd, stdin: stdin, timeoutMs: timeoutMs))
         job.home = home.path
         let ready = job
-        let result: JobResult = try await withCheckedThrowingContinuation { cont in
-            // A thread of its own: the Landlock layer binds the thread that forks the step.
-            let started = DetachedThread.run {
-                do { cont.resume(returning: try StepRunner.run(job: ready, ruleset: ruleset)) } catch {
-                    cont.resume(throwing: StepFailure(code: "ExecFailed", step: path, message: "\(error)"))
-                }
-            }
-            if !started { cont.resume(throwing: StepFailure(code: "ExecFailed", step: path, message: "cannot start a thread for the step")) }
+        // A thread of its own: the Landlock layer binds the thread that forks the step.
+        let result: JobResult
+        do {
+            result = try await confined(on: loop) { try StepRunner.run(job: ready, ruleset: ruleset) }
+        } catch {
+            throw StepFailure(code: "ExecFailed", step: path, message: "\(error)")
         }
         if result.timedOut { throw fail(path, "Timeout", "timed out after \(timeoutMs) ms") }
         if let signal = result.signal {

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Sandbox
 import Synchronization
 import Wire
@@ -15,6 +16,8 @@ final class Interpreter: Sendable {
     let spec: RunJobSpec
     let connectPorts: [UInt16]
     let egressSocket: String?
+    /// Where a step's thread hands its result back (see `confined`).
+    let loop: any EventLoop
     private let sink: @Sendable (JobEvent) -> Void
     /// Asks the control plane for a secret, per use.
     let resolveSecret: @Sendable (_ step: String, _ name: String) async throws -> String
@@ -24,13 +27,15 @@ final class Interpreter: Sendable {
     /// Evaluated once: `env` may reference the input.
     let env: [String: String]
 
-    init(spec: RunJobSpec, connectPorts: [UInt16], egressSocket: String? = nil, sink: @escaping @Sendable (JobEvent) -> Void,
+    init(spec: RunJobSpec, connectPorts: [UInt16], egressSocket: String? = nil, loop: any EventLoop,
+         sink: @escaping @Sendable (JobEvent) -> Void,
          resolveSecret: @escaping @Sendable (String, String) async throws -> String = { _, name in
              throw StepFailure(code: "SecretNotFound", step: nil, message: "secret \(name) is not available")
          }) {
         self.spec = spec
         self.connectPorts = connectPorts
         self.egressSocket = egressSocket
+        self.loop = loop
         self.sink = sink
         self.resolveSecret = resolveSecret
         let scope = ExpressionScope(["input": spec.input])

@@ -40,7 +40,7 @@ final class Authenticator: Sendable {
     private let ownerUID: UInt32
     private let socketGID: UInt32?
     private let audit: AuditLog
-    private let throttle = Mutex(Throttle())
+    private let throttle = Mutex(AuditThrottle(perSecond: 10, burst: 50))
 
     /// Token values shorter than this are refused at start: guessable.
     static let minimumTokenLength = 16
@@ -185,26 +185,8 @@ final class Authenticator: Sendable {
 
     // MARK: Auditing refusals
 
-    private struct Throttle {
-        var allowance = 50.0
-        var last = ContinuousClock.now
-        var suppressed = 0
-    }
-
     private func deny(_ request: Request, channel: any Channel, _ error: APIError) {
-        let suppressed: Int? = throttle.withLock { t in
-            let now = ContinuousClock.now
-            let elapsed = Double((now - t.last).components.seconds) + Double((now - t.last).components.attoseconds) / 1e18
-            t.last = now
-            t.allowance = min(50, t.allowance + elapsed * 10)
-            guard t.allowance >= 1 else {
-                t.suppressed += 1
-                return nil
-            }
-            t.allowance -= 1
-            defer { t.suppressed = 0 }
-            return t.suppressed
-        }
+        let suppressed = throttle.withLock { $0.admit() }
         guard let suppressed else { return }
         var details = [
             "method": request.method.rawValue, "path": request.uri.path, "status": "\(error.status.code)",

@@ -1,0 +1,88 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Audits every seccomp kill of a job's processes, from the kernel's own record.
+///
+/// A worker sees and reports the SIGSYS of the step it started, but not of a
+/// process that step started in turn: the step reaps its own children. The
+/// kernel logs each seccomp kill (`audit: type=1326 … uid=… pid=… comm=…
+/// sig=31 … syscall=…`) to its message buffer, and every worker has a uid of
+/// its own, so the uid names the job. Root gateways only (`/dev/kmsg`); the
+/// kernel rate-limits these lines, so this is as complete as the kernel's log.
+final class SeccompKillWatcher: Sendable {
+    struct Job: Sendable {
+        let runId: String?
+        let workflow: String?
+        let jobId: String
+    }
+
+    private let fd: Int32
+    private let stopped = Atomic<Bool>(false)
+
+    /// nil when the kernel log cannot be read (not root, no /dev/kmsg).
+    init?(audit: AuditLog, uidRange: Range<UInt64>, job: @escaping @Sendable (UInt32) -> Job?) {
+        let fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        // Only what happens from now on: older lines are other gateways' or the past's.
+        lseek(fd, 0, SEEK_END)
+        self.fd = fd
+        Thread { [self] in
+            var buffer = [UInt8](repeating: 0, count: 8192)
+            while !stopped.load(ordering: .relaxed) {
+                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                guard poll(&p, 1, 500) > 0 else { continue }
+                let n = read(fd, &buffer, buffer.count)
+                if n < 0 {
+                    // EPIPE: the ring overwrote lines we had not read yet; go on from here.
+                    if errno == EAGAIN || errno == EINTR || errno == EPIPE { continue }
+                    return
+                }
+                guard n > 0, let kill = Self.parse(String(decoding: buffer[0..<n], as: UTF8.self)),
+                      uidRange.contains(UInt64(kill.uid)) else { continue }
+                let owner = job(kill.uid)
+                var details = ["uid": "\(kill.uid)", "pid": "\(kill.pid)", "comm": kill.comm, "exe": kill.exe,
+                               "syscall": "\(kill.syscall)", "reportedBy": "kernel"]
+                if let owner {
+                    details["job"] = owner.jobId
+                    if let w = owner.workflow { details["workflow"] = w }
+                }
+                audit.record(actor: "gateway", action: "sandbox.seccomp_kill", runId: owner?.runId, details: details)
+            }
+        }.start()
+    }
+
+    func stop() {
+        stopped.store(true, ordering: .relaxed)
+    }
+
+    deinit { close(fd) }
+
+    struct Kill: Equatable {
+        let uid: UInt32
+        let pid: Int32
+        let comm: String
+        let exe: String
+        let syscall: Int
+    }
+
+    /// One /dev/kmsg record: `prio,seq,usec,flags;text`. Only seccomp records
+    /// (type 1326) that killed with SIGSYS.
+    static func parse(_ record: String) -> Kill? {
+        guard let semicolon = record.firstIndex(of: ";") else { return nil }
+        let text = record[record.index(after: semicolon)...].prefix { $0 != "\n" }
+        guard text.contains("type=1326"), text.contains(" sig=31 ") else { return nil }
+        var fields: [Substring: Substring] = [:]
+        for part in text.split(separator: " ") {
+            guard let eq = part.firstIndex(of: "=") else { continue }
+            fields[part[..<eq]] = part[part.index(after: eq)...]
+        }
+        func unquoted(_ s: Substring?) -> String { String((s ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "\""))) }
+        guard let uid = fields["uid"].flatMap({ UInt32($0) }), let pid = fields["pid"].flatMap({ Int32($0) }) else { return nil }
+        return Kill(uid: uid, pid: pid, comm: unquoted(fields["comm"]), exe: unquoted(fields["exe"]),
+                    syscall: fields["syscall"].flatMap { Int($0) } ?? -1)
+    }
+}

@@ -1,0 +1,53 @@
+import Foundation
+import SkelmClient
+import Testing
+import Workflow
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a gateway finds on its host when it starts: leftovers of a killed one,
+/// and another gateway's workers.
+@Suite("Trust boundary: gateway start", .serialized)
+struct GatewayStartTests {
+    @Test("workspaces a killed gateway left behind are removed at the next start, and audited")
+    func staleWorkspaces() async throws {
+        let gw = try TestGateway(workflows: TestWorkflows.all)
+        defer { gw.cleanupLater() }
+        let stale = gw.stateDir + "/workspaces/0f1e2d3c-left-by-a-killed-gateway"
+        try FileManager.default.createDirectory(atPath: stale + "/.tmp", withIntermediateDirectories: true)
+        try "secret-ish output".write(toFile: stale + "/result.txt", atomically: true, encoding: .utf8)
+        try await gw.start()
+        #expect(!FileManager.default.fileExists(atPath: stale))
+        let cleaned = try await gw.get("/audit?action=workspaces.cleaned").json?["entries"].list ?? []
+        #expect(cleaned.first?["details"]?["removed"] == "1", "\(cleaned)")
+    }
+
+    @Test("a gateway whose worker uid range is in use refuses to start and names the fix")
+    func uidRangeInUse() async throws {
+        guard geteuid() == 0 else { return }
+        let gw = try TestGateway(workflows: TestWorkflows.all)
+        defer { gw.cleanupLater() }
+        let config = try String(contentsOfFile: gw.configPath, encoding: .utf8)
+        guard let base = config.firstMatch(of: /uidBase: (\d+)/).flatMap({ UInt32($0.1) }) else {
+            Issue.record("no uidBase in \(config)")
+            return
+        }
+        // Another gateway's worker, as far as the kernel can tell.
+        let squatter = Process()
+        squatter.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        squatter.arguments = ["python3", "-c", "import os, time; os.setresuid(\(base + 7), \(base + 7), \(base + 7)); time.sleep(60)"]
+        try squatter.run()
+        defer {
+            kill(squatter.processIdentifier, SIGKILL)
+            squatter.waitUntilExit()
+        }
+        for _ in 0..<100 where !((try? String(contentsOfFile: "/proc/\(squatter.processIdentifier)/status", encoding: .utf8))?.contains("\(base + 7)") ?? false) {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        await #expect(throws: GatewayFailure.self) { try await gw.start() }
+        #expect(gw.logText.contains("workers.uidBase"), "\(gw.logText)")
+        #expect(gw.logText.contains("pid \(squatter.processIdentifier) runs as uid \(base + 7)"), "\(gw.logText)")
+    }
+}
