@@ -49,6 +49,7 @@ final class ResourceLimitTests {
     func overBudget(_ mode: String, _ expected: String) async throws {
         let run = try await gw.run("fill", ["mode": .string(mode)])
         #expect(run["status"] == "failed", "\(run)")
+        #expect(run["error"]?["code"] == "ResourceLimit")
         #expect(run["error"]?["message"]?.stringValue?.contains(expected) == true, "\(run["error"] ?? .null)")
         // Nothing of the job is left behind to keep using the disk.
         let left = (try? FileManager.default.contentsOfDirectory(atPath: gw.stateDir + "/workspaces")) ?? []

@@ -144,6 +144,8 @@ final class RunTests {
         let run = try await gw.run("slow", ["seconds": .string("3" + marker)], sync: false)
         let id = run["id"]!.stringValue!
         _ = try await waitUntilRunning(id, step: "nap")
+        // The step is running; its process follows a moment later (its home, its Landlock layer, the exec).
+        for _ in 0..<250 where processes(matching: "sleep 3\(marker)").isEmpty { try await Task.sleep(for: .milliseconds(20)) }
         #expect(!processes(matching: "sleep 3\(marker)").isEmpty)
         let cancelled = try await gw.post("/runs/\(id)/cancel", .null)
         #expect(cancelled.status == 200)

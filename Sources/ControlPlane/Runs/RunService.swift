@@ -25,12 +25,24 @@ public actor RunService {
         /// Secret values handed to this run's worker: redacted from everything persisted.
         let secrets = Mutex<Set<String>>([])
         var redactor: Redactor { Redactor(secrets.withLock { $0 }) }
+        /// What the segment's worker claimed so far; nil until the segment starts.
+        let claims = Mutex<SegmentClaims?>(nil)
+        /// The worker's host pid, known once its job is sent: reports are its, not the gateway's.
+        let workerPid = Mutex<Int32>(0)
+        var workerActor: String { "worker:\(workerPid.withLock { $0 })" }
+        /// `path\0name` of each secret the gateway refused a step: a worker's
+        /// `PermissionDenied` on `secrets` is the gateway's decision only if it is here.
+        let deniedSecrets = Mutex<Set<String>>([])
 
         private struct EventCount {
             var handled = 0
-            var waiter: (target: Int, continuation: CheckedContinuation<Void, Never>)?
-            var gaveUp = false
+            var waiter: (target: Int, id: Int, continuation: CheckedContinuation<Void, Never>)?
+            var waits = 0
+            /// The wait whose time ran out, so a waiter that registers late does not hang.
+            var expired = 0
         }
+
+        var handledEvents: Int { events.withLock { $0.handled } }
 
         /// One more of the job's events is persisted.
         func eventHandled() {
@@ -48,23 +60,74 @@ public actor RunService {
         func waitForEvents(_ count: Int, limit: Duration) async {
             // Usually they are all in already: no timer, no suspension.
             if events.withLock({ $0.handled >= count }) { return }
+            let id = events.withLock { s in
+                s.waits += 1
+                return s.waits
+            }
             let timer = Task {
                 try await Task.sleep(for: limit)
                 let w = events.withLock { s -> CheckedContinuation<Void, Never>? in
-                    s.gaveUp = true
-                    defer { s.waiter = nil }
-                    return s.waiter?.continuation
+                    s.expired = id
+                    guard let w = s.waiter, w.id == id else { return nil }
+                    s.waiter = nil
+                    return w.continuation
                 }
                 w?.resume()
             }
             defer { timer.cancel() }
             await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
                 let done = events.withLock { s -> Bool in
-                    if s.handled >= count || s.gaveUp { return true }
-                    s.waiter = (count, cont)
+                    if s.handled >= count || s.expired == id { return true }
+                    s.waiter = (count, id, cont)
                     return false
                 }
                 if done { cont.resume() }
+            }
+        }
+
+        /// Waits for `count` events for as long as they keep coming; false when
+        /// none came for `quiet` and fewer than `count` are in. Every event a
+        /// worker sent before its answer was read before the answer, so only a
+        /// worker that miscounted leaves the wait short.
+        func waitForAllEvents(_ count: Int, quiet: Duration) async -> Bool {
+            while true {
+                let before = handledEvents
+                if before >= count { return true }
+                await waitForEvents(count, limit: quiet)
+                let after = handledEvents
+                if after >= count { return true }
+                if after == before { return false }
+            }
+        }
+
+        enum Verdict { case persist, drop, refuse(SegmentClaims.Violation) }
+
+        /// Checks one event against the segment's claims.
+        func judge(_ event: JobEvent) -> Verdict {
+            claims.withLock { c -> Verdict in
+                guard let claims = c, !claims.isOver else { return .drop }
+                do throws(SegmentClaims.Violation) {
+                    try c?.accept(event)
+                    return .persist
+                } catch {
+                    c?.refuse(error)
+                    return .refuse(error)
+                }
+            }
+        }
+
+        /// Whether `step` runs in this segment, waiting up to `limit` for its
+        /// start: a request can overtake the `step.started` sent before it.
+        func waitUntilRunning(_ step: String, limit: Duration) async -> Bool {
+            let deadline = ContinuousClock.now + limit
+            while true {
+                let state: Bool? = claims.withLock { c in
+                    guard let c, !c.isOver else { return false }
+                    return c.isRunning(step) ? true : nil
+                }
+                if let state { return state }
+                if ContinuousClock.now >= deadline { return false }
+                try? await Task.sleep(for: .milliseconds(5))
             }
         }
     }
@@ -195,7 +258,7 @@ public actor RunService {
     public func cancel(_ runId: String, actor: String = "api") async throws -> RunRecord? {
         guard let run = try await store.run(runId, withSteps: false) else { return nil }
         if run.status.isTerminal { return try await store.run(runId) }
-        let failure = StepFailure(code: "Cancelled", step: nil, message: "cancelled")
+        let failure = StepFailure(.cancelled, step: nil, message: "cancelled")
         try await audit.append(actor: actor, action: "run.cancel", runId: runId, details: ["workflow": run.workflow])
         if run.status == .waiting {
             try await store.cancelApprovals(runId: runId)
@@ -220,7 +283,7 @@ public actor RunService {
         for run in try await store.unfinished() {
             guard let definition = await registry.workflow(run.workflow) else {
                 await end(run.id, .failed, output: nil,
-                          error: StepFailure(code: "WorkflowMissing", step: nil, message: "workflow \(run.workflow) is no longer defined"))
+                          error: StepFailure(.workflowMissing, step: nil, message: "workflow \(run.workflow) is no longer defined"))
                 continue
             }
             logger.info("resuming run", metadata: ["run": "\(run.id)", "workflow": "\(run.workflow)"])
@@ -270,7 +333,7 @@ public actor RunService {
         let completed = known != nil ? [:] : (try? await store.checkpoints(runId: runId)) ?? [:]
         let stepPolicies: [String: StepPolicy]
         do { stepPolicies = try policies.policies(for: definition) } catch {
-            await end(runId, .failed, output: nil, error: StepFailure(code: "PermissionDenied", step: nil, message: "\(error)"))
+            await end(runId, .failed, output: nil, error: StepFailure(.permissionDenied, step: nil, message: "\(error)"))
             return
         }
         let audit = self.audit
@@ -278,16 +341,30 @@ public actor RunService {
         if let known { input = known } else { input = (try? await store.run(runId, withSteps: false))?.input ?? .null }
         let timeout = definition.timeoutMs.map { Duration.milliseconds($0) } ?? runTimeout
         let store = self.store, hub = self.hub, logger = self.logger, stepTimeoutMs = self.stepTimeoutMs, egress = self.egress
+        let pool = self.pool
         var options = WorkerPool.JobOptions(jobId: a.jobId)
         options.keepWorkspace = false
+        a.claims.withLock { $0 = SegmentClaims(definition: definition, checkpointed: completed.keys) }
         egress.register(jobId: a.jobId, .init(runId: runId, workflow: definition.id, policies: stepPolicies))
         defer { egress.remove(jobId: a.jobId) }
         let (result, outcome) = await pool.runSegment(options: options, timeout: timeout + .seconds(10), events: { event in
             defer { a.eventHandled() }
+            if a.cancelled.withLock({ $0 }) { return }
+            switch a.judge(event) {
+            case .drop:
+                return
+            case let .refuse(violation):
+                // Nothing of it is persisted, and nothing more from this worker is:
+                // the run fails once the segment is over (execute, below).
+                logger.warning("worker claim refused", metadata: ["run": "\(runId)", "claim": "\(violation.claim)", "reason": "\(violation.reason)"])
+                await pool.cancel(jobId: a.jobId)
+                return
+            case .persist:
+                break
+            }
             // Before persisting: the step's first egress connection may already be waiting on it.
             egress.observe(jobId: a.jobId, type: event.type, step: event.step)
-            if a.cancelled.withLock({ $0 }) { return }
-            Self.auditPermissions(event, policies: stepPolicies, runId: runId, workflow: definition.id, audit: audit)
+            Self.auditPermissions(event, policies: stepPolicies, runId: runId, workflow: definition.id, active: a, audit: audit)
             // Redacted here too: the worker redacts, but is not trusted to.
             let r = a.redactor
             do {
@@ -299,21 +376,66 @@ public actor RunService {
         }, requests: { [secrets] request in
             await Self.resolveSecret(request, definition: definition, runId: runId, active: a, store: secrets, audit: audit)
         }, spec: { workspace in
-            RunJobSpec(jobId: a.jobId, runId: runId, workspace: workspace, workflow: definition, input: input,
-                       completed: completed, defaultStepTimeoutMs: stepTimeoutMs, policies: stepPolicies)
+            // Called once the pool has assigned the worker, before the job is sent:
+            // every event and request of the job comes after this.
+            if let pid = pool.assignments.withLock({ $0[a.jobId]?.pid }) { a.workerPid.withLock { $0 = pid } }
+            return RunJobSpec(jobId: a.jobId, runId: runId, workspace: workspace, workflow: definition, input: input,
+                              completed: completed, defaultStepTimeoutMs: stepTimeoutMs, policies: stepPolicies)
         })
+        if a.workerPid.withLock({ $0 }) == 0 { a.workerPid.withLock { $0 = outcome.workerPid } }
         if let result {
             // The answer can overtake the last notifications; wait until all are persisted.
-            await a.waitForEvents(result.events, limit: .seconds(2))
+            let complete = await a.waitForAllEvents(result.events, quiet: .seconds(10))
+            let handled = a.handledEvents
+            a.claims.withLock { c in
+                guard let claims = c, !claims.isOver else { return }
+                let counted = "job.run answered after \(result.events) events"
+                if !complete {
+                    c?.refuse(.init(claim: counted, reason: "only \(handled) arrived"))
+                } else if claims.received > result.events {
+                    c?.refuse(.init(claim: counted, reason: "\(claims.received) arrived"))
+                } else {
+                    do throws(SegmentClaims.Violation) { try claims.check(result) } catch { c?.refuse(error) }
+                }
+            }
+        }
+        // From here on the segment is judged: whatever the worker still sends is dropped.
+        let refused = a.claims.withLock { c -> SegmentClaims.Violation? in
+            c?.close()
+            return c?.refused
         }
         if a.cancelled.withLock({ $0 }) { return }
+        if let refused {
+            await end(runId, .failed, output: nil,
+                      error: StepFailure(.workerViolation, step: nil, message: "worker \(a.workerActor) claimed \(refused.claim): \(refused.reason)"),
+                      auditFirst: [(a.workerActor, "worker.violation", runId, [
+                          "workflow": definition.id, "job": a.jobId, "claim": refused.claim, "reason": refused.reason,
+                      ])])
+            return
+        }
         if result == nil, stopping {
             // The gateway is going down: leave the run as it is; it resumes at the next start.
             return
         }
         guard let result else {
-            let code = outcome.violation ? "SandboxViolation" : "WorkerFailed"
-            await end(runId, .failed, output: nil, error: StepFailure(code: code, step: nil, message: outcome.failure ?? "the worker ended without an answer"))
+            let why = outcome.failure ?? "the worker ended without an answer"
+            if outcome.violation, why.hasPrefix("protocol violation") {
+                // The monitor caught the worker breaking the wire's rules.
+                await end(runId, .failed, output: nil, error: StepFailure(.workerViolation, step: nil, message: why),
+                          auditFirst: [(a.workerActor, "worker.violation", runId, [
+                              "workflow": definition.id, "job": a.jobId, "claim": SegmentClaims.cut(why), "reason": "protocol violation",
+                          ])])
+            } else if outcome.violation {
+                // Seccomp killed the worker itself: the gateway saw it die of SIGSYS.
+                await end(runId, .failed, output: nil, error: StepFailure(.sandboxViolation, step: nil, message: why),
+                          auditFirst: [("gateway", "sandbox.violation", runId, [
+                              "pid": "\(outcome.workerPid)", "reportedBy": "gateway", "message": why,
+                          ])])
+            } else if why.hasPrefix(WorkerPool.diskLimitReason) {
+                await end(runId, .failed, output: nil, error: StepFailure(.resourceLimit, step: nil, message: why))
+            } else {
+                await end(runId, .failed, output: nil, error: StepFailure(.workerFailed, step: nil, message: why))
+            }
             return
         }
         let r = a.redactor
@@ -326,19 +448,27 @@ public actor RunService {
                 let violations = JSONSchema(schema).validate(output ?? .null, root: "output")
                 if !violations.isEmpty {
                     await end(runId, .failed, output: output, error: StepFailure(
-                        code: "OutputInvalid", step: nil, message: violations.map(\.description).joined(separator: "; ")))
+                        .outputInvalid, step: nil, message: violations.map(\.description).joined(separator: "; ")))
                     return
                 }
             }
             await end(runId, .succeeded, output: output ?? .null, error: nil)
         case .failed:
-            await end(runId, .failed, output: nil, error: failure)
+            var first: [AuditItem] = []
+            if let failure, failure.failureCode == .sandboxViolation {
+                // The step process is the worker's child: only the worker saw the SIGSYS, and says so.
+                first.append((a.workerActor, "sandbox.violation", runId, [
+                    "step": failure.step ?? "", "reportedBy": "worker", "message": failure.message,
+                ]))
+            }
+            await end(runId, .failed, output: nil, error: failure, auditFirst: first)
         case .parked:
-            guard let parked = result.parked else {
-                await end(runId, .failed, output: nil, error: StepFailure(code: "WorkerFailed", step: nil, message: "parked without a step"))
+            // Checked above: a top-level approval step that started and parked in this segment.
+            guard let parked = result.parked, let approval = definition.steps.first(where: { $0.id == parked.step })?.approval else {
+                await end(runId, .failed, output: nil, error: StepFailure(.workerFailed, step: nil, message: "parked without an approval step"))
                 return
             }
-            await park(runId, definition: definition, parked: parked, redactor: r)
+            await park(runId, definition: definition, parked: parked, approval: approval, reportedBy: a.workerActor, redactor: r)
         }
     }
 
@@ -349,21 +479,24 @@ public actor RunService {
         case alreadyDecided(ApprovalRecord)
     }
 
-    /// The run waits for a human: a durable approval row, no worker.
-    private func park(_ runId: String, definition: WorkflowDefinition, parked: Parked, redactor r: Redactor) async {
+    /// The run waits for a human: a durable approval row, no worker. How long it
+    /// waits and what expiry does come from the definition, not from the worker:
+    /// a worker that could set them could approve its own request by timing out.
+    private func park(_ runId: String, definition: WorkflowDefinition, parked: Parked, approval step: ApprovalStep,
+                      reportedBy worker: String, redactor r: Redactor) async {
         let now = Date()
         let approval = ApprovalRecord(
             id: "apr_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""),
             runId: runId, workflow: definition.id, step: parked.step, message: r.text(parked.message),
-            requester: "workflow:\(definition.id)", status: .pending, onTimeout: parked.onTimeout, createdAt: now,
-            expiresAt: parked.timeoutMs.map { now.addingTimeInterval(Double($0) / 1000) })
+            requester: "workflow:\(definition.id)", status: .pending, onTimeout: step.onTimeout, createdAt: now,
+            expiresAt: step.timeoutMs.map { now.addingTimeInterval(Double($0) / 1000) })
         do {
-            var details = ["approval": approval.id, "step": approval.step, "workflow": definition.id]
+            var details = ["approval": approval.id, "step": approval.step, "workflow": definition.id, "reportedBy": worker]
             if let e = approval.expiresAt { details["expiresAt"] = e.formatted(.iso8601) }
             try await audit.append(actor: "gateway", action: "approval.requested", runId: runId, details: details)
             if let event = try await store.park(runId: runId, approval: approval) { hub.publish(event) }
         } catch {
-            await end(runId, .failed, output: nil, error: StepFailure(code: "InternalError", step: parked.step, message: "cannot park the run: \(error)"))
+            await end(runId, .failed, output: nil, error: StepFailure(.internalError, step: parked.step, message: "cannot park the run: \(error)"))
         }
     }
 
@@ -391,12 +524,12 @@ public actor RunService {
                     pump()
                 } else {
                     await end(decided.runId, .failed, output: nil,
-                              error: StepFailure(code: "WorkflowMissing", step: nil, message: "workflow \(decided.workflow) is no longer defined"))
+                              error: StepFailure(.workflowMissing, step: nil, message: "workflow \(decided.workflow) is no longer defined"))
                 }
             } else {
-                let code = status == .expired ? "ApprovalExpired" : "ApprovalDenied"
+                let code: FailureCode = status == .expired ? .approvalExpired : .approvalDenied
                 await end(decided.runId, .failed, output: nil,
-                          error: StepFailure(code: code, step: decided.step, message: "\(status.rawValue) by \(actor)\(reason.map { ": \($0)" } ?? "")"))
+                          error: StepFailure(code, step: decided.step, message: "\(status.rawValue) by \(actor)\(reason.map { ": \($0)" } ?? "")"))
             }
             return decided
         }
@@ -412,28 +545,47 @@ public actor RunService {
         }
     }
 
-    /// `secret.resolve` from a run's worker: only for the job it runs, only a
-    /// secret the asking step's env references; every answer audited by name.
+    /// `secret.resolve` from a run's worker: only for the job it runs, only for
+    /// a step of this segment that is running right now and whose env
+    /// references that secret; every answer audited by name, with whose
+    /// request it was. A refusal is not a violation: the step fails with
+    /// `PermissionDenied`, as it would for a policy.
     nonisolated static func resolveSecret(_ request: RPCIncoming, definition: WorkflowDefinition, runId: String,
                                           active a: Active, store: SecretStore, audit: AuditLog) async -> RPCReply {
         let params: SecretResolve.Params
         do { params = try request.params(as: SecretResolve.Params.self) } catch { return .error(error) }
-        guard params.jobId == a.jobId else { return .error(RPCError(code: RPCError.notAllowed, message: "not this worker's job")) }
-        let id = StepPath.id(of: params.step)
-        var details = ["name": params.name, "step": params.step, "workflow": definition.id]
-        guard let step = definition.step(id: id), let exec = step.exec, exec.secretNames.contains(params.name) else {
+        let step = SegmentClaims.cut(params.step), name = SegmentClaims.cut(params.name)
+        var details = ["name": name, "step": step, "workflow": definition.id, "requestedBy": a.workerActor]
+        func deny(_ reason: String) async -> RPCReply {
+            details["reason"] = reason
+            a.deniedSecrets.withLock { _ = $0.insert(params.step + "\u{0}" + params.name) }
             _ = try? await audit.append(actor: "gateway", action: "secret.denied", runId: runId, details: details)
-            return .error(RPCError(code: RPCError.notAllowed, message: "step \(params.step) does not reference secrets.\(params.name) in its env"))
+            return .error(RPCError(code: RPCError.notAllowed, message: reason))
+        }
+        guard params.jobId == a.jobId else { return await deny("not this worker's job") }
+        guard let located = a.claims.withLock({ $0?.locate(params.step) }) else { return await deny("the segment has not started") }
+        let target: Step
+        switch located {
+        case let .success(l): target = l.step
+        case let .failure(v): return await deny(v.reason)
+        }
+        guard let exec = target.exec, exec.secretNames.contains(params.name) else {
+            return await deny("step \(step) does not reference secrets.\(name) in its env")
+        }
+        // Events are handled in order, each persisted (fsynced) before the next: on a
+        // busy disk the step's start can trail its secret request by seconds.
+        guard await a.waitUntilRunning(params.step, limit: .seconds(30)) else {
+            return await deny("step \(step) is not running in this worker")
         }
         let value: String?
         do { value = try store.value(of: params.name) } catch {
             details["error"] = "\(error)"
             _ = try? await audit.append(actor: "gateway", action: "secret.not_found", runId: runId, details: details)
-            return .error(RPCError(code: RPCError.notFound, message: "secret \(params.name) cannot be read: \(error)"))
+            return .error(RPCError(code: RPCError.notFound, message: "secret \(name) cannot be read: \(error)"))
         }
         guard let value else {
             _ = try? await audit.append(actor: "gateway", action: "secret.not_found", runId: runId, details: details)
-            return .error(RPCError(code: RPCError.notFound, message: "secret \(params.name) is not defined"))
+            return .error(RPCError(code: RPCError.notFound, message: "secret \(name) is not defined"))
         }
         do {
             // Audited (durably) before the value leaves the control plane.
@@ -445,38 +597,47 @@ public actor RunService {
         return .result(SecretResolve.Result(value: value))
     }
 
-    /// Denials and bypasses go into the audit chain as they happen: who decided
-    /// (the gateway, before the worker ran anything; or the worker, on a program
-    /// only known once templates were evaluated), which dimension, which value.
-    nonisolated static func auditPermissions(_ event: JobEvent, policies: [String: StepPolicy], runId: String, workflow: String, audit: AuditLog) {
+    /// Denials and bypasses go into the audit chain as they happen. A denial
+    /// is the worker's report (actor `worker:<pid>`); it is `decidedBy:
+    /// gateway` only when the gateway's own records say it decided it (the
+    /// step's policy, or a secret it refused that step), else `worker` (a
+    /// program only known once templates were evaluated, or a claim). A
+    /// bypass follows from policy alone, so it is the gateway's.
+    nonisolated static func auditPermissions(_ event: JobEvent, policies: [String: StepPolicy], runId: String, workflow: String,
+                                             active a: Active, audit: AuditLog) {
         guard let path = event.step else { return }
-        let id = StepPath.id(of: path)
-        let policy = policies[id]
-        if event.type == "step.failed", event.data?["code"] == .string("PermissionDenied") {
-            audit.record(actor: "gateway", action: "permission.denied", runId: runId, details: [
-                "workflow": workflow, "step": path,
-                "dimension": event.data?["dimension"]?.stringValue ?? "", "value": event.data?["value"]?.stringValue ?? "",
-                "decidedBy": policy?.denied != nil || event.data?["dimension"] == "secrets" ? "gateway" : "worker",
+        let policy = policies[StepPath.id(of: path)]
+        if event.kind == .stepFailed, event.data?["code"] == .string(FailureCode.permissionDenied.rawValue) {
+            var dimension = SegmentClaims.cut(event.data?["dimension"]?.stringValue ?? "")
+            var value = SegmentClaims.cut(event.data?["value"]?.stringValue ?? "")
+            let decidedBy: String
+            if let denied = policy?.denied {
+                (dimension, value, decidedBy) = (denied.dimension, denied.value, "gateway")
+            } else if dimension == "secrets", a.deniedSecrets.withLock({ $0.contains(path + "\u{0}" + (event.data?["value"]?.stringValue ?? "")) }) {
+                decidedBy = "gateway"
+            } else {
+                decidedBy = "worker"
+            }
+            audit.record(actor: a.workerActor, action: "permission.denied", runId: runId, details: [
+                "workflow": workflow, "step": path, "dimension": dimension, "value": value, "decidedBy": decidedBy,
             ])
-        } else if event.type == "step.started", policy?.unrestricted == true {
+        } else if event.kind == .stepStarted, policy?.unrestricted == true {
             audit.record(actor: "gateway", action: "permission.bypassed", runId: runId, details: ["workflow": workflow, "step": path])
         }
     }
 
-    private func end(_ runId: String, _ status: RunStatus, output: JSONValue?, error: StepFailure?) async {
+    typealias AuditItem = (actor: String, action: String, runId: String?, details: [String: String])
+
+    /// `auditFirst`: entries that explain the end (a violation), written with
+    /// `run.finished` in one batch, before the end is visible anywhere else.
+    private func end(_ runId: String, _ status: RunStatus, output: JSONValue?, error: StepFailure?, auditFirst: [AuditItem] = []) async {
         do {
-            // Durable in the audit chain before the end is visible anywhere else.
             var details = ["status": status.rawValue]
             if let error {
                 details["code"] = error.code
                 if let step = error.step { details["step"] = step }
             }
-            if error?.code == "SandboxViolation" {
-                // The step process is the worker's child: the worker saw the SIGSYS, and says so.
-                try await audit.append(actor: "gateway", action: "sandbox.violation", runId: runId,
-                                       details: ["step": error?.step ?? "", "reportedBy": "worker", "message": error?.message ?? ""])
-            }
-            try await audit.append(actor: "gateway", action: "run.finished", runId: runId, details: details)
+            try await audit.appendAll(auditFirst + [(actor: "gateway", action: "run.finished", runId: runId, details: details)])
             if let event = try await store.finish(runId: runId, status: status, output: output, error: error) { hub.publish(event) }
         } catch {
             logger.error("cannot record the end of a run", metadata: ["run": "\(runId)", "error": "\(error)"])

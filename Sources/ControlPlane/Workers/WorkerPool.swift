@@ -221,16 +221,19 @@ public actor WorkerPool {
                 if Task.isCancelled { return }
                 let r = DiskUsage.measure(paths, maxBytes: maxBytes, maxEntries: maxEntries)
                 if r.bytes > maxBytes {
-                    worker.kill(reason: "disk limit: the job's files passed \(maxBytes >> 20) MiB (workers.limits.diskMB)")
+                    worker.kill(reason: "\(WorkerPool.diskLimitReason): the job's files passed \(maxBytes >> 20) MiB (workers.limits.diskMB)")
                     return
                 }
                 if r.entries > maxEntries {
-                    worker.kill(reason: "disk limit: the job made more than \(maxEntries) files (workers.limits.diskFiles)")
+                    worker.kill(reason: "\(WorkerPool.diskLimitReason): the job made more than \(maxEntries) files (workers.limits.diskFiles)")
                     return
                 }
             }
         }
     }
+
+    /// How a kill for the disk budget begins: the run service names the failure by it.
+    public static let diskLimitReason = "disk limit"
 
     /// Stops a running job: its worker, and with it every process of the job, is killed.
     @discardableResult

@@ -75,7 +75,8 @@ public struct Parked: Codable, Sendable, Equatable, Error {
 
 /// Why a step failed: which step, what kind of failure, in words.
 public struct StepFailure: Codable, Sendable, Equatable, Error {
-    /// `ExecFailed`, `Timeout`, `ExpressionError`, `SandboxViolation`, `PermissionDenied`, `Cancelled`, …
+    /// One of `FailureCode` (Vocabulary.swift) when the control plane set it; a
+    /// worker may send any text, which the control plane does not take on trust.
     public var code: String
     public var step: String?
     public var message: String

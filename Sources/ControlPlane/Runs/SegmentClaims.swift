@@ -1,0 +1,284 @@
+import Wire
+import Workflow
+
+/// What one run segment's worker has claimed so far, checked claim by claim
+/// against the workflow definition and what the segment already said.
+///
+/// Only the worker can say what happened inside a step, so the control plane
+/// persists its reports; but what it persists becomes checkpoints a resumed run
+/// skips, approvals a human is asked for, and audit entries. A compromised
+/// worker must not be able to write those at will: each claim has to fit the
+/// definition (the step exists at that path) and the segment's order (a step
+/// ends only after it started, a top-level step starts only after the ones
+/// before it ended). A claim that does not is a protocol violation.
+struct SegmentClaims: Sendable {
+    /// A claim refused, in words for the run's error and the audit entry.
+    struct Violation: Error, Sendable, Equatable {
+        /// What the worker said (`step.finished deploy`), cut to a readable length.
+        var claim: String
+        var reason: String
+    }
+
+    /// A step path resolved against the definition.
+    struct Located: Sendable {
+        struct Container: Sendable {
+            /// The container's own path (`work/squares`): what its events name.
+            var path: String
+            var step: Step
+            /// For a branch: which case (-1: `otherwise`) holds the step below it.
+            var childCase: Int?
+        }
+        var step: Step
+        /// Outermost first.
+        var containers: [Container]
+        var isTopLevel: Bool { containers.isEmpty }
+    }
+
+    /// A top-level step in this segment. Top-level steps run one after the other.
+    private enum Top: Equatable {
+        case notStarted, running, retrying, finished, skipped, failed, parked
+        /// Succeeded in an earlier segment: the worker is told not to run it again.
+        case checkpointed
+        var isDone: Bool { self == .finished || self == .skipped || self == .checkpointed }
+    }
+
+    let definition: WorkflowDefinition
+    private var top: [String: Top] = [:]
+    private let order: [String: Int]
+    /// Paths between their `step.started` and their end, at any depth.
+    private var running: Set<String> = []
+    /// The case each running branch chose (-1: `otherwise`).
+    private var chosen: [String: Int] = [:]
+    /// The approval the segment parked at; nothing may follow it.
+    private(set) var parkedAt: String?
+    /// Set once a claim was refused: nothing more from this worker is believed.
+    private(set) var refused: Violation?
+    /// Set once the run service has judged the segment: later events are dropped.
+    private(set) var closed = false
+    /// Events received, to hold the answer's count against.
+    private(set) var received = 0
+
+    static let maxPathBytes = 4096
+
+    init(definition: WorkflowDefinition, checkpointed: some Collection<String>) {
+        self.definition = definition
+        var order: [String: Int] = [:]
+        for (i, step) in definition.steps.enumerated() {
+            order[step.id] = i
+            top[step.id] = .notStarted
+        }
+        for id in checkpointed where top[id] != nil { top[id] = .checkpointed }
+        self.order = order
+    }
+
+    /// Whether nothing more from this worker is taken.
+    var isOver: Bool { closed || refused != nil }
+
+    func isRunning(_ path: String) -> Bool { running.contains(path) }
+
+    mutating func refuse(_ v: Violation) {
+        if refused == nil { refused = v }
+    }
+
+    mutating func close() { closed = true }
+
+    // MARK: Events
+
+    /// Checks one event and, if it fits, records it. Throws the violation otherwise.
+    mutating func accept(_ event: JobEvent) throws(Violation) {
+        received += 1
+        let claim = Self.describe(event)
+        func no(_ reason: String) -> Violation { Violation(claim: claim, reason: Self.cut(reason, to: 400)) }
+        guard let kind = event.kind else { throw no("'\(Self.cut(event.type))' is not an event type of the catalogue") }
+        guard kind != .jobStarted else { throw no("job.started belongs to one-program jobs, not to a run segment") }
+        guard let path = event.step else { throw no("a \(kind.rawValue) event must name its step") }
+        if let parkedAt { throw no("the segment already parked at \(parkedAt); nothing runs after that") }
+        let at: Located
+        switch locate(path) {
+        case let .success(l): at = l
+        case let .failure(v): throw no(v.reason)
+        }
+        // Every enclosing step must be running, and a branch's child in the case it chose.
+        for c in at.containers {
+            guard running.contains(c.path) else { throw no("\(c.path), which holds \(path), is not running") }
+            if let want = c.childCase {
+                guard let got = chosen[c.path] else { throw no("branch \(c.path) has not chosen a case") }
+                guard got == want else { throw no("\(path) is not in the case branch \(c.path) chose") }
+            }
+        }
+        let id = at.step.id
+        switch kind {
+        case .stepStarted:
+            if at.isTopLevel {
+                try checkTurn(id, claim: claim)
+                guard top[id] == .notStarted || top[id] == .retrying else {
+                    throw no("top-level step \(id) already \(describe(top[id]!)) in this run")
+                }
+                top[id] = .running
+            } else {
+                guard !running.contains(path) else { throw no("\(path) is already running") }
+            }
+            running.insert(path)
+            chosen[path] = nil
+        case .stepSkipped:
+            if at.isTopLevel {
+                try checkTurn(id, claim: claim)
+                guard top[id] == .notStarted else { throw no("top-level step \(id) already \(describe(top[id]!)) in this run") }
+                top[id] = .skipped
+            } else {
+                guard !running.contains(path) else { throw no("\(path) is running; it cannot be skipped") }
+            }
+        case .stepFinished, .stepFailed:
+            guard running.contains(path) else { throw no("\(path) has not started in this segment (or already ended)") }
+            // An approval's outcome is a human's decision, recorded by the control plane.
+            guard at.step.approval == nil else { throw no("\(path) is an approval: only a decision through the gateway ends it") }
+            if let inner = running.first(where: { $0.hasPrefix(path + "/") || $0.hasPrefix(path + "[") }) {
+                throw no("\(inner), inside \(path), is still running")
+            }
+            var retrying = false
+            if kind == .stepFailed, event.data?["willRetry"] == .bool(true) {
+                guard (at.step.retry?.max ?? 0) > 0 else { throw no("\(path) has no retry policy, yet claims a retry") }
+                retrying = true
+            }
+            running.remove(path)
+            chosen[path] = nil
+            if at.isTopLevel { top[id] = kind == .stepFinished ? .finished : retrying ? .retrying : .failed }
+        case .stepBranch:
+            guard let branch = at.step.branch else { throw no("\(path) is not a branch step") }
+            guard running.contains(path) else { throw no("\(path) is not running") }
+            guard chosen[path] == nil else { throw no("branch \(path) already chose a case") }
+            switch event.data?["case"] {
+            case let .number(n)? where n >= 0 && n < Double(branch.cases.count) && n == n.rounded():
+                chosen[path] = Int(n)
+            case .string("otherwise")?:
+                chosen[path] = -1
+            default:
+                throw no("data.case is neither one of the \(branch.cases.count) cases nor \"otherwise\"")
+            }
+        case .stepParked:
+            guard at.isTopLevel, at.step.approval != nil else { throw no("\(path) is not a top-level approval step") }
+            guard running.contains(path) else { throw no("approval \(path) has not started in this segment") }
+            running.remove(path)
+            top[id] = .parked
+            parkedAt = id
+        case .jobStarted:
+            break
+        }
+    }
+
+    /// A top-level step's turn comes when every step before it is done.
+    private func checkTurn(_ id: String, claim: String) throws(Violation) {
+        let n = order[id] ?? 0
+        for step in definition.steps.prefix(n) where !(top[step.id]?.isDone ?? false) {
+            throw Violation(claim: claim, reason: "top-level step \(id) cannot run before \(step.id) is done (\(describe(top[step.id]!)))")
+        }
+    }
+
+    private func describe(_ t: Top) -> String {
+        switch t {
+        case .notStarted: "not started"
+        case .running: "running"
+        case .retrying: "waiting for a retry"
+        case .finished: "finished"
+        case .skipped: "skipped"
+        case .failed: "failed"
+        case .parked: "parked"
+        case .checkpointed: "succeeded in an earlier segment"
+        }
+    }
+
+    // MARK: The answer
+
+    /// Checks the job's answer against the segment's events: a success needs
+    /// every top-level step done and nothing running; a park needs the
+    /// approval step the segment parked at.
+    func check(_ result: RunJobResult) throws(Violation) {
+        switch result.status {
+        case .succeeded:
+            let claim = "job.run succeeded"
+            if let step = running.sorted().first { throw Violation(claim: claim, reason: "\(step) is still running") }
+            for step in definition.steps where !(top[step.id]?.isDone ?? false) {
+                throw Violation(claim: claim, reason: "top-level step \(step.id) is \(describe(top[step.id]!))")
+            }
+        case .parked:
+            let step = result.parked?.step ?? ""
+            let claim = "job.run parked at \(Self.cut(step))"
+            guard let parkedAt else { throw Violation(claim: claim, reason: "no approval step parked in this segment") }
+            guard step == parkedAt else { throw Violation(claim: claim, reason: "the segment parked at \(parkedAt)") }
+        case .failed:
+            // Failing is the safe direction: nothing is persisted as done.
+            break
+        }
+    }
+
+    // MARK: Paths
+
+    /// Resolves `work/squares[2]/square` against the definition: each component
+    /// names a step inside the previous one, `[n]` only on a forEach or loop
+    /// (within the loop's `max`), and the last component is the step itself.
+    func locate(_ path: String) -> Result<Located, Violation> {
+        func no(_ reason: String) -> Result<Located, Violation> { .failure(Violation(claim: Self.cut(path), reason: Self.cut(reason, to: 400))) }
+        // Ids and indices are ASCII: anything else cannot name a step, and
+        // checking bytes keeps Unicode's notion of equal characters out of it.
+        guard !path.isEmpty, path.utf8.count <= Self.maxPathBytes, path.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            return no("'\(Self.cut(path))' is not a step path")
+        }
+        let components = path.split(separator: "/", omittingEmptySubsequences: false)
+        var level = definition.steps
+        var containers: [Located.Container] = []
+        var prefix = ""
+        for (i, component) in components.enumerated() {
+            guard let (id, index) = Self.parse(component) else { return no("'\(Self.cut(path))' is not a step path") }
+            guard let step = level.first(where: { $0.id == id }) else {
+                return no(containers.last.map { "\(id) is not a step inside \($0.path)" } ?? "\(id) is not a top-level step of \(definition.id)")
+            }
+            if let parent = containers.last, let branch = parent.step.branch {
+                containers[containers.count - 1].childCase = branch.cases.firstIndex { $0.steps.contains { $0.id == id } } ?? -1
+            }
+            let own = prefix + step.id
+            if i == components.count - 1 {
+                if index != nil { return no("\(Self.cut(path)) ends in an iteration, not in a step") }
+                return .success(Located(step: step, containers: containers))
+            }
+            if let forEach = step.forEach {
+                guard index != nil else { return no("\(own) is a forEach: its steps run in iterations (\(own)[n])") }
+                level = forEach.steps
+            } else if let loop = step.loop {
+                guard let index else { return no("\(own) is a loop: its steps run in iterations (\(own)[n])") }
+                guard index < max(loop.max, 1) else { return no("\(own) runs at most \(max(loop.max, 1)) iterations, not \(index + 1)") }
+                level = loop.steps
+            } else if step.parallel != nil || step.branch != nil {
+                guard index == nil else { return no("\(own) is a \(step.kindName) step: it has no iterations") }
+                level = step.children
+            } else {
+                return no("\(own) is a \(step.kindName) step: no steps run inside it")
+            }
+            containers.append(.init(path: own, step: step, childCase: nil))
+            prefix = own + (index.map { "[\($0)]" } ?? "") + "/"
+        }
+        return no("'\(Self.cut(path))' is not a step path")
+    }
+
+    /// `id` or `id[n]`, n a plain decimal (no sign, no leading zero).
+    static func parse(_ component: Substring) -> (id: Substring, index: Int?)? {
+        guard let open = component.firstIndex(of: "[") else {
+            return component.isEmpty || component.contains("]") ? nil : (component, nil)
+        }
+        guard component.last == "]" else { return nil }
+        let id = component[..<open]
+        let digits = component[component.index(after: open)..<component.index(before: component.endIndex)]
+        guard !id.isEmpty, !id.contains("]"), !digits.isEmpty, digits.count <= 9,
+              digits.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), digits.count == 1 || digits.first != "0",
+              let n = Int(digits) else { return nil }
+        return (id, n)
+    }
+
+    static func describe(_ event: JobEvent) -> String {
+        cut(event.type) + (event.step.map { " " + cut($0) } ?? "")
+    }
+
+    /// Worker-supplied text in a message or an audit entry, bounded.
+    static func cut(_ text: String, to limit: Int = 200) -> String {
+        text.count <= limit ? text : String(text.prefix(limit)) + "…"
+    }
+}
