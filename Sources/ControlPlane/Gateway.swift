@@ -121,6 +121,7 @@ public final class Gateway: Sendable {
         self.runs = RunService(store: store, registry: registry, pool: pool, hub: hub, audit: audit, policies: resolver,
                                secrets: secretStore, egress: directory,
                                maxConcurrent: config.server.maxConcurrentRuns,
+                               maxRunStorageBytes: config.server.maxRunStorageMB << 20,
                                runTimeout: .seconds(config.server.runTimeoutSeconds),
                                stepTimeoutMs: config.workers.limits.timeoutSeconds * 1000, logger: logger)
     }

@@ -36,7 +36,18 @@ final class ResourceLimitTests {
                             open("small", "wb").write(chunk)
                         print("done")
                 """,
-        ], config: TestGateway.defaultConfig.replacingOccurrences(
+            // Each output under the per-step limit; together more than the run may store.
+            "chatty.workflow.yaml": """
+                id: chatty
+                steps:
+                  - id: many
+                    forEach:
+                      items: ${{ input.items }}
+                      steps:
+                        - id: blob
+                          exec: { argv: [python3, -c, "print('x' * 500000)"] }
+                """,
+        ], config: TestGateway.defaultConfig.replacingOccurrences(of: "sseHeartbeatSeconds: 1 }", with: "sseHeartbeatSeconds: 1, maxRunStorageMB: 8 }").replacingOccurrences(
             of: "limits: { timeoutSeconds: 20 }", with: "limits: { timeoutSeconds: 60, diskMB: 64, diskFiles: 2000, fileSizeMB: 16 }"))
     }
 
@@ -54,6 +65,16 @@ final class ResourceLimitTests {
         // Nothing of the job is left behind to keep using the disk.
         let left = (try? FileManager.default.contentsOfDirectory(atPath: gw.stateDir + "/workspaces")) ?? []
         #expect(left.allSatisfy { $0.hasPrefix(".") }, "\(left)")
+    }
+
+    @Test("a run whose outputs pass what it may store is stopped; the store does not grow past it")
+    func storage() async throws {
+        let run = try await gw.run("chatty", ["items": .array((0..<40).map { .number(Double($0)) })])
+        #expect(run["status"] == "failed", "\(run["error"] ?? .null)")
+        #expect(run["error"]?["code"] == "ResourceLimit")
+        #expect(run["error"]?["message"]?.stringValue?.contains("passed 8 MiB (server.maxRunStorageMB)") == true)
+        let events = try await gw.get("/runs/\(run["id"]!.stringValue!)/events?limit=10000", headers: [("Accept", "application/json")]).body
+        #expect(events.count < 10 << 20, "\(events.count) bytes of events")
     }
 
     @Test("a job within its budget is not disturbed")

@@ -81,7 +81,7 @@ public enum ConfigLoader {
 
     static let schema: Schema = .object([
         "server": .object(["host": .leaf, "port": .leaf, "maxConcurrentRuns": .leaf, "maxBodyKB": .leaf, "runTimeoutSeconds": .leaf,
-                           "sseHeartbeatSeconds": .leaf, "allowedHosts": .leaf, "socketGroup": .leaf,
+                           "sseHeartbeatSeconds": .leaf, "maxRunStorageMB": .leaf, "allowedHosts": .leaf, "socketGroup": .leaf,
                            "auth": .object(["mode": .leaf, "tokens": .leaf])]),
         "workflows": .object(["dirs": .leaf]),
         "storage": .object(["runs": .leaf, "durability": .leaf]),

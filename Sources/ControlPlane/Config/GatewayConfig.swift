@@ -52,6 +52,8 @@ public struct GatewayConfig: Codable, Sendable {
         public var runTimeoutSeconds = 3600
         /// Seconds between SSE heartbeat comments on an idle event stream.
         public var sseHeartbeatSeconds = 15
+        /// What one run's events, step outputs included, may take in the store.
+        public var maxRunStorageMB = 256
         /// Who may call the API over TCP (see AuthConfig).
         public var auth = AuthConfig()
         /// More names a browser-free client may send as `Host` when auth is off
@@ -226,6 +228,7 @@ extension GatewayConfig.Server {
         maxBodyKB = try c.value(.maxBodyKB, or: d.maxBodyKB)
         runTimeoutSeconds = try c.value(.runTimeoutSeconds, or: d.runTimeoutSeconds)
         sseHeartbeatSeconds = try c.value(.sseHeartbeatSeconds, or: d.sseHeartbeatSeconds)
+        maxRunStorageMB = try c.value(.maxRunStorageMB, or: d.maxRunStorageMB)
         auth = try c.value(.auth, or: d.auth)
         allowedHosts = try c.value(.allowedHosts, or: d.allowedHosts)
         socketGroup = try c.decodeIfPresent(String.self, forKey: .socketGroup)
@@ -279,6 +282,7 @@ extension GatewayConfig {
         if !(1...1_048_576).contains(server.maxBodyKB) { throw bad("server.maxBodyKB", "must be between 1 and 1048576") }
         if !(1...3600).contains(server.sseHeartbeatSeconds) { throw bad("server.sseHeartbeatSeconds", "must be between 1 and 3600") }
         if server.runTimeoutSeconds < 1 { throw bad("server.runTimeoutSeconds", "must be at least 1") }
+        if !(1...1_048_576).contains(server.maxRunStorageMB) { throw bad("server.maxRunStorageMB", "must be between 1 and 1048576") }
         try server.auth.validate(host: server.host, file: file)
         if let group = server.socketGroup, getgrnam(group) == nil {
             throw bad("server.socketGroup", "no group named '\(group)' on this host")

@@ -21,6 +21,9 @@ public actor RunService {
     final class Active: Sendable {
         let jobId = UUID().uuidString.lowercased()
         let cancelled = Mutex(false)
+        /// Bytes of events this run has stored, and why it was stopped if it
+        /// passed `maxRunStorageBytes`.
+        let storage = Mutex<(bytes: Int, exceeded: String?)>((0, nil))
         private let events = Mutex(EventCount())
         /// Secret values handed to this run's worker: redacted from everything persisted.
         let secrets = Mutex<Set<String>>([])
@@ -141,6 +144,8 @@ public actor RunService {
     let secrets: SecretStore
     let egress: EgressDirectory
     let maxConcurrent: Int
+    /// What one run's events (step outputs included) may take in the store.
+    let maxRunStorageBytes: Int
     let runTimeout: Duration
     let stepTimeoutMs: Int
     let logger: Logger
@@ -154,6 +159,7 @@ public actor RunService {
 
     public init(store: RunStore, registry: WorkflowRegistry, pool: WorkerPool, hub: RunEventHub, audit: AuditLog,
                 policies: PolicyResolver, secrets: SecretStore, egress: EgressDirectory, maxConcurrent: Int,
+                maxRunStorageBytes: Int = 256 << 20,
                 runTimeout: Duration, stepTimeoutMs: Int, logger: Logger = Logger(label: "skelm.runs")) {
         self.store = store
         self.registry = registry
@@ -164,6 +170,7 @@ public actor RunService {
         self.secrets = secrets
         self.egress = egress
         self.maxConcurrent = maxConcurrent
+        self.maxRunStorageBytes = maxRunStorageBytes
         self.runTimeout = runTimeout
         self.stepTimeoutMs = stepTimeoutMs
         self.logger = logger
@@ -341,7 +348,7 @@ public actor RunService {
         if let known { input = known } else { input = (try? await store.run(runId, withSteps: false))?.input ?? .null }
         let timeout = definition.timeoutMs.map { Duration.milliseconds($0) } ?? runTimeout
         let store = self.store, hub = self.hub, logger = self.logger, stepTimeoutMs = self.stepTimeoutMs, egress = self.egress
-        let pool = self.pool
+        let pool = self.pool, maxStorage = maxRunStorageBytes
         var options = WorkerPool.JobOptions(jobId: a.jobId)
         options.keepWorkspace = false
         a.claims.withLock { $0 = SegmentClaims(definition: definition, checkpointed: completed.keys) }
@@ -361,6 +368,20 @@ public actor RunService {
                 return
             case .persist:
                 break
+            }
+            // Outputs are bounded one by one (outputKB, the frame limit); this bounds
+            // what a run stores in all. Past it the run stops, rather than the store growing.
+            let size = event.message.utf8.count + (event.data?.jsonText.utf8.count ?? 0)
+            let over = a.storage.withLock { s -> Bool in
+                guard s.exceeded == nil else { return true }
+                s.bytes += size
+                guard s.bytes > maxStorage else { return false }
+                s.exceeded = "the run's events passed \(maxStorage >> 20) MiB (server.maxRunStorageMB)"
+                return true
+            }
+            if over {
+                await pool.cancel(jobId: a.jobId)
+                return
             }
             // Before persisting: the step's first egress connection may already be waiting on it.
             egress.observe(jobId: a.jobId, type: event.type, step: event.step)
@@ -411,6 +432,10 @@ public actor RunService {
                       auditFirst: [(a.workerActor, "worker.violation", runId, [
                           "workflow": definition.id, "job": a.jobId, "claim": refused.claim, "reason": refused.reason,
                       ])])
+            return
+        }
+        if let exceeded = a.storage.withLock({ $0.exceeded }) {
+            await end(runId, .failed, output: nil, error: StepFailure(.resourceLimit, step: nil, message: exceeded))
             return
         }
         if result == nil, stopping {

@@ -28,14 +28,18 @@ public final class RPCPeer: Sendable {
     }
 
     public let channel: any Channel
-    private let handler: any RPCHandler
+    /// Let go once the connection is closed: a handler commonly holds what holds
+    /// this peer (the gateway's record of a worker holds its peer, whose handler
+    /// holds that record), and the cycle kept every finished job's state alive.
+    private let handlerSlot: Mutex<(any RPCHandler)?>
+    private var handler: (any RPCHandler)? { handlerSlot.withLock { $0 } }
     private let limits: Limits
     private let state = Mutex(State())
     private let notifications: AsyncStream<RPCIncoming>.Continuation
 
     private init(channel: any Channel, handler: any RPCHandler, limits: Limits) {
         self.channel = channel
-        self.handler = handler
+        self.handlerSlot = Mutex(handler)
         self.limits = limits
         let (stream, continuation) = AsyncStream<RPCIncoming>.makeStream()
         self.notifications = continuation
@@ -138,7 +142,7 @@ public final class RPCPeer: Sendable {
         case let .response(id):
             resolve(id, with: .success(data))
         case let .errorResponse(id, error):
-            if let id { resolve(id, with: .failure(error)) } else { handler.protocolError(error, from: self) }
+            if let id { resolve(id, with: .failure(error)) } else { handler?.protocolError(error, from: self) }
         case let .notification(method):
             let over = state.withLock { s -> Bool in
                 s.queued += 1
@@ -154,7 +158,8 @@ public final class RPCPeer: Sendable {
             if over { return fail(WireError.tooManyPendingRequests(limit: limits.maxInflightRequests)) }
             let incoming = RPCIncoming(method: method, id: id, frame: data)
             Task {
-                let reply = await handler.handle(request: incoming, from: self)
+                let reply = await handler?.handle(request: incoming, from: self)
+                    ?? .error(RPCError(code: RPCError.internalError, message: "the connection is closing"))
                 state.withLock { $0.inflight -= 1 }
                 respond(id, reply)
             }
@@ -172,19 +177,21 @@ public final class RPCPeer: Sendable {
             return Array(s.pending.values)
         }
         for cont in waiting { cont.resume(throwing: WireError.connectionClosed) }
+        // Notifications already queued are still delivered: the loop above holds its own handler.
         notifications.finish()
+        handlerSlot.withLock { $0 = nil }
     }
 
     // MARK: - Helpers
 
     private func fail(_ error: any Error) {
-        handler.protocolError(error, from: self)
+        handler?.protocolError(error, from: self)
         channel.close(promise: nil)
     }
 
     private func reject(_ error: RPCError, id: RPCID?) {
         if let payload = try? JSONEncoder().encode(OutgoingError(id: id, error: error)) { send(payload) }
-        handler.protocolError(error, from: self)
+        handler?.protocolError(error, from: self)
     }
 
     private func respond(_ id: RPCID, _ reply: RPCReply) {
