@@ -1,8 +1,6 @@
-// Byte relays for the egress path: the worker's loopback forwarder and the
-// control plane's proxy both copy between two connected sockets until both
-// directions are done. Blocking, on the caller's thread: egress connections are
-// few and long-lived, and NIO gives no access to SO_PEERCRED on an accepted
-// Unix socket, which the proxy needs to know which worker is calling.
+// The byte relay of the worker's egress forwarder: copies between two
+// connected sockets until both directions are done. Blocking, on the caller's
+// thread: a step has few connections, and the worker runs no event loop for them.
 #define _GNU_SOURCE
 #include "csandbox.h"
 
@@ -10,15 +8,6 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-int sk_peercred(int fd, pid_t *pid, uid_t *uid) {
-    struct ucred cred;
-    socklen_t len = sizeof cred;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return -errno;
-    *pid = cred.pid;
-    *uid = cred.uid;
-    return 0;
-}
 
 static int pump(int from, int to) {
     char buf[16384];

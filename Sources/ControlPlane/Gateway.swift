@@ -110,7 +110,7 @@ public final class Gateway: Sendable {
         }
         let directory = EgressDirectory(audit: audit)
         let pool = self.pool
-        self.egress = try EgressProxy(socketPath: poolConfig.egressSocket!, directory: directory, audit: audit, logger: logger,
+        self.egress = try EgressProxy(socketPath: poolConfig.egressSocket!, group: group, directory: directory, audit: audit, logger: logger,
                                       workerOf: { job in pool.assignments.withLock { $0[job] } })
         let base = UInt64(poolConfig.uidBase)
         self.seccompKills = root ? SeccompKillWatcher(audit: audit, uidRange: base..<base + 50_000) { uid in

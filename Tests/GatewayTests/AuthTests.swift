@@ -223,7 +223,15 @@ final class SocketPeerTests {
         print(head.split("\r\n")[0] + " " + rest)
         """#
 
-    func asUser(_ uid: UInt32, groups: [UInt32], socket: String, _ method: String, _ path: String) throws -> String {
+    /// On a thread of its own: waiting for a process must not hold one of the
+    /// few threads every concurrently running test shares.
+    func asUser(_ uid: UInt32, groups: [UInt32], socket: String, _ method: String, _ path: String) async throws -> String {
+        try await withCheckedThrowingContinuation { cont in
+            Thread { cont.resume(with: Result { try Self.asUserBlocking(uid, groups: groups, socket: socket, method, path) }) }.start()
+        }
+    }
+
+    static func asUserBlocking(_ uid: UInt32, groups: [UInt32], socket: String, _ method: String, _ path: String) throws -> String {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["python3", "-c", Self.client, "\(uid)", groups.map(String.init).joined(separator: ","), socket, method, path]
@@ -245,12 +253,12 @@ final class SocketPeerTests {
         defer { gw.cleanupLater() }
         let socket = gw.stateDir + "/gateway.sock"
         let stranger: UInt32 = 61_234
-        #expect(try asUser(stranger, groups: [], socket: socket, "GET", "/runs").contains("connect: Permission denied"))
-        let member = try asUser(stranger, groups: [gid], socket: socket, "POST", "/runs")
+        #expect(try await asUser(stranger, groups: [], socket: socket, "GET", "/runs").contains("connect: Permission denied"))
+        let member = try await asUser(stranger, groups: [gid], socket: socket, "POST", "/runs")
         #expect(member.hasPrefix("HTTP/1.1 202"), "\(member)")
         let created = try await gw.get("/audit?action=run.created").json?["entries"].list ?? []
         #expect(created.contains { $0["actor"] == .string("unix:uid-\(stranger)") }, "\(created)")
-        let reload = try asUser(stranger, groups: [gid], socket: socket, "POST", "/registry/reload")
+        let reload = try await asUser(stranger, groups: [gid], socket: socket, "POST", "/registry/reload")
         #expect(reload.hasPrefix("HTTP/1.1 403"), "\(reload)")
     }
 }

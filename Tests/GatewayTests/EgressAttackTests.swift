@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import SkelmClient
 import Testing
 import Workflow
@@ -13,11 +14,12 @@ import Glibc
 /// entry that records the refusal.
 @Suite("Trust boundary: hostile steps", .serialized)
 final class EgressAttackTests {
-    /// One gateway per way of starting workers (the caller check compares the
-    /// pid the pool knows with the kernel's word, and the step's session and
-    /// fds come from the runner in either).
-    let gateways: [String: TestGateway]
+    /// Every row runs against both ways of starting workers (the caller check
+    /// compares the pid the pool knows with the kernel's word, and the step's
+    /// session and fds come from the runner in either). swift-testing makes an
+    /// instance per test case, so each starts only the gateway its case needs.
     static let modes = ["template", "exec"]
+    private let started = Mutex<[TestGateway]>([])
     let upstream: Process
     let upstreamPort: Int
 
@@ -94,7 +96,7 @@ final class EgressAttackTests {
         """#
 
     init() async throws {
-        let upstreamPort = Int.random(in: 20_000...30_000)
+        let upstreamPort = freePort()
         self.upstreamPort = upstreamPort
         upstream = Process()
         upstream.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -103,11 +105,12 @@ final class EgressAttackTests {
         upstream.standardError = FileHandle.nullDevice
         try upstream.run()
         try await waitUntilListening(port: upstreamPort)
-        var gateways: [String: TestGateway] = [:]
-        for (i, mode) in Self.modes.enumerated() {
-            gateways[mode] = try await Self.gateway(spawn: mode, port: Int.random(in: 30_001...35_000) + i * 5_000, upstreamPort: upstreamPort)
-        }
-        self.gateways = gateways
+    }
+
+    func gateway(_ spawn: String) async throws -> TestGateway {
+        let gw = try await Self.gateway(spawn: spawn, port: freePort(), upstreamPort: upstreamPort)
+        started.withLock { $0.append(gw) }
+        return gw
     }
 
     static func gateway(spawn: String, port gatewayPort: Int, upstreamPort: Int) async throws -> TestGateway {
@@ -151,7 +154,7 @@ final class EgressAttackTests {
     deinit {
         kill(upstream.processIdentifier, SIGKILL)
         upstream.waitUntilExit()
-        gateways.values.forEach { $0.cleanupLater() }
+        started.withLock { $0 }.forEach { $0.cleanupLater() }
     }
 
     struct Attack: Sendable, CustomTestStringConvertible {
@@ -180,7 +183,7 @@ final class EgressAttackTests {
 
     @Test("a hostile step is refused, and the refusal is audited", arguments: attacks, modes)
     func attack(_ attack: Attack, spawn: String) async throws {
-        let gw = try #require(gateways[spawn])
+        let gw = try await gateway(spawn)
         let run = try await gw.run(attack.workflow, ["attack": .string(attack.name)])
         #expect(run["status"] == "succeeded", "\(run)")
         let out = run["output"]?.stringValue ?? ""
@@ -201,7 +204,7 @@ final class EgressAttackTests {
 
     @Test("one job cannot hold more than its share of proxy connections")
     func connectionFlood() async throws {
-        let gw = try #require(gateways["template"])
+        let gw = try await gateway("template")
         let run = try await gw.run("attack", ["attack": "connection-flood"])
         #expect(run["output"] == "32 open, 8 refused", "\(run)")
         let denied = try await gw.get("/audit?run=\(run["id"]!.stringValue!)&action=egress.denied").json?["entries"].list ?? []
@@ -210,7 +213,7 @@ final class EgressAttackTests {
 
     @Test("a step that is refused in a loop cannot flood the audit chain, and no refusal goes uncounted")
     func denialFlood() async throws {
-        let gw = try #require(gateways["template"])
+        let gw = try await gateway("template")
         let started = ContinuousClock.now
         let run = try await gw.run("attack", ["attack": "denial-flood"])
         let seconds = (ContinuousClock.now - started).components.seconds + 1
@@ -233,7 +236,7 @@ final class EgressAttackTests {
 
     @Test("skelm run shows a step's escape sequences as text, never sends them to the terminal")
     func escapes() async throws {
-        let gw = try #require(gateways["template"])
+        let gw = try await gateway("template")
         let bad = try await gw.cli(["run", "escape"])
         #expect(bad.status == 1)
         #expect(!bad.stdout.contains("\u{1b}") && !bad.stderr.contains("\u{1b}"), "\(bad)")

@@ -67,7 +67,7 @@ final class EgressTests {
         """
 
     init() async throws {
-        port = Int.random(in: 20_000...40_000)
+        port = freePort()
         server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         server.arguments = ["python3", "-c", Self.serverScript, "\(port)"]

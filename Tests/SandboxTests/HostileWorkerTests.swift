@@ -30,19 +30,22 @@ struct HostileWorker: CustomTestStringConvertible, Sendable {
     var testDescription: String { name }
 }
 
+/// Each script waits long (30 s) after misbehaving: the refusal must come from
+/// the gateway reading what it sent, even when a loaded test machine delays
+/// that read by seconds, never from the script giving up first.
 let hostileAtHandshake: [HostileWorker] = [
-    HostileWorker(name: "sends garbage instead of a frame", script: "s.write(b'\\x00\\x00\\x00\\x05hello'); time.sleep(5)",
+    HostileWorker(name: "sends garbage instead of a frame", script: "s.write(b'\\x00\\x00\\x00\\x05hello'); time.sleep(30)",
                   expected: "protocol violation"),
-    HostileWorker(name: "declares a 4 GiB frame", script: "s.write(b'\\xff\\xff\\xff\\xff'); time.sleep(5)",
+    HostileWorker(name: "declares a 4 GiB frame", script: "s.write(b'\\xff\\xff\\xff\\xff'); time.sleep(30)",
                   expected: "frame of 4294967295 bytes exceeds the 16777216-byte limit"),
     HostileWorker(name: "closes in the middle of a frame", script: "s.write(b'\\x00\\x00\\x01\\x00{\"js'); sys.exit(0)",
                   expected: "connection closed inside a frame"),
-    HostileWorker(name: "speaks another protocol version", script: "hello(version=99); time.sleep(5)",
+    HostileWorker(name: "speaks another protocol version", script: "hello(version=99); time.sleep(30)",
                   expected: "speaks protocol 99"),
     HostileWorker(name: "reports a sandbox without seccomp",
-                  script: "w = dict(full); w['active'] = [l for l in full['active'] if l != 'seccomp']; w['missing'] = {'seccomp': 'nope'}; hello(sandbox=w); time.sleep(5)",
+                  script: "w = dict(full); w['active'] = [l for l in full['active'] if l != 'seccomp']; w['missing'] = {'seccomp': 'nope'}; hello(sandbox=w); time.sleep(30)",
                   expected: "missing seccomp (nope)"),
-    HostileWorker(name: "calls a method it may not call", script: "send({'jsonrpc':'2.0','id':1,'method':'secret.resolve','params':{}}); time.sleep(5)",
+    HostileWorker(name: "calls a method it may not call", script: "send({'jsonrpc':'2.0','id':1,'method':'secret.resolve','params':{}}); time.sleep(30)",
                   expected: "not allowed while handshaking"),
     HostileWorker(name: "never says hello", script: "time.sleep(30)", expected: "no handshake within"),
     HostileWorker(name: "floods notifications before its handshake",

@@ -156,9 +156,6 @@ int sk_landlock_restrict_net(const sk_landlock_rule_t *rules, size_t nrules,
                              const uint16_t *bind_ports, size_t nbind,
                              char *err, size_t errlen);
 
-/// The pid and uid of the process at the other end of a Unix socket.
-int sk_peercred(int fd, pid_t *pid, uid_t *uid);
-
 /// Copies between two connected sockets, both ways, until both directions hit
 /// EOF (each EOF is passed on with shutdown(SHUT_WR)) or nothing moves for
 /// `idle_timeout_ms` (0: no limit). Returns the number of reads, or -errno.

@@ -4,8 +4,8 @@ import Workflow
 
 /// What the egress proxy needs to know about a running job, registered by the
 /// run service for as long as the job runs: whose run it is, each step's
-/// policy, and which steps are running right now. Read from the proxy's
-/// blocking threads, hence a lock, not an actor.
+/// policy, and which steps are running right now. Read from the proxy's event
+/// loops, which must not wait: hence a lock held for a lookup, not an actor.
 public final class EgressDirectory: Sendable {
     public struct Job: Sendable {
         public var runId: String
@@ -88,19 +88,14 @@ public final class EgressDirectory: Sendable {
         }
     }
 
-    /// Whether `step` runs in `jobId`, waiting up to `limit` for its start: a
-    /// step's first connection can reach the proxy before the worker's
-    /// `step.started` has been handled.
-    func waitUntilRunning(jobId: String, step: String, limit: Duration) -> Bool {
-        let deadline = ContinuousClock.now + limit
-        while true {
-            let state: Bool? = jobs.withLock { all in
-                guard let job = all[jobId] else { return false }
-                return job.running[step] != nil ? true : nil
-            }
-            if let state { return state }
-            if ContinuousClock.now >= deadline { return false }
-            Thread.sleep(forTimeInterval: 0.005)
+    /// Whether `step` runs in `jobId`: nil while the job is known but the
+    /// step has not started (a step's first connection can reach the proxy
+    /// before the worker's `step.started` has been handled: the proxy asks
+    /// again, for a while), false when there is no such job.
+    func isRunning(jobId: String, step: String) -> Bool? {
+        jobs.withLock { all in
+            guard let job = all[jobId] else { return false }
+            return job.running[step] != nil ? true : nil
         }
     }
 }

@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import Sandbox
 import Synchronization
 import Workflow
@@ -18,34 +20,67 @@ import Glibc
 /// address, connects to the address it checked (no second lookup), and audits
 /// every decision. Redirects are new requests from the client: checked again.
 ///
-/// Hand-written on blocking sockets, one thread per connection: NIO gives no
-/// access to SO_PEERCRED on an accepted Unix socket, and egress is low-volume.
+/// Served on the gateway's NIO event loops: a connection costs two descriptors
+/// and a few buffers, not a thread, so thousands can wait on slow upstreams at
+/// once. `EgressConnection` takes a connection from accept to relay (or to its
+/// refusal), `EgressGlue` relays it; name lookups, which block, run on
+/// `EgressResolver`'s small thread pool, never on an event loop.
 public final class EgressProxy: Sendable {
     public let socketPath: String
-    private let listenFD: Int32
-    private let directory: EgressDirectory
-    private let workerOf: @Sendable (String) -> WorkerPool.Assignment?
-    private let audit: AuditLog
+    /// Behind a lock only because the child channel initializer captures
+    /// `self` before init could assign a `let`; written once, in init.
+    private let listener = Mutex<(any Channel)?>(nil)
+    let directory: EgressDirectory
+    let workerOf: @Sendable (String) -> WorkerPool.Assignment?
+    let audit: AuditLog
     private let logger: Logger
+    let resolver = EgressResolver()
     /// The gateway's own TCP listeners: never a destination, whatever allowHosts says.
     private let ownPorts = Mutex<Set<Int>>([])
-    /// Connections served at once: by all workers, and by one job. Each holds a
-    /// thread and two descriptors here, so both are bounded; beyond them a
-    /// connection is refused at once (503), not queued.
-    public static let maxConnections = 256
+    /// Connections served at once, by all workers: beyond it a connection is
+    /// answered 503 at once, not queued. Each holds two descriptors here, so the
+    /// cap is a quarter of the open-file limit (the rest is the gateway's own),
+    /// and at most `maxConnectionsCeiling`.
+    public let maxConnections: Int
+    public static let maxConnectionsCeiling = 4096
+    /// One job's share: a step that opens connections in a loop cannot take
+    /// the slots of every other job.
     public static let maxConnectionsPerJob = 32
     private let open = Atomic<Int>(0)
 
-    public init(socketPath: String, directory: EgressDirectory, audit: AuditLog, logger: Logger,
+    public init(socketPath: String, group: any EventLoopGroup, directory: EgressDirectory, audit: AuditLog, logger: Logger,
                 workerOf: @escaping @Sendable (String) -> WorkerPool.Assignment?) throws {
         self.socketPath = socketPath
         self.directory = directory
         self.audit = audit
         self.logger = logger
         self.workerOf = workerOf
+        maxConnections = min(Self.maxConnectionsCeiling, max(1, Self.openFileLimit() / 4))
+        guard let bootstrap = ServerBootstrap(validatingGroup: group) else {
+            throw Sockets.Failure(description: "the egress proxy needs NIO's own event loops")
+        }
+        // Bound now (the socket exists once the gateway is built, as workers
+        // expect), accepting only from start(): see there.
+        let listener = try bootstrap
+            .serverChannelOption(.backlog, value: 512)
+            .serverChannelOption(.autoRead, value: false)
+            // The connection handler asks for bytes only while it parses; the
+            // relay turns reading back on, paced by the other side.
+            .childChannelOption(.autoRead, value: false)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { [self] channel in accepted(channel) }
+            .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true)
+            .wait()
         // 0666 in a 0711 directory: worker uids can connect, nobody can list.
-        // Who may actually use a connection is decided per connection (serve).
-        listenFD = try Sockets.listenUnix(path: socketPath, mode: 0o666)
+        // Who may actually use a connection is decided per connection
+        // (EgressConnection). Before this chmod the umask (0077) leaves the
+        // socket to the gateway's own user: the gap narrows who may connect.
+        guard chmod(socketPath, 0o666) == 0 else {
+            let failure = Sockets.Failure(description: "chmod \(socketPath): \(String(cString: strerror(errno)))")
+            try? listener.close().wait()
+            throw failure
+        }
+        self.listener.withLock { $0 = listener }
     }
 
     /// A port this gateway listens on (its API): refused to steps on any local address.
@@ -54,103 +89,44 @@ public final class EgressProxy: Sendable {
         ownPorts.withLock { _ = $0.insert(port) }
     }
 
+    /// Accepting begins here, after the gateway has protected its own ports:
+    /// no connection is ever decided without them.
     public func start() {
-        let fd = listenFD
-        Thread { [self] in
-            while true {
-                let client = accept(fd, nil, nil)
-                if client < 0 {
-                    if errno == EINTR || errno == ECONNABORTED { continue }
-                    return
-                }
-                _ = fcntl(client, F_SETFD, FD_CLOEXEC)
-                guard self.open.wrappingAdd(1, ordering: .relaxed).newValue <= Self.maxConnections else {
-                    self.open.wrappingSubtract(1, ordering: .relaxed)
-                    self.busy(client)
-                    continue
-                }
-                Thread {
-                    self.serve(client)
-                    self.open.wrappingSubtract(1, ordering: .relaxed)
-                }.start()
-            }
-        }.start()
+        listener.withLock { $0 }?.setOption(.autoRead, value: true).whenFailure { [logger] error in
+            logger.error("the egress proxy cannot accept connections", metadata: ["error": "\(error)"])
+        }
     }
 
     public func stop() {
-        shutdown(listenFD, Int32(SHUT_RDWR))
-        close(listenFD)
+        listener.withLock { $0 }?.close(promise: nil)
         unlink(socketPath)
+        resolver.shutdown()
     }
 
-    struct Request {
+    /// Every accepted connection: counted against `maxConnections` until it
+    /// closes, whichever way it closes.
+    private func accepted(_ channel: any Channel) -> EventLoopFuture<Void> {
+        let busy = open.wrappingAdd(1, ordering: .relaxed).newValue > maxConnections
+        channel.closeFuture.whenComplete { [self] _ in open.wrappingSubtract(1, ordering: .relaxed) }
+        return channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(EgressConnection(proxy: self, busy: busy))
+        }
+    }
+
+    /// The soft RLIMIT_NOFILE, which is what accept() runs into (unlimited
+    /// is the largest rlim_t, clamped).
+    private static func openFileLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        return Int(clamping: limit.rlim_cur)
+    }
+
+    struct Request: Sendable {
         var connect: Bool
         var host: HostName
         var port: Int
         /// The request head to send upstream (absolute form rewritten to origin form).
         var head: [UInt8]
-    }
-
-    private func serve(_ client: Int32) {
-        defer { close(client) }
-        var tv = timeval(tv_sec: 30, tv_usec: 0)
-        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        guard let line = Sockets.readUntil(client, [10], max: 512),
-              let preamble = String(bytes: line.dropLast(), encoding: .utf8)?.split(separator: " ").map(String.init),
-              preamble.count == 3, preamble[0] == Egress.preamble else { return }
-        let (jobId, step) = (preamble[1], preamble[2])
-        guard let job = directory.job(jobId), let worker = workerOf(jobId) else {
-            return refuse(client, nil, jobId: jobId, host: "?", port: 0, step: step, why: "no such job")
-        }
-        // Only the job's worker process itself may speak here: its forwarder
-        // threads live in it. A step's processes share the worker's uid, so the
-        // uid alone cannot tell them apart; the pid can (the worker is alive for
-        // as long as its job, so its pid cannot have been reused).
-        guard let cred = Sockets.peerCredentials(client), cred.pid == worker.pid, cred.uid == worker.uid else {
-            let who = Sockets.peerCredentials(client).map { "pid \($0.pid), uid \($0.uid)" } ?? "unknown"
-            return refuse(client, job, jobId: jobId, host: "?", port: 0, step: step,
-                          why: "the caller (\(who)) is not the forwarder of job \(jobId)'s worker", claimed: true)
-        }
-        guard directory.openConnection(jobId: jobId, limit: Self.maxConnectionsPerJob) else {
-            return refuse(client, job, jobId: jobId, host: "?", port: 0, step: step,
-                          why: "job \(jobId) already has \(Self.maxConnectionsPerJob) connections open", status: "503 Service Unavailable")
-        }
-        defer { directory.closeConnection(jobId: jobId) }
-        // The step must be one the control plane knows is running in that worker now.
-        guard directory.waitUntilRunning(jobId: jobId, step: step, limit: .seconds(2)) else {
-            return refuse(client, job, jobId: jobId, host: "?", port: 0, step: step, why: "step \(step) is not running in job \(jobId)", claimed: true)
-        }
-        guard let head = Sockets.readUntil(client, [13, 10, 13, 10], max: 65_536) else {
-            return refuse(client, job, jobId: jobId, host: "?", port: 0, step: step, why: "not an HTTP proxy request", status: "400 Bad Request")
-        }
-        let request: Request
-        switch Self.parse(head) {
-        case let .failure(why): return refuse(client, job, jobId: jobId, host: "?", port: 0, step: step, why: why.reason, status: "400 Bad Request")
-        case let .success(r): request = r
-        }
-        let stepId = StepPath.id(of: step)
-        let policy = job.policies[stepId] ?? StepPolicy()
-        switch decide(request, policy: policy) {
-        case let .failure(why):
-            refuse(client, job, jobId: jobId, host: request.host.text, port: request.port, step: step, why: why.reason)
-        case let .success(address):
-            let upstream = connectTo(address)
-            guard upstream >= 0 else {
-                return refuse(client, job, jobId: jobId, host: request.host.text, port: request.port, step: step,
-                              why: "cannot connect to \(address.ip): \(String(cString: strerror(errno)))", status: "502 Bad Gateway")
-            }
-            defer { close(upstream) }
-            audit.record(actor: "gateway", action: "egress.allowed", runId: job.runId, details: [
-                "host": request.host.text, "port": "\(request.port)", "address": address.ip, "step": step, "workflow": job.workflow,
-                "method": request.connect ? "CONNECT" : "HTTP",
-            ])
-            if request.connect {
-                guard Sockets.writeAll(client, Array("HTTP/1.1 200 Connection established\r\n\r\n".utf8)) else { return }
-            } else {
-                guard Sockets.writeAll(upstream, request.head) else { return }
-            }
-            Sockets.relay(client, upstream)
-        }
     }
 
     /// The decision: allowed by the step's hosts, and every address the name
@@ -175,58 +151,6 @@ public final class EgressProxy: Sendable {
             return .failure(EgressDenial("\(host) resolves to \(bad.ip), a private, loopback, link-local or metadata address"))
         }
         return .success(first)
-    }
-
-    private func connectTo(_ address: (ip: String, sockaddr: Data)) -> Int32 {
-        let family = address.ip.contains(":") ? AF_INET6 : AF_INET
-        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return -1 }
-        var tv = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        let r = address.sockaddr.withUnsafeBytes { raw in
-            connect(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(address.sockaddr.count))
-        }
-        if r != 0 {
-            let e = errno
-            close(fd)
-            errno = e
-            return -1
-        }
-        return fd
-    }
-
-    /// `claimed`: the step name is what an unverified caller said, recorded as
-    /// such rather than as the step's own.
-    private func refuse(_ client: Int32, _ job: EgressDirectory.Job?, jobId: String, host: String, port: Int, step: String, why: String,
-                        status: String = "403 Forbidden", claimed: Bool = false) {
-        let body = "skelm egress: \(why)\n"
-        _ = Sockets.writeAll(client, Array("HTTP/1.1 \(status)\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)".utf8))
-        // Unread request bytes would turn the close into a reset that discards
-        // the answer: end our side, then read what is left (bounded) first.
-        shutdown(client, Int32(SHUT_WR))
-        var tv = timeval(tv_sec: 1, tv_usec: 0)
-        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var scratch = [UInt8](repeating: 0, count: 4096)
-        var drained = 0
-        while drained < 65_536 {
-            let n = read(client, &scratch, scratch.count)
-            if n <= 0 { break }
-            drained += n
-        }
-        guard let suppressed = directory.admitDenial(jobId: jobId) else { return }
-        var details = [
-            "host": host, "port": "\(port)", claimed ? "claimedStep" : "step": step, "workflow": job?.workflow ?? "", "reason": why,
-        ]
-        if suppressed > 0 { details["suppressedBefore"] = "\(suppressed)" }
-        audit.record(actor: "gateway", action: "egress.denied", runId: job?.runId, details: details)
-    }
-
-    /// Over `maxConnections`: answered and closed on the accepting thread, with
-    /// no thread of its own and nothing read. Not audited: the caller is not
-    /// identified yet, and a flood of these must cost nothing.
-    private func busy(_ client: Int32) {
-        _ = Sockets.writeAll(client, Array("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8))
-        close(client)
     }
 
     /// `CONNECT host:port HTTP/1.1` or `GET http://host[:port]/path HTTP/1.1`.

@@ -5,9 +5,9 @@ import Foundation
 import Glibc
 #endif
 
-/// Small blocking socket helpers for the egress path (the worker's forwarder and
-/// the control plane's proxy). Blocking on threads of their own, on purpose:
-/// see relay.c.
+/// Small blocking socket helpers for the worker's egress forwarder: a
+/// connection or two per step, on threads of their own inside the sandbox,
+/// where starting an event loop per step would cost more than it saves.
 public enum Sockets {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
@@ -19,12 +19,6 @@ public enum Sockets {
     @discardableResult
     public static func relay(_ a: Int32, _ b: Int32, idleTimeoutMs: Int32 = 300_000) -> Int64 {
         sk_relay(a, b, idleTimeoutMs)
-    }
-
-    public static func peerCredentials(_ fd: Int32) -> (pid: Int32, uid: UInt32)? {
-        var pid: pid_t = 0
-        var uid: uid_t = 0
-        return sk_peercred(fd, &pid, &uid) == 0 ? (pid, uid) : nil
     }
 
     /// A listening TCP socket on 127.0.0.1:`port`.
@@ -40,21 +34,6 @@ public enum Sockets {
         let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         guard r == 0, listen(fd, 64) == 0 else {
             let f = Failure("bind 127.0.0.1:\(port)")
-            close(fd)
-            throw f
-        }
-        return fd
-    }
-
-    /// A listening Unix socket at `path` (replacing a stale one), with `mode`.
-    public static func listenUnix(path: String, mode: mode_t) throws -> Int32 {
-        unlink(path)
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw Failure("socket") }
-        var addr = try unixAddress(path)
-        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
-        guard r == 0, chmod(path, mode) == 0, listen(fd, 128) == 0 else {
-            let f = Failure("bind \(path)")
             close(fd)
             throw f
         }
@@ -93,19 +72,5 @@ public enum Sockets {
             off += n
         }
         return true
-    }
-
-    /// Reads until `terminator` (included) or `max` bytes; nil on EOF/error/overflow.
-    public static func readUntil(_ fd: Int32, _ terminator: [UInt8], max: Int) -> [UInt8]? {
-        var out: [UInt8] = []
-        var byte: UInt8 = 0
-        while out.count < max {
-            let n = read(fd, &byte, 1)
-            if n < 0, errno == EINTR { continue }
-            guard n == 1 else { return nil }
-            out.append(byte)
-            if out.count >= terminator.count, Array(out.suffix(terminator.count)) == terminator { return out }
-        }
-        return nil
     }
 }
