@@ -98,13 +98,7 @@ final class EgressAttackTests {
     init() async throws {
         let upstreamPort = freePort()
         self.upstreamPort = upstreamPort
-        upstream = Process()
-        upstream.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        upstream.arguments = ["python3", "-c", EgressTests.serverScript, "\(upstreamPort)"]
-        upstream.standardOutput = FileHandle.nullDevice
-        upstream.standardError = FileHandle.nullDevice
-        try upstream.run()
-        try await waitUntilListening(port: upstreamPort)
+        upstream = try await startUpstream(port: upstreamPort)
     }
 
     func gateway(_ spawn: String) async throws -> TestGateway {

@@ -56,13 +56,7 @@ final class EgressLoadTests {
 
     init() async throws {
         port = freePort()
-        upstream = Process()
-        upstream.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        upstream.arguments = ["python3", "-c", EgressTests.serverScript, "\(port)"]
-        upstream.standardOutput = FileHandle.nullDevice
-        upstream.standardError = FileHandle.nullDevice
-        try upstream.run()
-        try await waitUntilListening(port: port)
+        upstream = try await startUpstream(port: port)
         let probe = Self.probe.indented(by: 10)
         gw = try await TestGateway.started(workflows: [
             "tunnels.workflow.yaml": """

@@ -68,13 +68,7 @@ final class EgressTests {
 
     init() async throws {
         port = freePort()
-        server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        server.arguments = ["python3", "-c", Self.serverScript, "\(port)"]
-        // Not the test runner's pipes: a server still holding them would keep `swift test` waiting.
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
+        server = try await startUpstream(port: port)
         let script = Self.probe.replacingOccurrences(of: "PORT", with: "\(port)")
             .indented(by: 10)
         gw = try await TestGateway.started(workflows: [
@@ -102,8 +96,6 @@ final class EgressTests {
                 allowedExecutables: [python3]
                 networkEgress: { allowHosts: ["127.0.0.1:\(port)", "localhost:\(port)", "*.example.invalid"] }
             """)
-        // The upstream is up before anything asks it.
-        try await waitUntilListening(port: port)
     }
 
     deinit {

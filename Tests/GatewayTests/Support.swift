@@ -221,6 +221,20 @@ func freePort() -> Int {
     return Int(UInt16(bigEndian: addr.sin_port))
 }
 
+/// `EgressTests.serverScript` on 127.0.0.1:`port`, accepting connections
+/// when this returns: the host-side upstream the egress tests reach.
+func startUpstream(port: Int) async throws -> Process {
+    let server = Process()
+    server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    server.arguments = ["python3", "-c", EgressTests.serverScript, "\(port)"]
+    // Not the test runner's pipes: a server still holding them would keep `swift test` waiting.
+    server.standardOutput = FileHandle.nullDevice
+    server.standardError = FileHandle.nullDevice
+    try server.run()
+    try await waitUntilListening(port: port)
+    return server
+}
+
 /// Returns once something accepts connections on 127.0.0.1:`port` (a test's upstream server).
 func waitUntilListening(port: Int) async throws {
     for _ in 0..<200 {
