@@ -16,124 +16,6 @@ public actor RunService {
         case stopping
     }
 
-    /// A run holding (or about to hold) a worker. Shared with the event sink,
-    /// which runs outside the actor, hence the lock.
-    final class Active: Sendable {
-        let jobId = UUID().uuidString.lowercased()
-        let cancelled = Mutex(false)
-        /// Bytes of events this run has stored, and why it was stopped if it
-        /// passed `maxRunStorageBytes`.
-        let storage = Mutex<(bytes: Int, exceeded: String?)>((0, nil))
-        private let events = Mutex(EventCount())
-        /// Secret values handed to this run's worker: redacted from everything persisted.
-        let secrets = Mutex<Set<String>>([])
-        var redactor: Redactor { Redactor(secrets.withLock { $0 }) }
-        /// What the segment's worker claimed so far; nil until the segment starts.
-        let claims = Mutex<SegmentClaims?>(nil)
-        /// The worker's host pid, known once its job is sent: reports are its, not the gateway's.
-        let workerPid = Mutex<Int32>(0)
-        var workerActor: String { "worker:\(workerPid.withLock { $0 })" }
-        /// `path\0name` of each secret the gateway refused a step: a worker's
-        /// `PermissionDenied` on `secrets` is the gateway's decision only if it is here.
-        let deniedSecrets = Mutex<Set<String>>([])
-
-        private struct EventCount {
-            var handled = 0
-            var waiter: (target: Int, id: Int, continuation: CheckedContinuation<Void, Never>)?
-            var waits = 0
-            /// The wait whose time ran out, so a waiter that registers late does not hang.
-            var expired = 0
-        }
-
-        var handledEvents: Int { events.withLock { $0.handled } }
-
-        /// One more of the job's events is persisted.
-        func eventHandled() {
-            let ready = events.withLock { s -> CheckedContinuation<Void, Never>? in
-                s.handled += 1
-                guard let w = s.waiter, s.handled >= w.target else { return nil }
-                s.waiter = nil
-                return w.continuation
-            }
-            ready?.resume()
-        }
-
-        /// Returns once `count` events are persisted, or after `limit`: the job's
-        /// answer can overtake its last notifications.
-        func waitForEvents(_ count: Int, limit: Duration) async {
-            // Usually they are all in already: no timer, no suspension.
-            if events.withLock({ $0.handled >= count }) { return }
-            let id = events.withLock { s in
-                s.waits += 1
-                return s.waits
-            }
-            let timer = Task {
-                try await Task.sleep(for: limit)
-                let w = events.withLock { s -> CheckedContinuation<Void, Never>? in
-                    s.expired = id
-                    guard let w = s.waiter, w.id == id else { return nil }
-                    s.waiter = nil
-                    return w.continuation
-                }
-                w?.resume()
-            }
-            defer { timer.cancel() }
-            await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
-                let done = events.withLock { s -> Bool in
-                    if s.handled >= count || s.expired == id { return true }
-                    s.waiter = (count, id, cont)
-                    return false
-                }
-                if done { cont.resume() }
-            }
-        }
-
-        /// Waits for `count` events for as long as they keep coming; false when
-        /// none came for `quiet` and fewer than `count` are in. Every event a
-        /// worker sent before its answer was read before the answer, so only a
-        /// worker that miscounted leaves the wait short.
-        func waitForAllEvents(_ count: Int, quiet: Duration) async -> Bool {
-            while true {
-                let before = handledEvents
-                if before >= count { return true }
-                await waitForEvents(count, limit: quiet)
-                let after = handledEvents
-                if after >= count { return true }
-                if after == before { return false }
-            }
-        }
-
-        enum Verdict { case persist, drop, refuse(SegmentClaims.Violation) }
-
-        /// Checks one event against the segment's claims.
-        func judge(_ event: JobEvent) -> Verdict {
-            claims.withLock { c -> Verdict in
-                guard let claims = c, !claims.isOver else { return .drop }
-                do throws(SegmentClaims.Violation) {
-                    try c?.accept(event)
-                    return .persist
-                } catch {
-                    c?.refuse(error)
-                    return .refuse(error)
-                }
-            }
-        }
-
-        /// Whether `step` runs in this segment, waiting up to `limit` for its
-        /// start: a request can overtake the `step.started` sent before it.
-        func waitUntilRunning(_ step: String, limit: Duration) async -> Bool {
-            let deadline = ContinuousClock.now + limit
-            while true {
-                let state: Bool? = claims.withLock { c in
-                    guard let c, !c.isOver else { return false }
-                    return c.isRunning(step) ? true : nil
-                }
-                if let state { return state }
-                if ContinuousClock.now >= deadline { return false }
-                try? await Task.sleep(for: .milliseconds(5))
-            }
-        }
-    }
 
     let store: RunStore
     let registry: WorkflowRegistry
@@ -152,10 +34,10 @@ public actor RunService {
 
     /// Runs waiting for a slot. A fresh run carries its input, so starting it reads
     /// nothing back; a resumed one reads its input and checkpoints from the store.
-    private var queue: [(id: String, definition: WorkflowDefinition, resumed: Bool, input: JSONValue?)] = []
-    private var active: [String: Active] = [:]
-    private var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
-    private var stopping = false
+    var queue: [(id: String, definition: WorkflowDefinition, resumed: Bool, input: JSONValue?)] = []
+    var active: [String: Active] = [:]
+    var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+    var stopping = false
 
     public init(store: RunStore, registry: WorkflowRegistry, pool: WorkerPool, hub: RunEventHub, audit: AuditLog,
                 policies: PolicyResolver, secrets: SecretStore, egress: EgressDirectory, maxConcurrent: Int,
@@ -310,7 +192,7 @@ public actor RunService {
 
     // MARK: Running
 
-    private func pump() {
+    func pump() {
         while !stopping, active.count < maxConcurrent, !queue.isEmpty {
             let next = queue.removeFirst()
             let a = Active()
@@ -497,165 +379,7 @@ public actor RunService {
         }
     }
 
-    // MARK: Approvals
-
-    public enum DecisionError: Error, Sendable {
-        case notFound
-        case alreadyDecided(ApprovalRecord)
-    }
-
-    /// The run waits for a human: a durable approval row, no worker. How long it
-    /// waits and what expiry does come from the definition, not from the worker:
-    /// a worker that could set them could approve its own request by timing out.
-    private func park(_ runId: String, definition: WorkflowDefinition, parked: Parked, approval step: ApprovalStep,
-                      reportedBy worker: String, redactor r: Redactor) async {
-        let now = Date()
-        let approval = ApprovalRecord(
-            id: "apr_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""),
-            runId: runId, workflow: definition.id, step: parked.step, message: r.text(parked.message),
-            requester: "workflow:\(definition.id)", status: .pending, onTimeout: step.onTimeout, createdAt: now,
-            expiresAt: step.timeoutMs.map { now.addingTimeInterval(Double($0) / 1000) })
-        do {
-            var details = ["approval": approval.id, "step": approval.step, "workflow": definition.id, "reportedBy": worker]
-            if let e = approval.expiresAt { details["expiresAt"] = e.formatted(.iso8601) }
-            try await audit.append(actor: "gateway", action: "approval.requested", runId: runId, details: details)
-            if let event = try await store.park(runId: runId, approval: approval) { hub.publish(event) }
-        } catch {
-            await end(runId, .failed, output: nil, error: StepFailure(.internalError, step: parked.step, message: "cannot park the run: \(error)"))
-        }
-    }
-
-    /// Approves or denies a pending approval, once. Approval resumes the run from
-    /// its checkpoint in a fresh worker; denial fails it.
-    public func decide(approval id: String, approve: Bool, actor: String, reason: String?) async throws -> ApprovalRecord {
-        try await apply(id, status: approve ? .approved : .denied, actor: actor, reason: reason, action: approve ? "approval.approved" : "approval.denied")
-    }
-
-    private func apply(_ id: String, status: ApprovalRecord.Status, actor: String, reason: String?, action: String) async throws -> ApprovalRecord {
-        guard let pending = try await store.approval(id) else { throw DecisionError.notFound }
-        guard pending.status == .pending else { throw DecisionError.alreadyDecided(pending) }
-        var details = ["approval": id, "step": pending.step, "workflow": pending.workflow, "by": actor]
-        if let reason { details["reason"] = reason }
-        // Audited before it takes effect.
-        try await audit.append(actor: actor == "timeout" ? "gateway" : actor, action: action, runId: pending.runId, details: details)
-        switch try await store.decide(id: id, status: status, actor: actor, reason: reason) {
-        case .notFound: throw DecisionError.notFound
-        case let .alreadyDecided(a): throw DecisionError.alreadyDecided(a)
-        case let .decided(decided, events):
-            events.forEach(hub.publish)
-            if status == .approved {
-                if let definition = await registry.workflow(decided.workflow) {
-                    queue.append((decided.runId, definition, true, nil))
-                    pump()
-                } else {
-                    await end(decided.runId, .failed, output: nil,
-                              error: StepFailure(.workflowMissing, step: nil, message: "workflow \(decided.workflow) is no longer defined"))
-                }
-            } else {
-                let code: FailureCode = status == .expired ? .approvalExpired : .approvalDenied
-                await end(decided.runId, .failed, output: nil,
-                          error: StepFailure(code, step: decided.step, message: "\(status.rawValue) by \(actor)\(reason.map { ": \($0)" } ?? "")"))
-            }
-            return decided
-        }
-    }
-
-    /// Applies each expired approval's `onTimeout`: approve, deny, or fail (expired).
-    public func expireApprovals() async {
-        guard let due = try? await store.expiredApprovals() else { return }
-        for a in due {
-            let status: ApprovalRecord.Status = a.onTimeout == "approve" ? .approved : a.onTimeout == "deny" ? .denied : .expired
-            _ = try? await apply(a.id, status: status, actor: "timeout", reason: "no decision before \(a.expiresAt?.formatted(.iso8601) ?? "")",
-                                 action: "approval.expired")
-        }
-    }
-
-    /// `secret.resolve` from a run's worker: only for the job it runs, only for
-    /// a step of this segment that is running right now and whose env
-    /// references that secret; every answer audited by name, with whose
-    /// request it was. A refusal is not a violation: the step fails with
-    /// `PermissionDenied`, as it would for a policy.
-    nonisolated static func resolveSecret(_ request: RPCIncoming, definition: WorkflowDefinition, runId: String,
-                                          active a: Active, store: SecretStore, audit: AuditLog) async -> RPCReply {
-        let params: SecretResolve.Params
-        do { params = try request.params(as: SecretResolve.Params.self) } catch { return .error(error) }
-        let step = SegmentClaims.cut(params.step), name = SegmentClaims.cut(params.name)
-        var details = ["name": name, "step": step, "workflow": definition.id, "requestedBy": a.workerActor]
-        func deny(_ reason: String) async -> RPCReply {
-            details["reason"] = reason
-            a.deniedSecrets.withLock { _ = $0.insert(params.step + "\u{0}" + params.name) }
-            _ = try? await audit.append(actor: "gateway", action: "secret.denied", runId: runId, details: details)
-            return .error(RPCError(code: RPCError.notAllowed, message: reason))
-        }
-        guard params.jobId == a.jobId else { return await deny("not this worker's job") }
-        guard let located = a.claims.withLock({ $0?.locate(params.step) }) else { return await deny("the segment has not started") }
-        let target: Step
-        switch located {
-        case let .success(l): target = l.step
-        case let .failure(v): return await deny(v.reason)
-        }
-        guard let exec = target.exec, exec.secretNames.contains(params.name) else {
-            return await deny("step \(step) does not reference secrets.\(name) in its env")
-        }
-        // Events are handled in order, each persisted (fsynced) before the next: on a
-        // busy disk the step's start can trail its secret request by seconds.
-        guard await a.waitUntilRunning(params.step, limit: .seconds(30)) else {
-            return await deny("step \(step) is not running in this worker")
-        }
-        let value: String?
-        do { value = try store.value(of: params.name) } catch {
-            details["error"] = "\(error)"
-            _ = try? await audit.append(actor: "gateway", action: "secret.not_found", runId: runId, details: details)
-            return .error(RPCError(code: RPCError.notFound, message: "secret \(name) cannot be read: \(error)"))
-        }
-        guard let value else {
-            _ = try? await audit.append(actor: "gateway", action: "secret.not_found", runId: runId, details: details)
-            return .error(RPCError(code: RPCError.notFound, message: "secret \(name) is not defined"))
-        }
-        do {
-            // Audited (durably) before the value leaves the control plane.
-            try await audit.append(actor: "gateway", action: "secret.accessed", runId: runId, details: details)
-        } catch {
-            return .error(RPCError(code: RPCError.internalError, message: "the access could not be audited"))
-        }
-        a.secrets.withLock { _ = $0.insert(value) }
-        return .result(SecretResolve.Result(value: value))
-    }
-
-    /// Denials and bypasses go into the audit chain as they happen. A denial
-    /// is the worker's report (actor `worker:<pid>`); it is `decidedBy:
-    /// gateway` only when the gateway's own records say it decided it (the
-    /// step's policy, or a secret it refused that step), else `worker` (a
-    /// program only known once templates were evaluated, or a claim). A
-    /// bypass follows from policy alone, so it is the gateway's.
-    nonisolated static func auditPermissions(_ event: JobEvent, policies: [String: StepPolicy], runId: String, workflow: String,
-                                             active a: Active, audit: AuditLog) {
-        guard let path = event.step else { return }
-        let policy = policies[StepPath.id(of: path)]
-        if event.kind == .stepFailed, event.data?["code"] == .string(FailureCode.permissionDenied.rawValue) {
-            var dimension = SegmentClaims.cut(event.data?["dimension"]?.stringValue ?? "")
-            var value = SegmentClaims.cut(event.data?["value"]?.stringValue ?? "")
-            let decidedBy: String
-            if let denied = policy?.denied {
-                (dimension, value, decidedBy) = (denied.dimension, denied.value, "gateway")
-            } else if dimension == "secrets", a.deniedSecrets.withLock({ $0.contains(path + "\u{0}" + (event.data?["value"]?.stringValue ?? "")) }) {
-                decidedBy = "gateway"
-            } else {
-                decidedBy = "worker"
-            }
-            audit.record(actor: a.workerActor, action: "permission.denied", runId: runId, details: [
-                "workflow": workflow, "step": path, "dimension": dimension, "value": value, "decidedBy": decidedBy,
-            ])
-        } else if event.kind == .stepStarted, policy?.unrestricted == true {
-            audit.record(actor: "gateway", action: "permission.bypassed", runId: runId, details: ["workflow": workflow, "step": path])
-        }
-    }
-
-    typealias AuditItem = (actor: String, action: String, runId: String?, details: [String: String])
-
-    /// `auditFirst`: entries that explain the end (a violation), written with
-    /// `run.finished` in one batch, before the end is visible anywhere else.
-    private func end(_ runId: String, _ status: RunStatus, output: JSONValue?, error: StepFailure?, auditFirst: [AuditItem] = []) async {
+    func end(_ runId: String, _ status: RunStatus, output: JSONValue?, error: StepFailure?, auditFirst: [AuditItem] = []) async {
         do {
             var details = ["status": status.rawValue]
             if let error {

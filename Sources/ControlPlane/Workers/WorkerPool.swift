@@ -14,7 +14,7 @@ import Glibc
 /// replaces every worker that finishes, dies or misbehaves.
 public actor WorkerPool {
     public let configuration: WorkerPoolConfiguration
-    private let spawner: WorkerSpawner
+    let spawner: WorkerSpawner
     private let group: any EventLoopGroup
     private let logger: Logger
     private let onEvent: @Sendable (JobEvent) -> Void
@@ -208,32 +208,6 @@ public actor WorkerPool {
         return (nil, outcome)
     }
 
-    /// Every `diskCheckInterval`, the job's workspace and homes are measured
-    /// against `diskLimitBytes` and `diskLimitEntries`; past either, the
-    /// worker (and every process of the job) is killed with the reason named.
-    /// How far a job can overshoot is what it writes in one interval.
-    private func diskWatchdog(worker: ManagedWorker, paths: [String]) -> Task<Void, Never> {
-        let maxBytes = configuration.diskLimitBytes, maxEntries = configuration.diskLimitEntries
-        let interval = configuration.diskCheckInterval
-        return Task.detached(priority: .utility) {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: interval)
-                if Task.isCancelled { return }
-                let r = DiskUsage.measure(paths, maxBytes: maxBytes, maxEntries: maxEntries)
-                if r.bytes > maxBytes {
-                    worker.kill(reason: "\(WorkerPool.diskLimitReason): the job's files passed \(maxBytes >> 20) MiB (workers.limits.diskMB)")
-                    return
-                }
-                if r.entries > maxEntries {
-                    worker.kill(reason: "\(WorkerPool.diskLimitReason): the job made more than \(maxEntries) files (workers.limits.diskFiles)")
-                    return
-                }
-            }
-        }
-    }
-
-    /// How a kill for the disk budget begins: the run service names the failure by it.
-    public static let diskLimitReason = "disk limit"
 
     /// Stops a running job: its worker, and with it every process of the job, is killed.
     @discardableResult
@@ -501,52 +475,6 @@ public actor WorkerPool {
         }
         defer { killer.cancel() }
         return await worker.waitForExit()
-    }
-
-    // MARK: Workspaces
-
-    public static func prepareWorkspaceRoot(_ root: String) throws {
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        // Traversable by worker uids, listable and writable by nobody else.
-        guard chmod(root, 0o711) == 0 else { throw WorkerFailure.spawnFailed("chmod \(root): \(String(cString: strerror(errno)))") }
-    }
-
-    /// Removes every job workspace under `root` (not the egress socket): called
-    /// at start, when no job of this gateway exists yet. Returns how many.
-    public static func removeStaleWorkspaces(_ root: String) -> Int {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
-        var removed = 0
-        for name in entries where !name.hasPrefix(".") && !name.hasSuffix(".homes") {
-            removeWorkspace(root + "/" + name)
-            removed += 1
-        }
-        // Homes whose workspace is already gone.
-        for name in entries where name.hasSuffix(".homes") && FileManager.default.fileExists(atPath: root + "/" + name) {
-            try? FileManager.default.removeItem(atPath: root + "/" + name)
-        }
-        return removed
-    }
-
-    /// Most jobs leave an empty workspace with an empty .tmp: two rmdirs. Only
-    /// one that left files pays for Foundation's recursive removal.
-    static func removeWorkspace(_ path: String) {
-        for dir in [path, path + ".homes"] {
-            _ = rmdir(dir + "/.tmp")
-            if rmdir(dir) != 0, errno != ENOENT { try? FileManager.default.removeItem(atPath: dir) }
-        }
-    }
-
-    /// The job's directory and, beside it, the one its steps' homes go in
-    /// (`<workspace>.homes`: outside the workspace, so no step's Landlock layer
-    /// can write into another's home); both owned by the worker's uid (the
-    /// worker makes the workspace's .tmp and each home).
-    private func makeWorkspace(_ path: String, uid: UInt32) throws {
-        for dir in [path, path + ".homes"] {
-            guard mkdir(dir, 0o700) == 0 else { throw WorkerFailure.spawnFailed("mkdir \(dir): \(String(cString: strerror(errno)))") }
-            if spawner.runningAsRoot, chown(dir, uid, uid) != 0 {
-                throw WorkerFailure.spawnFailed("chown \(dir): \(String(cString: strerror(errno)))")
-            }
-        }
     }
 
     /// A dynamically linked skelm needs its Swift runtime readable after Landlock.

@@ -1,0 +1,126 @@
+import Foundation
+import Logging
+import Synchronization
+import Wire
+import Workflow
+
+extension RunService {
+    /// A run holding (or about to hold) a worker. Shared with the event sink,
+    /// which runs outside the actor, hence the lock.
+    final class Active: Sendable {
+        let jobId = UUID().uuidString.lowercased()
+        let cancelled = Mutex(false)
+        /// Bytes of events this run has stored, and why it was stopped if it
+        /// passed `maxRunStorageBytes`.
+        let storage = Mutex<(bytes: Int, exceeded: String?)>((0, nil))
+        private let events = Mutex(EventCount())
+        /// Secret values handed to this run's worker: redacted from everything persisted.
+        let secrets = Mutex<Set<String>>([])
+        var redactor: Redactor { Redactor(secrets.withLock { $0 }) }
+        /// What the segment's worker claimed so far; nil until the segment starts.
+        let claims = Mutex<SegmentClaims?>(nil)
+        /// The worker's host pid, known once its job is sent: reports are its, not the gateway's.
+        let workerPid = Mutex<Int32>(0)
+        var workerActor: String { "worker:\(workerPid.withLock { $0 })" }
+        /// `path\0name` of each secret the gateway refused a step: a worker's
+        /// `PermissionDenied` on `secrets` is the gateway's decision only if it is here.
+        let deniedSecrets = Mutex<Set<String>>([])
+
+        private struct EventCount {
+            var handled = 0
+            var waiter: (target: Int, id: Int, continuation: CheckedContinuation<Void, Never>)?
+            var waits = 0
+            /// The wait whose time ran out, so a waiter that registers late does not hang.
+            var expired = 0
+        }
+
+        var handledEvents: Int { events.withLock { $0.handled } }
+
+        /// One more of the job's events is persisted.
+        func eventHandled() {
+            let ready = events.withLock { s -> CheckedContinuation<Void, Never>? in
+                s.handled += 1
+                guard let w = s.waiter, s.handled >= w.target else { return nil }
+                s.waiter = nil
+                return w.continuation
+            }
+            ready?.resume()
+        }
+
+        /// Returns once `count` events are persisted, or after `limit`: the job's
+        /// answer can overtake its last notifications.
+        func waitForEvents(_ count: Int, limit: Duration) async {
+            // Usually they are all in already: no timer, no suspension.
+            if events.withLock({ $0.handled >= count }) { return }
+            let id = events.withLock { s in
+                s.waits += 1
+                return s.waits
+            }
+            let timer = Task {
+                try await Task.sleep(for: limit)
+                let w = events.withLock { s -> CheckedContinuation<Void, Never>? in
+                    s.expired = id
+                    guard let w = s.waiter, w.id == id else { return nil }
+                    s.waiter = nil
+                    return w.continuation
+                }
+                w?.resume()
+            }
+            defer { timer.cancel() }
+            await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
+                let done = events.withLock { s -> Bool in
+                    if s.handled >= count || s.expired == id { return true }
+                    s.waiter = (count, id, cont)
+                    return false
+                }
+                if done { cont.resume() }
+            }
+        }
+
+        /// Waits for `count` events for as long as they keep coming; false when
+        /// none came for `quiet` and fewer than `count` are in. Every event a
+        /// worker sent before its answer was read before the answer, so only a
+        /// worker that miscounted leaves the wait short.
+        func waitForAllEvents(_ count: Int, quiet: Duration) async -> Bool {
+            while true {
+                let before = handledEvents
+                if before >= count { return true }
+                await waitForEvents(count, limit: quiet)
+                let after = handledEvents
+                if after >= count { return true }
+                if after == before { return false }
+            }
+        }
+
+        enum Verdict { case persist, drop, refuse(SegmentClaims.Violation) }
+
+        /// Checks one event against the segment's claims.
+        func judge(_ event: JobEvent) -> Verdict {
+            claims.withLock { c -> Verdict in
+                guard let claims = c, !claims.isOver else { return .drop }
+                do throws(SegmentClaims.Violation) {
+                    try c?.accept(event)
+                    return .persist
+                } catch {
+                    c?.refuse(error)
+                    return .refuse(error)
+                }
+            }
+        }
+
+        /// Whether `step` runs in this segment, waiting up to `limit` for its
+        /// start: a request can overtake the `step.started` sent before it.
+        func waitUntilRunning(_ step: String, limit: Duration) async -> Bool {
+            let deadline = ContinuousClock.now + limit
+            while true {
+                let state: Bool? = claims.withLock { c in
+                    guard let c, !c.isOver else { return false }
+                    return c.isRunning(step) ? true : nil
+                }
+                if let state { return state }
+                if ContinuousClock.now >= deadline { return false }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
+    }
+}
