@@ -64,7 +64,12 @@ struct PoolTests {
             }
             try await Task.sleep(for: .milliseconds(5))
         }
-        #expect(await waitUntil(.seconds(20)) { await pool.pool.counts.idle == 4 })
+        // Refilled: four idle workers, none of them one of those killed (a kill is
+        // asynchronous, so a just-killed spare can still look idle for a moment).
+        #expect(await waitUntil(.seconds(20)) {
+            let workers = await pool.pool.snapshot()
+            return workers.filter { $0.state == "idle" }.count == 4 && !workers.contains { killed.contains($0.pid) }
+        })
         #expect(await waitUntil { zombieChildren(among: killed).isEmpty })
         let outcome = await pool.run(["true"])
         #expect(outcome.succeeded)
