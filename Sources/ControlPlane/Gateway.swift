@@ -28,6 +28,8 @@ public final class Gateway: Sendable {
     private let expiry = Mutex<Task<Void, Never>?>(nil)
     public let egress: EgressProxy
     let authenticator: Authenticator
+    /// What `GET /readyz` answers.
+    public let readiness = Readiness()
     /// Root gateways: every seccomp kill of a job's processes, from the kernel's log.
     private let seccompKills: SeccompKillWatcher?
     /// SHA-256 of the config file as last read (start or reload).
@@ -155,7 +157,7 @@ public final class Gateway: Sendable {
         let api = API(runs: runs, store: store, registry: registry, pool: pool, hub: hub, audit: audit,
                       stateDir: stateDir, checkpointEvery: config.audit.checkpointEvery,
                       maxBodyBytes: config.server.maxBodyKB << 10, heartbeat: .seconds(config.server.sseHeartbeatSeconds),
-                      startedAt: Date(), authenticator: authenticator)
+                      startedAt: Date(), readiness: readiness, authenticator: authenticator)
         var httpLogger = logger
         httpLogger.logLevel = max(logger.logLevel, .notice)
         let started = try await HTTPServer.start(api: api, host: config.server.host, port: config.server.port,
@@ -166,6 +168,7 @@ public final class Gateway: Sendable {
         server.withLock { $0 = started }
         try await runs.resumeUnfinished()
         try writeDiscovery(port: started.0.boundPort)
+        readiness.set(.ready)
         let counts = await pool.counts
         logger.info("gateway started", metadata: [
             "url": "http://\(config.server.host):\(started.0.boundPort)", "stateDir": "\(stateDir)",
@@ -176,6 +179,7 @@ public final class Gateway: Sendable {
     /// Drains: no new runs, running ones get `drain` to finish (what does not
     /// finish resumes at the next start), then everything stops.
     public func stop(drain: Duration = .seconds(30)) async {
+        readiness.set(.draining)
         expiry.withLock { $0?.cancel() }
         await runs.drain(timeout: drain)
         hub.closeAll()

@@ -14,6 +14,7 @@ struct API: Sendable {
     let maxBodyBytes: Int
     let heartbeat: Duration
     let startedAt: Date
+    let readiness: Readiness
     let authenticator: Authenticator
 
     func router() -> Router<GatewayContext> {

@@ -3,6 +3,23 @@ import Hummingbird
 
 extension API {
     func addHealthRoutes(_ router: Router<GatewayContext>) {
+        // Liveness: the process answers. Nothing it depends on is consulted, so
+        // a busy gateway is not restarted for being busy.
+        router.get("/healthz") { _, _ -> Response in
+            JSONResponse.make(["status": "ok"])
+        }
+        // Readiness: 503 while it resumes the last gateway's runs or drains.
+        router.get("/readyz") { _, _ -> Response in
+            struct Ready: Encodable {
+                let ready: Bool
+                let reason: String?
+            }
+            switch readiness.current {
+            case .ready: return JSONResponse.make(Ready(ready: true, reason: nil))
+            case .starting: return JSONResponse.make(Ready(ready: false, reason: "starting: resuming unfinished runs"), status: .serviceUnavailable)
+            case .draining: return JSONResponse.make(Ready(ready: false, reason: "draining: the gateway is stopping"), status: .serviceUnavailable)
+            }
+        }
         router.get("/health") { _, _ -> Response in
             struct Health: Encodable {
                 let status: String
