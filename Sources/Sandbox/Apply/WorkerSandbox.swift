@@ -6,7 +6,8 @@ import Wire
 import Glibc
 #endif
 
-/// Builds the worker's own confinement, in the order DESIGN.md gives, and reports
+/// Builds the worker's own confinement, each layer before the one that would
+/// stop it from being built (fd hygiene, Landlock, rlimits, seccomp), and reports
 /// what it measured afterwards (not what it intended).
 ///
 /// The spawner already made the namespaces, dropped the uid and set no_new_privs
