@@ -295,8 +295,7 @@ public final class Gateway: Sendable {
             throw ConfigError(file: file ?? "config", line: nil, keyPath: "workers.workspaceRoot",
                               message: "worker uids cannot reach \(root): \(blocked) is not searchable by other users (chmod o+x \(blocked), or name a workspaceRoot outside it)")
         }
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in stateDir.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        let h = GatewayConfig.stateDirHash(stateDir)
         let base = "/run/skelm"
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
         // Not a directory someone else planted: root's own, not a symlink, not writable by others.

@@ -314,9 +314,15 @@ extension GatewayConfig {
     /// their own unless they share a state dir (which they cannot) or collide
     /// (which the gateway detects at start: see `Gateway.checkUidRange`).
     public static func derivedUidBase(stateDir: String) -> UInt32 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325   // FNV-1a: stable across runs, unlike Hasher
+        1_000_000_000 + UInt32(stateDirHash(stateDir) % 20_000) * 50_000
+    }
+
+    /// FNV-1a of the state dir's path: stable across runs and builds, unlike
+    /// Hasher, so what is derived from it (a uid range, a directory name) is too.
+    static func stateDirHash(_ stateDir: String) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in stateDir.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        return 1_000_000_000 + UInt32(h % 20_000) * 50_000
+        return h
     }
 
     public func poolConfiguration(stateDir: String, runningAsRoot: Bool) -> WorkerPoolConfiguration {

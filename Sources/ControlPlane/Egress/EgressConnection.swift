@@ -209,10 +209,8 @@ final class EgressConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     /// The kernel's word on who connected (the forwarder's process: SO_PEERCRED
     /// records the connecting process, whatever it did since).
-    private func peerCredentials(_ context: ChannelHandlerContext, _ then: @escaping (Authenticator.PeerCredentials?) -> Void) {
-        guard let provider = context.channel as? any SocketOptionProvider else { return then(nil) }
-        let cred: EventLoopFuture<Authenticator.PeerCredentials> =
-            provider.unsafeGetSocketOption(level: .socket, name: .init(rawValue: SO_PEERCRED))
+    private func peerCredentials(_ context: ChannelHandlerContext, _ then: @escaping (PeerCredentials?) -> Void) {
+        guard let cred = PeerCredentials.of(context.channel) else { return then(nil) }
         cred.assumeIsolated().whenComplete { then(try? $0.get()) }
     }
 

@@ -4,16 +4,18 @@ import Workflow
 
 /// What the egress proxy needs to know about a running job, registered by the
 /// run service for as long as the job runs: whose run it is, each step's
-/// policy, and which steps are running right now. Read from the proxy's event
+/// policy, and whether a step is running right now (the run service's own
+/// record of the segment, not a second one). Read from the proxy's event
 /// loops, which must not wait: hence a lock held for a lookup, not an actor.
 public final class EgressDirectory: Sendable {
     public struct Job: Sendable {
         public var runId: String
         public var workflow: String
         public var policies: [String: StepPolicy]
-        /// Step paths between their `step.started` and their end, as the run
-        /// service persisted them: a connection may speak for these only.
-        var running: [String: Int] = [:]
+        /// Whether a step path is between its `step.started` and its end: true,
+        /// nil while it has not started yet, false once it never will (the
+        /// segment is over). A connection may speak for a running step only.
+        var running: @Sendable (String) -> Bool?
         /// Connections of this job the proxy is serving now.
         var connections = 0
         /// Denials audited at most `deniedPerSecond` a second (bursts of
@@ -74,28 +76,12 @@ public final class EgressDirectory: Sendable {
         return strangers.withLock { $0.admit() }
     }
 
-    /// Follows a job's step events: the proxy accepts a step only while it runs.
-    func observe(jobId: String, type: String, step: String?) {
-        guard let step else { return }
-        jobs.withLock { all in
-            switch type {
-            case "step.started": all[jobId]?.running[step, default: 0] += 1
-            case "step.finished", "step.failed", "step.skipped", "step.parked":
-                guard let n = all[jobId]?.running[step] else { return }
-                all[jobId]?.running[step] = n > 1 ? n - 1 : nil
-            default: return
-            }
-        }
-    }
-
     /// Whether `step` runs in `jobId`: nil while the job is known but the
     /// step has not started (a step's first connection can reach the proxy
     /// before the worker's `step.started` has been handled: the proxy asks
     /// again, for a while), false when there is no such job.
     func isRunning(jobId: String, step: String) -> Bool? {
-        jobs.withLock { all in
-            guard let job = all[jobId] else { return false }
-            return job.running[step] != nil ? true : nil
-        }
+        guard let running = jobs.withLock({ $0[jobId]?.running }) else { return false }
+        return running(step)
     }
 }

@@ -108,16 +108,21 @@ extension RunService {
             }
         }
 
+        /// Whether `step` runs in this segment now: nil while it has not
+        /// started, false once the segment is over (it never will).
+        func running(_ step: String) -> Bool? {
+            claims.withLock { c in
+                guard let c, !c.isOver else { return false }
+                return c.isRunning(step) ? true : nil
+            }
+        }
+
         /// Whether `step` runs in this segment, waiting up to `limit` for its
         /// start: a request can overtake the `step.started` sent before it.
         func waitUntilRunning(_ step: String, limit: Duration) async -> Bool {
             let deadline = ContinuousClock.now + limit
             while true {
-                let state: Bool? = claims.withLock { c in
-                    guard let c, !c.isOver else { return false }
-                    return c.isRunning(step) ? true : nil
-                }
-                if let state { return state }
+                if let state = running(step) { return state }
                 if ContinuousClock.now >= deadline { return false }
                 try? await Task.sleep(for: .milliseconds(5))
             }

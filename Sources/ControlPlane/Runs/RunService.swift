@@ -234,7 +234,8 @@ public actor RunService {
         var options = WorkerPool.JobOptions(jobId: a.jobId)
         options.keepWorkspace = false
         a.claims.withLock { $0 = SegmentClaims(definition: definition, checkpointed: completed.keys) }
-        egress.register(jobId: a.jobId, .init(runId: runId, workflow: definition.id, policies: stepPolicies))
+        egress.register(jobId: a.jobId, .init(runId: runId, workflow: definition.id, policies: stepPolicies,
+                                              running: { [a] step in a.running(step) }))
         defer { egress.remove(jobId: a.jobId) }
         let (result, outcome) = await pool.runSegment(options: options, timeout: timeout + .seconds(10), events: { event in
             defer { a.eventHandled() }
@@ -265,8 +266,6 @@ public actor RunService {
                 await pool.cancel(jobId: a.jobId)
                 return
             }
-            // Before persisting: the step's first egress connection may already be waiting on it.
-            egress.observe(jobId: a.jobId, type: event.type, step: event.step)
             Self.auditPermissions(event, policies: stepPolicies, runId: runId, workflow: definition.id, active: a, audit: audit)
             // Redacted here too: the worker redacts, but is not trusted to.
             let r = a.redactor
@@ -326,7 +325,7 @@ public actor RunService {
         }
         guard let result else {
             let why = outcome.failure ?? "the worker ended without an answer"
-            if outcome.violation, why.hasPrefix("protocol violation") {
+            if outcome.killedFor == .protocolViolation {
                 // The monitor caught the worker breaking the wire's rules.
                 await end(runId, .failed, output: nil, error: StepFailure(.workerViolation, step: nil, message: why),
                           auditFirst: [(a.workerActor, "worker.violation", runId, [
@@ -338,7 +337,7 @@ public actor RunService {
                           auditFirst: [("gateway", "sandbox.violation", runId, [
                               "pid": "\(outcome.workerPid)", "reportedBy": "gateway", "message": why,
                           ])])
-            } else if why.hasPrefix(WorkerPool.diskLimitReason) {
+            } else if outcome.killedFor == .resourceLimit {
                 await end(runId, .failed, output: nil, error: StepFailure(.resourceLimit, step: nil, message: why))
             } else {
                 await end(runId, .failed, output: nil, error: StepFailure(.workerFailed, step: nil, message: why))

@@ -28,6 +28,7 @@ final class ManagedWorker: Sendable {
         var helloError: (any Error)?
         /// Why we killed it, when we did: a protocol violation, a cancel, a timeout.
         var killReason: String?
+        var killCause: KillCause?
         var events = 0
         /// Signals go through it when the worker is not our child (pid reuse).
         var pidfd: Int32 = -1
@@ -51,6 +52,7 @@ final class ManagedWorker: Sendable {
     var report: SandboxReport? { state.withLock { $0.report } }
     var peer: RPCPeer? { state.withLock { $0.peer } }
     var killReason: String? { state.withLock { $0.killReason } }
+    var killCause: KillCause? { state.withLock { $0.killCause } }
     var hasExited: Bool { state.withLock { $0.exit != nil } }
 
     func attach(_ peer: RPCPeer) { state.withLock { $0.peer = peer } }
@@ -122,9 +124,12 @@ final class ManagedWorker: Sendable {
 
     /// SIGKILL, once, remembering why. The pid is only signalled while unreaped
     /// (or through its pidfd), so a recycled pid is never hit.
-    func kill(reason: String) {
+    func kill(reason: String, cause: KillCause? = nil) {
         state.withLock { s in
-            if s.killReason == nil { s.killReason = reason }
+            if s.killReason == nil {
+                s.killReason = reason
+                s.killCause = cause
+            }
             guard s.exit == nil else { return }
             if s.pidfd >= 0 { _ = sk_pidfd_kill(s.pidfd) } else { Glibc.kill(pid, SIGKILL) }
         }

@@ -60,7 +60,7 @@ struct WorkerConnection: RPCHandler {
     private func violation(_ why: String) -> RPCReply {
         logger.warning("killing worker", metadata: ["pid": "\(worker.pid)", "reason": "\(why)"])
         worker.helloFailed(WorkerFailure.refused(why))
-        worker.kill(reason: "protocol violation: \(why)")
+        worker.kill(reason: "protocol violation: \(why)", cause: .protocolViolation)
         return .error(RPCError(code: RPCError.notAllowed, message: why))
     }
 

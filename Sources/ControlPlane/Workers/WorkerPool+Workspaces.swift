@@ -19,16 +19,11 @@ extension WorkerPool {
     /// at start, when no job of this gateway exists yet. Returns how many.
     public static func removeStaleWorkspaces(_ root: String) -> Int {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
-        var removed = 0
-        for name in entries where !name.hasPrefix(".") && !name.hasSuffix(".homes") {
-            removeWorkspace(root + "/" + name)
-            removed += 1
-        }
-        // Homes whose workspace is already gone.
-        for name in entries where name.hasSuffix(".homes") && FileManager.default.fileExists(atPath: root + "/" + name) {
-            try? FileManager.default.removeItem(atPath: root + "/" + name)
-        }
-        return removed
+        // A workspace and its `.homes` go together; a `.homes` whose workspace
+        // is already gone is swept the same way (its own `.homes` never exists).
+        let stale = entries.filter { !$0.hasPrefix(".") }
+        for name in stale { removeWorkspace(root + "/" + name) }
+        return stale.filter { !$0.hasSuffix(".homes") }.count
     }
 
     /// Most jobs leave an empty workspace with an empty .tmp: two rmdirs. Only
@@ -66,17 +61,14 @@ extension WorkerPool {
                 if Task.isCancelled { return }
                 let r = DiskUsage.measure(paths, maxBytes: maxBytes, maxEntries: maxEntries)
                 if r.bytes > maxBytes {
-                    worker.kill(reason: "\(WorkerPool.diskLimitReason): the job's files passed \(maxBytes >> 20) MiB (workers.limits.diskMB)")
+                    worker.kill(reason: "disk limit: the job's files passed \(maxBytes >> 20) MiB (workers.limits.diskMB)", cause: .resourceLimit)
                     return
                 }
                 if r.entries > maxEntries {
-                    worker.kill(reason: "\(WorkerPool.diskLimitReason): the job made more than \(maxEntries) files (workers.limits.diskFiles)")
+                    worker.kill(reason: "disk limit: the job made more than \(maxEntries) files (workers.limits.diskFiles)", cause: .resourceLimit)
                     return
                 }
             }
         }
     }
-
-    /// How a kill for the disk budget begins: the run service names the failure by it.
-    public static let diskLimitReason = "disk limit"
 }

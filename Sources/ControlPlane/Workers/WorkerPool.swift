@@ -198,7 +198,8 @@ public actor WorkerPool {
             if error is RPCTimeout { worker.kill(reason: "job did not finish within its timeout") }
             let status = await exitStatus(of: worker, grace: .seconds(2))
             let reason = worker.killReason
-            if let reason, reason.hasPrefix("protocol violation") { outcome.violation = true }
+            outcome.killedFor = worker.killCause
+            if worker.killCause == .protocolViolation { outcome.violation = true }
             if status.isSeccompViolation {
                 outcome.violation = true
                 onViolation(worker.pid, "worker \(status)")

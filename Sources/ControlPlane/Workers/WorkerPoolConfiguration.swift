@@ -65,6 +65,15 @@ public struct WorkerInfo: Codable, Sendable {
     public var layers: [String]
 }
 
+/// Why the control plane killed a worker, when that decides how its job
+/// failed: typed, so no caller reads it back out of the reason's text.
+public enum KillCause: String, Codable, Sendable {
+    /// It broke the wire's rules (the monitor table, a malformed frame, a flood).
+    case protocolViolation
+    /// Its job passed a budget the pool measures (disk, files).
+    case resourceLimit
+}
+
 /// How a job ended, from the control plane's point of view.
 public struct JobOutcome: Sendable, Codable {
     public var jobId: String
@@ -76,6 +85,8 @@ public struct JobOutcome: Sendable, Codable {
     public var failure: String?
     /// The job was stopped by the sandbox (seccomp SIGSYS, a protocol violation).
     public var violation: Bool
+    /// Set when the pool killed the worker for one of these causes.
+    public var killedFor: KillCause?
     public var sandbox: SandboxReport?
 
     public var succeeded: Bool { failure == nil }

@@ -90,10 +90,10 @@ final class Authenticator: Sendable {
     }
 
     private func socketCaller(_ channel: any Channel, required: Scope?) async throws -> Principal {
-        guard let provider = channel as? any SocketOptionProvider else {
+        guard let asked = PeerCredentials.of(channel) else {
             throw APIError(status: .forbidden, code: "forbidden", message: "the peer of this socket cannot be identified")
         }
-        let cred: PeerCredentials = try await provider.unsafeGetSocketOption(level: .socket, name: .init(rawValue: SO_PEERCRED)).get()
+        let cred = try await asked.get()
         let scope: Scope
         if cred.uid == 0 || cred.uid == ownerUID {
             scope = .admin
@@ -198,15 +198,6 @@ final class Authenticator: Sendable {
     }
 
     // MARK: Peers
-
-    /// Linux's `struct ucred` (pid_t, uid_t, gid_t: three 32-bit fields, no
-    /// padding), which Glibc's Swift module does not export: `getsockopt`
-    /// fills it by size, so the layout is all that must match.
-    struct PeerCredentials: Sendable {
-        var pid: Int32 = 0
-        var uid: UInt32 = 0
-        var gid: UInt32 = 0
-    }
 
     static func userName(_ uid: UInt32) -> String {
         var pwd = passwd()
