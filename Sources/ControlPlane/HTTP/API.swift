@@ -28,6 +28,12 @@ struct API: Sendable {
         addWorkerRoutes(router)
         addAuditRoutes(router)
         addApprovalRoutes(router)
+        addMetricsRoutes(router)
+        addDashboardRoutes(router)
+        addRegistrationRoutes(router)
+        addGatewayRoutes(router)
+        addBatchRoutes(router)
+        addConfigRoutes(router)
         return router
     }
 }
