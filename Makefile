@@ -23,16 +23,18 @@ release: deps
 	$(SWIFT) build -c release --static-swift-stdlib
 
 run: release
-	.build/release/skelm gateway start --foreground --config $(CONFIG)
+	.build/release/skelm gateway start --config $(CONFIG)
 
 test: deps pytools openapi
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --parallel --num-workers 2
 
-# Python tools the tests use: the OpenAPI validator, and `cryptography` so the
+# Python tools the tests use: the OpenAPI validator, schemathesis (which checks
+# the live gateway against docs/openapi.yaml), and `cryptography` so the
 # independent audit verifier (scripts/audit-verify.py) checks signatures too.
 pytools:
-	@python3 -c 'import openapi_spec_validator, cryptography' 2>/dev/null || python3 -m pip install -q openapi-spec-validator cryptography
+	@python3 -c 'import openapi_spec_validator, cryptography, schemathesis' 2>/dev/null || \
+	  python3 -m pip install -q openapi-spec-validator cryptography schemathesis
 
 # docs/openapi.yaml must stay a valid OpenAPI 3.1 document.
 openapi: pytools

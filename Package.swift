@@ -62,7 +62,11 @@ let package = Package(
             .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             .product(name: "MultipartKit", package: "multipart-kit"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
-        ], swiftSettings: strict),
+        ],
+        // docs/openapi.yaml (linked here), compiled into the binary for `GET /openapi.yaml`:
+        // the gateway serves the very document the docs and the tests use.
+        resources: [.embedInCode("HTTP/OpenAPI/openapi.yaml")],
+        swiftSettings: strict),
         // How the CLI, the tests and the benchmark talk to a running gateway.
         .target(name: "SkelmClient", dependencies: [
             "Workflow",
@@ -78,6 +82,8 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ], path: "Sources/CLI", swiftSettings: strict,
         // Bind every libc symbol at start-up (full RELRO): the worker template
         // resolves them once, instead of every forked worker resolving (and

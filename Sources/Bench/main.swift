@@ -6,7 +6,7 @@ import Workflow
 import Glibc
 #endif
 
-// `skelm-bench [--quick] [--skelm PATH]`: starts a real gateway on a scratch
+// `skelm-bench [--quick] [--skelm PATH] [--only store-at-scale]`: starts a real gateway on a scratch
 // project, drives it over HTTP the way a client would, and prints a table.
 // Numbers come from the client's side (trigger to result in hand), except the
 // spawn latency, which the gateway measures from spawn to handshake.
@@ -68,7 +68,7 @@ func makeProject(_ dir: String, spawn: String) throws {
 func startGateway(_ dir: String) async throws -> (process: Process, client: GatewayClient, url: String) {
     let gateway = Process()
     gateway.executableURL = URL(fileURLWithPath: skelm)
-    gateway.arguments = ["gateway", "start", "--foreground", "--config", dir + "/skelm.config.yaml"]
+    gateway.arguments = ["gateway", "start", "--config", dir + "/skelm.config.yaml"]
     gateway.standardError = FileHandle(forWritingAtPath: "/dev/null")
     try gateway.run()
     for _ in 0..<500 {
@@ -119,6 +119,37 @@ func concurrentRuns(_ client: GatewayClient, total: Int, clients: Int) async thr
 }
 
 func num(_ v: JSONValue?) -> Double { if case let .number(n)? = v { n } else { 0 } }
+
+func printTable(_ rows: [(String, String, String)]) {
+    let w0 = max(rows.map(\.0.count).max() ?? 0, 6), w1 = max(rows.map(\.1.count).max() ?? 0, 6)
+    func pad(_ s: String, _ w: Int) -> String { s.padding(toLength: w, withPad: " ", startingAt: 0) }
+    print("skelm \(quick ? "quick " : "")benchmark, \(ProcessInfo.processInfo.activeProcessorCount) cores, workload: one sandboxed exec step {x} -> {x+1}")
+    print(pad("measure", w0) + "  " + pad("value", w1) + "  tail")
+    print(String(repeating: "-", count: w0) + "  " + String(repeating: "-", count: w1) + "  ------------")
+    for r in rows { print(pad(r.0, w0) + "  " + pad(r.1, w1) + "  " + r.2) }
+}
+
+let scaleRuns = quick ? 20_000 : 200_000, scaleRequests = quick ? 100 : 200
+
+func scaleRows(_ r: StoreAtScale.Result) -> [(String, String, String)] {
+    let runs = r.runs.formatted(.number.grouping(.automatic).locale(Locale(identifier: "en_US")))
+    return [
+        ("store at scale: \(runs) runs written, one INSERT before the gateway starts", String(format: "%.2f s", r.fillSeconds), ""),
+        ("store at scale: GET /runs?limit=50 (\(r.list.samples.count) requests)", String(format: "p50 %.2f ms", r.list.pct(0.5)),
+         String(format: "p99 %.2f ms", r.list.pct(0.99))),
+        ("store at scale: GET /v1/dashboard/overview (\(r.overview.samples.count) requests)", String(format: "p50 %.2f ms", r.overview.pct(0.5)),
+         String(format: "p99 %.2f ms", r.overview.pct(0.99))),
+    ]
+}
+
+// `--only store-at-scale`: that measurement alone, without the run workloads.
+if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "store-at-scale" {
+    Task {
+        do { printTable(scaleRows(try await StoreAtScale.measure(runs: scaleRuns, requests: scaleRequests))) } catch { fail("\(error)") }
+        exit(0)
+    }
+    dispatchMain()
+}
 
 let project = "/tmp/skelm-bench-\(getpid())"
 try makeProject(project, spawn: "template")
@@ -183,6 +214,8 @@ Task {
     let execCPUPerRun = Double(Internals.busyJiffies() - execCPUBefore) * 10 / Double(execTotal)
     stopGateway(exec.process, execProject)
 
+    let scale = try await StoreAtScale.measure(runs: scaleRuns, requests: scaleRequests)
+
     let rows: [(String, String, String)] = [
         ("sync run latency, sequential (\(sequentialRuns) runs)", String(format: "p50 %.2f ms", sequential.pct(0.5)), String(format: "p99 %.2f ms", sequential.pct(0.99))),
         ("sync run latency, sequential, one keep-alive connection (wrk, \(keepAlive?.runs ?? 0) runs)", keepAlive.map { String(format: "p50 %.2f ms", $0.p50) } ?? "wrk not installed",
@@ -202,12 +235,7 @@ Task {
         ("control plane RSS, idle after the load", String(format: "%.1f MiB", cpRSS / 1024), ""),
         ("idle worker RSS (\(idleWorkers.count) workers)", String(format: "%.1f MiB", workerRSS / 1024), ""),
     ]
-    let w0 = max(rows.map(\.0.count).max() ?? 0, 6), w1 = max(rows.map(\.1.count).max() ?? 0, 6)
-    func pad(_ s: String, _ w: Int) -> String { s.padding(toLength: w, withPad: " ", startingAt: 0) }
-    print("skelm \(quick ? "quick " : "")benchmark, \(ProcessInfo.processInfo.activeProcessorCount) cores, workload: one sandboxed exec step {x} -> {x+1}")
-    print(pad("measure", w0) + "  " + pad("value", w1) + "  tail")
-    print(String(repeating: "-", count: w0) + "  " + String(repeating: "-", count: w1) + "  ------------")
-    for r in rows { print(pad(r.0, w0) + "  " + pad(r.1, w1) + "  " + r.2) }
+    printTable(rows + scaleRows(scale))
 
     // The same workload on the engines users would pick instead, on this machine, now.
     if let python = args.firstIndex(of: "--peers").map({ args[$0 + 1] }) {

@@ -30,15 +30,25 @@ public final class Gateway: Sendable {
     let authenticator: Authenticator
     /// What `GET /readyz` answers.
     public let readiness = Readiness()
+    /// Whether new runs are taken (`POST /gateway/pause`, `resume`).
+    public let admission: Admission
     /// Root gateways: every seccomp kill of a job's processes, from the kernel's log.
     private let seccompKills: SeccompKillWatcher?
-    /// SHA-256 of the config file as last read (start or reload).
-    private let configHash = Mutex("")
+    /// SHA-256 of the config file as last applied (start or reload).
+    let configHash = Mutex("")
+    /// The config in effect (see `running`): the file, and what reloads and PATCH changed.
+    let effective: Mutex<GatewayConfig>
+    /// One reload or patch at a time.
+    let reloads = SerialGate()
+    public let startedAt = Date()
+    /// Held from init to the end of the process: one gateway per state dir.
+    private let lock: StateLock
 
     /// Builds everything that does not yet run anything: state dir, store, spawner, pool.
     public init(loaded: ConfigLoader.Loaded, logger: Logger = Logger(label: "skelm.gateway"),
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)) throws {
         self.config = loaded.config
+        self.effective = Mutex(loaded.config)
         self.configPath = loaded.path
         self.stateDir = loaded.stateDir
         self.logger = logger
@@ -47,6 +57,7 @@ public final class Gateway: Sendable {
         // (SQLite's -wal and -shm files, the audit files, the discovery file).
         umask(0o077)
         try Self.prepareStateDir(stateDir)
+        self.lock = try StateLock(stateDir: stateDir)
         configHash.withLock { $0 = Self.hash(of: loaded.path) }
         let root = geteuid() == 0
         let host = HostSupport.probe()
@@ -96,7 +107,7 @@ public final class Gateway: Sendable {
         } catch {
             throw ConfigError(file: stateDir + "/skelm.db", line: nil, keyPath: "storage.runs", message: "cannot open the run store: \(error)")
         }
-        self.registry = WorkflowRegistry(dirs: loaded.workflowDirs, audit: audit, logger: logger)
+        self.registry = WorkflowRegistry(dirs: loaded.workflowDirs, registration: RegistrationSettings(loaded: loaded), audit: audit, logger: logger)
         let secretStore: SecretStore
         do {
             secretStore = try SecretStore(envPrefix: config.secrets.env?.prefix, filePath: config.secrets.file?.path,
@@ -120,12 +131,10 @@ public final class Gateway: Sendable {
             let job = directory.job(jobId)
             return SeccompKillWatcher.Job(runId: job?.runId, workflow: job?.workflow, jobId: jobId)
         } : nil
-        self.runs = RunService(store: store, registry: registry, pool: pool, hub: hub, audit: audit, policies: resolver,
-                               secrets: secretStore, egress: directory,
-                               maxConcurrent: config.server.maxConcurrentRuns,
-                               maxRunStorageBytes: config.server.maxRunStorageMB << 20,
-                               runTimeout: .seconds(config.server.runTimeoutSeconds),
-                               stepTimeoutMs: config.workers.limits.timeoutSeconds * 1000, logger: logger)
+        self.admission = Admission(stateDir: stateDir)
+        self.runs = RunService(store: store, registry: registry, pool: pool, hub: hub, audit: audit, egress: directory,
+                               settings: config.runSettings(policies: resolver, secrets: secretStore), admission: admission,
+                               logger: logger)
     }
 
     public var socketPath: String { stateDir + "/gateway.sock" }
@@ -154,7 +163,7 @@ public final class Gateway: Sendable {
                 }
             }
         }
-        let api = API(runs: runs, store: store, registry: registry, pool: pool, hub: hub, audit: audit,
+        let api = API(gateway: self, runs: runs, store: store, registry: registry, pool: pool, hub: hub, audit: audit,
                       stateDir: stateDir, checkpointEvery: config.audit.checkpointEvery,
                       maxBodyBytes: config.server.maxBodyKB << 10, heartbeat: .seconds(config.server.sseHeartbeatSeconds),
                       startedAt: Date(), readiness: readiness, authenticator: authenticator)
@@ -199,42 +208,6 @@ public final class Gateway: Sendable {
 
     static func hash(of path: String?) -> String {
         path.flatMap { FileManager.default.contents(atPath: $0) }.map { AuditEntry.sha256Hex(String(decoding: $0, as: UTF8.self)) } ?? ""
-    }
-
-    /// SIGHUP / `skelm gateway reload`: reads the config again and reloads the
-    /// workflow registry. A config that no longer validates is rejected and the
-    /// running one kept; a changed config is audited, and keys other than the
-    /// workflows take effect at the next start.
-    @discardableResult
-    public func reload() async -> String {
-        var details: [String: String] = ["config": configPath ?? "(defaults)"]
-        var summary = "reloaded"
-        if let configPath {
-            do {
-                _ = try ConfigLoader.load(path: configPath)
-                let new = Self.hash(of: configPath)
-                let old = configHash.withLock { h -> String in defer { h = new }; return h }
-                if new != old {
-                    details["configSha256"] = new
-                    details["previousSha256"] = old
-                    _ = try? await audit.append(actor: "gateway", action: "config.changed", details: [
-                        "config": configPath, "configSha256": new, "previousSha256": old,
-                        "note": "workflows reloaded now; other keys apply at the next start",
-                    ])
-                    summary = "config changed: workflows reloaded; other keys apply at the next start"
-                }
-            } catch {
-                logger.error("config reload rejected; keeping the running config", metadata: ["error": "\(error)"])
-                _ = try? await audit.append(actor: "gateway", action: "config.rejected", details: ["config": configPath, "error": "\(error)"])
-                return "rejected: \(error)"
-            }
-        }
-        let (valid, invalid) = await registry.reload()
-        details["workflows"] = "\(valid)"
-        details["invalidWorkflows"] = "\(invalid)"
-        _ = try? await audit.append(actor: "gateway", action: "gateway.reloaded", details: details)
-        logger.info("reloaded", metadata: ["workflows": "\(valid)", "invalidWorkflows": "\(invalid)"])
-        return summary
     }
 
     /// How the CLI finds this gateway: written 0600, removed at stop.

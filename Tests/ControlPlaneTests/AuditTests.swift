@@ -207,7 +207,7 @@ struct AuditTests {
         #expect(AuditVerifier.verify(stateDir: dir, checkpointEvery: 5).firstBreak?.kind == "missing_checkpoint")
     }
 
-    @Test("a torn last line (a crash mid-write) is cut off and the chain continues")
+    @Test("a torn last line (a crash mid-write) is cut off, said so in the chain, and the chain continues")
     func tornWrite() async throws {
         let dir = try await makeLog(3)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -217,7 +217,8 @@ struct AuditTests {
         try handle.close()
         let log = try AuditLog(stateDir: dir)
         let next = try await log.append(actor: "t", action: "after.crash")
-        #expect(next.seq == 4)
+        #expect(next.seq == 5)
+        #expect(lines(dir)[3].contains("\"action\":\"audit.repaired\""))
         await log.close()
         #expect(AuditVerifier.verify(stateDir: dir).ok)
     }

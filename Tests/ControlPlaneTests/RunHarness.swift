@@ -50,9 +50,10 @@ final class RunHarness: Sendable {
         for (name, value) in secrets { environment["SKELM_SECRET_" + name] = value }
         let secretStore = try SecretStore(envPrefix: "SKELM_SECRET_", filePath: nil, environment: environment)
         let policies = PolicyResolver(defaults: PermissionSet(allowedExecutables: ["sh", "echo"]), profiles: [:], unrestrictedGrants: [])
-        let runs = RunService(store: store, registry: registry, pool: pool, hub: RunEventHub(), audit: audit, policies: policies,
-                              secrets: secretStore, egress: EgressDirectory(), maxConcurrent: 2, runTimeout: .seconds(60),
-                              stepTimeoutMs: 20_000)
+        let runs = RunService(store: store, registry: registry, pool: pool, hub: RunEventHub(), audit: audit, egress: EgressDirectory(),
+                              settings: RunSettings(policies: policies, secrets: secretStore, maxConcurrent: 2,
+                                                    runTimeout: .seconds(60), stepTimeoutMs: 20_000),
+                              admission: Admission(stateDir: dir))
         try await pool.start()
         return RunHarness(dir: dir, store: store, audit: audit, pool: pool, runs: runs)
     }

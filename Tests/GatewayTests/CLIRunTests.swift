@@ -88,9 +88,10 @@ final class CLIRunTests {
     func discovery() async throws {
         let status = try await gw.cli(["gateway", "status", "--gateway", "http://127.0.0.1:\(portOf(gw))"])
         #expect(status.status == 0)
-        #expect(status.stdout.contains("running at http://127.0.0.1"))
+        #expect(status.stdout.contains("state     running"))
+        #expect(status.stdout.contains("url       http://127.0.0.1"))
         let nowhere = try await gw.cli(["gateway", "status", "--gateway", "http://127.0.0.1:1"])
-        #expect(nowhere.status != 0)
+        #expect(nowhere.status == 3)
         #expect(nowhere.stderr.contains("cannot reach the gateway"))
     }
 

@@ -73,7 +73,7 @@ final class TestGateway: @unchecked Sendable {
     func start() async throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: skelmBinary)
-        p.arguments = ["gateway", "start", "--foreground", "--config", configPath, "--drain-seconds", "5"]
+        p.arguments = ["gateway", "start", "--config", configPath, "--drain-seconds", "5"]
         var env = ProcessInfo.processInfo.environment
         env["SKELM_STATE_DIR"] = nil
         env["SKELM_GATEWAY_URL"] = nil

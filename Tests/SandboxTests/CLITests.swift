@@ -82,7 +82,7 @@ struct CLITests {
         try "stateDir: \(state)\nserver: { port: 0 }\nworkers:\n  minSpare: 2\n  max: 4\n".write(toFile: config, atomically: true, encoding: .utf8)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: skelmBinary)
-        process.arguments = ["gateway", "start", "--foreground", "--config", config]
+        process.arguments = ["gateway", "start", "--config", config]
         let err = Pipe()
         process.standardError = err
         process.standardOutput = FileHandle.nullDevice

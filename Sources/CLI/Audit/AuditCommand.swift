@@ -12,7 +12,7 @@ struct AuditCommand: AsyncParsableCommand {
 }
 
 struct AuditLocation: ParsableArguments {
-    @Option(help: "State directory holding audit.jsonl (default: the config's stateDir).") var stateDir: String?
+    @Option(help: "State directory holding audit.jsonl and audit/segments/ (default: the config's stateDir).") var stateDir: String?
     @OptionGroup var config: ConfigOptions
 
     func resolve() throws -> String {
@@ -63,10 +63,21 @@ struct AuditVerify: AsyncParsableCommand {
         if json {
             let data = try JSONEncoder().encode(report)
             Output.printJSON(data)
-        } else if report.ok {
-            print("ok: \(report.entries) entries, \(report.checkpoints) signed checkpoints, last seq \(report.lastSeq)")
-        } else if let b = report.firstBreak {
-            print("BROKEN: \(b.message)")
+        } else {
+            // Per file only when there are sealed segments: a single live log says it all in one line.
+            if report.segments.count > 1 || report.segments.first?.file != "audit.jsonl" {
+                for s in report.segments {
+                    let range = s.firstSeq.map { "seq \($0)-\(s.lastSeq)" } ?? "empty"
+                    let state = s.file == "audit.jsonl" ? "live" : s.sealed ? "sealed" : "not read-only"
+                    print("  \(s.file): \(range), \(s.entries) entries, \(s.checkpoints) checkpoints, \(state)\(s.ok ? "" : ", BROKEN")")
+                }
+            }
+            if report.ok {
+                print("ok: \(report.entries) entries, \(report.checkpoints) signed checkpoints, last seq \(report.lastSeq)"
+                      + (report.segments.count > 1 ? " in \(report.segments.count - 1) sealed segments and the live log" : ""))
+            } else if let b = report.firstBreak {
+                print("BROKEN: \(b.message)")
+            }
         }
         if !report.ok { throw ExitCode(1) }
     }
@@ -80,13 +91,11 @@ struct AuditExportCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard format == "jsonl" || format == "csv" else { throw ValidationError("--format must be jsonl or csv") }
-        let entries = Array(try AuditVerifier.query(stateDir: location.resolve(), runId: filters.run, actor: filters.actor,
-                                                    action: filters.action, since: filters.since, until: filters.until,
-                                                    limit: Int.max).reversed())
-        if format == "jsonl" {
-            for e in entries { print(e.line) }
-        } else {
-            print(AuditExport.csv(entries), terminator: "")
+        let filter = AuditFilter(runId: filters.run, actor: filters.actor, action: filters.action, since: filters.since, until: filters.until)
+        if format == "csv" { print(AuditExport.header) }
+        // Page by page across the segments and the live log: months of log never sit in memory.
+        try AuditVerifier.export(stateDir: location.resolve(), filter: filter) { page in
+            print(page.map { format == "jsonl" ? $0.line + "\n" : AuditExport.row($0) }.joined(), terminator: "")
         }
     }
 }

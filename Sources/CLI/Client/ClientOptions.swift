@@ -14,6 +14,11 @@ struct ClientOptions: ParsableArguments {
             if gateway != nil || ProcessInfo.processInfo.environment["SKELM_GATEWAY_URL"] != nil {
                 return try GatewayClient.resolve(explicit: gateway, stateDir: "")
             }
+            // A config that no longer validates must not keep the CLI from the
+            // gateway still running on it (to reload it, or to see its status).
+            if let path = config.path, (try? ConfigLoader.load(path: path)) == nil, let stateDir = ConfigLoader.stateDirOnly(path: path) {
+                return try GatewayClient.resolve(explicit: nil, stateDir: stateDir)
+            }
             return try GatewayClient.resolve(explicit: nil, stateDir: config.load().stateDir)
         } catch let failure as GatewayClient.Failure {
             throw CLIFailure(failure.description)

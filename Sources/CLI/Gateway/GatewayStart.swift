@@ -1,8 +1,9 @@
 import ArgumentParser
 import ControlPlane
-import Dispatch
 import Foundation
 import Logging
+import ServiceLifecycle
+import UnixSignals
 
 #if canImport(Glibc)
 import Glibc
@@ -11,64 +12,79 @@ import Glibc
 struct GatewayStart: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "start",
-        abstract: "Start the gateway in the foreground. Ctrl-C or SIGTERM drains and exits 0.")
+        abstract: "Start the gateway (in the foreground unless --detach).",
+        discussion: """
+            SIGTERM or Ctrl-C drains: new runs get 503, running ones get server.drainTimeoutSeconds \
+            to finish, what is left resumes at the next start; then it exits 0. SIGHUP reloads.
+            Exit status: 0 after a clean stop, 1 when it cannot start, 2 for a bad config.
+            """)
 
     @OptionGroup var options: ConfigOptions
-    @Flag(help: "Stay in the foreground (the only mode; use `gateway install` for a service).")
-    var foreground = false
-    @Option(help: "Seconds running jobs get to finish on shutdown.")
-    var drainSeconds = 30
+    @Flag(help: "Run in the background: returns once the gateway answers, its output going to --log-file.")
+    var detach = false
+    @Option(help: "With --detach: where the gateway's log goes (default: <stateDir>/gateway.log).")
+    var logFile: String?
+    @Option(help: "Seconds running runs get to finish on shutdown (default: server.drainTimeoutSeconds).")
+    var drainSeconds: Int?
+
+    func validate() throws {
+        if logFile != nil, !detach { throw ValidationError("--log-file goes with --detach") }
+        if let d = drainSeconds, d < 0 { throw ValidationError("--drain-seconds must be 0 or more") }
+    }
 
     func run() async throws {
-        // Handlers first: a SIGTERM during start-up must drain, not kill.
-        let termination = Signals.termination()
-        let logger = Logger(label: "skelm.gateway")
+        signal(SIGPIPE, SIG_IGN)
         let loaded = try options.load()
-        let gateway = try Gateway(loaded: loaded, logger: logger)
-        do {
-            try await gateway.start()
-        } catch {
-            await gateway.stop(drain: .seconds(0))
+        if detach { return try await Detach.start(loaded: loaded, logFile: logFile) }
+        if ProcessInfo.processInfo.environment[Detach.marker] == "1" { setsid() }
+        let logger = Logger(label: "skelm.gateway")
+        let gateway: Gateway
+        do { gateway = try Gateway(loaded: loaded, logger: logger) } catch {
             FileHandle.standardError.write(Data("skelm: cannot start: \(error)\n".utf8))
+            throw ExitCode(error is ConfigError ? 2 : 1)
+        }
+        let drain = Duration.seconds(drainSeconds ?? loaded.config.server.drainTimeoutSeconds)
+        let service = GatewayService(gateway: gateway, drain: drain, logger: logger)
+        // ServiceLifecycle owns SIGTERM and SIGINT: the first starts the drain and
+        // later ones are ignored (SIGKILL stops it at once; runs resume at the next start).
+        let group = ServiceGroup(configuration: .init(services: [.init(service: service)],
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do { try await group.run() } catch {
+            FileHandle.standardError.write(Data("skelm: \(error)\n".utf8))
             throw ExitCode(1)
         }
-        // SIGHUP reloads; SIGINT/SIGTERM drain and stop.
-        let hangups = Signals.hangup()
-        let reloader = Task { for await _ in hangups { await gateway.reload() } }
-        for await _ in termination { break }
-        reloader.cancel()
-        logger.info("draining")
-        await gateway.stop(drain: .seconds(drainSeconds))
     }
 }
 
-/// SIGINT/SIGTERM as an awaitable event.
-enum Signals {
-    static func hangup() -> AsyncStream<Int32> {
-        let (stream, cont) = AsyncStream<Int32>.makeStream()
-        signal(SIGHUP, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
-        source.setEventHandler { [source] in
-            _ = source
-            cont.yield(SIGHUP)
+/// The gateway as a service of a ServiceGroup: starts it, reloads it on SIGHUP
+/// and when its files change, and drains it on graceful shutdown.
+struct GatewayService: Service {
+    let gateway: Gateway
+    let drain: Duration
+    let logger: Logger
+
+    func run() async throws {
+        // Trapped before start: a SIGHUP during start-up must not kill the process.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        do { try await gateway.start() } catch {
+            await gateway.stop(drain: .seconds(0))
+            throw StartFailure(error: error)
         }
-        source.resume()
-        return stream
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await _ in hangups { _ = await gateway.reload(actor: "gateway", trigger: .signal) }
+            }
+            group.addTask { await gateway.watchFiles() }
+            // Returns when SIGTERM/SIGINT arrives (or the group is cancelled).
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+        logger.info("draining", metadata: ["seconds": "\(drain.components.seconds)"])
+        await gateway.stop(drain: drain)
     }
 
-    static func termination() -> AsyncStream<Int32> {
-        signal(SIGPIPE, SIG_IGN)
-        let (stream, cont) = AsyncStream<Int32>.makeStream()
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            // The handler holds its source: it stays armed for the life of the process.
-            source.setEventHandler { [source] in
-                _ = source
-                cont.yield(sig)
-            }
-            source.resume()
-        }
-        return stream
+    struct StartFailure: Error, CustomStringConvertible {
+        let error: any Error
+        var description: String { "cannot start: \(error)" }
     }
 }

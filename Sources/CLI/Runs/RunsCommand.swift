@@ -6,7 +6,7 @@ import Workflow
 struct RunsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "runs", abstract: "Inspect and cancel runs.",
-        subcommands: [RunsList.self, RunsShow.self, RunsCancel.self])
+        subcommands: [RunsList.self, RunsShow.self, RunsEvents.self, RunsCancel.self])
 }
 
 struct RunsList: AsyncParsableCommand {

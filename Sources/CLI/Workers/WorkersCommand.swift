@@ -5,7 +5,7 @@ import Workflow
 
 struct WorkersCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "workers", abstract: "Inspect the worker pool.", subcommands: [WorkersList.self])
+        commandName: "workers", abstract: "Inspect the worker pool.", subcommands: [WorkersList.self, WorkersInspect.self, WorkersDrain.self])
 }
 
 struct WorkersList: AsyncParsableCommand {
@@ -34,5 +34,37 @@ struct WorkersList: AsyncParsableCommand {
                 print("spawn: \(mode)")
             }
         }
+    }
+}
+
+struct WorkersInspect: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "inspect", abstract: "One worker: uid, state, job, age, sandbox layers.")
+    @Argument(help: "The worker's pid (from `skelm workers list`).") var pid: Int32
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var client: ClientOptions
+
+    func run() async throws {
+        let reply = try await client.client().get("/v1/workers/\(pid)")
+        guard reply.status == 200, let w = reply.json else { throw Output.fail(reply) }
+        if json { return Output.printJSON(reply.body) }
+        let worker = w["worker"] ?? w
+        if case let .object(fields) = worker {
+            for (k, v) in fields.sorted(by: { $0.key < $1.key }) { print(Output.safe("\(k.padding(toLength: 12, withPad: " ", startingAt: 0)) \(v.stringValue ?? v.jsonText)")) }
+        }
+    }
+}
+
+struct WorkersDrain: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drain", abstract: "Retire a worker: an idle one now, a busy one once its job ends (the pool replaces it).")
+    @Argument(help: "The worker's pid.") var pid: Int32
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var client: ClientOptions
+
+    func run() async throws {
+        let reply = try await client.client().post("/v1/workers/\(pid)/drain")
+        guard reply.status == 200 else { throw Output.fail(reply) }
+        if json { return Output.printJSON(reply.body) }
+        print("draining worker \(pid)")
     }
 }

@@ -3,12 +3,13 @@ public enum AuditExport {
     public static let header = "seq,timestamp,actor,action,runId,details,prevHash,entryHash"
 
     public static func csv(_ entries: [AuditEntry]) -> String {
-        var out = header + "\n"
-        for e in entries {
-            let cells = [String(e.seq), e.timestamp, e.actor, e.action, e.runId ?? "", CanonicalJSON.object(e.details), e.prevHash, e.entryHash]
-            out += cells.map(field).joined(separator: ",") + "\n"
-        }
-        return out
+        header + "\n" + entries.map(row).joined()
+    }
+
+    /// One entry's row, with its line break: an export streams these after the header.
+    public static func row(_ e: AuditEntry) -> String {
+        let cells = [String(e.seq), e.timestamp, e.actor, e.action, e.runId ?? "", CanonicalJSON.object(e.details), e.prevHash, e.entryHash]
+        return cells.map(field).joined(separator: ",") + "\n"
     }
 
     /// RFC 4180: quote a field holding a comma, quote or line break; double the quotes.

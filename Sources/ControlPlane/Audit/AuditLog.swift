@@ -9,7 +9,8 @@ import Glibc
 #endif
 
 /// The audit chain's one writer: `stateDir/audit.jsonl`, one canonical JSON
-/// entry per line, append-only. An append returns once its line is on disk
+/// entry per line, append-only; with `audit.archive`, sealed into segments as it
+/// grows (AuditLayout). An append returns once its line is on disk
 /// (fsync). Appends that arrive while a write is in flight are written and
 /// fsynced together with the next one (group commit), so durability costs one
 /// fsync per batch, not per entry.
@@ -17,37 +18,75 @@ public actor AuditLog {
     public let path: String
     public let checkpointPath: String
     let checkpointEvery: Int
+    let archive: GatewayConfig.Audit.Archive?
+    private let layout: AuditLayout
     private let key: Curve25519.Signing.PrivateKey
-    private let fd: Int32
-    private let checkpointFD: Int32
+    /// -1 after a rotation could not open the new live log: appends then fail
+    /// (and retry the open) rather than land in a sealed segment.
+    private var fd: Int32
+    private var checkpointFD: Int32
     private let io = DispatchQueue(label: "skelm.audit.io")
     private let logger: Logger
 
+    /// The last entry handed out (possibly still in the buffer).
     private var head: (seq: Int, hash: String)
+    /// The last entry on disk: what checkpoints sign and a running verify compares with.
+    private var written: (seq: Int, hash: String)
     private var lastCheckpointSeq: Int
+    private var liveFirstSeq: Int
+    private var liveBytes: Int
+    private var lastSegment: Int
+    /// After a failed rotation, the next try waits for this seq.
+    private var rotationRetryAt = 0
     private var buffer: [String] = []
     private var waiters: [CheckedContinuation<Void, any Error>] = []
     private var flushing = false
     private var closed = false
     /// `record` calls not yet appended; `close` waits for them.
     private nonisolated let pendingRecords = Mutex(0)
+    /// What opening read of the existing chain: its ends only, never all of it.
+    nonisolated let bytesReadAtOpen: Int
 
-    public init(stateDir: String, checkpointEvery: Int = 1000, logger: Logger = Logger(label: "skelm.audit")) throws {
-        path = stateDir + "/audit.jsonl"
-        checkpointPath = stateDir + "/audit.checkpoints.jsonl"
+    /// - Parameter archive: when to seal the live log into a segment (nil: never).
+    public init(stateDir: String, checkpointEvery: Int = 1000, archive: GatewayConfig.Audit.Archive? = nil,
+                logger: Logger = Logger(label: "skelm.audit")) throws {
+        let layout = AuditLayout(stateDir: stateDir)
+        self.layout = layout
+        path = layout.live.path
+        checkpointPath = layout.live.checkpoints
         self.checkpointEvery = max(1, checkpointEvery)
+        self.archive = archive
         self.logger = logger
         key = try AuditKey.loadOrCreate(stateDir: stateDir)
-        head = try Self.readHead(path)
-        lastCheckpointSeq = (try? AuditVerifier.readCheckpoints(checkpointPath).last?.seq) ?? 0
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        checkpointFD = open(checkpointPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0, checkpointFD >= 0 else { throw AuditError.io("cannot open \(path): \(String(cString: strerror(errno)))") }
+        let tail = try AuditTail.read(layout, logger: logger)
+        bytesReadAtOpen = tail.bytesRead
+        lastCheckpointSeq = tail.lastCheckpointSeq
+        liveFirstSeq = tail.liveFirstSeq
+        lastSegment = tail.lastSegment
+        var liveBytes = tail.liveBytes
+        var head = tail.head
+        let (fd, checkpointFD) = try layout.openLive()
+        self.fd = fd
+        self.checkpointFD = checkpointFD
+        if let repair = tail.repair {
+            // Said in the chain itself, not only in a log line that may be rotated away.
+            var entry = AuditEntry(seq: head.seq + 1, timestamp: AuditLog.now(), actor: "gateway", action: "audit.repaired", runId: nil,
+                                   details: repair, prevHash: head.hash, entryHash: "")
+            entry.entryHash = entry.computedHash
+            let line = entry.line + "\n"
+            try AuditLog.writeAll(fd, line).get()
+            AuditMetrics.entries.increment()
+            head = (entry.seq, entry.entryHash)
+            liveBytes += line.utf8.count
+        }
+        self.head = head
+        written = head
+        self.liveBytes = liveBytes
     }
 
     /// The last entry written: a running gateway compares the file against it,
     /// so entries cut from the end since the last checkpoint are noticed too.
-    public var lastEntry: (seq: Int, hash: String) { head }
+    public var lastEntry: (seq: Int, hash: String) { written }
 
     /// Appends one entry and returns it once it is durable.
     @discardableResult
@@ -101,33 +140,88 @@ public actor AuditLog {
     private func flushLoop() async {
         while !buffer.isEmpty {
             let lines = buffer.joined()
+            let count = buffer.count
+            let last = head
             let batch = waiters
             buffer.removeAll(keepingCapacity: true)
             waiters.removeAll(keepingCapacity: true)
+            if fd < 0 { reopen() }
             let fd = self.fd
             let result: Result<Void, any Error> = await withCheckedContinuation { cont in
-                io.async { cont.resume(returning: Self.writeAll(fd, lines)) }
+                io.async { cont.resume(returning: fd < 0 ? .failure(AuditError.io("the audit log is not open")) : Self.writeAll(fd, lines)) }
+            }
+            if case .success = result {
+                written = last
+                liveBytes += lines.utf8.count
+                AuditMetrics.entries.increment(by: count)
             }
             for w in batch { w.resume(with: result) }
-            if head.seq - lastCheckpointSeq >= checkpointEvery { try? await checkpoint() }
+            if rotationDue {
+                try? await checkpoint()
+                await rotate()
+            } else if written.seq - lastCheckpointSeq >= checkpointEvery {
+                try? await checkpoint()
+            }
         }
         flushing = false
     }
 
-    /// Signs the current head into the checkpoint file (also done at shutdown).
+    /// Signs the last entry on disk into the checkpoint file (also done at
+    /// shutdown). Never an entry still in the buffer: a crash would leave a
+    /// checkpoint beyond the end of the log.
     public func checkpoint() async throws {
-        guard head.seq > lastCheckpointSeq else { return }
+        let signed = written
+        guard signed.seq > lastCheckpointSeq else { return }
         let timestamp = Self.now()
-        let message = AuditCheckpoint.message(seq: head.seq, entryHash: head.hash, timestamp: timestamp)
+        let message = AuditCheckpoint.message(seq: signed.seq, entryHash: signed.hash, timestamp: timestamp)
         let signature = try key.signature(for: Data(message.utf8)).hex
-        let cp = AuditCheckpoint(seq: head.seq, entryHash: head.hash, timestamp: timestamp, signature: signature)
-        let line = "{\"entryHash\":\"\(cp.entryHash)\",\"seq\":\(cp.seq),\"signature\":\"\(cp.signature)\",\"timestamp\":\"\(cp.timestamp)\"}\n"
+        let line = "{\"entryHash\":\"\(signed.hash)\",\"seq\":\(signed.seq),\"signature\":\"\(signature)\",\"timestamp\":\"\(timestamp)\"}\n"
         let fd = checkpointFD
         let result: Result<Void, any Error> = await withCheckedContinuation { cont in
-            io.async { cont.resume(returning: Self.writeAll(fd, line)) }
+            io.async { cont.resume(returning: fd < 0 ? .failure(AuditError.io("the audit checkpoints are not open")) : Self.writeAll(fd, line)) }
         }
         try result.get()
-        lastCheckpointSeq = cp.seq
+        lastCheckpointSeq = max(lastCheckpointSeq, signed.seq)
+    }
+
+    /// The live log has passed `audit.archive`'s limit.
+    private var rotationDue: Bool {
+        guard let archive, fd >= 0, written.seq >= liveFirstSeq, written.seq >= rotationRetryAt else { return false }
+        if let mb = archive.maxSegmentMB, liveBytes >= mb << 20 { return true }
+        if let n = archive.maxSegmentEntries, written.seq - liveFirstSeq + 1 >= n { return true }
+        return false
+    }
+
+    /// Seals the live log, which ends with a checkpoint of its last entry, into
+    /// the next segment, and continues the same chain in a fresh live log.
+    /// Only the flush loop calls this, so no write is in flight.
+    private func rotate() async {
+        guard lastCheckpointSeq == written.seq else { return }
+        let n = lastSegment + 1
+        let (layout, logFD, cpFD) = (layout, fd, checkpointFD)
+        let sealed: Result<Void, any Error> = await withCheckedContinuation { cont in
+            io.async { cont.resume(returning: Result { try layout.seal(into: n, logFD: logFD, checkpointFD: cpFD) }) }
+        }
+        if case let .failure(error) = sealed {
+            rotationRetryAt = written.seq + checkpointEvery
+            logger.error("cannot seal the audit log into a segment; it keeps growing", metadata: ["error": "\(error)"])
+            return
+        }
+        Glibc.close(fd)
+        Glibc.close(checkpointFD)
+        fd = -1
+        checkpointFD = -1
+        lastSegment = n
+        liveFirstSeq = written.seq + 1
+        liveBytes = 0
+        reopen()
+        logger.info("sealed an audit segment", metadata: ["segment": "\(layout.segment(n).name)", "lastSeq": "\(written.seq)"])
+    }
+
+    private func reopen() {
+        do { (fd, checkpointFD) = try layout.openLive() } catch {
+            logger.critical("cannot open the live audit log; appends fail until it can be", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Waits for pending appends, writes a final checkpoint and closes the files.
@@ -136,11 +230,13 @@ public actor AuditLog {
         while flushing { try? await Task.sleep(for: .milliseconds(2)) }
         closed = true
         do { try await checkpoint() } catch { logger.error("final audit checkpoint failed", metadata: ["error": "\(error)"]) }
-        Glibc.close(fd)
-        Glibc.close(checkpointFD)
+        if fd >= 0 { Glibc.close(fd) }
+        if checkpointFD >= 0 { Glibc.close(checkpointFD) }
+        fd = -1
+        checkpointFD = -1
     }
 
-    private static func writeAll(_ fd: Int32, _ text: String) -> Result<Void, any Error> {
+    static func writeAll(_ fd: Int32, _ text: String) -> Result<Void, any Error> {
         var bytes = Array(text.utf8)
         var off = 0
         while off < bytes.count {
@@ -151,29 +247,14 @@ public actor AuditLog {
             }
             off += n
         }
-        guard fsync(fd) == 0 else { return .failure(AuditError.io("audit fsync failed: \(String(cString: strerror(errno)))")) }
+        let started = DispatchTime.now().uptimeNanoseconds
+        let synced = fsync(fd) == 0
+        AuditMetrics.fsync.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
+        guard synced else { return .failure(AuditError.io("audit fsync failed: \(String(cString: strerror(errno)))")) }
         return .success(())
     }
 
     static func now() -> String {
         Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
-    }
-
-    /// The last complete entry of an existing log. A torn last line (a crash in
-    /// the middle of a write) is cut off, and said so in the log.
-    static func readHead(_ path: String) throws -> (seq: Int, hash: String) {
-        guard let data = FileManager.default.contents(atPath: path), !data.isEmpty else { return (0, AuditEntry.genesis) }
-        var end = data.count
-        if data.last != UInt8(ascii: "\n") {
-            end = (data.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 }) ?? 0
-            guard truncate(path, off_t(end)) == 0 else { throw AuditError.io("cannot repair the torn end of \(path)") }
-        }
-        guard end > 0 else { return (0, AuditEntry.genesis) }
-        let body = data[..<(end - 1)]
-        let start = body.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0
-        guard let last = try? JSONDecoder().decode(AuditEntry.self, from: data[start..<(end - 1)]) else {
-            throw AuditError.io("the last entry of \(path) is not an audit entry; run `skelm audit verify`")
-        }
-        return (last.seq, last.entryHash)
     }
 }

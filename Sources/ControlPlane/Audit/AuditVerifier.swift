@@ -1,8 +1,9 @@
 import Crypto
 import Foundation
 
-/// Checks an audit log from its files alone, so a log can be checked without
+/// Checks an audit chain from its files alone, so a log can be checked without
 /// trusting the process that wrote it (a stopped gateway's state dir, a copy).
+/// The chain runs through the sealed segments, oldest first, then the live log.
 public enum AuditVerifier {
     public struct Report: Codable, Sendable {
         public var ok: Bool
@@ -11,6 +12,21 @@ public enum AuditVerifier {
         public var lastSeq: Int
         /// The first thing wrong, when something is.
         public var firstBreak: Break?
+        /// Each file of the chain as far as the walk got, oldest first; the live log last.
+        public var segments: [Segment] = []
+    }
+
+    public struct Segment: Codable, Sendable {
+        /// `segments/000001.jsonl`, …, `audit.jsonl`
+        public var file: String
+        /// nil for an empty file.
+        public var firstSeq: Int?
+        public var lastSeq: Int
+        public var entries: Int
+        public var checkpoints: Int
+        /// Read-only and ending with a signed checkpoint of its last entry (never the live log).
+        public var sealed: Bool
+        public var ok: Bool
     }
 
     public struct Break: Codable, Sendable {
@@ -19,111 +35,100 @@ public enum AuditVerifier {
         public var kind: String
         public var seq: Int?
         public var line: Int?
+        /// The file of the chain it is in, when it is in one.
+        public var file: String?
         public var message: String
     }
 
     /// - Parameter head: the writer's last entry, when a running gateway asks:
     ///   entries removed after the last checkpoint are then noticed as well.
     public static func verify(stateDir: String, head: (seq: Int, hash: String)? = nil, checkpointEvery: Int? = nil) -> Report {
-        let path = stateDir + "/audit.jsonl"
+        let layout = AuditLayout(stateDir: stateDir)
+        let files = layout.files()
+        let segmented = files.count > 1
         var report = Report(ok: true, entries: 0, checkpoints: 0, lastSeq: 0, firstBreak: nil)
-        func broken(_ kind: String, seq: Int?, line: Int?, _ message: String) -> Report {
+        func broken(_ kind: String, seq: Int?, line: Int?, file: String? = nil, _ message: String) -> Report {
             var r = report
             r.ok = false
-            r.firstBreak = Break(kind: kind, seq: seq, line: line, message: message)
+            r.firstBreak = Break(kind: kind, seq: seq, line: line, file: file, message: message)
             return r
         }
-        guard FileManager.default.fileExists(atPath: path) else {
-            return broken("unreadable", seq: nil, line: nil, "\(path) does not exist")
+        guard segmented || FileManager.default.fileExists(atPath: layout.live.path) else {
+            return broken("unreadable", seq: nil, line: nil, "\(layout.live.path) does not exist")
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            return broken("unreadable", seq: nil, line: nil, "cannot read \(path)")
-        }
-        // Checkpoints first: only the hashes they name need keeping.
-        let checkpoints: [AuditCheckpoint]
-        do { checkpoints = try readCheckpoints(stateDir + "/audit.checkpoints.jsonl") } catch {
-            return broken("unreadable", seq: nil, line: nil, "\(error)")
-        }
-        let wanted = Set(checkpoints.map(\.seq) + (head.map { [$0.seq] } ?? []))
+        var key: Curve25519.Signing.PublicKey?
         var hashes: [Int: String] = [:]
-        var prev = AuditEntry.genesis
-        var prevBytes = Array(prev.utf8)
-        var expected = 1
-        var lineNo = 0
-        var failure: Report?
-        var scratch: [UInt8] = []
-        // A log as the writer wrote it is verified in parallel; anything else (and
-        // any break) goes through the sequential pass below, which names it.
-        let parallel = data.withUnsafeBytes { raw in
-            ParallelVerify.run(raw.bindMemory(to: UInt8.self), wanted: wanted,
-                               parts: max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8)))
-        }
-        if let parallel {
-            report.entries = parallel.entries
-            report.lastSeq = parallel.lastSeq
-            hashes = parallel.hashes
-        } else { data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
-            let all = raw.bindMemory(to: UInt8.self)
-            var start = 0
-            while start < all.count, failure == nil {
-                var end = start
-                while end < all.count, all[end] != 10 { end += 1 }
-                lineNo += 1
-                defer { start = end + 1 }
-                if end == start { continue }
-                let line = UnsafeBufferPointer(rebasing: all[start..<end])
-                // The fast path reads a line exactly as the writer wrote it; anything else
-                // (and every failure) goes through the full decode, which names the break.
-                if FastLine.check(line, expectedSeq: expected, prev: &prevBytes, scratch: &scratch) {
-                    if wanted.contains(expected) { hashes[expected] = String(decoding: prevBytes, as: UTF8.self) }
-                    report.entries += 1
-                    report.lastSeq = expected
-                    expected += 1
-                    continue
-                }
-                prev = String(decoding: prevBytes, as: UTF8.self)
-                guard let e = try? JSONDecoder().decode(AuditEntry.self, from: Data(line)) else {
-                    failure = broken("unreadable", seq: expected, line: lineNo, "line \(lineNo) is not an audit entry")
-                    return
-                }
-                if e.seq != expected {
-                    failure = broken("seq_gap", seq: e.seq, line: lineNo, "gap in seq at line \(lineNo): expected \(expected), found \(e.seq)")
-                } else if e.computedHash != e.entryHash {
-                    failure = broken("bad_hash", seq: e.seq, line: lineNo, "bad hash at seq \(e.seq) (line \(lineNo)): the entry was altered after it was written")
-                } else if e.prevHash != prev {
-                    failure = broken("broken_link", seq: e.seq, line: lineNo, "broken link at seq \(e.seq) (line \(lineNo)): prevHash does not match entry \(e.seq - 1)")
-                } else {
-                    if wanted.contains(e.seq) { hashes[e.seq] = e.entryHash }
-                    prevBytes = Array(e.entryHash.utf8)
-                    report.entries += 1
-                    report.lastSeq = e.seq
-                    expected += 1
-                }
+        var prev = Array(AuditEntry.genesis.utf8)
+        var lastCheckpoint = 0
+        for file in files {
+            let live = file.segment == nil
+            let place = { (line: Int) in live && !segmented ? "line \(line)" : "line \(line) of \(file.name)" }
+            var segment = Segment(file: file.name, firstSeq: nil, lastSeq: report.lastSeq, entries: 0, checkpoints: 0, sealed: false, ok: false)
+            func fail(_ kind: String, seq: Int?, line: Int?, _ message: String) -> Report {
+                report.segments.append(segment)
+                return broken(kind, seq: seq, line: line, file: file.name, message)
             }
-        } }
-        if let failure { return failure }
+            let data: Data
+            if live, !FileManager.default.fileExists(atPath: file.path) {
+                data = Data()
+            } else {
+                // Mapped, not read: a segment can be hundreds of megabytes.
+                guard let mapped = try? Data(contentsOf: URL(fileURLWithPath: file.path), options: .alwaysMapped) else {
+                    return fail("unreadable", seq: nil, line: nil, "cannot read \(file.path)")
+                }
+                data = mapped
+            }
+            // Checkpoints first: only the hashes they name need keeping.
+            let checkpoints: [AuditCheckpoint]
+            do { checkpoints = try readCheckpoints(file.checkpoints) } catch {
+                return fail("unreadable", seq: nil, line: nil, "\(error)")
+            }
+            let wanted = Set(checkpoints.map(\.seq) + (head.map { [$0.seq] } ?? []))
+            let walk = ChainWalk.run(data, firstSeq: report.lastSeq + 1, prev: prev, wanted: wanted, place: place)
+            report.entries += walk.entries
+            segment.entries = walk.entries
+            segment.firstSeq = walk.entries > 0 ? report.lastSeq + 1 : nil
+            if walk.entries > 0 { report.lastSeq = walk.lastSeq }
+            segment.lastSeq = report.lastSeq
+            if let b = walk.failure { return fail(b.kind, seq: b.seq, line: b.line, b.message) }
+            prev = walk.lastHash
+            hashes.merge(walk.hashes) { a, _ in a }
 
-        report.checkpoints = checkpoints.count
-        if !checkpoints.isEmpty {
-            let key: Curve25519.Signing.PublicKey
-            do { key = try AuditKey.publicKey(stateDir: stateDir) } catch {
-                return broken("bad_signature", seq: nil, line: nil, "\(error)")
+            report.checkpoints += checkpoints.count
+            segment.checkpoints = checkpoints.count
+            if !checkpoints.isEmpty, key == nil {
+                do { key = try AuditKey.publicKey(stateDir: stateDir) } catch {
+                    return fail("bad_signature", seq: nil, line: nil, "\(error)")
+                }
             }
             for cp in checkpoints {
-                guard cp.verify(with: key) else {
-                    return broken("bad_signature", seq: cp.seq, line: nil, "bad signature on the checkpoint at seq \(cp.seq)")
+                guard let key, cp.verify(with: key) else {
+                    return fail("bad_signature", seq: cp.seq, line: nil, "bad signature on the checkpoint at seq \(cp.seq)" + (live ? "" : " in \(file.name)"))
                 }
                 guard cp.seq <= report.lastSeq else {
-                    return broken("truncated", seq: cp.seq, line: nil,
-                                  "truncated: a checkpoint covers seq \(cp.seq) but the log ends at seq \(report.lastSeq)")
+                    return fail("truncated", seq: cp.seq, line: nil,
+                                "truncated: a checkpoint covers seq \(cp.seq) but " + (live ? "the log" : file.name) + " ends at seq \(report.lastSeq)")
                 }
-                guard hashes[cp.seq] == cp.entryHash else {
-                    return broken("checkpoint_mismatch", seq: cp.seq, line: nil,
-                                  "the entry at seq \(cp.seq) is not the one the checkpoint signed: the log was rewritten")
+                guard walk.hashes[cp.seq] == cp.entryHash else {
+                    return fail("checkpoint_mismatch", seq: cp.seq, line: nil,
+                                "the entry at seq \(cp.seq) is not the one the checkpoint signed: " + (live ? "the log" : file.name) + " was rewritten")
                 }
+                lastCheckpoint = max(lastCheckpoint, cp.seq)
             }
+            if !live {
+                // A sealed segment ends signed; without that, cutting its end (with the
+                // live log still empty) or removing its checkpoints would go unseen.
+                guard walk.entries > 0, checkpoints.last?.seq == report.lastSeq else {
+                    return fail("missing_checkpoint", seq: report.lastSeq, line: nil,
+                                "\(file.name) does not end with a signed checkpoint of its last entry (seq \(report.lastSeq)): it was cut short or its checkpoints were removed")
+                }
+                segment.sealed = AuditLayout.isReadOnly(file.path)
+            }
+            segment.ok = true
+            report.segments.append(segment)
         }
-        if let every = checkpointEvery, report.lastSeq >= every, (checkpoints.last?.seq ?? 0) < every {
+
+        if let every = checkpointEvery, report.lastSeq >= every, lastCheckpoint < every {
             return broken("missing_checkpoint", seq: nil, line: nil, "the log has \(report.lastSeq) entries but no checkpoint: the checkpoint file was removed")
         }
         if let head {
@@ -146,26 +151,6 @@ public enum AuditVerifier {
                 throw AuditError.io("line \(i + 1) of \(path) is not a checkpoint")
             }
             out.append(cp)
-        }
-        return out
-    }
-
-    /// Entries matching the filters, newest first.
-    public static func query(stateDir: String, runId: String? = nil, actor: String? = nil, action: String? = nil,
-                             since: String? = nil, until: String? = nil, before: Int? = nil, limit: Int = 100) throws -> [AuditEntry] {
-        guard let data = FileManager.default.contents(atPath: stateDir + "/audit.jsonl") else { return [] }
-        let decoder = JSONDecoder()
-        var out: [AuditEntry] = []
-        for raw in data.split(separator: UInt8(ascii: "\n")).reversed() {
-            guard let e = try? decoder.decode(AuditEntry.self, from: raw) else { continue }
-            if let before, e.seq >= before { continue }
-            if let runId, e.runId != runId { continue }
-            if let actor, e.actor != actor { continue }
-            if let action, e.action != action, !(action.hasSuffix(".*") && e.action.hasPrefix(action.dropLast())) { continue }
-            if let since, e.timestamp < since { continue }
-            if let until, e.timestamp >= until { continue }
-            out.append(e)
-            if out.count >= limit { break }
         }
         return out
     }

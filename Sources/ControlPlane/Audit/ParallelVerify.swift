@@ -11,6 +11,7 @@ enum ParallelVerify {
     struct Result: Sendable {
         var entries: Int
         var lastSeq: Int
+        var lastHash: [UInt8]
         var hashes: [Int: String]
     }
 
@@ -27,8 +28,12 @@ enum ParallelVerify {
 
     /// nil when any line is not a plain canonical one or anything fails to link:
     /// the caller's sequential pass then says what and where.
-    static func run(_ all: UnsafeBufferPointer<UInt8>, wanted: Set<Int>, parts: Int) -> Result? {
-        guard let base = all.baseAddress, all.count > 0 else { return Result(entries: 0, lastSeq: 0, hashes: [:]) }
+    /// `firstSeq` and `prev`: where the chain stands before this file (a later
+    /// segment, or the live log after segments, continues it).
+    static func run(_ all: UnsafeBufferPointer<UInt8>, wanted: Set<Int>, parts: Int,
+                    firstSeq: Int = 1, prev start: [UInt8] = Array(AuditEntry.genesis.utf8)) -> Result? {
+        let empty = Result(entries: 0, lastSeq: firstSeq - 1, lastHash: start, hashes: [:])
+        guard let base = all.baseAddress, all.count > 0 else { return empty }
         // Chunk boundaries at line starts.
         var bounds = [0]
         for p in 1..<max(parts, 1) {
@@ -46,8 +51,8 @@ enum ParallelVerify {
             results.withLock { $0[c] = chunk }
         }
         let chunks = results.withLock { $0 }
-        var result = Result(entries: 0, lastSeq: 0, hashes: [:])
-        var prev = Array(AuditEntry.genesis.utf8)
+        var result = empty
+        var prev = start
         for chunk in chunks {
             guard chunk.ok else { return nil }
             if chunk.empty { continue }
@@ -57,6 +62,7 @@ enum ParallelVerify {
             result.hashes.merge(chunk.hashes) { a, _ in a }
             prev = chunk.lastHash
         }
+        result.lastHash = prev
         return result
     }
 

@@ -64,6 +64,17 @@ public enum ConfigLoader {
         }
     }
 
+    /// Only where the state dir is, from a config that may not validate as a
+    /// whole: how the CLI still finds a running gateway (to reload it, say)
+    /// after an edit broke some other key.
+    public static func stateDirOnly(path: String) -> String? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8), YAMLLimits.check(text) == nil,
+              let node = try? Yams.compose(yaml: text) else { return nil }
+        var config = GatewayConfig()
+        config.stateDir = node.mapping?["stateDir"]?.string
+        return resolveStateDir(config, configPath: path, env: ProcessInfo.processInfo.environment)
+    }
+
     static func resolveStateDir(_ config: GatewayConfig, configPath: String?, env: [String: String]) -> String {
         let base = configPath.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path } ?? FileManager.default.currentDirectoryPath
         let dir = env["SKELM_STATE_DIR"] ?? config.stateDir ?? ".skelm"
@@ -82,10 +93,12 @@ public enum ConfigLoader {
     static let schema: Schema = .object([
         "server": .object(["host": .leaf, "port": .leaf, "maxConcurrentRuns": .leaf, "maxBodyKB": .leaf, "runTimeoutSeconds": .leaf,
                            "sseHeartbeatSeconds": .leaf, "maxRunStorageMB": .leaf, "allowedHosts": .leaf, "socketGroup": .leaf,
+                           "maxBatchItems": .leaf, "drainTimeoutSeconds": .leaf, "watchFiles": .leaf,
                            "auth": .object(["mode": .leaf, "tokens": .leaf])]),
-        "workflows": .object(["dirs": .leaf]),
+        "workflows": .object(["dirs": .leaf, "allowedRegistrationDirs": .leaf,
+                              "upload": .object(["maxZipKB": .leaf, "maxUncompressedKB": .leaf, "maxEntries": .leaf])]),
         "storage": .object(["runs": .leaf, "durability": .leaf]),
-        "audit": .object(["checkpointEvery": .leaf]),
+        "audit": .object(["checkpointEvery": .leaf, "archive": .object(["maxSegmentMB": .leaf, "maxSegmentEntries": .leaf])]),
         "defaults": .object(["permissions": permissionSchema, "unrestrictedGrants": .leaf]),
         "permissionProfiles": .map(permissionSchema),
         "secrets": .object(["env": .object(["prefix": .leaf]), "file": .object(["path": .leaf])]),

@@ -38,7 +38,20 @@ public struct GatewayConfig: Codable, Sendable {
     public struct Audit: Codable, Sendable {
         /// A signed checkpoint every this many entries (and one at every shutdown).
         public var checkpointEvery = 1000
+        /// When the live log is sealed into a segment; nil: it grows forever.
+        public var archive: Archive?
         public init() {}
+
+        /// Rotation of `audit.jsonl` into `audit/segments/`, at a checkpoint, once
+        /// either limit is passed.
+        public struct Archive: Codable, Sendable {
+            public var maxSegmentMB: Int?
+            public var maxSegmentEntries: Int?
+            public init(maxSegmentMB: Int? = nil, maxSegmentEntries: Int? = nil) {
+                self.maxSegmentMB = maxSegmentMB
+                self.maxSegmentEntries = maxSegmentEntries
+            }
+        }
     }
 
     public struct Server: Codable, Sendable {
@@ -62,13 +75,35 @@ public struct GatewayConfig: Codable, Sendable {
         /// Members of this group may use `stateDir/gateway.sock` too (else only
         /// the gateway's own user and root).
         public var socketGroup: String?
+        /// Items one `POST /v1/batch/*` request may carry.
+        public var maxBatchItems = 50
+        /// On SIGTERM, how long running runs get to finish before the gateway
+        /// stops them where they are (they resume at the next start).
+        public var drainTimeoutSeconds = 30
+        /// Reload when the config file or a workflow file changes on disk.
+        public var watchFiles = true
         public init() {}
     }
 
     public struct Workflows: Codable, Sendable {
         /// Directories searched (recursively) for `*.workflow.yaml|yml|json`, relative to the config file.
         public var dirs = ["workflows"]
+        /// Where `POST /v1/workflows/register` may take a path from, besides the
+        /// project root (the config file's directory); relative to the config file.
+        public var allowedRegistrationDirs: [String] = []
+        /// Caps on a zip of workflows uploaded to `POST /v1/workflows/register`.
+        public var upload = Upload()
         public init() {}
+
+        public struct Upload: Codable, Sendable {
+            /// The request body (the zip as sent) may be at most this large.
+            public var maxZipKB = 1024
+            /// What the zip's files may take once extracted, counted as they are written.
+            public var maxUncompressedKB = 8192
+            /// Files and directories in the zip.
+            public var maxEntries = 200
+            public init() {}
+        }
     }
 
     public struct Storage: Codable, Sendable {
@@ -199,13 +234,47 @@ extension GatewayConfig.Audit {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         checkpointEvery = try c.value(.checkpointEvery, or: Self().checkpointEvery)
+        archive = try c.decodeIfPresent(Archive.self, forKey: .archive)
+    }
+
+    func validate(file: String) throws {
+        func bad(_ key: String, _ message: String) -> ConfigError { ConfigError(file: file, line: nil, keyPath: "audit." + key, message: message) }
+        if !(1...1_000_000).contains(checkpointEvery) { throw bad("checkpointEvery", "must be between 1 and 1000000") }
+        guard let archive else { return }
+        if archive.maxSegmentMB == nil, archive.maxSegmentEntries == nil {
+            throw bad("archive", "needs maxSegmentMB or maxSegmentEntries (or both)")
+        }
+        if let mb = archive.maxSegmentMB, !(1...1_048_576).contains(mb) { throw bad("archive.maxSegmentMB", "must be between 1 and 1048576") }
+        if let n = archive.maxSegmentEntries, n < 1 { throw bad("archive.maxSegmentEntries", "must be at least 1") }
     }
 }
 
 extension GatewayConfig.Workflows {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        dirs = try c.value(.dirs, or: Self().dirs)
+        let d = Self()
+        dirs = try c.value(.dirs, or: d.dirs)
+        allowedRegistrationDirs = try c.value(.allowedRegistrationDirs, or: d.allowedRegistrationDirs)
+        upload = try c.value(.upload, or: d.upload)
+    }
+
+    func validate(file: String) throws {
+        func bad(_ key: String, _ message: String) -> ConfigError { ConfigError(file: file, line: nil, keyPath: "workflows." + key, message: message) }
+        if dirs.contains(where: \.isEmpty) { throw bad("dirs", "must not contain an empty path") }
+        if allowedRegistrationDirs.contains(where: \.isEmpty) { throw bad("allowedRegistrationDirs", "must not contain an empty path") }
+        if !(1...1_048_576).contains(upload.maxZipKB) { throw bad("upload.maxZipKB", "must be between 1 and 1048576") }
+        if !(1...4_194_304).contains(upload.maxUncompressedKB) { throw bad("upload.maxUncompressedKB", "must be between 1 and 4194304") }
+        if !(1...100_000).contains(upload.maxEntries) { throw bad("upload.maxEntries", "must be between 1 and 100000") }
+    }
+}
+
+extension GatewayConfig.Workflows.Upload {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = Self()
+        maxZipKB = try c.value(.maxZipKB, or: d.maxZipKB)
+        maxUncompressedKB = try c.value(.maxUncompressedKB, or: d.maxUncompressedKB)
+        maxEntries = try c.value(.maxEntries, or: d.maxEntries)
     }
 }
 
@@ -232,6 +301,9 @@ extension GatewayConfig.Server {
         auth = try c.value(.auth, or: d.auth)
         allowedHosts = try c.value(.allowedHosts, or: d.allowedHosts)
         socketGroup = try c.decodeIfPresent(String.self, forKey: .socketGroup)
+        maxBatchItems = try c.value(.maxBatchItems, or: d.maxBatchItems)
+        drainTimeoutSeconds = try c.value(.drainTimeoutSeconds, or: d.drainTimeoutSeconds)
+        watchFiles = try c.value(.watchFiles, or: d.watchFiles)
     }
 }
 
@@ -283,6 +355,8 @@ extension GatewayConfig {
         if !(1...3600).contains(server.sseHeartbeatSeconds) { throw bad("server.sseHeartbeatSeconds", "must be between 1 and 3600") }
         if server.runTimeoutSeconds < 1 { throw bad("server.runTimeoutSeconds", "must be at least 1") }
         if !(1...1_048_576).contains(server.maxRunStorageMB) { throw bad("server.maxRunStorageMB", "must be between 1 and 1048576") }
+        if !(1...1000).contains(server.maxBatchItems) { throw bad("server.maxBatchItems", "must be between 1 and 1000") }
+        if !(0...86_400).contains(server.drainTimeoutSeconds) { throw bad("server.drainTimeoutSeconds", "must be between 0 and 86400") }
         try server.auth.validate(host: server.host, file: file)
         if let group = server.socketGroup, getgrnam(group) == nil {
             throw bad("server.socketGroup", "no group named '\(group)' on this host")
@@ -291,8 +365,8 @@ extension GatewayConfig {
             throw bad("storage.runs", "'\(storage.runs)' is not available; this gateway stores runs in sqlite")
         }
         try validatePermissions(file: file)
-        if !(1...1_000_000).contains(audit.checkpointEvery) { throw bad("audit.checkpointEvery", "must be between 1 and 1000000") }
-        if workflows.dirs.contains(where: \.isEmpty) { throw bad("workflows.dirs", "must not contain an empty path") }
+        try audit.validate(file: file)
+        try workflows.validate(file: file)
         if workers.max < 1 { throw bad("workers.max", "must be at least 1") }
         if workers.minSpare < 0 || workers.minSpare > workers.max { throw bad("workers.minSpare", "must be between 0 and workers.max (\(workers.max))") }
         if let base = workers.uidBase, base < 1000 || UInt64(base) + 50_000 > UInt64(UInt32.max - 1) {
@@ -323,6 +397,13 @@ extension GatewayConfig {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in stateDir.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         return h
+    }
+
+    /// The run service's share of this config (what a reload may change live).
+    public func runSettings(policies: PolicyResolver, secrets: SecretStore) -> RunSettings {
+        RunSettings(policies: policies, secrets: secrets, maxConcurrent: server.maxConcurrentRuns,
+                    maxRunStorageBytes: server.maxRunStorageMB << 20, runTimeout: .seconds(server.runTimeoutSeconds),
+                    stepTimeoutMs: workers.limits.timeoutSeconds * 1000)
     }
 
     public func poolConfiguration(stateDir: String, runningAsRoot: Bool) -> WorkerPoolConfiguration {

@@ -291,6 +291,7 @@ final class EgressConnection: ChannelInboundHandler, RemovableChannelHandler {
     private func relay(_ context: ChannelHandlerContext, _ request: EgressProxy.Request, _ address: (ip: String, sockaddr: Data),
                        _ upstream: any Channel, _ glue: EgressGlue) {
         phase = .done
+        GatewayMetrics.egress(allowed: true)
         proxy.audit.record(actor: "gateway", action: "egress.allowed", runId: job?.runId, details: [
             "host": request.host.text, "port": "\(request.port)", "address": address.ip, "step": step, "workflow": job?.workflow ?? "",
             "method": request.connect ? "CONNECT" : "HTTP",
@@ -330,6 +331,8 @@ final class EgressConnection: ChannelInboundHandler, RemovableChannelHandler {
         phase = .draining
         timer?.cancel()
         buffer.clear()
+        // Counted every time, including the denials the audit's rate limit leaves out.
+        GatewayMetrics.egress(allowed: false)
         if let suppressed = proxy.directory.admitDenial(jobId: jobId) {
             var details = [
                 "host": host, "port": "\(port)", claimed ? "claimedStep" : "step": step, "workflow": job?.workflow ?? "", "reason": why,

@@ -3,6 +3,7 @@ import Hummingbird
 
 /// What the routes reach: the gateway's parts, nothing else.
 struct API: Sendable {
+    let gateway: Gateway
     let runs: RunService
     let store: RunStore
     let registry: WorkflowRegistry
@@ -34,6 +35,7 @@ struct API: Sendable {
         addGatewayRoutes(router)
         addBatchRoutes(router)
         addConfigRoutes(router)
+        addOpenAPIRoutes(router)
         return router
     }
 }

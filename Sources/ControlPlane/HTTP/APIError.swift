@@ -21,6 +21,11 @@ public struct APIError: Error, Sendable {
         APIError(status: .serviceUnavailable, code: "unavailable", message: message)
     }
 
+    /// An operator paused the gateway: new work is refused until it is resumed.
+    static func paused(_ pause: Admission.Pause) -> APIError {
+        APIError(status: .serviceUnavailable, code: "paused", message: "the gateway is paused: \(pause.reason)")
+    }
+
     var response: Response {
         struct Body: Encodable {
             struct Inner: Encodable {

@@ -40,7 +40,10 @@ final class HTTPServer: Sendable {
                                },
                                logger: logger)
         let group = ServiceGroup(configuration: .init(services: [tcp, unix], gracefulShutdownSignals: [], logger: logger))
-        let task = Task {
+        // Detached: a task created here would inherit the caller's graceful-shutdown
+        // context (ServiceLifecycle keeps it in a task local), and the API would stop
+        // listening the moment SIGTERM arrives instead of after the drain.
+        let task = Task.detached {
             defer { portFeed.finish() }
             try await group.run()
         }

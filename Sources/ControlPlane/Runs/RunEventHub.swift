@@ -6,7 +6,11 @@ import Synchronization
 public final class RunEventHub: Sendable {
     private let subscribers = Mutex<[String: [UUID: AsyncStream<RunEvent>.Continuation]]>([:])
 
-    public init() {}
+    /// The hub is the first part a gateway builds: swift-metrics is bootstrapped
+    /// here, before anything else of the process makes an instrument.
+    public init() {
+        MetricsBootstrap.ensure()
+    }
 
     /// Subscribe before replaying from the store, then skip what the replay sent:
     /// nothing falls in the gap between the two.
@@ -26,6 +30,7 @@ public final class RunEventHub: Sendable {
     }
 
     public func publish(_ event: RunEvent) {
+        RunEventMetrics.shared.observe(event)
         let targets = subscribers.withLock { subs -> [AsyncStream<RunEvent>.Continuation] in
             let list = Array(subs[event.runId]?.values ?? [:].values)
             if event.isTerminal { subs[event.runId] = nil }

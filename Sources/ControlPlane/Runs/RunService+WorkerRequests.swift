@@ -83,6 +83,7 @@ extension RunService {
             audit.record(actor: a.workerActor, action: "permission.denied", runId: runId, details: [
                 "workflow": workflow, "step": path, "dimension": dimension, "value": value, "decidedBy": decidedBy,
             ])
+            GatewayMetrics.permissionDenied(dimension: dimension)
         } else if event.kind == .stepStarted, policy?.unrestricted == true {
             audit.record(actor: "gateway", action: "permission.bypassed", runId: runId, details: ["workflow": workflow, "step": path])
         }

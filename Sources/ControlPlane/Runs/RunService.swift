@@ -14,6 +14,8 @@ public actor RunService {
         case idempotencyConflict(runId: String)
         case invalidPermissions(String)
         case stopping
+        /// An operator paused the gateway: no new runs until it is resumed.
+        case paused(Admission.Pause)
     }
 
 
@@ -22,15 +24,19 @@ public actor RunService {
     let pool: WorkerPool
     let hub: RunEventHub
     let audit: AuditLog
-    let policies: PolicyResolver
-    let secrets: SecretStore
     let egress: EgressDirectory
-    let maxConcurrent: Int
-    /// What one run's events (step outputs included) may take in the store.
-    let maxRunStorageBytes: Int
-    let runTimeout: Duration
-    let stepTimeoutMs: Int
+    let admission: Admission
     let logger: Logger
+    /// Read where each run starts; replaced whole by a reload (`apply`).
+    private let settings: Mutex<RunSettings>
+
+    nonisolated var policies: PolicyResolver { settings.withLock { $0.policies } }
+    nonisolated var secrets: SecretStore { settings.withLock { $0.secrets } }
+    nonisolated var maxConcurrent: Int { settings.withLock { $0.maxConcurrent } }
+    nonisolated var maxRunStorageBytes: Int { settings.withLock { $0.maxRunStorageBytes } }
+    nonisolated var runTimeout: Duration { settings.withLock { $0.runTimeout } }
+    nonisolated var stepTimeoutMs: Int { settings.withLock { $0.stepTimeoutMs } }
+    public nonisolated var current: RunSettings { settings.withLock { $0 } }
 
     /// Runs waiting for a slot. A fresh run carries its input, so starting it reads
     /// nothing back; a resumed one reads its input and checkpoints from the store.
@@ -40,22 +46,24 @@ public actor RunService {
     var stopping = false
 
     public init(store: RunStore, registry: WorkflowRegistry, pool: WorkerPool, hub: RunEventHub, audit: AuditLog,
-                policies: PolicyResolver, secrets: SecretStore, egress: EgressDirectory, maxConcurrent: Int,
-                maxRunStorageBytes: Int = 256 << 20,
-                runTimeout: Duration, stepTimeoutMs: Int, logger: Logger = Logger(label: "skelm.runs")) {
+                egress: EgressDirectory, settings: RunSettings, admission: Admission,
+                logger: Logger = Logger(label: "skelm.runs")) {
         self.store = store
         self.registry = registry
         self.pool = pool
         self.hub = hub
         self.audit = audit
-        self.policies = policies
-        self.secrets = secrets
         self.egress = egress
-        self.maxConcurrent = maxConcurrent
-        self.maxRunStorageBytes = maxRunStorageBytes
-        self.runTimeout = runTimeout
-        self.stepTimeoutMs = stepTimeoutMs
+        self.settings = Mutex(settings)
+        self.admission = admission
         self.logger = logger
+    }
+
+    /// A reload's new settings: runs that start from now on use them. More
+    /// slots start queued runs at once; fewer let running ones finish.
+    public func apply(_ new: RunSettings) {
+        settings.withLock { $0 = new }
+        pump()
     }
 
     public var counts: (queued: Int, running: Int) { (queue.count, active.count) }
@@ -69,6 +77,7 @@ public actor RunService {
     /// input delays its own request, never the runs and routes that wait on
     /// the run service.
     public nonisolated func submit(workflow id: String, input: JSONValue, idempotencyKey: String?, actor: String = "api") async throws -> (RunRecord, created: Bool) {
+        if let pause = admission.paused { throw SubmitError.paused(pause) }
         guard let definition = await registry.workflow(id) else { throw SubmitError.unknownWorkflow(id) }
         do { _ = try policies.policies(for: definition) } catch { throw SubmitError.invalidPermissions("\(error)") }
         if let schema = definition.input {
@@ -188,6 +197,13 @@ public actor RunService {
         queue.removeAll()
         let deadline = ContinuousClock.now + timeout
         while !active.isEmpty, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        // What did not finish in time stops where it is: its completed steps are
+        // checkpointed, and the next start resumes it from them.
+        for runId in active.keys.sorted() {
+            audit.record(actor: "gateway", action: "run.interrupted", runId: runId, details: [
+                "reason": "the drain ended before the run did; it resumes at the next start",
+            ])
+        }
     }
 
     // MARK: Running

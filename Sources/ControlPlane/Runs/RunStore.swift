@@ -14,7 +14,8 @@ public final class RunStore: Sendable {
         case normal
     }
 
-    private let db: DatabasePool
+    /// Internal, not private: the dashboard's aggregations live in RunStore+Dashboard.swift.
+    let db: DatabasePool
     public let path: String
 
     public init(path: String, durability: Durability = .full) throws {
@@ -98,6 +99,20 @@ public final class RunStore: Sendable {
                     reason TEXT
                 );
                 CREATE INDEX approvals_status ON approvals(status, expires_at);
+                """)
+        }
+        // Run lists filter by status or workflow and page by (created_at, id); the
+        // dashboard counts by status and by time window. Without these, a filtered
+        // page at 200,000 runs sorts every matching run (or, by workflow, scans
+        // them all); with them it is one index range. They cover the
+        // single-column indexes, which go.
+        m.registerMigration("3-run-list-indexes") { db in
+            try db.execute(sql: """
+                CREATE INDEX runs_created_id ON runs(created_at, id);
+                CREATE INDEX runs_status_created ON runs(status, created_at, id);
+                CREATE INDEX runs_workflow_created ON runs(workflow, created_at, id);
+                DROP INDEX runs_created;
+                DROP INDEX runs_status;
                 """)
         }
         return m
@@ -338,16 +353,31 @@ public final class RunStore: Sendable {
         }
     }
 
-    /// Newest first; `before` is a run id from the previous page.
-    public func list(status: RunStatus? = nil, workflow: String? = nil, limit: Int = 50, before: String? = nil) async throws -> [RunRecord] {
+    /// A `before` cursor naming no run: a page cannot be placed after it.
+    public struct UnknownCursor: Error, Sendable {
+        public let id: String
+    }
+
+    /// Newest first, ordered by (created_at, id) so runs created in the same
+    /// instant still have one order; `before` is the last run id of the previous
+    /// page, and the page holds what comes strictly after it in that order.
+    /// `since`/`until` bound `createdAt` as [since, until).
+    public func list(status: RunStatus? = nil, workflow: String? = nil, since: Date? = nil, until: Date? = nil,
+                     limit: Int = 50, before: String? = nil) async throws -> [RunRecord] {
         try await db.read { db in
             var sql = "SELECT * FROM runs WHERE 1 = 1"
             var args: [any DatabaseValueConvertible] = []
             if let status { sql += " AND status = ?"; args.append(status.rawValue) }
             if let workflow { sql += " AND workflow = ?"; args.append(workflow) }
-            if let before, let t = try Double.fetchOne(db, sql: "SELECT created_at FROM runs WHERE id = ?", arguments: [before]) {
-                sql += " AND (created_at < ? OR (created_at = ? AND id < ?))"
-                args += [t, t, before]
+            if let since { sql += " AND created_at >= ?"; args.append(since.timeIntervalSince1970) }
+            if let until { sql += " AND created_at < ?"; args.append(until.timeIntervalSince1970) }
+            if let before {
+                guard let t = try Double.fetchOne(db, sql: "SELECT created_at FROM runs WHERE id = ?", arguments: [before]) else {
+                    throw UnknownCursor(id: before)
+                }
+                // A row value, so the index on (created_at, id) serves it as one range.
+                sql += " AND (created_at, id) < (?, ?)"
+                args += [t, before]
             }
             sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
             args.append(limit)

@@ -29,6 +29,10 @@ final class ManagedWorker: Sendable {
         /// Why we killed it, when we did: a protocol violation, a cancel, a timeout.
         var killReason: String?
         var killCause: KillCause?
+        /// The first kill's cause, for the exit metric.
+        var exitCause: WorkerExitCause?
+        /// An operator asked it be retired: never handed a job, or exits after its one.
+        var draining = false
         var events = 0
         /// Signals go through it when the worker is not our child (pid reuse).
         var pidfd: Int32 = -1
@@ -53,6 +57,9 @@ final class ManagedWorker: Sendable {
     var peer: RPCPeer? { state.withLock { $0.peer } }
     var killReason: String? { state.withLock { $0.killReason } }
     var killCause: KillCause? { state.withLock { $0.killCause } }
+    var exitCause: WorkerExitCause? { state.withLock { $0.exitCause } }
+    var draining: Bool { state.withLock { $0.draining } }
+    func markDraining() { state.withLock { $0.draining = true } }
     var hasExited: Bool { state.withLock { $0.exit != nil } }
 
     func attach(_ peer: RPCPeer) { state.withLock { $0.peer = peer } }
@@ -124,11 +131,12 @@ final class ManagedWorker: Sendable {
 
     /// SIGKILL, once, remembering why. The pid is only signalled while unreaped
     /// (or through its pidfd), so a recycled pid is never hit.
-    func kill(reason: String, cause: KillCause? = nil) {
+    func kill(reason: String, cause: KillCause? = nil, exit: WorkerExitCause? = nil) {
         state.withLock { s in
             if s.killReason == nil {
                 s.killReason = reason
                 s.killCause = cause
+                s.exitCause = exit ?? cause?.exitCause ?? .killed
             }
             guard s.exit == nil else { return }
             if s.pidfd >= 0 { _ = sk_pidfd_kill(s.pidfd) } else { Glibc.kill(pid, SIGKILL) }

@@ -67,7 +67,7 @@ struct WorkerConnection: RPCHandler {
     private func refuse(_ why: String) -> RPCReply {
         logger.error("refusing worker", metadata: ["pid": "\(worker.pid)", "reason": "\(why)"])
         worker.helloFailed(WorkerFailure.refused(why))
-        worker.kill(reason: "refused: \(why)")
+        worker.kill(reason: "refused: \(why)", exit: .handshakeFailed)
         return .error(RPCError(code: RPCError.notAllowed, message: why))
     }
 }

@@ -27,17 +27,19 @@ public actor WorkerPool {
     /// Blocking waitpid calls, one per exiting worker, never for anyone else's child.
     private let reaperThreads = NIOThreadPool(numberOfThreads: 2)
 
-    private var live: [Int32: ManagedWorker] = [:]
-    private var idle: [ManagedWorker] = []
+    // Internal, not private: the operators' side (WorkerPool+Operators.swift) reads them.
+    var live: [Int32: ManagedWorker] = [:]
+    var idle: [ManagedWorker] = []
     private var spawning = 0
     private var waiters: [CheckedContinuation<ManagedWorker, any Error>] = []
     private var stopping = false
     private var spawnFailures = 0
     private var lastSpawnError: String?
-    private var spawnLatencies: [Double] = []
     private var busyJobs = 0
+    /// Spawn to handshake (sandbox included), in ms, per worker.
+    public nonisolated let spawnLatencies = LatencySamples()
     /// Job sent to first event from the worker, in ms, per job.
-    public nonisolated let dispatchLatencies = Samples()
+    public nonisolated let dispatchLatencies = LatencySamples()
     /// A busy worker, as the egress proxy checks a caller against it.
     public struct Assignment: Sendable {
         public let pid: Int32
@@ -153,8 +155,9 @@ public actor WorkerPool {
         worker.eventSink = events.map { sink in
             { @Sendable event in
                 if acked.withLock({ a in defer { a = true }; return !a }) {
-                    let (s, atto) = (ContinuousClock.now - sent).components
-                    dispatch.append(Double(s) * 1000 + Double(atto) / 1e15)
+                    let ms = (ContinuousClock.now - sent).inMilliseconds
+                    dispatch.append(ms)
+                    GatewayMetrics.dispatched(ms: ms)
                 }
                 await sink(event)
             }
@@ -195,7 +198,7 @@ public actor WorkerPool {
             outcome.failure = error.message
         } catch {
             // The channel broke or the worker stopped answering: the process's end names the cause.
-            if error is RPCTimeout { worker.kill(reason: "job did not finish within its timeout") }
+            if error is RPCTimeout { worker.kill(reason: "job did not finish within its timeout", exit: .timeout) }
             let status = await exitStatus(of: worker, grace: .seconds(2))
             let reason = worker.killReason
             outcome.killedFor = worker.killCause
@@ -214,7 +217,7 @@ public actor WorkerPool {
     @discardableResult
     public func cancel(jobId: String) -> Bool {
         guard let worker = live.values.first(where: { $0.jobId == jobId && $0.phase == .busy }) else { return false }
-        worker.kill(reason: "cancelled")
+        worker.kill(reason: "cancelled", exit: .cancelled)
         return true
     }
 
@@ -225,37 +228,20 @@ public actor WorkerPool {
         return nil
     }
 
-    // MARK: State for operators
-
-    public func snapshot() -> [WorkerInfo] {
-        live.values.sorted { $0.pid < $1.pid }.map { w in
-            WorkerInfo(pid: w.pid, uid: w.uid, state: w.phase.rawValue, jobId: w.jobId,
-                       ageSeconds: Date().timeIntervalSince(w.spawnedAt),
-                       layers: w.report?.active.map(\.rawValue) ?? [])
-        }
-    }
-
-    public var counts: (live: Int, idle: Int, busy: Int) {
-        (live.count, idle.count, live.values.filter { $0.phase == .busy }.count)
-    }
-
-    /// Spawn-to-handshake latencies (ms) of every worker spawned so far.
-    public var spawnLatenciesMs: [Double] { spawnLatencies }
-
     /// Stops handing out workers, kills the idle ones, waits for busy ones up to
     /// `drain`, then kills whatever is left.
     public func shutdown(drain: Duration = .seconds(30)) async {
         stopping = true
         for waiter in waiters { waiter.resume(throwing: WorkerFailure.poolStopped) }
         waiters.removeAll()
-        for worker in idle { worker.kill(reason: "gateway stopping") }
+        for worker in idle { worker.kill(reason: "gateway stopping", exit: .shutdown) }
         idle.removeAll()
         let deadline = ContinuousClock.now + drain
         while !live.isEmpty, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
-            if live.values.allSatisfy({ $0.phase != .busy }) { live.values.forEach { $0.kill(reason: "gateway stopping") } }
+            if live.values.allSatisfy({ $0.phase != .busy }) { live.values.forEach { $0.kill(reason: "gateway stopping", exit: .shutdown) } }
         }
-        for worker in live.values { worker.kill(reason: "drain timeout") }
+        for worker in live.values { worker.kill(reason: "drain timeout", exit: .shutdown) }
         while !live.isEmpty { try? await Task.sleep(for: .milliseconds(10)) }
         spawner.retireTemplate()
         try? await spawnThread.shutdownGracefully()
@@ -271,7 +257,7 @@ public actor WorkerPool {
             // A spare that died while idle (killed, crashed) is not handed a job:
             // its channel's end may not have been read yet. Its reaping goes on as usual.
             if worker.processExited {
-                worker.kill(reason: "exited while idle")
+                worker.kill(reason: "exited while idle", exit: .crashed)
                 continue
             }
             return worker
@@ -285,7 +271,10 @@ public actor WorkerPool {
     private func workerReady(_ worker: ManagedWorker) {
         if worker.hasExited { return }
         if stopping {
-            worker.kill(reason: "gateway stopping")
+            worker.kill(reason: "gateway stopping", exit: .shutdown)
+        } else if worker.draining {
+            // Drained while it handshook: retired before it is ever handed a job.
+            worker.kill(reason: "drained by an operator", exit: .drained)
         } else if !waiters.isEmpty {
             waiters.removeFirst().resume(returning: worker)
         } else {
@@ -294,7 +283,7 @@ public actor WorkerPool {
     }
 
     /// Spawns until waiting jobs and the spare target are covered, within `max`.
-    private func replenish() {
+    func replenish() {
         guard !stopping else { return }
         let wanted = waiters.count + configuration.minSpare - idle.count - spawning
         let room = configuration.max - live.count - spawning
@@ -330,6 +319,7 @@ public actor WorkerPool {
         spawning -= 1
         spawnFailures += 1
         lastSpawnError = "\(error)"
+        GatewayMetrics.workerSpawnFailed()
         logger.error("worker spawn failed", metadata: ["error": "\(error)"])
         // The spawn was for a waiting job: tell it, rather than leave it hanging.
         if !waiters.isEmpty, live.isEmpty { waiters.removeFirst().resume(throwing: error) }
@@ -381,7 +371,7 @@ public actor WorkerPool {
             peer = try await RPCPeer.connect(fd: spawned.channelFD, group: group, handler: handler)
         } catch {
             close(spawned.channelFD)
-            worker.kill(reason: "channel setup failed: \(error)")
+            worker.kill(reason: "channel setup failed: \(error)", exit: .handshakeFailed)
             reap(worker)
             throw WorkerFailure.spawnFailed("channel setup failed: \(error)")
         }
@@ -391,12 +381,13 @@ public actor WorkerPool {
         let timer = Task {
             try await Task.sleep(for: timeout)
             worker.helloFailed(WorkerFailure.refused("no handshake within \(timeout)"))
-            worker.kill(reason: "no handshake within \(timeout)")
+            worker.kill(reason: "no handshake within \(timeout)", exit: .handshakeFailed)
         }
         defer { timer.cancel() }
         _ = try await worker.waitForHello()
-        let elapsed = (ContinuousClock.now - started).components
-        spawnLatencies.append(Double(elapsed.seconds) * 1000 + Double(elapsed.attoseconds) / 1e15)
+        let ms = (ContinuousClock.now - started).inMilliseconds
+        spawnLatencies.append(ms)
+        GatewayMetrics.workerSpawned(ms: ms)
         onLifecycle("worker.spawned", ["pid": "\(worker.pid)", "uid": "\(worker.uid)",
                                        "layers": (worker.report?.active.map(\.rawValue).sorted() ?? []).joined(separator: ",")])
         return worker
@@ -456,6 +447,7 @@ public actor WorkerPool {
         live[worker.pid] = nil
         idle.removeAll { $0 === worker }
         worker.markExited(status)
+        GatewayMetrics.workerExited(WorkerExitCause.of(status, killedFor: worker.exitCause))
         var details = ["pid": "\(worker.pid)", "status": "\(status)"]
         if let job = worker.jobId { details["job"] = job }
         if let reason = worker.killReason { details["reason"] = reason }
@@ -489,12 +481,4 @@ public actor WorkerPool {
         }
         return dirs.sorted()
     }()
-}
-
-/// Latency samples written from event handlers, read by the API.
-public final class Samples: Sendable {
-    private let values = Mutex<[Double]>([])
-    public init() {}
-    public func append(_ v: Double) { values.withLock { $0.append(v) } }
-    public var all: [Double] { values.withLock { $0 } }
 }

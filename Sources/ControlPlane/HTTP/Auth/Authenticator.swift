@@ -34,7 +34,9 @@ final class Authenticator: Sendable {
     }
 
     let mode: AuthConfig.Mode
-    private let tokens: [Token]
+    /// Replaced whole by a reload that changes `server.auth.tokens`.
+    private let tokenTable: Mutex<[Token]>
+    private var tokens: [Token] { tokenTable.withLock { $0 } }
     private let hostNames: Set<String>
     private let port = Mutex<Int?>(nil)
     private let ownerUID: UInt32
@@ -48,8 +50,27 @@ final class Authenticator: Sendable {
     init(config: GatewayConfig.Server, audit: AuditLog, file: String,
          value: (AuthConfig.Token) throws -> String?) throws {
         mode = config.auth.effectiveMode(host: config.host)
+        tokenTable = Mutex(try Self.resolve(config.auth.tokens, file: file, value: value))
+        var names: Set<String> = ["localhost", "127.0.0.1", "::1"]
+        let own = config.host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        if own != "0.0.0.0", own != "::" { names.insert(own) }
+        for h in config.allowedHosts { names.insert(h.lowercased()) }
+        hostNames = names
+        ownerUID = geteuid()
+        socketGID = config.socketGroup.flatMap { getgrnam($0)?.pointee.gr_gid }
+        self.audit = audit
+    }
+
+    /// A reload's tokens: every one must resolve, or none replaces the old set.
+    func replaceTokens(_ configured: [AuthConfig.Token], file: String, value: (AuthConfig.Token) throws -> String?) throws {
+        let new = try Self.resolve(configured, file: file, value: value)
+        tokenTable.withLock { $0 = new }
+    }
+
+    /// Each token's value, from the environment or the secrets store, kept only as its digest.
+    static func resolve(_ configured: [AuthConfig.Token], file: String, value: (AuthConfig.Token) throws -> String?) throws -> [Token] {
         var tokens: [Token] = []
-        for (i, t) in config.auth.tokens.enumerated() {
+        for (i, t) in configured.enumerated() {
             let key = "server.auth.tokens[\(i)]"
             let source = t.env.map { "environment variable \($0)" } ?? "secret \(t.secret ?? "")"
             guard let v = try value(t), !v.isEmpty else {
@@ -61,15 +82,7 @@ final class Authenticator: Sendable {
             }
             tokens.append(Token(name: t.name, scope: t.scope, digest: Array(SHA256.hash(data: Data(v.utf8)))))
         }
-        self.tokens = tokens
-        var names: Set<String> = ["localhost", "127.0.0.1", "::1"]
-        let own = config.host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-        if own != "0.0.0.0", own != "::" { names.insert(own) }
-        for h in config.allowedHosts { names.insert(h.lowercased()) }
-        hostNames = names
-        ownerUID = geteuid()
-        socketGID = config.socketGroup.flatMap { getgrnam($0)?.pointee.gr_gid }
-        self.audit = audit
+        return tokens
     }
 
     /// The port TCP listens on, once bound: a `Host` header's port must be it.

@@ -5,8 +5,9 @@ import HTTPTypes
 /// every other read needs `viewer`; what changes state needs `operator`, and
 /// what changes the gateway itself needs `admin`.
 enum RouteAccess {
-    static let publicPaths: Set<String> = ["/health", "/healthz", "/readyz"]
-    static let adminPaths: Set<String> = ["/registry/reload", "/gateway/reload"]
+    static let publicPaths: Set<String> = ["/health", "/healthz", "/readyz", "/openapi.yaml"]
+    /// Changes to the gateway itself: its config, and the code it runs.
+    static let adminPaths: Set<String> = ["/registry/reload", "/gateway/reload", "/v1/config"]
 
     /// nil: public.
     static func required(_ method: HTTPRequest.Method, _ path: String) -> Scope? {
@@ -14,6 +15,8 @@ enum RouteAccess {
         if reads, publicPaths.contains(path) { return nil }
         if reads { return .viewer }
         if adminPaths.contains(path) { return .admin }
+        // Registering, replacing or removing a workflow puts code in front of the workers.
+        if path.hasPrefix("/v1/workflows/"), path != "/v1/workflows/validate" { return .admin }
         return .operator
     }
 

@@ -1,8 +1,71 @@
 import Foundation
 import Hummingbird
+import Sandbox
+import Workflow
 
 extension API {
-    /// `POST /gateway/{pause,resume,reload}`
+    /// `POST /gateway/{pause,resume,reload}`, `GET /gateway/status`.
     func addGatewayRoutes(_ router: Router<GatewayContext>) {
+        router.get("/gateway/status") { _, _ -> Response in
+            JSONResponse.make(await gateway.status())
+        }
+        router.post("/gateway/pause") { request, context -> Response in
+            var request = request
+            let body = try await request.optionalJSONObject(limit: maxBodyBytes)
+            try body.onlyKeys(["reason"])
+            let reason: String
+            switch body["reason"] {
+            case nil: reason = "paused by \(context.caller.name)"
+            case let .string(s)?:
+                guard !s.isEmpty, s.count <= 500 else { throw APIError.badRequest("'reason' must be 1 to 500 characters") }
+                reason = s
+            default: throw APIError.badRequest("'reason' must be a string")
+            }
+            do { _ = try gateway.admission.pause(reason: reason, by: context.caller.name) } catch {
+                throw APIError(status: .internalServerError, code: "internal", message: "cannot record the pause: \(error)")
+            }
+            try await audit.append(actor: context.caller.name, action: "gateway.paused", details: ["reason": reason])
+            gateway.logger.notice("paused: new runs are refused", metadata: ["reason": "\(reason)", "by": "\(context.caller.name)"])
+            return JSONResponse.make(await gateway.status())
+        }
+        router.post("/gateway/resume") { _, context -> Response in
+            let lifted: Admission.Pause?
+            do { lifted = try gateway.admission.resume() } catch {
+                throw APIError(status: .internalServerError, code: "internal", message: "cannot lift the pause: \(error)")
+            }
+            if let lifted {
+                try await audit.append(actor: context.caller.name, action: "gateway.resumed", details: [
+                    "pausedBy": lifted.by, "reason": lifted.reason,
+                ])
+                gateway.logger.notice("resumed: new runs are taken again", metadata: ["by": "\(context.caller.name)"])
+            }
+            return JSONResponse.make(await gateway.status())
+        }
+        router.post("/gateway/reload") { _, context -> Response in
+            let report = await gateway.reload(actor: context.caller.name, trigger: .api)
+            if case .rejected = report.outcome {
+                return JSONResponse.make(report, status: .unprocessableContent)
+            }
+            return JSONResponse.make(report)
+        }
+    }
+}
+
+extension Request {
+    /// A JSON object body that may also be left out (an empty body is `{}`).
+    /// Hummingbird keeps the collected body, so the second read costs nothing.
+    mutating func optionalJSONObject(limit: Int) async throws -> [String: JSONValue] {
+        let buffer = try await collectBody(upTo: limit)
+        if buffer.readableBytes == 0 { return [:] }
+        return try await jsonObject(limit: limit)
+    }
+}
+
+extension Dictionary where Key == String, Value == JSONValue {
+    /// 400 naming the first field the route does not know (a typo must not pass silently).
+    func onlyKeys(_ known: Set<String>) throws {
+        if let extra = keys.sorted().first(where: { !known.contains($0) }) {
+            throw APIError.badRequest("unknown field '\(extra)' (expected \(known.sorted().joined(separator: ", ")))")
+        }
     }
 }

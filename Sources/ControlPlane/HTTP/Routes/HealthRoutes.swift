@@ -15,7 +15,11 @@ extension API {
                 let reason: String?
             }
             switch readiness.current {
-            case .ready: return JSONResponse.make(Ready(ready: true, reason: nil))
+            case .ready:
+                if let pause = gateway.admission.paused {
+                    return JSONResponse.make(Ready(ready: false, reason: "paused: \(pause.reason)"), status: .serviceUnavailable)
+                }
+                return JSONResponse.make(Ready(ready: true, reason: nil))
             case .starting: return JSONResponse.make(Ready(ready: false, reason: "starting: resuming unfinished runs"), status: .serviceUnavailable)
             case .draining: return JSONResponse.make(Ready(ready: false, reason: "draining: the gateway is stopping"), status: .serviceUnavailable)
             }

@@ -34,6 +34,7 @@ extension API {
                     throw APIError.conflict("Idempotency-Key was already used for a different request (run \(other))")
                 case let .invalidPermissions(why): throw APIError.badRequest(why, code: "invalid_permissions")
                 case .stopping: throw APIError.unavailable("the gateway is shutting down")
+                case let .paused(pause): throw APIError.paused(pause)
                 }
             }
             var headers: HTTPFields = [.location: "/runs/\(run.id)"]
@@ -48,19 +49,31 @@ extension API {
 
         router.get("/runs") { request, _ -> Response in
             let limit = try request.intQuery("limit", default: 50, range: 1...1000)
-            var status: RunStatus?
-            if let s = request.query("status") {
-                guard let parsed = RunStatus(rawValue: s) else {
-                    throw APIError.badRequest("status must be one of \(RunStatus.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
-                status = parsed
+            let since = try request.instantQuery("since"), until = try request.instantQuery("until")
+            if let since, let until, since >= until { throw APIError.badRequest("since must be before until") }
+            let before = try request.nonEmptyQuery("before")
+            // One more than asked: whether it comes back says if there is a next page,
+            // so the last page says so itself instead of leading to an empty one.
+            let list: [RunRecord]
+            do {
+                list = try await store.list(status: try request.runStatusQuery(), workflow: try request.nonEmptyQuery("workflow"),
+                                            since: since, until: until, limit: limit + 1, before: before)
+            } catch let error as RunStore.UnknownCursor {
+                throw APIError.badRequest("before must be the id of a run (a page's next); there is no run \(error.id)")
             }
-            let list = try await store.list(status: status, workflow: request.query("workflow"), limit: limit, before: request.query("before"))
             struct Page: Encodable {
                 let runs: [RunRecord]
                 let next: String?
+                enum CodingKeys: String, CodingKey { case runs, next }
+                // `next: null` on the last page, not a missing key.
+                func encode(to encoder: any Encoder) throws {
+                    var c = encoder.container(keyedBy: CodingKeys.self)
+                    try c.encode(runs, forKey: .runs)
+                    try c.encode(next, forKey: .next)
+                }
             }
-            return JSONResponse.make(Page(runs: list, next: list.count == limit ? list.last?.id : nil))
+            let page = Array(list.prefix(limit))
+            return JSONResponse.make(Page(runs: page, next: list.count > limit ? page.last?.id : nil))
         }
 
         router.get("/runs/:id") { _, context -> Response in
