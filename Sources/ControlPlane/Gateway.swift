@@ -85,7 +85,7 @@ public final class Gateway: Sendable {
                                         noexecPaths: [poolConfig.workspaceRoot] + ceiling.write)
         let audit: AuditLog
         do {
-            audit = try AuditLog(stateDir: stateDir, checkpointEvery: loaded.config.audit.checkpointEvery, logger: logger)
+            audit = try AuditLog(stateDir: stateDir, checkpointEvery: loaded.config.audit.checkpointEvery, archive: loaded.config.audit.archive, logger: logger)
         } catch {
             throw ConfigError(file: stateDir + "/audit.jsonl", line: nil, keyPath: "audit", message: "cannot open the audit log: \(error)")
         }

@@ -31,7 +31,8 @@ struct SchemathesisTests {
                 cont.resume(with: Result {
                     let p = Process()
                     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                    p.arguments = ["python3", "-m", "schemathesis.cli", "run", spec, "--url", url,
+                    p.arguments = ["python3", "-m", "schemathesis.cli", "--config-file", repoRoot + "/Tests/GatewayTests/schemathesis.toml",
+                                   "run", spec, "--url", url,
                                    "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
                                    "--phases", "examples,coverage,fuzzing", "--max-examples", "25", "--workers", "2",
                                    "--seed", "1", "--suppress-health-check", "all", "--no-color"]

@@ -82,8 +82,11 @@ extension Gateway {
             return report
         }
         effective.withLock { $0 = effectiveNew }
+        let loaded = ConfigLoader.Loaded(config: effectiveNew, path: configPath, stateDir: stateDir)
+        // The registration rules first: the dirs' reload below reads registrations again under them.
+        await registry.setRegistration(RegistrationSettings(loaded: loaded))
         if effectiveNew.workflows.dirs != old.workflows.dirs {
-            _ = await registry.setDirs(ConfigLoader.Loaded(config: effectiveNew, path: configPath, stateDir: stateDir).workflowDirs)
+            _ = await registry.setDirs(loaded.workflowDirs)
         }
         var details = extra
         details["trigger"] = trigger.rawValue
@@ -117,9 +120,6 @@ extension Gateway {
         new.server.watchFiles = old.server.watchFiles
         new.workers = old.workers
         new.workers.limits.timeoutSeconds = candidate.workers.limits.timeoutSeconds
-        // Where workflows are found changes live; how registrations are checked does not.
-        new.workflows = old.workflows
-        new.workflows.dirs = candidate.workflows.dirs
         if !ceilingUnchanged {
             new.defaults = old.defaults
             new.permissionProfiles = old.permissionProfiles

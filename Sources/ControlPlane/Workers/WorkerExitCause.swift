@@ -23,8 +23,10 @@ enum WorkerExitCause: String, CaseIterable, Sendable {
     case drained
     /// The gateway stopped.
     case shutdown
-    /// The pool killed it for another reason (a job it could not set up, a
-    /// process that lingered after its channel closed).
+    /// Its channel closed but its process did not exit soon after, so the pool
+    /// killed it: mostly a worker slow to exit after its job on a loaded host.
+    case lingered
+    /// The pool killed it for another reason (a job it could not set up).
     case killed
 
     /// The cause of an exit: the kernel's word first (SIGSYS is seccomp whoever

@@ -423,7 +423,7 @@ public actor WorkerPool {
             // The template reaps it and reports the status (templateWorkerExited).
             Task {
                 try? await Task.sleep(for: .milliseconds(100))
-                if !worker.hasExited { worker.kill(reason: "channel closed but process did not exit") }
+                if !worker.hasExited { worker.kill(reason: "channel closed but process did not exit", exit: .lingered) }
             }
             return
         }
@@ -433,7 +433,8 @@ public actor WorkerPool {
                 if let status = WorkerSpawner.poll(pid: pid) { return status }
                 usleep(2_000)
             }
-            Glibc.kill(pid, SIGKILL)
+            // Through the worker's record, so its exit is counted as lingering, not as a crash.
+            worker.kill(reason: "channel closed but process did not exit", exit: .lingered)
             return WorkerSpawner.wait(pid: pid)
         }
         future.whenComplete { result in
@@ -464,7 +465,7 @@ public actor WorkerPool {
     private func exitStatus(of worker: ManagedWorker, grace: Duration) async -> ExitStatus {
         let killer = Task {
             try await Task.sleep(for: grace)
-            worker.kill(reason: "channel closed but process did not exit")
+            worker.kill(reason: "channel closed but process did not exit", exit: .lingered)
         }
         defer { killer.cancel() }
         return await worker.waitForExit()
