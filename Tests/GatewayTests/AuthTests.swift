@@ -108,6 +108,7 @@ final class BearerTokenTests {
         let method: String
         let path: String
         let status: Int
+        var body: String? = nil
         var testDescription: String { name }
     }
 
@@ -120,14 +121,51 @@ final class BearerTokenTests {
         Call(name: "an operator starts a run", token: "OPS_TOK", method: "POST", path: "/runs", status: 202),
         Call(name: "an operator cannot reload", token: "OPS_TOK", method: "POST", path: "/registry/reload", status: 403),
         Call(name: "an admin reloads", token: "ADMIN_TOK", method: "POST", path: "/registry/reload", status: 200),
+        // One row per route class of the service surface.
+        Call(name: "probes and the API document need no token", token: nil, method: "GET", path: "/openapi.yaml", status: 200),
+        Call(name: "readiness needs no token", token: nil, method: "GET", path: "/readyz", status: 200),
+        Call(name: "status: no token 401", token: nil, method: "GET", path: "/gateway/status", status: 401),
+        Call(name: "status: a viewer reads it", token: "VIEW_TOK", method: "GET", path: "/gateway/status", status: 200),
+        Call(name: "metrics: no token 401", token: nil, method: "GET", path: "/metrics", status: 401),
+        Call(name: "metrics: a viewer scrapes", token: "VIEW_TOK", method: "GET", path: "/metrics", status: 200),
+        Call(name: "dashboard: no token 401", token: nil, method: "GET", path: "/v1/dashboard/overview", status: 401),
+        Call(name: "dashboard: a viewer reads it", token: "VIEW_TOK", method: "GET", path: "/v1/dashboard/overview", status: 200),
+        Call(name: "config: a viewer reads it", token: "VIEW_TOK", method: "GET", path: "/v1/config", status: 200),
+        Call(name: "config: an operator cannot patch it", token: "OPS_TOK", method: "PATCH", path: "/v1/config", status: 403,
+             body: #"{"server.maxConcurrentRuns": 2}"#),
+        Call(name: "config: an admin patches it", token: "ADMIN_TOK", method: "PATCH", path: "/v1/config", status: 200,
+             body: #"{"server.maxConcurrentRuns": 2}"#),
+        Call(name: "pause: a viewer cannot", token: "VIEW_TOK", method: "POST", path: "/gateway/pause", status: 403),
+        Call(name: "pause: an operator can", token: "OPS_TOK", method: "POST", path: "/gateway/pause", status: 200),
+        Call(name: "resume: an operator can", token: "OPS_TOK", method: "POST", path: "/gateway/resume", status: 200),
+        Call(name: "gateway reload: an operator cannot", token: "OPS_TOK", method: "POST", path: "/gateway/reload", status: 403),
+        Call(name: "gateway reload: an admin can", token: "ADMIN_TOK", method: "POST", path: "/gateway/reload", status: 200),
+        Call(name: "batch: no token 401", token: nil, method: "POST", path: "/v1/batch/runs", status: 401,
+             body: #"{"runs": [{"workflow": "hello", "input": {"name": "b"}}]}"#),
+        Call(name: "batch: a viewer cannot start runs", token: "VIEW_TOK", method: "POST", path: "/v1/batch/runs", status: 403,
+             body: #"{"runs": [{"workflow": "hello", "input": {"name": "b"}}]}"#),
+        Call(name: "batch: an operator starts runs", token: "OPS_TOK", method: "POST", path: "/v1/batch/runs", status: 200,
+             body: #"{"runs": [{"workflow": "hello", "input": {"name": "b"}}]}"#),
+        Call(name: "workflows: a viewer lists them", token: "VIEW_TOK", method: "GET", path: "/v1/workflows", status: 200),
+        Call(name: "register: an operator cannot", token: "OPS_TOK", method: "POST", path: "/v1/workflows/register", status: 403,
+             body: #"{"source": {"type": "path", "path": "workflows/hello.workflow.yaml"}}"#),
+        Call(name: "unregister: an operator cannot", token: "OPS_TOK", method: "DELETE", path: "/v1/workflows/hello", status: 403),
+        Call(name: "unregister: an admin may (a config-dir workflow: 409)", token: "ADMIN_TOK", method: "DELETE", path: "/v1/workflows/hello", status: 409),
+        Call(name: "workers: a viewer cannot drain", token: "VIEW_TOK", method: "POST", path: "/v1/workers/1/drain", status: 403),
+        Call(name: "workers: an operator may (no such worker: 404)", token: "OPS_TOK", method: "POST", path: "/v1/workers/1/drain", status: 404),
     ]
 
     @Test("each scope may do what it names and nothing more", arguments: calls)
     func scopes(_ c: Call) async throws {
         var client = tcp(c.token)
         if c.token == "NOPE" { client.token = "not-a-token-of-this-gateway" }
-        let body = c.path == "/runs" ? Data(#"{"workflow": "hello", "input": {"name": "tok"}}"#.utf8) : nil
-        let r = try await client.send(c.method == "POST" ? .POST : .GET, c.path, body: body)
+        let body = c.body.map { Data($0.utf8) } ?? (c.path == "/runs" ? Data(#"{"workflow": "hello", "input": {"name": "tok"}}"#.utf8) : nil)
+        let r = switch c.method {
+        case "POST": try await client.send(.POST, c.path, body: body)
+        case "PATCH": try await client.send(.PATCH, c.path, body: body)
+        case "DELETE": try await client.send(.DELETE, c.path, body: body)
+        default: try await client.send(.GET, c.path, body: body)
+        }
         #expect(r.status == c.status, "\(c.name): \(r.status) \(r.errorMessage)")
         if c.status == 401 || c.status == 403 {
             let denied = try await gw.get("/audit?action=api.denied").json?["entries"].list ?? []
