@@ -84,6 +84,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            .product(name: "MultipartKit", package: "multipart-kit"),
         ], path: "Sources/CLI", swiftSettings: strict,
         // Bind every libc symbol at start-up (full RELRO): the worker template
         // resolves them once, instead of every forked worker resolving (and

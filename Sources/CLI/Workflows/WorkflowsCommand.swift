@@ -6,7 +6,8 @@ import Workflow
 
 struct WorkflowsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "workflows", abstract: "List and validate workflows.", subcommands: [WorkflowsList.self, WorkflowsValidate.self])
+        commandName: "workflows", abstract: "List, validate, register and unregister workflows.",
+        subcommands: [WorkflowsList.self, WorkflowsValidate.self, WorkflowsRegister.self, WorkflowsUnregister.self])
 }
 
 struct WorkflowsList: AsyncParsableCommand {
@@ -15,13 +16,13 @@ struct WorkflowsList: AsyncParsableCommand {
     @OptionGroup var client: ClientOptions
 
     func run() async throws {
-        let reply = try await client.client().get("/registry/workflows")
+        let reply = try await client.client().get("/v1/workflows")
         guard reply.status == 200 else { throw Output.fail(reply) }
         if json { return Output.printJSON(reply.body) }
         guard case let .array(list)? = reply.json?["workflows"] else { return }
-        Output.table(["ID", "VALID", "STEPS", "DESCRIPTION"], list.map { w in
+        Output.table(["ID", "VALID", "STEPS", "SOURCE", "DESCRIPTION"], list.map { w in
             [w["id"]?.stringValue ?? "", w["valid"] == .bool(true) ? "yes" : "NO", w["steps"].map(\.jsonText) ?? "-",
-             w["description"]?.stringValue ?? ""]
+             WorkflowsRegister.describe(w["source"]), w["description"]?.stringValue ?? ""]
         })
         for w in list where w["valid"] != .bool(true) {
             if case let .array(issues)? = w["issues"] {
