@@ -34,6 +34,7 @@ enum ApprovalsDecide {
     struct Options: ParsableArguments {
         @Argument(help: "Approval id.") var id: String
         @Option(help: "Why (recorded in the audit chain).") var reason: String?
+        @Flag(help: "Print JSON.") var json = false
         @OptionGroup var client: ClientOptions
 
         /// Who decides is who the gateway authenticated (the Unix socket's peer,
@@ -43,6 +44,7 @@ enum ApprovalsDecide {
             if let reason { body["reason"] = .string(reason) }
             let reply = try await client.client().post("/approvals/\(id)/\(verb)", json: .object(body))
             guard reply.status == 200 else { throw Output.fail(reply) }
+            if json { return Output.printJSON(reply.body) }
             print(Output.safe("\(id) \(reply.json?["status"]?.stringValue ?? "") by \(reply.json?["decidedBy"]?.stringValue ?? "?")"))
         }
     }

@@ -1,6 +1,7 @@
 import ControlPlane
 import Foundation
 import SkelmClient
+import Workflow
 
 #if canImport(Glibc)
 import Glibc
@@ -12,7 +13,7 @@ import Glibc
 enum Detach {
     static let marker = "SKELM_DETACHED"
 
-    static func start(loaded: ConfigLoader.Loaded, logFile: String?) async throws {
+    static func start(loaded: ConfigLoader.Loaded, logFile: String?, json: Bool) async throws {
         let log = logFile ?? loaded.stateDir + "/gateway.log"
         try FileManager.default.createDirectory(atPath: loaded.stateDir, withIntermediateDirectories: true)
         let fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
@@ -46,7 +47,12 @@ enum Detach {
             }
             if let data = FileManager.default.contents(atPath: discovery),
                let info = try? JSONDecoder().decode(Discovery.self, from: data), info.pid == child.processIdentifier {
-                print("gateway started: pid \(info.pid), \(info.url), log \(log)")
+                if json {
+                    let fields: JSONValue = ["pid": .number(Double(info.pid)), "url": .string(info.url), "log": .string(log)]
+                    print(fields.jsonText)
+                } else {
+                    print("gateway started: pid \(info.pid), \(info.url), log \(log)")
+                }
                 return
             }
             try await Task.sleep(for: .milliseconds(100))

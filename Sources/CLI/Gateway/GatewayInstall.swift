@@ -1,6 +1,7 @@
 import ArgumentParser
 import ControlPlane
 import Foundation
+import Workflow
 
 struct GatewayInstall: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,6 +16,7 @@ struct GatewayInstall: AsyncParsableCommand {
     @Option(help: "Where the unit file goes.") var unitDir = SystemdUnit.systemDir
     @Option(help: "The service's name.") var name = "skelm"
     @Flag(help: "Replace an existing unit file of that name.") var force = false
+    @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
         guard systemd else { throw ValidationError("say what to install: --systemd") }
@@ -39,10 +41,10 @@ struct GatewayInstall: AsyncParsableCommand {
         guard FileManager.default.createFile(atPath: path, contents: Data(unit.text.utf8), attributes: [.posixPermissions: 0o644]) else {
             throw CLIFailure("cannot write \(path)")
         }
+        let reloaded = unitDir == SystemdUnit.systemDir && SystemdUnit.systemctl(["daemon-reload"])
+        if json { return print(#"{"unit": \#(JSONValue.string(path).jsonText), "daemonReloaded": \#(reloaded)}"#) }
         print("wrote \(path)")
-        if unitDir == SystemdUnit.systemDir, SystemdUnit.systemctl(["daemon-reload"]) {
-            print("start it: systemctl enable --now \(name)")
-        }
+        if reloaded { print("start it: systemctl enable --now \(name)") }
     }
 }
 
@@ -51,6 +53,7 @@ struct GatewayUninstall: AsyncParsableCommand {
         commandName: "uninstall", abstract: "Stop and remove the gateway's systemd service (its state dir is kept).")
     @Option(help: "Where the unit file is.") var unitDir = SystemdUnit.systemDir
     @Option(help: "The service's name.") var name = "skelm"
+    @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
         guard SystemdUnit.validName(name) else { throw ValidationError("--name: letters, digits, '-', '_' or '.' only") }
@@ -62,7 +65,7 @@ struct GatewayUninstall: AsyncParsableCommand {
         if unitDir == SystemdUnit.systemDir { _ = SystemdUnit.systemctl(["disable", "--now", name]) }
         try FileManager.default.removeItem(atPath: path)
         if unitDir == SystemdUnit.systemDir { _ = SystemdUnit.systemctl(["daemon-reload"]) }
-        print("removed \(path)")
+        print(json ? #"{"removed": \#(JSONValue.string(path).jsonText)}"# : "removed \(path)")
     }
 }
 

@@ -26,16 +26,19 @@ struct GatewayStart: AsyncParsableCommand {
     var logFile: String?
     @Option(help: "Seconds running runs get to finish on shutdown (default: server.drainTimeoutSeconds).")
     var drainSeconds: Int?
+    @Flag(help: "With --detach: print the started gateway's pid, URL and log file as JSON.")
+    var json = false
 
     func validate() throws {
         if logFile != nil, !detach { throw ValidationError("--log-file goes with --detach") }
+        if json, !detach { throw ValidationError("--json goes with --detach (the gateway's own log is text)") }
         if let d = drainSeconds, d < 0 { throw ValidationError("--drain-seconds must be 0 or more") }
     }
 
     func run() async throws {
         signal(SIGPIPE, SIG_IGN)
         let loaded = try options.load()
-        if detach { return try await Detach.start(loaded: loaded, logFile: logFile) }
+        if detach { return try await Detach.start(loaded: loaded, logFile: logFile, json: json) }
         if ProcessInfo.processInfo.environment[Detach.marker] == "1" { setsid() }
         let logger = Logger(label: "skelm.gateway")
         let gateway: Gateway

@@ -54,15 +54,16 @@ struct GatewayStop: AsyncParsableCommand {
         discussion: "Exit status: 0 stopped, 1 still running after --timeout, 3 no gateway was running.")
     @OptionGroup var config: ConfigOptions
     @Option(help: "Seconds to wait for it to exit (its drain included).") var timeout = 60
+    @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
         guard let pid = runningGatewayPid(stateDir: try config.load().stateDir) else {
-            print("not running")
+            print(json ? #"{"stopped": false, "running": false}"# : "not running")
             throw ExitCode(3)
         }
         guard kill(pid_t(pid), SIGTERM) == 0 else { throw CLIFailure("cannot signal pid \(pid): \(String(cString: strerror(errno)))") }
         for _ in 0..<(timeout * 10) {
-            if kill(pid_t(pid), 0) != 0 { return print("stopped (pid \(pid))") }
+            if kill(pid_t(pid), 0) != 0 { return print(json ? #"{"stopped": true, "pid": \#(pid)}"# : "stopped (pid \(pid))") }
             try await Task.sleep(for: .milliseconds(100))
         }
         throw CLIFailure("gateway pid \(pid) still running after \(timeout) s (still draining? see its log)")

@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import SkelmClient
 import Workflow
 
@@ -104,10 +107,22 @@ struct RunCommand: AsyncParsableCommand {
     }
 }
 
-/// One line per step as it completes.
+/// One line per step as it completes. On a terminal, the step running now is
+/// shown too, on a line the next one replaces; piped, only whole lines.
 enum StepPrinter {
+    static let live = isatty(STDOUT_FILENO) == 1
+
     static func print(_ event: SSEParser.Event) {
         guard let e = event.json, let step = e["step"]?.stringValue.map(Output.safe) else { return }
+        if live {
+            // Clears the "running" line this replaces (if any).
+            Swift.print("\r\u{1b}[K", terminator: "")
+            if event.type == "step.started" {
+                Swift.print("… \(step)", terminator: "")
+                fflush(nil)   // all output streams: `stdout` itself is a C global Swift 6 will not touch
+                return
+            }
+        }
         func message() -> String { Output.safe(e["message"]?.stringValue ?? "") }
         if event.type == "run.waiting", let id = e["data"]?["approval"]?.stringValue {
             Swift.print("  approve with: skelm approvals approve \(id)   (or deny)")

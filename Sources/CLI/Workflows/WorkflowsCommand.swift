@@ -36,17 +36,31 @@ struct WorkflowsList: AsyncParsableCommand {
 struct WorkflowsValidate: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "validate", abstract: "Validate workflow files; exit 1 if any is invalid.")
     @Argument(help: "Workflow files (*.workflow.yaml, .yml or .json).") var files: [String]
+    @Flag(help: "Print JSON: one verdict per file, with every issue.") var json = false
 
     func run() throws {
-        var bad = 0
+        struct Verdict: Encodable {
+            let file: String
+            let valid: Bool
+            let id: String?
+            let issues: [WorkflowIssue]
+        }
+        var verdicts: [Verdict] = []
         for file in files {
             switch WorkflowLoader.load(file: file) {
-            case let .valid(def): print("\(file): ok (\(def.id), \(def.steps.count) step\(def.steps.count == 1 ? "" : "s"))")
-            case let .invalid(_, issues):
-                bad += 1
-                issues.forEach { print($0) }
+            case let .valid(def):
+                verdicts.append(Verdict(file: file, valid: true, id: def.id, issues: []))
+                if !json { print("\(file): ok (\(def.id), \(def.steps.count) step\(def.steps.count == 1 ? "" : "s"))") }
+            case let .invalid(id, issues):
+                verdicts.append(Verdict(file: file, valid: false, id: id, issues: issues))
+                if !json { issues.forEach { print($0) } }
             }
         }
-        if bad > 0 { throw ExitCode(1) }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(verdicts), as: UTF8.self))
+        }
+        if verdicts.contains(where: { !$0.valid }) { throw ExitCode(1) }
     }
 }
