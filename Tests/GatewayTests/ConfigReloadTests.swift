@@ -28,6 +28,21 @@ struct ConfigReloadTests {
         }
         #expect(try await gw.get("/v1/config").json?["config"]?["server.maxConcurrentRuns"] == "2")
 
+        // The pool's size is live too: more spare workers start at once.
+        let pool = try await gw.client.send(.PATCH, "/v1/config", body: Data(#"{"workers.minSpare": 3, "workers.max": 6}"#.utf8),
+                                            headers: [("Content-Type", "application/json")])
+        #expect(pool.status == 200, "\(pool.errorMessage)")
+        var idle = 0
+        for _ in 0..<200 {
+            if case let .number(n)? = try await gw.get("/v1/workers").json?["idle"] { idle = Int(n) }
+            if idle >= 3 { break }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        #expect(idle >= 3)
+        #expect(try await gw.get("/gateway/status").json?["workers"]?["max"] == 6)
+        #expect(try await gw.client.send(.PATCH, "/v1/config", body: Data(#"{"workers.minSpare": 9}"#.utf8),
+                                         headers: [("Content-Type", "application/json")]).status == 400)
+
         let set = try await gw.cli(["config", "set", "server.runTimeoutSeconds=120"])
         #expect(set.status == 0, "\(set)")
         let refused = try await gw.cli(["config", "set", "server.host=0.0.0.0"])
@@ -35,7 +50,7 @@ struct ConfigReloadTests {
         #expect(refused.stderr.contains("server.host"))
 
         let audit = try await gw.get("/audit?action=config.patched").json?["entries"].list ?? []
-        #expect(audit.count == 2)
+        #expect(audit.count == 3)
         #expect(audit.last?["details"]?["changes"]?.stringValue?.contains("maxConcurrentRuns") == true)
         #expect(audit.last?["actor"]?.stringValue?.hasPrefix("unix:") == true)
     }

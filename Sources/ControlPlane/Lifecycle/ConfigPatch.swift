@@ -29,7 +29,7 @@ public enum ConfigPatch {
 
     public static let hotKeys = [
         "server.maxConcurrentRuns", "server.runTimeoutSeconds", "server.maxRunStorageMB", "server.maxBatchItems",
-        "server.drainTimeoutSeconds", "workers.limits.timeoutSeconds",
+        "server.drainTimeoutSeconds", "workers.minSpare", "workers.max", "workers.limits.timeoutSeconds",
     ]
 
     /// Sets one hot key; false when `key` is not one.
@@ -40,6 +40,8 @@ public enum ConfigPatch {
         case "server.maxRunStorageMB": config.server.maxRunStorageMB = value
         case "server.maxBatchItems": config.server.maxBatchItems = value
         case "server.drainTimeoutSeconds": config.server.drainTimeoutSeconds = value
+        case "workers.minSpare": config.workers.minSpare = value
+        case "workers.max": config.workers.max = value
         case "workers.limits.timeoutSeconds": config.workers.limits.timeoutSeconds = value
         default: return false
         }

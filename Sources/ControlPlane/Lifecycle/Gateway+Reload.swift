@@ -75,6 +75,7 @@ extension Gateway {
                 return try secrets.value(of: token.secret ?? "")
             }
             await runs.apply(effectiveNew.runSettings(policies: effectiveNew.policyResolver(environment: environment), secrets: secrets))
+            await pool.retune(PoolTunables(effectiveNew.poolConfiguration(stateDir: stateDir, runningAsRoot: geteuid() == 0)))
         } catch {
             report = ReloadReport(outcome: .rejected, trigger: trigger)
             report.error = "\(error)"
@@ -118,8 +119,21 @@ extension Gateway {
         new.server.socketGroup = old.server.socketGroup
         new.server.auth.mode = old.server.auth.mode
         new.server.watchFiles = old.server.watchFiles
+        // The pool's identity and what each worker's sandbox is built with stay;
+        // its sizes and the limits a job gets do not.
         new.workers = old.workers
+        new.workers.minSpare = candidate.workers.minSpare
+        new.workers.max = candidate.workers.max
+        for key: WritableKeyPath<GatewayConfig.Limits, UInt64> in [\.addressSpaceMB, \.cpuSeconds, \.diskMB] {
+            new.workers.limits[keyPath: key] = candidate.workers.limits[keyPath: key]
+        }
+        new.workers.limits.diskFiles = candidate.workers.limits.diskFiles
+        new.workers.limits.outputKB = candidate.workers.limits.outputKB
         new.workers.limits.timeoutSeconds = candidate.workers.limits.timeoutSeconds
+        if new.workers.limits.addressSpaceMB > new.workers.limits.workerAddressSpaceMB {
+            // A step may not get more than the worker it runs in, which is fixed.
+            new.workers.limits.addressSpaceMB = old.workers.limits.addressSpaceMB
+        }
         if !ceilingUnchanged {
             new.defaults = old.defaults
             new.permissionProfiles = old.permissionProfiles

@@ -51,8 +51,8 @@ extension Gateway {
         return Status(state: state, pause: admission.paused, pid: getpid(), version: SkelmVersion.string, url: url,
                       socket: socketPath, startedAt: startedAt, uptimeSeconds: Date().timeIntervalSince(startedAt).rounded(),
                       configPath: configPath.map { URL(fileURLWithPath: $0).standardizedFileURL.path }, stateDir: stateDir,
-                      workers: .init(live: w.live, idle: w.idle, busy: w.busy, minSpare: pool.configuration.minSpare,
-                                     max: pool.configuration.max),
+                      workers: .init(live: w.live, idle: w.idle, busy: w.busy, minSpare: pool.tunables.minSpare,
+                                     max: pool.tunables.max),
                       runs: .init(queued: r.queued, running: r.running, maxConcurrent: runs.maxConcurrent),
                       sandbox: .init(required: pool.configuration.require.map(\.rawValue).sorted(),
                                      active: Set(await pool.snapshot().flatMap(\.layers)).sorted()))

@@ -53,7 +53,7 @@ extension WorkerPool {
     /// worker (and every process of the job) is killed with the reason named.
     /// How far a job can overshoot is what it writes in one interval.
     func diskWatchdog(worker: ManagedWorker, paths: [String]) -> Task<Void, Never> {
-        let maxBytes = configuration.diskLimitBytes, maxEntries = configuration.diskLimitEntries
+        let maxBytes = tunables.diskLimitBytes, maxEntries = tunables.diskLimitEntries
         let interval = configuration.diskCheckInterval
         return Task.detached(priority: .utility) {
             while !Task.isCancelled {

@@ -14,6 +14,8 @@ import Glibc
 /// replaces every worker that finishes, dies or misbehaves.
 public actor WorkerPool {
     public let configuration: WorkerPoolConfiguration
+    /// `configuration`'s sizes and job limits as a reload left them (see PoolTunables).
+    nonisolated let tunableState: Mutex<PoolTunables>
     let spawner: WorkerSpawner
     private let group: any EventLoopGroup
     private let logger: Logger
@@ -58,6 +60,7 @@ public actor WorkerPool {
                 onViolation: @escaping @Sendable (Int32, String) -> Void = { _, _ in },
                 onLifecycle: @escaping @Sendable (String, [String: String]) -> Void = { _, _ in }) {
         self.configuration = configuration
+        self.tunableState = Mutex(PoolTunables(configuration))
         self.spawner = spawner
         self.group = group
         self.logger = logger
@@ -97,7 +100,7 @@ public actor WorkerPool {
     /// Runs one program in a fresh worker and reports how it ended. Never throws:
     /// every failure is an outcome with its cause.
     public func run(_ exec: ExecSpec, options: JobOptions = JobOptions()) async -> JobOutcome {
-        let limits = options.limits ?? configuration.stepLimits
+        let limits = options.limits ?? tunables.stepLimits
         let (answer, outcome) = await perform(JobStart.self, options: options, timeout: .milliseconds(exec.timeoutMs + 10_000)) { workspace in
             JobSpec(jobId: options.jobId, workspace: workspace, fsRead: options.fsRead, fsWrite: options.fsWrite,
                     limits: limits, exec: exec)
@@ -285,8 +288,9 @@ public actor WorkerPool {
     /// Spawns until waiting jobs and the spare target are covered, within `max`.
     func replenish() {
         guard !stopping else { return }
-        let wanted = waiters.count + configuration.minSpare - idle.count - spawning
-        let room = configuration.max - live.count - spawning
+        let sizes = tunables
+        let wanted = waiters.count + sizes.minSpare - idle.count - spawning
+        let room = sizes.max - live.count - spawning
         let n = Swift.min(wanted, room)
         guard n > 0 else { return }
         for _ in 0..<n {

@@ -26,8 +26,8 @@ extension API {
             let spawn = pool.spawnLatencies.summary(skipping: from)
             let dispatch = pool.dispatchLatencies.summary()
             return JSONResponse.make(Pool(workers: await pool.snapshot(), live: c.live, idle: c.idle, busy: c.busy,
-                                          peakBusy: await pool.peakBusy, minSpare: pool.configuration.minSpare,
-                                          max: pool.configuration.max,
+                                          peakBusy: await pool.peakBusy, minSpare: pool.tunables.minSpare,
+                                          max: pool.tunables.max,
                                           spawnMs: ["count": Double(spawn.count), "total": Double(spawn.total),
                                                     "p50": spawn.p50, "p99": spawn.p99],
                                           dispatchMs: ["count": Double(dispatch.count), "p50": dispatch.p50, "p99": dispatch.p99],
