@@ -41,7 +41,7 @@ struct LoadAndRestartTests {
     func resumeAfterCrash() async throws {
         let gw = try await TestGateway.started(workflows: TestWorkflows.all)
         defer { gw.cleanupLater() }
-        let run = try await gw.run("slow", ["seconds": "6"], sync: false)
+        let run = try await gw.run("slow", ["seconds": "8"], sync: false)
         let id = run["id"]!.stringValue!
         // Wait until `first` is checkpointed and `nap` is running, then kill the gateway outright.
         for _ in 0..<1500 {

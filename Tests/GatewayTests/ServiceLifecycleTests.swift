@@ -110,15 +110,15 @@ struct ServiceLifecycleTests {
     func drainUnderLoad() async throws {
         let gw = try await TestGateway.started(workflows: TestWorkflows.all)
         defer { gw.cleanupLater() }
-        // Longer than the drain (5 s): stopped where it is, resumed after the restart.
-        let long = try await gw.run("slow", ["seconds": "9"], sync: false)["id"]!.stringValue!
-        for _ in 0..<500 {
+        var ids: [String] = []
+        for _ in 0..<12 { ids.append(try await gw.run("slow", ["seconds": "0.5"], sync: false)["id"]!.stringValue!) }
+        // Much longer than the drain (5 s): stopped where it is, resumed after the restart.
+        let long = try await gw.run("slow", ["seconds": "12"], sync: false)["id"]!.stringValue!
+        for _ in 0..<1500 {
             let steps = try await gw.get("/runs/\(long)").json?["steps"].list ?? []
             if steps.contains(where: { $0["path"] == "nap" && $0["status"] == "running" }) { break }
             try await Task.sleep(for: .milliseconds(20))
         }
-        var ids: [String] = []
-        for _ in 0..<12 { ids.append(try await gw.run("slow", ["seconds": "0.5"], sync: false)["id"]!.stringValue!) }
         let pid = gw.process!.processIdentifier
         let client = gw.client!
         // Clients keep submitting while the gateway drains.
@@ -132,7 +132,7 @@ struct ServiceLifecycleTests {
             }
             return statuses
         }
-        try await Task.sleep(for: .milliseconds(200))
+        try await Task.sleep(for: .milliseconds(100))
         kill(pid, SIGTERM)
         #expect(await gw.stop() == 0)
         let statuses = await load.value
@@ -146,7 +146,8 @@ struct ServiceLifecycleTests {
         }
         #expect(Set(ids).isSubset(of: Set(all.compactMap { $0["id"]?.stringValue })))
         let resumed = try await gw.get("/runs/\(long)").json
-        #expect(resumed?["segments"] == 2)
+        let longEvents = try await gw.get("/runs/\(long)/events", headers: [("Accept", "application/json")]).json?["events"].list ?? []
+        #expect(resumed?["segments"] == 2, "\(longEvents.map { "\($0["type"]?.stringValue ?? "") \($0["step"]?.stringValue ?? "") \($0["at"]?.stringValue ?? "")" })\n\(gw.logText.suffix(3000))")
         let interrupted = try await gw.get("/audit?action=run.interrupted&run=\(long)").json?["entries"].list ?? []
         #expect(interrupted.count == 1)
     }
