@@ -91,7 +91,8 @@ let package = Package(
         // copying the page of) each symbol it first calls.
         linkerSettings: [.unsafeFlags(["-Xlinker", "-z", "-Xlinker", "now", "-Xlinker", "-z", "-Xlinker", "relro"])]),
         // `make bench`: a real gateway under load, printed as a table.
-        .executableTarget(name: "Bench", dependencies: ["SkelmClient", "Workflow", "ControlPlane"], path: "Sources/Bench", swiftSettings: strict),
+        .executableTarget(name: "Bench", dependencies: ["SkelmClient", "Workflow", "ControlPlane",
+                                                  .product(name: "GRDB", package: "GRDB.swift")], path: "Sources/Bench", swiftSettings: strict),
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: strict),
         .testTarget(name: "WorkflowTests", dependencies: ["Workflow"], swiftSettings: strict),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ControlPlane", "Wire"], swiftSettings: strict),
