@@ -69,7 +69,7 @@ let package = Package(
         swiftSettings: strict),
         // How the CLI, the tests and the benchmark talk to a running gateway.
         .target(name: "SkelmClient", dependencies: [
-            "Workflow",
+            "Workflow", "Wire",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

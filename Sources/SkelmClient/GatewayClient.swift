@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Wire
 import Workflow
 
 /// The CLI's HTTP/1.1 client for one gateway, over its Unix socket or TCP.
@@ -18,6 +19,11 @@ public struct GatewayClient: Sendable {
         public var status: Int
         public var body: Data
         public var json: JSONValue? { try? JSONDecoder().decode(JSONValue.self, from: body) }
+
+        /// The API's error code; nil for a success, or a body that is not an API error.
+        public var errorCode: APIErrorCode? {
+            json?["error"]?["code"]?.stringValue.flatMap(APIErrorCode.init(rawValue:))
+        }
 
         /// The API's error message, or the body as text.
         public var errorMessage: String {

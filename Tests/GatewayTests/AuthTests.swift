@@ -151,6 +151,12 @@ final class BearerTokenTests {
              body: #"{"source": {"type": "path", "path": "workflows/hello.workflow.yaml"}}"#),
         Call(name: "unregister: an operator cannot", token: "OPS_TOK", method: "DELETE", path: "/v1/workflows/hello", status: 403),
         Call(name: "unregister: an admin may (a config-dir workflow: 409)", token: "ADMIN_TOK", method: "DELETE", path: "/v1/workflows/hello", status: 409),
+        Call(name: "a trailing slash does not lower the scope", token: "OPS_TOK", method: "PATCH", path: "/v1/config/", status: 403,
+             body: #"{"server.maxConcurrentRuns": 2}"#),
+        Call(name: "a doubled slash does not lower the scope", token: "OPS_TOK", method: "POST", path: "//gateway/reload", status: 403),
+        Call(name: "a doubled slash does not lower the scope of registration", token: "OPS_TOK", method: "POST", path: "//v1/workflows/register",
+             status: 403, body: #"{"source": {"type": "path", "path": "workflows/hello.workflow.yaml"}}"#),
+        Call(name: "health with a trailing slash is still public", token: nil, method: "GET", path: "/health/", status: 200),
         Call(name: "workers: a viewer cannot drain", token: "VIEW_TOK", method: "POST", path: "/v1/workers/1/drain", status: 403),
         Call(name: "workers: an operator may (no such worker: 404)", token: "OPS_TOK", method: "POST", path: "/v1/workers/1/drain", status: 404),
     ]

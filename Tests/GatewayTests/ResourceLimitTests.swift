@@ -84,3 +84,33 @@ final class ResourceLimitTests {
         #expect(run["output"] == "done")
     }
 }
+
+/// `workers.limits` as config sets it reaches every step of a workflow run,
+/// at start and after a reload, and a run keeps the limits it started with.
+@Suite("Step limits from config")
+struct StepLimitConfigTests {
+    static let workflow = """
+        id: chatty
+        steps:
+          - id: talk
+            exec: { argv: [python3, -c, "print('x' * 5000)"] }
+        """
+
+    @Test("outputKB bounds what a step's stdout keeps; a reload changes it for the next run")
+    func outputLimit() async throws {
+        let gw = try await TestGateway.started(workflows: ["chatty.workflow.yaml": Self.workflow],
+                                               config: TestGateway.defaultConfig.replacingOccurrences(of: "timeoutSeconds: 20", with: "timeoutSeconds: 20, outputKB: 1")
+                                                .replacingOccurrences(of: "port: 0,", with: "port: 0, watchFiles: false,"))
+        defer { gw.cleanupLater() }
+        let small = try await gw.run("chatty")
+        let kept = small["output"]?.stringValue?.count ?? Int.max
+        #expect(kept <= 1024, "a 5000-byte stdout kept \(kept) bytes under outputKB: 1")
+
+        let text = try String(contentsOfFile: gw.configPath, encoding: .utf8)
+        try text.replacingOccurrences(of: "outputKB: 1", with: "outputKB: 16").write(toFile: gw.configPath, atomically: true, encoding: .utf8)
+        let reload = try await gw.post("/gateway/reload", [:])
+        #expect(reload.json?["applied"].list.contains { $0["key"] == "workers.limits.outputKB" } == true, "\(reload.json.map(\.jsonText) ?? "")")
+        let large = try await gw.run("chatty")
+        #expect((large["output"]?.stringValue?.count ?? 0) >= 5000)
+    }
+}

@@ -2,34 +2,35 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Wire
 
 /// Every error the API returns: `{"error": {"code", "message"}}` with its status.
 public struct APIError: Error, Sendable {
     public let status: HTTPResponse.Status
-    public let code: String
+    public let code: APIErrorCode
     public let message: String
     public var details: [String: String]? = nil
     /// Sent with the error (`WWW-Authenticate` on a 401).
     public var headers: HTTPFields = [:]
 
-    public static func badRequest(_ message: String, code: String = "bad_request") -> APIError {
+    public static func badRequest(_ message: String, code: APIErrorCode = .badRequest) -> APIError {
         APIError(status: .badRequest, code: code, message: message)
     }
-    public static func notFound(_ message: String) -> APIError { APIError(status: .notFound, code: "not_found", message: message) }
-    public static func conflict(_ message: String) -> APIError { APIError(status: .conflict, code: "conflict", message: message) }
+    public static func notFound(_ message: String) -> APIError { APIError(status: .notFound, code: .notFound, message: message) }
+    public static func conflict(_ message: String) -> APIError { APIError(status: .conflict, code: .conflict, message: message) }
     public static func unavailable(_ message: String) -> APIError {
-        APIError(status: .serviceUnavailable, code: "unavailable", message: message)
+        APIError(status: .serviceUnavailable, code: .unavailable, message: message)
     }
 
     /// An operator paused the gateway: new work is refused until it is resumed.
     static func paused(_ pause: Admission.Pause) -> APIError {
-        APIError(status: .serviceUnavailable, code: "paused", message: "the gateway is paused: \(pause.reason)")
+        APIError(status: .serviceUnavailable, code: .paused, message: "the gateway is paused: \(pause.reason)")
     }
 
     var response: Response {
         struct Body: Encodable {
             struct Inner: Encodable {
-                let code: String
+                let code: APIErrorCode
                 let message: String
             }
             let error: Inner
@@ -47,14 +48,14 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as APIError {
             return error.response
         } catch is NIOTooManyBytesError {
-            return APIError(status: .contentTooLarge, code: "payload_too_large",
+            return APIError(status: .contentTooLarge, code: .payloadTooLarge,
                             message: "request body is larger than server.maxBodyKB allows").response
         } catch let error as HTTPError {
-            let code = switch error.status {
-            case .notFound: "not_found"
-            case .contentTooLarge: "payload_too_large"
-            case .methodNotAllowed: "method_not_allowed"
-            default: error.status.code < 500 ? "bad_request" : "internal"
+            let code: APIErrorCode = switch error.status {
+            case .notFound: .notFound
+            case .contentTooLarge: .payloadTooLarge
+            case .methodNotAllowed: .methodNotAllowed
+            default: error.status.code < 500 ? .badRequest : .internal
             }
             let message = error.status == .contentTooLarge ? "request body is larger than server.maxBodyKB allows"
                 : error.status == .notFound ? "no route for \(request.method) \(request.uri.path)"
@@ -62,7 +63,7 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return APIError(status: error.status, code: code, message: message).response
         } catch {
             context.logger.error("request failed", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
-            return APIError(status: .internalServerError, code: "internal", message: "internal error").response
+            return APIError(status: .internalServerError, code: .internal, message: "internal error").response
         }
     }
 }

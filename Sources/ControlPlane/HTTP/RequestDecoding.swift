@@ -7,7 +7,7 @@ extension Request {
     /// problem) for anything that is not a JSON object.
     mutating func jsonObject(limit: Int) async throws -> [String: JSONValue] {
         let buffer = try await collectBody(upTo: limit)
-        guard buffer.readableBytes > 0 else { throw APIError.badRequest("the request needs a JSON body", code: "invalid_json") }
+        guard buffer.readableBytes > 0 else { throw APIError.badRequest("the request needs a JSON body", code: .invalidJSON) }
         let data = Data(buffer.readableBytesView)
         let value: JSONValue
         do { value = try JSONDecoder().decode(JSONValue.self, from: data) } catch {
@@ -16,9 +16,9 @@ extension Request {
             do { _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) } catch {
                 why = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? why
             }
-            throw APIError.badRequest("the body is not valid JSON: \(why)", code: "invalid_json")
+            throw APIError.badRequest("the body is not valid JSON: \(why)", code: .invalidJSON)
         }
-        guard case let .object(o) = value else { throw APIError.badRequest("the body must be a JSON object", code: "invalid_json") }
+        guard case let .object(o) = value else { throw APIError.badRequest("the body must be a JSON object", code: .invalidJSON) }
         return o
     }
 

@@ -89,6 +89,8 @@ public actor RunService {
 
     private func create(_ definition: WorkflowDefinition, input: JSONValue, idempotencyKey: String?, actor: String) async throws -> (RunRecord, created: Bool) {
         if stopping { throw SubmitError.stopping }
+        // Again here, after the checks above awaited: a pause confirmed meanwhile holds.
+        if let pause = admission.paused { throw SubmitError.paused(pause) }
         let id = definition.id
         let hash = AuditEntry.sha256Hex(id + "\n" + input.jsonText)
         let runId = "run_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
@@ -247,6 +249,8 @@ public actor RunService {
         let timeout = definition.timeoutMs.map { Duration.milliseconds($0) } ?? runTimeout
         let store = self.store, hub = self.hub, logger = self.logger, stepTimeoutMs = self.stepTimeoutMs, egress = self.egress
         let pool = self.pool, maxStorage = maxRunStorageBytes
+        // Read once: a reload during the run does not change the limits its steps get.
+        let stepLimits = pool.tunables.stepLimits
         var options = WorkerPool.JobOptions(jobId: a.jobId)
         options.keepWorkspace = false
         a.claims.withLock { $0 = SegmentClaims(definition: definition, checkpointed: completed.keys) }
@@ -297,7 +301,7 @@ public actor RunService {
             // Called once the pool has assigned the worker, before the job is sent:
             // every event and request of the job comes after this.
             if let pid = pool.assignments.withLock({ $0[a.jobId]?.pid }) { a.workerPid.withLock { $0 = pid } }
-            return RunJobSpec(jobId: a.jobId, runId: runId, workspace: workspace, workflow: definition, input: input,
+            return RunJobSpec(jobId: a.jobId, runId: runId, workspace: workspace, limits: stepLimits, workflow: definition, input: input,
                               completed: completed, defaultStepTimeoutMs: stepTimeoutMs, policies: stepPolicies)
         })
         if a.workerPid.withLock({ $0 }) == 0 { a.workerPid.withLock { $0 = outcome.workerPid } }

@@ -104,7 +104,7 @@ final class Authenticator: Sendable {
 
     private func socketCaller(_ channel: any Channel, required: Scope?) async throws -> Principal {
         guard let asked = PeerCredentials.of(channel) else {
-            throw APIError(status: .forbidden, code: "forbidden", message: "the peer of this socket cannot be identified")
+            throw APIError(status: .forbidden, code: .forbidden, message: "the peer of this socket cannot be identified")
         }
         let cred = try await asked.get()
         let scope: Scope
@@ -113,7 +113,7 @@ final class Authenticator: Sendable {
         } else if let gid = socketGID, cred.gid == gid || Self.supplementaryGroups(of: cred.pid).contains(gid) {
             scope = .operator
         } else {
-            throw APIError(status: .forbidden, code: "forbidden", message: "uid \(cred.uid) may not use this socket (server.socketGroup)")
+            throw APIError(status: .forbidden, code: .forbidden, message: "uid \(cred.uid) may not use this socket (server.socketGroup)")
         }
         let principal = Principal(via: .unixSocket(uid: cred.uid), scope: scope, name: "unix:" + Self.userName(cred.uid))
         try check(principal, required: required)
@@ -128,13 +128,13 @@ final class Authenticator: Sendable {
         case .bearer:
             guard let header = request.headers[.authorization] else {
                 if required == nil { return nil }
-                throw APIError(status: .unauthorized, code: "unauthorized",
+                throw APIError(status: .unauthorized, code: .unauthorized,
                                message: "this gateway needs a bearer token: Authorization: Bearer <token>",
                                headers: [.wwwAuthenticate: #"Bearer realm="skelm""#])
             }
             let parts = header.split(separator: " ", maxSplits: 1)
             guard parts.count == 2, parts[0].lowercased() == "bearer", let token = match(String(parts[1])) else {
-                throw APIError(status: .unauthorized, code: "unauthorized", message: "the bearer token is not valid",
+                throw APIError(status: .unauthorized, code: .unauthorized, message: "the bearer token is not valid",
                                headers: [.wwwAuthenticate: #"Bearer realm="skelm", error="invalid_token""#])
             }
             let principal = Principal(via: .token(name: token.name), scope: token.scope, name: "token:" + token.name)
@@ -145,7 +145,7 @@ final class Authenticator: Sendable {
 
     private func check(_ p: Principal, required: Scope?) throws {
         guard let required, p.scope < required else { return }
-        throw APIError(status: .forbidden, code: "forbidden",
+        throw APIError(status: .forbidden, code: .forbidden,
                        message: "\(p.name) has scope \(p.scope.rawValue); this needs \(required.rawValue)")
     }
 
@@ -169,19 +169,19 @@ final class Authenticator: Sendable {
     private func checkBrowserSafety(_ request: Request) throws {
         let host = request.head.authority ?? ""
         guard hostAllowed(host) else {
-            throw APIError(status: .forbidden, code: "host_not_allowed",
+            throw APIError(status: .forbidden, code: .hostNotAllowed,
                            message: "Host '\(host)' does not name this gateway (add it to server.allowedHosts if it should)")
         }
         if let origin = request.headers[.origin] {
             let stripped = origin.hasPrefix("http://") ? String(origin.dropFirst(7)) : nil
             guard let stripped, hostAllowed(stripped) else {
-                throw APIError(status: .forbidden, code: "origin_not_allowed", message: "requests from origin \(origin) are refused")
+                throw APIError(status: .forbidden, code: .originNotAllowed, message: "requests from origin \(origin) are refused")
             }
         }
         if RouteAccess.changesState(request.method) {
             let type = request.headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
             guard let type, Self.writeTypes.contains(type) else {
-                throw APIError(status: .unsupportedMediaType, code: "unsupported_media_type",
+                throw APIError(status: .unsupportedMediaType, code: .unsupportedMediaType,
                                message: "a request that changes state must have Content-Type: application/json (or application/yaml for a workflow)")
             }
         }
@@ -203,7 +203,7 @@ final class Authenticator: Sendable {
         guard let suppressed else { return }
         var details = [
             "method": request.method.rawValue, "path": request.uri.path, "status": "\(error.status.code)",
-            "code": error.code, "reason": error.message,
+            "code": error.code.rawValue, "reason": error.message,
             "peer": channel.remoteAddress.map { "\($0)" } ?? "unix socket",
         ]
         if suppressed > 0 { details["suppressedBefore"] = "\(suppressed)" }

@@ -10,7 +10,8 @@ enum RouteAccess {
     static let adminPaths: Set<String> = ["/registry/reload", "/gateway/reload", "/v1/config"]
 
     /// nil: public.
-    static func required(_ method: HTTPRequest.Method, _ path: String) -> Scope? {
+    static func required(_ method: HTTPRequest.Method, _ raw: String) -> Scope? {
+        let path = canonical(raw)
         let reads = method == .get || method == .head
         if reads, publicPaths.contains(path) { return nil }
         if reads { return .viewer }
@@ -18,6 +19,13 @@ enum RouteAccess {
         // Registering, replacing or removing a workflow puts code in front of the workers.
         if path.hasPrefix("/v1/workflows/"), path != "/v1/workflows/validate" { return .admin }
         return .operator
+    }
+
+    /// The path as the router matches it: the router skips empty segments, so
+    /// `/v1/config/` and `//gateway/reload` reach the same handlers as their
+    /// plain spellings, and must need the same scope.
+    static func canonical(_ path: String) -> String {
+        "/" + path.split(separator: "/", omittingEmptySubsequences: true).joined(separator: "/")
     }
 
     /// Whether a request of this method changes state (and so must prove it is

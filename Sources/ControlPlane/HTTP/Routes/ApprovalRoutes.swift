@@ -32,7 +32,7 @@ extension API {
                 var body: [String: JSONValue] = [:]
                 if buffer.readableBytes > 0 {
                     guard case let .object(o)? = JSONValue.parse(String(decoding: buffer.readableBytesView, as: UTF8.self)) else {
-                        throw APIError.badRequest("the body must be a JSON object: {\"reason\"}", code: "invalid_json")
+                        throw APIError.badRequest("the body must be a JSON object: {\"reason\"}", code: .invalidJSON)
                     }
                     body = o
                 }

@@ -57,7 +57,7 @@ extension API {
         let cap = gateway.running.server.maxBatchItems
         guard !items.isEmpty else { throw APIError.badRequest("'\(name)' is empty") }
         guard items.count <= cap else {
-            throw APIError(status: .contentTooLarge, code: "too_many_items",
+            throw APIError(status: .contentTooLarge, code: .tooManyItems,
                            message: "\(items.count) items; at most \(cap) per request (server.maxBatchItems)")
         }
         return items

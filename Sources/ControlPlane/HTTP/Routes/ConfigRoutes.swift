@@ -24,7 +24,7 @@ extension API {
                 let report = try await gateway.patch(ConfigPatch.flatten(body), actor: context.caller.name)
                 return JSONResponse.make(report)
             } catch let refusal as ConfigPatch.Refusal {
-                throw APIError.badRequest(refusal.description, code: "invalid_config")
+                throw APIError.badRequest(refusal.description, code: .invalidConfig)
             }
         }
     }

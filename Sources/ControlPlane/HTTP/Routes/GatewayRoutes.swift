@@ -22,7 +22,7 @@ extension API {
             default: throw APIError.badRequest("'reason' must be a string")
             }
             do { _ = try gateway.admission.pause(reason: reason, by: context.caller.name) } catch {
-                throw APIError(status: .internalServerError, code: "internal", message: "cannot record the pause: \(error)")
+                throw APIError(status: .internalServerError, code: .internal, message: "cannot record the pause: \(error)")
             }
             try await audit.append(actor: context.caller.name, action: "gateway.paused", details: ["reason": reason])
             gateway.logger.notice("paused: new runs are refused", metadata: ["reason": "\(reason)", "by": "\(context.caller.name)"])
@@ -31,7 +31,7 @@ extension API {
         router.post("/gateway/resume") { _, context -> Response in
             let lifted: Admission.Pause?
             do { lifted = try gateway.admission.resume() } catch {
-                throw APIError(status: .internalServerError, code: "internal", message: "cannot lift the pause: \(error)")
+                throw APIError(status: .internalServerError, code: .internal, message: "cannot lift the pause: \(error)")
             }
             if let lifted {
                 try await audit.append(actor: context.caller.name, action: "gateway.resumed", details: [

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Wire
 import MultipartKit
 import NIOCore
 import Workflow
@@ -48,7 +49,7 @@ extension API {
             return try await body()
         } catch {
             let refusal = Self.apiError(error)
-            var details = ["route": route, "status": "\(refusal.status.code)", "code": refusal.code, "reason": refusal.message]
+            var details = ["route": route, "status": "\(refusal.status.code)", "code": refusal.code.rawValue, "reason": refusal.message]
             if let id { details["workflow"] = id }
             _ = try? await audit.append(actor: context.caller.name, action: action, details: details)
             if case let .invalid(issues)? = error as? RegistrationError {
@@ -57,7 +58,7 @@ extension API {
                     let error: Inner
                     let issues: [WorkflowIssue]
                 }
-                return JSONResponse.make(Invalid(error: .init(code: refusal.code, message: refusal.message), issues: issues),
+                return JSONResponse.make(Invalid(error: .init(code: refusal.code.rawValue, message: refusal.message), issues: issues),
                                          status: .unprocessableContent)
             }
             throw refusal
@@ -68,22 +69,22 @@ extension API {
         switch error {
         case let e as APIError: return e
         case let e as RegistrationError:
-            let (status, code): (HTTPResponse.Status, String) = switch e {
-            case .badSource: (.badRequest, "bad_request")
-            case .forbidden: (.forbidden, "forbidden")
-            case .notFound: (.notFound, "not_found")
-            case .conflict: (.conflict, "conflict")
-            case .tooLarge: (.contentTooLarge, "payload_too_large")
-            case .invalid: (.unprocessableContent, "invalid_workflow")
-            case .unavailable: (.serviceUnavailable, "unavailable")
+            let (status, code): (HTTPResponse.Status, APIErrorCode) = switch e {
+            case .badSource: (.badRequest, .badRequest)
+            case .forbidden: (.forbidden, .forbidden)
+            case .notFound: (.notFound, .notFound)
+            case .conflict: (.conflict, .conflict)
+            case .tooLarge: (.contentTooLarge, .payloadTooLarge)
+            case .invalid: (.unprocessableContent, .invalidWorkflow)
+            case .unavailable: (.serviceUnavailable, .unavailable)
             }
             return APIError(status: status, code: code, message: e.description)
         case is NIOTooManyBytesError:
-            return APIError(status: .contentTooLarge, code: "payload_too_large", message: "request body is larger than server.maxBodyKB allows")
+            return APIError(status: .contentTooLarge, code: .payloadTooLarge, message: "request body is larger than server.maxBodyKB allows")
         case let e as HTTPError where e.status == .contentTooLarge:
-            return APIError(status: .contentTooLarge, code: "payload_too_large", message: "request body is larger than server.maxBodyKB allows")
+            return APIError(status: .contentTooLarge, code: .payloadTooLarge, message: "request body is larger than server.maxBodyKB allows")
         default:
-            return APIError(status: .internalServerError, code: "internal", message: "internal error: \(error)")
+            return APIError(status: .internalServerError, code: .internal, message: "internal error: \(error)")
         }
     }
 
@@ -113,7 +114,7 @@ extension API {
             }
             return try RegistrationCandidate.upload(try Self.filePart(body, boundary: boundary), settings)
         default:
-            throw APIError(status: .unsupportedMediaType, code: "unsupported_media_type",
+            throw APIError(status: .unsupportedMediaType, code: .unsupportedMediaType,
                            message: "send {\"source\": {\"type\": \"path\", \"path\": …}} as application/json, or a zip as multipart/form-data in a part named file")
         }
     }

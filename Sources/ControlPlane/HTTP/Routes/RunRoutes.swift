@@ -28,11 +28,11 @@ extension API {
                 switch error {
                 case let .unknownWorkflow(id): throw APIError.notFound("no valid workflow named \(id) (see GET /registry/workflows)")
                 case let .invalidInput(violations):
-                    throw APIError(status: .badRequest, code: "invalid_input",
+                    throw APIError(status: .badRequest, code: .invalidInput,
                                    message: "input does not match the workflow's schema: " + violations.map(\.description).joined(separator: "; "))
                 case let .idempotencyConflict(other):
                     throw APIError.conflict("Idempotency-Key was already used for a different request (run \(other))")
-                case let .invalidPermissions(why): throw APIError.badRequest(why, code: "invalid_permissions")
+                case let .invalidPermissions(why): throw APIError.badRequest(why, code: .invalidPermissions)
                 case .stopping: throw APIError.unavailable("the gateway is shutting down")
                 case let .paused(pause): throw APIError.paused(pause)
                 }
