@@ -69,6 +69,7 @@ public final class Gateway: Sendable {
             throw ConfigError(file: loaded.path ?? "config", line: nil, keyPath: "permissions",
                               message: "granting '\(path)' would expose the state directory \(stateDir) to steps")
         }
+        try ControlFiles.check(loaded, workspaceRoot: poolConfig.workspaceRoot)
         poolConfig.ceilingRead = ceiling.read
         poolConfig.ceilingWrite = ceiling.write
         if root {

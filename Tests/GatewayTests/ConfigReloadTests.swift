@@ -119,4 +119,28 @@ struct ConfigReloadTests {
         #expect(cli.status == 0, "\(cli)")
         #expect(cli.stdout.contains("workers.limits.timeoutSeconds: 25 -> 30"), "\(cli.stdout)")
     }
+
+    @Test("a ceiling that lets steps write the config's or a workflow's directory is refused, at start and on reload")
+    func controlFilesStayOutOfReach() async throws {
+        let gw = try TestGateway(workflows: TestWorkflows.all)
+        defer { gw.cleanupLater() }
+        let base = try String(contentsOfFile: gw.configPath, encoding: .utf8)
+        func granting(_ path: String) -> String {
+            base.replacingOccurrences(of: "allowedExecutables: [echo, sh, python3, sleep, wc]",
+                                      with: "allowedExecutables: [echo, sh, python3, sleep, wc], fsWrite: [\(path)]")
+        }
+        try granting(gw.dir + "/workflows/team").write(toFile: gw.configPath, atomically: true, encoding: .utf8)
+        let refused = try await gw.cli(["gateway", "start"])
+        #expect(refused.status == 2, "\(refused)")
+        #expect(refused.stderr.contains("defaults.permissions.fsWrite"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("workflow dir"))
+
+        try base.write(toFile: gw.configPath, atomically: true, encoding: .utf8)
+        try await gw.start()
+        try granting(gw.dir).write(toFile: gw.configPath, atomically: true, encoding: .utf8)
+        let reload = try await gw.post("/gateway/reload", [:])
+        #expect(reload.status == 422)
+        #expect(reload.json?["error"]?.stringValue?.contains("would let steps write") == true, "\(reload.json.map(\.jsonText) ?? "")")
+        #expect(try await gw.run("hello", ["name": "still"])["status"] == "succeeded")
+    }
 }

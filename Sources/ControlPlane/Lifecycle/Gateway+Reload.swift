@@ -68,6 +68,13 @@ extension Gateway {
         let file = configPath ?? "config"
         let environment = ProcessInfo.processInfo.environment
         do {
+            // What the running gateway keeps (listeners, auth mode) with what the
+            // file changes must still make a valid config, or nothing applies.
+            try effectiveNew.validate(file: file)
+            // Checked on the file as a whole: a grant that only takes effect at the
+            // next start must not be accepted now and refuse that start later.
+            try ControlFiles.check(ConfigLoader.Loaded(config: candidate, path: configPath, stateDir: stateDir),
+                                   workspaceRoot: pool.configuration.workspaceRoot)
             let secrets = try SecretStore(envPrefix: effectiveNew.secrets.env?.prefix, filePath: effectiveNew.secrets.file?.path,
                                           environment: environment)
             try authenticator.replaceTokens(effectiveNew.server.auth.tokens, file: file) { token in
