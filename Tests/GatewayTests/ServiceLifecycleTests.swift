@@ -26,9 +26,11 @@ struct ServiceLifecycleTests {
     func detachStatusStop() async throws {
         let gw = try TestGateway(workflows: TestWorkflows.all)
         defer { gw.cleanupLater() }
-        let started = try await gw.cli(["gateway", "start", "--detach"])
+        let started = try await gw.cli(["gateway", "start", "--detach", "--json"])
         #expect(started.status == 0, "\(started)")
-        #expect(started.stdout.contains("gateway started: pid"))
+        let pid = try #require(JSONValue.parse(started.stdout)?["pid"].flatMap { if case let .number(n) = $0 { Int32(n) } else { nil } })
+        // A session of its own: no controlling terminal whose hangup could reach it.
+        #expect(getsid(pid) == pid)
         let status = try await gw.cli(["gateway", "status", "--json"])
         #expect(status.status == 0, "\(status)")
         let s = JSONValue.parse(status.stdout)

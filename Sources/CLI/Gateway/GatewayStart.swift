@@ -37,17 +37,18 @@ struct GatewayStart: AsyncParsableCommand {
 
     func run() async throws {
         signal(SIGPIPE, SIG_IGN)
+        // Until the gateway listens for it, a SIGHUP (a reload sent too early, a
+        // closed terminal) must not end the process.
+        signal(SIGHUP, SIG_IGN)
         let loaded = try options.load()
         if detach { return try await Detach.start(loaded: loaded, logFile: logFile, json: json) }
-        if ProcessInfo.processInfo.environment[Detach.marker] == "1" { setsid() }
         let logger = Logger(label: "skelm.gateway")
         let gateway: Gateway
         do { gateway = try Gateway(loaded: loaded, logger: logger) } catch {
             FileHandle.standardError.write(Data("skelm: cannot start: \(error)\n".utf8))
             throw ExitCode(error is ConfigError ? 2 : 1)
         }
-        let drain = Duration.seconds(drainSeconds ?? loaded.config.server.drainTimeoutSeconds)
-        let service = GatewayService(gateway: gateway, drain: drain, logger: logger)
+        let service = GatewayService(gateway: gateway, drainOverride: drainSeconds.map { .seconds($0) }, logger: logger)
         // ServiceLifecycle owns SIGTERM and SIGINT: the first starts the drain and
         // later ones are ignored (SIGKILL stops it at once; runs resume at the next start).
         let group = ServiceGroup(configuration: .init(services: [.init(service: service)],
@@ -63,7 +64,8 @@ struct GatewayStart: AsyncParsableCommand {
 /// and when its files change, and drains it on graceful shutdown.
 struct GatewayService: Service {
     let gateway: Gateway
-    let drain: Duration
+    /// `--drain-seconds`; otherwise `server.drainTimeoutSeconds` as it is when the drain starts.
+    let drainOverride: Duration?
     let logger: Logger
 
     func run() async throws {
@@ -82,6 +84,7 @@ struct GatewayService: Service {
             try? await gracefulShutdown()
             group.cancelAll()
         }
+        let drain = drainOverride ?? .seconds(gateway.running.server.drainTimeoutSeconds)
         logger.info("draining", metadata: ["seconds": "\(drain.components.seconds)"])
         await gateway.stop(drain: drain)
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ControlPlane
 import Foundation
 import SkelmClient
 import Workflow
@@ -135,9 +136,8 @@ struct GatewayResume: AsyncParsableCommand {
     }
 }
 
-/// The pid in the running gateway's discovery file; nil when none is running.
+/// The pid of the gateway running on this state dir (it holds the state dir's
+/// lock, starting or running); nil when none is.
 func runningGatewayPid(stateDir: String) -> Int32? {
-    guard let data = FileManager.default.contents(atPath: stateDir + "/gateway.json"),
-          let info = try? JSONDecoder().decode(Discovery.self, from: data), kill(info.pid, 0) == 0 else { return nil }
-    return info.pid
+    StateLock.holder(stateDir: stateDir)
 }

@@ -373,6 +373,11 @@ extension GatewayConfig {
             throw bad("workers.uidBase", "must leave room for 50000 uids above 1000 and below 4294967294")
         }
         if workers.templateRecycleAfter < 1 { throw bad("workers.templateRecycleAfter", "must be at least 1") }
+        if !(1...86_400).contains(workers.limits.timeoutSeconds) { throw bad("workers.limits.timeoutSeconds", "must be between 1 and 86400") }
+        if !(1...86_400).contains(workers.limits.cpuSeconds) { throw bad("workers.limits.cpuSeconds", "must be between 1 and 86400") }
+        if !(1...1_048_576).contains(workers.limits.outputKB) { throw bad("workers.limits.outputKB", "must be between 1 and 1048576") }
+        if !(1...1_048_576).contains(workers.limits.fileSizeMB) { throw bad("workers.limits.fileSizeMB", "must be between 1 and 1048576") }
+        if !(1...1_048_576).contains(workers.limits.openFiles) { throw bad("workers.limits.openFiles", "must be between 1 and 1048576") }
         if workers.limits.processes < 8 { throw bad("workers.limits.processes", "must be at least 8") }
         if workers.limits.addressSpaceMB < 64 { throw bad("workers.limits.addressSpaceMB", "must be at least 64") }
         if workers.limits.diskMB < 1 { throw bad("workers.limits.diskMB", "must be at least 1") }

@@ -21,19 +21,27 @@ public final class Admission: Sendable {
         file = stateDir + "/paused.json"
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
-        let saved = FileManager.default.contents(atPath: file).flatMap { try? decoder.decode(Pause.self, from: $0) }
+        var saved: Pause?
+        if let data = FileManager.default.contents(atPath: file) {
+            // A pause file that cannot be read still says an operator paused the
+            // gateway: it fails closed, and `resume` removes it.
+            saved = (try? decoder.decode(Pause.self, from: data))
+                ?? Pause(reason: "paused (\(file) could not be read; resume to lift it)", by: "gateway", since: Date())
+        }
         state = Mutex(saved)
     }
 
     public var paused: Pause? { state.withLock { $0 } }
 
-    /// Pauses (or changes the reason of a pause); returns the pause in effect.
-    func pause(reason: String, by actor: String) throws -> Pause {
-        try state.withLock { current in
+    /// Pauses (or changes the reason of a pause) at once; returns the pause,
+    /// and why it could not be kept across a restart, if it could not (a full
+    /// disk must not stop an operator from pausing during an incident).
+    func pause(reason: String, by actor: String) -> (pause: Pause, notSaved: String?) {
+        state.withLock { current in
             let pause = Pause(reason: reason, by: actor, since: current?.since ?? Date())
-            try Self.persist(pause, to: file)
             current = pause
-            return pause
+            do { try Self.persist(pause, to: file) } catch { return (pause, "\(error)") }
+            return (pause, nil)
         }
     }
 
@@ -62,6 +70,12 @@ public final class Admission: Sendable {
         guard ok, fsync(fd) == 0, rename(tmp, path) == 0 else {
             unlink(tmp)
             throw CocoaError(.fileWriteOutOfSpace, userInfo: [NSFilePathErrorKey: path, NSLocalizedDescriptionKey: String(cString: strerror(errno))])
+        }
+        // The rename itself is durable only once the directory is.
+        let dir = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dir >= 0 {
+            _ = fsync(dir)
+            close(dir)
         }
     }
 }

@@ -17,8 +17,9 @@ final class FileWatcher: Sendable {
     private let stopped = Atomic<Bool>(false)
     /// Watch descriptor → directory, and what counts in each.
     private let watches = Mutex<[Int32: String]>([:])
-    private let configDir: String?
-    private let configName: String?
+    /// The config file's directory and name as given, and, when that is a
+    /// symlink (a ConfigMap's `..data` swap, a dotfiles link), its target's too.
+    private let configFiles: [(dir: String, name: String)]
     private let workflowDirs: [String]
     let changes: AsyncStream<Void>
     private let feed: AsyncStream<Void>.Continuation
@@ -26,12 +27,18 @@ final class FileWatcher: Sendable {
     init?(configPath: String?, workflowDirs: [String]) {
         fd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
         guard fd >= 0 else { return nil }
-        let url = configPath.map { URL(fileURLWithPath: $0).standardizedFileURL }
-        configDir = url?.deletingLastPathComponent().path
-        configName = url?.lastPathComponent
+        var files: [(dir: String, name: String)] = []
+        if let configPath {
+            let given = URL(fileURLWithPath: configPath).standardizedFileURL
+            let real = given.resolvingSymlinksInPath()
+            for url in [given, real] where !files.contains(where: { $0.dir == url.deletingLastPathComponent().path && $0.name == url.lastPathComponent }) {
+                files.append((url.deletingLastPathComponent().path, url.lastPathComponent))
+            }
+        }
+        configFiles = files
         self.workflowDirs = workflowDirs
         (changes, feed) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        if let configDir { add(configDir) }
+        for file in files { add(file.dir) }
         for dir in workflowDirs { addTree(dir) }
         let thread = Thread { [self] in loop() }
         thread.name = "skelm-file-watch"
@@ -80,17 +87,22 @@ final class FileWatcher: Sendable {
                 let nameBytes = buffer[(offset + 16)..<min(n, offset + 16 + len)].prefix { $0 != 0 }
                 let name = String(decoding: nameBytes, as: UTF8.self)
                 offset += 16 + len
+                // The kernel dropped events: whatever changed, a reload reads it.
+                if mask & UInt32(IN_Q_OVERFLOW) != 0 { relevant = true }
                 guard let dir = watches.withLock({ $0[wd] }) else { continue }
+                let inWorkflowDir = workflowDirs.contains(where: { dir == $0 || dir.hasPrefix($0 + "/") })
                 if mask & UInt32(IN_ISDIR) != 0 {
                     // A new subdirectory of a workflow dir may hold workflows too.
-                    if mask & UInt32(IN_CREATE | IN_MOVED_TO) != 0, dir != configDir || workflowDirs.contains(where: { dir.hasPrefix($0) }) {
-                        addTree(dir + "/" + name)
+                    if inWorkflowDir {
+                        if mask & UInt32(IN_CREATE | IN_MOVED_TO) != 0 { addTree(dir + "/" + name) }
+                        relevant = true
                     }
-                    relevant = relevant || dir != configDir
+                    // A ConfigMap-style swap renames a directory the config links into.
+                    if configFiles.contains(where: { $0.dir == dir }) { relevant = true }
                     continue
                 }
-                if dir == configDir, name == configName { relevant = true }
-                if workflowDirs.contains(where: { dir == $0 || dir.hasPrefix($0 + "/") }),
+                if configFiles.contains(where: { $0.dir == dir && $0.name == name }) { relevant = true }
+                if inWorkflowDir,
                    [".workflow.yaml", ".workflow.yml", ".workflow.json"].contains(where: name.hasSuffix) {
                     relevant = true
                 }

@@ -8,7 +8,7 @@ import Glibc
 /// held for the life of the process. The kernel drops it when the process
 /// dies however it dies, so a lock left by a killed gateway is no lock at all:
 /// the next start takes it. The file names the holder's pid for the message.
-final class StateLock: Sendable {
+public final class StateLock: Sendable {
     private let fd: Int32
     let path: String
 
@@ -34,4 +34,20 @@ final class StateLock: Sendable {
     }
 
     deinit { close(fd) }
+
+    /// The pid of the gateway holding `stateDir`'s lock; nil when none does.
+    /// Asks the kernel, not a file a dead gateway left: a pid in a stale
+    /// discovery file may by now be any other process.
+    public static func holder(stateDir: String) -> Int32? {
+        let fd = open(stateDir + "/gateway.lock", O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
+            flock(fd, LOCK_UN)
+            return nil
+        }
+        var buf = [UInt8](repeating: 0, count: 32)
+        let n = pread(fd, &buf, buf.count, 0)
+        return n > 0 ? Int32(String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) : nil
+    }
 }

@@ -21,10 +21,13 @@ extension API {
                 reason = s
             default: throw APIError.badRequest("'reason' must be a string")
             }
-            do { _ = try gateway.admission.pause(reason: reason, by: context.caller.name) } catch {
-                throw APIError(status: .internalServerError, code: .internal, message: "cannot record the pause: \(error)")
+            let (_, notSaved) = gateway.admission.pause(reason: reason, by: context.caller.name)
+            var details = ["reason": reason]
+            if let notSaved {
+                details["notSaved"] = notSaved
+                gateway.logger.error("paused, but the pause could not be saved: a restart would lift it", metadata: ["error": "\(notSaved)"])
             }
-            try await audit.append(actor: context.caller.name, action: "gateway.paused", details: ["reason": reason])
+            try await audit.append(actor: context.caller.name, action: "gateway.paused", details: details)
             gateway.logger.notice("paused: new runs are refused", metadata: ["reason": "\(reason)", "by": "\(context.caller.name)"])
             return JSONResponse.make(await gateway.status())
         }

@@ -16,8 +16,9 @@ extension API {
             }
             switch readiness.current {
             case .ready:
-                if let pause = gateway.admission.paused {
-                    return JSONResponse.make(Ready(ready: false, reason: "paused: \(pause.reason)"), status: .serviceUnavailable)
+                // The reason stays with GET /gateway/status: this route needs no credentials.
+                if gateway.admission.paused != nil {
+                    return JSONResponse.make(Ready(ready: false, reason: "paused"), status: .serviceUnavailable)
                 }
                 return JSONResponse.make(Ready(ready: true, reason: nil))
             case .starting: return JSONResponse.make(Ready(ready: false, reason: "starting: resuming unfinished runs"), status: .serviceUnavailable)
