@@ -166,6 +166,25 @@ struct RPCPeerTests {
         try await caller.closeFuture.get()
     }
 
+    @Test("a call answered long before its timeout leaves nothing behind: the closed peer is freed")
+    func timerDoesNotOutliveTheCall() async throws {
+        let (a, b) = socketPair()
+        let server = try await RPCPeer.connect(fd: a, group: group, handler: echoRouter())
+        weak var gone: RPCPeer?
+        do {
+            let client = try await RPCPeer.connect(fd: b, group: group, handler: echoRouter())
+            gone = client
+            // An hour's timeout, like a job's: the answer comes at once.
+            #expect(try await client.call(Echo.self, .init(value: 7, delayMs: 0), timeout: .seconds(3600)).value == 7)
+            client.close()
+            try await client.closeFuture.get()
+        }
+        server.close()
+        // The channel lets go of its handlers on its own event loop, a moment after it closes.
+        for _ in 0..<200 where gone != nil { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(gone == nil, "the peer (its channel, its buffers) is kept alive by its call's timer")
+    }
+
     @Test("concurrent requests answered out of order all reach their callers")
     func interleaved() async throws {
         let (a, b) = socketPair()

@@ -22,6 +22,10 @@ public final class RPCPeer: Sendable {
     private struct State {
         var nextID: Int64 = 1
         var pending: [RPCID: CheckedContinuation<Data, any Error>] = [:]
+        /// Each pending call's timeout, cancelled when the call ends: a timer
+        /// left to fire an hour later would keep the peer, its channel and its
+        /// buffers alive that long after the job.
+        var timers: [RPCID: Scheduled<Void>] = [:]
         var inflight = 0
         var queued = 0
         var closed = false
@@ -98,9 +102,16 @@ public final class RPCPeer: Sendable {
                 return
             }
             if let timeout {
-                channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.nanoseconds))) { [self] in
-                    resolve(id, with: .failure(RPCTimeout(method: M.name, after: timeout)))
+                let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.nanoseconds))) { [weak self] () -> Void in
+                    self?.resolve(id, with: .failure(RPCTimeout(method: M.name, after: timeout)))
                 }
+                // The call may have ended already (the connection closed meanwhile).
+                let live = state.withLock { s -> Bool in
+                    guard s.pending[id] != nil else { return false }
+                    s.timers[id] = timer
+                    return true
+                }
+                if !live { timer.cancel() }
             }
             send(payload)
         }
@@ -171,11 +182,15 @@ public final class RPCPeer: Sendable {
     }
 
     func channelClosed() {
-        let waiting = state.withLock { s -> [CheckedContinuation<Data, any Error>] in
+        let (waiting, timers) = state.withLock { s -> ([CheckedContinuation<Data, any Error>], [Scheduled<Void>]) in
             s.closed = true
-            defer { s.pending.removeAll() }
-            return Array(s.pending.values)
+            defer {
+                s.pending.removeAll()
+                s.timers.removeAll()
+            }
+            return (Array(s.pending.values), Array(s.timers.values))
         }
+        timers.forEach { $0.cancel() }
         for cont in waiting { cont.resume(throwing: WireError.connectionClosed) }
         // Notifications already queued are still delivered: the loop above holds its own handler.
         notifications.finish()
@@ -207,8 +222,9 @@ public final class RPCPeer: Sendable {
     }
 
     private func resolve(_ id: RPCID, with result: Result<Data, any Error>) {
-        guard let cont = state.withLock({ $0.pending.removeValue(forKey: id) }) else { return }
-        cont.resume(with: result)
+        let (cont, timer) = state.withLock { ($0.pending.removeValue(forKey: id), $0.timers.removeValue(forKey: id)) }
+        timer?.cancel()
+        cont?.resume(with: result)
     }
 
     private func send(_ payload: Data) {
