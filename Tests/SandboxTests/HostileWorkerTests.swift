@@ -50,7 +50,9 @@ let hostileAtHandshake: [HostileWorker] = [
     HostileWorker(name: "never says hello", script: "time.sleep(30)", expected: "no handshake within"),
     HostileWorker(name: "floods notifications before its handshake",
                   script: "[send({'jsonrpc':'2.0','method':'event.emit','params':{'jobId':'x','type':'t','message':'m'}}) for _ in range(100000)]",
-                  expected: "not allowed while handshaking"),
+                  // Whichever trips first: the first notification's check, or (on a
+                  // busy host, before that check runs) the bound on queued ones.
+                  expected: "not allowed while handshaking|exceeded 10000 concurrent requests"),
 ]
 
 @Suite("Hostile workers are cut off and replaced")
@@ -69,7 +71,7 @@ struct HostileWorkerTests {
             try await pool.pool.start()
             Issue.record("a hostile worker was accepted")
         } catch {
-            #expect("\(error)".contains(hostile.expected), "\(error)")
+            #expect(hostile.expected.split(separator: "|").contains { "\(error)".contains($0) }, "\(error)")
         }
         await pool.cleanup()
         #expect(await waitUntil { await pool.pool.counts.live == 0 })
