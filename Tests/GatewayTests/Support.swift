@@ -260,10 +260,3 @@ func processes(matching needle: String) -> [Int32] {
     }
 }
 
-extension Optional where Wrapped == JSONValue {
-    /// The array inside, or empty: keeps assertions on lists short.
-    var list: [JSONValue] {
-        if case let .array(a)? = self { return a }
-        return []
-    }
-}

@@ -38,7 +38,7 @@ struct GatewayStatus: AsyncParsableCommand {
         let w = s["workers"], r = s["runs"]
         print("workers   \(w?["live"].map(\.jsonText) ?? "0") live, \(w?["idle"].map(\.jsonText) ?? "0") idle, \(w?["busy"].map(\.jsonText) ?? "0") busy (min spare \(w?["minSpare"].map(\.jsonText) ?? "?"), max \(w?["max"].map(\.jsonText) ?? "?"))")
         print("runs      \(r?["running"].map(\.jsonText) ?? "0") running of \(r?["maxConcurrent"].map(\.jsonText) ?? "?"), \(r?["queued"].map(\.jsonText) ?? "0") queued")
-        let layers: [String] = ReloadOutput.list(s["sandbox"]?["active"]).compactMap(\.stringValue)
+        let layers: [String] = (s["sandbox"]?["active"]).list.compactMap(\.stringValue)
         print("sandbox   \(layers.isEmpty ? "(no live worker)" : layers.joined(separator: ", "))")
     }
 
@@ -92,17 +92,12 @@ enum ReloadOutput {
         case "rejected": Swift.print(Output.safe("rejected, the running config is kept: \(r["error"]?.stringValue ?? "")"))
         case "unchanged": Swift.print("config unchanged")
         default:
-            for c in list(r["applied"]) { Swift.print(Output.safe("applied   \(c["key"]?.stringValue ?? ""): \(c["old"]?.stringValue ?? "-") -> \(c["new"]?.stringValue ?? "-")")) }
-            for c in list(r["restartRequired"]) { Swift.print(Output.safe("restart   \(c["key"]?.stringValue ?? ""): \(c["new"]?.stringValue ?? "-") (running: \(c["old"]?.stringValue ?? "-"))")) }
+            for c in r["applied"].list { Swift.print(Output.safe("applied   \(c["key"]?.stringValue ?? ""): \(c["old"]?.stringValue ?? "-") -> \(c["new"]?.stringValue ?? "-")")) }
+            for c in r["restartRequired"].list { Swift.print(Output.safe("restart   \(c["key"]?.stringValue ?? ""): \(c["new"]?.stringValue ?? "-") (running: \(c["old"]?.stringValue ?? "-"))")) }
         }
         if let w = r["workflows"], w != .null {
             Swift.print("workflows \(w["valid"].map(\.jsonText) ?? "0") valid, \(w["invalid"].map(\.jsonText) ?? "0") invalid")
         }
-    }
-
-    static func list(_ v: JSONValue?) -> [JSONValue] {
-        if case let .array(a)? = v { return a }
-        return []
     }
 }
 

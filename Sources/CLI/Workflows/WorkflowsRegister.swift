@@ -51,7 +51,7 @@ struct WorkflowsRegister: AsyncParsableCommand {
             throw Output.fail(reply)
         }
         if json { return Output.printJSON(reply.body) }
-        for w in ReloadOutput.list(reply.json?["registered"]) {
+        for w in (reply.json?["registered"]).list {
             print(Output.safe("registered \(w["id"]?.stringValue ?? "?") (\(Self.describe(w["source"])))"))
         }
     }

@@ -57,25 +57,9 @@ public final class Admission: Sendable {
         }
     }
 
-    /// tmp + fsync + rename: a crash leaves the old file or the new one, never half of one.
     private static func persist(_ pause: Pause, to path: String) throws {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
-        let data = try encoder.encode(pause)
-        let tmp = path + ".tmp"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: tmp]) }
-        defer { close(fd) }
-        let ok = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) == $0.count }
-        guard ok, fsync(fd) == 0, rename(tmp, path) == 0 else {
-            unlink(tmp)
-            throw CocoaError(.fileWriteOutOfSpace, userInfo: [NSFilePathErrorKey: path, NSLocalizedDescriptionKey: String(cString: strerror(errno))])
-        }
-        // The rename itself is durable only once the directory is.
-        let dir = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dir >= 0 {
-            _ = fsync(dir)
-            close(dir)
-        }
+        try DurableFile.write(try encoder.encode(pause), to: path)
     }
 }

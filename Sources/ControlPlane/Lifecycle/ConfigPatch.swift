@@ -27,26 +27,33 @@ public enum ConfigPatch {
         let value: JSONValue
     }
 
-    public static let hotKeys = [
-        "server.maxConcurrentRuns", "server.runTimeoutSeconds", "server.maxRunStorageMB", "server.maxBatchItems",
-        "server.drainTimeoutSeconds", "workers.minSpare", "workers.max", "workers.limits.timeoutSeconds",
-    ]
+    /// The keys `PATCH /v1/config` may change, each with where it lives: one
+    /// list, so the keys shown, accepted and set cannot drift apart.
+    enum HotKey: String, CaseIterable {
+        case maxConcurrentRuns = "server.maxConcurrentRuns"
+        case runTimeoutSeconds = "server.runTimeoutSeconds"
+        case maxRunStorageMB = "server.maxRunStorageMB"
+        case maxBatchItems = "server.maxBatchItems"
+        case drainTimeoutSeconds = "server.drainTimeoutSeconds"
+        case minSpare = "workers.minSpare"
+        case maxWorkers = "workers.max"
+        case stepTimeoutSeconds = "workers.limits.timeoutSeconds"
 
-    /// Sets one hot key; false when `key` is not one.
-    static func set(_ key: String, _ value: Int, on config: inout GatewayConfig) -> Bool {
-        switch key {
-        case "server.maxConcurrentRuns": config.server.maxConcurrentRuns = value
-        case "server.runTimeoutSeconds": config.server.runTimeoutSeconds = value
-        case "server.maxRunStorageMB": config.server.maxRunStorageMB = value
-        case "server.maxBatchItems": config.server.maxBatchItems = value
-        case "server.drainTimeoutSeconds": config.server.drainTimeoutSeconds = value
-        case "workers.minSpare": config.workers.minSpare = value
-        case "workers.max": config.workers.max = value
-        case "workers.limits.timeoutSeconds": config.workers.limits.timeoutSeconds = value
-        default: return false
+        func set(_ value: Int, on config: inout GatewayConfig) {
+            switch self {
+            case .maxConcurrentRuns: config.server.maxConcurrentRuns = value
+            case .runTimeoutSeconds: config.server.runTimeoutSeconds = value
+            case .maxRunStorageMB: config.server.maxRunStorageMB = value
+            case .maxBatchItems: config.server.maxBatchItems = value
+            case .drainTimeoutSeconds: config.server.drainTimeoutSeconds = value
+            case .minSpare: config.workers.minSpare = value
+            case .maxWorkers: config.workers.max = value
+            case .stepTimeoutSeconds: config.workers.limits.timeoutSeconds = value
+            }
         }
-        return true
     }
+
+    public static var hotKeys: [String] { HotKey.allCases.map(\.rawValue) }
 
     /// A JSON object as key paths: `{"server": {"maxConcurrentRuns": 4}}` and
     /// `{"server.maxConcurrentRuns": 4}` say the same.
@@ -67,11 +74,11 @@ public enum ConfigPatch {
         guard !changes.isEmpty else { throw .invalid("the patch names no key") }
         var new = config
         for (key, value) in changes {
-            guard hotKeys.contains(key) else { throw .notHot(key) }
+            guard let hot = HotKey(rawValue: key) else { throw .notHot(key) }
             guard case let .number(n) = value, n == n.rounded(), abs(n) < 1e15 else {
                 throw .badValue(key, "must be an integer")
             }
-            _ = set(key, Int(n), on: &new)
+            hot.set(Int(n), on: &new)
         }
         do { try new.validate(file: file) } catch let error as ConfigError {
             throw .badValue(error.keyPath, error.message)

@@ -126,3 +126,11 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
     }
     public init(nilLiteral: ()) { self = .null }
 }
+
+extension Optional where Wrapped == JSONValue {
+    /// The array inside, or empty: for reading lists out of API answers.
+    public var list: [JSONValue] {
+        if case let .array(a)? = self { return a }
+        return []
+    }
+}

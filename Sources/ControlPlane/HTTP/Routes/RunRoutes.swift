@@ -8,10 +8,7 @@ extension API {
         router.post("/runs") { request, context -> Response in
             var request = request
             let body = try await request.jsonObject(limit: maxBodyBytes)
-            let known: Set<String> = ["workflow", "input", "mode"]
-            if let extra = body.keys.first(where: { !known.contains($0) }) {
-                throw APIError.badRequest("unknown field '\(extra)' (expected workflow, input, mode)")
-            }
+            try body.onlyKeys(["workflow", "input", "mode"])
             guard case let .string(workflow)? = body["workflow"], !workflow.isEmpty else {
                 throw APIError.badRequest("'workflow' is required: the id of a registered workflow")
             }

@@ -48,29 +48,9 @@ struct RegistrationStore: Sendable {
         encoder.dateEncodingStrategy = .millisecondsSince1970
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         let data = try encoder.encode(Document(registrations: registrations))
-        let tmp = dir + "/.registrations-\(UUID().uuidString).json"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StoreError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
-        var ok = data.withUnsafeBytes { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-                if n < 0, errno == EINTR { continue }
-                guard n > 0 else { return false }
-                offset += n
-            }
-            return true
+        do { try DurableFile.write(data, to: file) } catch {
+            throw StoreError("\(error)")
         }
-        ok = ok && fsync(fd) == 0
-        close(fd)
-        guard ok, rename(tmp, file) == 0 else {
-            let why = String(cString: strerror(errno))
-            unlink(tmp)
-            throw StoreError("cannot write \(file): \(why)")
-        }
-        // The rename is durable only once the directory is.
-        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
     }
 
     /// Removes what a crash could have left: staging directories, temporary
@@ -83,7 +63,7 @@ struct RegistrationStore: Sendable {
         })
         var removed: [String] = []
         for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name != "registrations.json" && !named.contains(name) {
-            let stale = name.hasPrefix(Self.stagingPrefix) || name.hasPrefix(".registrations-") || Self.isDigest(name)
+            let stale = name.hasPrefix(Self.stagingPrefix) || name.hasPrefix(".registrations.json-") || Self.isDigest(name)
             if stale, (try? FileManager.default.removeItem(atPath: dir + "/" + name)) != nil { removed.append(name) }
         }
         return removed
