@@ -11,11 +11,9 @@ enum ConfigDiff {
         let new: String?
     }
 
-    /// Leaves whose key names one of these never show their value: config
-    /// names where a secret lives rather than holding one, but an operator who
-    /// pastes a password into the wrong key must not find it in the audit log.
-    static let redactedLeaves: Set<String> = ["password", "token", "value", "apiKey", "key"]
-
+    /// Every leaf is shown: no key of the config holds a secret's value (tokens
+    /// and secrets are named by environment variable or secret name), and the
+    /// loader refuses any key it does not know, so none can be pasted in.
     static func flatten(_ config: GatewayConfig) -> [String: String] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -28,10 +26,7 @@ enum ConfigDiff {
             } else if let list = value as? [Any], list.contains(where: { $0 is [String: Any] }) {
                 for (i, v) in list.enumerated() { walk(v, "\(path)[\(i)]") }
             } else {
-                let leaf = path.split(separator: ".").last.map(String.init) ?? path
-                if redactedLeaves.contains(leaf) || leaf.lowercased().contains("password") {
-                    out[path] = "\"(redacted)\""
-                } else if let d = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]) {
+                if let d = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]) {
                     out[path] = String(decoding: d, as: UTF8.self)
                 }
             }

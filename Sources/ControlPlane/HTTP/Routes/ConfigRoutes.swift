@@ -6,8 +6,7 @@ extension API {
     /// `GET/PATCH /v1/config`: the running config, and its hot keys.
     func addConfigRoutes(_ router: Router<GatewayContext>) {
         // The config holds where secrets live (an environment variable's name,
-        // a secret's name), never a value; ConfigDiff redacts any leaf that
-        // looks like one all the same.
+        // a secret's name), never a value: it is shown whole.
         router.get("/v1/config") { _, _ -> Response in
             struct Shown: Encodable {
                 let config: [String: String]
