@@ -58,9 +58,15 @@ struct WorkerConnection: RPCHandler {
     }
 
     private func violation(_ why: String) -> RPCReply {
-        logger.warning("killing worker", metadata: ["pid": "\(worker.pid)", "reason": "\(why)"])
-        worker.helloFailed(WorkerFailure.refused(why))
-        worker.kill(reason: "protocol violation: \(why)", cause: .protocolViolation)
+        // A worker that floods has thousands more messages queued behind the first
+        // violation: that one is logged and acted on; the rest of a condemned
+        // worker's are only answered, so the flood cannot become a log storm that
+        // starves the event loops other workers share.
+        if worker.killReason == nil {
+            logger.warning("killing worker", metadata: ["pid": "\(worker.pid)", "reason": "\(why)"])
+            worker.helloFailed(WorkerFailure.refused(why))
+            worker.kill(reason: "protocol violation: \(why)", cause: .protocolViolation)
+        }
         return .error(RPCError(code: RPCError.notAllowed, message: why))
     }
 
