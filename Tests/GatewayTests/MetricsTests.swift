@@ -278,7 +278,8 @@ final class WorkerDrainTests {
 
     @Test("a busy worker is marked draining, finishes its job, then exits")
     func drainBusy() async throws {
-        let run = try await gw.run("slow", ["seconds": 4], sync: false)
+        // Long enough that a loaded machine still asks while the job runs.
+        let run = try await gw.run("slow", ["seconds": 10], sync: false)
         let id = try #require(run["id"]?.stringValue)
         _ = try await gw.waitForStatus(id, ["running"])
         let listing = try await pool { p in p["workers"].list.contains { $0["state"] == "busy" } }
