@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
         .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // libseccomp has no Swift package: a system-library target over its header.
@@ -62,6 +63,10 @@ let package = Package(
             .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             .product(name: "MultipartKit", package: "multipart-kit"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
+            // `http` and `infer` steps: the control plane speaks TLS to origins
+            // itself, so credentials it injects never enter a sandbox.
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ],
         // docs/openapi.yaml (linked here), compiled into the binary for `GET /openapi.yaml`:
         // the gateway serves the very document the docs and the tests use.
