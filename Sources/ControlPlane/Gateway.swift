@@ -133,9 +133,10 @@ public final class Gateway: Sendable {
             return SeccompKillWatcher.Job(runId: job?.runId, workflow: job?.workflow, jobId: jobId)
         } : nil
         self.admission = Admission(stateDir: stateDir)
+        let requester = try StepRequester(proxy: egress, caFile: config.egress.caFile)
         self.runs = RunService(store: store, registry: registry, pool: pool, hub: hub, audit: audit, egress: directory,
                                settings: config.runSettings(policies: resolver, secrets: secretStore), admission: admission,
-                               logger: logger)
+                               requester: requester, logger: logger)
     }
 
     public var socketPath: String { stateDir + "/gateway.sock" }

@@ -145,10 +145,14 @@ final class JobSlot: Sendable {
         let jobId = spec.jobId
         let interpreter = Interpreter(spec: spec, connectPorts: connectPorts, egressSocket: egressSocket, loop: loop,
                                       sink: { event in peer.notify(EventEmit.self, event) },
-                                      resolveSecret: { step, name in
-                                          try await peer.call(SecretResolve.self, .init(jobId: jobId, step: step, name: name),
-                                                              timeout: .seconds(30)).value
-                                      })
+                                      calls: ControlPlaneCalls(
+                                          resolveSecret: { step, name in
+                                              try await peer.call(SecretResolve.self, .init(jobId: jobId, step: step, name: name),
+                                                                  timeout: .seconds(30)).value
+                                          },
+                                          // A little beyond the step's time: the control plane's own timeout answers first.
+                                          fetch: { params, left in try await peer.call(HTTPFetch.self, params, timeout: left + .seconds(5)) },
+                                          complete: { params, left in try await peer.call(InferComplete.self, params, timeout: left + .seconds(5)) }))
         return await interpreter.run()
     }
 

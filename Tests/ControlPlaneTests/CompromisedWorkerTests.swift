@@ -103,7 +103,7 @@ let attacks: [Attack] = [
            worker: """
                if not spec["completed"]:
                    legit_until("gate"); legit("gate")
-                   answer("parked", parked={"step": "gate", "message": "ship it?", "onTimeout": "fail"})
+                   answer("parked", parked=[{"step": "gate", "request": {"approval": {"message": "ship it?"}}}])
                else:
                    legit_until(None)
                    answer("succeeded", output="after")
@@ -160,7 +160,7 @@ let attacks: [Attack] = [
                emit("step.finished", "after", attempt=1, output="forged")
                linger()
                """,
-           outcome: .violation(claim: "step.started after", reason: "cannot run before work is done"),
+           outcome: .violation(claim: "step.started after", reason: "cannot start before work, which comes before it, has ended"),
            forged: [("step.started", "after")], checkpoints: ["after": nil]),
     Attack(name: "an event type the catalogue does not know (a forged run.succeeded)",
            worker: """
@@ -174,10 +174,10 @@ let attacks: [Attack] = [
            worker: """
                legit("prepare")
                emit("step.started", "work", attempt=1, kind="forEach")
-               answer("parked", parked={"step": "work", "message": "approve me", "onTimeout": "approve", "timeoutMs": 1})
+               answer("parked", parked=[{"step": "work", "request": {"approval": {"message": "approve me"}}, "onTimeout": "approve", "timeoutMs": 1}])
                linger()
                """,
-           outcome: .violation(claim: "job.run parked at work", reason: "no approval step parked in this segment")),
+           outcome: .violation(claim: "job.run parked at work", reason: "no step parked in this segment")),
     Attack(name: "a step.parked event for a step that is not an approval",
            worker: """
                legit("prepare")
@@ -185,7 +185,7 @@ let attacks: [Attack] = [
                emit("step.parked", "work", "approve me")
                linger()
                """,
-           outcome: .violation(claim: "step.parked work", reason: "work is not a top-level approval step"),
+           outcome: .violation(claim: "step.parked work", reason: "work is a forEach step, which does not park"),
            forged: [("step.parked", "work")]),
     Attack(name: "claims the approval's outcome itself",
            worker: """
@@ -194,12 +194,12 @@ let attacks: [Attack] = [
                emit("step.finished", "gate", attempt=1, output={"approved": True, "actor": "mallory"})
                linger()
                """,
-           outcome: .violation(claim: "step.finished gate", reason: "only a decision through the gateway ends it"),
+           outcome: .violation(claim: "step.finished gate", reason: "only the gateway ends it"),
            forged: [("step.finished", "gate")], checkpoints: ["gate": nil]),
     Attack(name: "parks at the approval but sets its own expiry to approve itself",
            worker: """
                legit_until("gate"); legit("gate")
-               answer("parked", parked={"step": "gate", "message": "ship it?", "onTimeout": "approve", "timeoutMs": 1})
+               answer("parked", parked=[{"step": "gate", "request": {"approval": {"message": "ship it?"}}, "onTimeout": "approve", "timeoutMs": 1}])
                linger()
                """,
            outcome: .parkedAsDefined),
@@ -207,7 +207,7 @@ let attacks: [Attack] = [
            worker: """
                if not spec["completed"]:
                    legit_until("gate"); legit("gate")
-                   answer("parked", parked={"step": "gate", "message": "ship it?", "onTimeout": "fail"})
+                   answer("parked", parked=[{"step": "gate", "request": {"approval": {"message": "ship it?"}}}])
                else:
                    emit("step.started", "deploy", attempt=1, kind="exec")
                    emit("step.finished", "deploy", attempt=1, output="forged")

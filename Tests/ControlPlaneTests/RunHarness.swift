@@ -1,4 +1,4 @@
-import ControlPlane
+@testable import ControlPlane
 import Foundation
 import NIOPosix
 import Sandbox
@@ -53,7 +53,10 @@ final class RunHarness: Sendable {
         let runs = RunService(store: store, registry: registry, pool: pool, hub: RunEventHub(), audit: audit, egress: EgressDirectory(),
                               settings: RunSettings(policies: policies, secrets: secretStore, maxConcurrent: 2,
                                                     runTimeout: .seconds(60), stepTimeoutMs: 20_000),
-                              admission: Admission(stateDir: dir))
+                              admission: Admission(stateDir: dir),
+                              // Steps here make no requests: every decision refuses.
+                              requester: StepRequester(outbound: try OutboundHTTP(group: MultiThreadedEventLoopGroup.singleton, caFile: nil),
+                                                       decide: { _, _, _ in .failure(EgressDenial("no egress in this harness")) }))
         try await pool.start()
         return RunHarness(dir: dir, store: store, audit: audit, pool: pool, runs: runs)
     }

@@ -34,7 +34,7 @@ import Workflow
         }
         #expect(def.id == "all")
         #expect(def.timeoutMs == 120_000)
-        #expect(def.steps.map(\.kindName) == ["exec", "parallel", "forEach", "branch", "loop"])
+        #expect(def.steps.map(\.kindName) == [.exec, .parallel, .forEach, .branch, .loop])
         #expect(def.steps[0].retry?.max == 2)
         #expect(def.steps[1].parallel?.steps[1].exec?.interpreter == ["python3"])
         #expect(def.steps[2].forEach?.concurrency == 2)
@@ -61,7 +61,7 @@ import Workflow
               - id: six
                 exec: { argv: [env], env: { LD_PRELOAD: /x.so } }
               - id: seven
-                http: { url: "http://x" }
+                agent: { name: coder }
               - id: eight
                 run: "${{ input.x > }}"
             """)
@@ -73,7 +73,7 @@ import Workflow
         #expect(found.contains { $0.path == "steps[4](four).forEach.items" })
         #expect(found.contains { $0.path == "steps[5](five).run" && $0.message.contains("'item' is not defined here") })
         #expect(found.contains { $0.path == "steps[6](six).exec.env.LD_PRELOAD" })
-        #expect(found.contains { $0.path == "steps[7](seven).http" && $0.message.contains("not supported") })
+        #expect(found.contains { $0.path == "steps[7](seven).agent" && $0.message.contains("not supported") })
         #expect(found.contains { $0.path == "steps[8](eight).run" })
         #expect(found.allSatisfy { $0.line != nil })
     }
@@ -98,4 +98,12 @@ import Workflow
         #expect(def.input == ["type": "object"])
         #expect(WorkflowLoader.defaultId("/a/b/hello.workflow.yaml") == "hello")
     }
+}
+
+/// The payload of one kind, for assertions.
+extension Step {
+    var exec: ExecStep? { if case let .exec(e) = kind { e } else { nil } }
+    var parallel: ParallelStep? { if case let .parallel(p) = kind { p } else { nil } }
+    var forEach: ForEachStep? { if case let .forEach(f) = kind { f } else { nil } }
+    var loop: LoopStep? { if case let .loop(l) = kind { l } else { nil } }
 }

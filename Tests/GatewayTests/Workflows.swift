@@ -76,6 +76,8 @@ enum TestWorkflows {
               - id: first
                 run: echo first
               - id: nap
+                # Sleeping twice does no harm: a crash under it runs it again.
+                idempotent: true
                 exec: { argv: [sleep, "${{ input.seconds }}"] }
               - id: last
                 run: echo done

@@ -83,7 +83,7 @@ public enum ConfigLoader {
     }
 
     /// The key tree of GatewayConfig, for naming unknown keys with their line.
-    indirect enum Schema: Sendable { case object([String: Schema]), map(Schema), leaf }
+    indirect enum Schema: Sendable { case object([String: Schema]), map(Schema), list(Schema), leaf }
 
     static let permissionSchema: Schema = .object([
         "allowedExecutables": .leaf, "fsRead": .leaf, "fsWrite": .leaf, "networkEgress": .object(["allowHosts": .leaf]),
@@ -93,7 +93,7 @@ public enum ConfigLoader {
     static let schema: Schema = .object([
         "server": .object(["host": .leaf, "port": .leaf, "maxConcurrentRuns": .leaf, "maxBodyKB": .leaf, "runTimeoutSeconds": .leaf,
                            "sseHeartbeatSeconds": .leaf, "maxRunStorageMB": .leaf, "allowedHosts": .leaf, "socketGroup": .leaf,
-                           "maxBatchItems": .leaf, "drainTimeoutSeconds": .leaf, "watchFiles": .leaf,
+                           "maxBatchItems": .leaf, "drainTimeoutSeconds": .leaf, "watchFiles": .leaf, "maxInvokeDepth": .leaf,
                            "auth": .object(["mode": .leaf, "tokens": .leaf])]),
         "workflows": .object(["dirs": .leaf, "allowedRegistrationDirs": .leaf,
                               "upload": .object(["maxZipKB": .leaf, "maxUncompressedKB": .leaf, "maxEntries": .leaf])]),
@@ -109,9 +109,19 @@ public enum ConfigLoader {
                                "fileSizeMB": .leaf, "diskMB": .leaf, "diskFiles": .leaf, "outputKB": .leaf, "timeoutSeconds": .leaf]),
         ]),
         "sandbox": .object(["require": .leaf]),
+        "egress": .object(["caFile": .leaf, "maxResponseKB": .leaf, "maxRedirects": .leaf,
+                           "inject": .list(.object(["host": .leaf, "header": .leaf, "secret": .leaf, "format": .leaf]))]),
+        "providers": .map(.object(["baseURL": .leaf, "model": .leaf, "apiKeySecret": .leaf])),
     ])
 
     static func checkKeys(_ node: Node, schema: Schema, path: String, file: String) throws {
+        if case let .list(each) = schema {
+            guard let items = node.sequence else {
+                throw ConfigError(file: file, line: line(node), keyPath: path, message: "must be a list")
+            }
+            for (i, item) in items.enumerated() { try checkKeys(item, schema: each, path: "\(path)[\(i)]", file: file) }
+            return
+        }
         if case let .map(each) = schema {
             guard let mapping = node.mapping else {
                 throw ConfigError(file: file, line: line(node), keyPath: path, message: "must be a mapping")

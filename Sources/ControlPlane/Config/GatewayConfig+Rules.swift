@@ -1,5 +1,6 @@
 import Foundation
 import Wire
+import Workflow
 
 extension GatewayConfig {
     /// Checks values that decode but make no sense, naming the key.
@@ -13,6 +14,7 @@ extension GatewayConfig {
         if !(1...1_048_576).contains(server.maxRunStorageMB) { throw bad("server.maxRunStorageMB", "must be between 1 and 1048576") }
         if !(1...1000).contains(server.maxBatchItems) { throw bad("server.maxBatchItems", "must be between 1 and 1000") }
         if !(0...86_400).contains(server.drainTimeoutSeconds) { throw bad("server.drainTimeoutSeconds", "must be between 0 and 86400") }
+        if !(1...64).contains(server.maxInvokeDepth) { throw bad("server.maxInvokeDepth", "must be between 1 and 64") }
         try server.auth.validate(host: server.host, file: file)
         if let group = server.socketGroup, getgrnam(group) == nil {
             throw bad("server.socketGroup", "no group named '\(group)' on this host")
@@ -23,6 +25,7 @@ extension GatewayConfig {
         try validatePermissions(file: file)
         try audit.validate(file: file)
         try workflows.validate(file: file)
+        try validateEgress(file: file)
         if workers.max < 1 { throw bad("workers.max", "must be at least 1") }
         if workers.minSpare < 0 || workers.minSpare > workers.max { throw bad("workers.minSpare", "must be between 0 and workers.max (\(workers.max))") }
         if let base = workers.uidBase, base < 1000 || UInt64(base) + 50_000 > UInt64(UInt32.max - 1) {
@@ -40,6 +43,20 @@ extension GatewayConfig {
         if workers.limits.diskFiles < 10 { throw bad("workers.limits.diskFiles", "must be at least 10") }
         if workers.limits.workerAddressSpaceMB < max(1024, workers.limits.addressSpaceMB) {
             throw bad("workers.limits.workerAddressSpaceMB", "must be at least 1024 and at least workers.limits.addressSpaceMB (\(workers.limits.addressSpaceMB)): a step cannot get more than its worker has")
+        }
+    }
+
+    func validateEgress(file: String) throws {
+        func bad(_ key: String, _ message: String) -> ConfigError { ConfigError(file: file, line: nil, keyPath: key, message: message) }
+        if !(1...1_048_576).contains(egress.maxResponseKB) { throw bad("egress.maxResponseKB", "must be between 1 and 1048576") }
+        if !(0...20).contains(egress.maxRedirects) { throw bad("egress.maxRedirects", "must be between 0 and 20") }
+        if let ca = egress.caFile, !FileManager.default.isReadableFile(atPath: ca) { throw bad("egress.caFile", "\(ca) cannot be read") }
+        for (i, c) in egress.inject.enumerated() {
+            if let problem = CredentialRules.problems(c).first { throw bad("egress.inject[\(i)]", problem) }
+        }
+        for (name, p) in providers.sorted(by: { $0.key < $1.key }) {
+            if let problem = HTTPURLRule.problem(p.baseURL) { throw bad("providers.\(name).baseURL", problem) }
+            if p.model.isEmpty { throw bad("providers.\(name).model", "must name a model") }
         }
     }
 
@@ -62,9 +79,13 @@ extension GatewayConfig {
 
     /// The run service's share of this config (what a reload may change live).
     public func runSettings(policies: PolicyResolver, secrets: SecretStore) -> RunSettings {
-        RunSettings(policies: policies, secrets: secrets, maxConcurrent: server.maxConcurrentRuns,
-                    maxRunStorageBytes: server.maxRunStorageMB << 20, runTimeout: .seconds(server.runTimeoutSeconds),
-                    stepTimeoutMs: workers.limits.timeoutSeconds * 1000)
+        var settings = RunSettings(policies: policies, secrets: secrets, maxConcurrent: server.maxConcurrentRuns,
+                                   maxRunStorageBytes: server.maxRunStorageMB << 20, runTimeout: .seconds(server.runTimeoutSeconds),
+                                   stepTimeoutMs: workers.limits.timeoutSeconds * 1000)
+        settings.maxInvokeDepth = server.maxInvokeDepth
+        settings.requests = RequestSettings(inject: egress.inject, providers: providers, maxResponseBytes: egress.maxResponseKB << 10,
+                                            maxRedirects: egress.maxRedirects)
+        return settings
     }
 
     public func poolConfiguration(stateDir: String, runningAsRoot: Bool) -> WorkerPoolConfiguration {

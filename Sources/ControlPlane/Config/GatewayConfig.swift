@@ -13,6 +13,9 @@ public struct GatewayConfig: Codable, Sendable {
     public var audit = Audit()
     public var defaults = Defaults()
     public var secrets = Secrets()
+    public var egress = Egress()
+    /// Chat-completions endpoints `infer` steps name, by name.
+    public var providers: [String: Provider] = [:]
 
     public struct Secrets: Codable, Sendable {
         public struct Env: Codable, Sendable { public var prefix: String }
@@ -82,6 +85,8 @@ public struct GatewayConfig: Codable, Sendable {
         public var drainTimeoutSeconds = 30
         /// Reload when the config file or a workflow file changes on disk.
         public var watchFiles = true
+        /// How deep `invoke` steps may nest child runs.
+        public var maxInvokeDepth = 8
         public init() {}
     }
 
@@ -188,6 +193,8 @@ extension GatewayConfig {
         defaults = try c.value(.defaults, or: d.defaults)
         permissionProfiles = try c.value(.permissionProfiles, or: d.permissionProfiles)
         secrets = try c.value(.secrets, or: d.secrets)
+        egress = try c.value(.egress, or: d.egress)
+        providers = try c.value(.providers, or: d.providers)
     }
 }
 

@@ -35,6 +35,8 @@ public final class EgressProxy: Sendable {
     let audit: AuditLog
     private let logger: Logger
     let resolver = EgressResolver()
+    /// The gateway's event loops: requests the control plane makes for steps run on them too.
+    let group: any EventLoopGroup
     /// The gateway's own TCP listeners: never a destination, whatever allowHosts says.
     private let ownPorts = Mutex<Set<Int>>([])
     /// Connections served at once, by all workers: beyond it a connection is
@@ -55,6 +57,7 @@ public final class EgressProxy: Sendable {
         self.audit = audit
         self.logger = logger
         self.workerOf = workerOf
+        self.group = group
         maxConnections = min(Self.maxConnectionsCeiling, max(1, Self.openFileLimit() / 4))
         guard let bootstrap = ServerBootstrap(validatingGroup: group) else {
             throw Sockets.Failure(description: "the egress proxy needs NIO's own event loops")

@@ -1,4 +1,5 @@
 import Metrics
+import Workflow
 
 /// The gateway's instruments, made once against `MetricsBootstrap.registry`.
 ///
@@ -16,7 +17,7 @@ public final class GatewayMetrics: Sendable {
     }
 
     static let runStatuses = ["succeeded", "failed", "cancelled"]
-    static let stepKinds = ["exec", "parallel", "forEach", "branch", "loop", "approval", "unknown"]
+    static let stepKinds = StepKind.Name.allCases.map(\.rawValue) + ["unknown"]
     static let stepOutcomes = ["succeeded", "failed"]
     /// The dimensions of docs/permissions.md; whatever else a worker names is `other`.
     static let permissionDimensions = ["allowedExecutables", "fsRead", "fsWrite", "networkEgress", "secrets", "unrestricted",
@@ -45,6 +46,8 @@ public final class GatewayMetrics: Sendable {
     let egressAllowed: Counter
     let egressDenied: Counter
     let permissionDenials: [String: Counter]
+    let inferPromptTokens: Counter
+    let inferCompletionTokens: Counter
 
     private init() {
         let f = MetricsBootstrap.factory
@@ -78,6 +81,8 @@ public final class GatewayMetrics: Sendable {
         egressAllowed = counter("skelm_egress_decisions_total", [("decision", "allowed")])
         egressDenied = counter("skelm_egress_decisions_total", [("decision", "denied")])
         permissionDenials = by(Self.permissionDimensions) { counter("skelm_permission_denials_total", [("dimension", $0)]) }
+        inferPromptTokens = counter("skelm_infer_tokens_total", [("type", "prompt")])
+        inferCompletionTokens = counter("skelm_infer_tokens_total", [("type", "completion")])
     }
 
     // MARK: What the rest of the gateway reports
@@ -89,6 +94,13 @@ public final class GatewayMetrics: Sendable {
     }
 
     /// The egress proxy relayed a connection (`allowed`) or refused one.
+    /// Tokens an `infer` step's provider reported using. By type only: the
+    /// provider's name is config's, but a label per value is not worth its series.
+    static func inferTokens(provider: String, prompt: Int, completion: Int) {
+        shared.inferPromptTokens.increment(by: max(0, prompt))
+        shared.inferCompletionTokens.increment(by: max(0, completion))
+    }
+
     static func egress(allowed: Bool) {
         (allowed ? shared.egressAllowed : shared.egressDenied).increment()
     }

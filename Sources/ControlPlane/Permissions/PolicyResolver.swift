@@ -55,11 +55,9 @@ public struct PolicyResolver: Sendable {
                         policy.denied = PermissionDenial(dimension: "unrestricted", value: workflow.id)
                     }
                 }
-                if policy.denied == nil, !policy.unrestricted, let exec = step.exec,
-                   let program = exec.script != nil ? (exec.interpreter ?? ["sh"]).first : exec.argv?.first,
-                   !program.contains("${{"), let real = Self.resolve(program), !policy.executables.contains(real) {
+                if policy.denied == nil, !policy.unrestricted {
                     // Decided here, before any worker sees the step.
-                    policy.denied = PermissionDenial(dimension: "allowedExecutables", value: real)
+                    policy.denied = Self.refusal(of: step.kind, policy)
                 }
                 out[step.id] = policy
                 walk(step.children, own)
@@ -67,6 +65,26 @@ public struct PolicyResolver: Sendable {
         }
         walk(workflow.steps, top)
         return out
+    }
+
+    /// What a step's own fields ask for that its policy already rules out.
+    static func refusal(of kind: StepKind, _ policy: StepPolicy) -> PermissionDenial? {
+        switch kind {
+        case let .exec(exec):
+            guard let program = exec.script != nil ? (exec.interpreter ?? ["sh"]).first : exec.argv?.first,
+                  !program.contains("${{"), let real = resolve(program), !policy.executables.contains(real) else { return nil }
+            return PermissionDenial(dimension: "allowedExecutables", value: real)
+        case let .http(http):
+            // A literal URL's host is known now; a templated one is checked per request.
+            guard !http.url.contains("${{"), let c = URLComponents(string: http.url), let host = c.host?.lowercased() else { return nil }
+            let port = c.port ?? (c.scheme?.lowercased() == "https" ? 443 : 80)
+            guard !policy.allowHosts.contains(where: { HostPattern.matches($0, host: host, port: port) }) else { return nil }
+            return PermissionDenial(dimension: "networkEgress", value: "\(host):\(port)")
+        case .parallel, .forEach, .branch, .loop, .approval, .wait, .invoke, .infer:
+            // Containers hold steps with policies of their own; parking kinds
+            // run nothing; an infer step's host comes from config, checked per request.
+            return nil
+        }
     }
 
     func narrow(_ ceiling: PermissionSet, by lower: PermissionSet?) -> PermissionSet {

@@ -3,7 +3,7 @@ import Wire
 import Workflow
 
 public enum RunStatus: String, Codable, Sendable, CaseIterable {
-    /// `waiting`: parked at an approval; no worker holds it.
+    /// `waiting`: parked (at approvals, waits or child runs); no worker holds it.
     case queued, running, waiting, succeeded, failed, cancelled
     public var isTerminal: Bool { self == .succeeded || self == .failed || self == .cancelled }
 }
@@ -25,13 +25,28 @@ public struct RunRecord: Codable, Sendable {
     public var lastSeq: Int
     /// Worker segments this run has used (more than one after a restart or resume).
     public var segments: Int
+    /// Set on a child run: the run whose `invoke` step started it, and that step's path.
+    public var parentRunId: String?
+    public var parentStep: String?
+    /// How many `invoke`s deep: 0 for a run started over the API.
+    public var depth: Int = 0
     public var steps: [StepRecord]?
+    /// The runs its `invoke` steps started (with its steps only).
+    public var children: [ChildRun]?
+}
+
+/// A child run as its parent shows it.
+public struct ChildRun: Codable, Sendable, Equatable {
+    public var id: String
+    public var step: String
+    public var workflow: String
+    public var status: RunStatus
 }
 
 /// One step's checkpoint: its latest attempt.
 public struct StepRecord: Codable, Sendable {
     public var path: String
-    public var status: String
+    public var status: StepStatus
     public var attempt: Int
     public var output: JSONValue?
     public var error: String?
@@ -51,7 +66,7 @@ public struct RunEvent: Codable, Sendable {
     public var data: JSONValue?
     public var at: Date
 
-    public var isTerminal: Bool { type == "run.succeeded" || type == "run.failed" || type == "run.cancelled" }
+    public var isTerminal: Bool { RunEventType(rawValue: type)?.isTerminal ?? false }
 }
 
 /// A durable request for a human decision.

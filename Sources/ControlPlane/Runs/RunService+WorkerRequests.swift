@@ -31,7 +31,7 @@ extension RunService {
         case let .success(l): target = l.step
         case let .failure(v): return await deny(v.reason)
         }
-        guard let exec = target.exec, exec.secretNames.contains(params.name) else {
+        guard case let .exec(exec) = target.kind, exec.secretNames.contains(params.name) else {
             return await deny("step \(step) does not reference secrets.\(name) in its env")
         }
         // Events are handled in order, each persisted (fsynced) before the next: on a

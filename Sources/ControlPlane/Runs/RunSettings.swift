@@ -1,4 +1,5 @@
 import Foundation
+import Workflow
 
 /// What the run service reads from config and a reload may change while runs
 /// go on. Swapped whole, so a run never sees half of an old config and half of
@@ -12,6 +13,10 @@ public struct RunSettings: Sendable {
     public var maxRunStorageBytes: Int
     public var runTimeout: Duration
     public var stepTimeoutMs: Int
+    /// How deep `invoke` steps may nest child runs.
+    public var maxInvokeDepth = 8
+    /// What `http` and `infer` steps' requests may use.
+    public var requests = RequestSettings()
 
     public init(policies: PolicyResolver, secrets: SecretStore, maxConcurrent: Int, maxRunStorageBytes: Int = 256 << 20,
                 runTimeout: Duration, stepTimeoutMs: Int) {
@@ -21,5 +26,22 @@ public struct RunSettings: Sendable {
         self.maxRunStorageBytes = maxRunStorageBytes
         self.runTimeout = runTimeout
         self.stepTimeoutMs = stepTimeoutMs
+    }
+}
+
+/// Credentials, providers and bounds for the requests the control plane makes
+/// for `http` and `infer` steps.
+public struct RequestSettings: Sendable {
+    public var inject: [CredentialInjection] = []
+    public var providers: [String: GatewayConfig.Provider] = [:]
+    public var maxResponseBytes = 10 << 20
+    public var maxRedirects = 5
+
+    public init(inject: [CredentialInjection] = [], providers: [String: GatewayConfig.Provider] = [:],
+                maxResponseBytes: Int = 10 << 20, maxRedirects: Int = 5) {
+        self.inject = inject
+        self.providers = providers
+        self.maxResponseBytes = maxResponseBytes
+        self.maxRedirects = maxRedirects
     }
 }

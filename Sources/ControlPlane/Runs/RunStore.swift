@@ -115,6 +115,31 @@ public final class RunStore: Sendable {
                 DROP INDEX runs_status;
                 """)
         }
+        // Parks at any depth: a run waits on several steps at once (parallel
+        // approvals, posted outputs, child runs), and a child run knows its parent.
+        m.registerMigration("4-parks-and-children") { db in
+            try db.execute(sql: """
+                ALTER TABLE runs ADD COLUMN parent_run_id TEXT;
+                ALTER TABLE runs ADD COLUMN parent_step TEXT;
+                ALTER TABLE runs ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
+                CREATE INDEX runs_parent ON runs(parent_run_id) WHERE parent_run_id IS NOT NULL;
+                CREATE TABLE waits (
+                    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                    step TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    child_run_id TEXT,
+                    message TEXT,
+                    status TEXT NOT NULL,
+                    on_timeout TEXT,
+                    expires_at REAL,
+                    created_at REAL NOT NULL,
+                    resolved_at REAL,
+                    PRIMARY KEY (run_id, step)
+                ) WITHOUT ROWID;
+                CREATE INDEX waits_status ON waits(status, expires_at);
+                CREATE INDEX approvals_run ON approvals(run_id, status);
+                """)
+        }
         return m
     }
 
@@ -149,12 +174,12 @@ public final class RunStore: Sendable {
                 try db.execute(sql: "INSERT INTO idempotency_keys (key, request_hash, run_id, created_at) VALUES (?, ?, ?, ?)",
                                arguments: [key, requestHash, id, now])
             }
-            let queued = try Self.append(db, runId: id, type: "run.queued", step: nil, message: workflow, data: nil)
+            let queued = try Self.append(db, runId: id, type: .runQueued, step: nil, message: workflow, data: nil)
             var started: RunEvent?
             if start {
                 try db.cachedStatement(sql: "UPDATE runs SET status = 'running', started_at = ?, segments = 1 WHERE id = ?")
                     .execute(arguments: [now, id])
-                started = try Self.append(db, runId: id, type: "run.started", step: nil, message: nil, data: nil)
+                started = try Self.append(db, runId: id, type: .runStarted, step: nil, message: nil, data: nil)
             }
             return .created(try Self.fetchRun(db, id: id)!, queued: queued, started: started)
         }
@@ -163,7 +188,7 @@ public final class RunStore: Sendable {
     // MARK: Events and checkpoints
 
     /// Appends an event (and updates the step's checkpoint row it concerns).
-    public func append(runId: String, type: String, step: String? = nil, message: String? = nil, data: JSONValue? = nil) async throws -> RunEvent {
+    public func append(runId: String, type: RunEventType, step: String? = nil, message: String? = nil, data: JSONValue? = nil) async throws -> RunEvent {
         try await db.write { db in try Self.append(db, runId: runId, type: type, step: step, message: message, data: data) }
     }
 
@@ -175,160 +200,80 @@ public final class RunStore: Sendable {
                 WHERE id = ? AND status IN ('queued', 'running')
                 """).execute(arguments: [Date().timeIntervalSince1970, runId])
             guard db.changesCount > 0 else { return nil }
-            return try Self.append(db, runId: runId, type: resumed ? "run.resumed" : "run.started", step: nil, message: nil, data: nil)
+            return try Self.append(db, runId: runId, type: resumed ? .runResumed : .runStarted, step: nil, message: nil, data: nil)
         }
     }
 
-    /// Ends a run, once: a run that already ended is left as it is (nil).
-    public func finish(runId: String, status: RunStatus, output: JSONValue?, error: StepFailure?) async throws -> RunEvent? {
+    /// How a run's end went, and what it did to its parent run, if it has one.
+    public struct Finished: Sendable {
+        public var event: RunEvent?
+        public var parent: ParentOutcome?
+        public var parentEvents: [RunEvent] = []
+    }
+
+    /// Ends a run, once: a run that already ended is left as it is (`event` nil).
+    /// A child run's end resolves its parent's `invoke` step in the same
+    /// transaction, so a crash cannot leave the parent waiting on a child that ended.
+    public func finish(runId: String, status: RunStatus, output: JSONValue?, error: StepFailure?) async throws -> Finished {
         try await db.write { db in
             let errorText = error.flatMap { try? String(decoding: JSONEncoder().encode($0), as: UTF8.self) }
             try db.cachedStatement(sql: """
                 UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?
                 WHERE id = ? AND status IN ('queued', 'running', 'waiting')
                 """).execute(arguments: [status.rawValue, output?.jsonText, errorText, Date().timeIntervalSince1970, runId])
-            guard db.changesCount > 0 else { return nil }
+            guard db.changesCount > 0 else { return Finished() }
             var data: [String: JSONValue] = [:]
             if let output { data["output"] = output }
             if let error { data["error"] = ["code": .string(error.code), "step": error.step.map(JSONValue.string) ?? .null, "message": .string(error.message)] }
-            return try Self.append(db, runId: runId, type: "run.\(status.rawValue)", step: error?.step,
-                                   message: error?.message, data: data.isEmpty ? nil : .object(data))
+            let type: RunEventType = status == .succeeded ? .runSucceeded : status == .cancelled ? .runCancelled : .runFailed
+            var finished = Finished(event: try Self.append(db, runId: runId, type: type, step: error?.step,
+                                                           message: error?.message, data: data.isEmpty ? nil : .object(data)))
+            try Self.resolveParent(db, child: runId, status: status, output: output, error: error, into: &finished)
+            return finished
         }
     }
 
-    static func append(_ db: Database, runId: String, type: String, step: String?, message: String?, data: JSONValue?) throws -> RunEvent {
+    static func append(_ db: Database, runId: String, type: RunEventType, step: String?, message: String?, data: JSONValue?) throws -> RunEvent {
         // Statements on a run's hot path are compiled once (cachedStatement): each
         // compilation runs GRDB's authorizer over every column it touches.
         let seq = try Int.fetchOne(db.cachedStatement(sql: "UPDATE runs SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq"),
                                    arguments: [runId]) ?? 0
         let now = Date()
         try db.cachedStatement(sql: "INSERT INTO events (run_id, seq, type, step, message, data, at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-            .execute(arguments: [runId, seq, type, step, message?.isEmpty == true ? nil : message, data?.jsonText, now.timeIntervalSince1970])
+            .execute(arguments: [runId, seq, type.rawValue, step, message?.isEmpty == true ? nil : message, data?.jsonText, now.timeIntervalSince1970])
         if let step { try checkpoint(db, runId: runId, step: step, type: type, message: message, data: data, at: now.timeIntervalSince1970) }
-        return RunEvent(runId: runId, seq: seq, type: type, step: step, message: message?.isEmpty == true ? nil : message, data: data, at: now)
+        return RunEvent(runId: runId, seq: seq, type: type.rawValue, step: step, message: message?.isEmpty == true ? nil : message, data: data, at: now)
     }
 
-    static func checkpoint(_ db: Database, runId: String, step: String, type: String, message: String?, data: JSONValue?, at: Double) throws {
+    static func checkpoint(_ db: Database, runId: String, step: String, type: RunEventType, message: String?, data: JSONValue?, at: Double) throws {
         var attempt = 1
         if case let .number(n)? = data?["attempt"] { attempt = Int(n) }
         switch type {
-        case "step.started":
+        case .stepStarted:
             try db.cachedStatement(sql: """
                 INSERT INTO steps (run_id, path, status, attempt, started_at, ordinal)
                 VALUES (?, ?, 'running', ?, ?, (SELECT COUNT(*) FROM steps WHERE run_id = ?))
                 ON CONFLICT (run_id, path) DO UPDATE SET status = 'running', attempt = excluded.attempt,
                     started_at = excluded.started_at, finished_at = NULL, error = NULL
                 """).execute(arguments: [runId, step, attempt, at, runId])
-        case "step.finished":
+        case .stepFinished:
             try db.cachedStatement(sql: "UPDATE steps SET status = 'succeeded', output = ?, finished_at = ? WHERE run_id = ? AND path = ?")
                 .execute(arguments: [data?["output"]?.jsonText, at, runId, step])
-        case "step.failed":
+        case .stepFailed:
             let retrying = data?["willRetry"] == .bool(true)
             try db.cachedStatement(sql: "UPDATE steps SET status = ?, error = ?, finished_at = ? WHERE run_id = ? AND path = ?")
                 .execute(arguments: [retrying ? "retrying" : "failed", message, at, runId, step])
-        case "step.skipped":
+        case .stepSkipped:
             try db.execute(sql: """
                 INSERT INTO steps (run_id, path, status, attempt, finished_at, ordinal)
                 VALUES (?, ?, 'skipped', 0, ?, (SELECT COUNT(*) FROM steps WHERE run_id = ?))
                 ON CONFLICT (run_id, path) DO UPDATE SET status = 'skipped'
                 """, arguments: [runId, step, at, runId])
-        default: break
+        case .stepParked:
+            try db.cachedStatement(sql: "UPDATE steps SET status = 'waiting' WHERE run_id = ? AND path = ?").execute(arguments: [runId, step])
+        case .runQueued, .runStarted, .runResumed, .runWaiting, .runSucceeded, .runFailed, .runCancelled, .stepBranch, .inferDelta, .childStarted:
+            break
         }
-    }
-
-    // MARK: Approvals
-
-    /// Parks a run: the approval row, the run's `waiting` status and the event, in one transaction.
-    public func park(runId: String, approval: ApprovalRecord) async throws -> RunEvent? {
-        try await db.write { db in
-            try db.execute(sql: "UPDATE runs SET status = 'waiting' WHERE id = ? AND status = 'running'", arguments: [runId])
-            guard db.changesCount > 0 else { return nil }
-            try db.execute(sql: """
-                INSERT INTO approvals (id, run_id, workflow, step, message, requester, status, on_timeout, created_at, expires_at)
-                VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
-                """, arguments: [approval.id, runId, approval.workflow, approval.step, approval.message, approval.requester,
-                                 approval.onTimeout, approval.createdAt.timeIntervalSince1970, approval.expiresAt?.timeIntervalSince1970])
-            return try Self.append(db, runId: runId, type: "run.waiting", step: approval.step, message: approval.message,
-                                   data: ["approval": .string(approval.id)])
-        }
-    }
-
-    public enum Decision: Sendable {
-        case decided(ApprovalRecord, [RunEvent])
-        case alreadyDecided(ApprovalRecord)
-        case notFound
-    }
-
-    /// Records a decision once. Approve checkpoints the step with its output and
-    /// queues the run again; deny (and expiry) record the step as failed.
-    public func decide(id: String, status: ApprovalRecord.Status, actor: String, reason: String?) async throws -> Decision {
-        try await db.write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM approvals WHERE id = ?", arguments: [id]) else { return .notFound }
-            let current = Self.approval(from: row)
-            guard current.status == .pending else { return .alreadyDecided(current) }
-            let now = Date()
-            try db.execute(sql: "UPDATE approvals SET status = ?, decided_at = ?, decided_by = ?, reason = ? WHERE id = ?",
-                           arguments: [status.rawValue, now.timeIntervalSince1970, actor, reason, id])
-            var events: [RunEvent] = []
-            let approved = status == .approved
-            let output: JSONValue = ["approved": .bool(approved), "actor": .string(actor), "reason": reason.map(JSONValue.string) ?? .null]
-            if approved {
-                events.append(try Self.append(db, runId: current.runId, type: "step.finished", step: current.step, message: "approved by \(actor)",
-                                              data: ["attempt": 1, "output": output]))
-                try db.execute(sql: "UPDATE runs SET status = 'queued' WHERE id = ? AND status = 'waiting'", arguments: [current.runId])
-            } else {
-                events.append(try Self.append(db, runId: current.runId, type: "step.failed", step: current.step,
-                                              message: "\(status.rawValue) by \(actor)\(reason.map { ": \($0)" } ?? "")",
-                                              data: ["attempt": 1, "code": .string(status == .expired ? "ApprovalExpired" : "ApprovalDenied"), "willRetry": false]))
-            }
-            var decided = current
-            decided.status = status
-            decided.decidedAt = now
-            decided.decidedBy = actor
-            decided.reason = reason
-            return .decided(decided, events)
-        }
-    }
-
-    /// A cancelled run's pending approvals are closed with it.
-    public func cancelApprovals(runId: String) async throws {
-        try await db.write { db in
-            try db.execute(sql: "UPDATE approvals SET status = 'cancelled', decided_at = ? WHERE run_id = ? AND status = 'pending'",
-                           arguments: [Date().timeIntervalSince1970, runId])
-        }
-    }
-
-    public func approval(_ id: String) async throws -> ApprovalRecord? {
-        try await db.read { db in try Row.fetchOne(db, sql: "SELECT * FROM approvals WHERE id = ?", arguments: [id]).map(Self.approval(from:)) }
-    }
-
-    public func approvals(status: ApprovalRecord.Status? = nil, runId: String? = nil, limit: Int = 100) async throws -> [ApprovalRecord] {
-        try await db.read { db in
-            var sql = "SELECT * FROM approvals WHERE 1 = 1"
-            var args: [(any DatabaseValueConvertible)?] = []
-            if let status { sql += " AND status = ?"; args.append(status.rawValue) }
-            if let runId { sql += " AND run_id = ?"; args.append(runId) }
-            sql += " ORDER BY created_at DESC LIMIT ?"
-            args.append(limit)
-            return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args)).map(Self.approval(from:))
-        }
-    }
-
-    /// Pending approvals whose time is up.
-    public func expiredApprovals(now: Date = Date()) async throws -> [ApprovalRecord] {
-        try await db.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM approvals WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= ?",
-                             arguments: [now.timeIntervalSince1970]).map(Self.approval(from:))
-        }
-    }
-
-    static func approval(from row: Row) -> ApprovalRecord {
-        ApprovalRecord(id: row["id"], runId: row["run_id"], workflow: row["workflow"], step: row["step"], message: row["message"],
-                       requester: row["requester"], status: ApprovalRecord.Status(rawValue: row["status"]) ?? .pending,
-                       onTimeout: row["on_timeout"], createdAt: Date(timeIntervalSince1970: row["created_at"]),
-                       expiresAt: (row["expires_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
-                       decidedAt: (row["decided_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
-                       decidedBy: row["decided_by"], reason: row["reason"])
     }
 
     // MARK: Reading
@@ -392,15 +337,25 @@ public final class RunStore: Sendable {
         }
     }
 
-    /// Outputs of the top-level steps that completed: the checkpoints a new segment starts from.
+    /// Outputs of the steps that completed, at any depth: the checkpoints a new segment starts from.
     public func checkpoints(runId: String) async throws -> [String: JSONValue] {
         try await db.read { db in
             var out: [String: JSONValue] = [:]
-            for row in try Row.fetchAll(db, sql: """
-                SELECT path, output FROM steps WHERE run_id = ? AND status = 'succeeded'
-                AND instr(path, '/') = 0 AND instr(path, '[') = 0
-                """, arguments: [runId]) {
+            for row in try Row.fetchAll(db, sql: "SELECT path, output FROM steps WHERE run_id = ? AND status = 'succeeded'",
+                                        arguments: [runId]) {
                 out[row["path"]] = (row["output"] as String?).flatMap(JSONValue.parse) ?? .null
+            }
+            return out
+        }
+    }
+
+    /// Steps the last segment started and never ended (neither finished,
+    /// failed nor parked), with the attempt each was on: what a crash interrupted.
+    public func inFlight(runId: String) async throws -> [String: Int] {
+        try await db.read { db in
+            var out: [String: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT path, attempt FROM steps WHERE run_id = ? AND status = 'running'", arguments: [runId]) {
+                out[row["path"]] = row["attempt"]
             }
             return out
         }
@@ -414,7 +369,7 @@ public final class RunStore: Sendable {
         try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM steps WHERE run_id = ? ORDER BY ordinal"), arguments: [runId]).map { row in
             let started = (row["started_at"] as Double?).map(Date.init(timeIntervalSince1970:))
             let finished = (row["finished_at"] as Double?).map(Date.init(timeIntervalSince1970:))
-            return StepRecord(path: row["path"], status: row["status"], attempt: row["attempt"],
+            return StepRecord(path: row["path"], status: StepStatus(rawValue: row["status"]) ?? .failed, attempt: row["attempt"],
                               output: (row["output"] as String?).flatMap(JSONValue.parse), error: row["error"],
                               startedAt: started, finishedAt: finished,
                               durationMs: started.flatMap { s in finished.map { $0.timeIntervalSince(s) * 1000 } })
@@ -431,6 +386,7 @@ public final class RunStore: Sendable {
             error: (row["error"] as String?).flatMap { try? JSONDecoder().decode(StepFailure.self, from: Data($0.utf8)) },
             createdAt: Date(timeIntervalSince1970: row["created_at"]), startedAt: started, finishedAt: finished,
             durationMs: started.flatMap { s in finished.map { $0.timeIntervalSince(s) * 1000 } },
-            idempotencyKey: row["idempotency_key"], lastSeq: row["last_seq"], segments: row["segments"], steps: nil)
+            idempotencyKey: row["idempotency_key"], lastSeq: row["last_seq"], segments: row["segments"],
+            parentRunId: row["parent_run_id"], parentStep: row["parent_step"], depth: row["depth"] ?? 0, steps: nil)
     }
 }

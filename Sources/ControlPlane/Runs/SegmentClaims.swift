@@ -6,11 +6,12 @@ import Workflow
 ///
 /// Only the worker can say what happened inside a step, so the control plane
 /// persists its reports; but what it persists becomes checkpoints a resumed run
-/// skips, approvals a human is asked for, and audit entries. A compromised
-/// worker must not be able to write those at will: each claim has to fit the
-/// definition (the step exists at that path) and the segment's order (a step
-/// ends only after it started, a top-level step starts only after the ones
-/// before it ended). A claim that does not is a protocol violation.
+/// skips, approvals a human is asked for, requests made with credentials, and
+/// audit entries. A compromised worker must not be able to write those at will:
+/// each claim has to fit the definition (the step exists at that path) and the
+/// segment's order (a step ends only after it started; in a list, at any depth,
+/// a step starts only after the ones before it ended, so nothing after an
+/// approval runs before the decision). A claim that does not is a protocol violation.
 struct SegmentClaims: Sendable {
     /// A claim refused, in words for the run's error and the audit entry.
     struct Violation: Error, Sendable, Equatable {
@@ -49,8 +50,13 @@ struct SegmentClaims: Sendable {
     private var running: Set<String> = []
     /// The case each running branch chose (-1: `otherwise`).
     private var chosen: [String: Int] = [:]
-    /// The approval the segment parked at; nothing may follow it.
-    private(set) var parkedAt: String?
+    /// Steps that ran to their end in this segment or an earlier one, at any
+    /// depth: what a later step in the same list waits for.
+    private var ended: Set<String> = []
+    /// Checkpoints from earlier segments: nothing at or inside them runs again.
+    private let checkpointed: Set<String>
+    /// Steps that parked in this segment: approvals, waits, child runs.
+    private(set) var parked: Set<String> = []
     /// Set once a claim was refused: nothing more from this worker is believed.
     private(set) var refused: Violation?
     /// Set once the run service has judged the segment: later events are dropped.
@@ -60,6 +66,7 @@ struct SegmentClaims: Sendable {
 
     static let maxPathBytes = 4096
 
+    /// `checkpointed`: paths, at any depth, that succeeded in earlier segments.
     init(definition: WorkflowDefinition, checkpointed: some Collection<String>) {
         self.definition = definition
         var order: [String: Int] = [:]
@@ -69,6 +76,13 @@ struct SegmentClaims: Sendable {
         }
         for id in checkpointed where top[id] != nil { top[id] = .checkpointed }
         self.order = order
+        self.checkpointed = Set(checkpointed)
+        ended = self.checkpointed
+    }
+
+    /// Whether the path, or a step it runs inside, already succeeded in an earlier segment.
+    private func isCheckpointed(_ path: String) -> Bool {
+        checkpointed.contains(path) || StepPath.ancestors(of: path).contains(where: checkpointed.contains)
     }
 
     /// Whether nothing more from this worker is taken.
@@ -92,7 +106,6 @@ struct SegmentClaims: Sendable {
         guard let kind = event.kind else { throw no("'\(Self.cut(event.type))' is not an event type of the catalogue") }
         guard kind != .jobStarted else { throw no("job.started belongs to one-program jobs, not to a run segment") }
         guard let path = event.step else { throw no("a \(kind.rawValue) event must name its step") }
-        if let parkedAt { throw no("the segment already parked at \(parkedAt); nothing runs after that") }
         let at: Located
         switch locate(path) {
         case let .success(l): at = l
@@ -107,6 +120,13 @@ struct SegmentClaims: Sendable {
             }
         }
         let id = at.step.id
+        if kind == .stepStarted || kind == .stepSkipped {
+            if isCheckpointed(path) { throw no("\(path) already succeeded in an earlier segment of this run") }
+            if parked.contains(path) { throw no("\(path) parked in this segment; it waits") }
+            if let before = predecessor(notEndedOf: path, at) {
+                throw no("\(path) cannot start before \(before), which comes before it, has ended")
+            }
+        }
         switch kind {
         case .stepStarted:
             if at.isTopLevel {
@@ -117,6 +137,7 @@ struct SegmentClaims: Sendable {
                 top[id] = .running
             } else {
                 guard !running.contains(path) else { throw no("\(path) is already running") }
+                guard !ended.contains(path) else { throw no("\(path) already ended in this segment") }
             }
             running.insert(path)
             chosen[path] = nil
@@ -127,13 +148,19 @@ struct SegmentClaims: Sendable {
                 top[id] = .skipped
             } else {
                 guard !running.contains(path) else { throw no("\(path) is running; it cannot be skipped") }
+                guard !ended.contains(path) else { throw no("\(path) already ended in this segment") }
             }
+            ended.insert(path)
         case .stepFinished, .stepFailed:
             guard running.contains(path) else { throw no("\(path) has not started in this segment (or already ended)") }
-            // An approval's outcome is a human's decision, recorded by the control plane.
-            guard at.step.approval == nil else { throw no("\(path) is an approval: only a decision through the gateway ends it") }
+            // A parking step's outcome (a decision, a posted output, a child's
+            // result) is recorded by the control plane, never claimed by a worker.
+            guard !at.step.kind.parks else { throw no("\(path) is a \(at.step.kindName.rawValue) step: only the gateway ends it") }
             if let inner = running.first(where: { $0.hasPrefix(path + "/") || $0.hasPrefix(path + "[") }) {
                 throw no("\(inner), inside \(path), is still running")
+            }
+            if let inner = parked.first(where: { $0.hasPrefix(path + "/") || $0.hasPrefix(path + "[") }) {
+                throw no("\(inner), inside \(path), parked; \(path) cannot end before it does")
             }
             var retrying = false
             if kind == .stepFailed, event.data?["willRetry"] == .bool(true) {
@@ -142,9 +169,10 @@ struct SegmentClaims: Sendable {
             }
             running.remove(path)
             chosen[path] = nil
+            if kind == .stepFinished { ended.insert(path) }
             if at.isTopLevel { top[id] = kind == .stepFinished ? .finished : retrying ? .retrying : .failed }
         case .stepBranch:
-            guard let branch = at.step.branch else { throw no("\(path) is not a branch step") }
+            guard case let .branch(branch) = at.step.kind else { throw no("\(path) is not a branch step") }
             guard running.contains(path) else { throw no("\(path) is not running") }
             guard chosen[path] == nil else { throw no("branch \(path) already chose a case") }
             switch event.data?["case"] {
@@ -156,11 +184,11 @@ struct SegmentClaims: Sendable {
                 throw no("data.case is neither one of the \(branch.cases.count) cases nor \"otherwise\"")
             }
         case .stepParked:
-            guard at.isTopLevel, at.step.approval != nil else { throw no("\(path) is not a top-level approval step") }
-            guard running.contains(path) else { throw no("approval \(path) has not started in this segment") }
+            guard at.step.kind.parks else { throw no("\(path) is a \(at.step.kindName.rawValue) step, which does not park") }
+            guard running.contains(path) else { throw no("\(path) has not started in this segment") }
             running.remove(path)
-            top[id] = .parked
-            parkedAt = id
+            parked.insert(path)
+            if at.isTopLevel { top[id] = .parked }
         case .jobStarted:
             break
         }
@@ -172,6 +200,30 @@ struct SegmentClaims: Sendable {
         for step in definition.steps.prefix(n) where !(top[step.id]?.isDone ?? false) {
             throw Violation(claim: claim, reason: "top-level step \(id) cannot run before \(step.id) is done (\(describe(top[step.id]!)))")
         }
+    }
+
+    /// The first step before this one in its list (at its depth, in its
+    /// iteration or case) that has not ended: it must end first. Parallel
+    /// branches have no order.
+    private func predecessor(notEndedOf path: String, _ at: Located) -> String? {
+        let list: [Step]
+        if let container = at.containers.last {
+            switch container.step.kind {
+            case let .forEach(f): list = f.steps
+            case let .loop(l): list = l.steps
+            case let .branch(b): list = container.childCase.map { $0 >= 0 && $0 < b.cases.count ? b.cases[$0].steps : b.otherwise ?? [] } ?? []
+            case .parallel, .exec, .approval, .wait, .invoke, .http, .infer: return nil
+            }
+        } else {
+            list = definition.steps
+        }
+        let prefix = String(path.dropLast(at.step.id.count))
+        for step in list {
+            if step.id == at.step.id { return nil }
+            let sibling = prefix + step.id
+            if !ended.contains(sibling), !isCheckpointed(sibling) { return sibling }
+        }
+        return nil
     }
 
     private func describe(_ t: Top) -> String {
@@ -190,21 +242,29 @@ struct SegmentClaims: Sendable {
     // MARK: The answer
 
     /// Checks the job's answer against the segment's events: a success needs
-    /// every top-level step done and nothing running; a park needs the
-    /// approval step the segment parked at.
+    /// every top-level step done, nothing running and nothing parked; a park
+    /// needs exactly the steps that parked, and nothing running but their containers.
     func check(_ result: RunJobResult) throws(Violation) {
         switch result.status {
         case .succeeded:
             let claim = "job.run succeeded"
             if let step = running.sorted().first { throw Violation(claim: claim, reason: "\(step) is still running") }
+            if let step = parked.sorted().first { throw Violation(claim: claim, reason: "\(step) parked") }
             for step in definition.steps where !(top[step.id]?.isDone ?? false) {
                 throw Violation(claim: claim, reason: "top-level step \(step.id) is \(describe(top[step.id]!))")
             }
         case .parked:
-            let step = result.parked?.step ?? ""
-            let claim = "job.run parked at \(Self.cut(step))"
-            guard let parkedAt else { throw Violation(claim: claim, reason: "no approval step parked in this segment") }
-            guard step == parkedAt else { throw Violation(claim: claim, reason: "the segment parked at \(parkedAt)") }
+            let claimed = Set(result.parked.map(\.step))
+            let claim = "job.run parked at \(Self.cut(claimed.sorted().joined(separator: ", ")))"
+            guard !parked.isEmpty else { throw Violation(claim: claim, reason: "no step parked in this segment") }
+            guard claimed == parked, claimed.count == result.parked.count else {
+                throw Violation(claim: claim, reason: "the segment parked at \(Self.cut(parked.sorted().joined(separator: ", ")))")
+            }
+            // What still runs can only be the containers of what parked: they end once it does.
+            let holding = Set(parked.flatMap { StepPath.ancestors(of: $0) })
+            if let step = running.subtracting(holding).sorted().first {
+                throw Violation(claim: claim, reason: "\(step) is still running")
+            }
         case .failed:
             // Failing is the safe direction: nothing is persisted as done.
             break
@@ -232,7 +292,7 @@ struct SegmentClaims: Sendable {
             guard let step = level.first(where: { $0.id == id }) else {
                 return no(containers.last.map { "\(id) is not a step inside \($0.path)" } ?? "\(id) is not a top-level step of \(definition.id)")
             }
-            if let parent = containers.last, let branch = parent.step.branch {
+            if let parent = containers.last, case let .branch(branch) = parent.step.kind {
                 containers[containers.count - 1].childCase = branch.cases.firstIndex { $0.steps.contains { $0.id == id } } ?? -1
             }
             let own = prefix + step.id
@@ -240,18 +300,19 @@ struct SegmentClaims: Sendable {
                 if index != nil { return no("\(Self.cut(path)) ends in an iteration, not in a step") }
                 return .success(Located(step: step, containers: containers))
             }
-            if let forEach = step.forEach {
+            switch step.kind {
+            case let .forEach(forEach):
                 guard index != nil else { return no("\(own) is a forEach: its steps run in iterations (\(own)[n])") }
                 level = forEach.steps
-            } else if let loop = step.loop {
+            case let .loop(loop):
                 guard let index else { return no("\(own) is a loop: its steps run in iterations (\(own)[n])") }
                 guard index < max(loop.max, 1) else { return no("\(own) runs at most \(max(loop.max, 1)) iterations, not \(index + 1)") }
                 level = loop.steps
-            } else if step.parallel != nil || step.branch != nil {
-                guard index == nil else { return no("\(own) is a \(step.kindName) step: it has no iterations") }
+            case .parallel, .branch:
+                guard index == nil else { return no("\(own) is a \(step.kindName.rawValue) step: it has no iterations") }
                 level = step.children
-            } else {
-                return no("\(own) is a \(step.kindName) step: no steps run inside it")
+            case .exec, .approval, .wait, .invoke, .http, .infer:
+                return no("\(own) is a \(step.kindName.rawValue) step: no steps run inside it")
             }
             containers.append(.init(path: own, step: step, childCase: nil))
             prefix = own + (index.map { "[\($0)]" } ?? "") + "/"

@@ -43,6 +43,7 @@ extension KillCause {
         switch self {
         case .protocolViolation: .protocolViolation
         case .resourceLimit: .resourceLimit
+        case .timeout: .timeout
         }
     }
 }

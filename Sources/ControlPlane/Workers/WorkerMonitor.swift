@@ -32,6 +32,10 @@ enum WorkerMonitor {
         EventEmit.name: Entry(phases: [.busy, .finishing], once: false),
         // Checked again by the run service: only a secret the asking step's env names.
         SecretResolve.name: Entry(phases: [.busy], once: false),
+        // Checked again by the run service: only a running step of that kind,
+        // only under its allowHosts.
+        HTTPFetch.name: Entry(phases: [.busy], once: false),
+        InferComplete.name: Entry(phases: [.busy], once: false),
     ]
 
     /// Events one job may emit before it counts as a flood.

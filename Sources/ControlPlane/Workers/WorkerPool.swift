@@ -204,7 +204,7 @@ public actor WorkerPool {
             if error is RPCTimeout { worker.kill(reason: "job did not finish within its timeout", exit: .timeout) }
             let status = await exitStatus(of: worker, grace: .seconds(2))
             let reason = worker.killReason
-            outcome.killedFor = worker.killCause
+            outcome.killedFor = error is RPCTimeout ? .timeout : worker.killCause
             if worker.killCause == .protocolViolation { outcome.violation = true }
             if status.isSeccompViolation {
                 outcome.violation = true

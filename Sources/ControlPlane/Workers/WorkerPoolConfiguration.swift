@@ -72,6 +72,8 @@ public enum KillCause: String, Codable, Sendable {
     case protocolViolation
     /// Its job passed a budget the pool measures (disk, files).
     case resourceLimit
+    /// Its job ran past the time it was given (the run's timeout).
+    case timeout
 }
 
 /// How a job ended, from the control plane's point of view.

@@ -39,6 +39,25 @@ struct NodeReader {
         return node.string
     }
 
+    mutating func bool(_ node: Node?, _ path: String) -> Bool? {
+        guard let node else { return nil }
+        guard node.tagName == .bool, let b = node.bool else {
+            issue(path, node, "must be true or false")
+            return nil
+        }
+        return b
+    }
+
+    /// One of an enum's raw values; the error lists them.
+    mutating func choice<T: RawRepresentable & CaseIterable>(_ node: Node?, _ path: String, as: T.Type) -> T? where T.RawValue == String {
+        guard let text = string(node, path) else { return nil }
+        guard let value = T(rawValue: text) else {
+            issue(path, node, "must be one of \(T.allCases.map(\.rawValue).joined(separator: ", ")), not '\(text)'")
+            return nil
+        }
+        return value
+    }
+
     mutating func int(_ node: Node?, _ path: String, range: ClosedRange<Int>) -> Int? {
         guard let node else { return nil }
         guard node.tagName == .int, let n = node.int else {

@@ -62,7 +62,7 @@ extension NodeReader {
     }
 
     mutating func workflow(_ root: Node, defaultId: String?, ids: inout IdTable) -> WorkflowDefinition? {
-        guard let m = mapping(root, "", allowed: ["id", "name", "description", "input", "output", "env", "timeout", "result", "steps", "permissions"]) else { return nil }
+        guard let m = mapping(root, "", allowed: ["id", "name", "description", "input", "output", "env", "timeout", "result", "steps", "permissions", "inject"]) else { return nil }
         let id = string(m["id"] ?? m["name"], m["id"] != nil ? "id" : "name") ?? defaultId ?? ""
         if !Self.validId(id) { issue("id", m["id"] ?? root, "'\(id)' is not a valid id (letters, digits, - and _, starting with a letter)") }
         let description = string(m["description"], "description")
@@ -98,6 +98,7 @@ extension NodeReader {
             def.permissions = set
             def.permissionProfile = profile
         }
+        if let i = m["inject"] { def.inject = injections(i, "inject") }
         return def
     }
 
@@ -107,160 +108,6 @@ extension NodeReader {
             return []
         }
         return seq.enumerated().compactMap { step($0.element, "\(path)[\($0.offset)]", variables: variables, ids: &ids) }
-    }
-
-    static let kinds = ["exec", "run", "parallel", "forEach", "branch", "loop", "approval"]
-    static let later = ["http", "agent", "infer", "mcp", "wait", "invoke"]
-
-    mutating func step(_ node: Node, _ path: String, variables: Set<String>, ids: inout IdTable) -> Step? {
-        let common: Set<String> = ["id", "name", "if", "retry", "timeout", "description", "permissions", "unrestricted"]
-        guard let m = mapping(node, path, allowed: common.union(Self.kinds).union(Self.later)) else { return nil }
-        guard let id = string(m["id"], "\(path).id") else {
-            issue("\(path).id", node, "is required")
-            return nil
-        }
-        let here = "\(path)(\(id))"
-        if !Self.validId(id) {
-            issue("\(path).id", m["id"], "'\(id)' is not a valid step id (letters, digits, - and _, starting with a letter)")
-        } else if let first = ids.nodes[id] {
-            issue("\(path).id", m["id"], "duplicate step id '\(id)' (first at line \(first.mark.map { "\($0.line)" } ?? "?"))")
-        } else {
-            ids.nodes[id] = m["id"]!
-        }
-        // The common fields are checked even when the kind is wrong: every problem, at once.
-        var s = Step(id: id)
-        if let c = m["if"] {
-            s.if = string(c, "\(here).if")
-            if let text = s.if { use(Template.condition(text), path: "\(here).if", node: c, variables: variables, ids: &ids) }
-        }
-        if let r = m["retry"] { s.retry = retry(r, "\(here).retry") }
-        s.timeoutMs = durationMs(m["timeout"], "\(here).timeout")
-        if let p = m["permissions"] { s.permissions = permissions(p, "\(here).permissions", allowProfile: false).0 }
-        if let u = m["unrestricted"] {
-            if u.tagName == .bool { s.unrestricted = u.bool } else { issue("\(here).unrestricted", u, "must be true or false") }
-        }
-        let present = Self.kinds.filter { m[$0] != nil }
-        for kind in Self.later where m[kind] != nil {
-            issue("\(here).\(kind)", m[kind], "'\(kind)' steps are not supported by this gateway yet")
-        }
-        if present.count != 1 {
-            if Self.later.allSatisfy({ m[$0] == nil }) {
-                issue(here, node, present.isEmpty ? "a step needs exactly one kind: \(Self.kinds.joined(separator: ", "))"
-                                                  : "a step has exactly one kind, found \(present.joined(separator: " and "))")
-            }
-            return nil
-        }
-
-        switch present[0] {
-        case "exec": s.exec = exec(m["exec"]!, "\(here).exec", variables: variables, ids: &ids)
-        case "run":
-            // `run: <shell script>`: the short form of exec.script.
-            if let script = string(m["run"], "\(here).run") {
-                use(script, path: "\(here).run", node: m["run"]!, variables: variables, ids: &ids)
-                s.exec = ExecStep(script: script)
-            }
-        case "parallel":
-            let n = m["parallel"]!
-            let list = n.mapping.flatMap { _ in mapping(n, "\(here).parallel", allowed: ["steps"])?["steps"] } ?? n
-            s.parallel = ParallelStep(steps: stepList(list, "\(here).parallel.steps", variables: variables, ids: &ids))
-        case "forEach":
-            guard let f = mapping(m["forEach"]!, "\(here).forEach", allowed: ["items", "concurrency", "steps", "as"]) else { return nil }
-            guard let itemsNode = f["items"] else {
-                issue("\(here).forEach.items", m["forEach"], "is required")
-                return nil
-            }
-            let items = Self.json(itemsNode)
-            switch items {
-            case .array: collectTemplates(items, path: "\(here).forEach.items", node: itemsNode, variables: variables, ids: &ids)
-            case let .string(t): use(t, path: "\(here).forEach.items", node: itemsNode, variables: variables, ids: &ids)
-            default: issue("\(here).forEach.items", itemsNode, "must be a list or a ${{ }} expression that gives one")
-            }
-            let concurrency = int(f["concurrency"], "\(here).forEach.concurrency", range: 1...64) ?? 1
-            let inner = variables.union(["item", "index"])
-            let steps = f["steps"].map { stepList($0, "\(here).forEach.steps", variables: inner, ids: &ids) } ?? []
-            if f["steps"] == nil { issue("\(here).forEach.steps", m["forEach"], "is required") }
-            s.forEach = ForEachStep(items: items, concurrency: concurrency, steps: steps)
-        case "branch":
-            guard let b = mapping(m["branch"]!, "\(here).branch", allowed: ["cases", "otherwise"]) else { return nil }
-            var cases: [BranchStep.Case] = []
-            if let list = b["cases"]?.sequence {
-                for (i, c) in list.enumerated() {
-                    let cp = "\(here).branch.cases[\(i)]"
-                    guard let cm = mapping(c, cp, allowed: ["if", "steps"]) else { continue }
-                    guard let cond = string(cm["if"], "\(cp).if") else {
-                        issue("\(cp).if", c, "is required")
-                        continue
-                    }
-                    use(Template.condition(cond), path: "\(cp).if", node: cm["if"]!, variables: variables, ids: &ids)
-                    let steps = cm["steps"].map { stepList($0, "\(cp).steps", variables: variables, ids: &ids) } ?? []
-                    cases.append(.init(if: cond, steps: steps))
-                }
-            } else {
-                issue("\(here).branch.cases", b["cases"] ?? m["branch"], "must be a list of {if, steps}")
-            }
-            let otherwise = b["otherwise"].map { stepList($0, "\(here).branch.otherwise", variables: variables, ids: &ids) }
-            s.branch = BranchStep(cases: cases, otherwise: otherwise)
-        case "approval":
-            // A run parks at an approval and resumes from its checkpoint: checkpoints are top-level steps.
-            if path.contains(")") {
-                issue("\(here).approval", m["approval"], "an approval step must be at the top level of steps")
-            }
-            guard let a = mapping(m["approval"]!, "\(here).approval", allowed: ["message", "timeout", "onTimeout"]) else { return nil }
-            guard let message = string(a["message"], "\(here).approval.message") else {
-                issue("\(here).approval.message", m["approval"], "is required: what the approver is asked")
-                return nil
-            }
-            use(message, path: "\(here).approval.message", node: a["message"]!, variables: variables, ids: &ids)
-            let onTimeout = string(a["onTimeout"], "\(here).approval.onTimeout") ?? "fail"
-            if !["fail", "deny", "approve"].contains(onTimeout) {
-                issue("\(here).approval.onTimeout", a["onTimeout"], "must be fail, deny or approve")
-            }
-            s.approval = ApprovalStep(message: message, timeoutMs: durationMs(a["timeout"], "\(here).approval.timeout"), onTimeout: onTimeout)
-        default: // loop
-            guard let l = mapping(m["loop"]!, "\(here).loop", allowed: ["until", "max", "steps"]) else { return nil }
-            let inner = variables.union(["iteration"])
-            let steps = l["steps"].map { stepList($0, "\(here).loop.steps", variables: inner, ids: &ids) } ?? []
-            if l["steps"] == nil { issue("\(here).loop.steps", m["loop"], "is required") }
-            let until = string(l["until"], "\(here).loop.until")
-            if let until { use(Template.condition(until), path: "\(here).loop.until", node: l["until"]!, variables: inner, ids: &ids) }
-            guard let max = int(l["max"], "\(here).loop.max", range: 1...10_000) else {
-                if l["max"] == nil { issue("\(here).loop.max", m["loop"], "is required: a loop must be bounded") }
-                return nil
-            }
-            s.loop = LoopStep(until: until, max: max, steps: steps)
-        }
-        return s
-    }
-
-    mutating func exec(_ node: Node, _ path: String, variables: Set<String>, ids: inout IdTable) -> ExecStep? {
-        guard let m = mapping(node, path, allowed: ["argv", "command", "script", "interpreter", "env", "cwd", "stdin"]) else { return nil }
-        var e = ExecStep()
-        e.argv = strings(m["argv"] ?? m["command"], "\(path).argv")
-        e.script = string(m["script"], "\(path).script")
-        if let i = m["interpreter"] {
-            e.interpreter = i.sequence != nil ? strings(i, "\(path).interpreter") : string(i, "\(path).interpreter").map { [$0] }
-        }
-        e.env = stringMap(m["env"], "\(path).env") ?? [:]
-        e.cwd = string(m["cwd"], "\(path).cwd")
-        e.stdin = string(m["stdin"], "\(path).stdin")
-        if (e.argv == nil) == (e.script == nil) {
-            issue(path, node, "needs exactly one of argv (a list: program and arguments) or script")
-        }
-        if let argv = e.argv, argv.isEmpty { issue("\(path).argv", m["argv"], "must name a program") }
-        for (k, _) in e.env where k.hasPrefix("LD_") || k == "PATH" {
-            issue("\(path).env.\(k)", m["env"], "may not be set by a step (the PATH is fixed; loader variables are refused)")
-        }
-        var texts: [(String, String)] = (e.argv ?? []).enumerated().map { ("\(path).argv[\($0.offset)]", $0.element) }
-        // Secrets only in env: never in argv (visible in /proc), stdin or a script that could echo them.
-        for (k, v) in e.env {
-            use(v, path: "\(path).env.\(k)", node: m["env"] ?? node, variables: variables, ids: &ids,
-                roots: ["input", "env", "steps", "secrets"])
-        }
-        if let s = e.script { texts.append(("\(path).script", s)) }
-        if let s = e.stdin { texts.append(("\(path).stdin", s)) }
-        if let s = e.cwd { texts.append(("\(path).cwd", s)) }
-        for (p, t) in texts { use(t, path: p, node: node, variables: variables, ids: &ids) }
-        return e
     }
 
     /// `permissions:` of a workflow (which may name a `profile`) or a step.

@@ -119,9 +119,19 @@ public actor WorkflowRegistry {
     func configFile(defining id: String) -> String? { configEntries.first { $0.id == id }?.file }
 
     /// Makes the merged view the routes and the run service read.
+    /// A workflow whose `invoke`s cannot run (a missing workflow, a cycle) is listed invalid.
     func publish() {
-        workflows = configWorkflows.merging(registeredWorkflows) { config, _ in config }
-        entries = (configEntries + registeredEntries.values).sorted { ($0.id, $0.file) < ($1.id, $1.file) }
+        var merged = configWorkflows.merging(registeredWorkflows) { config, _ in config }
+        var listed = configEntries + registeredEntries.values
+        for (id, problem) in InvokeGraph.problems(merged) {
+            merged[id] = nil
+            for i in listed.indices where listed[i].id == id && listed[i].valid {
+                listed[i] = Entry(id: id, file: listed[i].file, valid: false,
+                                  issues: [WorkflowIssue(file: listed[i].file, path: "steps", line: nil, message: problem)], origin: listed[i].origin)
+            }
+        }
+        workflows = merged
+        entries = listed.sorted { ($0.id, $0.file) < ($1.id, $1.file) }
     }
 
     private func scanConfig() {

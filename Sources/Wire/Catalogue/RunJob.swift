@@ -12,9 +12,12 @@ public struct RunJobSpec: Codable, Sendable {
     public var limits: StepLimits
     public var workflow: WorkflowDefinition
     public var input: JSONValue
-    /// Outputs of top-level steps that already completed (checkpoints): they are
-    /// not run again.
+    /// Outputs of the steps that already completed, by path at any depth
+    /// (checkpoints): they are not run again, and nothing inside them is.
     public var completed: [String: JSONValue]
+    /// Starts a step interrupted in an earlier segment already used, by path:
+    /// its attempts go on counting from there.
+    public var attempts: [String: Int] = [:]
     /// Timeout of an exec step that sets none, in milliseconds.
     public var defaultStepTimeoutMs: Int
     /// Each step's effective permissions, by step id.
@@ -43,34 +46,69 @@ public struct RunJobResult: Codable, Sendable, Equatable {
     public var status: Status
     public var output: JSONValue?
     public var error: StepFailure?
-    /// Set when the segment stopped at a step that waits for a human.
-    public var parked: Parked?
+    /// Set when the segment stopped at steps that wait (for a decision, an
+    /// output or a child run): every one of them, at any depth.
+    public var parked: [Parked]
     /// Events the worker emitted before answering: the control plane has seen
     /// the whole segment once it has handled this many.
     public var events: Int
 
-    public init(status: Status, output: JSONValue? = nil, error: StepFailure? = nil, parked: Parked? = nil, events: Int) {
+    public init(status: Status, output: JSONValue? = nil, error: StepFailure? = nil, parked: [Parked] = [], events: Int) {
         self.status = status
         self.output = output
         self.error = error
         self.parked = parked
         self.events = events
     }
+
+    /// `parked` is left out of an answer that did not park.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(status: try c.decode(Status.self, forKey: .status), output: try c.decodeIfPresent(JSONValue.self, forKey: .output),
+                  error: try c.decodeIfPresent(StepFailure.self, forKey: .error),
+                  parked: try c.decodeIfPresent([Parked].self, forKey: .parked) ?? [], events: try c.decode(Int.self, forKey: .events))
+    }
 }
 
-/// Where a segment stopped to wait: the approval step and what it asks.
+/// Where a segment stopped to wait: the step's path and what the worker
+/// evaluated for it. How long it waits and what expiry does come from the
+/// definition, which the control plane holds: a worker that could set them
+/// could end its own wait.
 public struct Parked: Codable, Sendable, Equatable, Error {
-    public var step: String
-    public var message: String
-    public var timeoutMs: Int?
-    public var onTimeout: String
-
-    public init(step: String, message: String, timeoutMs: Int?, onTimeout: String) {
-        self.step = step
-        self.message = message
-        self.timeoutMs = timeoutMs
-        self.onTimeout = onTimeout
+    public enum Request: Codable, Sendable, Equatable {
+        /// What the approver is asked.
+        case approval(message: String)
+        /// What the run waits for, if the step says.
+        case wait(message: String?)
+        /// The child run's input.
+        case invoke(input: JSONValue)
     }
+
+    public var step: String
+    public var request: Request
+
+    public init(step: String, request: Request) {
+        self.step = step
+        self.request = request
+    }
+}
+
+extension Parked.Request {
+    /// In words, for the `step.parked` event.
+    public var message: String {
+        switch self {
+        case let .approval(message): message
+        case let .wait(message): message ?? ""
+        case .invoke: ""
+        }
+    }
+}
+
+/// Every step that parked in a segment: parallel branches and concurrent
+/// iterations each run to their end or their own park first.
+public struct ParkedSteps: Error, Sendable {
+    public var steps: [Parked]
+    public init(_ steps: [Parked]) { self.steps = steps }
 }
 
 /// Why a step failed: which step, what kind of failure, in words.

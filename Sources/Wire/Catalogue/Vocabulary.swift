@@ -14,8 +14,52 @@ public enum JobEventType: String, Codable, Sendable, CaseIterable {
     case stepSkipped = "step.skipped"
     /// A branch chose a case (`data.case`: its index, or `"otherwise"`).
     case stepBranch = "step.branch"
-    /// An approval step: the segment ends here and the run waits for a human.
+    /// An approval, wait or invoke step: the segment ends once what runs
+    /// beside it has ended, and the run waits (for a decision, an output, a child run).
     case stepParked = "step.parked"
+}
+
+/// Every type a run's event log can hold: what its worker claimed (the
+/// `JobEventType` cases) and what the control plane itself records.
+public enum RunEventType: String, Codable, Sendable, CaseIterable {
+    case runQueued = "run.queued"
+    case runStarted = "run.started"
+    /// A new segment after a park or a restart.
+    case runResumed = "run.resumed"
+    /// Parked: waiting for an approval, a posted output or a child run.
+    case runWaiting = "run.waiting"
+    case runSucceeded = "run.succeeded"
+    case runFailed = "run.failed"
+    case runCancelled = "run.cancelled"
+    case stepStarted = "step.started"
+    case stepFinished = "step.finished"
+    case stepFailed = "step.failed"
+    case stepSkipped = "step.skipped"
+    case stepBranch = "step.branch"
+    case stepParked = "step.parked"
+    /// Tokens of an `infer` step's reply as they arrive (`data.text`).
+    case inferDelta = "infer.delta"
+    /// An `invoke` step started its child run (`data.child`).
+    case childStarted = "child.started"
+
+    public init(_ claimed: JobEventType) {
+        self.init(rawValue: claimed.rawValue)!
+    }
+
+    /// The run has ended; nothing follows.
+    public var isTerminal: Bool { self == .runSucceeded || self == .runFailed || self == .runCancelled }
+}
+
+/// What a step's record says of it.
+public enum StepStatus: String, Codable, Sendable, CaseIterable {
+    case running
+    /// Failed, and another attempt follows.
+    case retrying
+    /// Parked: waiting for a decision, an output or a child run.
+    case waiting
+    case succeeded
+    case failed
+    case skipped
 }
 
 extension JobEvent {
@@ -44,6 +88,20 @@ public enum FailureCode: String, Codable, Sendable, CaseIterable {
     case outputInvalid = "OutputInvalid"
     case approvalDenied = "ApprovalDenied"
     case approvalExpired = "ApprovalExpired"
+    /// A `wait` step's timeout passed with `onTimeout: fail`.
+    case waitExpired = "WaitExpired"
+    /// An `http` step's request could not be made or completed (refused,
+    /// unreachable, TLS, a redirect it may not follow, a response too large).
+    case httpFailed = "HTTPFailed"
+    /// An `http` step's response had a status its `expectStatus` does not accept.
+    case httpStatus = "HTTPStatus"
+    /// An `infer` step's provider could not answer (unreachable, an error status).
+    case inferFailed = "InferFailed"
+    /// An `invoke` step's child run failed or was cancelled.
+    case childFailed = "ChildFailed"
+    /// The step was running when its worker or the gateway died, and may not
+    /// run again (not idempotent, no retries left).
+    case interrupted = "Interrupted"
     case workflowMissing = "WorkflowMissing"
     case internalError = "InternalError"
 }

@@ -23,6 +23,8 @@ public struct RPCError: Error, Codable, Sendable, Equatable, CustomStringConvert
     public static let jobRefused = -32011
     /// The job was cancelled.
     public static let cancelled = -32012
+    /// A request the control plane made for a step (http, infer) failed.
+    public static let requestFailed = -32013
 
     public var description: String { "\(message) (\(code))" }
 }

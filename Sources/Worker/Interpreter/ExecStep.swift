@@ -21,13 +21,13 @@ extension Interpreter {
             var values: [String: JSONValue] = [:]
             for name in exec.secretNames.sorted() {
                 do {
-                    let value = try await resolveSecret(path, name)
+                    let value = try await calls.resolveSecret(path, name)
                     seen.withLock { _ = $0.insert(value) }
                     values[name] = .string(value)
                 } catch let e as RPCError {
-                    let code = e.code == RPCError.notFound ? "SecretNotFound" : "PermissionDenied"
-                    throw StepFailure(code: code, step: path, message: e.message,
-                                      details: code == "PermissionDenied" ? ["dimension": "secrets", "value": name] : nil)
+                    let code: FailureCode = e.code == RPCError.notFound ? .secretNotFound : .permissionDenied
+                    throw StepFailure(code, step: path, message: e.message,
+                                      details: code == .permissionDenied ? ["dimension": "secrets", "value": name] : nil)
                 }
             }
             envScope.roots["secrets"] = .object(values)
@@ -36,7 +36,7 @@ extension Interpreter {
         // step can neither plant code here nor read what this one leaves.
         let home: StepHome
         do { home = try StepHome.make(workspace: spec.workspace) } catch {
-            throw fail(path, "ExecFailed", "\(error)")
+            throw fail(path, .execFailed, "\(error)")
         }
         defer { home.remove() }
         do {
@@ -50,7 +50,7 @@ extension Interpreter {
                 argv = try (exec.argv ?? []).map { (a) throws(ExpressionError) -> String in try Template.string(a, in: scope) }
             }
         } catch let e as ExpressionError {
-            throw fail(path, "ExpressionError", e.message)
+            throw fail(path, .expressionError, e.message)
         }
         // Permissions: what the control plane decided, then the program's real path
         // against the allowed executables. The kernel enforces the same below.
@@ -61,7 +61,7 @@ extension Interpreter {
             let cwdPath = try StepRunner.resolveCwd(cwd, workspace: spec.workspace)
             program = try StepRunner.resolveProgram(argv.first ?? "", cwd: cwdPath)
         } catch {
-            throw fail(path, "ExecFailed", "\(error)")
+            throw fail(path, .execFailed, "\(error)")
         }
         if !policy.unrestricted, !policy.executables.contains(program) {
             throw deny(path, PermissionDenial(dimension: "allowedExecutables", value: program))
@@ -77,7 +77,7 @@ extension Interpreter {
                 ports.append(f.port)
                 for key in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] { stepEnv[key] = f.proxyURL }
             } catch {
-                throw fail(path, "ExecFailed", "cannot start the egress forwarder: \(error)")
+                throw fail(path, .execFailed, "cannot start the egress forwarder: \(error)")
             }
         }
         defer { forwarder?.stop() }
@@ -98,15 +98,15 @@ extension Interpreter {
         do {
             result = try await confined(on: loop) { try StepRunner.run(job: ready, ruleset: ruleset) }
         } catch {
-            throw StepFailure(code: "ExecFailed", step: path, message: "\(error)")
+            throw StepFailure(.execFailed, step: path, message: "\(error)")
         }
-        if result.timedOut { throw fail(path, "Timeout", "timed out after \(timeoutMs) ms") }
+        if result.timedOut { throw fail(path, .timeout, "timed out after \(timeoutMs) ms") }
         if let signal = result.signal {
-            throw fail(path, signal == SIGSYS ? "SandboxViolation" : "ExecFailed",
+            throw fail(path, signal == SIGSYS ? .sandboxViolation : .execFailed,
                        "\(argv[0]) \(ExitStatus.describe(signal: signal))" + Self.tail(result.stderr))
         }
         if result.exitCode != 0 {
-            throw fail(path, "ExecFailed", "\(argv[0]) exited with status \(result.exitCode ?? -1)" + Self.tail(result.stderr))
+            throw fail(path, .execFailed, "\(argv[0]) exited with status \(result.exitCode ?? -1)" + Self.tail(result.stderr))
         }
         return Self.output(of: result.stdout)
     }
@@ -132,7 +132,7 @@ extension Interpreter {
     private func writeScript(_ text: String, path: String, home: StepHome) throws -> String {
         let file = home.path + "/script"
         guard FileManager.default.createFile(atPath: file, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw fail(path, "ExecFailed", "could not write the script to the step's home")
+            throw fail(path, .execFailed, "could not write the script to the step's home")
         }
         return file
     }

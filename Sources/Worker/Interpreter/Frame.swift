@@ -1,4 +1,5 @@
 import Synchronization
+import Wire
 import Workflow
 
 /// The values steps can see at one level of nesting: the results of steps run so
@@ -7,7 +8,7 @@ import Workflow
 final class Frame: Sendable {
     struct Result: Sendable {
         var output: JSONValue
-        var status: String
+        var status: StepStatus
     }
 
     private let parent: Frame?
@@ -19,7 +20,7 @@ final class Frame: Sendable {
         self.variables = variables
     }
 
-    func record(_ id: String, output: JSONValue, status: String) {
+    func record(_ id: String, output: JSONValue, status: StepStatus) {
         results.withLock { $0[id] = Result(output: output, status: status) }
     }
 
@@ -45,7 +46,7 @@ final class Frame: Sendable {
         var roots = allVariables
         roots["input"] = input
         roots["env"] = .object(env.mapValues { .string($0) })
-        roots["steps"] = .object(allResults.mapValues { .object(["output": $0.output, "status": .string($0.status)]) })
+        roots["steps"] = .object(allResults.mapValues { .object(["output": $0.output, "status": .string($0.status.rawValue)]) })
         return ExpressionScope(roots)
     }
 }

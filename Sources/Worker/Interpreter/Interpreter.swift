@@ -11,7 +11,7 @@ import Glibc
 
 /// Interprets one run segment inside the worker. Every step start, result,
 /// retry and skip becomes an event the control plane persists; a completed
-/// top-level step is a checkpoint the next segment does not run again.
+/// step, at any depth, is a checkpoint the next segment does not run again.
 final class Interpreter: Sendable {
     let spec: RunJobSpec
     let connectPorts: [UInt16]
@@ -19,8 +19,8 @@ final class Interpreter: Sendable {
     /// Where a step's thread hands its result back (see `confined`).
     let loop: any EventLoop
     private let sink: @Sendable (JobEvent) -> Void
-    /// Asks the control plane for a secret, per use.
-    let resolveSecret: @Sendable (_ step: String, _ name: String) async throws -> String
+    /// What the control plane does for the steps: secrets, requests, completions.
+    let calls: ControlPlaneCalls
     /// Every secret value this job has seen: redacted from everything it reports.
     let seen = Mutex<Set<String>>([])
     private let emitted = Mutex(0)
@@ -28,16 +28,13 @@ final class Interpreter: Sendable {
     let env: [String: String]
 
     init(spec: RunJobSpec, connectPorts: [UInt16], egressSocket: String? = nil, loop: any EventLoop,
-         sink: @escaping @Sendable (JobEvent) -> Void,
-         resolveSecret: @escaping @Sendable (String, String) async throws -> String = { _, name in
-             throw StepFailure(code: "SecretNotFound", step: nil, message: "secret \(name) is not available")
-         }) {
+         sink: @escaping @Sendable (JobEvent) -> Void, calls: ControlPlaneCalls = ControlPlaneCalls()) {
         self.spec = spec
         self.connectPorts = connectPorts
         self.egressSocket = egressSocket
         self.loop = loop
         self.sink = sink
-        self.resolveSecret = resolveSecret
+        self.calls = calls
         let scope = ExpressionScope(["input": spec.input])
         var env: [String: String] = [:]
         for (k, v) in spec.workflow.env { env[k] = (try? Template.string(v, in: scope)) ?? v }
@@ -56,30 +53,32 @@ final class Interpreter: Sendable {
                 do {
                     output = try Template.evaluate(result, in: top.scope(input: spec.input, env: env))
                 } catch {
-                    throw StepFailure(code: "ExpressionError", step: nil, message: "result: \(error.message)")
+                    throw StepFailure(.expressionError, step: nil, message: "result: \(error.message)")
                 }
             }
             return RunJobResult(status: .succeeded, output: redactor.json(output), events: eventCount)
-        } catch let parked as Parked {
-            return RunJobResult(status: .parked, parked: parked, events: eventCount)
+        } catch let parked as ParkedSteps {
+            return RunJobResult(status: .parked, parked: parked.steps, events: eventCount)
         } catch var failure as StepFailure {
             failure.message = redactor.text(failure.message)
             return RunJobResult(status: .failed, error: failure, events: eventCount)
         } catch {
-            return RunJobResult(status: .failed, error: StepFailure(code: "InternalError", step: nil, message: "\(error)"), events: eventCount)
+            return RunJobResult(status: .failed, error: StepFailure(.internalError, step: nil, message: "\(error)"), events: eventCount)
         }
     }
 
     private var redactor: Redactor { Redactor(seen.withLock { $0 }) }
 
-    private func emit(_ type: String, step: String?, message: String = "", data: JSONValue? = nil) {
+    func emit(_ type: JobEventType, step: String?, message: String = "", data: JSONValue? = nil) {
         emitted.withLock { $0 += 1 }
         let r = redactor
-        sink(JobEvent(jobId: spec.jobId, type: type, message: r.text(message), step: step, data: data.map(r.json)))
+        sink(JobEvent(jobId: spec.jobId, type: type.rawValue, message: r.text(message), step: step, data: data.map(r.json)))
     }
 
     // MARK: Steps
 
+    /// Runs a list in order. A step that parks ends the list there: what
+    /// follows it depends on its output.
     func runSteps(_ steps: [Step], frame: Frame, prefix: String, deadline: ContinuousClock.Instant?) async throws -> JSONValue {
         var last: JSONValue = .null
         for step in steps {
@@ -92,34 +91,34 @@ final class Interpreter: Sendable {
     /// Returns the step's output and whether it ran (a skipped step has no output).
     func runStep(_ step: Step, frame: Frame, prefix: String, deadline: ContinuousClock.Instant?) async throws -> (JSONValue, Bool) {
         let path = prefix + step.id
-        if prefix.isEmpty, let saved = spec.completed[step.id] {
-            frame.record(step.id, output: saved, status: "succeeded")
+        // A checkpoint at any depth: it ran to its end in an earlier segment
+        // (and so did everything inside it).
+        if let saved = spec.completed[path] {
+            frame.record(step.id, output: saved, status: .succeeded)
             return (saved, true)
         }
         let scope = frame.scope(input: spec.input, env: env)
         if let condition = step.if {
             let holds: Bool
             do { holds = try Template(Template.condition(condition)).evaluate(in: scope).isTruthy } catch {
-                throw fail(path, "ExpressionError", "if: \(error.message)")
+                throw fail(path, .expressionError, "if: \(error.message)")
             }
             if !holds {
-                frame.record(step.id, output: .null, status: "skipped")
-                emit("step.skipped", step: path, message: "condition is false")
+                frame.record(step.id, output: .null, status: .skipped)
+                emit(.stepSkipped, step: path, message: "condition is false")
                 return (.null, false)
             }
         }
-        if let approval = step.approval {
-            // The run parks here: the worker ends its segment and nothing waits in it.
-            let message: String
-            do { message = try Template.string(approval.message, in: scope) } catch {
-                throw fail(path, "ExpressionError", "approval.message: \(error.message)")
-            }
-            emit("step.started", step: path, data: ["attempt": 1, "kind": "approval"])
-            emit("step.parked", step: path, message: message)
-            throw Parked(step: step.id, message: message, timeoutMs: approval.timeoutMs, onTimeout: approval.onTimeout)
+        if step.kind.parks {
+            // The run parks here: this branch of the segment ends, and nothing waits in the worker.
+            let request = try parkRequest(step, path: path, scope: scope)
+            emit(.stepStarted, step: path, data: ["attempt": 1, "kind": .string(step.kindName.rawValue)])
+            emit(.stepParked, step: path, message: request.message)
+            throw ParkedSteps([Parked(step: path, request: request)])
         }
         let attempts = 1 + max(0, step.retry?.max ?? 0)
-        var attempt = 1
+        // An interrupted step goes on counting its attempts.
+        var attempt = (spec.attempts[path] ?? 0) + 1
         while true {
             let started = ContinuousClock.now
             var stepDeadline = deadline
@@ -127,22 +126,24 @@ final class Interpreter: Sendable {
                 let own = started + .milliseconds(t)
                 stepDeadline = deadline.map { min($0, own) } ?? own
             }
-            emit("step.started", step: path, data: ["attempt": .number(Double(attempt)), "kind": .string(step.kindName)])
+            emit(.stepStarted, step: path, data: ["attempt": .number(Double(attempt)), "kind": .string(step.kindName.rawValue)])
             do {
-                let output = try await execute(step, path: path, frame: frame, deadline: stepDeadline)
-                frame.record(step.id, output: output, status: "succeeded")
-                emit("step.finished", step: path, data: ["attempt": .number(Double(attempt)), "output": output,
-                                                       "durationMs": .number(started.elapsedMs)])
-                return (output, true)
+                let result = try await execute(step, path: path, frame: frame, deadline: stepDeadline)
+                frame.record(step.id, output: result.output, status: .succeeded)
+                var data: [String: JSONValue] = ["attempt": .number(Double(attempt)), "output": result.output,
+                                                 "durationMs": .number(started.elapsedMs)]
+                for (k, v) in result.details { data[k] = v }
+                emit(.stepFinished, step: path, data: .object(data))
+                return (result.output, true)
             } catch let failure as StepFailure {
-                let retrying = attempt < attempts && !["ExpressionError", "InvalidStep", "PermissionDenied"].contains(failure.code)
+                let retrying = attempt < attempts && !Self.final.contains(failure.failureCode ?? .internalError)
                     && !(deadline.map { ContinuousClock.now >= $0 } ?? false)
                 var data: [String: JSONValue] = ["attempt": .number(Double(attempt)), "code": .string(failure.code),
                                                  "willRetry": .bool(retrying), "durationMs": .number(started.elapsedMs)]
                 for (k, v) in failure.details ?? [:] { data[k] = .string(v) }
-                emit("step.failed", step: path, message: failure.message, data: .object(data))
+                emit(.stepFailed, step: path, message: failure.message, data: .object(data))
                 guard retrying, let retry = step.retry else {
-                    frame.record(step.id, output: .null, status: "failed")
+                    frame.record(step.id, output: .null, status: .failed)
                     throw failure
                 }
                 try? await Task.sleep(for: .milliseconds(retry.delayMs(beforeRetry: attempt)))
@@ -151,69 +152,58 @@ final class Interpreter: Sendable {
         }
     }
 
-    private func execute(_ step: Step, path: String, frame: Frame, deadline: ContinuousClock.Instant?) async throws -> JSONValue {
-        if let deadline, ContinuousClock.now >= deadline { throw fail(path, "Timeout", "no time left before the step started") }
-        if let exec = step.exec {
-            return try await runExec(exec, step: step, path: path, frame: frame, deadline: deadline)
-        }
-        if let parallel = step.parallel {
-            return try await withThrowingTaskGroup(of: (String, JSONValue).self) { group in
-                for child in parallel.steps {
-                    group.addTask {
-                        let (output, _) = try await self.runStep(child, frame: frame, prefix: path + "/", deadline: deadline)
-                        return (child.id, output)
-                    }
-                }
-                var outputs: [String: JSONValue] = [:]
-                for try await (id, output) in group { outputs[id] = output }
-                return .object(outputs)
+    /// Failures another attempt cannot change.
+    static let final: Set<FailureCode> = [.expressionError, .invalidStep, .permissionDenied, .outputInvalid]
+
+    /// What a parking step asks for, its templates evaluated here.
+    private func parkRequest(_ step: Step, path: String, scope: ExpressionScope) throws -> Parked.Request {
+        do {
+            switch step.kind {
+            case let .approval(a): return .approval(message: try Template.string(a.message, in: scope))
+            case let .wait(w): return .wait(message: try w.message.map { (m) throws(ExpressionError) in try Template.string(m, in: scope) })
+            case let .invoke(i): return .invoke(input: try Template.evaluate(i.input, in: scope))
+            case .exec, .parallel, .forEach, .branch, .loop, .http, .infer:
+                throw fail(path, .invalidStep, "\(step.kindName.rawValue) steps do not park")
             }
+        } catch let e as ExpressionError {
+            throw fail(path, .expressionError, "\(step.kindName.rawValue): \(e.message)")
         }
-        if let forEach = step.forEach {
-            let items: [JSONValue]
-            do {
-                guard case let .array(list) = try Template.evaluate(forEach.items, in: frame.scope(input: spec.input, env: env)) else {
-                    throw fail(path, "ExpressionError", "forEach.items did not evaluate to a list")
-                }
-                items = list
-            } catch let e as ExpressionError {
-                throw fail(path, "ExpressionError", "forEach.items: \(e.message)")
-            }
-            return .array(try await withThrowingTaskGroup(of: (Int, JSONValue).self) { group in
-                var results = [JSONValue](repeating: .null, count: items.count)
-                var next = 0
-                func start() {
-                    let i = next
-                    next += 1
-                    let iteration = Frame(parent: frame, variables: ["item": items[i], "index": .number(Double(i))])
-                    group.addTask {
-                        (i, try await self.runSteps(forEach.steps, frame: iteration, prefix: "\(path)[\(i)]/", deadline: deadline))
-                    }
-                }
-                while next < min(max(forEach.concurrency, 1), items.count) { start() }
-                for try await (i, output) in group {
-                    results[i] = output
-                    if next < items.count { start() }
-                }
-                return results
-            })
-        }
-        if let branch = step.branch {
+    }
+
+    /// A step's output, and what its `step.finished` event says besides (an infer step's usage).
+    struct Outcome: Sendable {
+        var output: JSONValue
+        var details: [String: JSONValue] = [:]
+    }
+
+    private func execute(_ step: Step, path: String, frame: Frame, deadline: ContinuousClock.Instant?) async throws -> Outcome {
+        if let deadline, ContinuousClock.now >= deadline { throw fail(path, .timeout, "no time left before the step started") }
+        switch step.kind {
+        case let .exec(exec):
+            return Outcome(output: try await runExec(exec, step: step, path: path, frame: frame, deadline: deadline))
+        case let .http(http):
+            return Outcome(output: try await runHTTP(http, step: step, path: path, frame: frame, deadline: deadline))
+        case let .infer(infer):
+            return try await runInfer(infer, step: step, path: path, frame: frame, deadline: deadline)
+        case let .parallel(parallel):
+            return Outcome(output: try await runParallel(parallel, path: path, frame: frame, deadline: deadline))
+        case let .forEach(forEach):
+            return Outcome(output: try await runForEach(forEach, path: path, frame: frame, deadline: deadline))
+        case let .branch(branch):
             let scope = frame.scope(input: spec.input, env: env)
             for (i, c) in branch.cases.enumerated() {
                 let holds: Bool
                 do { holds = try Template(Template.condition(c.if)).evaluate(in: scope).isTruthy } catch {
-                    throw fail(path, "ExpressionError", "cases[\(i)].if: \(error.message)")
+                    throw fail(path, .expressionError, "cases[\(i)].if: \(error.message)")
                 }
                 if holds {
-                    emit("step.branch", step: path, data: ["case": .number(Double(i))])
-                    return try await runSteps(c.steps, frame: frame, prefix: path + "/", deadline: deadline)
+                    emit(.stepBranch, step: path, data: ["case": .number(Double(i))])
+                    return Outcome(output: try await runSteps(c.steps, frame: frame, prefix: path + "/", deadline: deadline))
                 }
             }
-            emit("step.branch", step: path, data: ["case": "otherwise"])
-            return try await runSteps(branch.otherwise ?? [], frame: frame, prefix: path + "/", deadline: deadline)
-        }
-        if let loop = step.loop {
+            emit(.stepBranch, step: path, data: ["case": "otherwise"])
+            return Outcome(output: try await runSteps(branch.otherwise ?? [], frame: frame, prefix: path + "/", deadline: deadline))
+        case let .loop(loop):
             var last: JSONValue = .null
             for n in 0..<max(loop.max, 1) {
                 let iteration = Frame(parent: frame, variables: ["iteration": .number(Double(n))])
@@ -223,21 +213,85 @@ final class Interpreter: Sendable {
                     do {
                         if try Template(Template.condition(until)).evaluate(in: iteration.scope(input: spec.input, env: env)).isTruthy { break }
                     } catch {
-                        throw fail(path, "ExpressionError", "until: \(error.message)")
+                        throw fail(path, .expressionError, "until: \(error.message)")
                     }
                 }
             }
-            return last
+            return Outcome(output: last)
+        case .approval, .wait, .invoke:
+            throw fail(path, .invalidStep, "\(step.kindName.rawValue) steps park; they do not execute")
         }
-        throw fail(path, "InvalidStep", "step has no kind")
+    }
+
+    /// Every branch runs to its end or its park; a failure stops the others.
+    private func runParallel(_ parallel: ParallelStep, path: String, frame: Frame, deadline: ContinuousClock.Instant?) async throws -> JSONValue {
+        try await withThrowingTaskGroup(of: (String, JSONValue?, [Parked]).self) { group in
+            for child in parallel.steps {
+                group.addTask {
+                    do {
+                        let (output, _) = try await self.runStep(child, frame: frame, prefix: path + "/", deadline: deadline)
+                        return (child.id, output, [])
+                    } catch let parked as ParkedSteps {
+                        return (child.id, nil, parked.steps)
+                    }
+                }
+            }
+            var outputs: [String: JSONValue] = [:]
+            var parks: [Parked] = []
+            for try await (id, output, parked) in group {
+                outputs[id] = output
+                parks += parked
+            }
+            if !parks.isEmpty { throw ParkedSteps(parks) }
+            return .object(outputs.compactMapValues { $0 })
+        }
+    }
+
+    /// Iterations run `concurrency` at a time. Once one parks, no new one
+    /// starts; those running go on to their end or their own park.
+    private func runForEach(_ forEach: ForEachStep, path: String, frame: Frame, deadline: ContinuousClock.Instant?) async throws -> JSONValue {
+        let items: [JSONValue]
+        do {
+            guard case let .array(list) = try Template.evaluate(forEach.items, in: frame.scope(input: spec.input, env: env)) else {
+                throw fail(path, .expressionError, "forEach.items did not evaluate to a list")
+            }
+            items = list
+        } catch let e as ExpressionError {
+            throw fail(path, .expressionError, "forEach.items: \(e.message)")
+        }
+        return .array(try await withThrowingTaskGroup(of: (Int, JSONValue?, [Parked]).self) { group in
+            var results = [JSONValue](repeating: .null, count: items.count)
+            var parks: [Parked] = []
+            var next = 0
+            func start() {
+                let i = next
+                next += 1
+                let iteration = Frame(parent: frame, variables: ["item": items[i], "index": .number(Double(i))])
+                group.addTask {
+                    do {
+                        return (i, try await self.runSteps(forEach.steps, frame: iteration, prefix: "\(path)[\(i)]/", deadline: deadline), [])
+                    } catch let parked as ParkedSteps {
+                        return (i, nil, parked.steps)
+                    }
+                }
+            }
+            while next < min(max(forEach.concurrency, 1), items.count) { start() }
+            for try await (i, output, parked) in group {
+                if let output { results[i] = output }
+                parks += parked
+                if parks.isEmpty, next < items.count { start() }
+            }
+            if !parks.isEmpty { throw ParkedSteps(parks) }
+            return results
+        })
     }
 
     func deny(_ path: String, _ d: PermissionDenial) -> StepFailure {
-        StepFailure(code: "PermissionDenied", step: path, message: d.message, details: ["dimension": d.dimension, "value": d.value])
+        StepFailure(.permissionDenied, step: path, message: d.message, details: ["dimension": d.dimension, "value": d.value])
     }
 
-    func fail(_ path: String, _ code: String, _ message: String) -> StepFailure {
-        StepFailure(code: code, step: path, message: message)
+    func fail(_ path: String, _ code: FailureCode, _ message: String) -> StepFailure {
+        StepFailure(code, step: path, message: message)
     }
 }
 

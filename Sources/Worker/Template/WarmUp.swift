@@ -21,13 +21,13 @@ enum WarmUp {
         LandlockRuleset.confined(writable: ["/nonexistent"], readable: [], connectPorts: [1]).warmUp()
         LandlockRuleset.step(workspace: "/nonexistent", fsRead: [], fsWrite: [], executables: ["/bin/sh"]).warmUp()
         let frame = Frame(variables: ["x": 1])
-        frame.record("add", output: ["x": 2], status: "succeeded")
+        frame.record("add", output: ["x": 2], status: .succeeded)
         _ = frame.scope(input: ["x": 1], env: [:])
 
         let exec = ExecStep(argv: ["sh", "-c", "echo ${{ input.x }}"])
         let workflow = WorkflowDefinition(id: "warm-up", input: ["type": "object"], env: ["E": "${{ input.x }}"],
                                           result: "${{ steps.add.output }}",
-                                          steps: [Step(id: "add", if: "${{ input.x > 0 }}", exec: exec)])
+                                          steps: [Step(id: "add", if: "${{ input.x > 0 }}", .exec(exec))])
         let job = RunJobSpec(jobId: "warm-up", runId: "warm-up", workspace: "/nonexistent/warm-up", workflow: workflow,
                              input: ["x": 1, "s": "a", "l": [true, .null]],
                              policies: ["add": StepPolicy(executables: ["/bin/sh"])])

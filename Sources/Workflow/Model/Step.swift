@@ -5,6 +5,20 @@ public enum StepPath {
         let last = path.split(separator: "/").last.map(String.init) ?? path
         return last.split(separator: "[").first.map(String.init) ?? last
     }
+
+    /// The containers a path runs inside, outermost first, each with its
+    /// iteration when it has one (`work`, `work/squares`, for `work/squares[2]/square`):
+    /// the paths that are running while it runs.
+    public static func ancestors(of path: String) -> [String] {
+        var out: [String] = []
+        var prefix = ""
+        for component in path.split(separator: "/").dropLast() {
+            let id = component.split(separator: "[").first.map(String.init) ?? String(component)
+            out.append(prefix + id)
+            prefix += component + "/"
+        }
+        return out
+    }
 }
 
 /// One step: an id, the fields every kind shares, and exactly one kind.
@@ -18,46 +32,40 @@ public struct Step: Codable, Sendable, Equatable {
     public var permissions: PermissionSet?
     /// Asks for the unrestricted bypass; granted only to workflows config names.
     public var unrestricted: Bool?
+    /// Running it twice does no harm: a step interrupted by a crash runs again
+    /// even without retries left.
+    public var idempotent: Bool?
+    public var kind: StepKind
 
-    public var exec: ExecStep?
-    public var parallel: ParallelStep?
-    public var forEach: ForEachStep?
-    public var branch: BranchStep?
-    public var loop: LoopStep?
-    public var approval: ApprovalStep?
-
-    public init(id: String, if condition: String? = nil, retry: RetryPolicy? = nil, timeoutMs: Int? = nil,
-                exec: ExecStep? = nil, parallel: ParallelStep? = nil, forEach: ForEachStep? = nil,
-                branch: BranchStep? = nil, loop: LoopStep? = nil) {
+    public init(id: String, if condition: String? = nil, retry: RetryPolicy? = nil, timeoutMs: Int? = nil, _ kind: StepKind) {
         self.id = id
         self.if = condition
         self.retry = retry
         self.timeoutMs = timeoutMs
-        self.exec = exec
-        self.parallel = parallel
-        self.forEach = forEach
-        self.branch = branch
-        self.loop = loop
+        self.kind = kind
     }
 
-    public var kindName: String {
-        if exec != nil { return "exec" }
-        if parallel != nil { return "parallel" }
-        if forEach != nil { return "forEach" }
-        if branch != nil { return "branch" }
-        if loop != nil { return "loop" }
-        if approval != nil { return "approval" }
-        return "unknown"
-    }
+    public var kindName: StepKind.Name { kind.name }
 
     /// Steps nested directly inside this one, in every case they may run.
     public var children: [Step] {
-        if let parallel { return parallel.steps }
-        if let forEach { return forEach.steps }
-        if let loop { return loop.steps }
-        if let branch { return branch.cases.flatMap(\.steps) + (branch.otherwise ?? []) }
-        return []
+        switch kind {
+        case let .parallel(p): p.steps
+        case let .forEach(f): f.steps
+        case let .loop(l): l.steps
+        case let .branch(b): b.cases.flatMap(\.steps) + (b.otherwise ?? [])
+        case .exec, .approval, .wait, .invoke, .http, .infer: []
+        }
     }
+
+    /// How many times it may start in all, after interruptions included.
+    public var maxAttempts: Int {
+        let own = 1 + Swift.max(0, retry?.max ?? 0)
+        return idempotent == true ? Swift.max(own, Self.idempotentAttempts) : own
+    }
+
+    /// An idempotent step interrupted by a crash runs again, up to this many starts in all.
+    public static let idempotentAttempts = 3
 }
 
 public struct RetryPolicy: Codable, Sendable, Equatable {
@@ -77,109 +85,5 @@ public struct RetryPolicy: Codable, Sendable, Equatable {
         var d = Double(backoffMs)
         for _ in 1..<Swift.max(n, 1) { d *= factor }
         return Int(Swift.min(d, 600_000))
-    }
-}
-
-extension ExecStep {
-    /// Secrets the step's `env` references: the only ones it may resolve.
-    public var secretNames: Set<String> {
-        var out = Set<String>()
-        for value in env.values {
-            guard let t = try? Template(value) else { continue }
-            for e in t.expressions { out.formUnion(e.secretNames) }
-        }
-        return out
-    }
-}
-
-/// Runs a program. Either `argv`, or `script` fed to `interpreter` (default `sh`).
-/// Output: stdout parsed as JSON when it is JSON, else the text without its final newline.
-public struct ExecStep: Codable, Sendable, Equatable {
-    public var argv: [String]?
-    public var script: String?
-    public var interpreter: [String]?
-    public var env: [String: String]
-    public var cwd: String?
-    public var stdin: String?
-
-    public init(argv: [String]? = nil, script: String? = nil, interpreter: [String]? = nil,
-                env: [String: String] = [:], cwd: String? = nil, stdin: String? = nil) {
-        self.argv = argv
-        self.script = script
-        self.interpreter = interpreter
-        self.env = env
-        self.cwd = cwd
-        self.stdin = stdin
-    }
-}
-
-/// Runs its steps at once; output is `{id: output}` of each.
-public struct ParallelStep: Codable, Sendable, Equatable {
-    public var steps: [Step]
-    public init(steps: [Step]) { self.steps = steps }
-}
-
-/// Runs its steps once per item (`${{ item }}`, `${{ index }}`); output is the
-/// list of each iteration's last output, in item order.
-public struct ForEachStep: Codable, Sendable, Equatable {
-    /// A template that evaluates to an array, or a literal array.
-    public var items: JSONValue
-    public var concurrency: Int
-    public var steps: [Step]
-
-    public init(items: JSONValue, concurrency: Int = 1, steps: [Step]) {
-        self.items = items
-        self.concurrency = concurrency
-        self.steps = steps
-    }
-}
-
-/// Runs the steps of the first case whose `if` holds, else `otherwise`.
-public struct BranchStep: Codable, Sendable, Equatable {
-    public struct Case: Codable, Sendable, Equatable {
-        public var `if`: String
-        public var steps: [Step]
-        public init(if condition: String, steps: [Step]) {
-            self.if = condition
-            self.steps = steps
-        }
-    }
-    public var cases: [Case]
-    public var otherwise: [Step]?
-
-    public init(cases: [Case], otherwise: [Step]? = nil) {
-        self.cases = cases
-        self.otherwise = otherwise
-    }
-}
-
-/// Runs its steps again and again (`${{ iteration }}` counts from 0) until
-/// `until` holds after an iteration, at most `max` times.
-public struct LoopStep: Codable, Sendable, Equatable {
-    public var until: String?
-    public var max: Int
-    public var steps: [Step]
-
-    public init(until: String?, max: Int, steps: [Step]) {
-        self.until = until
-        self.max = max
-        self.steps = steps
-    }
-}
-
-/// Parks the run until someone approves or denies it over the API (or it
-/// expires). Its output, once approved, is `{approved, actor, reason}`.
-public struct ApprovalStep: Codable, Sendable, Equatable {
-    /// What the approver is asked; a template.
-    public var message: String
-    /// How long the approval waits, in milliseconds; nil: until decided.
-    public var timeoutMs: Int?
-    /// What expiry does: `fail` (default), `deny` or `approve`.
-    public var onTimeout: String
-
-    public init(message: String, timeoutMs: Int? = nil, onTimeout: String = "fail") {
-        self.message = message
-        self.timeoutMs = timeoutMs
-        self.onTimeout = onTimeout
     }
 }

@@ -18,6 +18,8 @@ public struct WorkflowDefinition: Codable, Sendable, Equatable {
     public var permissionProfile: String?
     /// Narrows the ceiling for every step.
     public var permissions: PermissionSet?
+    /// Credentials the control plane adds to this workflow's `http` requests, by host.
+    public var inject: [CredentialInjection] = []
 
     public init(id: String, description: String? = nil, input: JSONValue? = nil, output: JSONValue? = nil,
                 env: [String: String] = [:], timeoutMs: Int? = nil, result: JSONValue? = nil, steps: [Step]) {
@@ -35,13 +37,24 @@ public struct WorkflowDefinition: Codable, Sendable, Equatable {
 extension WorkflowDefinition {
     /// The step with this id, at any depth (ids are unique in a workflow).
     public func step(id: String) -> Step? {
-        func find(_ steps: [Step]) -> Step? {
+        allSteps.first { $0.id == id }
+    }
+
+    /// Every step at every depth, parents before their children.
+    public var allSteps: [Step] {
+        var out: [Step] = []
+        func walk(_ steps: [Step]) {
             for s in steps {
-                if s.id == id { return s }
-                if let inner = find(s.children) { return inner }
+                out.append(s)
+                walk(s.children)
             }
-            return nil
         }
-        return find(steps)
+        walk(steps)
+        return out
+    }
+
+    /// The workflows its `invoke` steps start.
+    public var invokes: Set<String> {
+        Set(allSteps.compactMap { if case let .invoke(i) = $0.kind { i.workflow } else { nil } })
     }
 }

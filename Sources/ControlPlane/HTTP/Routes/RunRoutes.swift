@@ -32,6 +32,8 @@ extension API {
                 case let .invalidPermissions(why): throw APIError.badRequest(why, code: .invalidPermissions)
                 case .stopping: throw APIError.unavailable("the gateway is shutting down")
                 case let .paused(pause): throw APIError.paused(pause)
+                case let .unknownProvider(step, provider):
+                    throw APIError.badRequest("step \(step) uses provider '\(provider)', which config does not define (providers:)")
                 }
             }
             var headers: HTTPFields = [.location: "/runs/\(run.id)"]
@@ -77,6 +79,34 @@ extension API {
             let id = try context.parameters.require("id")
             guard let run = try await store.run(id) else { throw APIError.notFound("no run \(id)") }
             return JSONResponse.make(run)
+        }
+
+        // The output a `wait` step waits for: `{output, step?}`. `step` (its
+        // path) may be left out while the run waits on one wait step only.
+        router.post("/runs/:id/resume") { request, context -> Response in
+            let id = try context.parameters.require("id")
+            var request = request
+            let body = try await request.jsonObject(limit: maxBodyBytes)
+            try body.onlyKeys(["output", "step"])
+            guard let output = body["output"] else { throw APIError.badRequest("'output' is required: the value the wait step takes as its output") }
+            var step: String?
+            if let s = body["step"] {
+                guard case let .string(text) = s, !text.isEmpty else { throw APIError.badRequest("'step' must be the path of a wait step") }
+                step = text
+            }
+            do {
+                return JSONResponse.make(try await runs.resume(runId: id, step: step, output: output, actor: context.caller.name))
+            } catch let error as RunService.ResumeError {
+                switch error {
+                case .notFound: throw APIError.notFound("no run \(id)")
+                case let .notWaiting(why): throw APIError.conflict(why)
+                case let .ambiguous(steps):
+                    throw APIError.badRequest("run \(id) waits on several wait steps; name one with 'step' (\(steps.joined(separator: ", ")))")
+                case let .invalidOutput(violations):
+                    throw APIError(status: .badRequest, code: .invalidInput,
+                                   message: "output does not match the wait step's schema: " + violations.map(\.description).joined(separator: "; "))
+                }
+            }
         }
 
         router.post("/runs/:id/cancel") { _, context -> Response in

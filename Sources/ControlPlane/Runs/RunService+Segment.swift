@@ -1,0 +1,239 @@
+import Foundation
+import Logging
+import Synchronization
+import Wire
+import Workflow
+
+/// One segment of a run: a worker runs it from its checkpoints; what the
+/// worker claims is judged as it arrives, and the segment's end decides the run's.
+extension RunService {
+    enum Interruption { case rerun([String: Int]), ended }
+
+    /// Steps the last segment left running were interrupted (by a restart, a
+    /// worker's death). Each runs again only while it has attempts left
+    /// (`idempotent` steps a few more); otherwise the run fails as Interrupted.
+    func interrupted(_ runId: String, _ definition: WorkflowDefinition, cause: String?) async -> Interruption {
+        let inFlight = (try? await store.inFlight(runId: runId)) ?? [:]
+        var attempts: [String: Int] = [:]
+        for (path, attempt) in inFlight.sorted(by: { $0.key < $1.key }) {
+            // Containers run again around their checkpointed steps; parking steps wait durably.
+            guard let step = definition.step(id: StepPath.id(of: path)), !step.kind.isContainer, !step.kind.parks else { continue }
+            let why = cause ?? "its segment ended"
+            guard attempt < step.maxAttempts else {
+                await end(runId, .failed, output: nil,
+                          error: StepFailure(.interrupted, step: path, message: "\(path) was running when \(why); it is not idempotent and has no retries left, so it does not run again"),
+                          auditFirst: [("gateway", "step.interrupted", runId, ["step": path, "cause": why, "attempt": "\(attempt)", "rerun": "false"])])
+                return .ended
+            }
+            attempts[path] = attempt
+            audit.record(actor: "gateway", action: "step.interrupted", runId: runId,
+                         details: ["step": path, "cause": why, "attempt": "\(attempt)", "rerun": "true"])
+        }
+        return .rerun(attempts)
+    }
+
+    /// `started`: the run was created already running (submit's free-slot path).
+    func execute(_ next: Queued, _ a: Active, started alreadyStarted: Bool = false) async {
+        let runId = next.id, definition = next.definition, resumed = next.resumed, known = next.input
+        defer {
+            active[runId] = nil
+            for w in waiters.removeValue(forKey: runId) ?? [] { w.resume() }
+            pump()
+        }
+        if !alreadyStarted { do {
+            guard let started = try await store.markStarted(runId: runId, resumed: resumed) else { return }
+            try await audit.append(actor: "gateway", action: resumed ? "run.resumed" : "run.started", runId: runId,
+                                   details: ["workflow": definition.id, "job": a.jobId])
+            hub.publish(started)
+        } catch {
+            logger.error("cannot start run", metadata: ["run": "\(runId)", "error": "\(error)"])
+            return
+        } }
+        // A run that never started has no checkpoints; one that did reads them.
+        let completed = known != nil ? [:] : (try? await store.checkpoints(runId: runId)) ?? [:]
+        var attempts: [String: Int] = [:]
+        if known == nil {
+            switch await interrupted(runId, definition, cause: next.interruptedBy) {
+            case let .rerun(a): attempts = a
+            case .ended: return
+            }
+        }
+        let stepPolicies: [String: StepPolicy]
+        do { stepPolicies = try policies.policies(for: definition) } catch {
+            await end(runId, .failed, output: nil, error: StepFailure(.permissionDenied, step: nil, message: "\(error)"))
+            return
+        }
+        let audit = self.audit
+        let input: JSONValue
+        if let known { input = known } else { input = (try? await store.run(runId, withSteps: false))?.input ?? .null }
+        let timeout = definition.timeoutMs.map { Duration.milliseconds($0) } ?? runTimeout
+        let store = self.store, hub = self.hub, logger = self.logger, stepTimeoutMs = self.stepTimeoutMs, egress = self.egress
+        let pool = self.pool, maxStorage = maxRunStorageBytes
+        // Read once: a reload during the run does not change the limits its steps get.
+        let stepLimits = pool.tunables.stepLimits
+        let interruptedAttempts = attempts
+        var options = WorkerPool.JobOptions(jobId: a.jobId)
+        options.keepWorkspace = false
+        a.claims.withLock { $0 = SegmentClaims(definition: definition, checkpointed: completed.keys) }
+        egress.register(jobId: a.jobId, .init(runId: runId, workflow: definition.id, policies: stepPolicies,
+                                              running: { [a] step in a.running(step) }))
+        defer { egress.remove(jobId: a.jobId) }
+        let (result, outcome) = await pool.runSegment(options: options, timeout: timeout + .seconds(10), events: { event in
+            defer { a.eventHandled() }
+            if a.cancelled.withLock({ $0 }) { return }
+            switch a.judge(event) {
+            case .drop:
+                return
+            case let .refuse(violation):
+                // Nothing of it is persisted, and nothing more from this worker is:
+                // the run fails once the segment is over (execute, below).
+                logger.warning("worker claim refused", metadata: ["run": "\(runId)", "claim": "\(violation.claim)", "reason": "\(violation.reason)"])
+                await pool.cancel(jobId: a.jobId)
+                return
+            case .persist:
+                break
+            }
+            // Outputs are bounded one by one (outputKB, the frame limit); this bounds
+            // what a run stores in all. Past it the run stops, rather than the store growing.
+            let size = event.message.utf8.count + (event.data?.jsonText.utf8.count ?? 0)
+            let over = a.storage.withLock { s -> Bool in
+                guard s.exceeded == nil else { return true }
+                s.bytes += size
+                guard s.bytes > maxStorage else { return false }
+                s.exceeded = "the run's events passed \(maxStorage >> 20) MiB (server.maxRunStorageMB)"
+                return true
+            }
+            if over {
+                await pool.cancel(jobId: a.jobId)
+                return
+            }
+            Self.auditPermissions(event, policies: stepPolicies, runId: runId, workflow: definition.id, active: a, audit: audit)
+            // Redacted here too: the worker redacts, but is not trusted to.
+            let r = a.redactor
+            do {
+                hub.publish(try await store.append(runId: runId, type: RunEventType(event.kind!), step: event.step,
+                                                   message: r.text(event.message), data: event.data.map(r.json)))
+            } catch {
+                logger.error("cannot persist event", metadata: ["run": "\(runId)", "error": "\(error)"])
+            }
+        }, requests: { [secrets, requester, requestSettings = current.requests] request in
+            switch request.method {
+            case HTTPFetch.name:
+                return await Self.fetch(request, definition: definition, runId: runId, active: a, policies: stepPolicies,
+                                        settings: requestSettings, secrets: secrets, requester: requester, audit: audit)
+            case InferComplete.name:
+                return await Self.complete(request, definition: definition, runId: runId, active: a, policies: stepPolicies,
+                                           settings: requestSettings, secrets: secrets, requester: requester, audit: audit,
+                                           delta: { step, text in
+                                               guard let event = try? await store.append(runId: runId, type: .inferDelta, step: step, data: ["text": .string(text)]) else { return }
+                                               hub.publish(event)
+                                           })
+            default:
+                return await Self.resolveSecret(request, definition: definition, runId: runId, active: a, store: secrets, audit: audit)
+            }
+        }, spec: { workspace in
+            // Called once the pool has assigned the worker, before the job is sent:
+            // every event and request of the job comes after this.
+            if let pid = pool.assignments.withLock({ $0[a.jobId]?.pid }) { a.workerPid.withLock { $0 = pid } }
+            var spec = RunJobSpec(jobId: a.jobId, runId: runId, workspace: workspace, limits: stepLimits, workflow: definition, input: input,
+                                  completed: completed, defaultStepTimeoutMs: stepTimeoutMs, policies: stepPolicies)
+            spec.attempts = interruptedAttempts
+            return spec
+        })
+        if a.workerPid.withLock({ $0 }) == 0 { a.workerPid.withLock { $0 = outcome.workerPid } }
+        if let result {
+            // The answer can overtake the last notifications; wait until all are persisted.
+            let complete = await a.waitForAllEvents(result.events, quiet: .seconds(10))
+            let handled = a.handledEvents
+            a.claims.withLock { c in
+                guard let claims = c, !claims.isOver else { return }
+                let counted = "job.run answered after \(result.events) events"
+                if !complete {
+                    c?.refuse(.init(claim: counted, reason: "only \(handled) arrived"))
+                } else if claims.received > result.events {
+                    c?.refuse(.init(claim: counted, reason: "\(claims.received) arrived"))
+                } else {
+                    do throws(SegmentClaims.Violation) { try claims.check(result) } catch { c?.refuse(error) }
+                }
+            }
+        }
+        // From here on the segment is judged: whatever the worker still sends is dropped.
+        let refused = a.claims.withLock { c -> SegmentClaims.Violation? in
+            c?.close()
+            return c?.refused
+        }
+        if a.cancelled.withLock({ $0 }) { return }
+        if let refused {
+            await end(runId, .failed, output: nil,
+                      error: StepFailure(.workerViolation, step: nil, message: "worker \(a.workerActor) claimed \(refused.claim): \(refused.reason)"),
+                      auditFirst: [(a.workerActor, "worker.violation", runId, [
+                          "workflow": definition.id, "job": a.jobId, "claim": refused.claim, "reason": refused.reason,
+                      ])])
+            return
+        }
+        if let exceeded = a.storage.withLock({ $0.exceeded }) {
+            await end(runId, .failed, output: nil, error: StepFailure(.resourceLimit, step: nil, message: exceeded))
+            return
+        }
+        if result == nil, stopping {
+            // The gateway is going down: leave the run as it is; it resumes at the next start.
+            return
+        }
+        guard let result else {
+            let why = outcome.failure ?? "the worker ended without an answer"
+            if outcome.killedFor == .protocolViolation {
+                // The monitor caught the worker breaking the wire's rules.
+                await end(runId, .failed, output: nil, error: StepFailure(.workerViolation, step: nil, message: why),
+                          auditFirst: [(a.workerActor, "worker.violation", runId, [
+                              "workflow": definition.id, "job": a.jobId, "claim": SegmentClaims.cut(why), "reason": "protocol violation",
+                          ])])
+            } else if outcome.violation {
+                // Seccomp killed the worker itself: the gateway saw it die of SIGSYS.
+                await end(runId, .failed, output: nil, error: StepFailure(.sandboxViolation, step: nil, message: why),
+                          auditFirst: [("gateway", "sandbox.violation", runId, [
+                              "pid": "\(outcome.workerPid)", "reportedBy": "gateway", "message": why,
+                          ])])
+            } else if outcome.killedFor == .resourceLimit {
+                await end(runId, .failed, output: nil, error: StepFailure(.resourceLimit, step: nil, message: why))
+            } else if outcome.killedFor == .timeout {
+                await end(runId, .failed, output: nil, error: StepFailure(.timeout, step: nil, message: why))
+            } else if (try? await store.inFlight(runId: runId))?.isEmpty == false {
+                // The worker died under a running step: a new segment goes on from
+                // the checkpoints, and that step runs again only if it may.
+                logger.warning("worker died under a run; resuming it", metadata: ["run": "\(runId)", "cause": "\(why)"])
+                queue.append(Queued(id: runId, definition: definition, resumed: true, input: nil, interruptedBy: "its worker died (\(why))"))
+            } else {
+                await end(runId, .failed, output: nil, error: StepFailure(.workerFailed, step: nil, message: why))
+            }
+            return
+        }
+        let r = a.redactor
+        let output = result.output.map(r.json)
+        var failure = result.error
+        if let message = failure?.message { failure?.message = r.text(message) }
+        switch result.status {
+        case .succeeded:
+            if let schema = definition.output {
+                let violations = JSONSchema(schema).validate(output ?? .null, root: "output")
+                if !violations.isEmpty {
+                    await end(runId, .failed, output: output, error: StepFailure(
+                        .outputInvalid, step: nil, message: violations.map(\.description).joined(separator: "; ")))
+                    return
+                }
+            }
+            await end(runId, .succeeded, output: output ?? .null, error: nil)
+        case .failed:
+            var first: [AuditItem] = []
+            if let failure, failure.failureCode == .sandboxViolation {
+                // The step process is the worker's child: only the worker saw the SIGSYS, and says so.
+                first.append((a.workerActor, "sandbox.violation", runId, [
+                    "step": failure.step ?? "", "reportedBy": "worker", "message": failure.message,
+                ]))
+            }
+            await end(runId, .failed, output: nil, error: failure, auditFirst: first)
+        case .parked:
+            // Checked above: exactly the steps that parked in this segment.
+            await park(runId, definition: definition, parked: result.parked, reportedBy: a.workerActor, redactor: r)
+        }
+    }
+}

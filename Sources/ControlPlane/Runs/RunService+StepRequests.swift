@@ -1,0 +1,219 @@
+import Foundation
+import Logging
+import Wire
+import Workflow
+
+/// `http.fetch` and `infer.complete` from a run's worker: only for the job it
+/// runs, only for a running step of that kind, held to the step's
+/// `allowHosts`; credentials are added here and never handed to the worker.
+extension RunService {
+    /// The step a request names, if it is a running step of this segment.
+    nonisolated static func requestingStep(_ jobId: String, _ path: String, active a: Active) async -> Result<Step, RPCError> {
+        guard jobId == a.jobId else { return .failure(RPCError(code: RPCError.notAllowed, message: "not this worker's job")) }
+        guard let located = a.claims.withLock({ $0?.locate(path) }) else {
+            return .failure(RPCError(code: RPCError.notAllowed, message: "the segment has not started"))
+        }
+        switch located {
+        case let .failure(v): return .failure(RPCError(code: RPCError.notAllowed, message: v.reason))
+        case let .success(l):
+            guard await a.waitUntilRunning(path, limit: .seconds(30)) else {
+                return .failure(RPCError(code: RPCError.notAllowed, message: "step \(SegmentClaims.cut(path)) is not running in this worker"))
+            }
+            return .success(l.step)
+        }
+    }
+
+    /// Credentials bound to this host (config's, then the workflow's), their
+    /// secrets resolved now, each use audited before the value leaves the store.
+    nonisolated static func credentials(for url: String, step: String, definition: WorkflowDefinition, runId: String,
+                                        settings: RequestSettings, secrets: SecretStore, audit: AuditLog) async throws(RPCError) -> [OutboundInjection] {
+        guard let c = URLComponents(string: url), let host = c.host?.lowercased() else { return [] }
+        let port = c.port ?? (c.scheme?.lowercased() == "https" ? 443 : 80)
+        var out: [OutboundInjection] = []
+        for binding in settings.inject + definition.inject {
+            let (bHost, bPort) = HostPattern.split(binding.host)
+            guard bHost == host, bPort.flatMap(Int.init).map({ $0 == port }) ?? true else { continue }
+            let value: String?
+            do { value = try secrets.value(of: binding.secret) } catch { throw RPCError(code: RPCError.requestFailed, message: "secret \(binding.secret) cannot be read: \(error)") }
+            guard let value else { throw RPCError(code: RPCError.requestFailed, message: "secret \(binding.secret), bound to \(binding.host), is not defined") }
+            do {
+                try await audit.append(actor: "gateway", action: "secret.injected", runId: runId,
+                                       details: ["name": binding.secret, "host": binding.host, "header": binding.header, "step": step, "workflow": definition.id])
+            } catch {
+                throw RPCError(code: RPCError.internalError, message: "the credential's use could not be audited")
+            }
+            out.append(OutboundInjection(host: host, port: port, header: binding.header,
+                                         value: binding.format.replacingOccurrences(of: "{}", with: value)))
+        }
+        return out
+    }
+
+    /// The egress decision for one hop of a step's request, audited like the proxy's.
+    nonisolated static func hopDecision(requester: StepRequester, policy: StepPolicy, step: String, runId: String, workflow: String,
+                                        audit: AuditLog) -> OutboundDecision {
+        { host, port in
+            let decision = requester.decide(host, port, policy)
+            switch decision {
+            case let .success(address):
+                audit.record(actor: "gateway", action: "egress.allowed", runId: runId, details: [
+                    "step": step, "workflow": workflow, "host": host.text, "port": "\(port)", "ip": address.ip, "via": "control-plane",
+                ])
+            case let .failure(denial):
+                audit.record(actor: "gateway", action: "egress.denied", runId: runId, details: [
+                    "step": step, "workflow": workflow, "host": host.text, "port": "\(port)", "reason": denial.reason, "via": "control-plane",
+                ])
+            }
+            GatewayMetrics.egress(allowed: (try? decision.get()) != nil)
+            return decision
+        }
+    }
+
+    nonisolated static func fetch(_ request: RPCIncoming, definition: WorkflowDefinition, runId: String, active a: Active,
+                                  policies: [String: StepPolicy], settings: RequestSettings, secrets: SecretStore,
+                                  requester: StepRequester, audit: AuditLog) async -> RPCReply {
+        let params: HTTPFetch.Params
+        do { params = try request.params(as: HTTPFetch.Params.self) } catch { return .error(error) }
+        let step: Step
+        switch await requestingStep(params.jobId, params.step, active: a) {
+        case let .failure(e): return .error(e)
+        case let .success(s): step = s
+        }
+        guard case let .http(http) = step.kind else {
+            return .error(RPCError(code: RPCError.notAllowed, message: "\(SegmentClaims.cut(params.step)) is not an http step"))
+        }
+        let policy = policies[step.id] ?? StepPolicy()
+        if let denied = policy.denied { return .error(RPCError(code: RPCError.notAllowed, message: denied.message)) }
+        if let problem = HTTPURLRule.problem(params.url) { return .error(RPCError(code: RPCError.requestFailed, message: problem)) }
+        let injections: [OutboundInjection]
+        do { injections = try await credentials(for: params.url, step: params.step, definition: definition, runId: runId,
+                                                settings: settings, secrets: secrets, audit: audit) } catch { return .error(error) }
+        var body: [UInt8]?
+        if let b = params.body {
+            guard let data = Data(base64Encoded: b) else { return .error(RPCError(code: RPCError.invalidParams, message: "body is not base64")) }
+            body = Array(data)
+        }
+        let timeout = Duration.milliseconds(step.timeoutMs ?? 60_000)
+        let outbound = OutboundRequest(method: http.method.rawValue, url: params.url, headers: params.headers.map { ($0.name, $0.value) },
+                                       body: body, timeout: timeout)
+        do {
+            let response = try await requester.outbound.perform(
+                outbound, limits: OutboundLimits(maxResponseBytes: settings.maxResponseBytes, maxRedirects: settings.maxRedirects),
+                injections: injections,
+                decide: hopDecision(requester: requester, policy: policy, step: params.step, runId: runId, workflow: definition.id, audit: audit))
+            for hop in response.hops { auditHop(hop, step: params.step, runId: runId, audit: audit) }
+            let values = injections.map(\.value)
+            return .result(HTTPFetch.Result(
+                status: response.status,
+                headers: response.headers.map { Header($0.name, String(decoding: EchoRedaction.redact(Array($0.value.utf8), values: values), as: UTF8.self)) },
+                body: Data(EchoRedaction.redact(response.body, values: values)).base64EncodedString(), url: response.url))
+        } catch {
+            return .error(rpcError(error))
+        }
+    }
+
+    nonisolated static func auditHop(_ hop: OutboundHop, step: String, runId: String, audit: AuditLog) {
+        switch hop {
+        case let .followed(from, to, status):
+            audit.record(actor: "gateway", action: "http.redirect", runId: runId, details: ["step": step, "from": from, "to": to, "status": "\(status)"])
+        case let .refused(to, reason):
+            audit.record(actor: "gateway", action: "http.redirect.refused", runId: runId, details: ["step": step, "to": to, "reason": reason])
+        }
+    }
+
+    nonisolated static func rpcError(_ error: OutboundError) -> RPCError {
+        switch error {
+        case .refused, .redirectRefused: RPCError(code: RPCError.notAllowed, message: "\(error)")
+        default: RPCError(code: RPCError.requestFailed, message: "\(error)")
+        }
+    }
+
+    nonisolated static func complete(_ request: RPCIncoming, definition: WorkflowDefinition, runId: String, active a: Active,
+                                     policies: [String: StepPolicy], settings: RequestSettings, secrets: SecretStore,
+                                     requester: StepRequester, audit: AuditLog,
+                                     delta: @escaping @Sendable (String, String) async -> Void) async -> RPCReply {
+        let params: InferComplete.Params
+        do { params = try request.params(as: InferComplete.Params.self) } catch { return .error(error) }
+        let step: Step
+        switch await requestingStep(params.jobId, params.step, active: a) {
+        case let .failure(e): return .error(e)
+        case let .success(s): step = s
+        }
+        guard case let .infer(infer) = step.kind else {
+            return .error(RPCError(code: RPCError.notAllowed, message: "\(SegmentClaims.cut(params.step)) is not an infer step"))
+        }
+        guard let provider = settings.providers[infer.provider] else {
+            return .error(RPCError(code: RPCError.requestFailed, message: "provider \(infer.provider) is not configured (providers: in config)"))
+        }
+        let policy = policies[step.id] ?? StepPolicy()
+        if let denied = policy.denied { return .error(RPCError(code: RPCError.notAllowed, message: denied.message)) }
+        let model = infer.model ?? provider.model
+        var body: [String: JSONValue] = [
+            "model": .string(model),
+            "messages": .array(params.messages.map { ["role": .string($0.role.rawValue), "content": .string($0.content)] }),
+            "stream": true, "stream_options": ["include_usage": true],
+        ]
+        if let t = infer.temperature { body["temperature"] = .number(t) }
+        if let m = infer.maxTokens { body["max_tokens"] = .number(Double(m)) }
+        if let schema = infer.responseFormat {
+            body["response_format"] = ["type": "json_schema", "json_schema": ["name": "output", "schema": schema]]
+        }
+        let url = provider.baseURL.hasSuffix("/") ? provider.baseURL + "chat/completions" : provider.baseURL + "/chat/completions"
+        var injections: [OutboundInjection] = []
+        if let name = provider.apiKeySecret {
+            let binding = CredentialInjection(host: URLComponents(string: url)?.host ?? "", secret: name)
+            var only = settings
+            only.inject = [binding]
+            do { injections = try await credentials(for: url, step: params.step, definition: WorkflowDefinition(id: definition.id, steps: []),
+                                                    runId: runId, settings: only, secrets: secrets, audit: audit) } catch { return .error(error) }
+        }
+        // Deltas are coalesced: each is an event in the store, fsynced, so a
+        // token at a time would cost a write per token.
+        let stream = StreamState()
+        let outbound = OutboundRequest(method: "POST", url: url, headers: [("Content-Type", "application/json"), ("Accept", "text/event-stream")],
+                                       body: Array(JSONValue.object(body).jsonText.utf8), timeout: .milliseconds(step.timeoutMs ?? 300_000))
+        do {
+            let response = try await requester.outbound.perform(
+                outbound, limits: OutboundLimits(maxResponseBytes: settings.maxResponseBytes, maxRedirects: 0),
+                injections: injections,
+                decide: hopDecision(requester: requester, policy: policy, step: params.step, runId: runId, workflow: definition.id, audit: audit),
+                onBodyChunk: { chunk in
+                    if let text = await stream.feed(chunk) { await delta(params.step, text) }
+                })
+            if let text = await stream.flush() { await delta(params.step, text) }
+            guard (200..<300).contains(response.status) else {
+                let message = ChatStream.errorMessage(response.body) ?? String(decoding: response.body.prefix(300), as: UTF8.self)
+                return .error(RPCError(code: RPCError.requestFailed, message: "provider \(infer.provider) answered \(response.status): \(message)"))
+            }
+            var parsed = await stream.parser
+            if !parsed.done, !response.body.isEmpty, !(response.headers.first { $0.name.lowercased() == "content-type" }?.value.contains("event-stream") ?? false) {
+                parsed.whole(response.body)
+            }
+            GatewayMetrics.inferTokens(provider: infer.provider, prompt: parsed.usage.promptTokens, completion: parsed.usage.completionTokens)
+            return .result(InferComplete.Result(content: parsed.content, model: parsed.model ?? model, finishReason: parsed.finishReason, usage: parsed.usage))
+        } catch {
+            return .error(rpcError(error))
+        }
+    }
+
+    /// The reply as it streams, and the text not yet sent on as a delta.
+    actor StreamState {
+        var parser = ChatStream()
+        private var unsent = ""
+        private var lastSent = ContinuousClock.now
+
+        func feed(_ chunk: [UInt8]) -> String? {
+            unsent += parser.feed(chunk)
+            guard !unsent.isEmpty, ContinuousClock.now - lastSent >= .milliseconds(100) else { return nil }
+            return flush()
+        }
+
+        func flush() -> String? {
+            guard !unsent.isEmpty else { return nil }
+            defer {
+                unsent = ""
+                lastSent = .now
+            }
+            return unsent
+        }
+    }
+}

@@ -1,0 +1,17 @@
+import Wire
+import Workflow
+
+/// What a run's steps ask of the control plane, as the interpreter calls it:
+/// the worker's RPC peer in a real worker, each call bounded by the time the
+/// step has left.
+struct ControlPlaneCalls: Sendable {
+    var resolveSecret: @Sendable (_ step: String, _ name: String) async throws -> String = { _, name in
+        throw StepFailure(.secretNotFound, step: nil, message: "secret \(name) is not available")
+    }
+    var fetch: @Sendable (HTTPFetch.Params, Duration) async throws -> HTTPFetch.Result = { _, _ in
+        throw RPCError(code: RPCError.notAllowed, message: "no control plane to make the request")
+    }
+    var complete: @Sendable (InferComplete.Params, Duration) async throws -> InferComplete.Result = { _, _ in
+        throw RPCError(code: RPCError.notAllowed, message: "no control plane to ask the provider")
+    }
+}
