@@ -31,7 +31,8 @@ struct HostileWorkflowFileTests {
         let body = block
             ? (0..<depth).map { String(repeating: " ", count: 2 * ($0 + 1)) + "k:" }.joined(separator: "\n") + " 1"
             : "  x: " + String(repeating: "[", count: depth) + "1" + String(repeating: "]", count: depth)
-        return "id: deep\ninput:\n\(body)\nsteps:\n  - { id: s, run: echo hi }\n"
+        // Under `result`, which may be any JSON: an input schema would refuse the made-up keys.
+        return "id: deep\nresult:\n\(body)\nsteps:\n  - { id: s, run: echo hi }\n"
     }
 
     /// Writes `text` to a file of its own for `body`, and removes it after.

@@ -22,7 +22,7 @@ import Workflow
                   - { id: b1, run: echo 1 }
                   - { id: b2, exec: { script: "print(1)", interpreter: python3 } }
               - id: c
-                forEach: { items: "${{ steps.a.output }}", concurrency: 2, steps: [{ id: c1, run: "echo ${{ item }} ${{ index }}" }] }
+                forEach: { items: "${{ steps.a.output }}", concurrency: 2, steps: [{ id: c1, exec: { argv: [echo, "${{ item }}", "${{ index }}"] } }] }
               - id: d
                 branch: { cases: [{ if: "env.MODE == 'x'", steps: [{ id: d1, run: echo x }] }], otherwise: [{ id: d2, run: echo y }] }
               - id: e
@@ -106,4 +106,28 @@ extension Step {
     var parallel: ParallelStep? { if case let .parallel(p) = kind { p } else { nil } }
     var forEach: ForEachStep? { if case let .forEach(f) = kind { f } else { nil } }
     var loop: LoopStep? { if case let .loop(l) = kind { l } else { nil } }
+}
+
+@Suite("Script injection is caught at load")
+struct ScriptInjectionLoadTests {
+    func issues(_ text: String) -> [WorkflowIssue] {
+        if case let .invalid(_, found) = WorkflowLoader.parse(text, file: "w.yaml", defaultId: "w") { return found }
+        return []
+    }
+
+    @Test("input in a script's text or a shell's -c is an error showing the env form; allowInterpolation opts in")
+    func caught() {
+        let short = issues("steps:\n  - { id: greet, run: \"echo hello ${{ input.name }}\" }\n")
+        #expect(short.count == 1)
+        #expect(short.first?.path == "steps[0](greet).run")
+        #expect(short.first?.message.contains("env") == true, "\(short)")
+        let shell = issues("steps:\n  - id: greet\n    exec: { argv: [bash, -c, \"echo ${{ steps.x.output }}\"] }\n  - { id: x, run: echo x }\n")
+        #expect(shell.contains { $0.path == "steps[0](greet).exec.argv[2]" }, "\(shell)")
+        // Through the workflow's env: an env value made from input is input.
+        let viaEnv = issues("env: { NAME: \"${{ input.name }}\" }\nsteps:\n  - { id: greet, run: \"echo ${{ env.NAME }}\" }\n")
+        #expect(viaEnv.count == 1, "\(viaEnv)")
+        #expect(issues("steps:\n  - id: greet\n    exec: { argv: [sh, -c, 'echo \"$NAME\"'], env: { NAME: \"${{ input.name }}\" } }\n").isEmpty)
+        #expect(issues("steps:\n  - id: greet\n    exec: { script: \"echo ${{ input.name }}\", allowInterpolation: true }\n").isEmpty)
+        #expect(issues("steps:\n  - id: greet\n    exec: { argv: [echo, \"${{ input.name }}\"] }\n").isEmpty, "a plain argument is no script")
+    }
 }

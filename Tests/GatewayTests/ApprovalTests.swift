@@ -14,7 +14,7 @@ final class ApprovalTests {
               - { id: build, run: echo built }
               - id: gate
                 approval: { message: "Deploy ${{ input.version }}?", timeout: 1h }
-              - { id: ship, run: "echo shipped by ${{ steps.gate.output.actor }}" }
+              - { id: ship, exec: { argv: [sh, -c, 'echo "shipped by $BY"'], env: { BY: "${{ steps.gate.output.actor }}" } } }
             """,
         "hurry.workflow.yaml": """
             id: hurry
@@ -48,10 +48,11 @@ final class ApprovalTests {
               - id: try
                 exec:
                   interpreter: python3
+                  env: { SOCK: "${{ input.sock }}", PORT: "${{ input.port }}" }
                   script: |
-                    import json, socket
+                    import json, os, socket
                     out = {}
-                    for name, family, addr in [("unix", socket.AF_UNIX, "${{ input.sock }}"), ("tcp", socket.AF_INET, ("127.0.0.1", ${{ input.port }}))]:
+                    for name, family, addr in [("unix", socket.AF_UNIX, os.environ["SOCK"]), ("tcp", socket.AF_INET, ("127.0.0.1", int(os.environ["PORT"])))]:
                         s = socket.socket(family, socket.SOCK_STREAM)
                         s.settimeout(2)
                         try:

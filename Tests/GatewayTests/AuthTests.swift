@@ -82,7 +82,7 @@ final class BearerTokenTests {
             steps:
               - id: ask
                 approval: { message: "go?", timeout: 1h }
-              - { id: after, run: "echo decided by ${{ steps.ask.output.actor }}" }
+              - { id: after, exec: { argv: [sh, -c, 'echo "decided by $BY"'], env: { BY: "${{ steps.ask.output.actor }}" } } }
             """
         let gw = try TestGateway(workflows: workflows, config: TestGateway.config(server: """
             { host: 127.0.0.1, port: 0, auth: { mode: bearer, tokens: [

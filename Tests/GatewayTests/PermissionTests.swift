@@ -38,6 +38,8 @@ final class PermissionTests {
               - id: probe
                 exec:
                   interpreter: python3
+                  # The test's own paths, written into the probe.
+                  allowInterpolation: true
                   script: |
                     import json, os, shutil, subprocess
                     out = {}

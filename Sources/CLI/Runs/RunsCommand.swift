@@ -5,8 +5,8 @@ import Workflow
 
 struct RunsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "runs", abstract: "Inspect and cancel runs.",
-        subcommands: [RunsList.self, RunsShow.self, RunsEvents.self, RunsCancel.self])
+        commandName: "runs", abstract: "Inspect, cancel and resume runs.",
+        subcommands: [RunsList.self, RunsShow.self, RunsEvents.self, RunsCancel.self, RunsResume.self])
 }
 
 struct RunsList: AsyncParsableCommand {

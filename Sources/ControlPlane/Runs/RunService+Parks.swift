@@ -69,6 +69,8 @@ extension RunService {
             try await audit.appendAll(entries)
             guard let events = try await store.park(runId: runId, approvals: approvals, waits: waits, children: children) else { return }
             events.forEach(hub.publish)
+            // A decision or an output may take days: a sync caller gets the waiting run.
+            if !approvals.isEmpty || !waits.isEmpty { release(runId) }
             for child in children {
                 guard let definition = await registry.workflow(child.workflow) else { continue }
                 queue.append(Queued(id: child.id, definition: definition, resumed: false, input: child.input))

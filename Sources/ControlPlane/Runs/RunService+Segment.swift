@@ -37,7 +37,10 @@ extension RunService {
         let runId = next.id, definition = next.definition, resumed = next.resumed, known = next.input
         defer {
             active[runId] = nil
-            for w in waiters.removeValue(forKey: runId) ?? [] { w.resume() }
+            // A run parked on child runs only goes on by itself: who waits for
+            // its end keeps waiting. One that waits for a person, or ended, or a
+            // gateway going down, releases them (end() and park() do the rest).
+            if stopping { release(runId) }
             pump()
         }
         if !alreadyStarted { do {

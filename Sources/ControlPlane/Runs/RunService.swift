@@ -165,10 +165,17 @@ public actor RunService {
         }
     }
 
-    /// Returns once the run has ended (or at once if it already has).
+    /// Returns once the run has ended, or parked waiting for a decision or an
+    /// output (at once if it already has). Child runs it waits on are waited for.
     public func waitUntilFinished(_ runId: String) async {
-        if let run = try? await store.run(runId, withSteps: false), run.status.isTerminal { return }
-        guard active[runId] != nil || queue.contains(where: { $0.id == runId }) else { return }
+        guard let run = try? await store.run(runId, withSteps: false), !run.status.isTerminal else { return }
+        if run.status == .waiting {
+            let waits = (try? await store.pendingWaits(runId: runId)) ?? []
+            let approvals = (try? await store.approvals(status: .pending, runId: runId, limit: 1)) ?? []
+            guard !waits.isEmpty, approvals.isEmpty, waits.allSatisfy({ $0.kind == .invoke }) else { return }
+        } else {
+            guard active[runId] != nil || queue.contains(where: { $0.id == runId }) else { return }
+        }
         await withCheckedContinuation { waiters[runId, default: []].append($0) }
     }
 
@@ -265,6 +272,11 @@ public actor RunService {
         } catch {
             logger.error("cannot record the end of a run", metadata: ["run": "\(runId)", "error": "\(error)"])
         }
+        release(runId)
+    }
+
+    /// Whoever waits for the run's end (a sync `POST /runs`) stops waiting.
+    func release(_ runId: String) {
         for w in waiters.removeValue(forKey: runId) ?? [] { w.resume() }
     }
 

@@ -281,7 +281,10 @@ public final class RunStore: Sendable {
     public func run(_ id: String, withSteps: Bool = true) async throws -> RunRecord? {
         try await db.read { db in
             guard var run = try Self.fetchRun(db, id: id) else { return nil }
-            if withSteps { run.steps = try Self.fetchSteps(db, runId: id) }
+            if withSteps {
+                run.steps = try Self.fetchSteps(db, runId: id)
+                run.children = try Self.fetchChildren(db, runId: id)
+            }
             return run
         }
     }

@@ -83,7 +83,8 @@ extension NodeReader {
             issue("\(here).retry", m["retry"], "a \(kind.name.rawValue) step does not retry: it waits for a decision, an output or a child run")
         }
         if case let .exec(e) = kind, !e.allowInterpolation {
-            for finding in ScriptInjection.findings(script: e.script, argv: e.argv, interpreter: e.interpreter) {
+            for finding in ScriptInjection.findings(script: e.script, argv: e.argv, interpreter: e.interpreter, stdin: e.stdin,
+                                                    untrustedEnv: ScriptInjection.untrustedEnvNames(in: workflowEnv)) {
                 issue("\(here).\(key == "run" ? "run" : "exec.\(finding.field)")", body, finding.message)
             }
         }

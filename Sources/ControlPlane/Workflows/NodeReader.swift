@@ -6,6 +6,9 @@ import Yams
 struct NodeReader {
     let file: String
     var issues: [WorkflowIssue] = []
+    /// The workflow's `env`, read before its steps: a step's script that reads
+    /// an env value made from input is as exposed as one that reads the input.
+    var workflowEnv: [String: String] = [:]
 
     mutating func issue(_ path: String, _ node: Node?, _ message: String) {
         issues.append(WorkflowIssue(file: file, path: path, line: node?.mark.map(\.line), message: message))

@@ -76,6 +76,7 @@ extension NodeReader {
             if key == "input" { input = schema } else { output = schema }
         }
         let env = stringMap(m["env"], "env") ?? [:]
+        workflowEnv = env
         for (k, v) in env {
             use(v, path: "env.\(k)", node: m["env"]!, variables: [], ids: &ids, roots: ["input"])
         }

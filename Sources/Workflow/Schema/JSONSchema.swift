@@ -1,11 +1,36 @@
 import Foundation
 
-/// JSON Schema (draft 2020-12) validation for workflow `input` and `output`:
-/// type, enum, const, properties, required, additionalProperties, items,
-/// minItems/maxItems, minLength/maxLength, pattern, minimum/maximum,
-/// exclusiveMinimum/exclusiveMaximum, anyOf/oneOf/allOf/not. Keywords outside
-/// this set are ignored, as the spec says of unknown keywords. Hand-written: no
-/// listed package validates JSON Schema.
+/// JSON Schema (draft 2020-12) validation for workflow `input` and `output`.
+///
+/// Supported, and enforced:
+/// - any value: `type`, `enum`, `const`
+/// - objects: `properties`, `required`, `additionalProperties`, `patternProperties`,
+///   `propertyNames`, `minProperties`/`maxProperties`, `dependentRequired`, `dependentSchemas`
+/// - arrays: `items`, `prefixItems`, `contains` with `minContains`/`maxContains`,
+///   `uniqueItems`, `minItems`/`maxItems`
+/// - strings: `minLength`/`maxLength` (in Unicode code points), `pattern`, and
+///   `format` as an assertion for `date-time`, `date`, `email`, `uri`, `uuid`,
+///   `ipv4`, `ipv6` and `hostname`
+/// - numbers: `minimum`/`maximum`, `exclusiveMinimum`/`exclusiveMaximum`, `multipleOf`
+/// - combining: `allOf`, `anyOf`, `oneOf`, `not`, `if`/`then`/`else`
+/// - references: `$ref` and `$defs`, within this one schema: `#`, JSON pointers such
+///   as `#/$defs/name` (with `~0`, `~1` and percent-escapes), and the root's own `$id`
+///   followed by such a fragment
+/// - accepted and ignored (annotations): `title`, `description`, `default`,
+///   `examples`, `$comment`, `deprecated`, `readOnly`, `writeOnly`,
+///   `contentMediaType`, `contentEncoding`, `$id` at the root, and `$schema` when it
+///   names a standard draft (`https://json-schema.org/draft/2020-12/schema`, or
+///   2019-09, draft-07, -06, -04, whose differing keywords are refused on their own)
+///
+/// Everything else (`unevaluatedProperties`, `$anchor`, `$dynamicRef`, a `$id` below
+/// the root, an unknown format, a `$ref` to another document, a custom metaschema,
+/// a keyword whose value has the wrong shape, a `$ref` loop that never steps into
+/// the value) is a problem when the workflow loads, not a keyword quietly skipped:
+/// a skipped keyword would let through values the author meant to refuse. For a
+/// schema that never went through `problems(in:)`, validation refuses every value
+/// where it meets an unknown keyword, an unknown format or a `$ref` it cannot follow.
+///
+/// Hand-written: no listed package validates JSON Schema.
 public struct JSONSchema: Sendable {
     public struct Violation: Sendable, Equatable, Codable, CustomStringConvertible {
         public let path: String
@@ -24,14 +49,19 @@ public struct JSONSchema: Sendable {
     /// How long validating one value may take in all, so that many strings or many
     /// patterns cannot add up what each one alone is refused.
     public static let validationTimeLimit: Duration = .milliseconds(250)
+    /// How deep validation may recurse through subschemas. A value nests at most
+    /// `JSONValue.maxDepth` levels and each level costs a few subschemas, so only a
+    /// `$ref` that loops without stepping into the value gets near this.
+    public static let maxRecursion = 400
 
     /// Every place the value breaks the schema, each with its path (`input.items[2].name`).
-    /// A pattern that runs out of time, or a validation that does, is a violation:
-    /// a value that could not be checked is never taken as valid.
+    /// A pattern that runs out of time, a validation that does, or a schema that
+    /// cannot be applied is a violation: a value that could not be checked is never
+    /// taken as valid.
     public func validate(_ value: JSONValue, root: String = "input") -> [Violation] {
-        var checker = Checker(deadline: ContinuousClock.now + Self.validationTimeLimit)
+        var checker = Checker(root: schema, deadline: ContinuousClock.now + Self.validationTimeLimit)
         var out: [Violation] = []
-        Self.check(value, against: schema, path: root, into: &out, &checker)
+        checker.check(value, against: schema, path: root, into: &out)
         // Recorded apart from `out`: inside `not`, `anyOf` or `oneOf` a timeout
         // would otherwise read as "this branch failed", which `not` turns into a pass.
         for v in checker.unchecked where !out.contains(v) { out.append(v) }
@@ -41,46 +71,34 @@ public struct JSONSchema: Sendable {
         return out
     }
 
-    /// Problems with the schema itself that would make validation meaningless.
+    /// Problems with the schema itself: anything validation could not enforce as
+    /// written. Each starts with `schema` and the location (`schema.properties.x: ...`).
     public static func problems(in schema: JSONValue) -> [String] {
-        var out: [String] = []
-        func walk(_ s: JSONValue, _ path: String) {
-            guard case let .object(o) = s else {
-                if case .bool = s { return }
-                out.append("\(path) must be an object or a boolean")
-                return
-            }
-            if let t = o["type"] {
-                let names = t.stringValue.map { [$0] } ?? (t.arrayStrings ?? [])
-                for n in names where !Self.types.contains(n) { out.append("\(path).type: unknown type '\(n)'") }
-                if names.isEmpty { out.append("\(path).type must be a type name or a list of them") }
-            }
-            if let p = o["pattern"] {
-                if p.stringValue.flatMap(BoundedRegex.init) == nil {
-                    out.append("\(path).pattern is not a valid regular expression")
-                }
-            }
-            if case let .object(props)? = o["properties"] { for (k, v) in props { walk(v, "\(path).properties.\(k)") } }
-            if let items = o["items"] { walk(items, "\(path).items") }
-            if let ap = o["additionalProperties"] { walk(ap, "\(path).additionalProperties") }
-            for key in ["anyOf", "oneOf", "allOf"] {
-                if case let .array(list)? = o[key] { for (i, v) in list.enumerated() { walk(v, "\(path).\(key)[\(i)]") } }
-            }
-        }
-        walk(schema, "schema")
-        return out
+        var walker = ProblemWalker(root: schema)
+        walker.run()
+        return walker.out
     }
 
     static let types: Set<String> = ["null", "boolean", "integer", "number", "string", "array", "object"]
 
     /// One validation's clock, its compiled patterns and what it could not check.
     struct Checker {
+        let root: JSONValue
+        let rootId: String?
         let deadline: ContinuousClock.Instant
         var patterns: [String: BoundedRegex?] = [:]
         var unchecked: [Violation] = []
         var outOfTime = false
+        var tooDeep = false
+        var depth = 0
 
-        init(deadline: ContinuousClock.Instant) { self.deadline = deadline }
+        init(root: JSONValue, deadline: ContinuousClock.Instant) {
+            self.root = root
+            self.rootId = root["$id"]?.stringValue
+            self.deadline = deadline
+        }
+
+        var stopped: Bool { outOfTime || tooDeep }
 
         mutating func regex(_ p: String) -> BoundedRegex? {
             if let known = patterns[p] { return known }
@@ -88,108 +106,34 @@ public struct JSONSchema: Sendable {
             patterns[p] = compiled
             return compiled
         }
-    }
 
-    static func check(_ v: JSONValue, against s: JSONValue, path: String, into out: inout [Violation], _ checker: inout Checker) {
-        guard !checker.outOfTime else { return }
-        if ContinuousClock.now >= checker.deadline {
-            checker.outOfTime = true
-            return
-        }
-        if case let .bool(b) = s {
-            if !b { out.append(Violation(path: path, message: "no value is allowed here")) }
-            return
-        }
-        guard case let .object(k) = s else { return }
-        func fail(_ m: String) { out.append(Violation(path: path, message: m)) }
-
-        if let t = k["type"] {
-            let allowed = t.stringValue.map { [$0] } ?? (t.arrayStrings ?? [])
-            let actual = v.typeName
-            let ok = allowed.contains(actual) || (actual == "integer" && allowed.contains("number"))
-            if !ok {
-                fail("expected \(allowed.joined(separator: " or ")), got \(actual)")
-                return
-            }
-        }
-        if case let .array(options)? = k["enum"], !options.contains(v) {
-            fail("must be one of \(options.map(\.jsonText).joined(separator: ", "))")
-        }
-        if let c = k["const"], c != v { fail("must be \(c.jsonText)") }
-
-        switch v {
-        case let .object(o):
-            if case let .array(req)? = k["required"] {
-                for case let .string(name) in req where o[name] == nil {
-                    out.append(Violation(path: "\(path).\(name)", message: "is required"))
-                }
-            }
-            var props: [String: JSONValue] = [:]
-            if case let .object(p)? = k["properties"] { props = p }
-            for (name, value) in o.sorted(by: { $0.key < $1.key }) {
-                if let ps = props[name] {
-                    check(value, against: ps, path: "\(path).\(name)", into: &out, &checker)
-                } else if let extra = k["additionalProperties"] {
-                    if case .bool(false) = extra {
-                        out.append(Violation(path: "\(path).\(name)", message: "is not an allowed property"))
-                    } else {
-                        check(value, against: extra, path: "\(path).\(name)", into: &out, &checker)
-                    }
-                }
-            }
-        case let .array(a):
-            if let items = k["items"] {
-                for (i, e) in a.enumerated() { check(e, against: items, path: "\(path)[\(i)]", into: &out, &checker) }
-            }
-            if let n = k["minItems"]?.number, Double(a.count) < n { fail("must have at least \(Int(n)) items") }
-            if let n = k["maxItems"]?.number, Double(a.count) > n { fail("must have at most \(Int(n)) items") }
-        case let .string(str):
-            if let n = k["minLength"]?.number, Double(str.count) < n { fail("must be at least \(Int(n)) characters") }
-            if let n = k["maxLength"]?.number, Double(str.count) > n { fail("must be at most \(Int(n)) characters") }
+        /// Whether `pattern` matches `text`; nil when that could not be found out,
+        /// which is recorded as a violation of its own.
+        mutating func matches(_ p: String, _ text: String, path: String) -> Bool? {
             // An invalid pattern is reported when the workflow loads (`problems(in:)`).
-            if let p = k["pattern"]?.stringValue, let re = checker.regex(p) {
-                let limit = min(ContinuousClock.now + patternTimeLimit, checker.deadline)
-                switch re.firstMatch(in: str, before: limit) {
-                case .match: break
-                case .noMatch: fail("must match /\(p)/")
-                case .timedOut:
-                    if ContinuousClock.now >= checker.deadline { checker.outOfTime = true }
-                    checker.unchecked.append(Violation(path: path, message: "pattern /\(p)/ took too long to match (limit \(patternTimeLimit.wholeMilliseconds) ms); the value is refused"))
-                case .failed:
-                    checker.unchecked.append(Violation(path: path, message: "pattern /\(p)/ could not be matched (the regular expression engine gave up); the value is refused"))
-                }
+            guard let re = regex(p) else {
+                unchecked.append(Violation(path: path, message: "pattern /\(p)/ is not a valid regular expression; the value is refused"))
+                return nil
             }
-        case let .number(x):
-            if let n = k["minimum"]?.number, x < n { fail("must be ≥ \(n.clean)") }
-            if let n = k["maximum"]?.number, x > n { fail("must be ≤ \(n.clean)") }
-            if let n = k["exclusiveMinimum"]?.number, x <= n { fail("must be > \(n.clean)") }
-            if let n = k["exclusiveMaximum"]?.number, x >= n { fail("must be < \(n.clean)") }
-        default: break
+            let limit = min(ContinuousClock.now + JSONSchema.patternTimeLimit, deadline)
+            switch re.firstMatch(in: text, before: limit) {
+            case .match: return true
+            case .noMatch: return false
+            case .timedOut:
+                if ContinuousClock.now >= deadline { outOfTime = true }
+                unchecked.append(Violation(path: path, message: "pattern /\(p)/ took too long to match (limit \(JSONSchema.patternTimeLimit.wholeMilliseconds) ms); the value is refused"))
+            case .failed:
+                unchecked.append(Violation(path: path, message: "pattern /\(p)/ could not be matched (the regular expression engine gave up); the value is refused"))
+            }
+            return nil
         }
 
-        if case let .array(all)? = k["allOf"] {
-            for sub in all { check(v, against: sub, path: path, into: &out, &checker) }
-        }
-        if case let .array(any)? = k["anyOf"] {
-            let matched = any.contains { sub in
-                var tmp: [Violation] = []
-                check(v, against: sub, path: path, into: &tmp, &checker)
-                return tmp.isEmpty
-            }
-            if !matched { fail("does not match any of the allowed schemas") }
-        }
-        if case let .array(one)? = k["oneOf"] {
-            let n = one.filter { sub in
-                var tmp: [Violation] = []
-                check(v, against: sub, path: path, into: &tmp, &checker)
-                return tmp.isEmpty
-            }.count
-            if n != 1 { fail("must match exactly one of the schemas (matched \(n))") }
-        }
-        if let not = k["not"] {
-            var tmp: [Violation] = []
-            check(v, against: not, path: path, into: &tmp, &checker)
-            if tmp.isEmpty { fail("must not match the schema in 'not'") }
+        /// Whether `v` passes `s`, its violations dropped: for `anyOf`, `oneOf`,
+        /// `not`, `if` and `contains`, where failing is an answer, not an error.
+        mutating func passes(_ v: JSONValue, _ s: JSONValue, path: String) -> Bool {
+            var scratch: [Violation] = []
+            check(v, against: s, path: path, into: &scratch)
+            return scratch.isEmpty
         }
     }
 }
@@ -203,6 +147,12 @@ extension JSONValue {
     var arrayStrings: [String]? {
         guard case let .array(a) = self else { return nil }
         return a.compactMap(\.stringValue)
+    }
+
+    /// A count a keyword such as `minItems` gives: a non-negative integral number.
+    var nonNegativeInt: Int? {
+        guard case let .number(n) = self, n >= 0, n.rounded() == n, n < 1e15 else { return nil }
+        return Int(n)
     }
 }
 
