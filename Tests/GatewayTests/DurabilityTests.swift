@@ -22,7 +22,7 @@ final class DurabilityTests {
                   steps:
                     - id: work
                       idempotent: true
-                      exec: { argv: [sh, -c, 'sleep 0.05; echo "$N"'], env: { N: "${{ item }}" } }
+                      exec: { argv: [sh, -c, 'sleep 0.1; echo "$N"'], env: { N: "${{ item }}" } }
             result: "${{ steps.fan.output }}"
             """,
         "parked.workflow.yaml": """
@@ -101,14 +101,14 @@ final class DurabilityTests {
             if try await gw.get("/approvals?run=\(parked)").json?["approvals"].list.first?["step"] == "fan[1]/gate" { break }
             try await Task.sleep(for: .milliseconds(20))
         }
-        // Kill once 60 of the 100 items are done.
+        // Kill once a good part of the 100 items is done (polls are slow on a loaded machine: not a precise point).
         var done = 0
         for _ in 0..<3000 {
             done = try await steps(many).filter { $0["status"] == "succeeded" && $0["path"]?.stringValue?.hasSuffix("/work") == true }.count
-            if done >= 60 { break }
+            if done >= 30 { break }
             try await Task.sleep(for: .milliseconds(10))
         }
-        #expect(done >= 60 && done < 100, "killed mid-way: \(done) done")
+        #expect(done >= 30 && done < 100, "killed mid-way: \(done) done")
         await gw.stop(signal: SIGKILL)
         try await gw.start()
 

@@ -51,6 +51,9 @@ struct RunsShow: AsyncParsableCommand {
             print(Output.safe("workflow  \(run["workflow"]?.stringValue ?? "")"))
             print(Output.safe("status    \(run["status"]?.stringValue ?? "")"))
             print(Output.safe("created   \(run["createdAt"]?.stringValue ?? "")"))
+            if let parent = run["parentRunId"]?.stringValue {
+                print(Output.safe("parent    \(parent) (step \(run["parentStep"]?.stringValue ?? ""))"))
+            }
             if case let .number(ms)? = run["durationMs"] { print("duration  \(Int(ms)) ms") }
             if case let .array(steps)? = run["steps"], !steps.isEmpty {
                 print("steps:")
@@ -59,6 +62,12 @@ struct RunsShow: AsyncParsableCommand {
                     if case let .number(d)? = s["durationMs"] { ms = " \(Int(d)) ms" }
                     let attempt = (s["attempt"].flatMap { if case let .number(n) = $0, n > 1 { " attempt \(Int(n))" } else { nil } }) ?? ""
                     print(Output.safe("  \(s["status"]?.stringValue ?? "")  \(s["path"]?.stringValue ?? "")\(attempt)\(ms)"))
+                }
+            }
+            if case let .array(children)? = run["children"], !children.isEmpty {
+                print("children:")
+                for c in children {
+                    print(Output.safe("  \(c["status"]?.stringValue ?? "")  \(c["id"]?.stringValue ?? "")  \(c["workflow"]?.stringValue ?? "") (step \(c["step"]?.stringValue ?? ""))"))
                 }
             }
             if let output = run["output"], output != .null { print("output    \(output.jsonText)") }

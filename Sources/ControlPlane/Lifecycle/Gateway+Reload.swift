@@ -126,6 +126,8 @@ extension Gateway {
         new.server.socketGroup = old.server.socketGroup
         new.server.auth.mode = old.server.auth.mode
         new.server.watchFiles = old.server.watchFiles
+        // The control plane's TLS client is built with its CA file at start.
+        new.egress.caFile = old.egress.caFile
         // The pool's identity and what each worker's sandbox is built with stay;
         // its sizes and the limits a job gets do not.
         new.workers = old.workers

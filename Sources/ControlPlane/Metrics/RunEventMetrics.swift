@@ -1,4 +1,5 @@
 import Foundation
+import Wire
 import Synchronization
 import Workflow
 
@@ -40,15 +41,16 @@ final class RunEventMetrics: Sendable {
     var openSteps: Int { open.withLock { $0.count } }
 
     func observe(_ event: RunEvent) {
-        switch event.type {
-        case "run.started":
+        guard let type = RunEventType(rawValue: event.type) else { return }
+        switch type {
+        case .runStarted:
             metrics.runsStarted.increment()
-        case "run.resumed":
+        case .runResumed:
             metrics.runsResumed.increment()
-        case "run.succeeded", "run.failed", "run.cancelled":
+        case .runSucceeded, .runFailed, .runCancelled:
             metrics.runsFinished[String(event.type.dropFirst("run.".count))]?.increment()
             open.withLock { $0.remove(run: event.runId) }
-        case "step.started":
+        case .stepStarted:
             guard let step = event.step else { return }
             let claimed = event.data?["kind"]?.stringValue ?? "unknown"
             // The kind is the worker's word: a label value outside the set would be a new series.
@@ -60,11 +62,11 @@ final class RunEventMetrics: Sendable {
                 }
                 o.byRun[event.runId, default: [:]][step] = (kind, event.at)
             }
-        case "step.finished", "step.failed":
+        case .stepFinished, .stepFailed:
             guard let step = event.step, let started = open.withLock({ $0.remove(run: event.runId, step: step) }) else { return }
-            let outcome = event.type == "step.finished" ? "succeeded" : "failed"
+            let outcome = type == .stepFinished ? "succeeded" : "failed"
             metrics.stepDurations[started.kind]?[outcome]?.recordMilliseconds(Self.durationMs(event, since: started.at))
-        default:
+        case .runQueued, .runWaiting, .stepSkipped, .stepBranch, .stepParked, .inferDelta, .childStarted:
             break
         }
     }

@@ -214,6 +214,10 @@ extension RunService {
         let output = result.output.map(r.json)
         var failure = result.error
         if let message = failure?.message { failure?.message = r.text(message) }
+        // A run's error carries a code of the catalogue, whatever a worker sent.
+        if let f = failure, f.failureCode == nil {
+            failure = StepFailure(.workerFailed, step: f.step, message: "(code \(SegmentClaims.cut(f.code, to: 40))) \(f.message)", details: f.details)
+        }
         switch result.status {
         case .succeeded:
             if let schema = definition.output {
