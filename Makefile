@@ -30,11 +30,13 @@ test: deps pytools openapi
 	$(SWIFT) test --skip-build --parallel --num-workers 2
 
 # Python tools the tests use: the OpenAPI validator, schemathesis (which checks
-# the live gateway against docs/openapi.yaml), and `cryptography` so the
-# independent audit verifier (scripts/audit-verify.py) checks signatures too.
+# the live gateway against docs/openapi.yaml), `cryptography` (the independent
+# audit verifier, scripts/audit-verify.py, checks signatures with it, and the
+# HTTPS test origin makes its CA with it), and the official `openai` SDK, which
+# checks the chat-completions stand-in the infer tests use.
 pytools:
-	@python3 -c 'import openapi_spec_validator, cryptography, schemathesis' 2>/dev/null || \
-	  python3 -m pip install -q openapi-spec-validator cryptography schemathesis
+	@python3 -c 'import openapi_spec_validator, cryptography, schemathesis, openai' 2>/dev/null || \
+	  python3 -m pip install -q openapi-spec-validator cryptography schemathesis openai
 
 # docs/openapi.yaml must stay a valid OpenAPI 3.1 document.
 openapi: pytools

@@ -56,7 +56,7 @@ final class RunHarness: Sendable {
                               admission: Admission(stateDir: dir),
                               // Steps here make no requests: every decision refuses.
                               requester: StepRequester(outbound: try OutboundHTTP(group: MultiThreadedEventLoopGroup.singleton, caFile: nil),
-                                                       decide: { _, _, _ in .failure(EgressDenial("no egress in this harness")) }))
+                                                       decide: { _, _, _, _ in .failure(EgressDenial("no egress in this harness")) }))
         try await pool.start()
         return RunHarness(dir: dir, store: store, audit: audit, pool: pool, runs: runs)
     }

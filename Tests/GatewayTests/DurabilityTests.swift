@@ -91,7 +91,6 @@ final class DurabilityTests {
     @Test("SIGKILL mid-way through a forEach and while parked deep: after restart every run finishes, no completed step runs twice, the audit chain verifies")
     func crash() async throws {
         let items = JSONValue.array((0..<100).map { .number(Double($0)) })
-        let many = try #require(try await gw.run("many", ["items": items], sync: false)["id"]?.stringValue)
         let parked = try #require(try await gw.run("parked", sync: false)["id"]?.stringValue)
         _ = try await gw.waitForStatus(parked, ["waiting"])
         let first = try await approveNext(parked)
@@ -101,6 +100,8 @@ final class DurabilityTests {
             if try await gw.get("/approvals?run=\(parked)").json?["approvals"].list.first?["step"] == "fan[1]/gate" { break }
             try await Task.sleep(for: .milliseconds(20))
         }
+        // Started once the other run is parked deep, so it is under way when the gateway dies.
+        let many = try #require(try await gw.run("many", ["items": items], sync: false)["id"]?.stringValue)
         // Kill once a good part of the 100 items is done (polls are slow on a loaded machine: not a precise point).
         var done = 0
         for _ in 0..<3000 {

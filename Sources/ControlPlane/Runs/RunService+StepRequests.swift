@@ -30,9 +30,17 @@ extension RunService {
         guard let c = URLComponents(string: url), let host = c.host?.lowercased() else { return [] }
         let port = c.port ?? (c.scheme?.lowercased() == "https" ? 443 : 80)
         var out: [OutboundInjection] = []
+        // In the clear, a credential could be read on the way: only over https,
+        // or to a service on this very host (a loopback address, named as such).
+        let loopback = host == "::1" || host == "[::1]" || (host.hasPrefix("127.") && HostName.parse(host)?.isLiteral == true)
+        let secure = c.scheme?.lowercased() == "https" || loopback
         for binding in settings.inject + definition.inject {
             let (bHost, bPort) = HostPattern.split(binding.host)
             guard bHost == host, bPort.flatMap(Int.init).map({ $0 == port }) ?? true else { continue }
+            guard secure else {
+                throw RPCError(code: RPCError.requestFailed,
+                               message: "the credential bound to \(binding.host) is sent over https only (or to a loopback address); \(url) is plain http")
+            }
             let value: String?
             do { value = try secrets.value(of: binding.secret) } catch { throw RPCError(code: RPCError.requestFailed, message: "secret \(binding.secret) cannot be read: \(error)") }
             guard let value else { throw RPCError(code: RPCError.requestFailed, message: "secret \(binding.secret), bound to \(binding.host), is not defined") }
@@ -50,9 +58,9 @@ extension RunService {
 
     /// The egress decision for one hop of a step's request, audited like the proxy's.
     nonisolated static func hopDecision(requester: StepRequester, policy: StepPolicy, step: String, runId: String, workflow: String,
-                                        audit: AuditLog) -> OutboundDecision {
+                                        jobId: String, audit: AuditLog) -> OutboundDecision {
         { host, port in
-            let decision = requester.decide(host, port, policy)
+            let decision = await requester.decide(host, port, policy, jobId)
             switch decision {
             case let .success(address):
                 audit.record(actor: "gateway", action: "egress.allowed", runId: runId, details: [
@@ -99,8 +107,10 @@ extension RunService {
             let response = try await requester.outbound.perform(
                 outbound, limits: OutboundLimits(maxResponseBytes: settings.maxResponseBytes, maxRedirects: settings.maxRedirects),
                 injections: injections,
-                decide: hopDecision(requester: requester, policy: policy, step: params.step, runId: runId, workflow: definition.id, audit: audit))
-            for hop in response.hops { auditHop(hop, step: params.step, runId: runId, audit: audit) }
+                decide: hopDecision(requester: requester, policy: policy, step: params.step, runId: runId, workflow: definition.id,
+                                   jobId: a.jobId, audit: audit),
+                // As each happens: a refused hop ends the request with an error, not a response.
+                onHop: { hop in auditHop(hop, step: params.step, runId: runId, audit: audit) })
             let values = injections.map(\.value)
             return .result(HTTPFetch.Result(
                 status: response.status,
@@ -175,7 +185,8 @@ extension RunService {
             let response = try await requester.outbound.perform(
                 outbound, limits: OutboundLimits(maxResponseBytes: settings.maxResponseBytes, maxRedirects: 0),
                 injections: injections,
-                decide: hopDecision(requester: requester, policy: policy, step: params.step, runId: runId, workflow: definition.id, audit: audit),
+                decide: hopDecision(requester: requester, policy: policy, step: params.step, runId: runId, workflow: definition.id,
+                                    jobId: a.jobId, audit: audit),
                 onBodyChunk: { chunk in
                     if let text = await stream.feed(chunk) { await delta(params.step, text) }
                 })

@@ -36,6 +36,8 @@ enum OutboundError: Error, Sendable, Equatable, CustomStringConvertible {
         switch error {
         case let error as OutboundError:
             return error
+        case let error as NIOSSLExtraError where error == .failedToValidateHostname:
+            return .tls("the certificate presented at \(ip):\(url.port) does not name \(url.host.text)")
         case is NIOSSLError, is NIOSSLExtraError, is BoringSSLError:
             return .tls("with \(url.host.text) at \(ip): \(error)")
         case is HTTPParserError:

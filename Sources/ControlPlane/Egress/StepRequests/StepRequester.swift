@@ -8,18 +8,28 @@ import Workflow
 /// a step makes through the control plane is held to exactly what one through
 /// the proxy is.
 public final class StepRequester: Sendable {
-    let outbound: OutboundHTTP
-    let decide: @Sendable (HostName, Int, StepPolicy) -> Result<(ip: String, sockaddr: Data), EgressDenial>
+    typealias Decide = @Sendable (_ host: HostName, _ port: Int, _ policy: StepPolicy, _ jobId: String) async
+        -> Result<(ip: String, sockaddr: Data), EgressDenial>
 
-    init(outbound: OutboundHTTP, decide: @escaping @Sendable (HostName, Int, StepPolicy) -> Result<(ip: String, sockaddr: Data), EgressDenial>) {
+    let outbound: OutboundHTTP
+    let decide: Decide
+
+    init(outbound: OutboundHTTP, decide: @escaping Decide) {
         self.outbound = outbound
         self.decide = decide
     }
 
-    /// Backed by a running gateway's egress proxy.
+    /// Backed by a running gateway's egress proxy. Its decisions resolve names,
+    /// which blocks: they run on the proxy's resolver threads, shared fairly
+    /// between jobs as the proxy's own are.
     public convenience init(proxy: EgressProxy, caFile: String?) throws {
-        self.init(outbound: try OutboundHTTP(group: proxy.group, caFile: caFile), decide: { host, port, policy in
-            proxy.decide(EgressProxy.Request(connect: true, host: host, port: port, head: []), policy: policy)
+        self.init(outbound: try OutboundHTTP(group: proxy.group, caFile: caFile), decide: { host, port, policy, jobId in
+            let request = EgressProxy.Request(connect: true, host: host, port: port, head: [])
+            do {
+                return try await proxy.resolver.run(jobId: jobId, on: proxy.group.next()) { proxy.decide(request, policy: policy) }.get()
+            } catch {
+                return .failure(EgressDenial("the decision could not be made: \(error)"))
+            }
         })
     }
 }
