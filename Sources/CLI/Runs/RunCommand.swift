@@ -124,8 +124,14 @@ enum StepPrinter {
             }
         }
         func message() -> String { Output.safe(e["message"]?.stringValue ?? "") }
-        if event.type == "run.waiting", let id = e["data"]?["approval"]?.stringValue {
-            Swift.print("  approve with: skelm approvals approve \(id)   (or deny)")
+        if event.type == "run.waiting" {
+            if let id = e["data"]?["approval"]?.stringValue {
+                Swift.print("  approve with: skelm approvals approve \(id)   (or deny)")
+            } else if let child = e["data"]?["child"]?.stringValue {
+                Swift.print(Output.safe("  waits for its child run \(child)"))
+            } else if let run = e["runId"]?.stringValue {
+                Swift.print(Output.safe("  resume with: skelm runs resume \(run) --step \(step) --output '<JSON>'"))
+            }
             return
         }
         let data = e["data"]
@@ -140,7 +146,7 @@ enum StepPrinter {
             let retry = data?["willRetry"] == .bool(true) ? " (will retry)" : ""
             Swift.print("✗ \(step)\(attempt)\(ms): \(message())\(retry)")
         case "step.parked":
-            Swift.print("⏸ \(step) waits for approval: \(message())")
+            Swift.print("⏸ \(step) parked\(message().isEmpty ? "" : ": " + message())")
         case "step.skipped":
             Swift.print("- \(step) skipped (\(message()))")
         default:

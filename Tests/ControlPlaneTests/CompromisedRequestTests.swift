@@ -1,0 +1,84 @@
+@testable import ControlPlane
+import Foundation
+import Testing
+import Wire
+import Workflow
+
+/// A compromised worker and the steps that wait or make requests: it cannot
+/// run past an approval at any depth, nor have the control plane make a
+/// request (with whatever credential is bound to the host) for a step that is
+/// not a running `http` or `infer` step of its segment.
+@Suite("A compromised worker cannot get past a park or borrow the control plane's requests")
+struct CompromisedRequestTests {
+    static let workflow = """
+        id: gated
+        steps:
+          - id: outer
+            parallel:
+              - id: lane
+                forEach:
+                  items: [1]
+                  steps:
+                    - id: ok
+                      approval: { message: "go?" }
+                    - id: call
+                      http: { url: "https://example.com/" }
+              - id: other
+                run: echo other
+        """
+
+    static let opening = """
+        emit("step.started", "outer", attempt=1, kind="parallel")
+        emit("step.started", "outer/lane", attempt=1, kind="forEach")
+        emit("step.started", "outer/lane[0]/ok", attempt=1, kind="approval")
+        emit("step.parked", "outer/lane[0]/ok", "go?")
+        """
+
+    func run(_ worker: String) async throws -> (RunRecord, [RunEvent], [AuditEntry]) {
+        let h = try await RunHarness.start(worker: Self.opening + "\n" + worker, workflows: ["gated.workflow.yaml": Self.workflow])
+        defer { Task { await h.cleanup() } }
+        let id = try await h.run("gated")
+        return (try await h.record(id), try await h.store.events(runId: id), h.entries().filter { $0.runId == id })
+    }
+
+    @Test("the step after a nested approval cannot start before the decision; nothing of the claim is kept")
+    func pastTheApproval() async throws {
+        let (run, events, audit) = try await run("""
+            emit("step.started", "outer/lane[0]/call", attempt=1, kind="http")
+            emit("step.finished", "outer/lane[0]/call", attempt=1, output={"status": 200})
+            linger()
+            """)
+        #expect(run.status == .failed)
+        #expect(run.error?.failureCode == .workerViolation)
+        #expect(run.error?.message.contains("cannot start before outer/lane[0]/ok") == true, "\(run.error?.message ?? "")")
+        #expect(!events.contains { $0.step == "outer/lane[0]/call" })
+        let violation = audit.first { $0.action == "worker.violation" }
+        #expect(violation?.details["claim"] == "step.started outer/lane[0]/call")
+        // The run failed at the refusal: it never parked, so no approval is left to decide.
+        #expect(!events.contains { $0.type == "run.waiting" })
+    }
+
+    @Test("http.fetch for a running step that is not an http step is refused, and nothing is fetched")
+    func notAnHTTPStep() async throws {
+        let (run, _, _) = try await run("""
+            emit("step.started", "outer/other", attempt=1, kind="exec")
+            r = call("http.fetch", {"jobId": JOB, "step": "outer/other", "url": "https://example.com/", "headers": []})
+            fail("outer/other", "HTTPFailed", "fetch answer: %s" % json.dumps(r.get("error", r.get("result"))))
+            """)
+        #expect(run.error?.message.contains("fetch answer") == true, "\(run.error?.message ?? "")")
+        #expect(run.error?.message.contains("outer/other is not an http step") == true, "\(run.error?.message ?? "")")
+    }
+
+    @Test("http.fetch and infer.complete for a step that is not running, or another job's, are refused")
+    func notRunning() async throws {
+        let (run, _, _) = try await run("""
+            a = call("http.fetch", {"jobId": JOB, "step": "outer/lane[0]/call", "url": "https://example.com/", "headers": []})
+            b = call("infer.complete", {"jobId": "someone-else", "step": "outer/lane[0]/call", "messages": []})
+            emit("step.started", "outer/other", attempt=1, kind="exec")
+            fail("outer/other", "HTTPFailed", "answers: %s | %s" % (json.dumps(a.get("error")), json.dumps(b.get("error"))))
+            """)
+        let message = run.error?.message ?? ""
+        #expect(message.contains("outer/lane[0]/call is not running in this worker"), "\(message)")
+        #expect(message.contains("not this worker's job"), "\(message)")
+    }
+}
