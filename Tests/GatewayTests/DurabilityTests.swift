@@ -114,7 +114,7 @@ final class DurabilityTests {
         try await gw.start()
 
         let finished = try await gw.waitForStatus(many, ["succeeded", "failed"], timeout: .seconds(60))
-        #expect(finished["status"] == "succeeded", "\(finished)")
+        #expect(finished["status"] == "succeeded", "\(finished["error"] ?? .null)")
         #expect(finished["output"] == items)
         let counts = try await starts(many)
         #expect((0..<100).allSatisfy { counts["fan[\($0)]/work"] ?? 0 >= 1 })

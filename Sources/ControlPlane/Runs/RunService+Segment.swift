@@ -77,7 +77,7 @@ extension RunService {
         let interruptedAttempts = attempts
         var options = WorkerPool.JobOptions(jobId: a.jobId)
         options.keepWorkspace = false
-        a.claims.withLock { $0 = SegmentClaims(definition: definition, checkpointed: completed.keys) }
+        a.claims.withLock { $0 = SegmentClaims(definition: definition, checkpointed: completed.keys, attempts: interruptedAttempts) }
         egress.register(jobId: a.jobId, .init(runId: runId, workflow: definition.id, policies: stepPolicies,
                                               running: { [a] step in a.running(step) }))
         defer { egress.remove(jobId: a.jobId) }
@@ -200,9 +200,12 @@ extension RunService {
                 await end(runId, .failed, output: nil, error: StepFailure(.resourceLimit, step: nil, message: why))
             } else if outcome.killedFor == .timeout {
                 await end(runId, .failed, output: nil, error: StepFailure(.timeout, step: nil, message: why))
-            } else if (try? await store.inFlight(runId: runId))?.isEmpty == false {
+            } else if let inFlight = try? await store.inFlight(runId: runId),
+                      inFlight.keys.contains(where: { definition.step(id: StepPath.id(of: $0)).map { !$0.kind.isContainer && !$0.kind.parks } ?? false }) {
                 // The worker died under a running step: a new segment goes on from
-                // the checkpoints, and that step runs again only if it may.
+                // the checkpoints, and that step runs again only if it may. Each
+                // death uses one of its attempts, so this ends. (A death between
+                // steps would use none: that fails the run, below.)
                 logger.warning("worker died under a run; resuming it", metadata: ["run": "\(runId)", "cause": "\(why)"])
                 queue.append(Queued(id: runId, definition: definition, resumed: true, input: nil, interruptedBy: "its worker died (\(why))"))
             } else {

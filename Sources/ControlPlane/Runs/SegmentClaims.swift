@@ -49,14 +49,25 @@ struct SegmentClaims: Sendable {
     /// Paths between their `step.started` and their end, at any depth.
     private var running: Set<String> = []
     /// The case each running branch chose (-1: `otherwise`).
-    private var chosen: [String: Int] = [:]
+    private(set) var chosen: [String: Int] = [:]
+    /// The iterations of each forEach and loop (by its path) that started a
+    /// step in this segment.
+    private(set) var iterations: [String: Set<Int>] = [:]
     /// Steps that ran to their end in this segment or an earlier one, at any
     /// depth: what a later step in the same list waits for.
-    private var ended: Set<String> = []
+    private(set) var ended: Set<String> = []
     /// Checkpoints from earlier segments: nothing at or inside them runs again.
-    private let checkpointed: Set<String>
+    let checkpointed: Set<String>
     /// Steps that parked in this segment: approvals, waits, child runs.
     private(set) var parked: Set<String> = []
+    /// The attempt each step's next start must claim (absent: 1). Attempts
+    /// decide whether an interrupted step may run again, so they are counted
+    /// here, not taken from the worker: one that restarted its count could
+    /// have a step that kills its worker run forever.
+    private var nextAttempt: [String: Int] = [:]
+    /// What interrupted steps start at in this segment: where a container's
+    /// new start puts its steps back to.
+    private let firstAttempt: [String: Int]
     /// Set once a claim was refused: nothing more from this worker is believed.
     private(set) var refused: Violation?
     /// Set once the run service has judged the segment: later events are dropped.
@@ -66,8 +77,9 @@ struct SegmentClaims: Sendable {
 
     static let maxPathBytes = 4096
 
-    /// `checkpointed`: paths, at any depth, that succeeded in earlier segments.
-    init(definition: WorkflowDefinition, checkpointed: some Collection<String>) {
+    /// `checkpointed`: paths, at any depth, that succeeded in earlier segments;
+    /// `attempts`: starts that steps interrupted in earlier segments already used.
+    init(definition: WorkflowDefinition, checkpointed: some Collection<String>, attempts: [String: Int] = [:]) {
         self.definition = definition
         var order: [String: Int] = [:]
         for (i, step) in definition.steps.enumerated() {
@@ -78,10 +90,15 @@ struct SegmentClaims: Sendable {
         self.order = order
         self.checkpointed = Set(checkpointed)
         ended = self.checkpointed
+        firstAttempt = attempts.mapValues { $0 + 1 }
+        nextAttempt = firstAttempt
     }
 
+    /// Parks one segment may make: each is a row (an approval, a wait, a child run).
+    static let maxParks = 200
+
     /// Whether the path, or a step it runs inside, already succeeded in an earlier segment.
-    private func isCheckpointed(_ path: String) -> Bool {
+    func isCheckpointed(_ path: String) -> Bool {
         checkpointed.contains(path) || StepPath.ancestors(of: path).contains(where: checkpointed.contains)
     }
 
@@ -126,6 +143,16 @@ struct SegmentClaims: Sendable {
             if let before = predecessor(notEndedOf: path, at) {
                 throw no("\(path) cannot start before \(before), which comes before it, has ended")
             }
+            if let refusal = iterationRefusal(path, at) { throw no(refusal) }
+        }
+        if kind == .stepStarted {
+            let expected = nextAttempt[path] ?? 1
+            guard case let .number(n)? = event.data?["attempt"], n == Double(expected) else {
+                throw no("\(path) starts its attempt \(expected), not \(event.data?["attempt"]?.jsonText ?? "none")")
+            }
+        }
+        if kind == .stepStarted || kind == .stepSkipped, let (container, n) = iteration(path, at) {
+            iterations[container, default: []].insert(n)
         }
         switch kind {
         case .stepStarted:
@@ -141,7 +168,14 @@ struct SegmentClaims: Sendable {
             }
             running.insert(path)
             chosen[path] = nil
+            // A container that starts again (its retry) starts what is inside it afresh.
+            let inside = { (p: String) in p.hasPrefix(path + "/") || p.hasPrefix(path + "[") }
+            ended = ended.filter { !inside($0) || checkpointed.contains($0) }
+            nextAttempt = nextAttempt.filter { !inside($0.key) }.merging(firstAttempt.filter { inside($0.key) }) { _, first in first }
+            iterations = iterations.filter { $0.key != path && !inside($0.key) }
         case .stepSkipped:
+            // The interpreter skips only a step whose `if` is false.
+            guard at.step.if != nil else { throw no("\(path) has no condition; it cannot be skipped") }
             if at.isTopLevel {
                 try checkTurn(id, claim: claim)
                 guard top[id] == .notStarted else { throw no("top-level step \(id) already \(describe(top[id]!)) in this run") }
@@ -162,6 +196,9 @@ struct SegmentClaims: Sendable {
             if let inner = parked.first(where: { $0.hasPrefix(path + "/") || $0.hasPrefix(path + "[") }) {
                 throw no("\(inner), inside \(path), parked; \(path) cannot end before it does")
             }
+            if kind == .stepFinished, let missing = unfinished(inside: path, at.step) {
+                throw no("\(path) cannot succeed: \(missing), inside it, did not run to its end")
+            }
             var retrying = false
             if kind == .stepFailed, event.data?["willRetry"] == .bool(true) {
                 guard (at.step.retry?.max ?? 0) > 0 else { throw no("\(path) has no retry policy, yet claims a retry") }
@@ -169,6 +206,7 @@ struct SegmentClaims: Sendable {
             }
             running.remove(path)
             chosen[path] = nil
+            nextAttempt[path] = retrying ? (nextAttempt[path] ?? 1) + 1 : nil
             if kind == .stepFinished { ended.insert(path) }
             if at.isTopLevel { top[id] = kind == .stepFinished ? .finished : retrying ? .retrying : .failed }
         case .stepBranch:
@@ -186,6 +224,7 @@ struct SegmentClaims: Sendable {
         case .stepParked:
             guard at.step.kind.parks else { throw no("\(path) is a \(at.step.kindName.rawValue) step, which does not park") }
             guard running.contains(path) else { throw no("\(path) has not started in this segment") }
+            guard parked.count < Self.maxParks else { throw no("more than \(Self.maxParks) steps parked in one segment") }
             running.remove(path)
             parked.insert(path)
             if at.isTopLevel { top[id] = .parked }
@@ -200,30 +239,6 @@ struct SegmentClaims: Sendable {
         for step in definition.steps.prefix(n) where !(top[step.id]?.isDone ?? false) {
             throw Violation(claim: claim, reason: "top-level step \(id) cannot run before \(step.id) is done (\(describe(top[step.id]!)))")
         }
-    }
-
-    /// The first step before this one in its list (at its depth, in its
-    /// iteration or case) that has not ended: it must end first. Parallel
-    /// branches have no order.
-    private func predecessor(notEndedOf path: String, _ at: Located) -> String? {
-        let list: [Step]
-        if let container = at.containers.last {
-            switch container.step.kind {
-            case let .forEach(f): list = f.steps
-            case let .loop(l): list = l.steps
-            case let .branch(b): list = container.childCase.map { $0 >= 0 && $0 < b.cases.count ? b.cases[$0].steps : b.otherwise ?? [] } ?? []
-            case .parallel, .exec, .approval, .wait, .invoke, .http, .infer: return nil
-            }
-        } else {
-            list = definition.steps
-        }
-        let prefix = String(path.dropLast(at.step.id.count))
-        for step in list {
-            if step.id == at.step.id { return nil }
-            let sibling = prefix + step.id
-            if !ended.contains(sibling), !isCheckpointed(sibling) { return sibling }
-        }
-        return nil
     }
 
     private func describe(_ t: Top) -> String {
