@@ -69,6 +69,27 @@ struct CompromisedRequestTests {
         #expect(run.error?.message.contains("outer/other is not an http step") == true, "\(run.error?.message ?? "")")
     }
 
+    @Test("for a running http step, http.fetch may not leave the step's URL nor add headers the step does not declare")
+    func outsideTheStep() async throws {
+        let h = try await RunHarness.start(worker: """
+            emit("step.started", "call", attempt=1, kind="http")
+            a = call("http.fetch", {"jobId": JOB, "step": "call", "url": "https://example.com/admin/delete", "headers": []})
+            b = call("http.fetch", {"jobId": JOB, "step": "call", "url": "https://example.com/api/items",
+                                    "headers": [{"name": "X-HTTP-Method-Override", "value": "DELETE"}]})
+            fail("call", "HTTPFailed", "answers: %s | %s" % (json.dumps(a.get("error")), json.dumps(b.get("error"))))
+            """, workflows: ["direct.workflow.yaml": """
+                id: direct
+                steps:
+                  - id: call
+                    http: { url: "https://example.com/api/${{ input.what }}", headers: { Accept: application/json } }
+                """])
+        defer { Task { await h.cleanup() } }
+        let run = try await h.record(try await h.run("direct", input: ["what": "items"]))
+        let message = run.error?.message ?? ""
+        #expect(message.contains("does not fit the step's url"), "\(message)")
+        #expect(message.contains("X-HTTP-Method-Override is not one the step declares"), "\(message)")
+    }
+
     @Test("http.fetch and infer.complete for a step that is not running, or another job's, are refused")
     func notRunning() async throws {
         let (run, _, _) = try await run("""

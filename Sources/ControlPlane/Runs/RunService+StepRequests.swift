@@ -23,20 +23,27 @@ extension RunService {
         }
     }
 
+    /// Credentials to add, and every form of their secrets' values to redact
+    /// from what goes back to the worker.
+    struct Credentials: Sendable {
+        var injections: [OutboundInjection] = []
+        var redact: [String] = []
+    }
+
     /// Credentials bound to this host (config's, then the workflow's), their
     /// secrets resolved now, each use audited before the value leaves the store.
+    /// A binding without a port matches ports 80 and 443, as `allowHosts` does.
     nonisolated static func credentials(for url: String, step: String, definition: WorkflowDefinition, runId: String,
-                                        settings: RequestSettings, secrets: SecretStore, audit: AuditLog) async throws(RPCError) -> [OutboundInjection] {
-        guard let c = URLComponents(string: url), let host = c.host?.lowercased() else { return [] }
+                                        settings: RequestSettings, secrets: SecretStore, audit: AuditLog) async throws(RPCError) -> Credentials {
+        guard let c = URLComponents(string: url), let host = c.host?.lowercased() else { return Credentials() }
         let port = c.port ?? (c.scheme?.lowercased() == "https" ? 443 : 80)
-        var out: [OutboundInjection] = []
+        var out = Credentials()
         // In the clear, a credential could be read on the way: only over https,
         // or to a service on this very host (a loopback address, named as such).
         let loopback = host == "::1" || host == "[::1]" || (host.hasPrefix("127.") && HostName.parse(host)?.isLiteral == true)
         let secure = c.scheme?.lowercased() == "https" || loopback
         for binding in settings.inject + definition.inject {
-            let (bHost, bPort) = HostPattern.split(binding.host)
-            guard bHost == host, bPort.flatMap(Int.init).map({ $0 == port }) ?? true else { continue }
+            guard HostPattern.matches(binding.host.lowercased(), host: host, port: port) else { continue }
             guard secure else {
                 throw RPCError(code: RPCError.requestFailed,
                                message: "the credential bound to \(binding.host) is sent over https only (or to a loopback address); \(url) is plain http")
@@ -50,10 +57,37 @@ extension RunService {
             } catch {
                 throw RPCError(code: RPCError.internalError, message: "the credential's use could not be audited")
             }
-            out.append(OutboundInjection(host: host, port: port, header: binding.header,
-                                         value: binding.format.replacingOccurrences(of: "{}", with: value)))
+            let formatted = binding.format.replacingOccurrences(of: "{}", with: value)
+            out.injections.append(OutboundInjection(host: host, port: port, header: binding.header, value: formatted))
+            // An origin that echoes it may do so whole, bare, or as Basic auth carries it.
+            out.redact += [formatted, value, Data(value.utf8).base64EncodedString()]
         }
         return out
+    }
+
+    /// Headers a step's request may carry: the ones its definition names (and
+    /// Content-Type, which a body sets). An echo is read in the clear: no
+    /// compression, no ranges that could cut a credential in pieces.
+    nonisolated static func allowedHeaders(_ sent: [Header], declared: [String: String]) -> Result<[(name: String, value: String)], RPCError> {
+        let names = Set(declared.keys.map { $0.lowercased() }).union(["content-type"])
+        var out: [(name: String, value: String)] = []
+        for h in sent {
+            let name = h.name.lowercased()
+            guard names.contains(name) else {
+                return .failure(RPCError(code: RPCError.notAllowed, message: "header \(SegmentClaims.cut(h.name, to: 60)) is not one the step declares"))
+            }
+            if ["accept-encoding", "range", "if-range"].contains(name) { continue }
+            out.append((h.name, h.value))
+        }
+        out.append(("Accept-Encoding", "identity"))
+        return .success(out)
+    }
+
+    /// The URL must keep what the step's template writes out before its first
+    /// expression (scheme, host, path): the worker fills in the blanks, nothing more.
+    nonisolated static func urlFits(_ url: String, template: String) -> Bool {
+        let literal = template.range(of: "${{").map { String(template[..<$0.lowerBound]) } ?? template
+        return url.hasPrefix(literal)
     }
 
     /// The egress decision for one hop of a step's request, audited like the proxy's.
@@ -92,17 +126,34 @@ extension RunService {
         let policy = policies[step.id] ?? StepPolicy()
         if let denied = policy.denied { return .error(RPCError(code: RPCError.notAllowed, message: denied.message)) }
         if let problem = HTTPURLRule.problem(params.url) { return .error(RPCError(code: RPCError.requestFailed, message: problem)) }
-        let injections: [OutboundInjection]
-        do { injections = try await credentials(for: params.url, step: params.step, definition: definition, runId: runId,
-                                                settings: settings, secrets: secrets, audit: audit) } catch { return .error(error) }
+        guard urlFits(params.url, template: http.url) else {
+            return .error(RPCError(code: RPCError.notAllowed, message: "the URL does not fit the step's url \(SegmentClaims.cut(http.url))"))
+        }
+        let headers: [(name: String, value: String)]
+        switch allowedHeaders(params.headers, declared: http.headers) {
+        case let .failure(e): return .error(e)
+        case let .success(h): headers = h
+        }
+        // The step's hosts before any credential is resolved (or its use audited).
+        if let c = URLComponents(string: params.url), let host = c.host?.lowercased(), !policy.unrestricted {
+            let port = c.port ?? (c.scheme?.lowercased() == "https" ? 443 : 80)
+            guard policy.allowHosts.contains(where: { HostPattern.matches($0, host: host, port: port) }) else {
+                return .error(RPCError(code: RPCError.notAllowed, message: "\(host):\(port) is not in networkEgress.allowHosts"))
+            }
+        }
+        let credentials: Credentials
+        do { credentials = try await Self.credentials(for: params.url, step: params.step, definition: definition, runId: runId,
+                                                      settings: settings, secrets: secrets, audit: audit) } catch { return .error(error) }
+        let injections = credentials.injections
         var body: [UInt8]?
         if let b = params.body {
             guard let data = Data(base64Encoded: b) else { return .error(RPCError(code: RPCError.invalidParams, message: "body is not base64")) }
             body = Array(data)
         }
         let timeout = Duration.milliseconds(step.timeoutMs ?? 60_000)
-        let outbound = OutboundRequest(method: http.method.rawValue, url: params.url, headers: params.headers.map { ($0.name, $0.value) },
-                                       body: body, timeout: timeout)
+        let outbound = OutboundRequest(method: http.method.rawValue, url: params.url, headers: headers, body: body, timeout: timeout)
+        let values = credentials.redact
+        @Sendable func clean(_ text: String) -> String { String(decoding: EchoRedaction.redact(Array(text.utf8), values: values), as: UTF8.self) }
         do {
             let response = try await requester.outbound.perform(
                 outbound, limits: OutboundLimits(maxResponseBytes: settings.maxResponseBytes, maxRedirects: settings.maxRedirects),
@@ -111,13 +162,13 @@ extension RunService {
                                    jobId: a.jobId, audit: audit),
                 // As each happens: a refused hop ends the request with an error, not a response.
                 onHop: { hop in auditHop(hop, step: params.step, runId: runId, audit: audit) })
-            let values = injections.map(\.value)
             return .result(HTTPFetch.Result(
                 status: response.status,
-                headers: response.headers.map { Header($0.name, String(decoding: EchoRedaction.redact(Array($0.value.utf8), values: values), as: UTF8.self)) },
-                body: Data(EchoRedaction.redact(response.body, values: values)).base64EncodedString(), url: response.url))
+                headers: response.headers.map { Header($0.name, clean($0.value)) },
+                body: Data(EchoRedaction.redact(response.body, values: values)).base64EncodedString(), url: clean(response.url)))
         } catch {
-            return .error(rpcError(error))
+            let e = rpcError(error)
+            return .error(RPCError(code: e.code, message: clean(e.message)))
         }
     }
 
@@ -168,14 +219,17 @@ extension RunService {
             body["response_format"] = ["type": "json_schema", "json_schema": ["name": "output", "schema": schema]]
         }
         let url = provider.baseURL.hasSuffix("/") ? provider.baseURL + "chat/completions" : provider.baseURL + "/chat/completions"
-        var injections: [OutboundInjection] = []
-        if let name = provider.apiKeySecret {
-            let binding = CredentialInjection(host: URLComponents(string: url)?.host ?? "", secret: name)
+        var credentials = Credentials()
+        if let name = provider.apiKeySecret, let c = URLComponents(string: url), let host = c.host {
+            let port = c.port ?? (c.scheme?.lowercased() == "https" ? 443 : 80)
             var only = settings
-            only.inject = [binding]
-            do { injections = try await credentials(for: url, step: params.step, definition: WorkflowDefinition(id: definition.id, steps: []),
-                                                    runId: runId, settings: only, secrets: secrets, audit: audit) } catch { return .error(error) }
+            only.inject = [CredentialInjection(host: host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)", secret: name)]
+            do { credentials = try await Self.credentials(for: url, step: params.step, definition: WorkflowDefinition(id: definition.id, steps: []),
+                                                          runId: runId, settings: only, secrets: secrets, audit: audit) } catch { return .error(error) }
         }
+        let injections = credentials.injections, values = credentials.redact
+        // A provider that echoes its key (in an error, in a reply) does not hand it to the worker.
+        @Sendable func clean(_ text: String) -> String { String(decoding: EchoRedaction.redact(Array(text.utf8), values: values), as: UTF8.self) }
         // Deltas are coalesced: each is an event in the store, fsynced, so a
         // token at a time would cost a write per token.
         let stream = StreamState()
@@ -188,21 +242,23 @@ extension RunService {
                 decide: hopDecision(requester: requester, policy: policy, step: params.step, runId: runId, workflow: definition.id,
                                     jobId: a.jobId, audit: audit),
                 onBodyChunk: { chunk in
-                    if let text = await stream.feed(chunk) { await delta(params.step, text) }
+                    if let text = await stream.feed(chunk) { await delta(params.step, clean(text)) }
                 })
-            if let text = await stream.flush() { await delta(params.step, text) }
+            if let text = await stream.flush() { await delta(params.step, clean(text)) }
             guard (200..<300).contains(response.status) else {
                 let message = ChatStream.errorMessage(response.body) ?? String(decoding: response.body.prefix(300), as: UTF8.self)
-                return .error(RPCError(code: RPCError.requestFailed, message: "provider \(infer.provider) answered \(response.status): \(message)"))
+                return .error(RPCError(code: RPCError.requestFailed, message: clean("provider \(infer.provider) answered \(response.status): \(message)")))
             }
             var parsed = await stream.parser
             if !parsed.done, !response.body.isEmpty, !(response.headers.first { $0.name.lowercased() == "content-type" }?.value.contains("event-stream") ?? false) {
                 parsed.whole(response.body)
             }
             GatewayMetrics.inferTokens(provider: infer.provider, prompt: parsed.usage.promptTokens, completion: parsed.usage.completionTokens)
-            return .result(InferComplete.Result(content: parsed.content, model: parsed.model ?? model, finishReason: parsed.finishReason, usage: parsed.usage))
+            return .result(InferComplete.Result(content: clean(parsed.content), model: clean(parsed.model ?? model),
+                                                finishReason: parsed.finishReason.map(clean), usage: parsed.usage))
         } catch {
-            return .error(rpcError(error))
+            let e = rpcError(error)
+            return .error(RPCError(code: e.code, message: clean(e.message)))
         }
     }
 

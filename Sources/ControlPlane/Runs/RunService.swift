@@ -208,6 +208,17 @@ public actor RunService {
     /// Queues again every run the last gateway left queued or running; each
     /// continues from its last checkpoint in a fresh worker.
     public func resumeUnfinished() async throws {
+        for child in try await store.orphanedChildren() {
+            await end(child, .cancelled, output: nil, error: StepFailure(.cancelled, step: nil, message: "its parent run has ended"))
+        }
+        for stalled in try await store.stalledWaiting() {
+            if let failure = stalled.failed {
+                await end(stalled.runId, .failed, output: nil, error: failure)
+            } else {
+                logger.info("resuming a run whose waits were all resolved", metadata: ["run": "\(stalled.runId)"])
+                await requeueStalled(stalled.runId)
+            }
+        }
         for run in try await store.unfinished() {
             if let parent = run.parentRunId, let p = try await store.run(parent, withSteps: false), p.status.isTerminal {
                 // Its parent ended while the gateway was down, before it could cancel it.
@@ -293,6 +304,13 @@ public actor RunService {
         case let .failed(parentId, failure)?:
             await end(parentId, .failed, output: nil, error: failure)
         }
+    }
+
+    /// A waiting run with nothing pending (a crash came between its last
+    /// resolution and its queueing) is queued now.
+    private func requeueStalled(_ runId: String) async {
+        guard (try? await store.requeue(runId: runId)) == true else { return }
+        await requeue(runId)
     }
 
     /// A parked run whose waits are all resolved goes back to the queue.

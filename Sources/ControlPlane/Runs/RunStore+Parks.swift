@@ -104,13 +104,15 @@ extension RunStore {
 
     /// The run goes back to the queue once nothing it parked at is pending.
     /// Returns whether it did.
+    /// One that one of them failed (a denial, an expiry, a failed child) is
+    /// not: it is ending, whatever else is decided meanwhile.
     @discardableResult
     static func queueIfNothingPending(_ db: Database, runId: String) throws -> Bool {
-        let pending = try Int.fetchOne(db, sql: """
-            SELECT (SELECT COUNT(*) FROM approvals WHERE run_id = ? AND status = 'pending')
-                 + (SELECT COUNT(*) FROM waits WHERE run_id = ? AND status = 'pending')
+        let blocking = try Int.fetchOne(db, sql: """
+            SELECT (SELECT COUNT(*) FROM approvals WHERE run_id = ? AND status IN ('pending', 'denied', 'expired'))
+                 + (SELECT COUNT(*) FROM waits WHERE run_id = ? AND status IN ('pending', 'expired', 'failed'))
             """, arguments: [runId, runId]) ?? 0
-        guard pending == 0 else { return false }
+        guard blocking == 0 else { return false }
         try db.execute(sql: "UPDATE runs SET status = 'queued' WHERE id = ? AND status = 'waiting'", arguments: [runId])
         return db.changesCount > 0
     }
@@ -206,6 +208,47 @@ extension RunStore {
             return try String.fetchAll(db, sql: """
                 SELECT id FROM runs WHERE parent_run_id = ? AND status IN ('queued', 'running', 'waiting') ORDER BY created_at
                 """, arguments: [runId])
+        }
+    }
+
+    /// `waiting` → `queued`, when nothing it parked at is pending or failed.
+    public func requeue(runId: String) async throws -> Bool {
+        try await db.write { db in try Self.queueIfNothingPending(db, runId: runId) }
+    }
+
+    /// Runs a crash left waiting on nothing: a resolution committed, the run's
+    /// end or its next segment did not. With the step that failed, if one did.
+    public func stalledWaiting() async throws -> [(runId: String, failed: StepFailure?)] {
+        try await db.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT r.id,
+                       (SELECT step || char(0) || status FROM approvals a WHERE a.run_id = r.id AND a.status IN ('denied', 'expired') LIMIT 1) AS approval,
+                       (SELECT step || char(0) || status FROM waits w WHERE w.run_id = r.id AND w.status IN ('expired', 'failed') LIMIT 1) AS wait
+                FROM runs r
+                WHERE r.status = 'waiting'
+                  AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.run_id = r.id AND a.status = 'pending')
+                  AND NOT EXISTS (SELECT 1 FROM waits w WHERE w.run_id = r.id AND w.status = 'pending')
+                """).map { row in
+                let codes: [String: FailureCode] = ["denied": .approvalDenied, "expired": .approvalExpired]
+                var failure: StepFailure?
+                if let a = (row["approval"] as String?)?.split(separator: "\0").map(String.init), a.count == 2 {
+                    failure = StepFailure(codes[a[1]] ?? .approvalDenied, step: a[0], message: "\(a[0]) was \(a[1]) before the gateway stopped")
+                } else if let w = (row["wait"] as String?)?.split(separator: "\0").map(String.init), w.count == 2 {
+                    failure = StepFailure(w[1] == "expired" ? .waitExpired : .childFailed, step: w[0], message: "\(w[0]) \(w[1]) before the gateway stopped")
+                }
+                return (runId: row["id"], failed: failure)
+            }
+        }
+    }
+
+    /// Child runs still waiting whose parent has ended (its end and the
+    /// cancelling of its children are two steps a crash can come between).
+    public func orphanedChildren() async throws -> [String] {
+        try await db.read { db in
+            try String.fetchAll(db, sql: """
+                SELECT c.id FROM runs c JOIN runs p ON p.id = c.parent_run_id
+                WHERE c.status IN ('queued', 'running', 'waiting') AND p.status IN ('succeeded', 'failed', 'cancelled')
+                """)
         }
     }
 

@@ -246,8 +246,9 @@ public final class RunStore: Sendable {
     }
 
     static func checkpoint(_ db: Database, runId: String, step: String, type: RunEventType, message: String?, data: JSONValue?, at: Double) throws {
+        // Checked by SegmentClaims for a start; bounded here whatever the event.
         var attempt = 1
-        if case let .number(n)? = data?["attempt"] { attempt = Int(n) }
+        if case let .number(n)? = data?["attempt"], let exact = Int(exactly: n), (1...1_000_000).contains(exact) { attempt = exact }
         switch type {
         case .stepStarted:
             try db.cachedStatement(sql: """
@@ -353,11 +354,13 @@ public final class RunStore: Sendable {
     }
 
     /// Steps the last segment started and never ended (neither finished,
-    /// failed nor parked), with the attempt each was on: what a crash interrupted.
+    /// failed nor parked), or left waiting for a retry, with the attempt each
+    /// was on: what a crash interrupted.
     public func inFlight(runId: String) async throws -> [String: Int] {
         try await db.read { db in
             var out: [String: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT path, attempt FROM steps WHERE run_id = ? AND status = 'running'", arguments: [runId]) {
+            for row in try Row.fetchAll(db, sql: "SELECT path, attempt FROM steps WHERE run_id = ? AND status IN ('running', 'retrying')",
+                                        arguments: [runId]) {
                 out[row["path"]] = row["attempt"]
             }
             return out

@@ -60,8 +60,9 @@ struct ChatStream {
             if let reason = first["finish_reason"]?.stringValue { finishReason = reason }
         }
         if case let .object(u)? = object["usage"] {
-            if case let .number(p)? = u["prompt_tokens"] { usage.promptTokens = Int(p) }
-            if case let .number(c)? = u["completion_tokens"] { usage.completionTokens = Int(c) }
+            // The provider's numbers, bounded: a count is never worth a crash.
+            if case let .number(p)? = u["prompt_tokens"], let n = Int(exactly: p.rounded()), n >= 0 { usage.promptTokens = min(n, 1 << 40) }
+            if case let .number(c)? = u["completion_tokens"], let n = Int(exactly: c.rounded()), n >= 0 { usage.completionTokens = min(n, 1 << 40) }
         }
     }
 
