@@ -73,13 +73,15 @@ enum TestWorkflows {
         "slow.workflow.yaml": """
             id: slow
             steps:
+              # Each is harmless to run twice: a crash under one runs it again.
               - id: first
+                idempotent: true
                 run: echo first
               - id: nap
-                # Sleeping twice does no harm: a crash under it runs it again.
                 idempotent: true
                 exec: { argv: [sleep, "${{ input.seconds }}"] }
               - id: last
+                idempotent: true
                 run: echo done
             """,
         "timeout.workflow.yaml": """
