@@ -4,6 +4,7 @@ import Foundation
 import Glibc
 #endif
 import SkelmClient
+import Wire
 import Workflow
 
 /// `skelm run <workflow>`: starts a run, prints each step as it completes, then the output.
@@ -82,7 +83,7 @@ struct RunCommand: AsyncParsableCommand {
                     for event in parser.feed(String(decoding: chunk.readableBytesView, as: UTF8.self)) {
                         if let id = Int(event.id ?? "") { last = id }
                         if !json { StepPrinter.print(event) }
-                        if event.type.hasPrefix("run."), ["run.succeeded", "run.failed", "run.cancelled"].contains(event.type) { done = true }
+                        if RunEventType(rawValue: event.type)?.isTerminal == true { done = true }
                     }
                     return !done
                 }
@@ -113,18 +114,18 @@ enum StepPrinter {
     static let live = isatty(STDOUT_FILENO) == 1
 
     static func print(_ event: SSEParser.Event) {
-        guard let e = event.json, let step = e["step"]?.stringValue.map(Output.safe) else { return }
+        guard let e = event.json, let step = e["step"]?.stringValue.map(Output.safe), let type = RunEventType(rawValue: event.type) else { return }
         if live {
             // Clears the "running" line this replaces (if any).
             Swift.print("\r\u{1b}[K", terminator: "")
-            if event.type == "step.started" {
+            if type == .stepStarted {
                 Swift.print("… \(step)", terminator: "")
                 fflush(nil)   // all output streams: `stdout` itself is a C global Swift 6 will not touch
                 return
             }
         }
         func message() -> String { Output.safe(e["message"]?.stringValue ?? "") }
-        if event.type == "run.waiting" {
+        if type == .runWaiting {
             if let id = e["data"]?["approval"]?.stringValue {
                 Swift.print("  approve with: skelm approvals approve \(id)   (or deny)")
             } else if let child = e["data"]?["child"]?.stringValue {
@@ -137,19 +138,20 @@ enum StepPrinter {
         let data = e["data"]
         var ms = ""
         if case let .number(d)? = data?["durationMs"] { ms = " (\(Int(d.rounded())) ms)" }
-        switch event.type {
-        case "step.finished":
+        switch type {
+        case .stepFinished:
             Swift.print("✓ \(step)\(ms)")
-        case "step.failed":
+        case .stepFailed:
             var attempt = ""
             if case let .number(n)? = data?["attempt"], n > 1 || data?["willRetry"] == .bool(true) { attempt = " [try \(Int(n))]" }
             let retry = data?["willRetry"] == .bool(true) ? " (will retry)" : ""
             Swift.print("✗ \(step)\(attempt)\(ms): \(message())\(retry)")
-        case "step.parked":
+        case .stepParked:
             Swift.print("⏸ \(step) parked\(message().isEmpty ? "" : ": " + message())")
-        case "step.skipped":
+        case .stepSkipped:
             Swift.print("- \(step) skipped (\(message()))")
-        default:
+        case .runQueued, .runStarted, .runResumed, .runWaiting, .runSucceeded, .runFailed, .runCancelled,
+             .stepStarted, .stepBranch, .inferDelta, .childStarted:
             break
         }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SkelmClient
+import Wire
 import Workflow
 
 struct RunsEvents: AsyncParsableCommand {
@@ -35,7 +36,7 @@ struct RunsEvents: AsyncParsableCommand {
                     for event in parser.feed(String(decoding: chunk.readableBytesView, as: UTF8.self)) {
                         if let seq = Int(event.id ?? "") { last = seq }
                         if let e = event.json { printEvent(e) }
-                        if ["run.succeeded", "run.failed", "run.cancelled"].contains(event.type) { done = true }
+                        if RunEventType(rawValue: event.type)?.isTerminal == true { done = true }
                     }
                     return !done
                 }
