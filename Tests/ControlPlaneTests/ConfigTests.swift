@@ -62,6 +62,29 @@ struct ConfigTests {
         #expect(try ConfigLoader.parse("", file: "c.yaml").workflows.dirs == ["workflows"])
     }
 
+    @Test("step request keys: providers, egress, invoke depth")
+    func requestKeys() throws {
+        let config = try ConfigLoader.parse("""
+            server: { maxInvokeDepth: 3 }
+            egress:
+              maxResponseKB: 64
+              maxRedirects: 2
+              inject: [{ host: "api.example.com", secret: TOKEN }, { host: "hooks.example.com:8443", header: X-Key, secret: HOOK, format: "{}" }]
+            providers:
+              openai: { baseURL: "https://api.openai.com/v1", model: gpt-4o-mini, apiKeySecret: OPENAI_KEY }
+            """, file: "c.yaml")
+        #expect(config.server.maxInvokeDepth == 3)
+        #expect(config.egress.maxResponseKB == 64)
+        #expect(config.egress.maxRedirects == 2)
+        #expect(config.egress.inject.map(\.header) == ["Authorization", "X-Key"])
+        #expect(config.egress.inject.map(\.format) == ["Bearer {}", "{}"])
+        #expect(config.providers["openai"]?.apiKeySecret == "OPENAI_KEY")
+        let settings = config.runSettings(policies: config.policyResolver(environment: [:]), secrets: try SecretStore(envPrefix: nil, filePath: nil, environment: [:]))
+        #expect(settings.maxInvokeDepth == 3)
+        #expect(settings.requests.maxResponseBytes == 64 << 10)
+        #expect(settings.requests.providers.keys.sorted() == ["openai"])
+    }
+
     @Test("JSON is accepted too")
     func json() throws {
         let config = try ConfigLoader.parse(#"{"server": {"port": 8080}}"#, file: "c.json")
@@ -78,6 +101,11 @@ struct ConfigTests {
         ("server:\n  port: 70000\n", "server.port: must be between 1 and 65535"),
         ("server:\n  maxConcurrentRuns: 0\n", "server.maxConcurrentRuns: must be between 1 and 1024"),
         ("storage:\n  runs: postgres\n", "storage.runs: 'postgres' is not available"),
+        ("egress:\n  inject: [{host: '*.example.com', secret: T}]\n", "egress.inject[0]: host '*.example.com' must be one host name"),
+        ("egress:\n  inject: [{host: a.example, secret: T, format: 'no placeholder'}]\n", "egress.inject[0]: format must contain {} exactly once"),
+        ("egress:\n  inject: [{host: a.example, secrt: T}]\n", "egress.inject[0].secrt: unknown key"),
+        ("providers:\n  x: { baseURL: 'ftp://x/v1', model: m }\n", "providers.x.baseURL: 'ftp' URLs are not supported"),
+        ("server:\n  maxInvokeDepth: 0\n", "server.maxInvokeDepth: must be between 1 and 64"),
         ("storage:\n  durability: sometimes\n", "storage.durability"),
         ("workflows:\n  dirs: flows\n", "c.yaml:2: workflows.dirs: expected a list"),
         ("workflows:\n  folders: [a]\n", "c.yaml:2: workflows.folders: unknown key"),

@@ -48,6 +48,19 @@ final class DurabilityTests {
               - id: charge
                 exec: { argv: [sleep, "30"] }
             """,
+        "caller.workflow.yaml": """
+            id: caller
+            steps:
+              - id: ask
+                invoke: answerer
+            result: "${{ steps.ask.output }}"
+            """,
+        "answerer.workflow.yaml": """
+            id: answerer
+            steps:
+              - id: hold
+                wait: {}
+            """,
         "retried.workflow.yaml": """
             id: retried
             steps:
@@ -141,6 +154,27 @@ final class DurabilityTests {
         }
         let verify = try await gw.cli(["audit", "verify"])
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+    }
+
+    @Test("a parent and its child both survive a SIGKILL: the child's wait is resumed after the restart and the parent takes its output")
+    func childSurvives() async throws {
+        let parent = try #require(try await gw.run("caller", sync: false)["id"]?.stringValue)
+        var child: String?
+        for _ in 0..<500 {
+            child = try await gw.get("/runs/\(parent)").json?["children"].list.first?["id"]?.stringValue
+            if child != nil { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let childId = try #require(child)
+        _ = try await gw.waitForStatus(childId, ["waiting"])
+        await gw.stop(signal: SIGKILL)
+        try await gw.start()
+        #expect(try await gw.get("/runs/\(parent)").json?["status"] == "waiting")
+        let r = try await gw.post("/runs/\(childId)/resume", ["output": "forty-two"])
+        #expect(r.status == 200, "\(r.errorMessage)")
+        let done = try await gw.waitForStatus(parent, ["succeeded", "failed"])
+        #expect(done["status"] == "succeeded", "\(done)")
+        #expect(done["output"] == "forty-two")
     }
 
     @Test("a step that is not idempotent, with no retries left, fails as Interrupted after a crash, naming itself and the cause")

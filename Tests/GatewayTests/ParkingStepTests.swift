@@ -79,6 +79,36 @@ final class ParkingStepTests {
               - id: hold
                 wait: {}
             """,
+        "expiring-wait.workflow.yaml": """
+            id: expiring-wait
+            steps:
+              - id: hold
+                wait: { timeout: 300ms }
+            """,
+        "defaulted-wait.workflow.yaml": """
+            id: defaulted-wait
+            steps:
+              - id: hold
+                wait: { timeout: 300ms, onTimeout: resume, timeoutOutput: { size: 1 }, output: { type: object } }
+            result: "${{ steps.hold.output.size }}"
+            """,
+        "nest.workflow.yaml": """
+            id: nest
+            steps:
+              - id: down
+                invoke: nest-2
+            """,
+        "nest-2.workflow.yaml": """
+            id: nest-2
+            steps:
+              - id: down
+                invoke: nest-3
+            """,
+        "nest-3.workflow.yaml": """
+            id: nest-3
+            steps:
+              - { id: bottom, run: echo bottom }
+            """,
         "ping.workflow.yaml": """
             id: ping
             steps:
@@ -96,7 +126,8 @@ final class ParkingStepTests {
     let gw: TestGateway
 
     init() async throws {
-        gw = try await TestGateway.started(workflows: Self.workflows)
+        gw = try await TestGateway.started(workflows: Self.workflows,
+                                           config: TestGateway.config(server: "{ host: 127.0.0.1, port: 0, maxConcurrentRuns: 4, maxInvokeDepth: 1 }"))
     }
 
     deinit { gw.cleanupLater() }
@@ -234,6 +265,29 @@ final class ParkingStepTests {
         let after = try await gw.waitForStatus(child, ["cancelled", "failed", "succeeded"])
         #expect(after["status"] == "cancelled")
         #expect(try await resume(child, ["output": 1]).status == 409, "its wait closed with it")
+    }
+
+    @Test("a wait's timeout fails it as WaitExpired, or resumes it with timeoutOutput")
+    func waitTimeout() async throws {
+        let failed = try await gw.run("expiring-wait", sync: false)
+        let f = try await gw.waitForStatus(try #require(failed["id"]?.stringValue), ["succeeded", "failed"], timeout: .seconds(20))
+        #expect(f["error"]?["code"] == "WaitExpired", "\(f)")
+        #expect(f["error"]?["step"] == "hold")
+        let resumed = try await gw.run("defaulted-wait", sync: false)
+        let r = try await gw.waitForStatus(try #require(resumed["id"]?.stringValue), ["succeeded", "failed"], timeout: .seconds(20))
+        #expect(r["status"] == "succeeded", "\(r)")
+        #expect(r["output"] == 1)
+    }
+
+    @Test("invokes nest at most server.maxInvokeDepth deep; past it the invoke step fails as ChildFailed, naming the limit")
+    func depth() async throws {
+        let done = try await gw.run("nest")
+        #expect(done["status"] == "failed", "\(done)")
+        #expect(done["error"]?["code"] == "ChildFailed")
+        // nest's child (depth 1) is where the limit of 1 stops the next invoke.
+        let child = try #require(done["children"].list.first?["id"]?.stringValue)
+        let run = try #require(try await gw.get("/runs/\(child)").json)
+        #expect(run["error"]?["message"]?.stringValue?.contains("server.maxInvokeDepth is 1") == true, "\(run)")
     }
 
     @Test("workflows that invoke each other are invalid, naming the cycle; they cannot be started")

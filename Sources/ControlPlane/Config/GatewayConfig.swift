@@ -311,6 +311,7 @@ extension GatewayConfig.Server {
         maxBatchItems = try c.value(.maxBatchItems, or: d.maxBatchItems)
         drainTimeoutSeconds = try c.value(.drainTimeoutSeconds, or: d.drainTimeoutSeconds)
         watchFiles = try c.value(.watchFiles, or: d.watchFiles)
+        maxInvokeDepth = try c.value(.maxInvokeDepth, or: d.maxInvokeDepth)
     }
 }
 
