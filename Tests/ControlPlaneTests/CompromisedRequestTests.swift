@@ -103,3 +103,85 @@ struct CompromisedRequestTests {
         #expect(message.contains("not this worker's job"), "\(message)")
     }
 }
+
+/// The order the interpreter keeps, held against a worker that does not.
+@Suite("A compromised worker cannot reorder what runs")
+struct CompromisedOrderTests {
+    static let workflows = [
+        "rounds.workflow.yaml": """
+            id: rounds
+            steps:
+              - id: rounds
+                loop:
+                  max: 3
+                  steps:
+                    - { id: gate, approval: { message: "next round?" } }
+                    - { id: act, run: echo act }
+            """,
+        "each.workflow.yaml": """
+            id: each
+            steps:
+              - id: each
+                forEach: { items: [1, 2, 3], concurrency: 1, steps: [{ id: work, run: echo work }] }
+            """,
+        "both.workflow.yaml": """
+            id: both
+            steps:
+              - id: both
+                parallel:
+                  - { id: left, run: echo left }
+                  - { id: right, run: echo right }
+            """,
+    ]
+
+    func violation(_ workflow: String, _ worker: String) async throws -> String {
+        let h = try await RunHarness.start(worker: worker, workflows: Self.workflows)
+        defer { Task { await h.cleanup() } }
+        let run = try await h.record(try await h.run(workflow))
+        #expect(run.error?.failureCode == .workerViolation, "\(run.status) \(run.error?.message ?? "")")
+        return run.error?.message ?? ""
+    }
+
+    @Test("a loop's next iteration cannot start while the one before waits for its approval")
+    func loopOrder() async throws {
+        let message = try await violation("rounds", """
+            emit("step.started", "rounds", attempt=1, kind="loop")
+            emit("step.started", "rounds[0]/gate", attempt=1, kind="approval")
+            emit("step.parked", "rounds[0]/gate", "next round?")
+            emit("step.started", "rounds[1]/gate", attempt=1, kind="approval")
+            linger()
+            """)
+        #expect(message.contains("iteration 0 of loop rounds has not ended"), "\(message)")
+    }
+
+    @Test("a forEach cannot run more iterations at once than its concurrency")
+    func concurrency() async throws {
+        let message = try await violation("each", """
+            emit("step.started", "each", attempt=1, kind="forEach")
+            emit("step.started", "each[0]/work", attempt=1, kind="exec")
+            emit("step.started", "each[1]/work", attempt=1, kind="exec")
+            linger()
+            """)
+        #expect(message.contains("1 iterations of each run already (concurrency 1)"), "\(message)")
+    }
+
+    @Test("a step without an if cannot be skipped")
+    func skip() async throws {
+        let message = try await violation("both", """
+            emit("step.skipped", "both", "condition is false")
+            linger()
+            """)
+        #expect(message.contains("both has no condition; it cannot be skipped"), "\(message)")
+    }
+
+    @Test("a parallel cannot succeed before every branch ran")
+    func container() async throws {
+        let message = try await violation("both", """
+            emit("step.started", "both", attempt=1, kind="parallel")
+            ran("both/left", "left")
+            emit("step.finished", "both", attempt=1, output={"left": "left"})
+            linger()
+            """)
+        #expect(message.contains("both cannot succeed: both/right, inside it, did not run to its end"), "\(message)")
+    }
+}

@@ -67,7 +67,7 @@ extension SegmentClaims {
             if let waiting = parked.first(where: { $0.hasPrefix(container + "[") }) {
                 return "\(path) cannot start a new iteration of \(container): \(waiting) parked"
             }
-            let open = (iterations[container] ?? []).filter { !iterationDone(container, $0, f.steps) }.count
+            let open = openIterations[container]?.count ?? 0
             if open >= max(f.concurrency, 1) {
                 return "\(path) cannot start: \(open) iterations of \(container) run already (concurrency \(f.concurrency))"
             }

@@ -53,6 +53,10 @@ struct SegmentClaims: Sendable {
     /// The iterations of each forEach and loop (by its path) that started a
     /// step in this segment.
     private(set) var iterations: [String: Set<Int>] = [:]
+    /// Of those, the ones not yet done: what a forEach's concurrency counts.
+    private(set) var openIterations: [String: Set<Int>] = [:]
+    /// Paths started in this segment: a second start is a retry.
+    private var started: Set<String> = []
     /// Steps that ran to their end in this segment or an earlier one, at any
     /// depth: what a later step in the same list waits for.
     private(set) var ended: Set<String> = []
@@ -152,7 +156,7 @@ struct SegmentClaims: Sendable {
             }
         }
         if kind == .stepStarted || kind == .stepSkipped, let (container, n) = iteration(path, at) {
-            iterations[container, default: []].insert(n)
+            if iterations[container, default: []].insert(n).inserted { openIterations[container, default: []].insert(n) }
         }
         switch kind {
         case .stepStarted:
@@ -169,10 +173,13 @@ struct SegmentClaims: Sendable {
             running.insert(path)
             chosen[path] = nil
             // A container that starts again (its retry) starts what is inside it afresh.
-            let inside = { (p: String) in p.hasPrefix(path + "/") || p.hasPrefix(path + "[") }
-            ended = ended.filter { !inside($0) || checkpointed.contains($0) }
-            nextAttempt = nextAttempt.filter { !inside($0.key) }.merging(firstAttempt.filter { inside($0.key) }) { _, first in first }
-            iterations = iterations.filter { $0.key != path && !inside($0.key) }
+            if !started.insert(path).inserted, at.step.kind.isContainer {
+                let inside = { (p: String) in p.hasPrefix(path + "/") || p.hasPrefix(path + "[") }
+                ended = ended.filter { !inside($0) || checkpointed.contains($0) }
+                nextAttempt = nextAttempt.filter { !inside($0.key) }.merging(firstAttempt.filter { inside($0.key) }) { _, first in first }
+                iterations = iterations.filter { $0.key != path && !inside($0.key) }
+                openIterations = openIterations.filter { $0.key != path && !inside($0.key) }
+            }
         case .stepSkipped:
             // The interpreter skips only a step whose `if` is false.
             guard at.step.if != nil else { throw no("\(path) has no condition; it cannot be skipped") }
@@ -230,6 +237,11 @@ struct SegmentClaims: Sendable {
             if at.isTopLevel { top[id] = .parked }
         case .jobStarted:
             break
+        }
+        // An iteration done frees a place in its forEach's concurrency.
+        if kind == .stepFinished || kind == .stepSkipped, let (container, n) = iteration(path, at),
+           openIterations[container]?.contains(n) == true, let steps = list(of: at), iterationDone(container, n, steps) {
+            openIterations[container]?.remove(n)
         }
     }
 
