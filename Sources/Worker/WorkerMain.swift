@@ -102,8 +102,11 @@ public enum WorkerMain {
             return 70
         }
         do {
+            // The control plane bounds the handshake (and kills a worker that
+            // misses it); on a loaded host its answer can take longer than its
+            // own bound suggests, and a worker that gave up first would be lost.
             _ = try await peer.call(WorkerHello.self, .init(protocolVersion: WireProtocol.version, pid: getpid(), sandbox: report),
-                                    timeout: .seconds(10))
+                                    timeout: .seconds(60))
         } catch {
             // Refused (protocol version, or a sandbox weaker than config requires).
             return 2

@@ -41,17 +41,20 @@ struct LoadAndRestartTests {
     func resumeAfterCrash() async throws {
         let gw = try await TestGateway.started(workflows: TestWorkflows.all)
         defer { gw.cleanupLater() }
-        let run = try await gw.run("slow", ["seconds": "8"], sync: false)
+        // Long enough that a loaded machine still sees it running, and kills it there.
+        let run = try await gw.run("slow", ["seconds": "15"], sync: false)
         let id = run["id"]!.stringValue!
         // Wait until `first` is checkpointed and `nap` is running, then kill the gateway outright.
-        for _ in 0..<1500 {
+        var napping = false
+        for _ in 0..<1500 where !napping {
             let steps = try await gw.get("/runs/\(id)").json?["steps"].list ?? []
-            if steps.contains(where: { $0["path"] == "nap" && $0["status"] == "running" }) { break }
-            try await Task.sleep(for: .milliseconds(10))
+            napping = steps.contains(where: { $0["path"] == "nap" && $0["status"] == "running" })
+            if !napping { try await Task.sleep(for: .milliseconds(10)) }
         }
+        try #require(napping, "nap never seen running")
         await gw.stop(signal: SIGKILL)
         try await gw.start()
-        let done = try await gw.waitForStatus(id, ["succeeded", "failed"], timeout: .seconds(30))
+        let done = try await gw.waitForStatus(id, ["succeeded", "failed"], timeout: .seconds(60))
         #expect(done["status"] == "succeeded", "\(done)")
         #expect(done["segments"] == 2)
         let events = try await gw.get("/runs/\(id)/events", headers: [("Accept", "application/json")]).json?["events"].list ?? []

@@ -91,9 +91,10 @@ struct JSONSchemaSuiteTests {
     }
 
     @Test("every known failure names a test in the suite")
-    func knownFailuresExist() throws {
+    func knownFailuresExist() async throws {
         var names = Set<String>()
         for (file, cases) in try Self.files() {
+            await Task.yield()
             for c in cases { for t in c.tests { names.insert("\(file): \(c.description) / \(t.description)") } }
         }
         for name in Self.knownFailures.keys { #expect(names.contains(name), "\(name)") }
