@@ -99,6 +99,19 @@ struct AuditTests {
         #expect(report.firstBreak?.seq == 12)
     }
 
+    @Test("a seq edited into a number too large for an Int is a break verify names, not a crash")
+    func hugeSeq() async throws {
+        let dir = try await makeLog(20)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var l = lines(dir)
+        l[5] = l[5].replacingOccurrences(of: "\"seq\":6,", with: "\"seq\":123456789012345678901234567890,")
+        #expect(l[5].contains("123456789012345678901234567890"), "\(l[5])")
+        try write(dir, l)
+        let report = AuditVerifier.verify(stateDir: dir)
+        #expect(!report.ok)
+        #expect(report.firstBreak != nil)
+    }
+
     @Test("an entry rehashed after editing breaks the next link")
     func rehashed() async throws {
         let dir = try await makeLog(20)

@@ -155,8 +155,10 @@ final class AuditReader {
     static func seq(of line: UnsafeBufferPointer<UInt8>) -> Int? {
         if let s = FastLine.lastIndex(of: FastLine.seqKey, in: line) {
             var seq = 0, i = s + FastLine.seqKey.count
-            while i < line.count, line[i] >= 48, line[i] <= 57 { seq = seq * 10 + Int(line[i] - 48); i += 1 }
-            if i > s + FastLine.seqKey.count { return seq }
+            // At most 18 digits: a longer (edited) seq must not overflow, and trap, the parse.
+            while i < line.count, line[i] >= 48, line[i] <= 57, i - (s + FastLine.seqKey.count) < 18 { seq = seq * 10 + Int(line[i] - 48); i += 1 }
+            let more = i < line.count && line[i] >= 48 && line[i] <= 57
+            if i > s + FastLine.seqKey.count, !more { return seq }
         }
         return (try? JSONDecoder().decode(AuditEntry.self, from: Data(line)))?.seq
     }

@@ -27,7 +27,8 @@ enum FastLine {
         for k in 0..<64 where b[prevStart + k] != prev[k] { return false }
         guard let s = lastIndex(of: seqKey, in: b) else { return false }
         var seq = 0, i = s + seqKey.count
-        while i < b.count, b[i] >= 48, b[i] <= 57 { seq = seq * 10 + Int(b[i] - 48); i += 1 }
+        // At most 18 digits: an edited line's seq must not overflow (and trap) the parse.
+        while i < b.count, b[i] >= 48, b[i] <= 57, i - (s + seqKey.count) < 18 { seq = seq * 10 + Int(b[i] - 48); i += 1 }
         guard i > s + seqKey.count, seq == expectedSeq else { return false }
         scratch.removeAll(keepingCapacity: true)
         scratch.append(contentsOf: UnsafeBufferPointer(rebasing: b[0..<e]))
@@ -49,7 +50,8 @@ enum FastLine {
         let prevStart = e + entryKey.count + 65 + prevKey.count
         guard prevStart + 64 <= b.count, let s = lastIndex(of: seqKey, in: b) else { return nil }
         var seq = 0, i = s + seqKey.count
-        while i < b.count, b[i] >= 48, b[i] <= 57 { seq = seq * 10 + Int(b[i] - 48); i += 1 }
+        // At most 18 digits: an edited line's seq must not overflow (and trap) the parse.
+        while i < b.count, b[i] >= 48, b[i] <= 57, i - (s + seqKey.count) < 18 { seq = seq * 10 + Int(b[i] - 48); i += 1 }
         guard i > s + seqKey.count else { return nil }
         return (seq, Array(UnsafeBufferPointer(rebasing: b[prevStart..<(prevStart + 64)])))
     }
