@@ -69,25 +69,42 @@ struct CompromisedRequestTests {
         #expect(run.error?.message.contains("outer/other is not an http step") == true, "\(run.error?.message ?? "")")
     }
 
-    @Test("for a running http step, http.fetch may not leave the step's URL nor add headers the step does not declare")
-    func outsideTheStep() async throws {
+    static let direct = """
+        id: direct
+        steps:
+          - id: call
+            http: { url: "https://example.com/api/${{ input.what }}", headers: { Accept: application/json } }
+        """
+
+    /// What the control plane answered a worker's `http.fetch` calls for the running step `call`.
+    func answers(_ calls: String) async throws -> String {
         let h = try await RunHarness.start(worker: """
             emit("step.started", "call", attempt=1, kind="http")
-            a = call("http.fetch", {"jobId": JOB, "step": "call", "url": "https://example.com/admin/delete", "headers": []})
-            b = call("http.fetch", {"jobId": JOB, "step": "call", "url": "https://example.com/api/items",
-                                    "headers": [{"name": "X-HTTP-Method-Override", "value": "DELETE"}]})
-            fail("call", "HTTPFailed", "answers: %s | %s" % (json.dumps(a.get("error")), json.dumps(b.get("error"))))
-            """, workflows: ["direct.workflow.yaml": """
-                id: direct
-                steps:
-                  - id: call
-                    http: { url: "https://example.com/api/${{ input.what }}", headers: { Accept: application/json } }
-                """])
+            answers = []
+            \(calls)
+            fail("call", "HTTPFailed", "answers: %s" % json.dumps(answers))
+            """, workflows: ["direct.workflow.yaml": Self.direct])
         defer { Task { await h.cleanup() } }
         let run = try await h.record(try await h.run("direct", input: ["what": "items"]))
-        let message = run.error?.message ?? ""
-        #expect(message.contains("does not fit the step's url"), "\(message)")
-        #expect(message.contains("X-HTTP-Method-Override is not one the step declares"), "\(message)")
+        return run.error?.message ?? ""
+    }
+
+    @Test("for a running http step, http.fetch may not leave the step's URL, add headers the step does not declare, or come twice in one attempt")
+    func outsideTheStep() async throws {
+        let path = try await answers("""
+            answers.append(call("http.fetch", {"jobId": JOB, "step": "call", "url": "https://example.com/admin/delete", "headers": []}).get("error"))
+            """)
+        #expect(path.contains("does not fit the step's url"), "\(path)")
+        let header = try await answers("""
+            answers.append(call("http.fetch", {"jobId": JOB, "step": "call", "url": "https://example.com/api/items",
+                                               "headers": [{"name": "X-HTTP-Method-Override", "value": "DELETE"}]}).get("error"))
+            """)
+        #expect(header.contains("X-HTTP-Method-Override is not one the step declares"), "\(header)")
+        let twice = try await answers("""
+            for _ in range(2):
+                answers.append(call("http.fetch", {"jobId": JOB, "step": "call", "url": "https://example.com/api/items", "headers": []}).get("error"))
+            """)
+        #expect(twice.contains("already made its request in this attempt"), "\(twice)")
     }
 
     @Test("http.fetch and infer.complete for a step that is not running, or another job's, are refused")

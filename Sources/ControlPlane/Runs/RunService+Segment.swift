@@ -128,6 +128,18 @@ extension RunService {
                 return await Self.complete(request, definition: definition, runId: runId, active: a, policies: stepPolicies,
                                            settings: requestSettings, secrets: secrets, requester: requester, audit: audit,
                                            delta: { step, text in
+                                               // Stored like the worker's events, so counted against the same budget.
+                                               let over = a.storage.withLock { s -> Bool in
+                                                   guard s.exceeded == nil else { return true }
+                                                   s.bytes += text.utf8.count
+                                                   guard s.bytes > maxStorage else { return false }
+                                                   s.exceeded = "the run's events passed \(maxStorage >> 20) MiB (server.maxRunStorageMB)"
+                                                   return true
+                                               }
+                                               if over {
+                                                   await pool.cancel(jobId: a.jobId)
+                                                   return
+                                               }
                                                guard let event = try? await store.append(runId: runId, type: .inferDelta, step: step, data: ["text": .string(text)]) else { return }
                                                hub.publish(event)
                                            })

@@ -19,6 +19,9 @@ extension RunService {
             guard await a.waitUntilRunning(path, limit: .seconds(30)) else {
                 return .failure(RPCError(code: RPCError.notAllowed, message: "step \(SegmentClaims.cut(path)) is not running in this worker"))
             }
+            guard a.claims.withLock({ $0?.admitRequest(path) ?? false }) else {
+                return .failure(RPCError(code: RPCError.notAllowed, message: "step \(SegmentClaims.cut(path)) already made its request in this attempt"))
+            }
             return .success(l.step)
         }
     }

@@ -57,6 +57,10 @@ struct SegmentClaims: Sendable {
     private(set) var openIterations: [String: Set<Int>] = [:]
     /// Paths started in this segment: a second start is a retry.
     private var started: Set<String> = []
+    /// Starts of each step in this segment, and the requests the control
+    /// plane made for it: one request an attempt, as the interpreter makes.
+    private var starts: [String: Int] = [:]
+    private var requests: [String: Int] = [:]
     /// Steps that ran to their end in this segment or an earlier one, at any
     /// depth: what a later step in the same list waits for.
     private(set) var ended: Set<String> = []
@@ -110,6 +114,14 @@ struct SegmentClaims: Sendable {
     var isOver: Bool { closed || refused != nil }
 
     func isRunning(_ path: String) -> Bool { running.contains(path) }
+
+    /// Counts a request made for a running step; false once it has had one for
+    /// each of its starts (a worker that asks again is refused, not served).
+    mutating func admitRequest(_ path: String) -> Bool {
+        guard running.contains(path), requests[path, default: 0] < starts[path, default: 0] else { return false }
+        requests[path, default: 0] += 1
+        return true
+    }
 
     mutating func refuse(_ v: Violation) {
         if refused == nil { refused = v }
@@ -173,6 +185,7 @@ struct SegmentClaims: Sendable {
             running.insert(path)
             chosen[path] = nil
             // A container that starts again (its retry) starts what is inside it afresh.
+            starts[path, default: 0] += 1
             if !started.insert(path).inserted, at.step.kind.isContainer {
                 let inside = { (p: String) in p.hasPrefix(path + "/") || p.hasPrefix(path + "[") }
                 ended = ended.filter { !inside($0) || checkpointed.contains($0) }
