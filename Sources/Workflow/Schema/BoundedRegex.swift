@@ -32,20 +32,39 @@ public struct BoundedRegex: Sendable {
         self.regex = regex
     }
 
-    /// Whether the pattern matches anywhere in `text` (JSON Schema patterns are not anchored).
+    /// Whether the pattern matches anywhere in `text` (JSON Schema patterns are
+    /// not anchored), stopping once this thread's CPU time reaches `cpuDeadline`
+    /// (a `ThreadCPUTime` reading).
+    public func firstMatch(in text: String, cpuDeadline: Duration) -> Outcome {
+        firstMatch(in: text) { ThreadCPUTime.now() >= cpuDeadline }
+    }
+
+    /// The same, against the wall clock.
     public func firstMatch(in text: String, before deadline: ContinuousClock.Instant) -> Outcome {
-        guard ContinuousClock.now < deadline else { return .timedOut }
+        firstMatch(in: text) { ContinuousClock.now >= deadline }
+    }
+
+    private func firstMatch(in text: String, expired: () -> Bool) -> Outcome {
+        guard !expired() else { return .timedOut }
         var outcome = Outcome.noMatch
-        regex.enumerateMatches(in: text, options: [.reportProgress, .reportCompletion],
-                               range: NSRange(text.startIndex..., in: text)) { match, flags, stop in
-            if match != nil {
-                outcome = .match
-                stop.pointee = true
-            } else if flags.contains(.internalError) {
-                outcome = .failed
-            } else if flags.contains(.progress), ContinuousClock.now >= deadline {
-                outcome = .timedOut
-                stop.pointee = true
+        // Progress comes at every start position: reading a clock each time
+        // (CPU time is a system call) would cost more than the match.
+        var reports = 0
+        // The block runs only during this call (enumerateMatches is synchronous).
+        withoutActuallyEscaping(expired) { expired in
+            regex.enumerateMatches(in: text, options: [.reportProgress, .reportCompletion],
+                                   range: NSRange(text.startIndex..., in: text)) { match, flags, stop in
+                if match != nil {
+                    outcome = .match
+                    stop.pointee = true
+                } else if flags.contains(.internalError) {
+                    outcome = .failed
+                } else if flags.contains(.progress) {
+                    reports += 1
+                    guard reports & 63 == 0, expired() else { return }
+                    outcome = .timedOut
+                    stop.pointee = true
+                }
             }
         }
         return outcome

@@ -42,12 +42,13 @@ public struct JSONSchema: Sendable {
 
     public init(_ schema: JSONValue) { self.schema = schema }
 
-    /// How long one `pattern` may take against one string. Ordinary patterns take
-    /// microseconds; a megabyte-long string scanned end to end takes tens of
-    /// milliseconds, so the limit leaves room for that.
+    /// How long one `pattern` may take against one string, in CPU time of the
+    /// validating thread (`ThreadCPUTime`). Ordinary patterns take microseconds;
+    /// a megabyte-long string scanned end to end takes tens of milliseconds, so
+    /// the limit leaves room for that.
     public static let patternTimeLimit: Duration = .milliseconds(100)
-    /// How long validating one value may take in all, so that many strings or many
-    /// patterns cannot add up what each one alone is refused.
+    /// How long validating one value may take in all (CPU time, likewise), so
+    /// that many strings or many patterns cannot add up what each one alone is refused.
     public static let validationTimeLimit: Duration = .milliseconds(250)
     /// How deep validation may recurse through subschemas. A value nests at most
     /// `JSONValue.maxDepth` levels and each level costs a few subschemas, so only a
@@ -59,7 +60,7 @@ public struct JSONSchema: Sendable {
     /// cannot be applied is a violation: a value that could not be checked is never
     /// taken as valid.
     public func validate(_ value: JSONValue, root: String = "input") -> [Violation] {
-        var checker = Checker(root: schema, deadline: ContinuousClock.now + Self.validationTimeLimit)
+        var checker = Checker(root: schema, deadline: ThreadCPUTime.now() + Self.validationTimeLimit)
         var out: [Violation] = []
         checker.check(value, against: schema, path: root, into: &out)
         // Recorded apart from `out`: inside `not`, `anyOf` or `oneOf` a timeout
@@ -85,14 +86,15 @@ public struct JSONSchema: Sendable {
     struct Checker {
         let root: JSONValue
         let rootId: String?
-        let deadline: ContinuousClock.Instant
+        /// In `ThreadCPUTime`: the validation's CPU budget ends here.
+        let deadline: Duration
         var patterns: [String: BoundedRegex?] = [:]
         var unchecked: [Violation] = []
         var outOfTime = false
         var tooDeep = false
         var depth = 0
 
-        init(root: JSONValue, deadline: ContinuousClock.Instant) {
+        init(root: JSONValue, deadline: Duration) {
             self.root = root
             self.rootId = root["$id"]?.stringValue
             self.deadline = deadline
@@ -115,12 +117,12 @@ public struct JSONSchema: Sendable {
                 unchecked.append(Violation(path: path, message: "pattern /\(p)/ is not a valid regular expression; the value is refused"))
                 return nil
             }
-            let limit = min(ContinuousClock.now + JSONSchema.patternTimeLimit, deadline)
-            switch re.firstMatch(in: text, before: limit) {
+            let limit = min(ThreadCPUTime.now() + JSONSchema.patternTimeLimit, deadline)
+            switch re.firstMatch(in: text, cpuDeadline: limit) {
             case .match: return true
             case .noMatch: return false
             case .timedOut:
-                if ContinuousClock.now >= deadline { outOfTime = true }
+                if ThreadCPUTime.now() >= deadline { outOfTime = true }
                 unchecked.append(Violation(path: path, message: "pattern /\(p)/ took too long to match (limit \(JSONSchema.patternTimeLimit.wholeMilliseconds) ms); the value is refused"))
             case .failed:
                 unchecked.append(Violation(path: path, message: "pattern /\(p)/ could not be matched (the regular expression engine gave up); the value is refused"))
