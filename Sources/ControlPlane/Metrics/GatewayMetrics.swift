@@ -94,9 +94,9 @@ public final class GatewayMetrics: Sendable {
     }
 
     /// The egress proxy relayed a connection (`allowed`) or refused one.
-    /// Tokens an `infer` step's provider reported using. By type only: the
-    /// provider's name is config's, but a label per value is not worth its series.
-    static func inferTokens(provider: String, prompt: Int, completion: Int) {
+    /// Tokens an `infer` step's provider reported using, by type only: a label
+    /// per provider is not worth its series.
+    static func inferTokens(prompt: Int, completion: Int) {
         shared.inferPromptTokens.increment(by: max(0, prompt))
         shared.inferCompletionTokens.increment(by: max(0, completion))
     }

@@ -256,7 +256,7 @@ extension RunService {
             if !parsed.done, !response.body.isEmpty, !(response.headers.first { $0.name.lowercased() == "content-type" }?.value.contains("event-stream") ?? false) {
                 parsed.whole(response.body)
             }
-            GatewayMetrics.inferTokens(provider: infer.provider, prompt: parsed.usage.promptTokens, completion: parsed.usage.completionTokens)
+            GatewayMetrics.inferTokens(prompt: parsed.usage.promptTokens, completion: parsed.usage.completionTokens)
             return .result(InferComplete.Result(content: clean(parsed.content), model: clean(parsed.model ?? model),
                                                 finishReason: parsed.finishReason.map(clean), usage: parsed.usage))
         } catch {

@@ -274,12 +274,6 @@ public actor RunService {
             try await audit.appendAll(auditFirst + [(actor: "gateway", action: "run.finished", runId: runId, details: details)])
             let finished = try await store.finish(runId: runId, status: status, output: output, error: error)
             await settle(finished)
-            if status != .succeeded {
-                // What it parked at ends with it: approvals and waits close, child runs are cancelled.
-                for child in try await store.closeParks(runId: runId) {
-                    _ = try? await cancel(child, actor: "gateway")
-                }
-            }
         } catch {
             logger.error("cannot record the end of a run", metadata: ["run": "\(runId)", "error": "\(error)"])
         }
@@ -292,10 +286,14 @@ public actor RunService {
     }
 
     /// Publishes a run's end and carries it to its parent, if it has one: the
-    /// parent goes on (queued again) or fails with it.
+    /// parent goes on (queued again) or fails with it. Its own child runs, still
+    /// going after it failed or was cancelled, are cancelled with it.
     func settle(_ finished: RunStore.Finished) async {
         if let event = finished.event { hub.publish(event) }
         finished.parentEvents.forEach(hub.publish)
+        for child in finished.children {
+            _ = try? await cancel(child, actor: "gateway")
+        }
         switch finished.parent {
         case nil, .waiting?:
             break

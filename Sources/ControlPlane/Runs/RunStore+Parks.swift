@@ -195,11 +195,10 @@ extension RunStore {
         }
     }
 
-    /// A run that ends while parked closes what it waits on: its approvals
-    /// and waits are cancelled. Returns its children that have not ended, for
-    /// the caller to cancel in turn.
-    public func closeParks(runId: String) async throws -> [String] {
-        try await db.write { db in
+    /// A run that ends while parked closes what it waits on, in the
+    /// transaction that ends it: its approvals and waits are cancelled. Returns
+    /// its children that have not ended, for the caller to cancel in turn.
+    static func closeParks(_ db: Database, runId: String) throws -> [String] {
             let now = Date().timeIntervalSince1970
             try db.execute(sql: "UPDATE approvals SET status = 'cancelled', decided_at = ? WHERE run_id = ? AND status = 'pending'",
                            arguments: [now, runId])
@@ -208,7 +207,6 @@ extension RunStore {
             return try String.fetchAll(db, sql: """
                 SELECT id FROM runs WHERE parent_run_id = ? AND status IN ('queued', 'running', 'waiting') ORDER BY created_at
                 """, arguments: [runId])
-        }
     }
 
     /// `waiting` → `queued`, when nothing it parked at is pending or failed.

@@ -209,6 +209,8 @@ public final class RunStore: Sendable {
         public var event: RunEvent?
         public var parent: ParentOutcome?
         public var parentEvents: [RunEvent] = []
+        /// Child runs still going when a run ended otherwise than succeeded: to cancel.
+        public var children: [String] = []
     }
 
     /// Ends a run, once: a run that already ended is left as it is (`event` nil).
@@ -229,6 +231,7 @@ public final class RunStore: Sendable {
             var finished = Finished(event: try Self.append(db, runId: runId, type: type, step: error?.step,
                                                            message: error?.message, data: data.isEmpty ? nil : .object(data)))
             try Self.resolveParent(db, child: runId, status: status, output: output, error: error, into: &finished)
+            if status != .succeeded { finished.children = try Self.closeParks(db, runId: runId) }
             return finished
         }
     }

@@ -45,7 +45,6 @@ struct SegmentClaims: Sendable {
 
     let definition: WorkflowDefinition
     private var top: [String: Top] = [:]
-    private let order: [String: Int]
     /// Paths between their `step.started` and their end, at any depth.
     private var running: Set<String> = []
     /// The case each running branch chose (-1: `otherwise`).
@@ -89,13 +88,8 @@ struct SegmentClaims: Sendable {
     /// `attempts`: starts that steps interrupted in earlier segments already used.
     init(definition: WorkflowDefinition, checkpointed: some Collection<String>, attempts: [String: Int] = [:]) {
         self.definition = definition
-        var order: [String: Int] = [:]
-        for (i, step) in definition.steps.enumerated() {
-            order[step.id] = i
-            top[step.id] = .notStarted
-        }
+        for step in definition.steps { top[step.id] = .notStarted }
         for id in checkpointed where top[id] != nil { top[id] = .checkpointed }
-        self.order = order
         self.checkpointed = Set(checkpointed)
         ended = self.checkpointed
         firstAttempt = attempts.mapValues { $0 + 1 }
@@ -173,7 +167,6 @@ struct SegmentClaims: Sendable {
         switch kind {
         case .stepStarted:
             if at.isTopLevel {
-                try checkTurn(id, claim: claim)
                 guard top[id] == .notStarted || top[id] == .retrying else {
                     throw no("top-level step \(id) already \(describe(top[id]!)) in this run")
                 }
@@ -197,7 +190,6 @@ struct SegmentClaims: Sendable {
             // The interpreter skips only a step whose `if` is false.
             guard at.step.if != nil else { throw no("\(path) has no condition; it cannot be skipped") }
             if at.isTopLevel {
-                try checkTurn(id, claim: claim)
                 guard top[id] == .notStarted else { throw no("top-level step \(id) already \(describe(top[id]!)) in this run") }
                 top[id] = .skipped
             } else {
@@ -255,14 +247,6 @@ struct SegmentClaims: Sendable {
         if kind == .stepFinished || kind == .stepSkipped, let (container, n) = iteration(path, at),
            openIterations[container]?.contains(n) == true, let steps = list(of: at), iterationDone(container, n, steps) {
             openIterations[container]?.remove(n)
-        }
-    }
-
-    /// A top-level step's turn comes when every step before it is done.
-    private func checkTurn(_ id: String, claim: String) throws(Violation) {
-        let n = order[id] ?? 0
-        for step in definition.steps.prefix(n) where !(top[step.id]?.isDone ?? false) {
-            throw Violation(claim: claim, reason: "top-level step \(id) cannot run before \(step.id) is done (\(describe(top[step.id]!)))")
         }
     }
 

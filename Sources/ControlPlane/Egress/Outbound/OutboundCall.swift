@@ -1,4 +1,5 @@
 import NIOHTTP1
+import Workflow
 
 /// A request as it goes out on one hop: checked once, up front, then rewritten
 /// by each redirect the way browsers rewrite theirs.
@@ -53,13 +54,8 @@ struct OutboundCall: Sendable {
         firstOrigin = url.origin
     }
 
-    /// RFC 9110 `tchar`s, at least one.
-    static func isToken(_ s: String) -> Bool {
-        !s.isEmpty && s.utf8.allSatisfy { b in
-            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a)
-                || "!#$%&'*+-.^_`|~".utf8.contains(b)
-        }
-    }
+    /// RFC 9110 `tchar`s, at least one: the rule the loader checks header names by.
+    static func isToken(_ s: String) -> Bool { CredentialRules.isToken(s) }
 
     /// A value is visible ASCII, spaces, tabs and obs-text: no CR, LF or NUL
     /// that could end the header (or the head) early on the origin's side.
