@@ -31,7 +31,6 @@ public struct WaitRecord: Codable, Sendable, Equatable, FetchableRecord, Persist
 
     public enum Columns {
         static let runId = Column(CodingKeys.runId)
-        static let step = Column(CodingKeys.step)
         static let kind = Column(CodingKeys.kind)
         static let status = Column(CodingKeys.status)
         static let expiresAt = Column(CodingKeys.expiresAt)
@@ -178,12 +177,10 @@ extension RunStore {
         }
     }
 
-    /// Pending waits of a run, or all of them (`runId` nil).
-    public func pendingWaits(runId: String? = nil) async throws -> [WaitRecord] {
+    /// A run's pending waits.
+    public func pendingWaits(runId: String) async throws -> [WaitRecord] {
         try await db.read { db in
-            var request = WaitRecord.filter(WaitRecord.Columns.status == WaitRecord.Status.pending.rawValue)
-            if let runId { request = request.filter(WaitRecord.Columns.runId == runId) }
-            return try request.fetchAll(db)
+            try WaitRecord.filter(WaitRecord.Columns.status == WaitRecord.Status.pending.rawValue && WaitRecord.Columns.runId == runId).fetchAll(db)
         }
     }
 
@@ -248,11 +245,6 @@ extension RunStore {
                 WHERE c.status IN ('queued', 'running', 'waiting') AND p.status IN ('succeeded', 'failed', 'cancelled')
                 """)
         }
-    }
-
-    /// The runs a run's invoke steps started.
-    public func children(of runId: String) async throws -> [ChildRun] {
-        try await db.read { db in try Self.fetchChildren(db, runId: runId) }
     }
 
     static func fetchChildren(_ db: Database, runId: String) throws -> [ChildRun] {
