@@ -13,6 +13,8 @@ import Glibc
 @Suite("HTTP steps", .serialized)
 final class HTTPStepTests {
     static let token = "tok-5e0c1b9a7d3f"
+    /// Sent bare (`format: "{}"`), so the origin echoes the secret's value itself.
+    static let raw = "raw-8c41d2e07b9a"
     let gw: TestGateway
     let origin: FixturePeer
     let record: String
@@ -79,9 +81,9 @@ final class HTTPStepTests {
             egress:
               caFile: \(dir)/certs/ca.pem
               maxResponseKB: 1
-              inject: [{ host: "127.0.0.1:\(origin.port)", secret: API_TOKEN }]
+              inject: [{ host: "127.0.0.1:\(origin.port)", secret: API_TOKEN }, { host: "127.0.0.1:\(origin.port)", header: X-Raw, secret: RAW_TOKEN, format: "{}" }]
             """)
-        gw.environment = ["SKELM_TEST_SECRET_API_TOKEN": Self.token]
+        gw.environment = ["SKELM_TEST_SECRET_API_TOKEN": Self.token, "SKELM_TEST_SECRET_RAW_TOKEN": Self.raw]
         try await gw.start()
     }
 
@@ -109,17 +111,19 @@ final class HTTPStepTests {
         #expect(headers.contains { $0 == ("x-trace", "t-1") })
         // The origin echoed the credential back; the worker got it redacted.
         #expect(headers.contains { $0 == ("authorization", "[REDACTED]") }, "\(headers)")
+        #expect(headers.contains { $0 == ("x-raw", "[REDACTED]") }, "\(headers)")
 
         // The origin itself saw it.
         let seen = try String(contentsOfFile: record, encoding: .utf8)
         #expect(seen.contains("Bearer \(Self.token)"))
+        #expect(seen.contains(Self.raw))
         // Nothing of the run has it: not the next step's environment, files or
         // /proc view, not the events, not the audit chain.
         let looked = try #require(done["steps"].list.first { $0["path"] == "look" }?["output"]?.stringValue)
         #expect(looked.hasSuffix("looked"))
-        #expect(!looked.contains(Self.token))
+        #expect(!looked.contains(Self.token) && !looked.contains(Self.raw))
         let events = String(decoding: try await gw.get("/runs/\(id)/events?limit=1000", headers: [("Accept", "application/json")]).body, as: UTF8.self)
-        #expect(!events.contains(Self.token))
+        #expect(!events.contains(Self.token) && !events.contains(Self.raw))
         #expect(!String(decoding: try await gw.get("/audit?limit=1000").body, as: UTF8.self).contains(Self.token))
         let injected = try await gw.get("/audit?action=secret.injected").json?["entries"].list ?? []
         #expect(injected.contains { $0["runId"]?.stringValue == id && $0["details"]?["name"] == "API_TOKEN" && $0["details"]?["step"] == "call" })
