@@ -20,6 +20,8 @@ public final class Gateway: Sendable {
     public let store: RunStore
     public let registry: WorkflowRegistry
     public let runs: RunService
+    /// Arms and fires every trigger and schedule.
+    public let scheduler: TriggerScheduler
     public let hub = RunEventHub()
     public let audit: AuditLog
     public let group: any EventLoopGroup
@@ -137,6 +139,9 @@ public final class Gateway: Sendable {
         self.runs = RunService(store: store, registry: registry, pool: pool, hub: hub, audit: audit, egress: directory,
                                settings: config.runSettings(policies: resolver, secrets: secretStore), admission: admission,
                                requester: requester, logger: logger)
+        let authenticator = self.authenticator
+        self.scheduler = TriggerScheduler(store: store, runs: runs, registry: registry, audit: audit, admission: admission, logger: logger,
+                                          onHooksChanged: { paths in authenticator.publicHooks.withLock { $0 = paths } })
     }
 
     public var socketPath: String { stateDir + "/gateway.sock" }
@@ -178,6 +183,10 @@ public final class Gateway: Sendable {
         authenticator.listening(on: started.0.boundPort)
         server.withLock { $0 = started }
         try await runs.resumeUnfinished()
+        // After the resumed runs are queued: a trigger's overlap policy sees them in flight.
+        try await scheduler.start()
+        let scheduler = self.scheduler
+        await registry.setOnChange { scheduler.requestSync() }
         try writeDiscovery(port: started.0.boundPort)
         readiness.set(.ready)
         let counts = await pool.counts
@@ -192,6 +201,7 @@ public final class Gateway: Sendable {
     public func stop(drain: Duration = .seconds(30)) async {
         readiness.set(.draining)
         expiry.withLock { $0?.cancel() }
+        await scheduler.stop()
         await runs.drain(timeout: drain)
         hub.closeAll()
         if let (http, task) = server.withLock({ $0 }) {

@@ -35,6 +35,9 @@ struct API: Sendable {
         addGatewayRoutes(router)
         addBatchRoutes(router)
         addConfigRoutes(router)
+        addTriggerRoutes(router)
+        addQueueRoutes(router)
+        addWebhookRoutes(router)
         addOpenAPIRoutes(router)
         return router
     }

@@ -90,6 +90,8 @@ extension Gateway {
             return report
         }
         effective.withLock { $0 = effectiveNew }
+        // New secrets may arm a webhook that waited for its signing secret.
+        scheduler.requestSync()
         let loaded = ConfigLoader.Loaded(config: effectiveNew, path: configPath, stateDir: stateDir)
         // The registration rules first: the dirs' reload below reads registrations again under them.
         await registry.setRegistration(RegistrationSettings(loaded: loaded))

@@ -30,6 +30,9 @@ public struct RunRecord: Codable, Sendable {
     public var parentStep: String?
     /// How many `invoke`s deep: 0 for a run started over the API.
     public var depth: Int = 0
+    /// The trigger that fired it, and the slot it was fired for (time-based triggers).
+    public var trigger: String?
+    public var scheduledAt: Date?
     public var steps: [StepRecord]?
     /// The runs its `invoke` steps started (with its steps only).
     public var children: [ChildRun]?

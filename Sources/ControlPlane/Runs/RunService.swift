@@ -54,6 +54,15 @@ public actor RunService {
         var interruptedBy: String?
     }
 
+    /// Runs a trigger fired, as they end: its scheduler starts what waited for them.
+    public nonisolated let endings = Endings()
+
+    public final class Endings: Sendable {
+        public let stream: AsyncStream<(trigger: String, run: String)>
+        let feed: AsyncStream<(trigger: String, run: String)>.Continuation
+        init() { (stream, feed) = AsyncStream.makeStream(bufferingPolicy: .unbounded) }
+    }
+
     var queue: [Queued] = []
     var active: [String: Active] = [:]
     var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
@@ -91,9 +100,14 @@ public actor RunService {
     /// the input schema with its patterns) run here, off the actor: a slow
     /// input delays its own request, never the runs and routes that wait on
     /// the run service.
-    public nonisolated func submit(workflow id: String, input: JSONValue, idempotencyKey: String?, actor: String = "api") async throws -> (RunRecord, created: Bool) {
+    ///
+    /// `definition` runs one that is not in the registry (a poll trigger's probe).
+    public nonisolated func submit(workflow id: String, definition given: WorkflowDefinition? = nil, input: JSONValue, idempotencyKey: String?,
+                                   actor: String = "api", origin: RunOrigin? = nil) async throws -> (RunRecord, created: Bool) {
         if let pause = admission.paused { throw SubmitError.paused(pause) }
-        guard let definition = await registry.workflow(id) else { throw SubmitError.unknownWorkflow(id) }
+        var found = given
+        if found == nil { found = await registry.workflow(id) }
+        guard let definition = found else { throw SubmitError.unknownWorkflow(id) }
         do { _ = try policies.policies(for: definition) } catch { throw SubmitError.invalidPermissions("\(error)") }
         let providers = current.requests.providers
         for step in definition.allSteps {
@@ -105,10 +119,11 @@ public actor RunService {
             let violations = JSONSchema(schema).validate(input)
             if !violations.isEmpty { throw SubmitError.invalidInput(violations) }
         }
-        return try await create(definition, input: input, idempotencyKey: idempotencyKey, actor: actor)
+        return try await create(definition, input: input, idempotencyKey: idempotencyKey, actor: actor, origin: origin)
     }
 
-    private func create(_ definition: WorkflowDefinition, input: JSONValue, idempotencyKey: String?, actor: String) async throws -> (RunRecord, created: Bool) {
+    private func create(_ definition: WorkflowDefinition, input: JSONValue, idempotencyKey: String?, actor: String,
+                        origin: RunOrigin?) async throws -> (RunRecord, created: Bool) {
         if stopping { throw SubmitError.stopping }
         // Again here, after the checks above awaited: a pause confirmed meanwhile holds.
         if let pause = admission.paused { throw SubmitError.paused(pause) }
@@ -127,7 +142,7 @@ public actor RunService {
         let created: RunStore.Created
         do {
             created = try await store.create(id: runId, workflow: id, input: input, idempotencyKey: idempotencyKey,
-                                             requestHash: hash, start: slot != nil)
+                                             requestHash: hash, start: slot != nil, origin: origin)
         } catch {
             release()
             throw error
@@ -142,6 +157,7 @@ public actor RunService {
         case let .created(run, queued, started):
             var details = ["workflow": id]
             if let idempotencyKey { details["idempotencyKey"] = idempotencyKey }
+            if let origin { details["trigger"] = origin.triggerId }
             if let slot, let started {
                 do {
                     try await audit.appendAll([(actor: actor, action: "run.created", runId: runId, details: details),
@@ -290,6 +306,7 @@ public actor RunService {
     /// going after it failed or was cancelled, are cancelled with it.
     func settle(_ finished: RunStore.Finished) async {
         if let event = finished.event { hub.publish(event) }
+        if let triggerId = finished.triggerId, let event = finished.event { endings.feed.yield((triggerId, event.runId)) }
         finished.parentEvents.forEach(hub.publish)
         for child in finished.children {
             _ = try? await cancel(child, actor: "gateway")

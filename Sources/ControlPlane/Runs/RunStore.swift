@@ -140,6 +140,7 @@ public final class RunStore: Sendable {
                 CREATE INDEX approvals_run ON approvals(run_id, status);
                 """)
         }
+        m.registerMigration("5-triggers") { db in try TriggerSchema.create(db) }
         return m
     }
 
@@ -157,8 +158,11 @@ public final class RunStore: Sendable {
     /// With `start`, the run is created already running, with its `run.queued` and
     /// `run.started` events, in one transaction: the path of a run that finds a
     /// free slot, one commit (and fsync) shorter.
+    /// A run a trigger fires carries its `origin`, whose own writes (the
+    /// trigger's slot, a queue message taken, a delivery remembered) commit in
+    /// the same transaction: a crash can neither lose the fire nor double it.
     public func create(id: String, workflow: String, input: JSONValue, idempotencyKey: String?, requestHash: String,
-                       start: Bool = false) async throws -> Created {
+                       start: Bool = false, origin: RunOrigin? = nil) async throws -> Created {
         try await db.write { db in
             if let key = idempotencyKey,
                let row = try Row.fetchOne(db, sql: "SELECT request_hash, run_id FROM idempotency_keys WHERE key = ?", arguments: [key]) {
@@ -168,8 +172,11 @@ public final class RunStore: Sendable {
             }
             let now = Date().timeIntervalSince1970
             try db.cachedStatement(sql: """
-                INSERT INTO runs (id, workflow, status, input, created_at, idempotency_key) VALUES (?, ?, 'queued', ?, ?, ?)
-                """).execute(arguments: [id, workflow, input.jsonText, now, idempotencyKey])
+                INSERT INTO runs (id, workflow, status, input, created_at, idempotency_key, trigger_id, scheduled_at)
+                VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)
+                """).execute(arguments: [id, workflow, input.jsonText, now, idempotencyKey, origin?.triggerId,
+                                         origin?.scheduledAt?.timeIntervalSince1970])
+            try origin?.record(db, id)
             if let key = idempotencyKey {
                 try db.execute(sql: "INSERT INTO idempotency_keys (key, request_hash, run_id, created_at) VALUES (?, ?, ?, ?)",
                                arguments: [key, requestHash, id, now])
@@ -211,6 +218,8 @@ public final class RunStore: Sendable {
         public var parentEvents: [RunEvent] = []
         /// Child runs still going when a run ended otherwise than succeeded: to cancel.
         public var children: [String] = []
+        /// The trigger that fired the run, if one did: its scheduler hears of the end.
+        public var triggerId: String?
     }
 
     /// Ends a run, once: a run that already ended is left as it is (`event` nil).
@@ -219,11 +228,12 @@ public final class RunStore: Sendable {
     public func finish(runId: String, status: RunStatus, output: JSONValue?, error: StepFailure?) async throws -> Finished {
         try await db.write { db in
             let errorText = error.flatMap { try? String(decoding: JSONEncoder().encode($0), as: UTF8.self) }
-            try db.cachedStatement(sql: """
+            // RETURNING: no row when the run had already ended.
+            guard let ended = try Row.fetchOne(db.cachedStatement(sql: """
                 UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?
-                WHERE id = ? AND status IN ('queued', 'running', 'waiting')
-                """).execute(arguments: [status.rawValue, output?.jsonText, errorText, Date().timeIntervalSince1970, runId])
-            guard db.changesCount > 0 else { return Finished() }
+                WHERE id = ? AND status IN ('queued', 'running', 'waiting') RETURNING trigger_id
+                """), arguments: [status.rawValue, output?.jsonText, errorText, Date().timeIntervalSince1970, runId]) else { return Finished() }
+            let triggerId: String? = ended["trigger_id"]
             var data: [String: JSONValue] = [:]
             if let output { data["output"] = output }
             if let error { data["error"] = ["code": .string(error.code), "step": error.step.map(JSONValue.string) ?? .null, "message": .string(error.message)] }
@@ -232,6 +242,10 @@ public final class RunStore: Sendable {
                                                            message: error?.message, data: data.isEmpty ? nil : .object(data)))
             try Self.resolveParent(db, child: runId, status: status, output: output, error: error, into: &finished)
             if status != .succeeded { finished.children = try Self.closeParks(db, runId: runId) }
+            if let triggerId {
+                finished.triggerId = triggerId
+                try TriggerSchema.runEnded(db, runId: runId, triggerId: triggerId, status: status, error: error)
+            }
             return finished
         }
     }
@@ -314,13 +328,14 @@ public final class RunStore: Sendable {
     /// instant still have one order; `before` is the last run id of the previous
     /// page, and the page holds what comes strictly after it in that order.
     /// `since`/`until` bound `createdAt` as [since, until).
-    public func list(status: RunStatus? = nil, workflow: String? = nil, since: Date? = nil, until: Date? = nil,
+    public func list(status: RunStatus? = nil, workflow: String? = nil, trigger: String? = nil, since: Date? = nil, until: Date? = nil,
                      limit: Int = 50, before: String? = nil) async throws -> [RunRecord] {
         try await db.read { db in
             var sql = "SELECT * FROM runs WHERE 1 = 1"
             var args: [any DatabaseValueConvertible] = []
             if let status { sql += " AND status = ?"; args.append(status.rawValue) }
             if let workflow { sql += " AND workflow = ?"; args.append(workflow) }
+            if let trigger { sql += " AND trigger_id = ?"; args.append(trigger) }
             if let since { sql += " AND created_at >= ?"; args.append(since.timeIntervalSince1970) }
             if let until { sql += " AND created_at < ?"; args.append(until.timeIntervalSince1970) }
             if let before {
@@ -396,6 +411,7 @@ public final class RunStore: Sendable {
             createdAt: Date(timeIntervalSince1970: row["created_at"]), startedAt: started, finishedAt: finished,
             durationMs: started.flatMap { s in finished.map { $0.timeIntervalSince(s) * 1000 } },
             idempotencyKey: row["idempotency_key"], lastSeq: row["last_seq"], segments: row["segments"],
-            parentRunId: row["parent_run_id"], parentStep: row["parent_step"], depth: row["depth"] ?? 0, steps: nil)
+            parentRunId: row["parent_run_id"], parentStep: row["parent_step"], depth: row["depth"] ?? 0,
+            trigger: row["trigger_id"], scheduledAt: (row["scheduled_at"] as Double?).map(Date.init(timeIntervalSince1970:)), steps: nil)
     }
 }

@@ -62,7 +62,7 @@ extension NodeReader {
     }
 
     mutating func workflow(_ root: Node, defaultId: String?, ids: inout IdTable) -> WorkflowDefinition? {
-        guard let m = mapping(root, "", allowed: ["id", "name", "description", "input", "output", "env", "timeout", "result", "steps", "permissions", "inject"]) else { return nil }
+        guard let m = mapping(root, "", allowed: ["id", "name", "description", "input", "output", "env", "timeout", "result", "steps", "permissions", "inject", "triggers"]) else { return nil }
         let id = string(m["id"] ?? m["name"], m["id"] != nil ? "id" : "name") ?? defaultId ?? ""
         if !Self.validId(id) { issue("id", m["id"] ?? root, "'\(id)' is not a valid id (letters, digits, - and _, starting with a letter)") }
         let description = string(m["description"], "description")
@@ -100,6 +100,7 @@ extension NodeReader {
             def.permissionProfile = profile
         }
         if let i = m["inject"] { def.inject = injections(i, "inject") }
+        if let t = m["triggers"] { def.triggers = triggers(t, "triggers") }
         return def
     }
 

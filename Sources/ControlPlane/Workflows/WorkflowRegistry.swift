@@ -72,6 +72,9 @@ public actor WorkflowRegistry {
 
     public func list() -> [Entry] { entries }
 
+    /// Every valid workflow (what triggers may fire).
+    public func definitions() -> [WorkflowDefinition] { Array(workflows.values) }
+
     public var registrationSettings: RegistrationSettings? { settings }
 
     /// For a config hot reload: new `workflows.dirs`, then everything read again.
@@ -132,7 +135,13 @@ public actor WorkflowRegistry {
         }
         workflows = merged
         entries = listed.sorted { ($0.id, $0.file) < ($1.id, $1.file) }
+        onChange?()
     }
+
+    /// Told after every change to the set of workflows (the trigger scheduler re-syncs).
+    private var onChange: (@Sendable () -> Void)?
+
+    public func setOnChange(_ callback: @escaping @Sendable () -> Void) { onChange = callback }
 
     private func scanConfig() {
         var found: [String: WorkflowDefinition] = [:]

@@ -20,6 +20,16 @@ public enum APIErrorCode: String, Codable, Sendable, CaseIterable {
     case unsupportedMediaType = "unsupported_media_type"
     /// An operator paused the gateway (`POST /gateway/pause`).
     case paused
+    /// A schedule's body is not a valid trigger.
+    case invalidSchedule = "invalid_schedule"
+    /// A fire by hand was skipped or dropped by the trigger's overlap policy.
+    case triggerBusy = "trigger_busy"
+    /// A fire could not make a run (its input does not match the workflow's schema, …).
+    case fireFailed = "fire_failed"
+    /// A webhook delivery's signature is missing or wrong.
+    case badSignature = "bad_signature"
+    /// Too many deliveries for a webhook's trigger right now: retry after `Retry-After`.
+    case tooManyRequests = "too_many_requests"
     /// The gateway is draining, or a store it needs is not readable.
     case unavailable
     case `internal`

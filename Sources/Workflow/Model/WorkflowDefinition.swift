@@ -20,6 +20,8 @@ public struct WorkflowDefinition: Codable, Sendable, Equatable {
     public var permissions: PermissionSet?
     /// Credentials the control plane adds to this workflow's `http` requests, by host.
     public var inject: [CredentialInjection] = []
+    /// What starts its runs besides the API (the control plane arms them).
+    public var triggers: [Trigger] = []
 
     public init(id: String, description: String? = nil, input: JSONValue? = nil, output: JSONValue? = nil,
                 env: [String: String] = [:], timeoutMs: Int? = nil, result: JSONValue? = nil, steps: [Step]) {

@@ -43,6 +43,8 @@ final class Authenticator: Sendable {
     private let socketGID: UInt32?
     private let audit: AuditLog
     private let throttle = Mutex(AuditThrottle(perSecond: 10, burst: 50))
+    /// `/hooks/<path>` of the webhooks whose triggers say `public: true`.
+    let publicHooks = Mutex<Set<String>>([])
 
     /// Token values shorter than this are refused at start: guessable.
     static let minimumTokenLength = 16
@@ -90,6 +92,11 @@ final class Authenticator: Sendable {
 
     /// The caller, or an `APIError` to answer with. nil: a public route called without credentials.
     func authenticate(_ request: Request, channel: any Channel) async throws -> Principal? {
+        // A public webhook is authenticated by its signature, if any, in its
+        // handler: neither a token nor a browser's headers are asked of its sender.
+        if request.uri.path.hasPrefix("/hooks/"), publicHooks.withLock({ $0.contains(RouteAccess.canonical(request.uri.path)) }) {
+            return nil
+        }
         let required = RouteAccess.required(request.method, request.uri.path)
         do {
             if case .unixDomainSocket = channel.localAddress {

@@ -14,6 +14,8 @@ enum RouteAccess {
         let path = canonical(raw)
         let reads = method == .get || method == .head
         if reads, publicPaths.contains(path) { return nil }
+        // A webhook fires a run whatever its method (public ones never get here).
+        if path.hasPrefix("/hooks/") { return .operator }
         if reads { return .viewer }
         if adminPaths.contains(path) { return .admin }
         // Registering, replacing or removing a workflow puts code in front of the workers.

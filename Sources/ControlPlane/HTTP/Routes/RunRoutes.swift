@@ -56,7 +56,7 @@ extension API {
             let list: [RunRecord]
             do {
                 list = try await store.list(status: try request.runStatusQuery(), workflow: try request.nonEmptyQuery("workflow"),
-                                            since: since, until: until, limit: limit + 1, before: before)
+                                            trigger: try request.nonEmptyQuery("trigger"), since: since, until: until, limit: limit + 1, before: before)
             } catch let error as RunStore.UnknownCursor {
                 throw APIError.badRequest("before must be the id of a run (a page's next); there is no run \(error.id)")
             }

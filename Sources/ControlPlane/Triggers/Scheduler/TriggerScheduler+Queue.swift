@@ -1,0 +1,62 @@
+import Foundation
+import Workflow
+
+/// Queue triggers: each message becomes one run, up to the trigger's
+/// `concurrency` at once. A message is taken in the transaction that creates
+/// its run and settled in the one that ends it; a run that outlives the
+/// visibility timeout lets the message be taken again (at least once).
+extension TriggerScheduler {
+    /// The queue triggers that consume `name`.
+    func consumers(of name: String) -> [String] {
+        armed.values.filter { if case let .queue(q) = $0.trigger.kind { q.queue == name } else { false } }.map(\.row.id).sorted()
+    }
+
+    public enum QueueError: Error, Sendable {
+        case unknownQueue(String)
+    }
+
+    func enqueue(queue: String, body: JSONValue, dedupeId: String?) async throws -> RunStore.Enqueued {
+        guard !consumers(of: queue).isEmpty else { throw QueueError.unknownQueue(queue) }
+        let result = try await store.enqueue(queue: queue, body: body, dedupeId: dedupeId, now: Date())
+        signal.wake()
+        return result
+    }
+
+    func dispatchQueues(now: Date) async {
+        for id in armed.keys.sorted() {
+            guard let a = armed[id], a.live, case let .queue(q) = a.trigger.kind else { continue }
+            let room = q.concurrency - (inflight[id]?.count ?? 0)
+            guard room > 0, let messages = try? await store.takeable(queue: q.queue, limit: room, now: now) else { continue }
+            for m in messages {
+                let again = m.status == .inflight ? " (its run \(m.runId ?? "") outlived the visibility timeout)" : ""
+                let outcome = await fireNow(id, slot: nil, input: JSONValue.parse(m.body) ?? .null,
+                                            reason: "queue \(q.queue) message \(m.id), attempt \(m.attempts + 1)\(again)", next: nil,
+                                            extra: RunStore.takeMessage(m, maxAttempts: q.maxAttempts, visibility: q.visibilityTimeoutSeconds))
+                if case let .failed(why) = outcome, admission.paused == nil {
+                    // A message no run can be made of (its body does not match the
+                    // workflow's input schema) would be retried forever: dead-lettered.
+                    try? await store.deadLetter(m.id, error: why)
+                }
+            }
+        }
+    }
+
+    public struct QueueView: Encodable, Sendable {
+        public var stats: RunStore.QueueStats
+        public var consumers: [String]
+    }
+
+    func queueView(_ name: String) async throws -> QueueView {
+        let consumers = consumers(of: name)
+        let stats = try await store.queueStats(name)
+        guard !consumers.isEmpty || stats.depth + stats.inflight + stats.deadLetters + stats.done > 0 else { throw QueueError.unknownQueue(name) }
+        return QueueView(stats: stats, consumers: consumers)
+    }
+
+    func redrive(_ name: String, ids: [String]?, actor: String) async throws -> Int {
+        let n = try await store.redrive(queue: name, ids: ids, now: Date())
+        audit.record(actor: actor, action: TriggerAuditAction.queueRedrive.rawValue, details: ["queue": name, "messages": "\(n)"])
+        signal.wake()
+        return n
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import Workflow
+
+/// Cron, interval and at triggers: the slots that came due, and what the
+/// catch-up policy makes of slots that passed while nothing could fire them.
+extension TriggerScheduler {
+    /// A slot fired within this long of its time is on time; an older one was missed.
+    static let grace: TimeInterval = 10
+    /// At most this many due slots are looked at per trigger per pass.
+    static let maxDueSlots = 10_000
+
+    func fireDue(now: Date) async {
+        let t = now.timeIntervalSince1970
+        for id in armed.keys.sorted() {
+            guard let a = armed[id], a.live, a.schedule != nil, let next = a.row.nextFireAt, next <= t else { continue }
+            await handleDue(id, now: now)
+        }
+    }
+
+    /// Every slot since the last one accounted for: the newest, if on time,
+    /// goes through the overlap policy; the others are missed, and the
+    /// catch-up policy says what becomes of them.
+    func handleDue(_ id: String, now: Date) async {
+        guard let a = armed[id], let schedule = a.schedule else { return }
+        let from = Date(timeIntervalSince1970: a.row.lastSlotAt ?? a.row.armedAt)
+        let windowStart = now.addingTimeInterval(-a.trigger.catchUpWindowSeconds)
+        var outside = 0
+        if from < windowStart {
+            outside = schedule.due(after: from, through: windowStart, limit: Self.maxDueSlots).count
+        }
+        let due = schedule.due(after: max(from, windowStart), through: now, limit: Self.maxDueSlots)
+        var onTime: Date?
+        if let last = due.last, now.timeIntervalSince(schedule.fireTime(of: last)) <= Self.grace { onTime = last }
+        let missed = onTime == nil ? due : Array(due.dropLast())
+        // The first slot not yet due; when the look was cut short, the first after now.
+        let nextSlot = due.count >= Self.maxDueSlots ? schedule.slot(after: now) : schedule.slot(after: due.last ?? max(from, windowStart))
+        let next = nextSlot.map(schedule.fireTime(of:))
+        var skipped = outside
+        var notes: [String] = []
+        if outside > 0 { notes.append("\(outside) older than catchUpWindow") }
+        if !missed.isEmpty {
+            switch a.trigger.catchUp {
+            case .none:
+                skipped += missed.count
+                notes.append("\(missed.count) missed (catchUp none)")
+            case .one:
+                skipped += missed.count - 1
+                _ = await offer(id, slot: missed.last, input: a.trigger.input ?? .object([:]),
+                                reason: "catch-up: one fire for \(missed.count) missed slot\(missed.count == 1 ? "" : "s")")
+            case .all:
+                let taken = missed.prefix(a.trigger.maxCatchUp)
+                for slot in taken {
+                    _ = await bufferFire(id, slot: slot, input: a.trigger.input ?? .object([:]), reason: "catch-up", max: a.trigger.maxCatchUp + a.trigger.maxBuffer,
+                                         next: nil, whyFull: "the catch-up back-fill is full")
+                }
+                if missed.count > taken.count {
+                    try? await store.account(id, lastSlot: nil, next: nil, dropped: missed.count - taken.count)
+                    armed[id]?.row.dropped += missed.count - taken.count
+                    record(.dropped, id, ["reason": "\(missed.count - taken.count) missed slots beyond maxCatchUp \(a.trigger.maxCatchUp)"])
+                }
+            }
+        }
+        if skipped > 0 {
+            armed[id]?.row.skipped += skipped
+            record(.skipped, id, ["reason": notes.joined(separator: "; "), "slots": "\(skipped)",
+                                  "from": Self.iso(from), "through": Self.iso(missed.last ?? windowStart)])
+        }
+        if let onTime {
+            _ = await offer(id, slot: onTime, input: a.trigger.input ?? .object([:]), reason: "schedule", next: next)
+        }
+        do {
+            try await store.account(id, lastSlot: due.last, next: next, clearNext: next == nil, skipped: skipped)
+        } catch {
+            logger.error("cannot record a trigger's slots", metadata: ["trigger": "\(id)", "error": "\(error)"])
+        }
+        note(id, lastSlot: due.last, next: next)
+        // A one-shot that fired (or was missed) has no next fire.
+        if next == nil { armed[id]?.row.nextFireAt = nil }
+    }
+
+    /// The next fire time of a trigger just armed (or re-armed).
+    func firstFire(_ a: Armed) -> Date? {
+        guard let schedule = a.schedule else { return nil }
+        let from = Date(timeIntervalSince1970: a.row.lastSlotAt ?? a.row.armedAt)
+        return schedule.slot(after: from).map(schedule.fireTime(of:))
+    }
+
+    public enum BackfillError: Error, Sendable {
+        case notFound
+        case notTimeBased
+        case badRange(String)
+    }
+
+    /// Every slot in [from, to] is buffered, oldest first, to run as the overlap policy allows.
+    func backfill(_ id: String, from: Date, to: Date, actor: String) async throws -> Int {
+        guard let a = armed[id] else { throw BackfillError.notFound }
+        guard let schedule = a.schedule else { throw BackfillError.notTimeBased }
+        let now = clock.now()
+        guard from < to else { throw BackfillError.badRange("'from' must be before 'to'") }
+        guard to <= now else { throw BackfillError.badRange("'to' must not be in the future (the schedule fires those slots itself)") }
+        let slots = schedule.slots(from: from, to: to, limit: 1001)
+        guard slots.count <= 1000 else { throw BackfillError.badRange("the range holds more than 1000 slots; split it") }
+        var added = 0
+        for slot in slots {
+            if case .buffered = await bufferFire(id, slot: slot, input: a.trigger.input ?? .object([:]), reason: "backfill",
+                                                 max: 1000 + a.trigger.maxBuffer, next: nil, whyFull: "the buffer is full") {
+                added += 1
+            }
+        }
+        audit.record(actor: actor, action: TriggerAuditAction.backfill.rawValue, details: [
+            "trigger": id, "from": Self.iso(from), "to": Self.iso(to), "slots": "\(added)",
+        ])
+        signal.wake()
+        return added
+    }
+}

@@ -1,0 +1,169 @@
+import Foundation
+import Logging
+import Workflow
+
+/// Arms every trigger (declared in workflow files, or added by operators),
+/// fires them as their time or their event comes, and keeps what a restart
+/// needs in the run store. One loop: it sleeps until the earliest fire time
+/// (at most `clock.maxSleep`), or until something wakes it (a run a trigger
+/// fired ended, a queue message arrived, a reload).
+public actor TriggerScheduler {
+    /// A trigger the scheduler knows: its row as last written, and what it runs on.
+    struct Armed: Sendable {
+        var row: TriggerRow
+        var trigger: Trigger
+        var schedule: TimeSchedule?
+        /// Neither disarmed nor paused by an operator.
+        var live: Bool { row.disarmedReason == nil && !row.paused }
+    }
+
+    let store: RunStore
+    let runs: RunService
+    let registry: WorkflowRegistry
+    let audit: AuditLog
+    let admission: Admission
+    let clock: TriggerClock
+    let logger: Logger
+    let signal = WakeSignal()
+    /// Settles who may call a webhook without a token.
+    let onHooksChanged: @Sendable (Set<String>) -> Void
+
+    var armed: [String: Armed] = [:]
+    /// Runs each trigger fired that have not ended.
+    var inflight: [String: Set<String>] = [:]
+    var buffered: [String: Int] = [:]
+    /// `METHOD path` → trigger id.
+    var hooks: [String: String] = [:]
+    var watchers: [String: DirectoryWatcher] = [:]
+    var watchTasks: [String: Task<Void, Never>] = [:]
+    var pollTasks: [String: Task<Void, Never>] = [:]
+    /// Refused webhook deliveries are audited at most this often.
+    var hookThrottle = AuditThrottle(perSecond: 10, burst: 50)
+    private var loopTask: Task<Void, Never>?
+    private var endingsTask: Task<Void, Never>?
+    var stopped = false
+    /// A reload changed workflows or config: the loop re-syncs before its next look.
+    var syncRequested = false
+
+    nonisolated func requestSync() {
+        Task { await self.markSync() }
+    }
+
+    private func markSync() {
+        syncRequested = true
+        signal.wake()
+    }
+
+    init(store: RunStore, runs: RunService, registry: WorkflowRegistry, audit: AuditLog, admission: Admission,
+         clock: TriggerClock = TriggerClock(), logger: Logger, onHooksChanged: @escaping @Sendable (Set<String>) -> Void) {
+        self.store = store
+        self.runs = runs
+        self.registry = registry
+        self.audit = audit
+        self.admission = admission
+        self.clock = clock
+        self.logger = logger
+        self.onHooksChanged = onHooksChanged
+    }
+
+    /// Arms what the store and the registry say, catches up on what was missed
+    /// while the gateway was down, then starts the loop.
+    func start() async throws {
+        inflight = try await store.inflightByTrigger()
+        buffered = try await store.bufferDepths()
+        try await sync(actor: "gateway")
+        // What came due while the gateway was down goes through the catch-up policies.
+        await fireDue(now: clock.now())
+        let endings = runs.endings.stream
+        endingsTask = Task { [weak self] in
+            for await ending in endings {
+                await self?.ended(trigger: ending.trigger, run: ending.run)
+            }
+        }
+        loopTask = Task { [weak self] in await self?.loop() }
+    }
+
+    func stop() async {
+        stopped = true
+        loopTask?.cancel()
+        endingsTask?.cancel()
+        for task in Array(watchTasks.values) + Array(pollTasks.values) { task.cancel() }
+        for w in watchers.values { w.stop() }
+        watchers.removeAll()
+        signal.wake()
+        await loopTask?.value
+    }
+
+    private func loop() async {
+        var lastPurge = Date.distantPast
+        while !Task.isCancelled, !stopped {
+            if syncRequested {
+                syncRequested = false
+                do { try await sync(actor: "gateway") } catch {
+                    logger.error("cannot re-sync triggers", metadata: ["error": "\(error)"])
+                }
+            }
+            let now = clock.now()
+            // While the gateway is paused nothing fires; slots that pass meanwhile
+            // are caught up at its resume as after a restart (catchUp policies).
+            if admission.paused == nil {
+                await fireDue(now: now)
+                await drainBuffers()
+                await dispatchQueues(now: now)
+            }
+            if now.timeIntervalSince(lastPurge) > 3600 {
+                lastPurge = now
+                try? await store.purgeDone(before: now.addingTimeInterval(-86_400))
+            }
+            await signal.wait(timeout: sleepTime(now: clock.now()))
+        }
+    }
+
+    /// Until the earliest fire time, bounded by the clock's longest sleep.
+    private func sleepTime(now: Date) -> Duration {
+        let earliest = armed.values.compactMap { $0.live ? $0.row.nextFireAt : nil }.min()
+        var d = clock.maxSleep
+        if let earliest {
+            let ms = max(0, (earliest - now.timeIntervalSince1970) * 1000)
+            if ms < Double(d.components.seconds * 1000) + Double(d.components.attoseconds) / 1e15 { d = .milliseconds(Int64(ms.rounded(.up))) }
+        }
+        return d
+    }
+
+    /// A run a trigger fired ended: what waited for it (a buffered fire, a queue message) may start.
+    private func ended(trigger: String, run: String) async {
+        inflight[trigger]?.remove(run)
+        if inflight[trigger]?.isEmpty == true { inflight[trigger] = nil }
+        if let a = armed[trigger], let row = try? await store.trigger(trigger) {
+            armed[trigger]?.row.lastOutcome = row.lastOutcome
+            armed[trigger]?.row.lastError = row.lastError
+            if case .queue = a.trigger.kind { signal.wake() }
+        }
+        if (buffered[trigger] ?? 0) > 0 { signal.wake() }
+    }
+
+    func record(_ action: TriggerAuditAction, _ id: String, runId: String? = nil, _ details: [String: String] = [:]) {
+        var d = details.filter { !$0.value.isEmpty }
+        d["trigger"] = id
+        if let a = armed[id] { d["workflow"] = a.row.workflow }
+        audit.record(actor: "trigger:\(id)", action: action.rawValue, runId: runId, details: d)
+    }
+}
+
+/// What the scheduler writes to the audit chain.
+enum TriggerAuditAction: String {
+    case fired = "trigger.fired"
+    case skipped = "trigger.skipped"
+    case dropped = "trigger.dropped"
+    case buffered = "trigger.buffered"
+    case error = "trigger.error"
+    case armed = "trigger.armed"
+    case disarmed = "trigger.disarmed"
+    case paused = "trigger.paused"
+    case unpaused = "trigger.unpaused"
+    case scheduleAdded = "schedule.added"
+    case scheduleRemoved = "schedule.removed"
+    case backfill = "schedule.backfill"
+    case webhookRejected = "webhook.rejected"
+    case queueRedrive = "queue.redrive"
+}
