@@ -13,6 +13,7 @@ struct RunsList: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List runs, newest first.")
     @Option(help: "Only runs with this status (queued, running, succeeded, failed, cancelled).") var status: String?
     @Option(help: "Only runs of this workflow.") var workflow: String?
+    @Option(help: "Only runs this trigger fired.") var trigger: String?
     @Option(help: "At most this many runs.") var limit = 20
     @Flag(help: "Print JSON.") var json = false
     @OptionGroup var client: ClientOptions
@@ -21,6 +22,7 @@ struct RunsList: AsyncParsableCommand {
         var query = ["limit=\(limit)"]
         if let status { query.append("status=\(status)") }
         if let workflow { query.append("workflow=\(workflow.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? workflow)") }
+        if let trigger { query.append("trigger=\(trigger.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? trigger)") }
         let reply = try await client.client().get("/runs?" + query.joined(separator: "&"))
         guard reply.status == 200 else { throw Output.fail(reply) }
         if json { return Output.printJSON(reply.body) }

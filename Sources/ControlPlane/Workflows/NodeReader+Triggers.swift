@@ -47,7 +47,7 @@ extension NodeReader {
         let tz = m["tz"].flatMap { zone($0, "\(here).tz") }
         let kind: TriggerKind?
         switch key {
-        case "cron": kind = cron(body, "\(here).cron", zone: tz)
+        case "cron": kind = cron(body, "\(here).cron", zoneName: tz == nil ? nil : m["tz"]?.string)
         case "every": kind = interval(body, "\(here).every", jitter: m["jitter"], jitterPath: "\(here).jitter")
         case "at": kind = at(body, "\(here).at", zone: tz)
         case "webhook": kind = webhook(body, "\(here).webhook")
@@ -85,7 +85,7 @@ extension NodeReader {
         }
     }
 
-    mutating func cron(_ node: Node, _ path: String, zone: TimeZone?) -> TriggerKind? {
+    mutating func cron(_ node: Node, _ path: String, zoneName: String?) -> TriggerKind? {
         guard let text = string(node, path) else { return nil }
         do {
             _ = try CronExpression(text)
@@ -93,7 +93,8 @@ extension NodeReader {
             issue(path, node, "\(error)")
             return nil
         }
-        return .cron(expression: text, timeZone: (zone ?? TimeZone(identifier: "UTC")!).identifier)
+        // Kept as written (Foundation names UTC "GMT"); `TimeSchedule` resolves it again.
+        return .cron(expression: text, timeZone: zoneName ?? "UTC")
     }
 
     mutating func interval(_ node: Node, _ path: String, jitter: Node?, jitterPath: String) -> TriggerKind? {

@@ -108,7 +108,8 @@ public struct TriggerView: Encodable, Sendable {
     public var pauseNote: String?
     public var pausedBy: String?
     public var pausedAt: Date?
-    public var spec: Trigger
+    /// As a workflow's `triggers:` entry would say it.
+    var spec: TriggerSpecView
     public var fired: Int
     public var skipped: Int
     public var dropped: Int
@@ -141,7 +142,7 @@ public struct TriggerView: Encodable, Sendable {
         pauseNote = a.row.pauseNote
         pausedBy = a.row.pausedBy
         pausedAt = a.row.pausedAt.map(Date.init(timeIntervalSince1970:))
-        spec = a.trigger
+        spec = TriggerSpecView(trigger: a.trigger)
         fired = a.row.fired
         skipped = a.row.skipped
         dropped = a.row.dropped

@@ -84,7 +84,10 @@ extension TriggerScheduler {
         do {
             let (run, _) = try await runs.submit(workflow: a.row.workflow, input: input, idempotencyKey: nil, actor: "trigger:\(id)", origin: origin)
             inflight[id, default: []].insert(run.id)
-            if bufferedSeq != nil { buffered[id] = Swift.max(0, (buffered[id] ?? 1) - 1) }
+            if bufferedSeq != nil {
+                let was = buffered[id] ?? 1
+                buffered[id] = Swift.max(0, was - 1)
+            }
             armed[id]?.row.fired += 1
             armed[id]?.row.lastFiredAt = Date().timeIntervalSince1970
             armed[id]?.row.lastOutcome = "started"
@@ -98,7 +101,11 @@ extension TriggerScheduler {
         } catch let RunService.SubmitError.paused(pause) {
             return .failed("the gateway is paused: \(pause.reason)")
         } catch {
-            if let bufferedSeq { try? await store.dropBuffered(id, seq: bufferedSeq) ; buffered[id] = Swift.max(0, (buffered[id] ?? 1) - 1) }
+            if let bufferedSeq {
+                try? await store.dropBuffered(id, seq: bufferedSeq)
+                let was = buffered[id] ?? 1
+                buffered[id] = Swift.max(0, was - 1)
+            }
             return await failed(id, slot: slot, next: next, error: Self.describe(error))
         }
     }
@@ -117,7 +124,10 @@ extension TriggerScheduler {
 
     /// Keeps the in-memory row in step with what the store was just told.
     func note(_ id: String, lastSlot: Date?, next: Date?) {
-        if let lastSlot { armed[id]?.row.lastSlotAt = Swift.max(armed[id]?.row.lastSlotAt ?? 0, lastSlot.timeIntervalSince1970) }
+        if let lastSlot {
+            let was = armed[id]?.row.lastSlotAt ?? 0
+            armed[id]?.row.lastSlotAt = Swift.max(was, lastSlot.timeIntervalSince1970)
+        }
         if let next { armed[id]?.row.nextFireAt = next.timeIntervalSince1970 }
     }
 

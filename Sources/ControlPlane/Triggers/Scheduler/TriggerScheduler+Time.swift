@@ -66,7 +66,13 @@ extension TriggerScheduler {
                                   "from": Self.iso(from), "through": Self.iso(missed.last ?? windowStart)])
         }
         if let onTime {
-            _ = await offer(id, slot: onTime, input: a.trigger.input ?? .object([:]), reason: "schedule", next: next)
+            if a.trigger.catchUp == .all, !missed.isEmpty {
+                // Behind the back-fill, in order, rather than skipped because of it.
+                _ = await bufferFire(id, slot: onTime, input: a.trigger.input ?? .object([:]), reason: "schedule",
+                                     max: a.trigger.maxCatchUp + a.trigger.maxBuffer + 1, next: next, whyFull: "the catch-up back-fill is full")
+            } else {
+                _ = await offer(id, slot: onTime, input: a.trigger.input ?? .object([:]), reason: "schedule", next: next)
+            }
         }
         do {
             try await store.account(id, lastSlot: due.last, next: next, clearNext: next == nil, skipped: skipped)

@@ -18,7 +18,7 @@ struct TimeSchedule: Sendable {
         triggerId = id
         switch trigger.kind {
         case let .cron(text, zoneName):
-            guard let expr = try? CronExpression(text), let zone = TimeZone(identifier: zoneName) else { return nil }
+            guard let expr = try? CronExpression(text), let zone = try? CronTime.zone(named: zoneName) else { return nil }
             kind = .cron(expr, zone)
         case let .interval(every, jitter):
             kind = .interval(everyMs: every, jitterMs: jitter, anchor: anchor)
