@@ -55,7 +55,12 @@ public struct TriggerRow: Codable, Sendable, Equatable, FetchableRecord, Persist
         static let source = Column(CodingKeys.source)
     }
 
-    public var trigger: Trigger? { try? JSONDecoder().decode(Trigger.self, from: Data(spec.utf8)) }
+    /// The spec, read as `RunStore.specJSON` wrote it (dates in Unix seconds).
+    public var trigger: Trigger? {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .secondsSince1970
+        return try? decoder.decode(Trigger.self, from: Data(spec.utf8))
+    }
 }
 
 /// A fire waiting for the trigger's running run to end (`buffer_one`,
