@@ -1,7 +1,7 @@
 # skelm: `make run` starts the gateway on the example project; `make test` runs every test.
 SHELL := /bin/bash
 SWIFT ?= swift
-APT_PACKAGES := libsqlite3-dev libssl-dev libseccomp-dev pkg-config zlib1g-dev python3
+APT_PACKAGES := libsqlite3-dev libssl-dev libseccomp-dev pkg-config zlib1g-dev python3 tzdata
 CONFIG ?= examples/skelm.config.yaml
 
 .PHONY: run test build release deps bench bench-deps clean openapi pytools
@@ -33,10 +33,11 @@ test: deps pytools openapi
 # the live gateway against docs/openapi.yaml), `cryptography` (the independent
 # audit verifier, scripts/audit-verify.py, checks signatures with it, and the
 # HTTPS test origin makes its CA with it), and the official `openai` SDK, which
-# checks the chat-completions stand-in the infer tests use.
+# checks the chat-completions stand-in the infer tests use, and `croniter`,
+# which the cron tests check the scheduler's expressions against.
 pytools:
-	@python3 -c 'import openapi_spec_validator, cryptography, schemathesis, openai' 2>/dev/null || \
-	  python3 -m pip install -q openapi-spec-validator cryptography schemathesis openai
+	@python3 -c 'import openapi_spec_validator, cryptography, schemathesis, openai, croniter' 2>/dev/null || \
+	  python3 -m pip install -q openapi-spec-validator cryptography schemathesis openai croniter
 
 # docs/openapi.yaml must stay a valid OpenAPI 3.1 document.
 openapi: pytools
