@@ -6,7 +6,7 @@ import Workflow
 import Glibc
 #endif
 
-// `skelm-bench [--quick] [--skelm PATH] [--only store-at-scale|long-running]`: starts a real gateway on a scratch
+// `skelm-bench [--quick] [--skelm PATH] [--only store-at-scale|long-running|triggers]`: starts a real gateway on a scratch
 // project, drives it over HTTP the way a client would, and prints a table.
 // Numbers come from the client's side (trigger to result in hand), except the
 // spawn latency, which the gateway measures from spawn to handshake.
@@ -151,6 +151,15 @@ if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "store-at-scale" {
     dispatchMain()
 }
 
+// `--only triggers`: cron slot delay and webhook deliveries, alone.
+if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "triggers" {
+    Task {
+        do { printTable(TriggerBench.rows(try await TriggerBench.measure(seconds: quick ? 5 : 15, deliveries: quick ? 500 : 2000, clients: 32))) } catch { fail("\(error)") }
+        exit(0)
+    }
+    dispatchMain()
+}
+
 // `--only long-running`: memory over many runs and start time on a long audit log, alone.
 if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "long-running" {
     Task {
@@ -233,6 +242,7 @@ Task {
     let freshStart = try await LongRunning.startTime(auditEntries: 0).seconds
     let auditEntries = quick ? 500_000 : 5_000_000
     let bigStart = try await LongRunning.startTime(auditEntries: auditEntries)
+    let triggers = try await TriggerBench.measure(seconds: quick ? 5 : 15, deliveries: quick ? 500 : 2000, clients: 32)
 
     let rows: [(String, String, String)] = [
         ("sync run latency, sequential (\(sequentialRuns) runs)", String(format: "p50 %.2f ms", sequential.pct(0.5)), String(format: "p99 %.2f ms", sequential.pct(0.99))),
@@ -253,7 +263,8 @@ Task {
         ("control plane RSS, idle after the load", String(format: "%.1f MiB", cpRSS / 1024), ""),
         ("idle worker RSS (\(idleWorkers.count) workers)", String(format: "%.1f MiB", workerRSS / 1024), ""),
     ]
-    printTable(rows + scaleRows(scale) + LongRunning.rows(memory: memory, start: freshStart, bigStart: bigStart, entries: auditEntries))
+    printTable(rows + scaleRows(scale) + LongRunning.rows(memory: memory, start: freshStart, bigStart: bigStart, entries: auditEntries)
+               + TriggerBench.rows(triggers))
 
     // The same workload on the engines users would pick instead, on this machine, now.
     if let python = args.firstIndex(of: "--peers").map({ args[$0 + 1] }) {

@@ -203,7 +203,9 @@ extension RunTests {
             if line.hasPrefix("  /"), line.hasSuffix(":") { current = String(line.dropFirst(2).dropLast()) }
             else if !line.hasPrefix(" "), !line.isEmpty { current = nil }
             if let path = current, line == "    get:" || line == "    post:" {
-                routes.append((line.contains("get") ? "GET" : "POST", path.replacingOccurrences(of: "{id}", with: "hello")))
+                // Every `{placeholder}` becomes a value: the route must exist for it.
+                let concrete = path.replacingOccurrences(of: #"\{[A-Za-z]+\}"#, with: "hello", options: .regularExpression)
+                routes.append((line.contains("get") ? "GET" : "POST", concrete))
             }
         }
         #expect(routes.count >= 10)
