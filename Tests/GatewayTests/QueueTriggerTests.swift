@@ -118,6 +118,26 @@ struct QueueTriggerTests {
         #expect(try await gw.post("/v1/queues/nope/messages", ["body": 1]).status == 404)
     }
 
+    @Test("a queue at its maxDepth refuses more (429) without storing them; a paused consumer leaves messages waiting")
+    func depthCap() async throws {
+        let gw = try await TestGateway.started(workflows: ["small.workflow.yaml": """
+            id: small
+            steps: [ { id: s, run: echo } ]
+            triggers:
+              - queue: { name: small, maxDepth: 2 }
+            """])
+        defer { gw.cleanupLater() }
+        #expect(try await gw.post("/triggers/small.queue/pause", ["note": "hold the queue"]).status == 200)
+        #expect(try await gw.post("/v1/queues/small/messages", ["body": 1]).status == 202)
+        #expect(try await gw.post("/v1/queues/small/messages", ["body": 2]).status == 202)
+        let third = try await gw.post("/v1/queues/small/messages", ["body": 3])
+        #expect(third.status == 429)
+        #expect(third.errorCode == .tooManyRequests)
+        let stats = try await gw.get("/v1/queues/small").json?["stats"]
+        #expect(stats?["depth"]?.int == 2)
+        #expect(try await gw.triggeredRuns("small.queue").isEmpty)
+    }
+
     /// A worker with a job (its step's shell is its child).
     func isBusyWorker(_ pid: Int32) -> Bool {
         guard let children = try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8) else { return false }

@@ -299,6 +299,32 @@ struct ScheduleTests {
         #expect(try await gw.client.send(.DELETE, "/schedules/tick.five").status == 409, "a declared trigger is removed in its file")
     }
 
+    @Test("skelm schedule add, list, fire, pause and rm drive the same API")
+    func cli() async throws {
+        let gw = try await TestGateway.started(workflows: ["tick.workflow.yaml": Self.tick])
+        defer { gw.cleanupLater() }
+        let added = try await gw.cli(["schedule", "add", "tick", "--cron", "0 9 * * MON-FRI", "--tz", "Europe/Berlin", "--input", #"{"who": "cli"}"#, "--json"])
+        #expect(added.status == 0, "\(added)")
+        let id = JSONValue.parse(added.stdout)?["id"]?.stringValue ?? ""
+        #expect(id.hasPrefix("sch_"))
+        let bad = try await gw.cli(["schedule", "add", "tick", "--cron", "0 25 * * *"])
+        #expect(bad.status != 0)
+        #expect(bad.stderr.contains("hour"), "\(bad)")
+        let list = try await gw.cli(["schedule", "list"])
+        #expect(list.stdout.contains(id) && list.stdout.contains("tick.five"), "\(list)")
+        let fired = try await gw.cli(["schedule", "fire", id])
+        #expect(fired.status == 0, "\(fired)")
+        #expect(fired.stdout.contains("fired: run_"))
+        let runs = try await gw.awaitTriggered(id, count: 1)
+        #expect(runs.first?["input"]?["who"]?.stringValue == "cli")
+        let listed = try await gw.cli(["runs", "list", "--trigger", id])
+        #expect(listed.stdout.contains(runs.first?["id"]?.stringValue ?? "?"), "\(listed)")
+        let paused = try await gw.cli(["schedule", "pause", id, "--note", "not today"])
+        #expect(paused.stdout.contains("paused"), "\(paused)")
+        #expect(try await gw.cli(["schedule", "rm", id]).status == 0)
+        #expect(try await gw.cli(["schedule", "rm", id]).status != 0)
+    }
+
     @Test("a reload re-syncs declared triggers: unchanged keep their state, changed re-arm, an invalid workflow disarms them saying why")
     func reloadResync() async throws {
         let gw = try TestGateway(workflows: ["tick.workflow.yaml": Self.tick])

@@ -218,7 +218,7 @@ extension NodeReader {
     }
 
     mutating func queue(_ node: Node, _ path: String) -> TriggerKind? {
-        guard let m = mapping(node, path, allowed: ["name", "visibilityTimeout", "maxAttempts", "concurrency"]) else { return nil }
+        guard let m = mapping(node, path, allowed: ["name", "visibilityTimeout", "maxAttempts", "concurrency", "maxDepth"]) else { return nil }
         guard let name = string(m["name"], "\(path).name") else {
             issue("\(path).name", node, "is required: the queue's name")
             return nil
@@ -232,6 +232,7 @@ extension NodeReader {
         }
         if let n = int(m["maxAttempts"], "\(path).maxAttempts", range: 1...100) { q.maxAttempts = n }
         if let n = int(m["concurrency"], "\(path).concurrency", range: 1...256) { q.concurrency = n }
+        if let n = int(m["maxDepth"], "\(path).maxDepth", range: 1...10_000_000) { q.maxDepth = n }
         return .queue(q)
     }
 

@@ -187,12 +187,15 @@ public struct QueueTrigger: Codable, Sendable, Equatable {
     public var maxAttempts: Int
     /// Runs of this queue at once.
     public var concurrency: Int
+    /// Messages waiting (ready or in flight) beyond which an enqueue is refused (429).
+    public var maxDepth: Int
 
-    public init(queue: String, visibilityTimeoutSeconds: Int = 300, maxAttempts: Int = 3, concurrency: Int = 4) {
+    public init(queue: String, visibilityTimeoutSeconds: Int = 300, maxAttempts: Int = 3, concurrency: Int = 4, maxDepth: Int = 100_000) {
         self.queue = queue
         self.visibilityTimeoutSeconds = visibilityTimeoutSeconds
         self.maxAttempts = maxAttempts
         self.concurrency = concurrency
+        self.maxDepth = maxDepth
     }
 }
 

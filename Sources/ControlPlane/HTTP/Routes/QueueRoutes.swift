@@ -36,6 +36,9 @@ extension API {
                 }
             } catch TriggerScheduler.QueueError.unknownQueue {
                 throw APIError.notFound("no queue trigger consumes a queue named \(name)")
+            } catch let TriggerScheduler.QueueError.full(depth) {
+                throw APIError(status: .tooManyRequests, code: .tooManyRequests,
+                               message: "queue \(name) holds \(depth) waiting messages (its maxDepth); retry later", headers: [.retryAfter: "10"])
             }
         }
 

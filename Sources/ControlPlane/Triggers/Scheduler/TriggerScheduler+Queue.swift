@@ -13,11 +13,17 @@ extension TriggerScheduler {
 
     public enum QueueError: Error, Sendable {
         case unknownQueue(String)
+        /// As many messages wait as the queue's `maxDepth` allows.
+        case full(Int)
     }
 
     func enqueue(queue: String, body: JSONValue, dedupeId: String?) async throws -> RunStore.Enqueued {
-        guard !consumers(of: queue).isEmpty else { throw QueueError.unknownQueue(queue) }
-        let result = try await store.enqueue(queue: queue, body: body, dedupeId: dedupeId, now: Date())
+        let consumers = consumers(of: queue)
+        guard !consumers.isEmpty else { throw QueueError.unknownQueue(queue) }
+        let maxDepth = consumers.compactMap { id -> Int? in
+            if case let .queue(q)? = armed[id]?.trigger.kind { q.maxDepth } else { nil }
+        }.max() ?? 100_000
+        let result = try await store.enqueue(queue: queue, body: body, dedupeId: dedupeId, maxDepth: maxDepth, now: Date())
         signal.wake()
         return result
     }

@@ -121,11 +121,14 @@ public actor TriggerScheduler {
 
     /// Until the earliest fire time, bounded by the clock's longest sleep.
     private func sleepTime(now: Date) -> Duration {
-        let earliest = armed.values.compactMap { $0.live ? $0.row.nextFireAt : nil }.min()
         var d = clock.maxSleep
+        // Paused: nothing fires, whatever is due; look again at the longest sleep.
+        if admission.paused != nil { return d }
+        let earliest = armed.values.compactMap { $0.live ? $0.row.nextFireAt : nil }.min()
         if let earliest {
             let ms = max(0, (earliest - now.timeIntervalSince1970) * 1000)
-            if ms < Double(d.components.seconds * 1000) + Double(d.components.attoseconds) / 1e15 { d = .milliseconds(Int64(ms.rounded(.up))) }
+            // At least a few milliseconds: a fire time that stays in the past must not make the loop spin.
+            if ms < Double(d.components.seconds * 1000) + Double(d.components.attoseconds) / 1e15 { d = .milliseconds(max(5, Int64(ms.rounded(.up)))) }
         }
         return d
     }

@@ -63,6 +63,7 @@ struct TriggerSpecView: Encodable {
             try put("queue", JSONValue.object([
                 "name": .string(q.queue), "visibilityTimeout": .string(Self.duration(q.visibilityTimeoutSeconds * 1000)),
                 "maxAttempts": .number(Double(q.maxAttempts)), "concurrency": .number(Double(q.concurrency)),
+                "maxDepth": .number(Double(q.maxDepth)),
             ]))
         case let .fileWatch(w):
             var o: [String: JSONValue] = ["dir": .string(w.dir), "events": .array(w.events.map { .string($0.rawValue) }),

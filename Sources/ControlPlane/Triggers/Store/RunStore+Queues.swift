@@ -12,11 +12,15 @@ extension RunStore {
         case duplicate(QueueMessage)
     }
 
-    func enqueue(queue: String, body: JSONValue, dedupeId: String?, now: Date) async throws -> Enqueued {
+    func enqueue(queue: String, body: JSONValue, dedupeId: String?, maxDepth: Int, now: Date) async throws -> Enqueued {
         try await db.write { db in
             if let dedupeId, let existing = try QueueMessage.filter(QueueMessage.Columns.queue == queue && QueueMessage.Columns.dedupeId == dedupeId).fetchOne(db) {
                 return .duplicate(existing)
             }
+            let waiting = try QueueMessage.filter(QueueMessage.Columns.queue == queue
+                                                  && [QueueMessage.Status.ready.rawValue, QueueMessage.Status.inflight.rawValue].contains(QueueMessage.Columns.status))
+                .fetchCount(db)
+            guard waiting < maxDepth else { throw TriggerScheduler.QueueError.full(maxDepth) }
             let t = now.timeIntervalSince1970
             let message = QueueMessage(id: "msg_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""), queue: queue,
                                        body: body.jsonText, dedupeId: dedupeId, status: .ready, attempts: 0, maxAttempts: 3,
