@@ -181,6 +181,19 @@ struct ScheduleTests {
         _ = try await gw.waitForStatus(firstRun ?? "", ["succeeded"])
         try await Task.sleep(for: .milliseconds(300))
         #expect(try await fire(gw, "skip").status == 202)
+        let busy = try await gw.triggeredRuns("hold.skip").last?["id"]?.stringValue
+        try await resume(gw, busy)
+        _ = try await gw.waitForStatus(busy ?? "", ["succeeded"])
+        try await Task.sleep(for: .milliseconds(300))
+        // Ten fires at once: the policy admits one, however they interleave.
+        let together = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<10 { group.addTask { try await self.fire(gw, "skip").status } }
+            var statuses: [Int] = []
+            for try await s in group { statuses.append(s) }
+            return statuses
+        }
+        #expect(together.filter { $0 == 202 }.count == 1, "\(together)")
+        #expect(together.filter { $0 == 409 }.count == 9)
 
         // buffer_one: one waits, the next is dropped; the buffered one starts when the first ends.
         let b1 = try await fire(gw, "one")
@@ -268,6 +281,9 @@ struct ScheduleTests {
               - { id: zone, cron: "0 9 * * MON", tz: Mars/Olympus }
               - { id: fast, every: 500ms }
               - { id: hook, webhook: { path: x, headers: [Authorization] } }
+              - { id: open, webhook: { path: y, public: true } }
+              - { id: steal, webhook: { path: z, dedupe: { header: Authorization } } }
+              - { id: probe, poll: { every: 1s, probe: { run: echo } } }
             """
         let gw = try await TestGateway.started(workflows: ["bad.workflow.yaml": bad, "tick.workflow.yaml": Self.tick])
         defer { gw.cleanupLater() }
@@ -279,12 +295,21 @@ struct ScheduleTests {
         #expect(issue("triggers[1](zone).tz")?["line"]?.int == 6)
         #expect(issue("triggers[2](fast).every")?["message"]?.stringValue?.contains("1s") == true)
         #expect(issue("triggers[3](hook).webhook.headers") != nil)
+        #expect(issue("triggers[4](open).webhook.public")?["message"]?.stringValue?.contains("needs a signature") == true)
+        #expect(issue("triggers[5](steal).webhook.dedupe.header") != nil)
+        #expect(issue("triggers[6](probe).poll.every") != nil)
 
         // Operator schedules: checked by the same reader, kept until deleted.
         let refused = try await gw.post("/schedules", ["workflow": "tick", "cron": "* * *"])
         #expect(refused.status == 400)
         #expect(refused.errorCode == .invalidSchedule)
         #expect(try await gw.post("/schedules", ["workflow": "nope", "every": "1m"]).status == 404)
+        // Durations that do not fit are refused, never converted.
+        for window: JSONValue in [1e300, "infh", "nanh", "1e300s"] {
+            let r = try await gw.post("/schedules", ["workflow": "tick", "every": "1m", "catchUpWindow": window])
+            #expect(r.status == 400, "\(window): \(r.status)")
+        }
+        #expect(try await gw.get("/health").status == 200)
         let added = try await gw.post("/schedules", ["workflow": "tick", "every": "1h", "input": ["x": 1]])
         #expect(added.status == 201, "\(added.errorMessage)")
         let id = added.json?["id"]?.stringValue ?? ""

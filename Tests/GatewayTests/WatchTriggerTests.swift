@@ -51,14 +51,15 @@ struct WatchTriggerTests {
                   - { id: seen, run: echo changed }
                 triggers:
                   - poll:
-                      every: 1s
-                      probe: { exec: { argv: [python3, -c, 'import time; print(int(time.time() // 2))'] } }
+                      every: 5s
+                      probe: { exec: { argv: [python3, -c, 'import time; print(int(time.time() // 5))'] } }
                   - id: broken
-                    poll: { every: 1s, probe: { run: "echo nope >&2; exit 4" } }
+                    poll: { every: 5s, probe: { run: "echo nope >&2; exit 4" } }
                 """,
         ])
         defer { gw.cleanupLater() }
-        let runs = try await gw.awaitTriggered("ticker.poll", count: 2, timeout: .seconds(30))
+        // Probes at least 5 s apart each see the next value: the second fires.
+        let runs = try await gw.awaitTriggered("ticker.poll", count: 1, timeout: .seconds(40))
         let input = runs.first?["input"]
         #expect(input?["value"]?.int == (input?["previous"]?.int).map { $0 + 1 }, "\(input ?? .null)")
         // Probes are runs of their own, filed under the trigger's `#probe`; more of them than fires (the baseline, the unchanged ones).

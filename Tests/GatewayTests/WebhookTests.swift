@@ -35,6 +35,8 @@ final class WebhookTests {
                     webhook: { path: ours, public: true, signature: { scheme: hmac, secret: HOOK, tolerance: 2m } }
                   - id: private
                     webhook: { path: private }
+                  - id: sneaky
+                    webhook: { path: ours, method: GET }
                 """,
         ]
         gw = try TestGateway(workflows: workflows, config: TestGateway.defaultConfig.replacingOccurrences(
@@ -167,6 +169,9 @@ final class WebhookTests {
         var c = gw.tcp!
         c.token = nil
         #expect(try await c.get("/runs").status == 401)
+        // The same path public for POST does not make its GET (not public) reachable without a token.
+        #expect(try await c.get("/hooks/ours").status == 401)
+        #expect(try await gw.triggeredRuns("hooked.sneaky").isEmpty)
         #expect(try await c.get("/triggers").status == 401)
 
         // The trigger view names the secret, never its value.

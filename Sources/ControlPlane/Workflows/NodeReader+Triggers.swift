@@ -67,7 +67,13 @@ extension NodeReader {
             if !kind.isTimeBased { issue("\(here).catchUp", n, "applies only to cron, every and at triggers") }
             t.catchUp = c
         }
-        if let n = m["catchUpWindow"], let ms = durationMs(n, "\(here).catchUpWindow") { t.catchUpWindowSeconds = Double(ms) / 1000 }
+        // A one-shot missed while the gateway was down still fires within a day unless told otherwise.
+        if case .at = kind { t.catchUpWindowSeconds = 86_400 }
+        if let n = m["catchUpWindow"], let ms = durationMs(n, "\(here).catchUpWindow") {
+            if ms < 1000 || ms > 30 * 86_400_000 { issue("\(here).catchUpWindow", n, "must be between 1s and 30 days") } else {
+                t.catchUpWindowSeconds = Double(ms) / 1000
+            }
+        }
         if let n = int(m["maxBuffer"], "\(here).maxBuffer", range: 1...10_000) { t.maxBuffer = n }
         if let n = int(m["maxConcurrent"], "\(here).maxConcurrent", range: 1...1_000) { t.maxConcurrent = n }
         if let n = int(m["maxCatchUp"], "\(here).maxCatchUp", range: 1...10_000) { t.maxCatchUp = n }
@@ -135,6 +141,9 @@ extension NodeReader {
         }
         if let n = m["signature"] { hook.signature = signature(n, "\(path).signature") }
         hook.isPublic = bool(m["public"], "\(path).public") ?? false
+        if hook.isPublic, m["signature"] == nil {
+            issue("\(path).public", m["public"], "a public webhook needs a signature: without one, anyone who finds the URL starts runs")
+        }
         if let kb = int(m["maxBodyKB"], "\(path).maxBodyKB", range: 1...65_536) { hook.maxBodyBytes = kb << 10 }
         hook.headers = (strings(m["headers"], "\(path).headers") ?? []).map { $0.lowercased() }
         for h in hook.headers where WebhookSignature.neverForwarded.contains(h) {
@@ -143,6 +152,9 @@ extension NodeReader {
         if let n = m["dedupe"], let d = mapping(n, "\(path).dedupe", allowed: ["header", "ttl"]) {
             hook.dedupeHeader = string(d["header"], "\(path).dedupe.header")?.lowercased()
             if hook.dedupeHeader == nil { issue("\(path).dedupe.header", n, "is required: the header naming a delivery (e.g. X-GitHub-Delivery)") }
+            if let h = hook.dedupeHeader, WebhookSignature.neverForwarded.contains(h) {
+                issue("\(path).dedupe.header", d["header"], "'\(h)' carries a credential or a signature, never a delivery id")
+            }
             if let ms = durationMs(d["ttl"], "\(path).dedupe.ttl") {
                 if ms < 1000 || ms > 30 * 86_400_000 { issue("\(path).dedupe.ttl", d["ttl"], "must be between 1s and 30 days") } else { hook.dedupeTTLSeconds = ms / 1000 }
             }
@@ -181,6 +193,11 @@ extension NodeReader {
         let every: Int
         do { every = try IntervalSpec(every: text, jitter: nil).everyMs } catch {
             issue("\(path).every", everyNode, "\(error)")
+            return nil
+        }
+        // Each probe is a sandboxed run, kept like any run.
+        if every < 5000 {
+            issue("\(path).every", everyNode, "must be at least 5s (each probe is a run of its own)")
             return nil
         }
         guard let p = m["probe"], let pm = mapping(p, "\(path).probe", allowed: ["exec", "http", "run", "timeout", "permissions"]) else {

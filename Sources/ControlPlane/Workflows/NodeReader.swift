@@ -106,19 +106,24 @@ struct NodeReader {
         return out
     }
 
-    /// `30s`, `500ms`, `2m`, `1h`, or a number of seconds.
+    /// The longest duration any key takes (a year, in milliseconds): past it a
+    /// value is refused, so no conversion can overflow.
+    static let maxDurationMs: Double = 366 * 86_400_000
+
+    /// `30s`, `500ms`, `2m`, `1h`, or a number of seconds; at most a year.
     mutating func durationMs(_ node: Node?, _ path: String) -> Int? {
         guard let node else { return nil }
-        if node.tagName == .int || node.tagName == .float, let s = node.float, s > 0 { return Int(s * 1000) }
+        if node.tagName == .int || node.tagName == .float, let s = node.float, s > 0, s * 1000 <= Self.maxDurationMs { return Int(s * 1000) }
         if let text = node.string, let ms = Self.parseDuration(text), ms > 0 { return ms }
-        issue(path, node, "must be a duration such as 500ms, 30s, 5m or 1h")
+        issue(path, node, "must be a duration such as 500ms, 30s, 5m or 1h (at most a year)")
         return nil
     }
 
     static func parseDuration(_ text: String) -> Int? {
         let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
         for (suffix, factor) in units where text.hasSuffix(suffix) {
-            if let n = Double(text.dropLast(suffix.count)) { return Int(n * factor) }
+            // `infh`, `nanh` and `1e300s` parse as Doubles: only finite values within a year convert.
+            if let n = Double(text.dropLast(suffix.count)), n.isFinite, abs(n * factor) <= maxDurationMs { return Int(n * factor) }
         }
         return nil
     }

@@ -43,7 +43,7 @@ final class Authenticator: Sendable {
     private let socketGID: UInt32?
     private let audit: AuditLog
     private let throttle = Mutex(AuditThrottle(perSecond: 10, burst: 50))
-    /// `/hooks/<path>` of the webhooks whose triggers say `public: true`.
+    /// `METHOD /hooks/<path>` of the webhooks whose triggers say `public: true`.
     let publicHooks = Mutex<Set<String>>([])
 
     /// Token values shorter than this are refused at start: guessable.
@@ -94,7 +94,8 @@ final class Authenticator: Sendable {
     func authenticate(_ request: Request, channel: any Channel) async throws -> Principal? {
         // A public webhook is authenticated by its signature, if any, in its
         // handler: neither a token nor a browser's headers are asked of its sender.
-        if request.uri.path.hasPrefix("/hooks/"), publicHooks.withLock({ $0.contains(RouteAccess.canonical(request.uri.path)) }) {
+        if request.uri.path.hasPrefix("/hooks/"),
+           publicHooks.withLock({ $0.contains("\(request.method.rawValue) \(RouteAccess.canonical(request.uri.path))") }) {
             return nil
         }
         let required = RouteAccess.required(request.method, request.uri.path)
@@ -185,7 +186,8 @@ final class Authenticator: Sendable {
                 throw APIError(status: .forbidden, code: .originNotAllowed, message: "requests from origin \(origin) are refused")
             }
         }
-        if RouteAccess.changesState(request.method) {
+        // A webhook fires a run whatever its method: a GET one too must not be an <img> away.
+        if RouteAccess.changesState(request.method) || request.uri.path.hasPrefix("/hooks/") {
             let type = request.headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
             guard let type, Self.writeTypes.contains(type) else {
                 throw APIError(status: .unsupportedMediaType, code: .unsupportedMediaType,

@@ -77,6 +77,10 @@ extension API {
                     throw APIError(status: status, code: status == .notFound ? .notFound : .methodNotAllowed,
                                    message: status == .notFound ? "no webhook at /hooks/\(path)" : "\(method) is not served at /hooks/\(path)")
                 }
+                // A reload may have made it non-public after the auth check let the request through as public.
+                if !hook.isPublic, context.principal == nil {
+                    throw APIError(status: .unauthorized, code: .unauthorized, message: "this webhook needs a token")
+                }
                 var request = request
                 let raw: ByteBuffer
                 do { raw = try await request.collectBody(upTo: hook.maxBodyBytes) } catch is NIOTooManyBytesError {
@@ -91,7 +95,7 @@ extension API {
                                                          headers: request.headers.map { ($0.name.canonicalName, $0.value) },
                                                          query: query, body: Array(raw.readableBytesView))
                 let secrets = runs.secrets
-                let result = await scheduler.deliver(delivery) { name in (try? secrets.value(of: name)).flatMap { $0 }.map { Array($0.utf8) } }
+                let result = await scheduler.deliver(delivery, authenticated: context.principal != nil) { name in (try? secrets.value(of: name)).flatMap { $0 }.map { Array($0.utf8) } }
                 struct Body: Encodable {
                     let trigger: String
                     var runId: String?

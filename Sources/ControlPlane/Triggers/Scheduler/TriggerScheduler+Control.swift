@@ -29,6 +29,7 @@ extension TriggerScheduler {
     public func fire(_ id: String, input: JSONValue?, policy: OverlapPolicy?, actor: String) async throws -> FireOutcome {
         guard let a = armed[id] else { throw ControlError.notFound("no trigger \(id)") }
         if let why = a.row.disarmedReason { throw ControlError.conflict("trigger \(id) is disarmed: \(why)") }
+        if a.row.paused { throw ControlError.conflict("trigger \(id) is paused\(a.row.pauseNote.map { ": \($0)" } ?? ""); unpause it first") }
         if let pause = admission.paused { throw RunService.SubmitError.paused(pause) }
         audit.record(actor: actor, action: "trigger.fire", details: ["trigger": id, "workflow": a.row.workflow])
         return await offer(id, slot: nil, input: input ?? a.trigger.input ?? .object([:]), reason: "fired by \(actor)", policy: policy)
@@ -54,7 +55,9 @@ extension TriggerScheduler {
         audit.record(actor: actor, action: (paused ? TriggerAuditAction.paused : .unpaused).rawValue, details: details)
         try await rebuild()
         signal.wake()
-        return view(id)!
+        // Removed meanwhile (a DELETE that came between): as if it had never been there.
+        guard let view = view(id) else { throw ControlError.notFound("no trigger \(id)") }
+        return view
     }
 
     /// An operator's schedule (cron, every or at) on a valid workflow; kept until deleted.
@@ -75,7 +78,8 @@ extension TriggerScheduler {
         ])
         try await rebuild()
         signal.wake()
-        return view(row.id)!
+        guard let view = view(row.id) else { throw ControlError.notFound("schedule \(row.id) was removed as it was added") }
+        return view
     }
 
     public func removeSchedule(_ id: String, actor: String) async throws {

@@ -19,8 +19,10 @@ extension TriggerScheduler {
     func offer(_ id: String, slot: Date?, input: JSONValue, reason: String, next: Date? = nil, extra: FireExtra? = nil,
                policy override: OverlapPolicy? = nil) async -> FireOutcome {
         guard let a = armed[id] else { return .failed("trigger \(id) is not armed") }
+        // Checked here, after whatever the caller awaited: a pause or a disarm meanwhile holds.
+        guard a.live else { return .failed(a.row.disarmedReason.map { "trigger \(id) is disarmed: \($0)" } ?? "trigger \(id) is paused") }
         let policy = override ?? a.trigger.overlap
-        let running = inflight[id]?.count ?? 0
+        let running = (inflight[id]?.count ?? 0) + (starting[id] ?? 0)
         let waiting = buffered[id] ?? 0
         let capacity = policy == .allowAll ? a.trigger.maxConcurrent : 1
         if running < capacity, waiting == 0 {
@@ -81,9 +83,14 @@ extension TriggerScheduler {
         guard let a = armed[id] else { return .failed("trigger \(id) is not armed") }
         let origin = RunStore.fireOrigin(triggerId: id, slot: bufferedSeq == nil ? slot : nil, next: next, buffered: bufferedSeq, extra: extra,
                                          scheduledAt: slot)
+        starting[id, default: 0] += 1
+        defer {
+            let left = (starting[id] ?? 1) - 1
+            starting[id] = left > 0 ? left : nil
+        }
         do {
             let (run, _) = try await runs.submit(workflow: a.row.workflow, input: input, idempotencyKey: nil, actor: "trigger:\(id)", origin: origin)
-            inflight[id, default: []].insert(run.id)
+            if endedEarly.remove(run.id) == nil { inflight[id, default: []].insert(run.id) }
             if bufferedSeq != nil {
                 let was = buffered[id] ?? 1
                 buffered[id] = Swift.max(0, was - 1)
@@ -137,7 +144,7 @@ extension TriggerScheduler {
         for (id, depth) in buffered where depth > 0 {
             guard let a = armed[id], a.live else { continue }
             let capacity = a.trigger.overlap == .allowAll ? a.trigger.maxConcurrent : 1
-            var room = capacity - (inflight[id]?.count ?? 0)
+            var room = capacity - (inflight[id]?.count ?? 0) - (starting[id] ?? 0)
             guard room > 0, let fires = try? await store.bufferedFires(id, limit: room) else { continue }
             if fires.isEmpty { buffered[id] = 0 }
             for fire in fires where room > 0 {
@@ -152,7 +159,7 @@ extension TriggerScheduler {
         guard let e = error as? RunService.SubmitError else { return "\(error)" }
         switch e {
         case let .unknownWorkflow(id): return "workflow \(id) is not a valid workflow"
-        case let .invalidInput(v): return "the input does not match the workflow's schema: " + v.map(\.description).joined(separator: "; ")
+        case let .invalidInput(v): return inputMismatch + v.map(\.description).joined(separator: "; ")
         case .idempotencyConflict: return "idempotency conflict"
         case let .invalidPermissions(why): return why
         case .stopping: return "the gateway is stopping"
@@ -160,6 +167,8 @@ extension TriggerScheduler {
         case let .unknownProvider(step, provider): return "step \(step) uses provider '\(provider)', which config does not define"
         }
     }
+
+    static let inputMismatch = "the input does not match the workflow's schema: "
 
     static func iso(_ date: Date?) -> String {
         date.map { $0.formatted(.iso8601) } ?? ""

@@ -7,8 +7,12 @@ import Workflow
 /// visibility timeout lets the message be taken again (at least once).
 extension TriggerScheduler {
     /// The queue triggers that consume `name`.
+    /// Paused ones included (their messages wait); disarmed ones not.
     func consumers(of name: String) -> [String] {
-        armed.values.filter { if case let .queue(q) = $0.trigger.kind { q.queue == name } else { false } }.map(\.row.id).sorted()
+        armed.values.filter { a in
+            guard a.row.disarmedReason == nil, case let .queue(q) = a.trigger.kind else { return false }
+            return q.queue == name
+        }.map(\.row.id).sorted()
     }
 
     public enum QueueError: Error, Sendable {
@@ -37,11 +41,14 @@ extension TriggerScheduler {
                 let again = m.status == .inflight ? " (its run \(m.runId ?? "") outlived the visibility timeout)" : ""
                 let outcome = await fireNow(id, slot: nil, input: JSONValue.parse(m.body) ?? .null,
                                             reason: "queue \(q.queue) message \(m.id), attempt \(m.attempts + 1)\(again)", next: nil,
-                                            extra: RunStore.takeMessage(m, maxAttempts: q.maxAttempts, visibility: q.visibilityTimeoutSeconds))
-                if case let .failed(why) = outcome, admission.paused == nil {
-                    // A message no run can be made of (its body does not match the
-                    // workflow's input schema) would be retried forever: dead-lettered.
+                                            extra: RunStore.takeMessage(m, maxAttempts: q.maxAttempts, visibility: q.visibilityTimeoutSeconds, now: now))
+                guard case let .failed(why) = outcome, admission.paused == nil else { continue }
+                if why.hasPrefix(Self.inputMismatch) {
+                    // No run can ever be made of it (its body does not match the workflow's input schema).
                     try? await store.deadLetter(m.id, error: why)
+                } else {
+                    // Anything else may pass (a reload in progress, a full disk): tried again in a while.
+                    try? await store.postpone(m.id, until: now.addingTimeInterval(30))
                 }
             }
         }

@@ -80,31 +80,41 @@ extension TriggerScheduler {
     /// The in-memory view from the store, then what runs beside the loop
     /// (directory watches, poll probes) started or stopped to match it.
     func rebuild() async throws {
+        generation += 1
+        let mine = generation
         let rows = try await store.triggers()
+        let depths = try await store.bufferDepths()
+        // A rebuild that started later read later rows: this one's are stale.
+        guard mine == generation else { return }
         var next: [String: Armed] = [:]
+        var firstFires: [(String, Date)] = []
         for row in rows {
             guard let trigger = row.trigger else {
                 logger.error("a trigger's stored spec cannot be read", metadata: ["trigger": "\(row.id)"])
                 continue
             }
             var a = Armed(row: row, trigger: trigger, schedule: TimeSchedule(trigger, id: row.id, anchor: Date(timeIntervalSince1970: row.armedAt)))
-            if a.live, a.schedule != nil, a.row.nextFireAt == nil, let first = firstFire(a) {
+            // A one-shot already accounted for stays done.
+            let done: Bool = if case .at = trigger.kind { row.lastSlotAt != nil } else { false }
+            if a.live, a.schedule != nil, a.row.nextFireAt == nil, !done, let first = firstFire(a) {
                 a.row.nextFireAt = first.timeIntervalSince1970
-                try? await store.account(row.id, lastSlot: nil, next: first)
+                firstFires.append((row.id, first))
             }
             next[row.id] = a
         }
         let before = armed
         armed = next
+        buffered = depths
         var hookTable: [String: String] = [:]
         var publicHooks: Set<String> = []
         for (id, a) in armed where a.row.disarmedReason == nil {
             guard case let .webhook(hook) = a.trigger.kind else { continue }
             hookTable["\(hook.method) \(hook.path)"] = id
-            if hook.isPublic { publicHooks.insert("/hooks/" + hook.path) }
+            if hook.isPublic { publicHooks.insert("\(hook.method) /hooks/\(hook.path)") }
         }
         hooks = hookTable
         onHooksChanged(publicHooks)
+        for (id, first) in firstFires { try? await store.account(id, lastSlot: nil, next: first) }
         // Watches and probes follow the spec: a changed, removed, disarmed or paused trigger's stop.
         for (id, old) in before {
             let now = armed[id]

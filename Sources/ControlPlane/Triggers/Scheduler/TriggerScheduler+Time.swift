@@ -25,19 +25,25 @@ extension TriggerScheduler {
         let from = Date(timeIntervalSince1970: a.row.lastSlotAt ?? a.row.armedAt)
         let windowStart = now.addingTimeInterval(-a.trigger.catchUpWindowSeconds)
         var outside = 0
+        var outsideLast: Date?
         if from < windowStart {
-            outside = schedule.due(after: from, through: windowStart, limit: Self.maxDueSlots).count
+            let old = schedule.due(after: from, through: windowStart, limit: Self.maxDueSlots)
+            outside = old.count
+            outsideLast = old.last
         }
         let due = schedule.due(after: max(from, windowStart), through: now, limit: Self.maxDueSlots)
+        // A look cut short (a per-second schedule after long downtime) accounts for
+        // everything up to now at once, rather than 10,000 slots a pass.
+        let truncated = outside >= Self.maxDueSlots || due.count >= Self.maxDueSlots
         var onTime: Date?
         if let last = due.last, now.timeIntervalSince(schedule.fireTime(of: last)) <= Self.grace { onTime = last }
         let missed = onTime == nil ? due : Array(due.dropLast())
         // The first slot not yet due; when the look was cut short, the first after now.
-        let nextSlot = due.count >= Self.maxDueSlots ? schedule.slot(after: now) : schedule.slot(after: due.last ?? max(from, windowStart))
+        let nextSlot = truncated ? schedule.slot(after: now) : schedule.slot(after: due.last ?? max(from, windowStart))
         let next = nextSlot.map(schedule.fireTime(of:))
         var skipped = outside
         var notes: [String] = []
-        if outside > 0 { notes.append("\(outside) older than catchUpWindow") }
+        if outside > 0 { notes.append("\(outside)\(outside >= Self.maxDueSlots ? " or more" : "") older than catchUpWindow") }
         if !missed.isEmpty {
             switch a.trigger.catchUp {
             case .none:
@@ -74,12 +80,14 @@ extension TriggerScheduler {
                 _ = await offer(id, slot: onTime, input: a.trigger.input ?? .object([:]), reason: "schedule", next: next)
             }
         }
+        // Every slot looked at is accounted for, those older than the window included.
+        let accounted = truncated ? now : [due.last, outsideLast].compactMap { $0 }.max()
         do {
-            try await store.account(id, lastSlot: due.last, next: next, clearNext: next == nil, skipped: skipped)
+            try await store.account(id, lastSlot: accounted, next: next, clearNext: next == nil, skipped: skipped)
         } catch {
             logger.error("cannot record a trigger's slots", metadata: ["trigger": "\(id)", "error": "\(error)"])
         }
-        note(id, lastSlot: due.last, next: next)
+        note(id, lastSlot: accounted, next: next)
         // A one-shot that fired (or was missed) has no next fire.
         if next == nil { armed[id]?.row.nextFireAt = nil }
     }

@@ -31,11 +31,13 @@ extension TriggerScheduler {
     /// Whether any method is served at `path` (405 rather than 404).
     func servesPath(_ path: String) -> Bool { hooks.keys.contains { $0.split(separator: " ", maxSplits: 1).last.map(String.init) == path } }
 
-    func deliver(_ d: Delivery, secret: @Sendable (String) -> [UInt8]?) async -> DeliveryResult {
+    /// `authenticated`: the caller showed a token (a hook that is not public needs one).
+    func deliver(_ d: Delivery, authenticated: Bool, secret: @Sendable (String) -> [UInt8]?) async -> DeliveryResult {
         guard let (id, hook) = hook(method: d.method, path: d.path), let a = armed[id] else {
             return servesPath(d.path) ? .rejected(status: 405, message: "\(d.method) is not served at /hooks/\(d.path)")
                                       : .rejected(status: 404, message: "no webhook at /hooks/\(d.path)")
         }
+        if !hook.isPublic, !authenticated { return .rejected(status: 401, message: "this webhook needs a token") }
         let now = Date()
         if let sig = hook.signature {
             let scheme: WebhookSignature
@@ -71,7 +73,7 @@ extension TriggerScheduler {
             return .rejected(status: 429, message: "not accepted now: \(why)", retryAfter: 10)
         case let .dropped(why): return .rejected(status: 429, message: "not accepted now: \(why)", retryAfter: 10)
         case let .failed(why):
-            if why.hasPrefix("the input does not match") { return .rejected(status: 422, message: why) }
+            if why.hasPrefix(Self.inputMismatch) { return .rejected(status: 422, message: why) }
             return .rejected(status: 503, message: why, retryAfter: 10)
         }
     }

@@ -31,6 +31,15 @@ public actor TriggerScheduler {
     var armed: [String: Armed] = [:]
     /// Runs each trigger fired that have not ended.
     var inflight: [String: Set<String>] = [:]
+    /// Fires between their overlap check and their run's creation: counted as
+    /// running, so fires that arrive together cannot all pass the check.
+    var starting: [String: Int] = [:]
+    /// Runs that ended before their fire had recorded them (a very short run).
+    var endedEarly: Set<String> = []
+    /// Bumped by each rebuild: one that finds a newer one started meanwhile gives way.
+    var generation = 0
+    /// Per trigger and action: what a flood (of deliveries, file events, failing probes) may write to the audit chain.
+    var throttles: [String: AuditThrottle] = [:]
     var buffered: [String: Int] = [:]
     /// `METHOD path` → trigger id.
     var hooks: [String: String] = [:]
@@ -135,7 +144,7 @@ public actor TriggerScheduler {
 
     /// A run a trigger fired ended: what waited for it (a buffered fire, a queue message) may start.
     private func ended(trigger: String, run: String) async {
-        inflight[trigger]?.remove(run)
+        if inflight[trigger]?.remove(run) == nil, starting[trigger, default: 0] > 0 { endedEarly.insert(run) }
         if inflight[trigger]?.isEmpty == true { inflight[trigger] = nil }
         if let a = armed[trigger], let row = try? await store.trigger(trigger) {
             armed[trigger]?.row.lastOutcome = row.lastOutcome
@@ -147,6 +156,15 @@ public actor TriggerScheduler {
 
     func record(_ action: TriggerAuditAction, _ id: String, runId: String? = nil, _ details: [String: String] = [:]) {
         var d = details.filter { !$0.value.isEmpty }
+        if [.skipped, .dropped, .buffered, .error].contains(action) {
+            // Counted on the trigger whatever happens here; the chain gets at most 10 a second of each.
+            let key = action.rawValue + " " + id
+            var throttle = throttles[key] ?? AuditThrottle(perSecond: 10, burst: 50)
+            let admitted = throttle.admit()
+            throttles[key] = throttle
+            guard let suppressed = admitted else { return }
+            if suppressed > 0 { d["suppressed"] = "\(suppressed)" }
+        }
         d["trigger"] = id
         if let a = armed[id] { d["workflow"] = a.row.workflow }
         audit.record(actor: "trigger:\(id)", action: action.rawValue, runId: runId, details: d)

@@ -34,17 +34,20 @@ extension RunStore {
     /// passed, and taken ones whose run outlived the visibility timeout.
     func takeable(queue: String, limit: Int, now: Date) async throws -> [QueueMessage] {
         try await db.read { db in
-            try QueueMessage.filter(QueueMessage.Columns.queue == queue
-                                    && [QueueMessage.Status.ready.rawValue, QueueMessage.Status.inflight.rawValue].contains(QueueMessage.Columns.status)
-                                    && QueueMessage.Columns.visibleAt <= now.timeIntervalSince1970)
-                .order(QueueMessage.Columns.visibleAt, QueueMessage.Columns.createdAt).limit(limit).fetchAll(db)
+            // A taken message whose run is parked (waiting for an approval or a posted
+            // output) is not taken again: its run is alive, just waiting.
+            try QueueMessage.fetchAll(db, sql: """
+                SELECT * FROM queue_messages WHERE queue = ? AND status IN ('ready', 'inflight') AND visible_at <= ?
+                AND NOT (status = 'inflight' AND EXISTS (SELECT 1 FROM runs WHERE runs.id = queue_messages.run_id AND runs.status = 'waiting'))
+                ORDER BY visible_at, created_at LIMIT ?
+                """, arguments: [queue, now.timeIntervalSince1970, limit])
         }
     }
 
     /// The part of a run's creation that takes `message`: only if nobody took it meanwhile.
-    static func takeMessage(_ message: QueueMessage, maxAttempts: Int, visibility: Int) -> @Sendable (Database, String) throws -> Void {
+    static func takeMessage(_ message: QueueMessage, maxAttempts: Int, visibility: Int, now date: Date) -> @Sendable (Database, String) throws -> Void {
         { db, runId in
-            let now = Date().timeIntervalSince1970
+            let now = date.timeIntervalSince1970
             try db.execute(sql: """
                 UPDATE queue_messages SET status = 'inflight', attempts = attempts + 1, max_attempts = ?, run_id = ?, visible_at = ?, updated_at = ?
                 WHERE id = ? AND status = ? AND visible_at <= ? AND COALESCE(run_id, '') = ?
@@ -91,8 +94,16 @@ extension RunStore {
 
     func deadLetter(_ id: String, error: String) async throws {
         try await db.write { db in
-            try db.execute(sql: "UPDATE queue_messages SET status = 'dead', last_error = ?, updated_at = ? WHERE id = ? AND status = 'ready'",
+            try db.execute(sql: "UPDATE queue_messages SET status = 'dead', last_error = ?, updated_at = ? WHERE id = ? AND status IN ('ready', 'inflight')",
                            arguments: [error, Date().timeIntervalSince1970, id])
+        }
+    }
+
+    /// Not offered again before `until` (a fire that failed for a reason that may pass).
+    func postpone(_ id: String, until: Date) async throws {
+        try await db.write { db in
+            try db.execute(sql: "UPDATE queue_messages SET visible_at = ?, updated_at = ? WHERE id = ? AND status IN ('ready', 'inflight')",
+                           arguments: [until.timeIntervalSince1970, Date().timeIntervalSince1970, id])
         }
     }
 
