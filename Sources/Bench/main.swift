@@ -154,7 +154,7 @@ if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "store-at-scale" {
 // `--only triggers`: cron slot delay and webhook deliveries, alone.
 if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "triggers" {
     Task {
-        do { printTable(TriggerBench.rows(try await TriggerBench.measure(seconds: quick ? 5 : 15, deliveries: quick ? 500 : 2000, clients: 32))) } catch { fail("\(error)") }
+        do { printTable(TriggerBench.rows(try await TriggerBench.measure(seconds: quick ? 5 : 15, deliveries: quick ? 500 : 1000, clients: 32))) } catch { fail("\(error)") }
         exit(0)
     }
     dispatchMain()
@@ -242,7 +242,7 @@ Task {
     let freshStart = try await LongRunning.startTime(auditEntries: 0).seconds
     let auditEntries = quick ? 500_000 : 5_000_000
     let bigStart = try await LongRunning.startTime(auditEntries: auditEntries)
-    let triggers = try await TriggerBench.measure(seconds: quick ? 5 : 15, deliveries: quick ? 500 : 2000, clients: 32)
+    let triggers = try await TriggerBench.measure(seconds: quick ? 5 : 15, deliveries: quick ? 500 : 1000, clients: 32)
 
     let rows: [(String, String, String)] = [
         ("sync run latency, sequential (\(sequentialRuns) runs)", String(format: "p50 %.2f ms", sequential.pct(0.5)), String(format: "p99 %.2f ms", sequential.pct(0.99))),
