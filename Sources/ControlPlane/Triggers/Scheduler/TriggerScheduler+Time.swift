@@ -11,9 +11,13 @@ extension TriggerScheduler {
 
     func fireDue(now: Date) async {
         let t = now.timeIntervalSince1970
-        for id in armed.keys.sorted() {
-            guard let a = armed[id], a.live, a.schedule != nil, let next = a.row.nextFireAt, next <= t else { continue }
-            await handleDue(id, now: now)
+        let due = armed.filter { $0.value.live && $0.value.schedule != nil && ($0.value.row.nextFireAt ?? .infinity) <= t }.keys.sorted()
+        // Triggers due at once are handled side by side: while one waits on its
+        // run's commit, the next creates its own, rather than queueing behind it.
+        await withTaskGroup(of: Void.self) { group in
+            for id in due {
+                group.addTask { await self.handleDue(id, now: now) }
+            }
         }
     }
 
