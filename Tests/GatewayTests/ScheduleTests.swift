@@ -234,6 +234,11 @@ struct ScheduleTests {
         #expect(try await fire(gw, "many").status == 409)
         #expect(try await gw.trigger("hold.many")["inflight"]?.int == 2)
 
+        let metrics = Scrape(String(decoding: try await gw.get("/metrics").body, as: UTF8.self))
+        #expect(metrics[#"skelm_trigger_fires_total{kind="manual",outcome="skipped"}"#] >= 10)
+        #expect(metrics[#"skelm_trigger_fires_total{kind="manual",outcome="dropped"}"#] == 3)
+        #expect(metrics[#"skelm_trigger_fires_total{kind="manual",outcome="buffered"}"#] == 3)
+        #expect(metrics.samples[#"skelm_trigger_fires_total{kind="cron",outcome="fired"}"#] != nil, "every series exists from the start")
         let drops = try await gw.auditEntries(action: "trigger.dropped")
         #expect(Set(drops.compactMap { $0["details"]?["trigger"]?.stringValue }) == ["hold.one", "hold.all", "hold.many"])
         #expect(try await gw.auditEntries(action: "trigger.skipped").contains { $0["details"]?["trigger"]?.stringValue == "hold.skip" })

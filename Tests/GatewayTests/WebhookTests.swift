@@ -126,6 +126,8 @@ final class WebhookTests {
         #expect(rejected.count == 3)
         #expect(rejected.allSatisfy { $0["details"]?["trigger"]?.stringValue == "hooked.github" })
         #expect(rejected.contains { $0["details"]?["reason"]?.stringValue?.contains("does not match") == true })
+        let metrics = Scrape(String(decoding: try await gw.get("/metrics").body, as: UTF8.self))
+        #expect(metrics["skelm_webhook_rejections_total{}"] >= 3)
     }
 
     @Test("Slack's v0 signature and our own HMAC scheme: good ones accepted, a stale timestamp (a replay) refused")

@@ -19,6 +19,8 @@ public final class GatewayMetrics: Sendable {
     static let runStatuses = ["succeeded", "failed", "cancelled"]
     static let stepKinds = StepKind.Name.allCases.map(\.rawValue) + ["unknown"]
     static let stepOutcomes = ["succeeded", "failed"]
+    static let triggerKinds = TriggerKind.Name.allCases.map(\.rawValue)
+    static let triggerOutcomes = ["fired", "buffered", "skipped", "dropped", "error"]
     /// The dimensions of docs/permissions.md; whatever else a worker names is `other`.
     static let permissionDimensions = ["allowedExecutables", "fsRead", "fsWrite", "networkEgress", "secrets", "unrestricted",
                                        "allowedMcpServers", "allowedTools", "allowedSkills", "allowedAgents", "other"]
@@ -48,6 +50,9 @@ public final class GatewayMetrics: Sendable {
     let permissionDenials: [String: Counter]
     let inferPromptTokens: Counter
     let inferCompletionTokens: Counter
+    /// kind → outcome (`triggerOutcomes`).
+    let triggerFires: [String: [String: Counter]]
+    let webhookRejections: Counter
 
     private init() {
         let f = MetricsBootstrap.factory
@@ -83,7 +88,18 @@ public final class GatewayMetrics: Sendable {
         permissionDenials = by(Self.permissionDimensions) { counter("skelm_permission_denials_total", [("dimension", $0)]) }
         inferPromptTokens = counter("skelm_infer_tokens_total", [("type", "prompt")])
         inferCompletionTokens = counter("skelm_infer_tokens_total", [("type", "completion")])
+        triggerFires = Dictionary(uniqueKeysWithValues: Self.triggerKinds.map { kind in
+            (kind, by(Self.triggerOutcomes) { counter("skelm_trigger_fires_total", [("kind", kind), ("outcome", $0)]) })
+        })
+        webhookRejections = counter("skelm_webhook_rejections_total")
     }
+
+    /// What became of a trigger's fire (or of `count` slots at once, for a catch-up that skipped them).
+    static func trigger(_ kind: TriggerKind.Name, _ outcome: String, count: Int = 1) {
+        shared.triggerFires[kind.rawValue]?[outcome]?.increment(by: max(0, count))
+    }
+
+    static func webhookRejected() { shared.webhookRejections.increment() }
 
     // MARK: What the rest of the gateway reports
 

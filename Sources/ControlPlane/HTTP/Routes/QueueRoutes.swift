@@ -81,6 +81,12 @@ extension API {
                 if !hook.isPublic, context.principal == nil {
                     throw APIError(status: .unauthorized, code: .unauthorized, message: "this webhook needs a token")
                 }
+                let names = Set(request.headers.map { $0.name.canonicalName.lowercased() })
+                if let missing = TriggerScheduler.missingSignatureHeader(hook, names: names) {
+                    await scheduler.refuseUnsigned(method: method.rawValue, path: path, header: missing)
+                    throw APIError(status: .unauthorized, code: .badSignature, message: "the delivery's signature is not valid",
+                                   headers: [.connection: "close"])
+                }
                 var request = request
                 let raw: ByteBuffer
                 do { raw = try await request.collectBody(upTo: hook.maxBodyBytes) } catch is NIOTooManyBytesError {

@@ -66,7 +66,8 @@ extension TriggerScheduler {
                 if missed.count > taken.count {
                     try? await store.account(id, lastSlot: nil, next: nil, dropped: missed.count - taken.count)
                     armed[id]?.row.dropped += missed.count - taken.count
-                    record(.dropped, id, ["reason": "\(missed.count - taken.count) missed slots beyond maxCatchUp \(a.trigger.maxCatchUp)"])
+                    record(.dropped, id, ["reason": "\(missed.count - taken.count) missed slots beyond maxCatchUp \(a.trigger.maxCatchUp)",
+                                          "count": "\(missed.count - taken.count)"])
                 }
             }
         }

@@ -96,8 +96,28 @@ extension TriggerScheduler {
         return .object(out)
     }
 
+    /// The header a delivery to `hook` must carry, missing from `names` (lower-cased): checked
+    /// before the body is read, so an unsigned flood costs no body reads.
+    static func missingSignatureHeader(_ hook: WebhookTrigger, names: Set<String>) -> String? {
+        let needed: String? = switch hook.signature {
+        case .github?: "x-hub-signature-256"
+        case .slack?: names.contains("x-slack-signature") ? "x-slack-request-timestamp" : "x-slack-signature"
+        case .hmac?: "x-skelm-signature"
+        case nil: nil
+        }
+        guard let needed, !names.contains(needed) else { return nil }
+        return needed
+    }
+
+    /// A delivery refused before its body was read (its signature header is missing).
+    func refuseUnsigned(method: String, path: String, header: String) {
+        guard let (id, _) = hook(method: method, path: path) else { return }
+        rejected(id, why: "no \(header) header: the sender does not sign its deliveries, or signs them for another scheme")
+    }
+
     /// A refused delivery is audited, at most 10 a second (a forger can send many).
     private func rejected(_ id: String, why: String) {
+        GatewayMetrics.webhookRejected()
         guard let suppressed = hookThrottle.admit() else { return }
         var details = ["reason": why]
         if suppressed > 0 { details["suppressed"] = "\(suppressed)" }

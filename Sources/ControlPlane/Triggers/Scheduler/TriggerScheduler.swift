@@ -155,6 +155,17 @@ public actor TriggerScheduler {
     }
 
     func record(_ action: TriggerAuditAction, _ id: String, runId: String? = nil, _ details: [String: String] = [:]) {
+        // Counted before the audit's throttle: the metric sees every one.
+        if let kind = armed[id]?.row.kind {
+            switch action {
+            case .fired: GatewayMetrics.trigger(kind, "fired")
+            case .buffered: GatewayMetrics.trigger(kind, "buffered")
+            case .skipped: GatewayMetrics.trigger(kind, "skipped", count: details["slots"].flatMap { Int($0) } ?? 1)
+            case .dropped: GatewayMetrics.trigger(kind, "dropped", count: details["count"].flatMap { Int($0) } ?? 1)
+            case .error: GatewayMetrics.trigger(kind, "error")
+            default: break
+            }
+        }
         var d = details.filter { !$0.value.isEmpty }
         if [.skipped, .dropped, .buffered, .error].contains(action) {
             // Counted on the trigger whatever happens here; the chain gets at most 10 a second of each.
