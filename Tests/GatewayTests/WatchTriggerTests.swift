@@ -24,6 +24,10 @@ struct WatchTriggerTests {
         try await gw.start()
         defer { gw.cleanupLater() }
         #expect(try await gw.trigger("inbox.file-watch")["state"]?.stringValue == "armed")
+        for _ in 0..<200 where try await gw.trigger("inbox.file-watch")["watching"] != .bool(true) {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(try await gw.trigger("inbox.file-watch")["watching"] == .bool(true))
 
         for i in 0..<20 {
             try "a,b\n\(i),\(i)\n".write(toFile: "\(inbox)/part-\(i).csv", atomically: false, encoding: .utf8)

@@ -15,7 +15,9 @@ extension TriggerScheduler {
             let from = max(clock.now(), Date(timeIntervalSince1970: a.row.lastSlotAt ?? a.row.armedAt))
             upcoming = schedule.upcoming(after: from, count: count)
         }
-        return TriggerView(a, inflight: inflight[id]?.count ?? 0, queueDepth: buffered[id] ?? 0, upcoming: upcoming)
+        var v = TriggerView(a, inflight: inflight[id]?.count ?? 0, queueDepth: buffered[id] ?? 0, upcoming: upcoming)
+        if case .fileWatch = a.trigger.kind { v.watching = watchers[id] != nil }
+        return v
     }
 
     public enum ControlError: Error, Sendable {
@@ -127,6 +129,8 @@ public struct TriggerView: Encodable, Sendable {
     public var createdAt: Date
     /// The next fire times (time-based kinds), so an expression can be checked before it is trusted.
     public var upcoming: [Date]?
+    /// A file-watch trigger: whether its inotify watch is in place.
+    public var watching: Bool?
 
     init(_ a: TriggerScheduler.Armed, inflight: Int, queueDepth: Int, upcoming: [Date]) {
         id = a.row.id

@@ -79,21 +79,34 @@ extension TriggerScheduler {
     // MARK: File watch
 
     func startWatch(_ id: String, _ w: FileWatchTrigger) {
-        let watcher: DirectoryWatcher
-        do {
-            watcher = try DirectoryWatcher(directory: w.dir, recursive: w.recursive, filter: w.pattern, debounce: .milliseconds(w.debounceMs))
-        } catch {
-            let why = "cannot watch \(w.dir): \(error)"
-            Task { _ = await self.failed(id, slot: nil, next: nil, error: why) }
-            return
-        }
-        watchers[id] = watcher
         watchTasks[id] = Task { [weak self] in
-            for await batch in watcher.batches {
-                await self?.filesChanged(id, batch, w)
+            // Built off the actor: a recursive watch walks its whole tree first,
+            // and fires, webhooks and queues must not wait for that.
+            let watcher: DirectoryWatcher
+            do {
+                watcher = try await Task.detached {
+                    try DirectoryWatcher(directory: w.dir, recursive: w.recursive, filter: w.pattern, debounce: .milliseconds(w.debounceMs))
+                }.value
+            } catch {
+                _ = await self?.failed(id, slot: nil, next: nil, error: "cannot watch \(w.dir): \(error)")
+                return
             }
-            await self?.watchEnded(id, watcher)
+            guard let self, await self.attach(id, watcher) else {
+                watcher.stop()
+                return
+            }
+            for await batch in watcher.batches {
+                await self.filesChanged(id, batch, w)
+            }
+            await self.watchEnded(id, watcher)
         }
+    }
+
+    /// Keeps the watcher unless the trigger's watch was stopped while it was being built.
+    private func attach(_ id: String, _ watcher: DirectoryWatcher) -> Bool {
+        guard watchTasks[id] != nil, !Task.isCancelled else { return false }
+        watchers[id] = watcher
+        return true
     }
 
     func filesChanged(_ id: String, _ batch: FileEventBatch, _ w: FileWatchTrigger) async {
