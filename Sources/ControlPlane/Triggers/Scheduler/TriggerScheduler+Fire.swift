@@ -60,6 +60,9 @@ extension TriggerScheduler {
                 record(.dropped, id, ["reason": whyFull, "slot": Self.iso(slot)])
                 return .dropped(whyFull)
             }
+        } catch is FireConflict {
+            // A webhook delivery whose id another delivery remembered first.
+            return .skipped("already fired")
         } catch {
             return await failed(id, slot: slot, next: next, error: "cannot buffer the fire: \(error)")
         }
