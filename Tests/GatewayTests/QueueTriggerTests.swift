@@ -138,6 +138,39 @@ struct QueueTriggerTests {
         #expect(try await gw.triggeredRuns("small.queue").isEmpty)
     }
 
+    @Test("a gateway killed while messages are in flight loses none: after the restart each is done exactly once")
+    func gatewayKilled() async throws {
+        let gw = try await TestGateway.started(workflows: Self.workflows)
+        defer { gw.cleanupLater() }
+        let total = 200
+        for n in 0..<total {
+            let r = try await gw.post("/v1/queues/jobs/messages", ["body": ["n": .number(Double(n)), "nap": 0]])
+            #expect(r.status == 202)
+        }
+        var doneAtKill = 0
+        for _ in 0..<500 {
+            doneAtKill = try await stats(gw)["done"]?.int ?? 0
+            if doneAtKill >= 40 { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        await gw.stop(signal: SIGKILL)
+        #expect(doneAtKill < total, "killed mid-way")
+        try await gw.start()
+        var s = JSONValue.null
+        for _ in 0..<1200 {
+            s = try await stats(gw)
+            if s["depth"]?.int == 0, s["inflight"]?.int == 0 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(s["done"]?.int == total, "\(s)")
+        #expect(s["deadLetters"]?.int == 0)
+        let runs = try await gw.get("/runs?limit=1000&trigger=consume.queue").json?["runs"]?.array ?? []
+        var succeeded: [Int: Int] = [:]
+        for r in runs where r["status"]?.stringValue == "succeeded" { succeeded[r["input"]?["n"]?.int ?? -1, default: 0] += 1 }
+        #expect(succeeded.count == total)
+        #expect(succeeded.values.allSatisfy { $0 == 1 }, "a run the crash interrupted resumed; none ran twice to success")
+    }
+
     /// A worker with a job (its step's shell is its child).
     func isBusyWorker(_ pid: Int32) -> Bool {
         guard let children = try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8) else { return false }
