@@ -6,7 +6,7 @@ import Workflow
 import Glibc
 #endif
 
-// `skelm-bench [--quick] [--skelm PATH] [--only store-at-scale|long-running|triggers]`: starts a real gateway on a scratch
+// `skelm-bench [--quick] [--skelm PATH] [--only store-at-scale|long-running|triggers|scaling]`: starts a real gateway on a scratch
 // project, drives it over HTTP the way a client would, and prints a table.
 // Numbers come from the client's side (trigger to result in hand), except the
 // spawn latency, which the gateway measures from spawn to handshake.
@@ -36,12 +36,12 @@ func fail(_ message: String) -> Never {
 }
 
 /// A scratch project: config, the `inc` workload and the `slow` workflow of the fan-out.
-func makeProject(_ dir: String, spawn: String) throws {
+func makeProject(_ dir: String, spawn: String, maxConcurrentRuns: Int = 32) throws {
     try FileManager.default.createDirectory(atPath: dir + "/workflows", withIntermediateDirectories: true)
     chmod(dir, 0o711)
     try """
-        server: { host: 127.0.0.1, port: 0, maxConcurrentRuns: 32 }
-        workers: { minSpare: 8, max: 40, spawn: \(spawn) }
+        server: { host: 127.0.0.1, port: 0, maxConcurrentRuns: \(maxConcurrentRuns) }
+        workers: { minSpare: 8, max: \(maxConcurrentRuns + 8), spawn: \(spawn) }
         storage: { durability: \(durability) }
         defaults: { permissions: { allowedExecutables: [sh, sleep] } }
         stateDir: state
@@ -160,6 +160,18 @@ if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "triggers" {
     dispatchMain()
 }
 
+// `--only scaling`: runs/s as clients and maxConcurrentRuns grow, and 10,000 queued runs.
+if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "scaling" {
+    Task {
+        do {
+            printTable(Scaling.rows(try await Scaling.concurrency(runsEach: quick ? 300 : 1000),
+                                    queued: try await Scaling.queued(runs: quick ? 2_000 : 10_000)))
+        } catch { fail("\(error)") }
+        exit(0)
+    }
+    dispatchMain()
+}
+
 // `--only long-running`: memory over many runs and start time on a long audit log, alone.
 if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "long-running" {
     Task {
@@ -243,6 +255,8 @@ Task {
     let auditEntries = quick ? 500_000 : 5_000_000
     let bigStart = try await LongRunning.startTime(auditEntries: auditEntries)
     let triggers = try await TriggerBench.measure(seconds: quick ? 5 : 15, deliveries: quick ? 500 : 1000, clients: 32)
+    let scaling = try await Scaling.concurrency(runsEach: quick ? 300 : 1000)
+    let backlog = try await Scaling.queued(runs: quick ? 2_000 : 10_000)
 
     let rows: [(String, String, String)] = [
         ("sync run latency, sequential (\(sequentialRuns) runs)", String(format: "p50 %.2f ms", sequential.pct(0.5)), String(format: "p99 %.2f ms", sequential.pct(0.99))),
@@ -264,7 +278,7 @@ Task {
         ("idle worker RSS (\(idleWorkers.count) workers)", String(format: "%.1f MiB", workerRSS / 1024), ""),
     ]
     printTable(rows + scaleRows(scale) + LongRunning.rows(memory: memory, start: freshStart, bigStart: bigStart, entries: auditEntries)
-               + TriggerBench.rows(triggers))
+               + TriggerBench.rows(triggers) + Scaling.rows(scaling, queued: backlog))
 
     // The same workload on the engines users would pick instead, on this machine, now.
     if let python = args.firstIndex(of: "--peers").map({ args[$0 + 1] }) {
