@@ -95,6 +95,53 @@ enum Internals {
         pids.isEmpty ? 0 : pids.map(rssKB).reduce(0, +) / Double(pids.count)
     }
 
+    /// CPU a process used itself, and what its reaped children used (utime+stime,
+    /// cutime+cstime of /proc/PID/stat), in clock ticks (10 ms).
+    static func cpuTicks(_ pid: Int32) -> (own: Int, children: Int) {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return (0, 0) }
+        // Fields after the command (which may hold spaces): state is field 3, utime 14.
+        let f = stat[stat.index(after: close)...].split(separator: " ").compactMap { Int($0) }
+        guard f.count >= 14 else { return (0, 0) }
+        return (f[10] + f[11], f[12] + f[13])
+    }
+
+    /// The gateway's worker template: its child named `skelm worker-template`.
+    static func templatePid(of gateway: Int32) -> Int32? {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry),
+                  let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")"),
+                  stat.contains("(skelm") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 1, Int32(fields[1]) == gateway,
+                  let cmd = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+                  String(decoding: cmd, as: UTF8.self).hasPrefix("skelm worker-template") else { continue }
+            return pid
+        }
+        return nil
+    }
+
+    /// Where a phase's CPU went, per run, in ms: the control plane itself, the
+    /// worker template itself, the workers and their steps (the template's
+    /// reaped children), and the rest of the machine's busy time (kernel
+    /// threads such as network-namespace teardown, and anything else running).
+    struct CPUSplit {
+        var controlPlane, template, workers, rest: Double
+    }
+
+    static func cpuSnapshot(gateway: Int32) -> (total: Int, gateway: Int, template: (own: Int, children: Int)) {
+        let template = templatePid(of: gateway).map(cpuTicks) ?? (0, 0)
+        return (busyJiffies(), cpuTicks(gateway).own, template)
+    }
+
+    static func cpuSplit(from a: (total: Int, gateway: Int, template: (own: Int, children: Int)),
+                         to b: (total: Int, gateway: Int, template: (own: Int, children: Int)), runs: Int) -> CPUSplit {
+        let ms = { (ticks: Int) in Double(ticks) * 10 / Double(max(1, runs)) }
+        let cp = b.gateway - a.gateway, tpl = b.template.own - a.template.own, workers = b.template.children - a.template.children
+        return CPUSplit(controlPlane: ms(cp), template: ms(tpl), workers: ms(workers), rest: ms(max(0, (b.total - a.total) - cp - tpl - workers)))
+    }
+
     /// Resident memory of a process, in KiB.
     static func rssKB(_ pid: Int32) -> Double {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),

@@ -209,10 +209,14 @@ Task {
 
     let total = quick ? 500 : 2000, clients = 32
     let cpuBefore = Internals.busyJiffies()
+    let splitBefore = Internals.cpuSnapshot(gateway: gateway.processIdentifier)
     let started = ContinuousClock.now
     let latencies = try await concurrentRuns(client, total: total, clients: clients)
     let seconds = elapsedMs(since: started) / 1000
     let cpuPerRun = Double(Internals.busyJiffies() - cpuBefore) * 10 / Double(total)
+    // Workers still exiting are reaped a moment later: their CPU lands in the template's children then.
+    try await Task.sleep(for: .milliseconds(500))
+    let split = Internals.cpuSplit(from: splitBefore, to: Internals.cpuSnapshot(gateway: gateway.processIdentifier), runs: total)
     let throughput = Stats(samples: latencies)
 
     var health = Stats(samples: [])
@@ -265,6 +269,9 @@ Task {
         ("runs/s, \(clients) concurrent clients (\(total) runs)", String(format: "%.0f runs/s", Double(total) / seconds), String(format: "p99 %.2f ms", throughput.pct(0.99))),
         ("worker spawn to handshake, forked from the template (\(Int(num(coldSpawn?["count"]))) spawns)", String(format: "p50 %.2f ms", num(coldSpawn?["p50"])), String(format: "p99 %.2f ms", num(coldSpawn?["p99"]))),
         ("CPU per run at 32 clients (all processes, both cores)", String(format: "%.2f ms", cpuPerRun), ""),
+        ("  of which: control plane, worker template", String(format: "%.2f ms", split.controlPlane), String(format: "%.2f ms", split.template)),
+        ("  of which: workers and their steps, the rest (kernel threads, other)", String(format: "%.2f ms", split.workers),
+         String(format: "%.2f ms", split.rest)),
         ("workers exec'd (workers.spawn: exec): spawn to handshake", String(format: "p50 %.2f ms", num(execSpawn?["p50"])), String(format: "p99 %.2f ms", num(execSpawn?["p99"]))),
         ("workers exec'd: sync run latency, sequential (50 runs)", String(format: "p50 %.2f ms", execSequential.pct(0.5)), String(format: "p99 %.2f ms", execSequential.pct(0.99))),
         ("workers exec'd: runs/s, \(clients) clients (\(execTotal) runs)", String(format: "%.0f runs/s", execRate), String(format: "%.2f ms CPU/run", execCPUPerRun)),
