@@ -111,12 +111,12 @@ enum Internals {
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
             guard let pid = Int32(entry),
                   let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")"),
-                  stat.contains("(skelm") else { continue }
+                  let close = stat.lastIndex(of: ")") else { continue }
             let fields = stat[stat.index(after: close)...].split(separator: " ")
+            // The arguments are NUL-separated.
             guard fields.count > 1, Int32(fields[1]) == gateway,
                   let cmd = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
-                  String(decoding: cmd, as: UTF8.self).hasPrefix("skelm worker-template") else { continue }
+                  String(decoding: cmd.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).hasPrefix("skelm worker-template") else { continue }
             return pid
         }
         return nil
