@@ -170,10 +170,4 @@ struct QueueTriggerTests {
         #expect(succeeded.count == total)
         #expect(succeeded.values.allSatisfy { $0 == 1 }, "a run the crash interrupted resumed; none ran twice to success")
     }
-
-    /// A worker with a job (its step's shell is its child).
-    func isBusyWorker(_ pid: Int32) -> Bool {
-        guard let children = try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8) else { return false }
-        return !children.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
-    }
 }

@@ -49,7 +49,14 @@ final class WebhookTests {
     deinit { gw.cleanupLater() }
 
     /// HMAC-SHA256 in hex, computed by Python's hmac module: an implementation that is not ours.
-    static func hmac(_ message: [UInt8], key: String = secret) throws -> String {
+    /// On a thread of its own: waiting for a process must not hold one of the few threads the async tests share.
+    static func hmac(_ message: [UInt8], key: String = secret) async throws -> String {
+        try await withCheckedThrowingContinuation { cont in
+            Thread { cont.resume(with: Result { try hmacBlocking(message, key: key) }) }.start()
+        }
+    }
+
+    private static func hmacBlocking(_ message: [UInt8], key: String) throws -> String {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["python3", "-c", "import hmac,hashlib,sys; sys.stdout.write(hmac.new(sys.argv[1].encode(), sys.stdin.buffer.read(), hashlib.sha256).hexdigest())", key]
@@ -77,7 +84,7 @@ final class WebhookTests {
     @Test("a GitHub delivery with a good signature starts a run with the parsed body and only the allowed headers")
     func github() async throws {
         let body = #"{"ref":"refs/heads/main","commits":[1,2]}"#
-        let sig = try Self.hmac(Array(body.utf8))
+        let sig = try await Self.hmac(Array(body.utf8))
         let r = try await deliver("github/push", body, headers: [
             ("X-Hub-Signature-256", "sha256=" + sig), ("X-GitHub-Event", "push"), ("X-GitHub-Delivery", "d-1"),
             ("Content-Type", "application/json"), ("Cookie", "session=secret"), ("Authorization", "Bearer nope"),
@@ -110,14 +117,14 @@ final class WebhookTests {
     @Test("a forged or missing signature is 401 and an audit entry; no run starts")
     func forged() async throws {
         let body = #"{"ref":"refs/heads/evil"}"#
-        let wrong = try Self.hmac(Array(body.utf8), key: "not-the-secret")
+        let wrong = try await Self.hmac(Array(body.utf8), key: "not-the-secret")
         let forged = try await deliver("github/push", body, headers: [("X-Hub-Signature-256", "sha256=" + wrong), ("X-GitHub-Delivery", "d-evil")])
         #expect(forged.status == 401)
         #expect(forged.errorCode == .badSignature)
         let missing = try await deliver("github/push", body, headers: [("X-GitHub-Delivery", "d-evil-2")])
         #expect(missing.status == 401)
         // The body changed after signing.
-        let good = try Self.hmac(Array(body.utf8))
+        let good = try await Self.hmac(Array(body.utf8))
         let tampered = try await deliver("github/push", body.replacingOccurrences(of: "evil", with: "main"),
                                          headers: [("X-Hub-Signature-256", "sha256=" + good)])
         #expect(tampered.status == 401)
@@ -134,7 +141,7 @@ final class WebhookTests {
     func timestamped() async throws {
         let now = Int(Date().timeIntervalSince1970)
         let body = "token=x&text=hello"
-        let slackSig = try Self.hmac(Array("v0:\(now):\(body)".utf8))
+        let slackSig = try await Self.hmac(Array("v0:\(now):\(body)".utf8))
         let slack = try await deliver("slack", body, headers: [("X-Slack-Request-Timestamp", "\(now)"), ("X-Slack-Signature", "v0=" + slackSig),
                                                                ("Content-Type", "application/x-www-form-urlencoded")])
         #expect(slack.status == 202, "\(slack.errorMessage)")
@@ -142,15 +149,15 @@ final class WebhookTests {
         #expect(try await input(of: slack.json?["runId"]?.stringValue ?? "")["body"]?.stringValue == body)
 
         let stale = now - 600
-        let old = try Self.hmac(Array("v0:\(stale):\(body)".utf8))
+        let old = try await Self.hmac(Array("v0:\(stale):\(body)".utf8))
         let replayed = try await deliver("slack", body, headers: [("X-Slack-Request-Timestamp", "\(stale)"), ("X-Slack-Signature", "v0=" + old)])
         #expect(replayed.status == 401)
 
         let ours = #"{"n":1}"#
-        let mac = try Self.hmac(Array("\(now).\(ours)".utf8))
+        let mac = try await Self.hmac(Array("\(now).\(ours)".utf8))
         let accepted = try await deliver("ours", ours, headers: [("X-Skelm-Signature", "t=\(now),v1=\(mac)")])
         #expect(accepted.status == 202, "\(accepted.errorMessage)")
-        let late = try Self.hmac(Array("\(now - 300).\(ours)".utf8))
+        let late = try await Self.hmac(Array("\(now - 300).\(ours)".utf8))
         #expect(try await deliver("ours", ours, headers: [("X-Skelm-Signature", "t=\(now - 300),v1=\(late)")]).status == 401)
     }
 
