@@ -161,6 +161,26 @@ final class WebhookTests {
         #expect(try await deliver("ours", ours, headers: [("X-Skelm-Signature", "t=\(now - 300),v1=\(late)")]).status == 401)
     }
 
+    @Test("with authentication off, a GET webhook is not an <img> away: a request without a JSON content type is refused and audited")
+    func browserCannotFire() async throws {
+        let open = try await TestGateway.started(workflows: ["pixel.workflow.yaml": """
+            id: pixel
+            steps: [ { id: s, run: echo } ]
+            triggers:
+              - webhook: { path: pixel, method: GET }
+            """])
+        defer { open.cleanupLater() }
+        // What a page's <img src="http://127.0.0.1:PORT/hooks/pixel?a=b"> sends: a GET, no content type.
+        let fromPage = try await open.tcp.send(.GET, "/hooks/pixel?a=b", headers: [("Accept", "image/*")])
+        #expect(fromPage.status == 415, "\(fromPage.errorMessage)")
+        #expect(try await open.triggeredRuns("pixel.webhook").isEmpty)
+        let denied = try await open.auditEntries(action: "api.denied")
+        #expect(denied.contains { $0["details"]?["path"]?.stringValue?.hasPrefix("/hooks/pixel") == true }, "\(denied)")
+        // A local client that says JSON fires it.
+        let local = try await open.tcp.send(.GET, "/hooks/pixel", headers: [("Content-Type", "application/json")])
+        #expect(local.status == 202, "\(local.errorMessage)")
+    }
+
     @Test("a body over maxBodyKB is 413 before it is read; unknown paths 404; public hooks need no token while the API does")
     func limitsAndAccess() async throws {
         let big = String(repeating: "x", count: 64 << 10)
