@@ -58,8 +58,9 @@ public actor RunService {
     public nonisolated let endings = Endings()
 
     public final class Endings: Sendable {
-        public let stream: AsyncStream<(trigger: String, run: String)>
-        let feed: AsyncStream<(trigger: String, run: String)>.Continuation
+        public typealias Ending = (trigger: String, run: String, status: RunStatus, error: String?)
+        public let stream: AsyncStream<Ending>
+        let feed: AsyncStream<Ending>.Continuation
         init() { (stream, feed) = AsyncStream.makeStream(bufferingPolicy: .unbounded) }
     }
 
@@ -306,7 +307,9 @@ public actor RunService {
     /// going after it failed or was cancelled, are cancelled with it.
     func settle(_ finished: RunStore.Finished) async {
         if let event = finished.event { hub.publish(event) }
-        if let triggerId = finished.triggerId, let event = finished.event { endings.feed.yield((triggerId, event.runId)) }
+        if let triggerId = finished.triggerId, let outcome = finished.triggerOutcome, let event = finished.event {
+            endings.feed.yield((triggerId, event.runId, outcome.status, outcome.error))
+        }
         finished.parentEvents.forEach(hub.publish)
         for child in finished.children {
             _ = try? await cancel(child, actor: "gateway")

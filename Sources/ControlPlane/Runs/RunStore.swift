@@ -218,8 +218,9 @@ public final class RunStore: Sendable {
         public var parentEvents: [RunEvent] = []
         /// Child runs still going when a run ended otherwise than succeeded: to cancel.
         public var children: [String] = []
-        /// The trigger that fired the run, if one did: its scheduler hears of the end.
+        /// The trigger that fired the run, if one did, and the outcome recorded on it: its scheduler hears of the end.
         public var triggerId: String?
+        public var triggerOutcome: (status: RunStatus, error: String?)?
     }
 
     /// Ends a run, once: a run that already ended is left as it is (`event` nil).
@@ -244,7 +245,7 @@ public final class RunStore: Sendable {
             if status != .succeeded { finished.children = try Self.closeParks(db, runId: runId) }
             if let triggerId {
                 finished.triggerId = triggerId
-                try TriggerSchema.runEnded(db, runId: runId, triggerId: triggerId, status: status, error: error)
+                finished.triggerOutcome = (status, try TriggerSchema.runEnded(db, runId: runId, triggerId: triggerId, status: status, error: error))
             }
             return finished
         }

@@ -47,7 +47,7 @@ extension TriggerScheduler {
             case let .slack(_, tolerance): scheme = .slack(tolerance: .seconds(tolerance))
             }
             if case let .rejected(failure) = scheme.verify(headers: d.headers, body: d.body, secret: secret(sig.secretName) ?? [], now: now) {
-                rejected(id, why: failure.description)
+                record(.webhookRejected, id, ["reason": failure.description])
                 return .rejected(status: 401, message: "the delivery's signature is not valid")
             }
         }
@@ -112,15 +112,6 @@ extension TriggerScheduler {
     /// A delivery refused before its body was read (its signature header is missing).
     func refuseUnsigned(method: String, path: String, header: String) {
         guard let (id, _) = hook(method: method, path: path) else { return }
-        rejected(id, why: "no \(header) header: the sender does not sign its deliveries, or signs them for another scheme")
-    }
-
-    /// A refused delivery is audited, at most 10 a second (a forger can send many).
-    private func rejected(_ id: String, why: String) {
-        GatewayMetrics.webhookRejected()
-        guard let suppressed = hookThrottle.admit() else { return }
-        var details = ["reason": why]
-        if suppressed > 0 { details["suppressed"] = "\(suppressed)" }
-        record(.webhookRejected, id, details)
+        record(.webhookRejected, id, ["reason": "no \(header) header: the sender does not sign its deliveries, or signs them for another scheme"])
     }
 }

@@ -46,8 +46,6 @@ public actor TriggerScheduler {
     var watchers: [String: DirectoryWatcher] = [:]
     var watchTasks: [String: Task<Void, Never>] = [:]
     var pollTasks: [String: Task<Void, Never>] = [:]
-    /// Refused webhook deliveries are audited at most this often.
-    var hookThrottle = AuditThrottle(perSecond: 10, burst: 50)
     private var loopTask: Task<Void, Never>?
     private var endingsTask: Task<Void, Never>?
     var stopped = false
@@ -86,7 +84,7 @@ public actor TriggerScheduler {
         let endings = runs.endings.stream
         endingsTask = Task { [weak self] in
             for await ending in endings {
-                await self?.ended(trigger: ending.trigger, run: ending.run)
+                await self?.ended(ending)
             }
         }
         loopTask = Task { [weak self] in await self?.loop() }
@@ -143,12 +141,14 @@ public actor TriggerScheduler {
     }
 
     /// A run a trigger fired ended: what waited for it (a buffered fire, a queue message) may start.
-    private func ended(trigger: String, run: String) async {
-        if inflight[trigger]?.remove(run) == nil, starting[trigger, default: 0] > 0 { endedEarly.insert(run) }
+    /// The outcome is the one the run's end wrote to the trigger's row, in its transaction.
+    private func ended(_ e: RunService.Endings.Ending) {
+        let trigger = e.trigger
+        if inflight[trigger]?.remove(e.run) == nil, starting[trigger, default: 0] > 0 { endedEarly.insert(e.run) }
         if inflight[trigger]?.isEmpty == true { inflight[trigger] = nil }
-        if let a = armed[trigger], let row = try? await store.trigger(trigger) {
-            armed[trigger]?.row.lastOutcome = row.lastOutcome
-            armed[trigger]?.row.lastError = row.lastError
+        if let a = armed[trigger] {
+            armed[trigger]?.row.lastOutcome = e.status.rawValue
+            armed[trigger]?.row.lastError = e.error
             if case .queue = a.trigger.kind { signal.wake() }
         }
         if (buffered[trigger] ?? 0) > 0 { signal.wake() }
@@ -166,10 +166,12 @@ public actor TriggerScheduler {
             default: break
             }
         }
+        if action == .webhookRejected { GatewayMetrics.webhookRejected() }
         var d = details.filter { !$0.value.isEmpty }
-        if [.skipped, .dropped, .buffered, .error].contains(action) {
-            // Counted on the trigger whatever happens here; the chain gets at most 10 a second of each.
-            let key = action.rawValue + " " + id
+        if [.skipped, .dropped, .buffered, .error, .webhookRejected].contains(action) {
+            // Counted on the trigger whatever happens here; the chain gets at most 10 a second of
+            // each per trigger, and of refused deliveries 10 a second in all (a forger can send many).
+            let key = action == .webhookRejected ? action.rawValue : action.rawValue + " " + id
             var throttle = throttles[key] ?? AuditThrottle(perSecond: 10, burst: 50)
             let admitted = throttle.admit()
             throttles[key] = throttle

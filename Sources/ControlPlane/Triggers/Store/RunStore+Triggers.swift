@@ -11,10 +11,6 @@ extension RunStore {
         try await db.read { db in try TriggerRow.order(TriggerRow.Columns.id).fetchAll(db) }
     }
 
-    public func trigger(_ id: String) async throws -> TriggerRow? {
-        try await db.read { db in try TriggerRow.fetchOne(db, key: id) }
-    }
-
     static func specJSON(_ trigger: Trigger) -> (json: String, hash: String) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys

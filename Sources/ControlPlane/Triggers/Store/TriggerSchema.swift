@@ -75,11 +75,13 @@ enum TriggerSchema {
 
     /// A fired run ended: its trigger's last outcome, and the queue message it
     /// carried, if any (done, offered again after a backoff, or dead-lettered).
-    static func runEnded(_ db: Database, runId: String, triggerId: String, status: RunStatus, error: StepFailure?) throws {
+    /// Returns the trigger's last error as recorded.
+    static func runEnded(_ db: Database, runId: String, triggerId: String, status: RunStatus, error: StepFailure?) throws -> String? {
         let now = Date().timeIntervalSince1970
         let why = error.map { "\($0.code): \($0.message)" }
+        let lastError = status == .succeeded ? nil : why
         try db.cachedStatement(sql: "UPDATE triggers SET last_outcome = ?, last_error = ?, updated_at = ? WHERE id = ?")
-            .execute(arguments: [status.rawValue, status == .succeeded ? nil : why, now, triggerId])
+            .execute(arguments: [status.rawValue, lastError, now, triggerId])
         switch status {
         case .succeeded:
             try db.cachedStatement(sql: "UPDATE queue_messages SET status = 'done', updated_at = ? WHERE run_id = ? AND status = 'inflight'")
@@ -98,5 +100,6 @@ enum TriggerSchema {
                 WHERE run_id = ? AND status = 'inflight'
                 """).execute(arguments: [now, why ?? status.rawValue, now, runId])
         }
+        return lastError
     }
 }

@@ -38,6 +38,12 @@ public struct IntervalSpec: Hashable, Sendable {
         self.jitterSeconds = jitterSeconds
     }
 
+    /// A spec already checked, as `TriggerKind.interval` stores it.
+    init(everyMs: Int, jitterMs: Int) {
+        everySeconds = everyMs / 1_000
+        jitterSeconds = jitterMs / 1_000
+    }
+
     /// The first slot strictly after `after` (jitter not applied).
     public func next(after: Date, anchor: Date) -> Date {
         let every = self.every

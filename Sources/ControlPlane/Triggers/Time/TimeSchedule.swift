@@ -7,7 +7,7 @@ import Workflow
 struct TimeSchedule: Sendable {
     enum Kind: Sendable {
         case cron(CronExpression, TimeZone)
-        case interval(everyMs: Int, jitterMs: Int, anchor: Date)
+        case interval(IntervalSpec, anchor: Date)
         case at(Date)
     }
 
@@ -21,7 +21,7 @@ struct TimeSchedule: Sendable {
             guard let expr = try? CronExpression(text), let zone = try? CronTime.zone(named: zoneName) else { return nil }
             kind = .cron(expr, zone)
         case let .interval(every, jitter):
-            kind = .interval(everyMs: every, jitterMs: jitter, anchor: anchor)
+            kind = .interval(IntervalSpec(everyMs: every, jitterMs: jitter), anchor: anchor)
         case let .at(date):
             kind = .at(date)
         default:
@@ -34,19 +34,17 @@ struct TimeSchedule: Sendable {
         switch kind {
         case let .cron(expr, zone):
             return expr.next(after: date, in: zone)
-        case let .interval(every, _, anchor):
-            let step = Double(every) / 1000
-            guard date >= anchor else { return anchor.addingTimeInterval(step) }
-            let k = (date.timeIntervalSince(anchor) / step).rounded(.down) + 1
-            return anchor.addingTimeInterval(k * step)
+        case let .interval(spec, anchor):
+            // Slots are anchor + k·every, k ≥ 1: the instant it was armed is not one.
+            return spec.next(after: max(date, anchor), anchor: anchor)
         case let .at(instant):
             return instant > date ? instant : nil
         }
     }
 
     func fireTime(of slot: Date) -> Date {
-        guard case let .interval(_, jitter, _) = kind, jitter > 0 else { return slot }
-        return slot.addingTimeInterval(IntervalSpec.jitterOffset(triggerId: triggerId, slot: slot, jitterMs: jitter))
+        guard case let .interval(spec, _) = kind else { return slot }
+        return slot.addingTimeInterval(spec.jitterOffset(triggerId: triggerId, slot: slot))
     }
 
     /// Slots in (after, through] whose fire time has come, oldest first, at most `limit`.
