@@ -51,6 +51,42 @@ static void sink_add(sink_t *s, const char *data, size_t n) {
     s->len += n;
 }
 
+// The vfork child: runs on the parent's stack, so it only makes syscalls on
+// the spec and its own locals, and never returns.
+static void child_exec(const sk_run_spec_t *spec, int in0, int out1, int err1, int exfd) {
+    // The child's signal dispositions are its own (vfork does not share them).
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction cur;
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        if (sigaction(sig, NULL, &cur) == 0 && cur.sa_handler != SIG_DFL &&
+            (cur.sa_handler != SIG_IGN || sig == SIGPIPE))
+            sigaction(sig, &dfl, NULL);
+    }
+    // A session of its own: no controlling terminal, so a step can neither
+    // write to nor read from the operator's terminal through /dev/tty, nor
+    // take its foreground. Also a process group of its own (kill(-pid)).
+    setsid();
+    // Only 0-2 reach the step; every other fd of the worker (its event loop's
+    // epoll and eventfds, its channel, sockets of other steps) is closed at
+    // exec. CLOEXEC rather than closed: the exec-error pipe must outlive a failed exec.
+    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    sigset_t none; sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (spec->rlimit_as) { struct rlimit rl = { spec->rlimit_as, spec->rlimit_as }; setrlimit(RLIMIT_AS, &rl); }
+    if (spec->rlimit_cpu) { struct rlimit rl = { spec->rlimit_cpu, spec->rlimit_cpu }; setrlimit(RLIMIT_CPU, &rl); }
+    if (dup2(in0, 0) < 0 || dup2(out1, 1) < 0 || dup2(err1, 2) < 0) goto fail;
+    if (spec->cwd && chdir(spec->cwd) < 0) goto fail;
+    execve(spec->path, spec->argv, spec->envp);
+fail:;
+    int e = errno;
+    ssize_t unused = write(exfd, &e, sizeof e);
+    (void)unused;
+    _exit(127);
+}
+
 int sk_run(const sk_run_spec_t *spec, sk_run_result_t *res) {
     memset(res, 0, sizeof *res);
     int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, ex[2] = {-1, -1};
@@ -75,39 +111,7 @@ int sk_run(const sk_run_spec_t *spec, sk_run_result_t *res) {
         for (int i = 0; i < 8; i++) close(fds[i]);
         return -e;
     }
-    if (pid == 0) {
-        // The child's signal dispositions are its own (vfork does not share them).
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        for (int sig = 1; sig < NSIG; sig++) {
-            struct sigaction cur;
-            if (sig == SIGKILL || sig == SIGSTOP) continue;
-            if (sigaction(sig, NULL, &cur) == 0 && cur.sa_handler != SIG_DFL &&
-                (cur.sa_handler != SIG_IGN || sig == SIGPIPE))
-                sigaction(sig, &dfl, NULL);
-        }
-        // A session of its own: no controlling terminal, so a step can neither
-        // write to nor read from the operator's terminal through /dev/tty, nor
-        // take its foreground. Also a process group of its own (kill(-pid)).
-        setsid();
-        // Only 0-2 reach the step; every other fd of the worker (its event loop's
-        // epoll and eventfds, its channel, sockets of other steps) is closed at
-        // exec. CLOEXEC rather than closed: `ex[1]` must outlive a failed exec.
-        syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
-        sigset_t none; sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        if (spec->rlimit_as) { struct rlimit rl = { spec->rlimit_as, spec->rlimit_as }; setrlimit(RLIMIT_AS, &rl); }
-        if (spec->rlimit_cpu) { struct rlimit rl = { spec->rlimit_cpu, spec->rlimit_cpu }; setrlimit(RLIMIT_CPU, &rl); }
-        if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(errp[1], 2) < 0) goto fail;
-        if (spec->cwd && chdir(spec->cwd) < 0) goto fail;
-        execve(spec->path, spec->argv, spec->envp);
-    fail:;
-        int e = errno;
-        ssize_t unused = write(ex[1], &e, sizeof e);
-        (void)unused;
-        _exit(127);
-    }
+    if (pid == 0) child_exec(spec, in[0], out[1], errp[1], ex[1]);
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     setpgid(pid, pid);   // both sides, so a kill(-pid) never races the child's own call
     close(in[0]); close(out[1]); close(errp[1]); close(ex[1]);
@@ -199,4 +203,42 @@ int sk_run(const sk_run_spec_t *spec, sk_run_result_t *res) {
 void sk_run_result_free(sk_run_result_t *res) {
     free(res->out); free(res->errb);
     res->out = NULL; res->errb = NULL;
+}
+
+int sk_spawn_piped(const sk_run_spec_t *spec, int merge_stderr, sk_piped_t *res) {
+    memset(res, 0, sizeof *res);
+    res->in_fd = res->out_fd = res->err_fd = -1;
+    int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, ex[2] = {-1, -1};
+    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || (!merge_stderr && pipe2(errp, O_CLOEXEC) < 0) ||
+        pipe2(ex, O_CLOEXEC) < 0) {
+        int e = errno;
+        int fds[] = {in[0], in[1], out[0], out[1], errp[0], errp[1], ex[0], ex[1]};
+        for (int i = 0; i < 8; i++) if (fds[i] >= 0) close(fds[i]);
+        return -e;
+    }
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    pid_t pid = vfork();
+    if (pid < 0) {
+        int e = errno;
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        int fds[] = {in[0], in[1], out[0], out[1], errp[0], errp[1], ex[0], ex[1]};
+        for (int i = 0; i < 8; i++) if (fds[i] >= 0) close(fds[i]);
+        return -e;
+    }
+    if (pid == 0) child_exec(spec, in[0], out[1], merge_stderr ? out[1] : errp[1], ex[1]);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    setpgid(pid, pid);
+    close(in[0]); close(out[1]); if (errp[1] >= 0) close(errp[1]); close(ex[1]);
+    int e = 0;
+    ssize_t n;
+    do { n = read(ex[0], &e, sizeof e); } while (n < 0 && errno == EINTR);
+    close(ex[0]);
+    res->pid = pid;
+    res->in_fd = in[1];
+    res->out_fd = out[0];
+    res->err_fd = errp[0];
+    if (n == (ssize_t)sizeof e) res->exec_errno = e;
+    return 0;
 }

@@ -29,6 +29,8 @@ public final class Gateway: Sendable {
     private let server = Mutex<(HTTPServer, Task<Void, any Error>)?>(nil)
     private let expiry = Mutex<Task<Void, Never>?>(nil)
     public let egress: EgressProxy
+    /// Each MCP server's tools, as listed in a sandboxed worker.
+    public let tools = ToolCache()
     let authenticator: Authenticator
     /// What `GET /readyz` answers.
     public let readiness = Readiness()
@@ -64,7 +66,7 @@ public final class Gateway: Sendable {
         let root = geteuid() == 0
         let host = HostSupport.probe()
         var poolConfig = loaded.config.poolConfiguration(stateDir: stateDir, runningAsRoot: root)
-        let resolver = loaded.config.policyResolver(environment: ProcessInfo.processInfo.environment)
+        let resolver = loaded.config.policyResolver(environment: ProcessInfo.processInfo.environment, configPath: loaded.path)
         // The workers' base Landlock layer allows what any ceiling grants; each step's narrows it.
         let ceiling = resolver.ceilingPaths
         for path in ceiling.read + ceiling.write where stateDir.hasPrefix(path.hasSuffix("/") ? path : path + "/") || stateDir == path || path.hasPrefix(stateDir + "/") {

@@ -88,6 +88,9 @@ public enum WorkerMain {
         router.on(RunJob.self) { spec, peer in
             try await job.run(spec, workspaceRoot: workspaceRoot, connectPorts: connectPorts, egressSocket: egressSocket, loop: loop, peer: peer)
         }
+        router.on(MCPTools.self) { params, _ in
+            try await job.listTools(params, workspaceRoot: workspaceRoot, loop: loop)
+        }
         router.on(JobCancel.self) { params, _ in
             // The job's processes live in our pid namespace: exiting takes them all.
             // Answering first would race the exit, so the control plane treats the
@@ -157,6 +160,11 @@ final class JobSlot: Sendable {
                                           fetch: { params, left in try await peer.call(HTTPFetch.self, params, timeout: left + .seconds(5)) },
                                           complete: { params, left in try await peer.call(InferComplete.self, params, timeout: left + .seconds(5)) }))
         return await interpreter.run()
+    }
+
+    func listTools(_ params: MCPTools.Params, workspaceRoot: String, loop: any EventLoop) async throws -> MCPTools.Result {
+        try claim(jobId: params.jobId, workspace: params.workspace, workspaceRoot: workspaceRoot)
+        return try await MCPToolsJob.run(params, loop: loop)
     }
 
     func run(_ spec: JobSpec, workspaceRoot: String, connectPorts: [UInt16], loop: any EventLoop, peer: RPCPeer) async throws -> JobResult {

@@ -79,7 +79,7 @@ struct ConfigTests {
         #expect(config.egress.inject.map(\.header) == ["Authorization", "X-Key"])
         #expect(config.egress.inject.map(\.format) == ["Bearer {}", "{}"])
         #expect(config.providers["openai"]?.apiKeySecret == "OPENAI_KEY")
-        let settings = config.runSettings(policies: config.policyResolver(environment: [:]), secrets: try SecretStore(envPrefix: nil, filePath: nil, environment: [:]))
+        let settings = config.runSettings(policies: config.policyResolver(environment: [:], configPath: nil), secrets: try SecretStore(envPrefix: nil, filePath: nil, environment: [:]))
         #expect(settings.maxInvokeDepth == 3)
         #expect(settings.requests.maxResponseBytes == 64 << 10)
         #expect(settings.requests.providers.keys.sorted() == ["openai"])

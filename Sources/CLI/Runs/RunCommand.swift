@@ -150,8 +150,17 @@ enum StepPrinter {
             Swift.print("⏸ \(step) parked\(message().isEmpty ? "" : ": " + message())")
         case .stepSkipped:
             Swift.print("- \(step) skipped (\(message()))")
+        case .agentMessage:
+            if let text = data?["text"]?.stringValue { Swift.print(Output.safe("  \(step) says: \(text)")) }
+        case .agentToolCall:
+            let title = data?["title"]?.stringValue ?? data?["toolCallId"]?.stringValue ?? "?"
+            Swift.print(Output.safe("  \(step) tool \(title)\(data?["status"]?.stringValue.map { " (\($0))" } ?? "")"))
+        case .permissionDenied:
+            Swift.print(Output.safe("  \(step) denied: \(data?["dimension"]?.stringValue ?? "?") does not allow \(data?["value"]?.stringValue ?? "?")"))
+        case .mcpCall:
+            Swift.print(Output.safe("  \(step) called \(data?["server"]?.stringValue ?? "?")/\(data?["tool"]?.stringValue ?? "?"): \(data?["outcome"]?.stringValue ?? "?")"))
         case .runQueued, .runStarted, .runResumed, .runWaiting, .runSucceeded, .runFailed, .runCancelled,
-             .stepStarted, .stepBranch, .inferDelta, .childStarted:
+             .stepStarted, .stepBranch, .inferDelta, .childStarted, .agentThought, .agentPlan, .agentRequest:
             break
         }
     }

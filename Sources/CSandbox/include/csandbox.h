@@ -203,6 +203,20 @@ typedef struct {
 int sk_run(const sk_run_spec_t *spec, sk_run_result_t *res);
 void sk_run_result_free(sk_run_result_t *res);
 
+typedef struct {
+    int pid;
+    int in_fd;                ///< the child's stdin (write end)
+    int out_fd;               ///< its stdout (read end)
+    int err_fd;               ///< its stderr (read end); -1 when merged into out_fd
+    int exec_errno;           ///< non-zero when the program could not be started (it has exited with 127)
+} sk_piped_t;
+
+/// Starts one program in its own process group and session, like sk_run, but
+/// returns at once with pipes to its stdio (parent ends close-on-exec): for
+/// peers a step talks to (agents, MCP servers, terminals). The caller reaps it.
+/// timeout_ms, stdin_data and max_output of the spec are not used.
+int sk_spawn_piped(const sk_run_spec_t *spec, int merge_stderr, sk_piped_t *res);
+
 // ---------------------------------------------------------------------------
 // Host probes for `skelm doctor`
 

@@ -112,6 +112,10 @@ public enum ConfigLoader {
         "egress": .object(["caFile": .leaf, "maxResponseKB": .leaf, "maxRedirects": .leaf,
                            "inject": .list(.object(["host": .leaf, "header": .leaf, "secret": .leaf, "format": .leaf]))]),
         "providers": .map(.object(["baseURL": .leaf, "model": .leaf, "apiKeySecret": .leaf])),
+        "agents": .list(.object(["id": .leaf, "protocol": .leaf, "command": .leaf, "args": .leaf, "env": .leaf, "lifecycle": .leaf,
+                                 "permissions": permissionSchema])),
+        "mcpServers": .list(.object(["id": .leaf, "transport": .leaf, "command": .leaf, "args": .leaf, "env": .leaf, "lifecycle": .leaf])),
+        "skills": .object(["dirs": .leaf]),
     ])
 
     static func checkKeys(_ node: Node, schema: Schema, path: String, file: String) throws {
@@ -168,6 +172,7 @@ public enum ConfigLoader {
     static let enumValues: [String: String] = [
         "Scope": Scope.allCases.map(\.rawValue).joined(separator: ", "),
         "Mode": "none, bearer", "Durability": "full, normal", "SpawnMode": "template, exec",
+        "Lifecycle": "ephemeral (resident peers are not available in this version)", "ProtocolName": "acp", "Transport": "stdio",
     ]
 
     static func enumMessage(_ text: String) -> String? {
@@ -193,10 +198,14 @@ public enum ConfigLoader {
 
 extension ConfigLoader.Loaded {
     /// `workflows.dirs`, each relative to the config file's directory.
-    public var workflowDirs: [String] {
-        let base = path.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path } ?? FileManager.default.currentDirectoryPath
-        return config.workflows.dirs.map { d in
-            URL(fileURLWithPath: d.hasPrefix("/") ? d : base + "/" + d).standardizedFileURL.path
-        }
+    public var workflowDirs: [String] { config.absolute(config.workflows.dirs, configPath: path) }
+
+}
+
+extension GatewayConfig {
+    /// Paths config writes relative to its own file, made absolute.
+    func absolute(_ dirs: [String], configPath: String?) -> [String] {
+        let base = configPath.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path } ?? FileManager.default.currentDirectoryPath
+        return dirs.map { d in URL(fileURLWithPath: d.hasPrefix("/") ? d : base + "/" + d).standardizedFileURL.path }
     }
 }

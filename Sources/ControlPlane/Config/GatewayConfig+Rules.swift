@@ -26,6 +26,7 @@ extension GatewayConfig {
         try audit.validate(file: file)
         try workflows.validate(file: file)
         try validateEgress(file: file)
+        try validatePeers(file: file)
         if workers.max < 1 { throw bad("workers.max", "must be at least 1") }
         if workers.minSpare < 0 || workers.minSpare > workers.max { throw bad("workers.minSpare", "must be between 0 and workers.max (\(workers.max))") }
         if let base = workers.uidBase, base < 1000 || UInt64(base) + 50_000 > UInt64(UInt32.max - 1) {

@@ -16,6 +16,11 @@ public struct GatewayConfig: Codable, Sendable {
     public var egress = Egress()
     /// Chat-completions endpoints `infer` steps name, by name.
     public var providers: [String: Provider] = [:]
+    /// Coding agents `agent` steps may name (docs/agents.md).
+    public var agents: [Agent] = []
+    /// MCP servers `mcp` steps call and agents may be offered (docs/mcp.md).
+    public var mcpServers: [MCPServer] = []
+    public var skills = Skills()
 
     public struct Secrets: Codable, Sendable {
         public struct Env: Codable, Sendable { public var prefix: String }
@@ -195,6 +200,9 @@ extension GatewayConfig {
         secrets = try c.value(.secrets, or: d.secrets)
         egress = try c.value(.egress, or: d.egress)
         providers = try c.value(.providers, or: d.providers)
+        agents = try c.value(.agents, or: d.agents)
+        mcpServers = try c.value(.mcpServers, or: d.mcpServers)
+        skills = try c.value(.skills, or: d.skills)
     }
 }
 
@@ -217,11 +225,13 @@ extension GatewayConfig.Defaults {
 extension GatewayConfig {
     /// The resolver for this config; `SKELM_UNRESTRICTED_WORKFLOWS` (comma-separated
     /// workflow ids) adds to `defaults.unrestrictedGrants`.
-    public func policyResolver(environment: [String: String]) -> PolicyResolver {
+    /// The agents, MCP servers and skills it registers come with it, resolved.
+    public func policyResolver(environment: [String: String], configPath: String?) -> PolicyResolver {
         let fromEnv = (environment["SKELM_UNRESTRICTED_WORKFLOWS"] ?? "").split(separator: ",")
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         return PolicyResolver(defaults: defaults.permissions.set, profiles: permissionProfiles.mapValues(\.set),
-                              unrestrictedGrants: defaults.unrestrictedGrants + fromEnv)
+                              unrestrictedGrants: defaults.unrestrictedGrants + fromEnv,
+                              peers: PeerRegistry(config: self, skillDirs: absolute(skills.dirs, configPath: configPath)))
     }
 
     /// Granted paths must be absolute and must not expose the state directory.

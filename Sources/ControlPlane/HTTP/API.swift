@@ -38,6 +38,7 @@ struct API: Sendable {
         addTriggerRoutes(router)
         addQueueRoutes(router)
         addWebhookRoutes(router)
+        addRegistryRoutes(router)
         addOpenAPIRoutes(router)
         return router
     }

@@ -57,7 +57,7 @@ extension Gateway {
                extra: [String: String]) async -> ReloadReport {
         let old = running
         let effectiveNew = Self.liveSubset(of: candidate, running: old, ceilingUnchanged:
-            candidate.policyResolver(environment: [:]).ceilingPaths == old.policyResolver(environment: [:]).ceilingPaths)
+            candidate.policyResolver(environment: [:], configPath: configPath).ceilingPaths == old.policyResolver(environment: [:], configPath: configPath).ceilingPaths)
         var report = ReloadReport(outcome: .applied, trigger: trigger)
         report.applied = ConfigDiff.changes(from: old, to: effectiveNew)
         report.restartRequired = ConfigDiff.changes(from: effectiveNew, to: candidate)
@@ -81,7 +81,7 @@ extension Gateway {
                 if let name = token.env { return environment[name] }
                 return try secrets.value(of: token.secret ?? "")
             }
-            await runs.apply(effectiveNew.runSettings(policies: effectiveNew.policyResolver(environment: environment), secrets: secrets))
+            await runs.apply(effectiveNew.runSettings(policies: effectiveNew.policyResolver(environment: environment, configPath: configPath), secrets: secrets))
             await pool.retune(PoolTunables(effectiveNew.poolConfiguration(stateDir: stateDir, runningAsRoot: geteuid() == 0)))
         } catch {
             report = ReloadReport(outcome: .rejected, trigger: trigger)

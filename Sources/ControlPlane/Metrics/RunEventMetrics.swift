@@ -66,7 +66,8 @@ final class RunEventMetrics: Sendable {
             guard let step = event.step, let started = open.withLock({ $0.remove(run: event.runId, step: step) }) else { return }
             let outcome = type == .stepFinished ? "succeeded" : "failed"
             metrics.stepDurations[started.kind]?[outcome]?.recordMilliseconds(Self.durationMs(event, since: started.at))
-        case .runQueued, .runWaiting, .stepSkipped, .stepBranch, .stepParked, .inferDelta, .childStarted:
+        case .runQueued, .runWaiting, .stepSkipped, .stepBranch, .stepParked, .inferDelta, .childStarted,
+             .agentMessage, .agentThought, .agentToolCall, .agentPlan, .agentRequest, .permissionDenied, .mcpCall:
             break
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Sandbox
+import Wire
 import Workflow
 
 #if canImport(Glibc)
@@ -18,18 +19,23 @@ public struct PolicyResolver: Sendable {
     let defaults: PermissionSet
     let profiles: [String: PermissionSet]
     let grants: Set<String>
+    /// The agents, MCP servers and skills steps may name.
+    public let peers: PeerRegistry
 
-    public init(defaults: PermissionSet, profiles: [String: PermissionSet], unrestrictedGrants: [String]) {
+    public init(defaults: PermissionSet, profiles: [String: PermissionSet], unrestrictedGrants: [String], peers: PeerRegistry = PeerRegistry()) {
         self.defaults = Self.normalized(defaults, ceiling: true)
         self.profiles = profiles.mapValues { Self.normalized($0, ceiling: true) }
         self.grants = Set(unrestrictedGrants)
+        self.peers = peers
     }
 
-    /// Every path any ceiling grants: the worker's base Landlock layer must allow
-    /// at least these, and each step's own layer narrows from there.
+    /// Every path any ceiling grants, and what registered peers must read to
+    /// start: the worker's base Landlock layer must allow at least these, and
+    /// each step's own layer narrows from there.
     public var ceilingPaths: (read: [String], write: [String]) {
         let all = [defaults] + Array(profiles.values)
-        return (Array(Set(all.flatMap { $0.fsRead ?? [] })).sorted(), Array(Set(all.flatMap { $0.fsWrite ?? [] })).sorted())
+        let read = Set(all.flatMap { $0.fsRead ?? [] }).union(peers.readable)
+        return (Array(read).sorted(), Array(Set(all.flatMap { $0.fsWrite ?? [] })).sorted())
     }
 
     public func isGranted(_ workflow: String) -> Bool { grants.contains(workflow) || grants.contains("*") }
@@ -47,9 +53,13 @@ public struct PolicyResolver: Sendable {
         var out: [String: StepPolicy] = [:]
         func walk(_ steps: [Step], _ inherited: PermissionSet) {
             for step in steps {
-                let own = narrow(inherited, by: step.permissions)
+                var own = narrow(inherited, by: step.permissions)
+                // An agent's own ceiling narrows what its steps may do.
+                if case let .agent(a) = step.kind, let ceiling = peers.agents[a.agent]?.ceiling { own = narrow(own, by: ceiling) }
                 var policy = StepPolicy(executables: own.allowedExecutables ?? [], fsRead: own.fsRead ?? [],
                                         fsWrite: own.fsWrite ?? [], allowHosts: own.allowHosts ?? [])
+                policy.mcpServers = own.allowedMcpServers ?? []
+                policy.tools = own.allowedTools ?? []
                 if step.unrestricted == true {
                     if isGranted(workflow.id) { policy.unrestricted = true } else {
                         policy.denied = PermissionDenial(dimension: "unrestricted", value: workflow.id)
@@ -57,8 +67,9 @@ public struct PolicyResolver: Sendable {
                 }
                 if policy.denied == nil, !policy.unrestricted {
                     // Decided here, before any worker sees the step.
-                    policy.denied = Self.refusal(of: step.kind, policy)
+                    policy.denied = Self.refusal(of: step.kind, policy) ?? peerRefusal(of: step.kind, own, policy)
                 }
+                grantPeers(of: step.kind, to: &policy)
                 out[step.id] = policy
                 walk(step.children, own)
             }
@@ -80,10 +91,54 @@ public struct PolicyResolver: Sendable {
             let port = c.port ?? (c.scheme?.lowercased() == "https" ? 443 : 80)
             guard !policy.allowHosts.contains(where: { HostPattern.matches($0, host: host, port: port) }) else { return nil }
             return PermissionDenial(dimension: "networkEgress", value: "\(host):\(port)")
-        case .parallel, .forEach, .branch, .loop, .approval, .wait, .invoke, .infer:
+        case .parallel, .forEach, .branch, .loop, .approval, .wait, .invoke, .infer, .agent, .mcp:
             // Containers hold steps with policies of their own; parking kinds
-            // run nothing; an infer step's host comes from config, checked per request.
+            // run nothing; an infer step's host comes from config, checked per
+            // request; agents and MCP servers are the registry's (peerRefusal).
             return nil
+        }
+    }
+
+    /// The agent, the servers and the skills an agent or mcp step names, against
+    /// its `allowedAgents`, `allowedMcpServers`, `allowedTools` and `allowedSkills`.
+    func peerRefusal(of kind: StepKind, _ own: PermissionSet, _ policy: StepPolicy) -> PermissionDenial? {
+        switch kind {
+        case let .agent(a):
+            guard (own.allowedAgents ?? []).contains(a.agent) else { return PermissionDenial(dimension: "allowedAgents", value: a.agent) }
+            if let server = a.mcpServers.first(where: { !policy.mcpServers.contains($0) }) {
+                return PermissionDenial(dimension: "allowedMcpServers", value: server)
+            }
+            if let skill = a.skills.first(where: { !(own.allowedSkills ?? []).contains($0) }) {
+                return PermissionDenial(dimension: "allowedSkills", value: skill)
+            }
+            return nil
+        case let .mcp(m):
+            guard policy.mcpServers.contains(m.server) else { return PermissionDenial(dimension: "allowedMcpServers", value: m.server) }
+            guard policy.allowsTool(server: m.server, tool: m.tool) else {
+                return PermissionDenial(dimension: "allowedTools", value: "\(m.server)/\(m.tool)")
+            }
+            return nil
+        case .exec, .parallel, .forEach, .branch, .loop, .approval, .wait, .invoke, .http, .infer:
+            return nil
+        }
+    }
+
+    /// A peer the step may start may run its own program and read its own
+    /// installation: configuring it is the operator's grant, naming it in
+    /// `allowedAgents`/`allowedMcpServers` the workflow's.
+    func grantPeers(of kind: StepKind, to policy: inout StepPolicy) {
+        var launches: [PeerLaunch] = []
+        switch kind {
+        case let .agent(a):
+            launches = [peers.agents[a.agent]?.launch].compactMap { $0 } + a.mcpServers.compactMap { peers.mcpServers[$0]?.launch }
+        case let .mcp(m):
+            launches = [peers.mcpServers[m.server]?.launch].compactMap { $0 }
+        case .exec, .parallel, .forEach, .branch, .loop, .approval, .wait, .invoke, .http, .infer:
+            return
+        }
+        for launch in launches {
+            for e in launch.executables where !policy.executables.contains(e) { policy.executables.append(e) }
+            for r in launch.readable where !policy.fsRead.contains(r) { policy.fsRead.append(r) }
         }
     }
 

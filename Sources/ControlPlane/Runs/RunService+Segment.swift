@@ -71,7 +71,7 @@ extension RunService {
         if let known { input = known } else { input = (try? await store.run(runId, withSteps: false))?.input ?? .null }
         let timeout = definition.timeoutMs.map { Duration.milliseconds($0) } ?? runTimeout
         let store = self.store, hub = self.hub, logger = self.logger, stepTimeoutMs = self.stepTimeoutMs, egress = self.egress
-        let pool = self.pool, maxStorage = maxRunStorageBytes
+        let pool = self.pool, maxStorage = maxRunStorageBytes, peers = policies.peers
         // Read once: a reload during the run does not change the limits its steps get.
         let stepLimits = pool.tunables.stepLimits
         let interruptedAttempts = attempts
@@ -153,6 +153,7 @@ extension RunService {
             var spec = RunJobSpec(jobId: a.jobId, runId: runId, workspace: workspace, limits: stepLimits, workflow: definition, input: input,
                                   completed: completed, defaultStepTimeoutMs: stepTimeoutMs, policies: stepPolicies)
             spec.attempts = interruptedAttempts
+            peers.equip(&spec, for: definition)
             return spec
         })
         if a.workerPid.withLock({ $0 }) == 0 { a.workerPid.withLock { $0 = outcome.workerPid } }

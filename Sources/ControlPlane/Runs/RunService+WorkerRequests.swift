@@ -84,6 +84,28 @@ extension RunService {
                 "workflow": workflow, "step": path, "dimension": dimension, "value": value, "decidedBy": decidedBy,
             ])
             GatewayMetrics.permissionDenied(dimension: dimension)
+        } else if event.kind == .permissionDenied {
+            // An agent's request, or an mcp step's, refused while the step goes on.
+            let dimension = SegmentClaims.cut(event.data?["dimension"]?.stringValue ?? "")
+            audit.record(actor: a.workerActor, action: "permission.denied", runId: runId, details: [
+                "workflow": workflow, "step": path, "dimension": dimension,
+                "value": SegmentClaims.cut(event.data?["value"]?.stringValue ?? ""),
+                "method": SegmentClaims.cut(event.data?["method"]?.stringValue ?? ""), "decidedBy": "worker",
+            ])
+            GatewayMetrics.permissionDenied(dimension: dimension)
+        } else if event.kind == .agentRequest {
+            audit.record(actor: a.workerActor, action: "agent.request", runId: runId, details: [
+                "workflow": workflow, "step": path, "method": SegmentClaims.cut(event.data?["method"]?.stringValue ?? ""),
+                "target": SegmentClaims.cut(event.data?["target"]?.stringValue ?? ""),
+                "outcome": SegmentClaims.cut(event.data?["outcome"]?.stringValue ?? ""),
+            ])
+        } else if event.kind == .mcpCall {
+            // The server, the tool and how it went; never the arguments.
+            audit.record(actor: a.workerActor, action: "mcp.call", runId: runId, details: [
+                "workflow": workflow, "step": path, "server": SegmentClaims.cut(event.data?["server"]?.stringValue ?? ""),
+                "tool": SegmentClaims.cut(event.data?["tool"]?.stringValue ?? ""),
+                "outcome": SegmentClaims.cut(event.data?["outcome"]?.stringValue ?? ""),
+            ])
         } else if event.kind == .stepStarted, policy?.unrestricted == true {
             audit.record(actor: "gateway", action: "permission.bypassed", runId: runId, details: ["workflow": workflow, "step": path])
         }

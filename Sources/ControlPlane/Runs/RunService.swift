@@ -16,8 +16,42 @@ public actor RunService {
         case stopping
         /// An operator paused the gateway: no new runs until it is resumed.
         case paused(Admission.Pause)
-        /// An `infer` step names a provider config does not define.
-        case unknownProvider(step: String, provider: String)
+        /// A step names a provider, agent, MCP server or skill config does not define.
+        case unregistered(step: String, what: Registered, name: String)
+    }
+
+    /// The first name a step uses that config does not register.
+    nonisolated static func unregistered(in definition: WorkflowDefinition, providers: [String: GatewayConfig.Provider],
+                                         peers: PeerRegistry) -> (String, Registered, String)? {
+        for step in definition.allSteps {
+            switch step.kind {
+            case let .infer(infer) where providers[infer.provider] == nil:
+                return (step.id, .providers, infer.provider)
+            case let .agent(a):
+                if peers.agents[a.agent] == nil { return (step.id, .agents, a.agent) }
+                if let s = a.mcpServers.first(where: { peers.mcpServers[$0] == nil }) { return (step.id, .mcpServers, s) }
+                if let s = a.skills.first(where: { peers.skills.skills[$0] == nil }) { return (step.id, .skills, s) }
+            case let .mcp(m) where peers.mcpServers[m.server] == nil:
+                return (step.id, .mcpServers, m.server)
+            default:
+                continue
+            }
+        }
+        return nil
+    }
+
+    /// What config registers by name, as its key writes it.
+    public enum Registered: String, Sendable {
+        case providers, agents, mcpServers, skills
+
+        var noun: String {
+            switch self {
+            case .providers: "provider"
+            case .agents: "agent"
+            case .mcpServers: "MCP server"
+            case .skills: "skill"
+            }
+        }
     }
 
 
@@ -110,11 +144,8 @@ public actor RunService {
         if found == nil { found = await registry.workflow(id) }
         guard let definition = found else { throw SubmitError.unknownWorkflow(id) }
         do { _ = try policies.policies(for: definition) } catch { throw SubmitError.invalidPermissions("\(error)") }
-        let providers = current.requests.providers
-        for step in definition.allSteps {
-            if case let .infer(infer) = step.kind, providers[infer.provider] == nil {
-                throw SubmitError.unknownProvider(step: step.id, provider: infer.provider)
-            }
+        if let (step, what, name) = Self.unregistered(in: definition, providers: current.requests.providers, peers: policies.peers) {
+            throw SubmitError.unregistered(step: step, what: what, name: name)
         }
         if let schema = definition.input {
             let violations = JSONSchema(schema).validate(input)
@@ -340,5 +371,16 @@ public actor RunService {
         }
         queue.append(Queued(id: runId, definition: definition, resumed: true, input: nil))
         pump()
+    }
+}
+
+extension RunService.SubmitError: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case let .unregistered(step, what, name):
+            "step \(step) uses \(what.noun) '\(name)', which config does not define (\(what.rawValue):)"
+        default:
+            "\(String(reflecting: self))"
+        }
     }
 }

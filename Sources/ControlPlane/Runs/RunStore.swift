@@ -290,7 +290,8 @@ public final class RunStore: Sendable {
                 """, arguments: [runId, step, at, runId])
         case .stepParked:
             try db.cachedStatement(sql: "UPDATE steps SET status = 'waiting' WHERE run_id = ? AND path = ?").execute(arguments: [runId, step])
-        case .runQueued, .runStarted, .runResumed, .runWaiting, .runSucceeded, .runFailed, .runCancelled, .stepBranch, .inferDelta, .childStarted:
+        case .runQueued, .runStarted, .runResumed, .runWaiting, .runSucceeded, .runFailed, .runCancelled, .stepBranch, .inferDelta, .childStarted,
+             .agentMessage, .agentThought, .agentToolCall, .agentPlan, .agentRequest, .permissionDenied, .mcpCall:
             break
         }
     }

@@ -13,7 +13,7 @@ extension SegmentClaims {
         case let .forEach(f): return f.steps
         case let .loop(l): return l.steps
         case let .branch(b): return container.childCase.map { $0 >= 0 && $0 < b.cases.count ? b.cases[$0].steps : b.otherwise ?? [] } ?? []
-        case .parallel, .exec, .approval, .wait, .invoke, .http, .infer: return nil
+        case .parallel, .exec, .approval, .wait, .invoke, .http, .infer, .agent, .mcp: return nil
         }
     }
 
@@ -39,7 +39,7 @@ extension SegmentClaims {
         guard let container = at.containers.last else { return nil }
         switch container.step.kind {
         case .forEach, .loop: break
-        case .parallel, .branch, .exec, .approval, .wait, .invoke, .http, .infer: return nil
+        case .parallel, .branch, .exec, .approval, .wait, .invoke, .http, .infer, .agent, .mcp: return nil
         }
         let prefix = path.dropLast(at.step.id.count)   // "…/work[3]/"
         guard prefix.hasSuffix("]/"), let open = prefix.lastIndex(of: "[") else { return nil }
@@ -71,7 +71,7 @@ extension SegmentClaims {
             if open >= max(f.concurrency, 1) {
                 return "\(path) cannot start: \(open) iterations of \(container) run already (concurrency \(f.concurrency))"
             }
-        case .parallel, .branch, .exec, .approval, .wait, .invoke, .http, .infer:
+        case .parallel, .branch, .exec, .approval, .wait, .invoke, .http, .infer, .agent, .mcp:
             break
         }
         return nil
@@ -101,7 +101,7 @@ extension SegmentClaims {
                 if let missing = firstNotDone("\(path)[\(n)]/", f.steps) { return missing }
             }
             return nil
-        case .exec, .approval, .wait, .invoke, .http, .infer:
+        case .exec, .approval, .wait, .invoke, .http, .infer, .agent, .mcp:
             return nil
         }
     }

@@ -147,6 +147,14 @@ struct SegmentClaims: Sendable {
             }
         }
         let id = at.step.id
+        if kind.isActivity {
+            // A report on a running step of the kind that can make it: no state changes.
+            guard running.contains(path) else { throw no("\(path) is not running") }
+            switch (kind, at.step.kind) {
+            case (.mcpCall, .mcp), (.permissionDenied, .mcp), (_, .agent): return
+            default: throw no("a \(at.step.kindName.rawValue) step does not report \(kind.rawValue)")
+            }
+        }
         if kind == .stepStarted || kind == .stepSkipped {
             if isCheckpointed(path) { throw no("\(path) already succeeded in an earlier segment of this run") }
             if parked.contains(path) { throw no("\(path) parked in this segment; it waits") }
@@ -240,7 +248,7 @@ struct SegmentClaims: Sendable {
             running.remove(path)
             parked.insert(path)
             if at.isTopLevel { top[id] = .parked }
-        case .jobStarted:
+        case .jobStarted, .agentMessage, .agentThought, .agentToolCall, .agentPlan, .agentRequest, .permissionDenied, .mcpCall:
             break
         }
         // An iteration done frees a place in its forEach's concurrency.
@@ -335,7 +343,7 @@ struct SegmentClaims: Sendable {
             case .parallel, .branch:
                 guard index == nil else { return no("\(own) is a \(step.kindName.rawValue) step: it has no iterations") }
                 level = step.children
-            case .exec, .approval, .wait, .invoke, .http, .infer:
+            case .exec, .approval, .wait, .invoke, .http, .infer, .agent, .mcp:
                 return no("\(own) is a \(step.kindName.rawValue) step: no steps run inside it")
             }
             containers.append(.init(path: own, step: step, childCase: nil))

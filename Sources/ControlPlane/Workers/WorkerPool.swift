@@ -128,7 +128,7 @@ public actor WorkerPool {
 
     /// The part every kind of job shares: a warm worker, a workspace owned by the
     /// worker's uid, one call, and a named cause for whatever goes wrong.
-    private func perform<M: RPCMethod>(_ method: M.Type, options: JobOptions, timeout: Duration,
+    func perform<M: RPCMethod>(_ method: M.Type, options: JobOptions, timeout: Duration,
                                        events: (@Sendable (JobEvent) async -> Void)? = nil,
                                        requests: (@Sendable (RPCIncoming) async -> RPCReply)? = nil,
                                        params: (String) -> M.Params) async -> (M.Result?, JobOutcome) {

@@ -6,7 +6,7 @@ import Yams
 /// are read recursively. The other kinds are in NodeReader+Kinds.swift.
 extension NodeReader {
     /// Kinds a later version of the gateway adds: named, so the error says so.
-    static let later = ["agent", "mcp"]
+    static let later: [String] = []
     /// `run:` is the short form of `exec.script`.
     static let kindKeys = StepKind.Name.allCases.map(\.rawValue) + ["run"]
 
@@ -76,6 +76,8 @@ extension NodeReader {
             case .invoke: kind = invoke(body, "\(here).invoke", variables: variables, ids: &ids)
             case .http: kind = http(body, "\(here).http", variables: variables, ids: &ids)
             case .infer: kind = infer(body, "\(here).infer", variables: variables, ids: &ids)
+            case .agent: kind = agent(body, "\(here).agent", variables: variables, ids: &ids)
+            case .mcp: kind = mcp(body, "\(here).mcp", variables: variables, ids: &ids)
             }
         }
         guard let kind else { return nil }

@@ -23,6 +23,14 @@ public struct ExitStatus: Sendable, Equatable, CustomStringConvertible {
 
     public var isSeccompViolation: Bool { signal == SIGSYS }
 
+    /// `SIGKILL`, `SIGTERM`, or `signal 34`.
+    public static func signalName(_ signal: Int32) -> String {
+        let names: [Int32: String] = [SIGHUP: "SIGHUP", SIGINT: "SIGINT", SIGQUIT: "SIGQUIT", SIGILL: "SIGILL", SIGABRT: "SIGABRT",
+                                      SIGBUS: "SIGBUS", SIGFPE: "SIGFPE", SIGKILL: "SIGKILL", SIGSEGV: "SIGSEGV", SIGPIPE: "SIGPIPE",
+                                      SIGALRM: "SIGALRM", SIGTERM: "SIGTERM", SIGXCPU: "SIGXCPU", SIGXFSZ: "SIGXFSZ", SIGSYS: "SIGSYS"]
+        return names[signal] ?? "signal \(signal)"
+    }
+
     public static func describe(signal: Int32) -> String {
         switch signal {
         case SIGSYS: "killed by SIGSYS: seccomp blocked a forbidden system call"

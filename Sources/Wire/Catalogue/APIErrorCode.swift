@@ -30,6 +30,8 @@ public enum APIErrorCode: String, Codable, Sendable, CaseIterable {
     case badSignature = "bad_signature"
     /// Too many deliveries for a webhook's trigger right now: retry after `Retry-After`.
     case tooManyRequests = "too_many_requests"
+    /// An MCP server or agent the request needed could not be started or did not answer.
+    case peerFailed = "peer_failed"
     /// The gateway is draining, or a store it needs is not readable.
     case unavailable
     case `internal`

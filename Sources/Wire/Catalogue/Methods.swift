@@ -1,3 +1,5 @@
+import Workflow
+
 /// The whole wire catalogue. Worker → control plane requests are few on purpose:
 /// every one of them is a privilege the worker must ask for (see ControlPlane's
 /// `WorkerMonitor`, which says in which state each is allowed).
@@ -73,5 +75,36 @@ public enum SecretResolve: RPCMethod {
     public struct Result: Codable, Sendable {
         public var value: String
         public init(value: String) { self.value = value }
+    }
+}
+
+/// Control plane → worker: start an MCP server in the sandbox and list its
+/// tools (`GET /v1/registry/mcp-servers/:id/tools`). A job of its own, in a
+/// fresh worker, like any other.
+public enum MCPTools: RPCMethod {
+    public static let name = "mcp.tools"
+    public struct Params: Codable, Sendable {
+        public var jobId: String
+        public var workspace: String
+        public var server: PeerLaunch
+        public var limits: StepLimits
+        public var timeoutMs: Int
+        public init(jobId: String, workspace: String, server: PeerLaunch, limits: StepLimits, timeoutMs: Int) {
+            self.jobId = jobId
+            self.workspace = workspace
+            self.server = server
+            self.limits = limits
+            self.timeoutMs = timeoutMs
+        }
+    }
+    public struct Result: Codable, Sendable {
+        /// The server's tools, as `tools/list` gave them.
+        public var tools: JSONValue
+        /// What `initialize` said of the server (`serverInfo`, `protocolVersion`).
+        public var server: JSONValue
+        public init(tools: JSONValue, server: JSONValue) {
+            self.tools = tools
+            self.server = server
+        }
     }
 }

@@ -22,6 +22,11 @@ public struct RunJobSpec: Codable, Sendable {
     public var defaultStepTimeoutMs: Int
     /// Each step's effective permissions, by step id.
     public var policies: [String: StepPolicy]
+    /// The agents and MCP servers this workflow's steps name, by registry id.
+    public var agents: [String: PeerLaunch] = [:]
+    public var mcpServers: [String: PeerLaunch] = [:]
+    /// Skills mounted in the workspace, by name.
+    public var skills: [String: SkillMount] = [:]
 
     public init(jobId: String, runId: String, workspace: String, fsRead: [String] = [], fsWrite: [String] = [],
                 limits: StepLimits = StepLimits(), workflow: WorkflowDefinition, input: JSONValue,

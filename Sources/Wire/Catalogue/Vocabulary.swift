@@ -17,6 +17,29 @@ public enum JobEventType: String, Codable, Sendable, CaseIterable {
     /// An approval, wait or invoke step: the segment ends once what runs
     /// beside it has ended, and the run waits (for a decision, an output, a child run).
     case stepParked = "step.parked"
+    /// What an agent step's agent says (`data.text`), in pieces as it streams.
+    case agentMessage = "agent.message"
+    /// Its reasoning, when it shares it (`data.text`).
+    case agentThought = "agent.thought"
+    /// A tool call it makes or updates (`data.toolCallId`, `title`, `kind`, `status`).
+    case agentToolCall = "agent.tool_call"
+    /// Its plan (`data.entries`).
+    case agentPlan = "agent.plan"
+    /// A request of the agent the worker served (`data.method`, `target`, `outcome`).
+    case agentRequest = "agent.request"
+    /// Something an agent or mcp step asked for that its policy does not
+    /// allow (`data.dimension`, `value`); the step goes on without it.
+    case permissionDenied = "permission.denied"
+    /// A tool called on an MCP server (`data.server`, `tool`, `outcome`).
+    case mcpCall = "mcp.call"
+
+    /// Kinds of event that report on a running step without changing its state.
+    public var isActivity: Bool {
+        switch self {
+        case .agentMessage, .agentThought, .agentToolCall, .agentPlan, .agentRequest, .permissionDenied, .mcpCall: true
+        case .jobStarted, .stepStarted, .stepFinished, .stepFailed, .stepSkipped, .stepBranch, .stepParked: false
+        }
+    }
 }
 
 /// Every type a run's event log can hold: what its worker claimed (the
@@ -41,6 +64,13 @@ public enum RunEventType: String, Codable, Sendable, CaseIterable {
     case inferDelta = "infer.delta"
     /// An `invoke` step started its child run (`data.child`).
     case childStarted = "child.started"
+    case agentMessage = "agent.message"
+    case agentThought = "agent.thought"
+    case agentToolCall = "agent.tool_call"
+    case agentPlan = "agent.plan"
+    case agentRequest = "agent.request"
+    case permissionDenied = "permission.denied"
+    case mcpCall = "mcp.call"
 
     public init(_ claimed: JobEventType) {
         self.init(rawValue: claimed.rawValue)!
@@ -99,6 +129,12 @@ public enum FailureCode: String, Codable, Sendable, CaseIterable {
     case inferFailed = "InferFailed"
     /// An `invoke` step's child run failed or was cancelled.
     case childFailed = "ChildFailed"
+    /// An `agent` step's agent could not be started, broke the protocol,
+    /// exited, or ended its turn without an answer (refused, cancelled).
+    case agentFailed = "AgentFailed"
+    /// An `mcp` step's server could not be started or reached, or its tool
+    /// answered with an error.
+    case mcpFailed = "MCPFailed"
     /// The step was running when its worker or the gateway died, and may not
     /// run again (not idempotent, no retries left).
     case interrupted = "Interrupted"

@@ -162,7 +162,7 @@ final class Interpreter: Sendable {
             case let .approval(a): return .approval(message: try Template.string(a.message, in: scope))
             case let .wait(w): return .wait(message: try w.message.map { (m) throws(ExpressionError) in try Template.string(m, in: scope) })
             case let .invoke(i): return .invoke(input: try Template.evaluate(i.input, in: scope))
-            case .exec, .parallel, .forEach, .branch, .loop, .http, .infer:
+            case .exec, .parallel, .forEach, .branch, .loop, .http, .infer, .agent, .mcp:
                 throw fail(path, .invalidStep, "\(step.kindName.rawValue) steps do not park")
             }
         } catch let e as ExpressionError {
@@ -185,6 +185,10 @@ final class Interpreter: Sendable {
             return Outcome(output: try await runHTTP(http, step: step, path: path, frame: frame, deadline: deadline))
         case let .infer(infer):
             return try await runInfer(infer, step: step, path: path, frame: frame, deadline: deadline)
+        case let .agent(agent):
+            return try await runAgent(agent, step: step, path: path, frame: frame, deadline: deadline)
+        case let .mcp(mcp):
+            return try await runMCP(mcp, step: step, path: path, frame: frame, deadline: deadline)
         case let .parallel(parallel):
             return Outcome(output: try await runParallel(parallel, path: path, frame: frame, deadline: deadline))
         case let .forEach(forEach):

@@ -41,6 +41,11 @@ public struct StepPolicy: Codable, Sendable, Equatable {
     public var unrestricted: Bool
     /// A denial the control plane already decided (the step fails with it).
     public var denied: PermissionDenial?
+    /// `allowedMcpServers` and `allowedTools`, for what an agent asks at run
+    /// time (`session/request_permission`). A tool entry is `tool`,
+    /// `server/tool`, `server/*` or `*`.
+    public var mcpServers: [String] = []
+    public var tools: [String] = []
 
     public init(executables: [String] = [], fsRead: [String] = [], fsWrite: [String] = [], allowHosts: [String] = [],
                 unrestricted: Bool = false, denied: PermissionDenial? = nil) {
@@ -50,6 +55,15 @@ public struct StepPolicy: Codable, Sendable, Equatable {
         self.allowHosts = allowHosts
         self.unrestricted = unrestricted
         self.denied = denied
+    }
+}
+
+extension StepPolicy {
+    /// Whether `tool` of `server` is within `allowedMcpServers` and `allowedTools`.
+    public func allowsTool(server: String, tool: String) -> Bool {
+        if unrestricted { return true }
+        guard mcpServers.contains(server) else { return false }
+        return tools.contains { $0 == "*" || $0 == tool || $0 == "\(server)/\(tool)" || $0 == "\(server)/*" }
     }
 }
 

@@ -54,7 +54,7 @@ public struct Step: Codable, Sendable, Equatable {
         case let .forEach(f): f.steps
         case let .loop(l): l.steps
         case let .branch(b): b.cases.flatMap(\.steps) + (b.otherwise ?? [])
-        case .exec, .approval, .wait, .invoke, .http, .infer: []
+        case .exec, .approval, .wait, .invoke, .http, .infer, .agent, .mcp: []
         }
     }
 

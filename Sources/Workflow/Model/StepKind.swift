@@ -23,10 +23,14 @@ public enum StepKind: Sendable, Equatable {
     case http(HTTPStep)
     /// One chat completion against a configured provider.
     case infer(InferStep)
+    /// Prompts a coding agent over the Agent Client Protocol.
+    case agent(AgentStep)
+    /// Calls one tool of an MCP server.
+    case mcp(MCPStep)
 
     /// The kinds' names, as workflow files and events spell them.
     public enum Name: String, Codable, Sendable, CaseIterable {
-        case exec, parallel, forEach, branch, loop, approval, wait, invoke, http, infer
+        case exec, parallel, forEach, branch, loop, approval, wait, invoke, http, infer, agent, mcp
     }
 
     public var name: Name {
@@ -41,6 +45,8 @@ public enum StepKind: Sendable, Equatable {
         case .invoke: .invoke
         case .http: .http
         case .infer: .infer
+        case .agent: .agent
+        case .mcp: .mcp
         }
     }
 
@@ -49,7 +55,7 @@ public enum StepKind: Sendable, Equatable {
     public var parks: Bool {
         switch self {
         case .approval, .wait, .invoke: true
-        case .exec, .parallel, .forEach, .branch, .loop, .http, .infer: false
+        case .exec, .parallel, .forEach, .branch, .loop, .http, .infer, .agent, .mcp: false
         }
     }
 
@@ -57,7 +63,7 @@ public enum StepKind: Sendable, Equatable {
     public var isContainer: Bool {
         switch self {
         case .parallel, .forEach, .branch, .loop: true
-        case .exec, .approval, .wait, .invoke, .http, .infer: false
+        case .exec, .approval, .wait, .invoke, .http, .infer, .agent, .mcp: false
         }
     }
 }
@@ -89,6 +95,8 @@ extension StepKind: Codable {
         case .invoke: self = .invoke(try c.decode(InvokeStep.self, forKey: key))
         case .http: self = .http(try c.decode(HTTPStep.self, forKey: key))
         case .infer: self = .infer(try c.decode(InferStep.self, forKey: key))
+        case .agent: self = .agent(try c.decode(AgentStep.self, forKey: key))
+        case .mcp: self = .mcp(try c.decode(MCPStep.self, forKey: key))
         }
     }
 
@@ -106,6 +114,8 @@ extension StepKind: Codable {
         case let .invoke(p): try c.encode(p, forKey: key)
         case let .http(p): try c.encode(p, forKey: key)
         case let .infer(p): try c.encode(p, forKey: key)
+        case let .agent(p): try c.encode(p, forKey: key)
+        case let .mcp(p): try c.encode(p, forKey: key)
         }
     }
 }

@@ -92,8 +92,8 @@ extension API {
                 return .init(index: index, description: .startFailed, runId: other, message: "idempotencyKey was used for a different request")
             case .stopping: return .init(index: index, description: .startFailed, message: "the gateway is shutting down")
             case let .paused(p): return .init(index: index, description: .startFailed, message: "the gateway is paused: \(p.reason)")
-            case let .unknownProvider(step, provider):
-                return .init(index: index, description: .startFailed, message: "step \(step) uses provider '\(provider)', which config does not define")
+            case .unregistered:
+                return .init(index: index, description: .startFailed, message: "\(error)")
             }
         } catch {
             return .init(index: index, description: .startFailed, message: "\(error)")

@@ -32,8 +32,8 @@ extension API {
                 case let .invalidPermissions(why): throw APIError.badRequest(why, code: .invalidPermissions)
                 case .stopping: throw APIError.unavailable("the gateway is shutting down")
                 case let .paused(pause): throw APIError.paused(pause)
-                case let .unknownProvider(step, provider):
-                    throw APIError.badRequest("step \(step) uses provider '\(provider)', which config does not define (providers:)")
+                case .unregistered:
+                    throw APIError.badRequest("\(error)")
                 }
             }
             var headers: HTTPFields = [.location: "/runs/\(run.id)"]

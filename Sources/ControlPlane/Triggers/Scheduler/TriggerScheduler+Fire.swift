@@ -167,7 +167,7 @@ extension TriggerScheduler {
         case let .invalidPermissions(why): return why
         case .stopping: return "the gateway is stopping"
         case let .paused(p): return "the gateway is paused: \(p.reason)"
-        case let .unknownProvider(step, provider): return "step \(step) uses provider '\(provider)', which config does not define"
+        case .unregistered: return "\(error)"
         }
     }
 

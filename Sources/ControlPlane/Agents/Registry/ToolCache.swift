@@ -1,0 +1,39 @@
+import Foundation
+import Wire
+
+/// `tools/list` of each MCP server, asked once (in a sandboxed worker) and
+/// kept until the server's launch changes in config or a refresh is asked for.
+public actor ToolCache {
+    struct Entry {
+        let launch: PeerLaunch
+        let result: MCPTools.Result
+        let listedAt: Date
+    }
+
+    private var entries: [String: Entry] = [:]
+    /// One listing per server at a time: concurrent requests share it.
+    private var inFlight: [String: Task<Result<MCPTools.Result, PeerJobFailure>, Never>] = [:]
+
+    public init() {}
+
+    public func tools(of launch: PeerLaunch, refresh: Bool, pool: WorkerPool) async -> Result<(MCPTools.Result, Date), PeerJobFailure> {
+        if !refresh, let e = entries[launch.id], e.launch == launch { return .success((e.result, e.listedAt)) }
+        let task: Task<Result<MCPTools.Result, PeerJobFailure>, Never>
+        if let running = inFlight[launch.id] {
+            task = running
+        } else {
+            task = Task { await pool.listTools(launch) }
+            inFlight[launch.id] = task
+        }
+        let result = await task.value
+        inFlight[launch.id] = nil
+        switch result {
+        case let .success(r):
+            let now = Date()
+            entries[launch.id] = Entry(launch: launch, result: r, listedAt: now)
+            return .success((r, now))
+        case let .failure(f):
+            return .failure(f)
+        }
+    }
+}

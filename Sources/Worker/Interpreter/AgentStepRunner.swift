@@ -1,0 +1,160 @@
+import Foundation
+import Sandbox
+import Synchronization
+import Wire
+import Workflow
+
+/// `agent` steps: the worker is the ACP client. It starts the agent inside the
+/// step's sandbox, opens a session, sends the prompt (and, with `output`, up to
+/// `maxTurns - 1` more asking for a fitting answer), serves the agent's
+/// requests under the step's policy, and ends the agent with the step.
+extension Interpreter {
+    /// ACP's protocol version this client speaks.
+    static let acpVersion = 1
+
+    func runAgent(_ agent: AgentStep, step: Step, path: String, frame: Frame, deadline: ContinuousClock.Instant?) async throws -> Outcome {
+        let policy = spec.policies[step.id] ?? StepPolicy()
+        if let denied = policy.denied { throw deny(path, denied) }
+        guard let launch = spec.agents[agent.agent] else {
+            throw fail(path, .invalidStep, "agent \(agent.agent) is not registered in config (agents:)")
+        }
+        let scope = frame.scope(input: spec.input, env: env)
+        var prompt: String
+        do { prompt = try Template.string(agent.prompt, in: scope) } catch { throw fail(path, .expressionError, "prompt: \(error.message)") }
+        let skills = agent.skills.compactMap { spec.skills[$0] }
+        if !skills.isEmpty {
+            let list = skills.map { "- \($0.name): \($0.description) (read-only, at \(spec.workspace)/\($0.path)/SKILL.md)" }
+            prompt = "Skills you may use:\n" + list.joined(separator: "\n") + "\n\n" + prompt
+        }
+        let sandbox = try peerSandbox(policy: policy, path: path, env: launch.env)
+        defer { sandbox.close() }
+        let process: PeerProcess
+        do {
+            process = try await startPeer(launch.program, argv: [launch.program] + launch.args, env: sandbox.env, cwd: spec.workspace,
+                                          sandbox: sandbox)
+        } catch {
+            throw fail(path, .agentFailed, "cannot start agent \(agent.agent): \(error)")
+        }
+        let stderr = StderrTail(fd: process.stderr)
+        let terminals = Terminals()
+        defer {
+            terminals.killAll()
+            process.kill()
+        }
+        let updates = AgentUpdates(maxMessage: spec.limits.maxOutputBytes) { [self] type, data in emit(type, step: path, data: data) }
+        let offered = agent.mcpServers.compactMap { spec.mcpServers[$0] }
+        let server = AgentServer(
+            policy: policy,
+            paths: PathRules(workspace: spec.workspace, readable: policy.fsRead + [sandbox.home.path],
+                             writable: (policy.unrestricted ? [] : policy.fsWrite) + [sandbox.home.path]),
+            onPermission: agent.onPermission, servers: Set(offered.map(\.id)),
+            spawn: { [self] program, argv, env, cwd in
+                try await startPeer(program, argv: argv, env: env, cwd: cwd, sandbox: sandbox, mergeStderr: true)
+            },
+            environment: { [workspace = spec.workspace, home = sandbox.home.path] declared in
+                try StepRunner.environment(declared, workspace: workspace, home: home)
+            },
+            terminals: terminals, workspace: spec.workspace,
+            emit: { [self] type, data in emit(type, step: path, data: data) })
+        let malformed = Shared<String?>(nil)
+        let rpc: LineRPC
+        do {
+            rpc = try await LineRPC.connect(input: process.stdout, output: process.stdin, loop: loop,
+                                            onRequest: { method, params in await server.serve(method, params) },
+                                            onNotification: { method, params in if method == "session/update" { updates.receive(params) } },
+                                            onMalformed: { line in malformed.set(line) })
+        } catch {
+            throw fail(path, .agentFailed, "cannot talk to agent \(agent.agent): \(error)")
+        }
+        defer { rpc.close() }
+
+        // The step's time bounds the whole conversation: past it the agent is
+        // asked to cancel, and killed if it has not ended its turn 2 s later.
+        let timeoutMs = Int(timeLeft(step, deadline).milliseconds)
+        let timedOut = Shared(false)
+        let session = Shared<String?>(nil)
+        let watchdog = Task {
+            try await Task.sleep(for: .milliseconds(timeoutMs))
+            timedOut.set(true)
+            if let id = session.get { rpc.notify("session/cancel", ["sessionId": .string(id)]) }
+            try await Task.sleep(for: .seconds(2))
+            process.kill()
+        }
+        defer { watchdog.cancel() }
+
+        func failure(_ error: any Error, doing what: String) -> StepFailure {
+            if timedOut.get { return fail(path, .timeout, "timed out after \(timeoutMs) ms \(what)") }
+            var message = "agent \(agent.agent) \(what): \(error)"
+            if let status = process.exitStatus { message = "agent \(agent.agent) \(PeerProcess.describe(status)) \(what)" }
+            if let line = malformed.get { message += "; it wrote a line that is not JSON-RPC: \(line)" }
+            return fail(path, .agentFailed, message + Self.tail(stderr.text))
+        }
+
+        do {
+            _ = try await rpc.call("initialize", [
+                "protocolVersion": .number(Double(Self.acpVersion)),
+                "clientCapabilities": ["fs": ["readTextFile": true, "writeTextFile": true], "terminal": true],
+                "clientInfo": ["name": "skelm", "version": .string("\(WireProtocol.version)")],
+            ])
+        } catch { throw failure(error, doing: "while initializing") }
+        let servers: [JSONValue] = offered.map { s in
+            ["name": .string(s.id), "command": .string(s.program), "args": .array(s.args.map { .string($0) }),
+             "env": .array(s.env.sorted { $0.key < $1.key }.map { ["name": .string($0.key), "value": .string($0.value)] })]
+        }
+        let sessionId: String
+        do {
+            let created = try await rpc.call("session/new", ["cwd": .string(spec.workspace), "mcpServers": .array(servers)])
+            guard case let .string(id)? = created["sessionId"] else {
+                throw LineRPC.RemoteError(code: -32603, message: "session/new answered without a sessionId")
+            }
+            sessionId = id
+        } catch let f as StepFailure { throw f } catch { throw failure(error, doing: "while opening a session") }
+        session.set(sessionId)
+
+        var turn = 1, text = prompt
+        while true {
+            updates.startTurn()
+            let answer: JSONValue
+            do {
+                answer = try await rpc.call("session/prompt", ["sessionId": .string(sessionId), "prompt": [["type": "text", "text": .string(text)]]])
+            } catch { throw failure(error, doing: "during its turn") }
+            updates.flush()
+            if timedOut.get { throw fail(path, .timeout, "timed out after \(timeoutMs) ms; the agent was asked to cancel") }
+            let stop = answer["stopReason"]?.stringValue ?? "end_turn"
+            guard stop == "end_turn" || stop == "max_tokens" else {
+                throw fail(path, .agentFailed, "agent \(agent.agent) ended its turn with stopReason \(stop)")
+            }
+            let (message, truncated) = updates.message
+            let details: [String: JSONValue] = ["turns": .number(Double(turn)), "stopReason": .string(stop), "sessionId": .string(sessionId)]
+            guard let schema = agent.output else {
+                if truncated { throw fail(path, .outputInvalid, "the agent's message passed the output limit (workers.limits.outputKB)") }
+                return Outcome(output: .string(message.trimmingCharacters(in: .whitespacesAndNewlines)), details: details)
+            }
+            let problems: [String]
+            if let value = Self.json(in: message) {
+                problems = JSONSchema(schema).validate(value).map(\.description)
+                if problems.isEmpty { return Outcome(output: value, details: details) }
+            } else {
+                problems = ["the answer is not JSON"]
+            }
+            guard turn < agent.maxTurns else {
+                throw StepFailure(.outputInvalid, step: path,
+                                  message: "after \(turn) turn\(turn == 1 ? "" : "s") the answer does not fit output: \(problems.prefix(5).joined(separator: "; "))")
+            }
+            turn += 1
+            text = "Your answer does not fit the JSON Schema it must satisfy: \(problems.prefix(5).joined(separator: "; ")). "
+                + "Answer again with only the JSON value, nothing around it. The schema: \(schema.jsonText)"
+        }
+    }
+
+    /// The JSON an answer holds: all of it, or the inside of a fenced block.
+    static func json(in message: String) -> JSONValue? {
+        let trimmed = message.trimmingCharacters(in: .whitespacesAndNewlines)
+        if let v = JSONValue.parse(trimmed) { return v }
+        guard let open = trimmed.range(of: "```") else { return nil }
+        var inner = trimmed[open.upperBound...]
+        if let newline = inner.firstIndex(of: "\n") { inner = inner[inner.index(after: newline)...] }
+        guard let close = inner.range(of: "```") else { return nil }
+        return JSONValue.parse(String(inner[..<close.lowerBound]).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+}

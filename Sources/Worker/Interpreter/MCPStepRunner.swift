@@ -1,0 +1,69 @@
+import Foundation
+import Sandbox
+import Wire
+import Workflow
+
+/// `mcp` steps: the server starts inside the step's sandbox, answers one
+/// `tools/call`, and ends with the step. The call is reported as an `mcp.call`
+/// event (server, tool, outcome; never the arguments, which may hold secrets).
+extension Interpreter {
+    func runMCP(_ mcp: MCPStep, step: Step, path: String, frame: Frame, deadline: ContinuousClock.Instant?) async throws -> Outcome {
+        let policy = spec.policies[step.id] ?? StepPolicy()
+        if let denied = policy.denied { throw deny(path, denied) }
+        guard let launch = spec.mcpServers[mcp.server] else {
+            throw fail(path, .invalidStep, "MCP server \(mcp.server) is not registered in config (mcpServers:)")
+        }
+        let arguments: JSONValue
+        do { arguments = try Template.evaluate(mcp.arguments, in: frame.scope(input: spec.input, env: env)) } catch {
+            throw fail(path, .expressionError, "arguments: \(error.message)")
+        }
+        let sandbox = try peerSandbox(policy: policy, path: path, env: launch.env)
+        defer { sandbox.close() }
+        let process: PeerProcess
+        do {
+            process = try await startPeer(launch.program, argv: [launch.program] + launch.args, env: sandbox.env, cwd: spec.workspace,
+                                          sandbox: sandbox)
+        } catch {
+            throw fail(path, .mcpFailed, "cannot start MCP server \(mcp.server): \(error)")
+        }
+        let stderr = StderrTail(fd: process.stderr)
+        defer { process.kill() }
+        let timeoutMs = Int(timeLeft(step, deadline).milliseconds)
+        let timedOut = Shared(false)
+        let watchdog = Task {
+            try await Task.sleep(for: .milliseconds(timeoutMs))
+            timedOut.set(true)
+            process.kill()
+        }
+        defer { watchdog.cancel() }
+        let started = ContinuousClock.now
+        func report(_ outcome: String) {
+            emit(.mcpCall, step: path, data: ["server": .string(mcp.server), "tool": .string(mcp.tool), "outcome": .string(outcome),
+                                              "durationMs": .number(started.elapsedMs)])
+        }
+        func failure(_ error: any Error, _ what: String) -> StepFailure {
+            if timedOut.get { return fail(path, .timeout, "timed out after \(timeoutMs) ms \(what)") }
+            var message = "MCP server \(mcp.server) \(what): \(error)"
+            if let status = process.exitStatus { message = "MCP server \(mcp.server) \(PeerProcess.describe(status)) \(what)" }
+            return fail(path, .mcpFailed, message + Self.tail(stderr.text))
+        }
+        let client: MCPClient
+        do {
+            (client, _) = try await MCPClient.start(input: process.stdout, output: process.stdin, loop: loop, onMalformed: { _ in })
+        } catch { throw failure(error, "while initializing") }
+        defer { client.close() }
+        let result: JSONValue
+        do { result = try await client.call(mcp.tool, arguments: arguments) } catch {
+            report("error")
+            throw failure(error, "calling \(mcp.tool)")
+        }
+        do {
+            let output = try MCPClient.output(of: result)
+            report("ok")
+            return Outcome(output: output, details: ["server": .string(mcp.server), "tool": .string(mcp.tool)])
+        } catch {
+            report("error")
+            throw fail(path, .mcpFailed, "\(mcp.server)/\(mcp.tool): \(error)")
+        }
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import Synchronization
+import Sandbox
+import Wire
+import Workflow
+
+/// What a peer of a step (an agent, an MCP server) runs inside: the step's
+/// own home, an environment built like an exec step's, the step's egress
+/// forwarder when its policy allows any host, and the step's Landlock layer.
+struct PeerSandbox: Sendable {
+    let home: StepHome
+    let ruleset: LandlockRuleset
+    let env: [String: String]
+    let forwarder: EgressForwarder?
+
+    func close() {
+        forwarder?.stop()
+        home.remove()
+    }
+}
+
+extension Interpreter {
+    func peerSandbox(policy: StepPolicy, path: String, env declared: [String: String]) throws -> PeerSandbox {
+        let home: StepHome
+        do { home = try StepHome.make(workspace: spec.workspace) } catch { throw fail(path, .execFailed, "\(error)") }
+        var env: [String: String]
+        do { env = try StepRunner.environment(declared, workspace: spec.workspace, home: home.path) } catch {
+            home.remove()
+            throw fail(path, .invalidStep, "\(error)")
+        }
+        var ports = connectPorts
+        var forwarder: EgressForwarder?
+        if let egressSocket, policy.unrestricted || !policy.allowHosts.isEmpty {
+            do {
+                let f = try EgressForwarder.start(socket: egressSocket, jobId: spec.jobId, step: path)
+                forwarder = f
+                ports.append(f.port)
+                for key in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] { env[key] = f.proxyURL }
+            } catch {
+                home.remove()
+                throw fail(path, .execFailed, "cannot start the egress forwarder: \(error)")
+            }
+        }
+        let ruleset = policy.unrestricted
+            ? LandlockRuleset.confined(writable: [spec.workspace, home.path] + policy.fsWrite, readable: policy.fsRead, connectPorts: ports)
+            : LandlockRuleset.step(workspace: spec.workspace, home: home.path, fsRead: policy.fsRead, fsWrite: policy.fsWrite,
+                                   executables: policy.executables, connectPorts: ports)
+        return PeerSandbox(home: home, ruleset: ruleset, env: env, forwarder: forwarder)
+    }
+
+    /// Starts a peer's program under the sandbox's layer, from a thread of its own.
+    func startPeer(_ program: String, argv: [String], env: [String: String], cwd: String, sandbox: PeerSandbox,
+                   mergeStderr: Bool = false) async throws -> PeerProcess {
+        let limits = spec.limits, ruleset = sandbox.ruleset
+        return try await confined(on: loop) {
+            try PeerProcess.spawn(program: program, argv: argv, env: env, cwd: cwd, limits: limits, ruleset: ruleset, mergeStderr: mergeStderr)
+        }
+    }
+}
+
+/// The last few KiB a peer wrote to stderr, for the step's error message.
+final class StderrTail: Sendable {
+    private let tail = Shared<[UInt8]>([])
+    static let keep = 4096
+
+    init(fd: Int32) {
+        guard fd >= 0 else { return }
+        DetachedThread.run { [tail] in
+            var buffer = [UInt8](repeating: 0, count: 16384)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, 16384) }
+                if n < 0, errno == EINTR { continue }
+                guard n > 0 else { break }
+                var t = tail.get
+                t.append(contentsOf: buffer[0..<n])
+                if t.count > Self.keep { t.removeFirst(t.count - Self.keep) }
+                tail.set(t)
+            }
+            close(fd)
+        }
+    }
+
+    var text: String { String(decoding: tail.get, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
+}
