@@ -4,7 +4,7 @@ SWIFT ?= swift
 APT_PACKAGES := libsqlite3-dev libssl-dev libseccomp-dev pkg-config zlib1g-dev python3 tzdata
 CONFIG ?= examples/skelm.config.yaml
 
-.PHONY: run test build release deps bench bench-deps clean openapi pytools
+.PHONY: run test build release deps bench bench-deps clean openapi pytools peers
 
 # Installs the system packages the build and the tests need, when missing.
 deps:
@@ -25,7 +25,7 @@ release: deps
 run: release
 	.build/release/skelm gateway start --config $(CONFIG)
 
-test: deps pytools openapi
+test: deps pytools openapi peers
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --parallel --num-workers 2
 
@@ -38,6 +38,31 @@ test: deps pytools openapi
 pytools:
 	@python3 -c 'import openapi_spec_validator, cryptography, schemathesis, openai, croniter' 2>/dev/null || \
 	  python3 -m pip install -q openapi-spec-validator cryptography schemathesis openai croniter
+
+# The real agents and MCP servers the agent and mcp tests drive, from PyPI:
+# fast-agent (an ACP agent; it needs Python >= 3.12), the official ACP SDK
+# (the tests' scripted agent is written with it), mcp-server-time and
+# mcp-server-git. Sandboxed workers run as uids of their own, which cannot
+# enter /root: the peers live in a world-readable directory of their own,
+# with a copy of Python 3.13 whose library path is its own ($$ORIGIN), not
+# the pyenv installation it came from.
+PEERS ?= /var/tmp/skelm-peers-$(shell id -u)
+PYTHON313 ?= $(shell for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3.13 2>/dev/null) $$(command -v python3.13); do \
+  $$p -c 'import sys' 2>/dev/null && { echo $$p; break; }; done)
+peers:
+	@[ -x $(PEERS)/venv/bin/fast-agent ] && $(PEERS)/venv/bin/python -c 'import acp, mcp_server_time, mcp_server_git' 2>/dev/null && exit 0; \
+	set -e; \
+	command -v patchelf >/dev/null || { if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq patchelf git; }; \
+	[ -n "$(PYTHON313)" ] || { echo "peers: Python 3.13 is needed (pyenv install 3.13)"; exit 1; }; \
+	prefix=$$($(PYTHON313) -c 'import sys; print(sys.base_prefix)'); \
+	rm -rf $(PEERS) && mkdir -p $(PEERS)/python && chmod 755 $(PEERS); \
+	tar -C $$prefix --exclude=./lib/python3.13/test -cf - . | tar -C $(PEERS)/python -xf -; \
+	patchelf --set-rpath '$$ORIGIN/../lib' $(PEERS)/python/bin/python3.13; \
+	chmod -R a+rX $(PEERS); \
+	$(PEERS)/python/bin/python3.13 -m venv $(PEERS)/venv; \
+	$(PEERS)/venv/bin/pip install -q 'fast-agent-mcp==0.10.*' agent-client-protocol mcp-server-time mcp-server-git; \
+	chmod -R a+rX $(PEERS)
 
 # docs/openapi.yaml must stay a valid OpenAPI 3.1 document.
 openapi: pytools

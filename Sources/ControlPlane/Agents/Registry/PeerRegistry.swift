@@ -45,15 +45,16 @@ public struct PeerRegistry: Sendable {
         self.init(agents: agents, mcpServers: servers, skills: SkillCatalog(dirs: skillDirs))
     }
 
-    /// What workers' base Landlock layer must let peers read: their install
-    /// prefixes, and what agents' own ceilings grant.
+    /// What workers' base Landlock layer must let peers read: their programs
+    /// (wherever they are), their install prefixes, and what agents' own
+    /// ceilings grant.
     public var readable: [String] {
         var out = Set<String>()
         for a in agents.values {
-            out.formUnion(a.launch.readable)
+            out.formUnion(a.launch.readable + a.launch.executables)
             out.formUnion(a.ceiling?.fsRead ?? [])
         }
-        for s in mcpServers.values { out.formUnion(s.launch.readable) }
+        for s in mcpServers.values { out.formUnion(s.launch.readable + s.launch.executables) }
         return out.sorted()
     }
 }

@@ -31,7 +31,9 @@ enum PeerResolver {
         let program: String
         do { program = try StepRunner.resolveProgram(command, cwd: "/") } catch { throw Failure(description: "\(error)") }
         var executables = [program]
+        var named = [command.hasPrefix("/") ? command : program]
         if let interpreter = shebang(of: program) {
+            named.append(interpreter)
             let real: String
             do { real = try StepRunner.resolveProgram(interpreter, cwd: "/") } catch {
                 throw Failure(description: "\(program) names the interpreter \(interpreter), which is not an executable file")
@@ -41,7 +43,9 @@ enum PeerResolver {
         // A program in `<prefix>/bin/` reads its libraries from `<prefix>`: a
         // virtual environment, a language installation, /usr.
         var readable: [String] = []
-        for path in executables + [command.hasPrefix("/") ? command : program] {
+        // As named and as resolved: a virtual environment's python is a link
+        // into the installation it was made from, and both are read.
+        for path in executables + named {
             let dir = (path as NSString).deletingLastPathComponent
             guard (dir as NSString).lastPathComponent == "bin" else { continue }
             let prefix = (dir as NSString).deletingLastPathComponent

@@ -1,0 +1,293 @@
+import Foundation
+import SkelmClient
+import Testing
+import Workflow
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `agent` steps against real ACP agents in the real sandbox: a scripted agent
+/// written with the official ACP Python SDK (the client's fs and terminal
+/// methods, cancellation, floods, garbage), and fast-agent (sessions, MCP
+/// tools with a permission request). Both are installed from PyPI by `make peers`.
+@Suite("Agent steps", .serialized, .enabled(if: Peers.available, "make peers installs the agents"))
+final class AgentStepTests {
+    let gw: TestGateway
+    let dir: String
+
+    static func workflows(dir: String) -> [String: String] {
+        func agent(_ id: String, _ prompt: String, extra: String = "", agentId: String = "scripted") -> String {
+            """
+            id: \(id)
+            steps:
+              - id: ask
+                agent:
+                  agent: \(agentId)
+                  prompt: "\(prompt)"
+            \(extra.split(separator: "\n").map { "      " + $0 }.joined(separator: "\n"))
+            """
+        }
+        return [
+            "read-ok.workflow.yaml": agent("read-ok", "read \(dir)/allowed/notes.txt"),
+            "read-denied.workflow.yaml": agent("read-denied", "read \(dir)/private/key.txt"),
+            "write-ok.workflow.yaml": agent("write-ok", "write \(dir)/out/result.txt written by the agent"),
+            "write-denied.workflow.yaml": agent("write-denied", "write \(dir)/allowed/notes.txt overwritten"),
+            "run-ok.workflow.yaml": agent("run-ok", "run echo hi from a terminal"),
+            "run-denied.workflow.yaml": agent("run-denied", "run wc -c /etc/hostname"),
+            "ask.workflow.yaml": agent("ask", "ask ${{ input.tool }}"),
+            "ask-deny.workflow.yaml": agent("ask-deny", "ask time/get_current_time", extra: "onPermission: deny"),
+            "hang.workflow.yaml": """
+                id: hang
+                steps:
+                  - id: ask
+                    timeout: 3s
+                    agent: { agent: scripted, prompt: hang }
+                """,
+            "flood.workflow.yaml": agent("flood", "flood 5000"),
+            "malformed.workflow.yaml": agent("malformed", "malformed"),
+            "dies.workflow.yaml": agent("dies", "exit"),
+            "turns.workflow.yaml": agent("turns", "jsonlater", extra: "maxTurns: 2\noutput: { type: object, required: [ok] }"),
+            "one-turn.workflow.yaml": agent("one-turn", "jsonlater", extra: "maxTurns: 1\noutput: { type: object, required: [ok] }"),
+            "skill.workflow.yaml": agent("skill", "readskill", extra: "skills: [release-notes]"),
+            "skill-write.workflow.yaml": agent("skill-write", "write ${{ input.path }} changed", extra: "skills: [release-notes]"),
+            "not-allowed.workflow.yaml": """
+                id: not-allowed
+                steps:
+                  - id: ask
+                    permissions: { allowedAgents: [fast] }
+                    agent: { agent: scripted, prompt: hello }
+                """,
+            "unknown.workflow.yaml": agent("unknown", "hello", agentId: "nobody"),
+            "fast.workflow.yaml": """
+                id: fast
+                steps:
+                  - id: hello
+                    agent: { agent: fast, prompt: "hello from skelm" }
+                  - id: tool
+                    agent:
+                      agent: fast
+                      mcpServers: [time]
+                      prompt: '***CALL_TOOL time__get_current_time {"timezone": "Europe/Berlin"}'
+                  - id: refused
+                    agent:
+                      agent: fast
+                      mcpServers: [time]
+                      prompt: '***CALL_TOOL time__convert_time {"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}'
+                """,
+        ]
+    }
+
+    init() async throws {
+        dir = "/tmp/skelm-agents-\(UUID().uuidString.prefix(8).lowercased())"
+        for sub in ["allowed", "private", "out", "skills/release-notes"] {
+            try FileManager.default.createDirectory(atPath: "\(dir)/\(sub)", withIntermediateDirectories: true)
+        }
+        chmod(dir, 0o755)
+        chmod(dir + "/allowed", 0o755)
+        chmod(dir + "/out", 0o777)
+        try "hello from the allowed dir\n".write(toFile: dir + "/allowed/notes.txt", atomically: true, encoding: .utf8)
+        chmod(dir + "/allowed/notes.txt", 0o644)
+        try "the key\n".write(toFile: dir + "/private/key.txt", atomically: true, encoding: .utf8)
+        try """
+            ---
+            name: release-notes
+            description: How to write release notes
+            ---
+            Write them short.
+            """.write(toFile: dir + "/skills/release-notes/SKILL.md", atomically: true, encoding: .utf8)
+        let agent = try Peers.scriptedAgent(in: dir + "/agents")
+        gw = try TestGateway(workflows: Self.workflows(dir: dir), config: """
+            server: { host: 127.0.0.1, port: 0, maxConcurrentRuns: 4 }
+            workers: { minSpare: 1, max: 6, uidBase: UIDBASE, limits: { timeoutSeconds: 60, addressSpaceMB: 4096, workerAddressSpaceMB: 8192 } }
+            defaults:
+              permissions:
+                allowedExecutables: [echo]
+                fsRead: [\(dir)/allowed]
+                fsWrite: [\(dir)/out]
+                allowedAgents: [scripted, fast]
+                allowedMcpServers: [time]
+                allowedTools: [time/get_current_time]
+                allowedSkills: [release-notes]
+            agents:
+              - id: scripted
+                command: \(agent)
+              - id: fast
+                command: \(Peers.bin)/fast-agent
+                args: [--no-update-check, --home, .fast-agent, acp, --model, passthrough]
+            mcpServers:
+              - id: time
+                command: \(Peers.bin)/mcp-server-time
+                args: [--local-timezone, UTC]
+            skills: { dirs: [\(dir)/skills] }
+            """)
+        try await gw.start()
+    }
+
+    deinit {
+        gw.cleanupLater()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    func events(_ run: JSONValue) async throws -> [JSONValue] {
+        let id = try #require(run["id"]?.stringValue)
+        return try await gw.get("/runs/\(id)/events?limit=10000", headers: [("Accept", "application/json")]).json?["events"].list ?? []
+    }
+
+    func audit(_ action: String, run: JSONValue) async throws -> [JSONValue] {
+        let id = run["id"]?.stringValue ?? ""
+        return (try await gw.get("/audit?action=\(action)&limit=1000").json?["entries"].list ?? []).filter { $0["runId"]?.stringValue == id }
+    }
+
+    @Test("the agent reads a file its policy allows, through the client; its updates are run events and the read is audited")
+    func readAllowed() async throws {
+        let done = try await gw.run("read-ok")
+        #expect(done["status"] == "succeeded", "\(done)")
+        #expect(done["output"] == "read: hello from the allowed dir", "\(done)")
+        let all = try await events(done)
+        #expect(!Peers.events(all, "agent.thought").isEmpty)
+        #expect(Peers.events(all, "agent.tool_call").contains { $0["data"]?["status"] == "in_progress" })
+        #expect(Peers.events(all, "agent.request").contains { $0["data"]?["method"] == "fs/read_text_file" && $0["data"]?["outcome"] == "allowed" })
+        let audited = try await audit("agent.request", run: done)
+        #expect(audited.contains { $0["details"]?["target"]?.stringValue == dir + "/allowed/notes.txt" && $0["details"]?["outcome"] == "allowed" })
+    }
+
+    @Test("a read outside fsRead is refused to the agent, which goes on; the refusal is an event and audited with its dimension")
+    func readDenied() async throws {
+        let done = try await gw.run("read-denied")
+        #expect(done["status"] == "succeeded", "\(done)")
+        let said = try #require(done["output"]?.stringValue)
+        #expect(said.hasPrefix("read failed") && said.contains("PermissionDenied: fsRead does not allow \(dir)/private/key.txt"), "\(said)")
+        #expect(!said.contains("the key"))
+        let denied = Peers.events(try await events(done), "permission.denied")
+        #expect(denied.contains { $0["data"]?["dimension"] == "fsRead" && $0["data"]?["method"] == "fs/read_text_file" })
+        let audited = try await audit("permission.denied", run: done)
+        #expect(audited.contains { $0["details"]?["dimension"] == "fsRead" && $0["details"]?["value"]?.stringValue == dir + "/private/key.txt" })
+    }
+
+    @Test("writes land inside fsWrite only; a write into a read-only grant is refused")
+    func writes() async throws {
+        let ok = try await gw.run("write-ok")
+        #expect(ok["output"] == "wrote", "\(ok)")
+        #expect(try String(contentsOfFile: dir + "/out/result.txt", encoding: .utf8) == "written by the agent")
+        let no = try await gw.run("write-denied")
+        #expect(no["output"]?.stringValue?.contains("PermissionDenied: fsWrite") == true, "\(no)")
+        #expect(try String(contentsOfFile: dir + "/allowed/notes.txt", encoding: .utf8) == "hello from the allowed dir\n")
+    }
+
+    @Test("a terminal runs an allowed executable and reports its output and exit; another executable is refused")
+    func terminals() async throws {
+        let ok = try await gw.run("run-ok")
+        let result = try #require(JSONValue.parse(ok["output"]?.stringValue ?? ""), "\(ok)")
+        #expect(result["exitCode"] == 0)
+        #expect(result["output"] == "hi from a terminal\n")
+        let no = try await gw.run("run-denied")
+        #expect(no["output"]?.stringValue?.contains("PermissionDenied: allowedExecutables does not allow /usr/bin/wc") == true, "\(no)")
+        let audited = try await audit("permission.denied", run: no)
+        #expect(audited.contains { $0["details"]?["dimension"] == "allowedExecutables" && $0["details"]?["method"] == "terminal/create" })
+    }
+
+    @Test("session/request_permission is answered from allowedTools, never with allow_always; onPermission: deny rejects all")
+    func permissions() async throws {
+        let allowed = try await gw.run("ask", ["tool": "time/get_current_time"])
+        #expect(allowed["output"] == "chosen: yes", "\(allowed)")
+        let refused = try await gw.run("ask", ["tool": "time/convert_time"])
+        #expect(refused["output"] == "chosen: no", "\(refused)")
+        #expect(try await audit("permission.denied", run: refused).contains {
+            $0["details"]?["dimension"] == "allowedTools" && $0["details"]?["value"] == "time/convert_time"
+        })
+        let denyAll = try await gw.run("ask-deny")
+        #expect(denyAll["output"] == "chosen: no", "\(denyAll)")
+    }
+
+    @Test("an agent that hangs is asked to cancel when the step's time is up, and the step fails as a timeout")
+    func hang() async throws {
+        let done = try await gw.run("hang")
+        #expect(done["status"] == "failed")
+        #expect(done["error"]?["code"] == "Timeout", "\(done)")
+        #expect(done["error"]?["message"]?.stringValue?.contains("asked to cancel") == true, "\(done)")
+    }
+
+    @Test("a flood of 5,000 updates arrives whole, as a few joined events; a line that is not JSON-RPC is skipped")
+    func floodAndGarbage() async throws {
+        let flood = try await gw.run("flood")
+        #expect(flood["status"] == "succeeded", "\(flood)")
+        #expect(flood["output"]?.stringValue == String(repeating: "x", count: 5000))
+        let messages = Peers.events(try await events(flood), "agent.message")
+        #expect(messages.map { $0["data"]?["text"]?.stringValue ?? "" }.joined().count == 5000)
+        #expect(messages.count < 100, "\(messages.count) events for 5000 chunks")
+        let garbage = try await gw.run("malformed")
+        #expect(garbage["status"] == "succeeded", "\(garbage)")
+        #expect(garbage["output"] == "after")
+    }
+
+    @Test("an agent that exits mid-turn fails the step with its exit status and what it wrote to stderr")
+    func dies() async throws {
+        let done = try await gw.run("dies")
+        #expect(done["error"]?["code"] == "AgentFailed", "\(done)")
+        let message = done["error"]?["message"]?.stringValue ?? ""
+        #expect(message.contains("exited with status 3") && message.contains("exiting as asked"), "\(message)")
+    }
+
+    @Test("with output, an answer that does not fit the schema is sent back until it does, within maxTurns")
+    func turns() async throws {
+        let done = try await gw.run("turns")
+        #expect(done["status"] == "succeeded", "\(done)")
+        #expect(done["output"] == ["ok": true])
+        let finished = Peers.events(try await events(done), "step.finished")
+        #expect(finished.first?["data"]?["turns"] == 2)
+        let once = try await gw.run("one-turn")
+        #expect(once["error"]?["code"] == "OutputInvalid", "\(once)")
+    }
+
+    @Test("a skill is mounted read-only in the workspace and named in the prompt")
+    func skills() async throws {
+        let done = try await gw.run("skill")
+        #expect(done["status"] == "succeeded", "\(done)")
+        #expect(done["output"]?.stringValue?.contains("Write them short.") == true, "\(done)")
+        let listed = try await gw.get("/v1/registry/skills").json
+        #expect(listed?["skills"].list.first?["name"] == "release-notes")
+        let one = try await gw.get("/v1/registry/skills/release-notes").json
+        #expect(one?["text"]?.stringValue?.contains("Write them short.") == true)
+        #expect(try await gw.get("/v1/registry/skills/nope").status == 404)
+    }
+
+    @Test("an agent the step may not use is refused before it starts; one config does not define is refused at submit")
+    func refusals() async throws {
+        let done = try await gw.run("not-allowed")
+        #expect(done["error"]?["code"] == "PermissionDenied", "\(done)")
+        #expect(done["error"]?["message"]?.stringValue?.contains("allowedAgents does not allow scripted") == true)
+        let r = try await gw.post("/runs", ["workflow": "unknown", "mode": "sync"])
+        #expect(r.status == 400)
+        #expect(r.errorMessage.contains("agent 'nobody', which config does not define"), "\(r.errorMessage)")
+    }
+
+    @Test("fast-agent: a prompt is answered; an MCP tool allowed by allowedTools is called after its permission request; another is refused")
+    func fastAgent() async throws {
+        let done = try await gw.run("fast")
+        #expect(done["status"] == "succeeded", "\(done)")
+        let steps = done["steps"].list
+        #expect(steps.first { $0["path"] == "hello" }?["output"] == "hello from skelm")
+        let tool = try #require(steps.first { $0["path"] == "tool" }?["output"]?.stringValue)
+        #expect(tool.contains("Europe/Berlin"), "\(tool)")
+        let refused = try #require(steps.first { $0["path"] == "refused" }?["output"]?.stringValue)
+        #expect(refused.contains("declined"), "\(refused)")
+        let all = try await events(done)
+        #expect(Peers.events(all, "agent.tool_call").contains { $0["step"] == "tool" && $0["data"]?["status"] == "completed" })
+        #expect(Peers.events(all, "permission.denied").contains { $0["step"] == "refused" && $0["data"]?["value"] == "time/convert_time" })
+        let requests = try await audit("agent.request", run: done)
+        #expect(requests.contains { $0["details"]?["target"] == "time/get_current_time" && $0["details"]?["outcome"] == "allowed" })
+    }
+
+    @Test("GET /v1/registry/agents and mcp-servers show what config registers, env by name only; the time server's tools are listed from a sandboxed worker")
+    func registry() async throws {
+        let agents = try await gw.get("/v1/registry/agents").json?["agents"].list ?? []
+        #expect(agents.map { $0["id"] } == ["scripted", "fast"])
+        #expect(agents.first?["executables"].list.count == 2)
+        #expect(try await gw.get("/v1/registry/agents/nobody").status == 404)
+        let tools = try await gw.get("/v1/registry/mcp-servers/time/tools").json
+        let names = Set(tools?["tools"].list.compactMap { $0["name"]?.stringValue } ?? [])
+        #expect(names == ["get_current_time", "convert_time"], "\(String(describing: tools))")
+        #expect(tools?["serverInfo"]?["serverInfo"]?["name"] == "mcp-time")
+    }
+}
