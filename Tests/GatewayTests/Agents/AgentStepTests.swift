@@ -289,5 +289,14 @@ final class AgentStepTests {
         let names = Set(tools?["tools"].list.compactMap { $0["name"]?.stringValue } ?? [])
         #expect(names == ["get_current_time", "convert_time"], "\(String(describing: tools))")
         #expect(tools?["serverInfo"]?["serverInfo"]?["name"] == "mcp-time")
+
+        let list = try await gw.cli(["agents", "list"])
+        #expect(list.status == 0 && list.stdout.contains("scripted") && list.stdout.contains("fast-agent"), "\(list)")
+        let listed = try await gw.cli(["mcp", "tools", "time"])
+        #expect(listed.status == 0 && listed.stdout.contains("convert_time"), "\(listed)")
+        let skill = try await gw.cli(["skills", "show", "release-notes"])
+        #expect(skill.status == 0 && skill.stdout.contains("Write them short."), "\(skill)")
+        let missing = try await gw.cli(["mcp", "tools", "nope"])
+        #expect(missing.status != 0 && missing.stderr.contains("no MCP server nope"), "\(missing)")
     }
 }
