@@ -146,8 +146,11 @@ extension Gateway {
             new.workers.limits.addressSpaceMB = old.workers.limits.addressSpaceMB
         }
         if !ceilingUnchanged {
+            // Registered peers' programs and installations are part of the base layer too.
             new.defaults = old.defaults
             new.permissionProfiles = old.permissionProfiles
+            new.agents = old.agents
+            new.mcpServers = old.mcpServers
         }
         return new
     }
