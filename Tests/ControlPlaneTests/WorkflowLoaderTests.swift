@@ -73,7 +73,7 @@ import Workflow
         #expect(found.contains { $0.path == "steps[4](four).forEach.items" })
         #expect(found.contains { $0.path == "steps[5](five).run" && $0.message.contains("'item' is not defined here") })
         #expect(found.contains { $0.path == "steps[6](six).exec.env.LD_PRELOAD" })
-        #expect(found.contains { $0.path == "steps[7](seven).agent" && $0.message.contains("not supported") })
+        #expect(found.contains { $0.path == "steps[7](seven).agent.name" && $0.message.contains("unknown key") }, "\(found)")
         #expect(found.contains { $0.path == "steps[8](eight).run" })
         #expect(found.allSatisfy { $0.line != nil })
     }

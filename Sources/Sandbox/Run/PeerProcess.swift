@@ -99,6 +99,17 @@ public final class PeerProcess: Sendable {
         await withCheckedContinuation { cont in onExit { cont.resume(returning: $0) } }
     }
 
+    /// The wait status once it has exited, waiting at most `limit`; nil if it is still running.
+    public func exitStatus(within limit: Duration) async -> Int32? {
+        if let status = exitStatus { return status }
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+            if let status = exitStatus { return status }
+        }
+        return nil
+    }
+
     /// SIGKILL to its process group (and to it, should it have left the group).
     public func kill() {
         guard exitStatus == nil else { return }

@@ -82,12 +82,13 @@ extension Interpreter {
         }
         defer { watchdog.cancel() }
 
-        func failure(_ error: any Error, doing what: String) -> StepFailure {
+        func failure(_ error: any Error, doing what: String) async -> StepFailure {
             if timedOut.get { return fail(path, .timeout, "timed out after \(timeoutMs) ms \(what)") }
             var message = "agent \(agent.agent) \(what): \(error)"
-            if let status = process.exitStatus { message = "agent \(agent.agent) \(PeerProcess.describe(status)) \(what)" }
+            // A closed pipe is a peer ending: its status and its last words are worth a moment.
+            if let status = await process.exitStatus(within: .seconds(1)) { message = "agent \(agent.agent) \(PeerProcess.describe(status)) \(what)" }
             if let line = malformed.get { message += "; it wrote a line that is not JSON-RPC: \(line)" }
-            return fail(path, .agentFailed, message + Self.tail(stderr.text))
+            return fail(path, .agentFailed, message + Self.tail(await stderr.settled()))
         }
 
         do {
@@ -96,7 +97,7 @@ extension Interpreter {
                 "clientCapabilities": ["fs": ["readTextFile": true, "writeTextFile": true], "terminal": true],
                 "clientInfo": ["name": "skelm", "version": .string("\(WireProtocol.version)")],
             ])
-        } catch { throw failure(error, doing: "while initializing") }
+        } catch { throw await failure(error, doing: "while initializing") }
         let servers: [JSONValue] = offered.map { s in
             ["name": .string(s.id), "command": .string(s.program), "args": .array(s.args.map { .string($0) }),
              "env": .array(s.env.sorted { $0.key < $1.key }.map { ["name": .string($0.key), "value": .string($0.value)] })]
@@ -108,7 +109,7 @@ extension Interpreter {
                 throw LineRPC.RemoteError(code: -32603, message: "session/new answered without a sessionId")
             }
             sessionId = id
-        } catch let f as StepFailure { throw f } catch { throw failure(error, doing: "while opening a session") }
+        } catch let f as StepFailure { throw f } catch { throw await failure(error, doing: "while opening a session") }
         session.set(sessionId)
 
         var turn = 1, text = prompt
@@ -117,7 +118,7 @@ extension Interpreter {
             let answer: JSONValue
             do {
                 answer = try await rpc.call("session/prompt", ["sessionId": .string(sessionId), "prompt": [["type": "text", "text": .string(text)]]])
-            } catch { throw failure(error, doing: "during its turn") }
+            } catch { throw await failure(error, doing: "during its turn") }
             updates.flush()
             if timedOut.get { throw fail(path, .timeout, "timed out after \(timeoutMs) ms; the agent was asked to cancel") }
             let stop = answer["stopReason"]?.stringValue ?? "end_turn"

@@ -41,21 +41,22 @@ extension Interpreter {
             emit(.mcpCall, step: path, data: ["server": .string(mcp.server), "tool": .string(mcp.tool), "outcome": .string(outcome),
                                               "durationMs": .number(started.elapsedMs)])
         }
-        func failure(_ error: any Error, _ what: String) -> StepFailure {
+        func failure(_ error: any Error, _ what: String) async -> StepFailure {
             if timedOut.get { return fail(path, .timeout, "timed out after \(timeoutMs) ms \(what)") }
             var message = "MCP server \(mcp.server) \(what): \(error)"
-            if let status = process.exitStatus { message = "MCP server \(mcp.server) \(PeerProcess.describe(status)) \(what)" }
-            return fail(path, .mcpFailed, message + Self.tail(stderr.text))
+            // A closed pipe is a peer ending: its status and its last words are worth a moment.
+            if let status = await process.exitStatus(within: .seconds(1)) { message = "MCP server \(mcp.server) \(PeerProcess.describe(status)) \(what)" }
+            return fail(path, .mcpFailed, message + Self.tail(await stderr.settled()))
         }
         let client: MCPClient
         do {
             (client, _) = try await MCPClient.start(input: process.stdout, output: process.stdin, loop: loop, onMalformed: { _ in })
-        } catch { throw failure(error, "while initializing") }
+        } catch { throw await failure(error, "while initializing") }
         defer { client.close() }
         let result: JSONValue
         do { result = try await client.call(mcp.tool, arguments: arguments) } catch {
             report("error")
-            throw failure(error, "calling \(mcp.tool)")
+            throw await failure(error, "calling \(mcp.tool)")
         }
         do {
             let output = try MCPClient.output(of: result)

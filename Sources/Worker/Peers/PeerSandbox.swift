@@ -61,11 +61,12 @@ extension Interpreter {
 /// The last few KiB a peer wrote to stderr, for the step's error message.
 final class StderrTail: Sendable {
     private let tail = Shared<[UInt8]>([])
+    private let done = Shared(false)
     static let keep = 4096
 
     init(fd: Int32) {
         guard fd >= 0 else { return }
-        DetachedThread.run { [tail] in
+        DetachedThread.run { [tail, done] in
             var buffer = [UInt8](repeating: 0, count: 16384)
             while true {
                 let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, 16384) }
@@ -77,7 +78,16 @@ final class StderrTail: Sendable {
                 tail.set(t)
             }
             close(fd)
+            done.set(true)
         }
+    }
+
+    /// Once the peer has exited, what it wrote last may still be in the pipe:
+    /// waits (a little) for the end of it.
+    func settled(within limit: Duration = .seconds(1)) async -> String {
+        let deadline = ContinuousClock.now + limit
+        while !done.get, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+        return text
     }
 
     var text: String { String(decoding: tail.get, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
