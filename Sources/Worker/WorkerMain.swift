@@ -158,7 +158,10 @@ final class JobSlot: Sendable {
                                           },
                                           // A little beyond the step's time: the control plane's own timeout answers first.
                                           fetch: { params, left in try await peer.call(HTTPFetch.self, params, timeout: left + .seconds(5)) },
-                                          complete: { params, left in try await peer.call(InferComplete.self, params, timeout: left + .seconds(5)) }))
+                                          complete: { params, left in try await peer.call(InferComplete.self, params, timeout: left + .seconds(5)) },
+                                          askPermission: { params in
+                                              try await peer.call(AgentPermission.self, params, timeout: .milliseconds(params.timeoutMs) + .seconds(5))
+                                          }))
         return await interpreter.run()
     }
 

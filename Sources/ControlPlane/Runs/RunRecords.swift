@@ -88,4 +88,8 @@ public struct ApprovalRecord: Codable, Sendable {
     public var decidedAt: Date?
     public var decidedBy: String?
     public var reason: String?
+    /// What is asked: an `approval` step's go-ahead (the run waits, parked), or
+    /// an agent's permission request (the agent waits, in its worker).
+    public enum Kind: String, Codable, Sendable, CaseIterable { case step, permission }
+    public var kind: Kind = .step
 }

@@ -115,6 +115,10 @@ extension RunService {
         case let .alreadyDecided(a): throw DecisionError.alreadyDecided(a)
         case let .decided(decided, events, queued):
             events.forEach(hub.publish)
+            if decided.kind == .permission {
+                permissionWaiters.resolve(decided)
+                return decided
+            }
             if status == .approved {
                 if queued { await requeue(decided.runId) }
             } else {

@@ -143,6 +143,8 @@ extension RunService {
                                                guard let event = try? await store.append(runId: runId, type: .inferDelta, step: step, data: ["text": .string(text)]) else { return }
                                                hub.publish(event)
                                            })
+            case AgentPermission.name:
+                return await self.askPermission(request, definition: definition, runId: runId, active: a, policies: stepPolicies)
             default:
                 return await Self.resolveSecret(request, definition: definition, runId: runId, active: a, store: secrets, audit: audit)
             }

@@ -67,6 +67,8 @@ public actor RunService {
     let logger: Logger
     /// Read where each run starts; replaced whole by a reload (`apply`).
     private let settings: Mutex<RunSettings>
+    /// Agents waiting, in their workers, for a person to decide their permission request.
+    let permissionWaiters = PermissionWaiters()
 
     nonisolated var policies: PolicyResolver { settings.withLock { $0.policies } }
     nonisolated var secrets: SecretStore { settings.withLock { $0.secrets } }

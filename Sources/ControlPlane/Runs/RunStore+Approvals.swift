@@ -23,6 +23,13 @@ extension RunStore {
             let now = Date()
             try db.execute(sql: "UPDATE approvals SET status = ?, decided_at = ?, decided_by = ?, reason = ? WHERE id = ?",
                            arguments: [status.rawValue, now.timeIntervalSince1970, actor, reason, id])
+            var decided = current
+            decided.status = status
+            decided.decidedAt = now
+            decided.decidedBy = actor
+            decided.reason = reason
+            // A permission request ends no step: the agent that asked hears the answer.
+            if current.kind == .permission { return .decided(decided, [], queued: false) }
             var events: [RunEvent] = []
             var queued = false
             let approved = status == .approved
@@ -36,11 +43,6 @@ extension RunStore {
                                               message: "\(status.rawValue) by \(actor)\(reason.map { ": \($0)" } ?? "")",
                                               data: ["attempt": 1, "code": .string((status == .expired ? FailureCode.approvalExpired : .approvalDenied).rawValue), "willRetry": false]))
             }
-            var decided = current
-            decided.status = status
-            decided.decidedAt = now
-            decided.decidedBy = actor
-            decided.reason = reason
             return .decided(decided, events, queued: queued)
         }
     }
@@ -75,6 +77,21 @@ extension RunStore {
                        onTimeout: row["on_timeout"], createdAt: Date(timeIntervalSince1970: row["created_at"]),
                        expiresAt: (row["expires_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
                        decidedAt: (row["decided_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
-                       decidedBy: row["decided_by"], reason: row["reason"])
+                       decidedBy: row["decided_by"], reason: row["reason"],
+                       kind: ApprovalRecord.Kind(rawValue: row["kind"] ?? "step") ?? .step)
+    }
+
+    /// An agent's permission request as a pending approval, with the
+    /// `agent.request` event that says so (the run does not wait: its step does).
+    public func askPermission(_ a: ApprovalRecord, method: String) async throws -> RunEvent {
+        try await db.write { db in
+            try db.execute(sql: """
+                INSERT INTO approvals (id, run_id, workflow, step, message, requester, status, on_timeout, created_at, expires_at, kind)
+                VALUES (?, ?, ?, ?, ?, ?, 'pending', 'deny', ?, ?, 'permission')
+                """, arguments: [a.id, a.runId, a.workflow, a.step, a.message, a.requester, a.createdAt.timeIntervalSince1970,
+                                 a.expiresAt?.timeIntervalSince1970])
+            return try Self.append(db, runId: a.runId, type: .agentRequest, step: a.step, message: a.message,
+                                   data: ["method": .string(method), "outcome": "asked", "approval": .string(a.id)])
+        }
     }
 }

@@ -141,6 +141,10 @@ public final class RunStore: Sendable {
                 """)
         }
         m.registerMigration("5-triggers") { db in try TriggerSchema.create(db) }
+        // An agent's permission request can be an approval too: it ends no step.
+        m.registerMigration("6-permission-approvals") { db in
+            try db.execute(sql: "ALTER TABLE approvals ADD COLUMN kind TEXT NOT NULL DEFAULT 'step'")
+        }
         return m
     }
 

@@ -27,7 +27,7 @@ struct WorkerConnection: RPCHandler {
             }
             worker.helloAccepted(hello.sandbox)
             return .result(Empty())
-        case SecretResolve.name, HTTPFetch.name, InferComplete.name:
+        case SecretResolve.name, HTTPFetch.name, InferComplete.name, AgentPermission.name:
             guard let handler = worker.requestHandler else { return violation("\(request.method) outside a run") }
             return await handler(request)
         default:

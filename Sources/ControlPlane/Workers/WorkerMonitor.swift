@@ -36,6 +36,7 @@ enum WorkerMonitor {
         // only under its allowHosts.
         HTTPFetch.name: Entry(phases: [.busy], once: false),
         InferComplete.name: Entry(phases: [.busy], once: false),
+        AgentPermission.name: Entry(phases: [.busy], once: false),
     ]
 
     /// Events one job may emit before it counts as a flood.

@@ -108,3 +108,33 @@ public enum MCPTools: RPCMethod {
         }
     }
 }
+
+/// Worker → control plane: an agent step with `onPermission: ask` asks a person
+/// whether its agent may use a tool. Answered when the approval is decided, or
+/// denied when `timeoutMs` passes.
+public enum AgentPermission: RPCMethod {
+    public static let name = "agent.permission"
+    public struct Params: Codable, Sendable {
+        public var jobId: String
+        public var step: String
+        /// The tool call's title, as the agent gave it.
+        public var title: String
+        public var timeoutMs: Int
+        public init(jobId: String, step: String, title: String, timeoutMs: Int) {
+            self.jobId = jobId
+            self.step = step
+            self.title = title
+            self.timeoutMs = timeoutMs
+        }
+    }
+    public struct Result: Codable, Sendable {
+        public var approved: Bool
+        public var approval: String
+        public var actor: String?
+        public init(approved: Bool, approval: String, actor: String?) {
+            self.approved = approved
+            self.approval = approval
+            self.actor = actor
+        }
+    }
+}

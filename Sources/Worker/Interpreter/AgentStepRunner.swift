@@ -55,7 +55,12 @@ extension Interpreter {
                 try StepRunner.environment(declared, workspace: workspace, home: home)
             },
             terminals: terminals, workspace: spec.workspace,
-            emit: { [self] type, data in emit(type, step: path, data: data) })
+            emit: { [self] type, data in emit(type, step: path, data: data) },
+            ask: { [self] title in
+                let left = Int(timeLeft(step, deadline).milliseconds)
+                let params = AgentPermission.Params(jobId: spec.jobId, step: path, title: title, timeoutMs: max(1, left))
+                return (try? await calls.askPermission(params))?.approved ?? false
+            })
         let malformed = Shared<String?>(nil)
         let rpc: LineRPC
         do {

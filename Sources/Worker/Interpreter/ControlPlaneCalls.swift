@@ -14,4 +14,7 @@ struct ControlPlaneCalls: Sendable {
     var complete: @Sendable (InferComplete.Params, Duration) async throws -> InferComplete.Result = { _, _ in
         throw RPCError(code: RPCError.notAllowed, message: "no control plane to ask the provider")
     }
+    var askPermission: @Sendable (AgentPermission.Params) async throws -> AgentPermission.Result = { _ in
+        throw RPCError(code: RPCError.notAllowed, message: "no control plane to ask")
+    }
 }

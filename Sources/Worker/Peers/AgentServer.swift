@@ -25,6 +25,8 @@ struct AgentServer: Sendable {
     let terminals: Terminals
     let workspace: String
     let emit: @Sendable (JobEventType, JSONValue) -> Void
+    /// `onPermission: ask`: asks the control plane for a person's decision on a title.
+    let ask: @Sendable (String) async -> Bool
 
     /// Largest file `fs/read_text_file` returns.
     static let maxRead = 16 << 20
@@ -40,7 +42,7 @@ struct AgentServer: Sendable {
         case "fs/write_text_file": return write(params)
         case "terminal/create": return await createTerminal(params)
         case "terminal/output", "terminal/wait_for_exit", "terminal/kill", "terminal/release": return await terminal(method, params)
-        case "session/request_permission": return permission(params)
+        case "session/request_permission": return await permission(params)
         default: return .error(code: -32601, message: "method not found: \(String(method.prefix(100)))")
         }
     }
@@ -175,11 +177,11 @@ struct AgentServer: Sendable {
     /// the `fs/*` and `terminal/*` checks above, so it is let through unless the
     /// step says `onPermission: deny`. `allow_always` is never chosen: an agent
     /// may remember it beyond this step (fast-agent writes it into the workspace).
-    private func permission(_ params: JSONValue) -> LineRPC.Reply {
+    private func permission(_ params: JSONValue) async -> LineRPC.Reply {
         let method = "session/request_permission"
         let title = params["toolCall"]?["title"]?.stringValue ?? params["toolCall"]?["toolCallId"]?.stringValue ?? "?"
         let options = params["options"].list
-        var allow = onPermission == .policy
+        var allow = onPermission != .deny
         var dimension = "onPermission"
         let parts = title.split(separator: "/", maxSplits: 1).map(String.init)
         if allow, parts.count == 2, servers.contains(parts[0]) || policy.mcpServers.contains(parts[0]) {
@@ -191,6 +193,11 @@ struct AgentServer: Sendable {
                 if let o = options.first(where: { $0["kind"]?.stringValue == kind }), case let .string(id)? = o["optionId"] { return id }
             }
             return nil
+        }
+        if allow, onPermission == .ask {
+            // Only what the policy allows is asked: a person can narrow, never widen.
+            allow = await ask(title)
+            if !allow { dimension = "approval" }
         }
         if allow, let id = option(["allow_once"]) {
             served(method, title, "allowed")

@@ -37,6 +37,7 @@ final class AgentStepTests {
             "run-denied.workflow.yaml": agent("run-denied", "run wc -c /etc/hostname"),
             "ask.workflow.yaml": agent("ask", "ask ${{ input.tool }}"),
             "ask-deny.workflow.yaml": agent("ask-deny", "ask time/get_current_time", extra: "onPermission: deny"),
+            "ask-human.workflow.yaml": agent("ask-human", "ask ${{ input.tool }}", extra: "onPermission: ask"),
             "hang.workflow.yaml": """
                 id: hang
                 steps:
@@ -198,6 +199,31 @@ final class AgentStepTests {
         })
         let denyAll = try await gw.run("ask-deny")
         #expect(denyAll["output"] == "chosen: no", "\(denyAll)")
+    }
+
+    @Test("onPermission: ask turns a permission request into an approval decided over HTTP; what the policy rules out is never asked")
+    func askedOfAPerson() async throws {
+        for (approve, said) in [(true, "chosen: yes"), (false, "chosen: no")] {
+            let started = try await gw.run("ask-human", ["tool": "time/get_current_time"], sync: false)
+            let id = try #require(started["id"]?.stringValue)
+            var approval: JSONValue?
+            for _ in 0..<500 where approval == nil {
+                approval = try await gw.get("/approvals?run=\(id)").json?["approvals"].list.first
+                if approval == nil { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            let pending = try #require(approval)
+            #expect(pending["kind"] == "permission" && pending["step"] == "ask", "\(pending)")
+            #expect(pending["message"]?.stringValue?.contains("time/get_current_time") == true)
+            let decided = try await gw.post("/approvals/\(pending["id"]!.stringValue!)/\(approve ? "approve" : "deny")", ["reason": "checked"])
+            #expect(decided.status == 200, "\(decided.errorMessage)")
+            let done = try await gw.waitForStatus(id, ["succeeded", "failed"])
+            #expect(done["output"]?.stringValue == said, "\(done)")
+            let requested = try await audit("approval.requested", run: done)
+            #expect(requested.first?["details"]?["kind"] == "permission")
+        }
+        let outside = try await gw.run("ask-human", ["tool": "time/convert_time"])
+        #expect(outside["output"] == "chosen: no", "\(outside)")
+        #expect(try await gw.get("/approvals?run=\(outside["id"]!.stringValue!)&status=all").json?["approvals"].list.isEmpty == true)
     }
 
     @Test("an agent that hangs is asked to cancel when the step's time is up, and the step fails as a timeout")

@@ -12,6 +12,9 @@ public struct AgentStep: Codable, Sendable, Equatable {
         case policy
         /// Every request is rejected.
         case deny
+        /// What the policy would allow is asked of a person, as a durable
+        /// approval (`POST /approvals/:id/approve`); the rest is rejected.
+        case ask
     }
 
     /// An id under `agents:` in config.
