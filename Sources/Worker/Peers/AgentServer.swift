@@ -27,6 +27,11 @@ struct AgentServer: Sendable {
     let emit: @Sendable (JobEventType, JSONValue) -> Void
     /// `onPermission: ask`: asks the control plane for a person's decision on a title.
     let ask: @Sendable (String) async -> Bool
+    /// Runs a file operation on a thread that took the step's Landlock layer:
+    /// the path checks below give the agent a clear answer, and the kernel
+    /// holds the operation itself to the same policy, so a directory swapped
+    /// for a symlink between the check and the open leads nowhere.
+    let confine: @Sendable (@escaping @Sendable () -> LineRPC.Reply) async -> LineRPC.Reply
 
     /// Largest file `fs/read_text_file` returns.
     static let maxRead = 16 << 20
@@ -38,8 +43,8 @@ struct AgentServer: Sendable {
 
     func serve(_ method: String, _ params: JSONValue) async -> LineRPC.Reply {
         switch method {
-        case "fs/read_text_file": return read(params)
-        case "fs/write_text_file": return write(params)
+        case "fs/read_text_file": return await confine { read(params) }
+        case "fs/write_text_file": return await confine { write(params) }
         case "terminal/create": return await createTerminal(params)
         case "terminal/output", "terminal/wait_for_exit", "terminal/kill", "terminal/release": return await terminal(method, params)
         case "session/request_permission": return await permission(params)
