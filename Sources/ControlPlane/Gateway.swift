@@ -185,6 +185,7 @@ public final class Gateway: Sendable {
         authenticator.listening(on: started.0.boundPort)
         server.withLock { $0 = started }
         try await runs.resumeUnfinished()
+        await startResidents(runs.policies)
         // After the resumed runs are queued: a trigger's overlap policy sees them in flight.
         try await scheduler.start()
         let scheduler = self.scheduler
@@ -205,6 +206,7 @@ public final class Gateway: Sendable {
         expiry.withLock { $0?.cancel() }
         await scheduler.stop()
         await runs.drain(timeout: drain)
+        await runs.residents.stopAll()
         hub.closeAll()
         if let (http, task) = server.withLock({ $0 }) {
             await http.stop()
@@ -218,6 +220,11 @@ public final class Gateway: Sendable {
         await audit.close()
         try? await group.shutdownGracefully()
         logger.info("gateway stopped")
+    }
+
+    /// Resident agents start (or are reconciled, after a reload) from the registry in effect.
+    func startResidents(_ policies: PolicyResolver) async {
+        await runs.residents.apply(policies.peers) { policies.residentCeiling($0) }
     }
 
     static func hash(of path: String?) -> String {

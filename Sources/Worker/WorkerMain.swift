@@ -88,6 +88,9 @@ public enum WorkerMain {
         router.on(RunJob.self) { spec, peer in
             try await job.run(spec, workspaceRoot: workspaceRoot, connectPorts: connectPorts, egressSocket: egressSocket, loop: loop, peer: peer)
         }
+        router.on(AgentHost.self) { params, peer in
+            try await job.host(params, workspaceRoot: workspaceRoot, loop: loop, peer: peer)
+        }
         router.on(MCPTools.self) { params, _ in
             try await job.listTools(params, workspaceRoot: workspaceRoot, loop: loop)
         }
@@ -159,10 +162,21 @@ final class JobSlot: Sendable {
                                           // A little beyond the step's time: the control plane's own timeout answers first.
                                           fetch: { params, left in try await peer.call(HTTPFetch.self, params, timeout: left + .seconds(5)) },
                                           complete: { params, left in try await peer.call(InferComplete.self, params, timeout: left + .seconds(5)) },
+                                          agentTurn: { params in
+                                              try await peer.call(AgentTurnRequest.self, params, timeout: .milliseconds(params.timeoutMs) + .seconds(10))
+                                          },
                                           askPermission: { params in
                                               try await peer.call(AgentPermission.self, params, timeout: .milliseconds(params.timeoutMs) + .seconds(5))
                                           }))
         return await interpreter.run()
+    }
+
+    func host(_ params: AgentHost.Params, workspaceRoot: String, loop: any EventLoop, peer: RPCPeer) async throws -> AgentHost.Result {
+        try claim(jobId: params.jobId, workspace: params.workspace, workspaceRoot: workspaceRoot)
+        guard params.home.hasPrefix(workspaceRoot + "/"), !params.home.contains("/../") else {
+            throw RPCError(code: RPCError.jobRefused, message: "home \(params.home) is outside \(workspaceRoot)")
+        }
+        return try await ResidentHost.run(params, loop: loop, peer: peer)
     }
 
     func listTools(_ params: MCPTools.Params, workspaceRoot: String, loop: any EventLoop) async throws -> MCPTools.Result {

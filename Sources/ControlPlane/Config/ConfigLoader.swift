@@ -172,7 +172,7 @@ public enum ConfigLoader {
     static let enumValues: [String: String] = [
         "Scope": Scope.allCases.map(\.rawValue).joined(separator: ", "),
         "Mode": "none, bearer", "Durability": "full, normal", "SpawnMode": "template, exec",
-        "Lifecycle": "ephemeral (resident peers are not available in this version)", "ProtocolName": "acp", "Transport": "stdio",
+        "Lifecycle": "ephemeral, resident", "ProtocolName": "acp", "Transport": "stdio",
     ]
 
     static func enumMessage(_ text: String) -> String? {

@@ -39,6 +39,7 @@ struct API: Sendable {
         addQueueRoutes(router)
         addWebhookRoutes(router)
         addRegistryRoutes(router)
+        addSessionRoutes(router)
         addOpenAPIRoutes(router)
         return router
     }

@@ -81,7 +81,9 @@ extension Gateway {
                 if let name = token.env { return environment[name] }
                 return try secrets.value(of: token.secret ?? "")
             }
-            await runs.apply(effectiveNew.runSettings(policies: effectiveNew.policyResolver(environment: environment, configPath: configPath), secrets: secrets))
+            let resolver = effectiveNew.policyResolver(environment: environment, configPath: configPath)
+            await runs.apply(effectiveNew.runSettings(policies: resolver, secrets: secrets))
+            await startResidents(resolver)
             await pool.retune(PoolTunables(effectiveNew.poolConfiguration(stateDir: stateDir, runningAsRoot: geteuid() == 0)))
         } catch {
             report = ReloadReport(outcome: .rejected, trigger: trigger)

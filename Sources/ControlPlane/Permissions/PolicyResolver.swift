@@ -123,6 +123,25 @@ public struct PolicyResolver: Sendable {
         }
     }
 
+    /// What a resident agent's own process may ever do: its ceiling (or, with
+    /// none, `defaults.permissions`), plus its program and the MCP servers that
+    /// ceiling allows. Each turn is narrowed further by the asking step's policy.
+    public func residentCeiling(_ agent: PeerRegistry.Agent) -> StepPolicy {
+        let c = agent.ceiling.map { Self.normalized($0, ceiling: true) } ?? defaults
+        var policy = StepPolicy(executables: c.allowedExecutables ?? [], fsRead: c.fsRead ?? [], fsWrite: c.fsWrite ?? [],
+                                allowHosts: c.allowHosts ?? [])
+        policy.mcpServers = c.allowedMcpServers ?? []
+        policy.tools = c.allowedTools ?? []
+        let servers = policy.mcpServers.compactMap { peers.mcpServers[$0]?.launch }
+        for launch in [agent.launch] + servers {
+            for e in launch.executables where !policy.executables.contains(e) { policy.executables.append(e) }
+            for r in launch.readable where !policy.fsRead.contains(r) { policy.fsRead.append(r) }
+        }
+        policy.executables.sort()
+        policy.fsRead.sort()
+        return policy
+    }
+
     /// A peer the step may start may run its own program and read its own
     /// installation: configuring it is the operator's grant, naming it in
     /// `allowedAgents`/`allowedMcpServers` the workflow's.

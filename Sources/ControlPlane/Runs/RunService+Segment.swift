@@ -143,6 +143,9 @@ extension RunService {
                                                guard let event = try? await store.append(runId: runId, type: .inferDelta, step: step, data: ["text": .string(text)]) else { return }
                                                hub.publish(event)
                                            })
+            case AgentTurnRequest.name:
+                return await self.residentTurn(request, definition: definition, runId: runId, active: a, policies: stepPolicies,
+                                               maxStorage: maxStorage)
             case AgentPermission.name:
                 return await self.askPermission(request, definition: definition, runId: runId, active: a, policies: stepPolicies)
             default:

@@ -69,6 +69,8 @@ public actor RunService {
     private let settings: Mutex<RunSettings>
     /// Agents waiting, in their workers, for a person to decide their permission request.
     let permissionWaiters = PermissionWaiters()
+    /// Resident agents, which agent steps reach through `agent.turn`.
+    public let residents: ResidentAgents
 
     nonisolated var policies: PolicyResolver { settings.withLock { $0.policies } }
     nonisolated var secrets: SecretStore { settings.withLock { $0.secrets } }
@@ -108,6 +110,7 @@ public actor RunService {
     public init(store: RunStore, registry: WorkflowRegistry, pool: WorkerPool, hub: RunEventHub, audit: AuditLog,
                 egress: EgressDirectory, settings: RunSettings, admission: Admission, requester: StepRequester,
                 logger: Logger = Logger(label: "skelm.runs")) {
+        self.residents = ResidentAgents(pool: pool, audit: audit, logger: logger)
         self.store = store
         self.registry = registry
         self.pool = pool

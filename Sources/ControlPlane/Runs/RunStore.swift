@@ -145,6 +145,7 @@ public final class RunStore: Sendable {
         m.registerMigration("6-permission-approvals") { db in
             try db.execute(sql: "ALTER TABLE approvals ADD COLUMN kind TEXT NOT NULL DEFAULT 'step'")
         }
+        m.registerMigration("7-agent-sessions") { db in try AgentSessionRecord.createTable(db) }
         return m
     }
 

@@ -34,6 +34,7 @@ final class ManagedWorker: Sendable {
         /// An operator asked it be retired: never handed a job, or exits after its one.
         var draining = false
         var events = 0
+        var eventBudget = WorkerMonitor.maxEventsPerJob
         /// Signals go through it when the worker is not our child (pid reuse).
         var pidfd: Int32 = -1
         /// Where this job's events go; set when the job is handed over.
@@ -90,9 +91,13 @@ final class ManagedWorker: Sendable {
     func countEvent() -> Bool {
         state.withLock {
             $0.events += 1
-            return $0.events <= WorkerMonitor.maxEventsPerJob
+            return $0.events <= $0.eventBudget
         }
     }
+
+    /// A job that lives long (a resident agent's host) is bounded per turn by
+    /// the control plane instead of per job.
+    func setEventBudget(_ budget: Int) { state.withLock { $0.eventBudget = budget } }
 
     // MARK: Handshake
 

@@ -37,6 +37,11 @@ enum WorkerMonitor {
         HTTPFetch.name: Entry(phases: [.busy], once: false),
         InferComplete.name: Entry(phases: [.busy], once: false),
         AgentPermission.name: Entry(phases: [.busy], once: false),
+        // A run's agent step asking for a resident agent's turn; and the
+        // resident agent's host asking for turns and handing them back.
+        AgentTurnRequest.name: Entry(phases: [.busy], once: false),
+        AgentNext.name: Entry(phases: [.busy], once: false),
+        AgentDone.name: Entry(phases: [.busy], once: false),
     ]
 
     /// Events one job may emit before it counts as a flood.

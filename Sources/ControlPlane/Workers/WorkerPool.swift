@@ -94,6 +94,8 @@ public actor WorkerPool {
         public var fsRead: [String] = []
         public var fsWrite: [String] = []
         public var limits: StepLimits?
+        /// Events the job may emit; nil: `WorkerMonitor.maxEventsPerJob`.
+        public var eventBudget: Int?
         public init(jobId: String = UUID().uuidString.lowercased()) { self.jobId = jobId }
     }
 
@@ -166,6 +168,7 @@ public actor WorkerPool {
             }
         }
         worker.requestHandler = requests
+        if let budget = options.eventBudget { worker.setEventBudget(budget) }
         worker.setPhase(.busy, jobId: options.jobId)
         if worker.templateGeneration != nil, spawner.runningAsRoot {
             // Spares wait at low priority (template.c); the job runs at normal priority.

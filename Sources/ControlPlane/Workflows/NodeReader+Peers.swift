@@ -6,7 +6,7 @@ import Yams
 /// run is submitted, since a reload can change the registry).
 extension NodeReader {
     mutating func agent(_ n: Node, _ path: String, variables: Set<String>, ids: inout IdTable) -> StepKind? {
-        guard let m = mapping(n, path, allowed: ["agent", "prompt", "output", "maxTurns", "onPermission", "mcpServers", "skills"]) else { return nil }
+        guard let m = mapping(n, path, allowed: ["agent", "prompt", "output", "maxTurns", "onPermission", "mcpServers", "skills", "sessionKey"]) else { return nil }
         guard let agent = string(m["agent"], "\(path).agent") else {
             issue("\(path).agent", n, "is required: an agent id under agents: in config")
             return nil
@@ -34,6 +34,10 @@ extension NodeReader {
             guard let node = m[key], let names = strings(node, "\(path).\(key)") else { continue }
             if Set(names).count != names.count { issue("\(path).\(key)", node, "names an entry twice") }
             if key == "mcpServers" { step.mcpServers = names } else { step.skills = names }
+        }
+        if let node = m["sessionKey"], let key = string(node, "\(path).sessionKey") {
+            use(key, path: "\(path).sessionKey", node: node, variables: variables, ids: &ids)
+            step.sessionKey = key
         }
         return .agent(step)
     }

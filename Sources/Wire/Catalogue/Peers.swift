@@ -15,6 +15,9 @@ public struct PeerLaunch: Codable, Sendable, Equatable {
     /// Directories the peer must read to start at all: the prefix each of
     /// its executables is installed in (the directory above its `bin/`).
     public var readable: [String]
+    /// A resident agent: it runs in a worker of its own, and steps reach it
+    /// through the control plane (`agent.turn`) instead of starting it.
+    public var resident = false
 
     public init(id: String, program: String, args: [String] = [], env: [String: String] = [:], executables: [String] = [],
                 readable: [String] = []) {

@@ -26,6 +26,13 @@ extension Interpreter {
             let list = skills.map { "- \($0.name): \($0.description) (read-only, at \(spec.workspace)/\($0.path)/SKILL.md)" }
             prompt = "Skills you may use:\n" + list.joined(separator: "\n") + "\n\n" + prompt
         }
+        if !launch.resident, agent.sessionKey != nil {
+            throw fail(path, .invalidStep, "sessionKey needs a resident agent (lifecycle: resident); \(agent.agent) starts with each step")
+        }
+        if launch.resident, !agent.skills.isEmpty || agent.onPermission == .ask {
+            throw fail(path, .invalidStep, "a resident agent works in its own home: skills and onPermission: ask are for ephemeral agents")
+        }
+        if launch.resident { return try await runResident(agent, step: step, path: path, scope: scope, prompt: prompt, deadline: deadline) }
         let sandbox = try peerSandbox(policy: policy, path: path, env: launch.env)
         defer { sandbox.close() }
         let process: PeerProcess
@@ -156,6 +163,54 @@ extension Interpreter {
             guard turn < agent.maxTurns else {
                 throw StepFailure(.outputInvalid, step: path,
                                   message: "after \(turn) turn\(turn == 1 ? "" : "s") the answer does not fit output: \(problems.prefix(5).joined(separator: "; "))")
+            }
+            turn += 1
+            text = "Your answer does not fit the JSON Schema it must satisfy: \(problems.prefix(5).joined(separator: "; ")). "
+                + "Answer again with only the JSON value, nothing around it. The schema: \(schema.jsonText)"
+        }
+    }
+
+    /// A resident agent: each turn goes through the control plane to the
+    /// agent's own worker, which records the turn's events itself.
+    func runResident(_ agent: AgentStep, step: Step, path: String, scope: ExpressionScope, prompt: String,
+                     deadline: ContinuousClock.Instant?) async throws -> Outcome {
+        var key: String?
+        if let k = agent.sessionKey {
+            do { key = try Template.string(k, in: scope) } catch { throw fail(path, .expressionError, "sessionKey: \(error.message)") }
+        }
+        var turn = 1, text = prompt
+        while true {
+            let left = Int(timeLeft(step, deadline).milliseconds)
+            guard left > 0 else { throw fail(path, .timeout, "no time left for turn \(turn)") }
+            let result: AgentTurnResult
+            do {
+                result = try await calls.agentTurn(.init(jobId: spec.jobId, step: path, prompt: text, sessionKey: key, timeoutMs: left))
+            } catch let e as RPCError {
+                if e.code == RPCError.notAllowed { throw StepFailure(.permissionDenied, step: path, message: e.message) }
+                throw fail(path, .agentFailed, "agent \(agent.agent): \(e.message)")
+            }
+            if result.timedOut { throw fail(path, .timeout, "timed out after \(left) ms; the agent was asked to cancel") }
+            if let error = result.error { throw fail(path, .agentFailed, "agent \(agent.agent): \(error)") }
+            let stop = result.stopReason ?? "end_turn"
+            guard stop == "end_turn" || stop == "max_tokens" else {
+                throw fail(path, .agentFailed, "agent \(agent.agent) ended its turn with stopReason \(stop)")
+            }
+            var details: [String: JSONValue] = ["turns": .number(Double(turn)), "stopReason": .string(stop)]
+            if let id = result.sessionId { details["sessionId"] = .string(id) }
+            if let key { details["sessionKey"] = .string(key) }
+            guard let schema = agent.output else {
+                if result.truncated { throw fail(path, .outputInvalid, "the agent's message passed the output limit (workers.limits.outputKB)") }
+                return Outcome(output: .string(result.message.trimmingCharacters(in: .whitespacesAndNewlines)), details: details)
+            }
+            let problems: [String]
+            if let value = Self.json(in: result.message) {
+                problems = JSONSchema(schema).validate(value).map(\.description)
+                if problems.isEmpty { return Outcome(output: value, details: details) }
+            } else {
+                problems = ["the answer is not JSON"]
+            }
+            guard turn < agent.maxTurns else {
+                throw StepFailure(.outputInvalid, step: path, message: "after \(turn) turns the answer does not fit output: \(problems.prefix(5).joined(separator: "; "))")
             }
             turn += 1
             text = "Your answer does not fit the JSON Schema it must satisfy: \(problems.prefix(5).joined(separator: "; ")). "

@@ -8,6 +8,9 @@ extension GatewayConfig {
         /// Started for each step that uses it, inside that step's sandbox, and
         /// gone with the step's worker.
         case ephemeral
+        /// Agents only: started with the gateway in a sandboxed worker of its
+        /// own, supervised (restarted with backoff), its sessions kept.
+        case resident
     }
 
     /// One coding agent a workflow's `agent` steps may name.
@@ -108,6 +111,9 @@ extension GatewayConfig {
         seen = []
         for (i, s) in mcpServers.enumerated() {
             try check("mcpServers[\(i)]", id: s.id, command: s.command, env: s.env, seen: &seen)
+            if s.lifecycle == .resident {
+                throw bad("mcpServers[\(i)].lifecycle", "resident MCP servers are not available in this version: ephemeral servers start with each step that uses them")
+            }
         }
         if skills.dirs.contains(where: \.isEmpty) { throw bad("skills.dirs", "must not contain an empty path") }
     }

@@ -33,7 +33,8 @@ public struct PeerRegistry: Sendable {
     public init(config: GatewayConfig, skillDirs: [String]) {
         var agents: [String: Agent] = [:]
         for a in config.agents {
-            guard let launch = try? PeerResolver.launch(id: a.id, command: a.command, args: a.args, env: a.env) else { continue }
+            guard var launch = try? PeerResolver.launch(id: a.id, command: a.command, args: a.args, env: a.env) else { continue }
+            launch.resident = a.lifecycle == .resident
             agents[a.id] = Agent(config: a, launch: launch,
                                  ceiling: a.permissions.map { PolicyResolver.normalized($0.set, ceiling: false) })
         }

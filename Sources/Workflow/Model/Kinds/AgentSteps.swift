@@ -33,6 +33,9 @@ public struct AgentStep: Codable, Sendable, Equatable {
     /// Skills (names under `skills.dirs`) mounted read-only into the workspace
     /// and named in the prompt; each must be within `allowedSkills`.
     public var skills: [String]
+    /// Resident agents only: steps with the same key (a template) continue one
+    /// ACP session, across steps, runs and gateway restarts.
+    public var sessionKey: String?
 
     public init(agent: String, prompt: String, output: JSONValue? = nil, maxTurns: Int = 1, onPermission: OnPermission = .policy,
                 mcpServers: [String] = [], skills: [String] = []) {

@@ -1,0 +1,73 @@
+import Foundation
+import Wire
+import Workflow
+
+/// `agent.turn`: an agent step of a run asks for a turn of a resident agent.
+/// The control plane finds the step's session (by its key), routes the turn
+/// to the agent's worker, and records the turn's events in the run itself.
+extension RunService {
+    nonisolated func residentTurn(_ request: RPCIncoming, definition: WorkflowDefinition, runId: String, active a: Active,
+                                  policies: [String: StepPolicy], maxStorage: Int) async -> RPCReply {
+        let params: AgentTurnRequest.Params
+        do { params = try request.params(as: AgentTurnRequest.Params.self) } catch { return .error(error) }
+        func refuse(_ why: String) -> RPCReply { .error(RPCError(code: RPCError.notAllowed, message: why)) }
+        guard params.jobId == a.jobId else { return refuse("not this worker's job") }
+        guard case let .success(located)? = a.claims.withLock({ $0?.locate(params.step) }), case let .agent(agent) = located.step.kind else {
+            return refuse("step \(SegmentClaims.cut(params.step)) is not an agent step of this run")
+        }
+        guard await a.waitUntilRunning(params.step, limit: .seconds(30)) else { return refuse("step \(SegmentClaims.cut(params.step)) is not running in this worker") }
+        let policy = policies[located.step.id] ?? StepPolicy()
+        if let denied = policy.denied { return refuse(denied.message) }
+        let peers = self.policies.peers
+        guard let registered = peers.agents[agent.agent], registered.launch.resident else {
+            return refuse("agent \(agent.agent) is not a resident agent in config")
+        }
+        let key = params.sessionKey.map { SegmentClaims.cut($0, to: 200) }
+        var session: AgentSessionRecord?
+        if let key {
+            do { session = try await store.openSession(agent: agent.agent, key: key) } catch {
+                return .error(RPCError(code: RPCError.internalError, message: "sessions cannot be read: \(error)"))
+            }
+        }
+        let turn = AgentTurn(id: "turn_" + UUID().uuidString.lowercased().prefix(12), prompt: params.prompt, sessionId: session?.acpSessionId,
+                             policy: policy, onPermission: agent.onPermission,
+                             mcpServers: agent.mcpServers.compactMap { peers.mcpServers[$0]?.launch },
+                             timeoutMs: min(max(params.timeoutMs, 1), 86_400_000))
+        let store = self.store, hub = self.hub, audit = self.audit, pool = self.pool, path = params.step, workflow = definition.id
+        let result: AgentTurnResult
+        do {
+            result = try await residents.turn(agent: agent.agent, turn) { event in
+                // Recorded as the step's, under the same storage budget as the worker's own events.
+                guard let type = event.kind.map(RunEventType.init), event.kind?.isActivity == true else { return }
+                let over = a.storage.withLock { s -> Bool in
+                    guard s.exceeded == nil else { return true }
+                    s.bytes += (event.data?.jsonText.utf8.count ?? 0)
+                    guard s.bytes > maxStorage else { return false }
+                    s.exceeded = "the run's events passed \(maxStorage >> 20) MiB (server.maxRunStorageMB)"
+                    return true
+                }
+                if over {
+                    await pool.cancel(jobId: a.jobId)
+                    return
+                }
+                guard let stored = try? await store.append(runId: runId, type: type, step: path, data: event.data) else { return }
+                hub.publish(stored)
+                var attributed = event
+                attributed.step = path
+                Self.auditPermissions(attributed, policies: policies, runId: runId, workflow: workflow, active: a, audit: audit)
+            }
+        } catch {
+            return .error(RPCError(code: RPCError.execFailed, message: "\(error)"))
+        }
+        if let key, let acp = result.sessionId, result.error == nil {
+            if let (record, created) = try? await store.recordTurn(agent: agent.agent, key: key, acpSessionId: acp, runId: runId) {
+                if created || result.loaded {
+                    audit.record(actor: "gateway", action: created ? "acp.session.created" : "acp.session.loaded", runId: runId, details: [
+                        "session": record.id, "agent": agent.agent, "key": key, "acpSession": acp, "step": path,
+                    ])
+                }
+            }
+        }
+        return .result(result)
+    }
+}

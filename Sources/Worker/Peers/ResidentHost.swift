@@ -1,0 +1,160 @@
+import Foundation
+import NIOCore
+import Sandbox
+import Synchronization
+import Wire
+import Workflow
+
+/// `agent.host`: a resident agent in a worker of its own. The agent starts
+/// once, in its home (kept across restarts by the control plane), under its
+/// ceiling's Landlock layer; then the worker asks the control plane for turns,
+/// one at a time, and serves each turn's requests under the asking step's
+/// policy, on threads that take that narrower layer.
+enum ResidentHost {
+    /// One turn's serving parts, swapped in and out as turns come.
+    private struct Current: Sendable {
+        let server: AgentServer
+        let updates: AgentUpdates?
+    }
+
+    static func run(_ p: AgentHost.Params, loop: any EventLoop, peer: RPCPeer) async throws -> AgentHost.Result {
+        let ceiling = LandlockRuleset.step(workspace: p.home, home: p.home, fsRead: p.ceiling.fsRead, fsWrite: p.ceiling.fsWrite,
+                                           executables: p.ceiling.executables)
+        let env = try StepRunner.environment(p.agent.env, workspace: p.home, home: p.home)
+        let launch = p.agent, limits = p.limits, home = p.home
+        let process: PeerProcess
+        do {
+            process = try await confined(on: loop) {
+                try PeerProcess.spawn(program: launch.program, argv: [launch.program] + launch.args, env: env, cwd: home,
+                                      limits: limits, ruleset: ceiling)
+            }
+        } catch {
+            throw RPCError(code: RPCError.execFailed, message: "cannot start \(launch.id): \(error)")
+        }
+        let stderr = StderrTail(fd: process.stderr)
+        defer { process.kill() }
+        let current = Shared<Current?>(nil)
+        let rpc = try await LineRPC.connect(
+            input: process.stdout, output: process.stdin, loop: loop,
+            onRequest: { method, params in
+                guard let c = current.get else { return .error(code: -32603, message: "no turn is running") }
+                return await c.server.serve(method, params)
+            },
+            onNotification: { method, params in if method == "session/update" { current.get?.updates?.receive(params) } },
+            onMalformed: { _ in })
+        defer { rpc.close() }
+        func ended() async -> String {
+            let status = await process.exitStatus(within: .seconds(1))
+            return (status.map(PeerProcess.describe) ?? "closed its output") + Interpreter.tail(await stderr.settled())
+        }
+        do {
+            _ = try await rpc.call("initialize", [
+                "protocolVersion": .number(Double(Interpreter.acpVersion)),
+                "clientCapabilities": ["fs": ["readTextFile": true, "writeTextFile": true], "terminal": true],
+                "clientInfo": ["name": "skelm", "version": .string("\(WireProtocol.version)")],
+            ])
+        } catch {
+            throw RPCError(code: RPCError.execFailed, message: "\(launch.id) did not initialize: \(await ended())")
+        }
+        var loaded = Set<String>()
+        while true {
+            if process.exitStatus != nil || rpc.isClosed { return AgentHost.Result(ended: await ended()) }
+            let next: AgentNext.Result
+            do { next = try await peer.call(AgentNext.self, .init(jobId: p.jobId, waitMs: 20_000), timeout: .seconds(30)) } catch is RPCTimeout {
+                continue
+            }
+            if next.stop { return AgentHost.Result(ended: "stopped") }
+            guard let turn = next.turn else { continue }
+            let emitted = Shared(0)
+            let result = await run(turn, p: p, rpc: rpc, process: process, loop: loop, peer: peer, current: current, loaded: &loaded,
+                                   emitted: emitted)
+            _ = try await peer.call(AgentDone.self, .init(jobId: p.jobId, turnId: turn.id, result: result, events: emitted.get), timeout: .seconds(30))
+        }
+    }
+
+    private static func run(_ turn: AgentTurn, p: AgentHost.Params, rpc: LineRPC, process: PeerProcess, loop: any EventLoop,
+                            peer: RPCPeer, current: Shared<Current?>, loaded: inout Set<String>, emitted: Shared<Int>) async -> AgentTurnResult {
+        let policy = turn.policy, home = p.home
+        // The turn's layer: its step's policy, within the agent's ceiling (the kernel intersects them).
+        let ruleset = LandlockRuleset.step(workspace: home, home: home, fsRead: policy.fsRead, fsWrite: policy.fsWrite,
+                                           executables: policy.executables)
+        let terminals = Terminals()
+        defer { terminals.killAll() }
+        let emit: @Sendable (JobEventType, JSONValue) -> Void = { type, data in
+            emitted.set(emitted.get + 1)
+            peer.notify(EventEmit.self, JobEvent(jobId: p.jobId, type: type.rawValue, message: "", step: turn.id, data: data))
+        }
+        let limits = p.limits, agentEnv = p.agent.env
+        let server = AgentServer(
+            policy: policy, paths: PathRules(workspace: home, readable: policy.fsRead, writable: policy.fsWrite),
+            onPermission: turn.onPermission == .ask ? .deny : turn.onPermission, servers: Set(turn.mcpServers.map(\.id)),
+            spawn: { program, argv, env, cwd in
+                try await confined(on: loop) {
+                    try PeerProcess.spawn(program: program, argv: argv, env: env, cwd: cwd, limits: limits, ruleset: ruleset, mergeStderr: true)
+                }
+            },
+            environment: { declared in try StepRunner.environment(agentEnv.merging(declared) { $1 }, workspace: home, home: home) },
+            terminals: terminals, workspace: home, emit: emit,
+            ask: { _ in false },
+            confine: { body in
+                do {
+                    return try await confined(on: loop) {
+                        _ = try ruleset.restrictSelf()
+                        return body()
+                    }
+                } catch {
+                    return .error(code: -32603, message: "\(error)")
+                }
+            })
+        let servers: [JSONValue] = turn.mcpServers.map { s in
+            ["name": .string(s.id), "command": .string(s.program), "args": .array(s.args.map { .string($0) }),
+             "env": .array(s.env.sorted { $0.key < $1.key }.map { ["name": .string($0.key), "value": .string($0.value)] })]
+        }
+        var result = AgentTurnResult()
+        // History a load replays is the agent's memory, not this turn's story: no updates are recorded meanwhile.
+        current.set(Current(server: server, updates: nil))
+        defer { current.set(nil) }
+        do {
+            if let id = turn.sessionId {
+                if !loaded.contains(id) {
+                    _ = try await rpc.call("session/load", ["sessionId": .string(id), "cwd": .string(home), "mcpServers": .array(servers)])
+                    loaded.insert(id)
+                    result.loaded = true
+                }
+                result.sessionId = id
+            } else {
+                let made = try await rpc.call("session/new", ["cwd": .string(home), "mcpServers": .array(servers)])
+                guard case let .string(id)? = made["sessionId"] else { return AgentTurnResult(error: "session/new answered without a sessionId") }
+                loaded.insert(id)
+                result.sessionId = id
+                result.created = true
+            }
+        } catch {
+            result.error = turn.sessionId == nil ? "cannot open a session: \(error)" : "cannot load session \(turn.sessionId!): \(error)"
+            return result
+        }
+        let updates = AgentUpdates(maxMessage: p.limits.maxOutputBytes, emit: emit)
+        current.set(Current(server: server, updates: updates))
+        let timedOut = Shared(false)
+        let sessionId = result.sessionId!
+        let watchdog = Task {
+            try await Task.sleep(for: .milliseconds(turn.timeoutMs))
+            timedOut.set(true)
+            rpc.notify("session/cancel", ["sessionId": .string(sessionId)])
+            try await Task.sleep(for: .seconds(2))
+            // The agent did not end its turn: it is killed, and the control plane starts it again.
+            process.kill()
+        }
+        defer { watchdog.cancel() }
+        do {
+            let answer = try await rpc.call("session/prompt", ["sessionId": .string(sessionId), "prompt": [["type": "text", "text": .string(turn.prompt)]]])
+            updates.flush()
+            result.stopReason = answer["stopReason"]?.stringValue ?? "end_turn"
+        } catch {
+            result.error = "\(error)"
+        }
+        result.timedOut = timedOut.get
+        (result.message, result.truncated) = updates.message
+        return result
+    }
+}
