@@ -54,8 +54,8 @@ struct MCPToolsCommand: AsyncParsableCommand {
     @OptionGroup var client: ClientOptions
 
     func run() async throws {
-        let path = "/v1/registry/mcp-servers/\(id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? id)/tools" + (refresh ? "?refresh=true" : "")
-        let reply = try await client.client().get(path)
+        let path = "/v1/registry/mcp-servers/\(id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? id)/tools"
+        let reply = refresh ? try await client.client().post(path + "/refresh") : try await client.client().get(path)
         guard reply.status == 200 else { throw Output.fail(reply) }
         if json { return Output.printJSON(reply.body) }
         Output.table(["TOOL", "DESCRIPTION"], (reply.json?["tools"].list ?? []).map { t in

@@ -20,7 +20,8 @@ extension RunService {
         guard await a.waitUntilRunning(params.step, limit: .seconds(30)) else {
             return .error(RPCError(code: RPCError.notAllowed, message: "step \(SegmentClaims.cut(params.step)) is not running in this worker"))
         }
-        let title = SegmentClaims.cut(params.title, to: 400)
+        // The agent chose the title: a secret of the run it read stays out of approvals and the audit chain.
+        let title = SegmentClaims.cut(a.redactor.text(params.title), to: 400)
         // The worker asks only what the policy allows; held to that here too.
         let parts = title.split(separator: "/", maxSplits: 1).map(String.init)
         if let policy = policies[located.step.id], parts.count == 2, agent.mcpServers.contains(parts[0]),
@@ -28,7 +29,8 @@ extension RunService {
             return .error(RPCError(code: RPCError.notAllowed, message: "allowedTools does not allow \(title)"))
         }
         let now = Date()
-        let limit = min(max(params.timeoutMs, 1), 7 * 86_400_000)
+        // The worker's word, bounded by what the run may take at most.
+        let limit = min(max(params.timeoutMs, 1), 86_400_000)
         let approval = ApprovalRecord(id: "apr_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""), runId: runId,
                                       workflow: definition.id, step: params.step,
                                       message: "agent \(agent.agent) asks to use \(title)", requester: a.workerActor,

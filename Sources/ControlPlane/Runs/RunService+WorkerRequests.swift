@@ -89,14 +89,14 @@ extension RunService {
             let dimension = SegmentClaims.cut(event.data?["dimension"]?.stringValue ?? "")
             audit.record(actor: a.workerActor, action: "permission.denied", runId: runId, details: [
                 "workflow": workflow, "step": path, "dimension": dimension,
-                "value": SegmentClaims.cut(event.data?["value"]?.stringValue ?? ""),
+                "value": SegmentClaims.cut(a.redactor.text(event.data?["value"]?.stringValue ?? "")),
                 "method": SegmentClaims.cut(event.data?["method"]?.stringValue ?? ""), "decidedBy": "worker",
             ])
             GatewayMetrics.permissionDenied(dimension: dimension)
         } else if event.kind == .agentRequest {
             audit.record(actor: a.workerActor, action: "agent.request", runId: runId, details: [
                 "workflow": workflow, "step": path, "method": SegmentClaims.cut(event.data?["method"]?.stringValue ?? ""),
-                "target": SegmentClaims.cut(event.data?["target"]?.stringValue ?? ""),
+                "target": SegmentClaims.cut(a.redactor.text(event.data?["target"]?.stringValue ?? ""), to: 1000),
                 "outcome": SegmentClaims.cut(event.data?["outcome"]?.stringValue ?? ""),
             ])
         } else if event.kind == .mcpCall {

@@ -224,7 +224,7 @@ public actor RunService {
         guard let run = try? await store.run(runId, withSteps: false), !run.status.isTerminal else { return }
         if run.status == .waiting {
             let waits = (try? await store.pendingWaits(runId: runId)) ?? []
-            let approvals = (try? await store.approvals(status: .pending, runId: runId, limit: 1)) ?? []
+            let approvals = ((try? await store.approvals(status: .pending, runId: runId, limit: 100)) ?? []).filter { $0.kind == .step }
             guard !waits.isEmpty, approvals.isEmpty, waits.allSatisfy({ $0.kind == .invoke }) else { return }
         } else {
             guard active[runId] != nil || queue.contains(where: { $0.id == runId }) else { return }

@@ -108,7 +108,7 @@ extension RunStore {
     @discardableResult
     static func queueIfNothingPending(_ db: Database, runId: String) throws -> Bool {
         let blocking = try Int.fetchOne(db, sql: """
-            SELECT (SELECT COUNT(*) FROM approvals WHERE run_id = ? AND status IN ('pending', 'denied', 'expired'))
+            SELECT (SELECT COUNT(*) FROM approvals WHERE run_id = ? AND kind = 'step' AND status IN ('pending', 'denied', 'expired'))
                  + (SELECT COUNT(*) FROM waits WHERE run_id = ? AND status IN ('pending', 'expired', 'failed'))
             """, arguments: [runId, runId]) ?? 0
         guard blocking == 0 else { return false }
@@ -217,11 +217,11 @@ extension RunStore {
         try await db.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT r.id,
-                       (SELECT step || char(0) || status FROM approvals a WHERE a.run_id = r.id AND a.status IN ('denied', 'expired') LIMIT 1) AS approval,
+                       (SELECT step || char(0) || status FROM approvals a WHERE a.run_id = r.id AND a.kind = 'step' AND a.status IN ('denied', 'expired') LIMIT 1) AS approval,
                        (SELECT step || char(0) || status FROM waits w WHERE w.run_id = r.id AND w.status IN ('expired', 'failed') LIMIT 1) AS wait
                 FROM runs r
                 WHERE r.status = 'waiting'
-                  AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.run_id = r.id AND a.status = 'pending')
+                  AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.run_id = r.id AND a.kind = 'step' AND a.status = 'pending')
                   AND NOT EXISTS (SELECT 1 FROM waits w WHERE w.run_id = r.id AND w.status = 'pending')
                 """).map { row in
                 let codes: [String: FailureCode] = ["denied": .approvalDenied, "expired": .approvalExpired]

@@ -29,7 +29,7 @@ extension WorkerPool {
     /// Most jobs leave an empty workspace with an empty .tmp: two rmdirs. Only
     /// one that left files pays for Foundation's recursive removal.
     static func removeWorkspace(_ path: String) {
-        for dir in [path, path + ".homes"] {
+        for dir in [path, path + ".homes", path + ".skills"] {
             _ = rmdir(dir + "/.tmp")
             if rmdir(dir) != 0, errno != ENOENT { try? FileManager.default.removeItem(atPath: dir) }
         }

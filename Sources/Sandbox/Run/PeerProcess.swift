@@ -1,3 +1,4 @@
+import Foundation
 import CSandbox
 import Synchronization
 import Wire
@@ -110,11 +111,36 @@ public final class PeerProcess: Sendable {
         return nil
     }
 
-    /// SIGKILL to its process group (and to it, should it have left the group).
+    /// SIGKILL to it, its process group, and every process descended from it
+    /// that is still attached to it (found through /proc), also those that
+    /// made a session or group of their own (an MCP server an agent started).
     public func kill() {
         guard exitStatus == nil else { return }
+        for child in Self.descendants(of: pid) { _ = Glibc.kill(child, SIGKILL) }
         _ = Glibc.kill(-pid, SIGKILL)
         _ = Glibc.kill(pid, SIGKILL)
+    }
+
+    /// Every live process under `root`, by the parent links in /proc/<pid>/stat.
+    static func descendants(of root: pid_t) -> [pid_t] {
+        var children: [pid_t: [pid_t]] = [:]
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let p = pid_t(name), let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            // `pid (comm) state ppid …`: comm may hold spaces and parentheses.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 1, let ppid = pid_t(fields[1]) else { continue }
+            children[ppid, default: []].append(p)
+        }
+        var out: [pid_t] = []
+        var queue = [root]
+        while let next = queue.popLast() {
+            for c in children[next] ?? [] where !out.contains(c) {
+                out.append(c)
+                queue.append(c)
+            }
+        }
+        return out
     }
 
     /// A program that reads nothing from us sees end-of-file at once.

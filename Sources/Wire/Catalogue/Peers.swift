@@ -30,8 +30,8 @@ public struct PeerLaunch: Codable, Sendable, Equatable {
     }
 }
 
-/// A skill offered to an agent step: copied read-only into the job's
-/// workspace at `path` (relative to it) before the job starts.
+/// A skill offered to an agent step: copied read-only beside the job's
+/// workspace, at `path` (absolute), before the job starts.
 public struct SkillMount: Codable, Sendable, Equatable {
     public var name: String
     public var description: String

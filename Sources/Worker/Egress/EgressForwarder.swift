@@ -13,24 +13,37 @@ import Glibc
 final class EgressForwarder: Sendable {
     let port: UInt16
     private let listenFD: Int32
-    private static let ports = Mutex<Set<UInt16>>([])
+    /// Ports in use now, and ports freed, oldest first.
+    private static let ports = Mutex<(used: Set<UInt16>, freed: [UInt16])>(([], []))
 
     private init(port: UInt16, listenFD: Int32) {
         self.port = port
         self.listenFD = listenFD
     }
 
-    /// Starts a forwarder on a free port of `Egress.forwarderPorts`.
+    /// Starts a forwarder on a port of `Egress.forwarderPorts` no earlier step
+    /// of the job used, while there is one: a process a step left behind (a
+    /// detached daemon) must not find a later step's forwarder, and with it
+    /// that step's hosts and credentials, on the port it knew. Only a job with
+    /// more egress steps than ports takes a freed one, the longest-free first.
     static func start(socket: String, jobId: String, step: String) throws -> EgressForwarder {
-        let port: UInt16? = ports.withLock { used in
-            guard let p = Egress.forwarderPorts.first(where: { !used.contains($0) }) else { return nil }
-            used.insert(p)
-            return p
+        let port: UInt16? = ports.withLock { p in
+            if let fresh = Egress.forwarderPorts.first(where: { !p.used.contains($0) && !p.freed.contains($0) }) {
+                p.used.insert(fresh)
+                return fresh
+            }
+            guard !p.freed.isEmpty else { return nil }
+            let reused = p.freed.removeFirst()
+            p.used.insert(reused)
+            return reused
         }
         guard let port else { throw Sockets.Failure(description: "more exec steps at once than egress ports") }
         let fd: Int32
         do { fd = try Sockets.listenLoopback(port: port) } catch {
-            _ = ports.withLock { $0.remove(port) }
+            ports.withLock { p in
+                p.used.remove(port)
+                p.freed.append(port)
+            }
             throw error
         }
         let forwarder = EgressForwarder(port: port, listenFD: fd)
@@ -61,6 +74,9 @@ final class EgressForwarder: Sendable {
     func stop() {
         shutdown(listenFD, Int32(SHUT_RDWR))
         close(listenFD)
-        _ = Self.ports.withLock { $0.remove(port) }
+        Self.ports.withLock { p in
+            p.used.remove(port)
+            p.freed.append(port)
+        }
     }
 }

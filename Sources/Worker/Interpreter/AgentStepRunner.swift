@@ -13,8 +13,10 @@ extension Interpreter {
     static let acpVersion = 1
 
     func runAgent(_ agent: AgentStep, step: Step, path: String, frame: Frame, deadline: ContinuousClock.Instant?) async throws -> Outcome {
-        let policy = spec.policies[step.id] ?? StepPolicy()
+        var policy = spec.policies[step.id] ?? StepPolicy()
         if let denied = policy.denied { throw deny(path, denied) }
+        // The skills mounted for it (beside the workspace, read-only) are the step's to read.
+        policy.fsRead += agent.skills.compactMap { spec.skills[$0]?.path }
         guard let launch = spec.agents[agent.agent] else {
             throw fail(path, .invalidStep, "agent \(agent.agent) is not registered in config (agents:)")
         }
@@ -23,7 +25,7 @@ extension Interpreter {
         do { prompt = try Template.string(agent.prompt, in: scope) } catch { throw fail(path, .expressionError, "prompt: \(error.message)") }
         let skills = agent.skills.compactMap { spec.skills[$0] }
         if !skills.isEmpty {
-            let list = skills.map { "- \($0.name): \($0.description) (read-only, at \(spec.workspace)/\($0.path)/SKILL.md)" }
+            let list = skills.map { "- \($0.name): \($0.description) (read-only, at \($0.path)/SKILL.md)" }
             prompt = "Skills you may use:\n" + list.joined(separator: "\n") + "\n\n" + prompt
         }
         if !launch.resident, agent.sessionKey != nil {
@@ -101,6 +103,8 @@ extension Interpreter {
             if let id = session.get { rpc.notify("session/cancel", ["sessionId": .string(id)]) }
             try await Task.sleep(for: .seconds(2))
             process.kill()
+            // A descendant may still hold its output open: the conversation ends here.
+            rpc.close()
         }
         defer { watchdog.cancel() }
 

@@ -30,10 +30,13 @@ extension Interpreter {
         defer { process.kill() }
         let timeoutMs = Int(timeLeft(step, deadline).milliseconds)
         let timedOut = Shared(false)
+        let connection = Shared<MCPClient?>(nil)
         let watchdog = Task {
             try await Task.sleep(for: .milliseconds(timeoutMs))
             timedOut.set(true)
             process.kill()
+            // A descendant may still hold its output open: the call ends here.
+            connection.get?.close()
         }
         defer { watchdog.cancel() }
         let started = ContinuousClock.now
@@ -52,6 +55,7 @@ extension Interpreter {
         do {
             (client, _) = try await MCPClient.start(input: process.stdout, output: process.stdin, loop: loop, onMalformed: { _ in })
         } catch { throw await failure(error, "while initializing") }
+        connection.set(client)
         defer { client.close() }
         let result: JSONValue
         do { result = try await client.call(mcp.tool, arguments: arguments) } catch {

@@ -33,6 +33,9 @@ struct AgentServer: Sendable {
     /// for a symlink between the check and the open leads nowhere.
     let confine: @Sendable (@escaping @Sendable () -> LineRPC.Reply) async -> LineRPC.Reply
 
+    /// Permission questions, one at a time.
+    let asking = SerialGate()
+
     /// Largest file `fs/read_text_file` returns.
     static let maxRead = 16 << 20
 
@@ -79,8 +82,9 @@ struct AgentServer: Sendable {
             let data = (try? handle.read(upToCount: Self.maxRead + 1)) ?? Data()
             guard data.count <= Self.maxRead else { return .error(code: -32603, message: "\(real) is larger than \(Self.maxRead >> 20) MiB") }
             var text = String(decoding: data, as: UTF8.self)
-            let line = params["line"].flatMap { if case let .number(n) = $0 { Int(exactly: n) } else { nil } }
-            let limit = params["limit"].flatMap { if case let .number(n) = $0 { Int(exactly: n) } else { nil } }
+            // Clamped: numbers are the agent's, and arithmetic on them must not trap.
+            let line = params["line"].flatMap { if case let .number(n) = $0, n.isFinite { Int(max(1, min(n, 1e9))) } else { nil } }
+            let limit = params["limit"].flatMap { if case let .number(n) = $0, n.isFinite { Int(max(0, min(n, 1e9))) } else { nil } }
             if line != nil || limit != nil {
                 let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
                 let start = max(0, (line ?? 1) - 1)
@@ -128,9 +132,11 @@ struct AgentServer: Sendable {
         for item in params["env"].list {
             if case let .string(name)? = item["name"], case let .string(value)? = item["value"] { declared[name] = value }
         }
-        guard terminals.count < Terminals.maxOpen else {
+        guard terminals.reserve() else {
             return .error(code: -32603, message: "this step already holds \(Terminals.maxOpen) terminals; release one first")
         }
+        var reserved = true
+        defer { if reserved { terminals.unreserve() } }
         let cwd: String, program: String
         do {
             cwd = try StepRunner.resolveCwd(params["cwd"]?.stringValue, workspace: workspace)
@@ -146,6 +152,7 @@ struct AgentServer: Sendable {
             let process = try await spawn(program, [command] + args, env, cwd)
             process.closeStdin()
             let limit = params["outputByteLimit"].flatMap { if case let .number(n) = $0 { Int(exactly: n) } else { nil } }
+            reserved = false
             let id = terminals.add(process, limit: limit)
             served(method, ([program] + args).joined(separator: " "), "allowed")
             return .result(["terminalId": .string(id)])
@@ -201,7 +208,8 @@ struct AgentServer: Sendable {
         }
         if allow, onPermission == .ask {
             // Only what the policy allows is asked: a person can narrow, never widen.
-            allow = await ask(title)
+            // One question at a time: an agent cannot pile up requests on the control plane.
+            allow = await asking.run { await ask(title) }
             if !allow { dimension = "approval" }
         }
         if allow, let id = option(["allow_once"]) {

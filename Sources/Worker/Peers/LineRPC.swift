@@ -67,7 +67,10 @@ final class LineRPC: Sendable {
                         onNotification: @escaping NotificationHandler,
                         onMalformed: @escaping @Sendable (String) -> Void) async throws -> LineRPC {
         let box = Mutex<LineRPC?>(nil)
+        // Nothing is read until the connection is in place: a peer that exits
+        // at once must not have its end of stream land before anyone hears it.
         let channel = try await NIOPipeBootstrap(group: loop)
+            .channelOption(.autoRead, value: false)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineDecoder(limit: maxLine)))
@@ -79,6 +82,7 @@ final class LineRPC: Sendable {
             .takingOwnershipOfDescriptors(input: input, output: output).get()
         let rpc = LineRPC(channel: channel, onRequest: onRequest, onNotification: onNotification, onMalformed: onMalformed)
         box.withLock { $0 = rpc }
+        try await channel.setOption(ChannelOptions.autoRead, value: true).get()
         return rpc
     }
 

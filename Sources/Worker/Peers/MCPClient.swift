@@ -29,10 +29,16 @@ struct MCPClient: Sendable {
                                                 method == "ping" ? .result(.object([:])) : .error(code: -32601, message: "the client does not serve \(method)")
                                             },
                                             onNotification: { _, _ in }, onMalformed: onMalformed)
-        let info = try await rpc.call("initialize", [
-            "protocolVersion": .string(protocolVersion), "capabilities": .object([:]),
-            "clientInfo": ["name": "skelm", "version": "1"],
-        ])
+        let info: JSONValue
+        do {
+            info = try await rpc.call("initialize", [
+                "protocolVersion": .string(protocolVersion), "capabilities": .object([:]),
+                "clientInfo": ["name": "skelm", "version": "1"],
+            ])
+        } catch {
+            rpc.close()
+            throw error
+        }
         rpc.notify("notifications/initialized", .object([:]))
         return (MCPClient(rpc: rpc), info)
     }

@@ -30,8 +30,18 @@ final class Terminals: Sendable {
 
     private let entries = Mutex<[String: Entry]>([:])
     private let counter = Atomic<Int>(0)
+    /// Open terminals plus those being started: checked and counted at once.
+    private let slots = Mutex(0)
 
-    var count: Int { entries.withLock { $0.count } }
+    func reserve() -> Bool {
+        slots.withLock { n in
+            guard n < Self.maxOpen else { return false }
+            n += 1
+            return true
+        }
+    }
+
+    func unreserve() { slots.withLock { $0 -= 1 } }
 
     func add(_ process: PeerProcess, limit: Int?) -> String {
         let id = "term-\(counter.wrappingAdd(1, ordering: .relaxed).newValue)"
@@ -65,6 +75,7 @@ final class Terminals: Sendable {
 
     func release(_ id: String) -> Bool {
         guard let e = entries.withLock({ $0.removeValue(forKey: id) }) else { return false }
+        unreserve()
         e.process.kill()
         return true
     }

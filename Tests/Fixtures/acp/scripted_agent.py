@@ -12,6 +12,7 @@ a malformed line. The first word of the prompt picks the script:
   malformed                writes a line that is not JSON, then says "after"
   jsonlater                says "not json" on its first turn and {"ok": true} after
   readskill                reads the first SKILL.md the prompt names
+  daemon <path>            starts a child in a session of its own that appends a line to <path> every 50 ms
 The script is the prompt's last line (skills are named above it).
   exit                     exits with status 3 mid-turn
   anything else            says it back
@@ -113,6 +114,16 @@ class Scripted:
             path = full.split("at ", 1)[1].split(")", 1)[0]
             r = await self.conn.read_text_file(session_id=sid, path=path)
             await self.say(sid, r.content)
+        elif cmd == "daemon":
+            if os.fork() == 0:
+                os.setsid()
+                while True:
+                    with open(words[1], "a") as f:
+                        f.write("tick\n")
+                    import time
+                    time.sleep(0.05)
+            await asyncio.sleep(0.3)
+            await self.say(sid, "started")
         elif cmd == "jsonlater":
             await self.say(sid, "not json" if self.turns[sid] == 1 else '{"ok": true}')
         elif cmd == "exit":

@@ -51,7 +51,24 @@ final class AgentStepTests {
             "turns.workflow.yaml": agent("turns", "jsonlater", extra: "maxTurns: 2\noutput: { type: object, required: [ok] }"),
             "one-turn.workflow.yaml": agent("one-turn", "jsonlater", extra: "maxTurns: 1\noutput: { type: object, required: [ok] }"),
             "skill.workflow.yaml": agent("skill", "readskill", extra: "skills: [release-notes]"),
-            "skill-write.workflow.yaml": agent("skill-write", "write ${{ input.path }} changed", extra: "skills: [release-notes]"),
+            "skill-tamper.workflow.yaml": """
+                id: skill-tamper
+                steps:
+                  - id: tamper
+                    exec:
+                      argv: [sh, -c, 'for f in "$PWD.skills/release-notes/SKILL.md" "$PWD.skills"; do mv "$f" "$f.x" 2>/dev/null && echo moved; echo hacked > "$f" 2>/dev/null && echo wrote; done; echo done']
+                  - id: ask
+                    agent: { agent: scripted, prompt: readskill, skills: [release-notes] }
+                """,
+            "daemon.workflow.yaml": agent("daemon", "daemon \(dir)/out/ticks"),
+            "ask-then-approve.workflow.yaml": """
+                id: ask-then-approve
+                steps:
+                  - id: ask
+                    agent: { agent: scripted, prompt: "ask time/get_current_time", onPermission: ask }
+                  - id: gate
+                    approval: { message: "go on?" }
+                """,
             "not-allowed.workflow.yaml": """
                 id: not-allowed
                 steps:
@@ -103,7 +120,7 @@ final class AgentStepTests {
             workers: { minSpare: 1, max: 6, uidBase: UIDBASE, limits: { timeoutSeconds: 60, addressSpaceMB: 4096, workerAddressSpaceMB: 8192 } }
             defaults:
               permissions:
-                allowedExecutables: [echo]
+                allowedExecutables: [echo, sh]
                 fsRead: [\(dir)/allowed]
                 fsWrite: [\(dir)/out]
                 allowedAgents: [scripted, fast]
@@ -224,6 +241,49 @@ final class AgentStepTests {
         let outside = try await gw.run("ask-human", ["tool": "time/convert_time"])
         #expect(outside["output"] == "chosen: no", "\(outside)")
         #expect(try await gw.get("/approvals?run=\(outside["id"]!.stringValue!)&status=all").json?["approvals"].list.isEmpty == true)
+    }
+
+    @Test("a skill cannot be changed by an earlier step of the job, nor by the agent; what the agent reads is the original")
+    func skillTamper() async throws {
+        let done = try await gw.run("skill-tamper")
+        #expect(done["status"] == "succeeded", "\(done)")
+        let steps = done["steps"].list
+        #expect(steps.first { $0["path"] == "tamper" }?["output"] == "done", "\(steps)")
+        #expect(steps.first { $0["path"] == "ask" }?["output"]?.stringValue?.contains("Write them short.") == true, "\(steps)")
+    }
+
+    @Test("a process the agent started in a session of its own dies with the step")
+    func detached() async throws {
+        let done = try await gw.run("daemon")
+        #expect(done["output"] == "started", "\(done)")
+        let ticks = dir + "/out/ticks"
+        let size = (try? FileManager.default.attributesOfItem(atPath: ticks)[.size] as? Int) ?? nil
+        #expect((size ?? 0) > 0, "the child never ran")
+        try await Task.sleep(for: .milliseconds(600))
+        let later = (try? FileManager.default.attributesOfItem(atPath: ticks)[.size] as? Int) ?? nil
+        #expect(later == size, "the child outlived its step: \(String(describing: size)) -> \(String(describing: later))")
+    }
+
+    @Test("a denied permission approval does not hold the run at a later approval step")
+    func deniedPermissionThenApproval() async throws {
+        let started = try await gw.run("ask-then-approve", sync: false)
+        let id = try #require(started["id"]?.stringValue)
+        var asked: JSONValue?
+        for _ in 0..<500 where asked == nil {
+            asked = try await gw.get("/approvals?run=\(id)").json?["approvals"].list.first { $0["kind"] == "permission" }
+            if asked == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        let permission = try #require(asked)
+        #expect(try await gw.post("/approvals/\(permission["id"]!.stringValue!)/deny", [:]).status == 200)
+        var gate: JSONValue?
+        for _ in 0..<500 where gate == nil {
+            gate = try await gw.get("/approvals?run=\(id)").json?["approvals"].list.first { $0["kind"] == "step" }
+            if gate == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        let step = try #require(gate)
+        #expect(try await gw.post("/approvals/\(step["id"]!.stringValue!)/approve", [:]).status == 200)
+        let done = try await gw.waitForStatus(id, ["succeeded", "failed"])
+        #expect(done["status"] == "succeeded", "\(done)")
     }
 
     @Test("an agent that hangs is asked to cancel when the step's time is up, and the step fails as a timeout")

@@ -1,6 +1,10 @@
 import Foundation
 import Yams
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The skills in `skills.dirs`: each a folder holding a `SKILL.md` whose front
 /// matter (a YAML block between `---` lines) names it and says what it does.
 public struct SkillCatalog: Sendable {
@@ -59,8 +63,14 @@ public struct SkillCatalog: Sendable {
     }
 
     static func read(_ file: String, folder: String) throws -> Skill {
-        guard let data = FileManager.default.contents(atPath: file) else { throw Invalid(description: "\(file) cannot be read") }
-        guard data.count <= maxBytes else { throw Invalid(description: "\(file) is larger than \(maxBytes >> 10) KiB") }
+        // Not through a link, not a FIFO or a device: checked on the open file, then read to its size.
+        let fd = open(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { throw Invalid(description: "\(file) cannot be read (a link is not followed): \(String(cString: strerror(errno)))") }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw Invalid(description: "\(file) is not a regular file") }
+        guard st.st_size <= maxBytes else { throw Invalid(description: "\(file) is larger than \(maxBytes >> 10) KiB") }
+        let data = (try? handle.read(upToCount: maxBytes)) ?? Data()
         let text = String(decoding: data, as: UTF8.self)
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         guard lines.first?.trimmingCharacters(in: .whitespaces) == "---",

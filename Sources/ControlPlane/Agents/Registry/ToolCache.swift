@@ -19,14 +19,17 @@ public actor ToolCache {
     public func tools(of launch: PeerLaunch, refresh: Bool, pool: WorkerPool) async -> Result<(MCPTools.Result, Date), PeerJobFailure> {
         if !refresh, let e = entries[launch.id], e.launch == launch { return .success((e.result, e.listedAt)) }
         let task: Task<Result<MCPTools.Result, PeerJobFailure>, Never>
+        var mine = false
         if let running = inFlight[launch.id] {
             task = running
         } else {
             task = Task { await pool.listTools(launch) }
             inFlight[launch.id] = task
+            mine = true
         }
         let result = await task.value
-        inFlight[launch.id] = nil
+        // Only the caller that started the listing ends it: a later one may be running.
+        if mine { inFlight[launch.id] = nil }
         switch result {
         case let .success(r):
             let now = Date()

@@ -27,24 +27,13 @@ extension API {
             guard let s = gateway.running.mcpServers.first(where: { $0.id == id }) else { throw APIError.notFound("no MCP server \(id) in config (mcpServers:)") }
             return JSONResponse.make(Self.describe(server: s, resolved: runs.policies.peers.mcpServers[id]))
         }
-        router.get("/v1/registry/mcp-servers/:id/tools") { request, context -> Response in
-            let id = try context.parameters.require("id")
-            guard let server = runs.policies.peers.mcpServers[id] else {
-                throw APIError.notFound("no MCP server \(id) in config (mcpServers:), or its command no longer resolves")
-            }
-            let refresh = request.uri.queryParameters.get("refresh").map { $0 == "true" || $0 == "1" } ?? false
-            switch await gateway.tools.tools(of: server.launch, refresh: refresh, pool: pool) {
-            case let .success((result, at)):
-                struct Tools: Encodable {
-                    let server: String
-                    let tools: JSONValue
-                    let serverInfo: JSONValue
-                    let listedAt: Date
-                }
-                return JSONResponse.make(Tools(server: id, tools: result.tools, serverInfo: result.server, listedAt: at))
-            case let .failure(f):
-                throw APIError(status: .badGateway, code: .peerFailed, message: "MCP server \(id) could not list its tools: \(f.description)")
-            }
+        // Listing starts the server in a sandboxed worker: a read gets the cached
+        // list (made once), asking the server again changes state (operator).
+        router.get("/v1/registry/mcp-servers/:id/tools") { _, context -> Response in
+            try await tools(try context.parameters.require("id"), refresh: false)
+        }
+        router.post("/v1/registry/mcp-servers/:id/tools/refresh") { _, context -> Response in
+            try await tools(try context.parameters.require("id"), refresh: true)
         }
         router.get("/v1/registry/skills") { _, _ -> Response in
             let catalog = runs.policies.peers.skills
@@ -55,6 +44,24 @@ extension API {
             let name = try context.parameters.require("name")
             guard let skill = runs.policies.peers.skills.skills[name] else { throw APIError.notFound("no skill \(name) in skills.dirs") }
             return JSONResponse.make(SkillInfo(skill, text: true))
+        }
+    }
+
+    func tools(_ id: String, refresh: Bool) async throws -> Response {
+        guard let server = runs.policies.peers.mcpServers[id] else {
+            throw APIError.notFound("no MCP server \(id) in config (mcpServers:), or its command no longer resolves")
+        }
+        switch await gateway.tools.tools(of: server.launch, refresh: refresh, pool: pool) {
+        case let .success((result, at)):
+            struct Tools: Encodable {
+                let server: String
+                let tools: JSONValue
+                let serverInfo: JSONValue
+                let listedAt: Date
+            }
+            return JSONResponse.make(Tools(server: id, tools: result.tools, serverInfo: result.server, listedAt: at))
+        case let .failure(f):
+            throw APIError(status: .badGateway, code: .peerFailed, message: "MCP server \(id) could not list its tools: \(f.description)")
         }
     }
 
