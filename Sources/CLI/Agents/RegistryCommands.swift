@@ -6,7 +6,7 @@ import Workflow
 /// `skelm agents|mcp|skills`: what config registers, as the gateway resolved it.
 struct AgentsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "agents", abstract: "Inspect the coding agents config registers.",
-                                                    subcommands: [AgentsList.self])
+                                                    subcommands: [AgentsList.self, AgentsStatus.self])
 }
 
 struct AgentsList: AsyncParsableCommand {

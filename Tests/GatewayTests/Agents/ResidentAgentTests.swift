@@ -131,7 +131,13 @@ final class ResidentAgentTests {
         _ = try await gw.run("chat", ["key": "ticket-7", "text": "fresh"])
         let now = try await gw.get("/sessions?agent=fast&state=open").json?["sessions"].list ?? []
         #expect(now.first { $0["key"] == "ticket-7" }?["acpSessionId"]?.stringValue != acp)
-        let pruned = try await gw.post("/sessions/prune", ["olderThan": "1s"])
-        #expect(pruned.status == 200)
+        let status = try await gw.cli(["agents", "status", "fast"])
+        #expect(status.status == 0 && status.stdout.contains("running"), "\(status)")
+        let listed = try await gw.cli(["sessions", "list", "--agent", "fast"])
+        #expect(listed.status == 0 && listed.stdout.contains("ticket-7") && listed.stdout.contains("closed"), "\(listed)")
+        try await Task.sleep(for: .milliseconds(1100))
+        let pruned = try await gw.cli(["sessions", "prune", "--older-than", "1s"])
+        #expect(pruned.status == 0 && pruned.stdout.contains("closed 1 session"), "\(pruned)")
+        #expect((try await gw.get("/sessions?state=open").json?["sessions"].list ?? []).isEmpty)
     }
 }
