@@ -13,6 +13,18 @@ extension RunService {
         /// Bytes of events this run has stored, and why it was stopped if it
         /// passed `maxRunStorageBytes`.
         let storage = Mutex<(bytes: Int, exceeded: String?)>((0, nil))
+
+        /// Counts `bytes` more of stored events; true once the run is past
+        /// `limit` (and from then on), when it is to be stopped.
+        func charge(_ bytes: Int, limit: Int) -> Bool {
+            storage.withLock { s -> Bool in
+                guard s.exceeded == nil else { return true }
+                s.bytes += bytes
+                guard s.bytes > limit else { return false }
+                s.exceeded = "the run's events passed \(limit >> 20) MiB (server.maxRunStorageMB)"
+                return true
+            }
+        }
         private let events = Mutex(EventCount())
         /// Secret values handed to this run's worker: redacted from everything persisted.
         let secrets = Mutex<Set<String>>([])

@@ -39,14 +39,7 @@ extension RunService {
             result = try await residents.turn(agent: agent.agent, turn) { event in
                 // Recorded as the step's, under the same storage budget as the worker's own events.
                 guard let type = event.kind.map(RunEventType.init), event.kind?.isActivity == true else { return }
-                let over = a.storage.withLock { s -> Bool in
-                    guard s.exceeded == nil else { return true }
-                    s.bytes += (event.data?.jsonText.utf8.count ?? 0)
-                    guard s.bytes > maxStorage else { return false }
-                    s.exceeded = "the run's events passed \(maxStorage >> 20) MiB (server.maxRunStorageMB)"
-                    return true
-                }
-                if over {
+                if a.charge(event.data?.jsonText.utf8.count ?? 0, limit: maxStorage) {
                     await pool.cancel(jobId: a.jobId)
                     return
                 }

@@ -99,14 +99,7 @@ extension RunService {
             // Outputs are bounded one by one (outputKB, the frame limit); this bounds
             // what a run stores in all. Past it the run stops, rather than the store growing.
             let size = event.message.utf8.count + (event.data?.jsonText.utf8.count ?? 0)
-            let over = a.storage.withLock { s -> Bool in
-                guard s.exceeded == nil else { return true }
-                s.bytes += size
-                guard s.bytes > maxStorage else { return false }
-                s.exceeded = "the run's events passed \(maxStorage >> 20) MiB (server.maxRunStorageMB)"
-                return true
-            }
-            if over {
+            if a.charge(size, limit: maxStorage) {
                 await pool.cancel(jobId: a.jobId)
                 return
             }
@@ -129,14 +122,7 @@ extension RunService {
                                            settings: requestSettings, secrets: secrets, requester: requester, audit: audit,
                                            delta: { step, text in
                                                // Stored like the worker's events, so counted against the same budget.
-                                               let over = a.storage.withLock { s -> Bool in
-                                                   guard s.exceeded == nil else { return true }
-                                                   s.bytes += text.utf8.count
-                                                   guard s.bytes > maxStorage else { return false }
-                                                   s.exceeded = "the run's events passed \(maxStorage >> 20) MiB (server.maxRunStorageMB)"
-                                                   return true
-                                               }
-                                               if over {
+                                               if a.charge(text.utf8.count, limit: maxStorage) {
                                                    await pool.cancel(jobId: a.jobId)
                                                    return
                                                }

@@ -70,16 +70,7 @@ extension Interpreter {
                 let params = AgentPermission.Params(jobId: spec.jobId, step: path, title: title, timeoutMs: max(1, left))
                 return (try? await calls.askPermission(params))?.approved ?? false
             },
-            confine: { [loop, ruleset = sandbox.ruleset] body in
-                do {
-                    return try await confined(on: loop) {
-                        _ = try ruleset.restrictSelf()
-                        return body()
-                    }
-                } catch {
-                    return .error(code: -32603, message: "\(error)")
-                }
-            })
+            confine: confinedReplies(on: loop, ruleset: sandbox.ruleset))
         let malformed = Shared<String?>(nil)
         let rpc: LineRPC
         do {

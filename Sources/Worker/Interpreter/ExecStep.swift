@@ -68,18 +68,7 @@ extension Interpreter {
         }
         // Network: a forwarder of its own when its policy allows any host; the
         // step's Landlock layer can connect to that one port and no other.
-        var ports = connectPorts
-        var forwarder: EgressForwarder?
-        if let egressSocket, policy.unrestricted || !policy.allowHosts.isEmpty {
-            do {
-                let f = try EgressForwarder.start(socket: egressSocket, jobId: spec.jobId, step: path)
-                forwarder = f
-                ports.append(f.port)
-                for key in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] { stepEnv[key] = f.proxyURL }
-            } catch {
-                throw fail(path, .execFailed, "cannot start the egress forwarder: \(error)")
-            }
-        }
+        let (forwarder, ports) = try egress(for: policy, path: path, env: &stepEnv)
         defer { forwarder?.stop() }
         let ruleset = policy.unrestricted
             ? LandlockRuleset.confined(writable: [spec.workspace, home.path] + policy.fsWrite, readable: policy.fsRead, connectPorts: ports)

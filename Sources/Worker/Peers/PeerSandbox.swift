@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Synchronization
 import Sandbox
 import Wire
@@ -28,24 +29,29 @@ extension Interpreter {
             home.remove()
             throw fail(path, .invalidStep, "\(error)")
         }
-        var ports = connectPorts
-        var forwarder: EgressForwarder?
-        if let egressSocket, policy.unrestricted || !policy.allowHosts.isEmpty {
-            do {
-                let f = try EgressForwarder.start(socket: egressSocket, jobId: spec.jobId, step: path)
-                forwarder = f
-                ports.append(f.port)
-                for key in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] { env[key] = f.proxyURL }
-            } catch {
-                home.remove()
-                throw fail(path, .execFailed, "cannot start the egress forwarder: \(error)")
-            }
+        let forwarder: EgressForwarder?, ports: [UInt16]
+        do { (forwarder, ports) = try egress(for: policy, path: path, env: &env) } catch {
+            home.remove()
+            throw error
         }
         let ruleset = policy.unrestricted
             ? LandlockRuleset.confined(writable: [spec.workspace, home.path] + policy.fsWrite, readable: policy.fsRead, connectPorts: ports)
             : LandlockRuleset.step(workspace: spec.workspace, home: home.path, fsRead: policy.fsRead, fsWrite: policy.fsWrite,
                                    executables: policy.executables, connectPorts: ports)
         return PeerSandbox(home: home, ruleset: ruleset, env: env, forwarder: forwarder)
+    }
+
+    /// The step's forwarder when its policy allows any host (its proxy
+    /// variables set in `env`), and the ports its layer may connect to.
+    func egress(for policy: StepPolicy, path: String, env: inout [String: String]) throws -> (EgressForwarder?, [UInt16]) {
+        guard let egressSocket, policy.unrestricted || !policy.allowHosts.isEmpty else { return (nil, connectPorts) }
+        do {
+            let f = try EgressForwarder.start(socket: egressSocket, jobId: spec.jobId, step: path)
+            for key in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] { env[key] = f.proxyURL }
+            return (f, connectPorts + [f.port])
+        } catch {
+            throw fail(path, .execFailed, "cannot start the egress forwarder: \(error)")
+        }
     }
 
     /// Starts a peer's program under the sandbox's layer, from a thread of its own.
@@ -91,4 +97,19 @@ final class StderrTail: Sendable {
     }
 
     var text: String { String(decoding: tail.get, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
+}
+
+/// A file operation of an agent's request, run on a thread that took `ruleset`
+/// (see `AgentServer.confine`).
+func confinedReplies(on loop: any EventLoop, ruleset: LandlockRuleset) -> @Sendable (@escaping @Sendable () -> LineRPC.Reply) async -> LineRPC.Reply {
+    { body in
+        do {
+            return try await confined(on: loop) {
+                _ = try ruleset.restrictSelf()
+                return body()
+            }
+        } catch {
+            return .error(code: -32603, message: "\(error)")
+        }
+    }
 }

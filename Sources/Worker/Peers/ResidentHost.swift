@@ -96,16 +96,7 @@ enum ResidentHost {
             environment: { declared in try StepRunner.environment(agentEnv.merging(declared) { $1 }, workspace: home, home: home) },
             terminals: terminals, workspace: home, emit: emit,
             ask: { _ in false },
-            confine: { body in
-                do {
-                    return try await confined(on: loop) {
-                        _ = try ruleset.restrictSelf()
-                        return body()
-                    }
-                } catch {
-                    return .error(code: -32603, message: "\(error)")
-                }
-            })
+            confine: confinedReplies(on: loop, ruleset: ruleset))
         let servers: [JSONValue] = turn.mcpServers.map { s in
             ["name": .string(s.id), "command": .string(s.program), "args": .array(s.args.map { .string($0) }),
              "env": .array(s.env.sorted { $0.key < $1.key }.map { ["name": .string($0.key), "value": .string($0.value)] })]
