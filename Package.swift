@@ -48,6 +48,8 @@ let package = Package(
         .target(name: "Worker", dependencies: [
             "Wire", "Sandbox", "Workflow", "CSandbox",
             .product(name: "Logging", package: "swift-log"),
+            // The MCP gate an agent reaches its tools through: HTTP on loopback.
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ], swiftSettings: strict),
         .target(name: "ControlPlane", dependencies: [
             "Wire", "Sandbox", "Workflow",

@@ -27,23 +27,10 @@ final class EgressForwarder: Sendable {
     /// that step's hosts and credentials, on the port it knew. Only a job with
     /// more egress steps than ports takes a freed one, the longest-free first.
     static func start(socket: String, jobId: String, step: String) throws -> EgressForwarder {
-        let port: UInt16? = ports.withLock { p in
-            if let fresh = Egress.forwarderPorts.first(where: { !p.used.contains($0) && !p.freed.contains($0) }) {
-                p.used.insert(fresh)
-                return fresh
-            }
-            guard !p.freed.isEmpty else { return nil }
-            let reused = p.freed.removeFirst()
-            p.used.insert(reused)
-            return reused
-        }
-        guard let port else { throw Sockets.Failure(description: "more exec steps at once than egress ports") }
+        let port = try reservePort()
         let fd: Int32
         do { fd = try Sockets.listenLoopback(port: port) } catch {
-            ports.withLock { p in
-                p.used.remove(port)
-                p.freed.append(port)
-            }
+            releasePort(port)
             throw error
         }
         let forwarder = EgressForwarder(port: port, listenFD: fd)
@@ -74,7 +61,28 @@ final class EgressForwarder: Sendable {
     func stop() {
         shutdown(listenFD, Int32(SHUT_RDWR))
         close(listenFD)
-        Self.ports.withLock { p in
+        Self.releasePort(port)
+    }
+
+    /// A port of `Egress.forwarderPorts` for a listener of a step (a
+    /// forwarder, an agent's MCP gate): the only ports the worker may bind.
+    static func reservePort() throws -> UInt16 {
+        let port: UInt16? = ports.withLock { p in
+            if let fresh = Egress.forwarderPorts.first(where: { !p.used.contains($0) && !p.freed.contains($0) }) {
+                p.used.insert(fresh)
+                return fresh
+            }
+            guard !p.freed.isEmpty else { return nil }
+            let reused = p.freed.removeFirst()
+            p.used.insert(reused)
+            return reused
+        }
+        guard let port else { throw Sockets.Failure(description: "more steps with a listener at once than ports (\(Egress.forwarderPorts))") }
+        return port
+    }
+
+    static func releasePort(_ port: UInt16) {
+        ports.withLock { p in
             p.used.remove(port)
             p.freed.append(port)
         }

@@ -35,7 +35,27 @@ extension Interpreter {
             throw fail(path, .invalidStep, "a resident agent works in its own home: skills and onPermission: ask are for ephemeral agents")
         }
         if launch.resident { return try await runResident(agent, step: step, path: path, scope: scope, prompt: prompt, deadline: deadline) }
-        let sandbox = try peerSandbox(policy: policy, path: path, env: launch.env)
+        // The offered MCP servers are reached through the worker's gate, which
+        // holds every call to allowedTools; the agent never starts them itself.
+        let offered = agent.mcpServers.compactMap { spec.mcpServers[$0] }
+        let emitHere: @Sendable (JobEventType, JSONValue) -> Void = { [self] type, data in emit(type, step: path, data: data) }
+        let gateBox = Shared<PeerSandbox?>(nil)
+        var gate: MCPGate?
+        if !offered.isEmpty {
+            do {
+                gate = try await MCPGate.start(offered: offered, policy: policy, loop: loop, spawn: { [self] launch in
+                    guard let box = gateBox.get else { throw MCPClient.ToolError(description: "the step is ending") }
+                    return try await startPeer(launch.program, argv: [launch.program] + launch.args,
+                                               env: try StepRunner.environment(launch.env, workspace: spec.workspace, home: box.home.path),
+                                               cwd: spec.workspace, sandbox: box)
+                }, emit: emitHere)
+            } catch {
+                throw fail(path, .agentFailed, "cannot start the MCP gate: \(error)")
+            }
+        }
+        defer { gate?.stop() }
+        let sandbox = try peerSandbox(policy: policy, path: path, env: launch.env, extraPorts: gate.map { [$0.port] } ?? [])
+        gateBox.set(sandbox)
         defer { sandbox.close() }
         let process: PeerProcess
         do {
@@ -50,8 +70,7 @@ extension Interpreter {
             terminals.killAll()
             process.kill()
         }
-        let updates = AgentUpdates(maxMessage: spec.limits.maxOutputBytes) { [self] type, data in emit(type, step: path, data: data) }
-        let offered = agent.mcpServers.compactMap { spec.mcpServers[$0] }
+        let updates = AgentUpdates(maxMessage: spec.limits.maxOutputBytes, emit: emitHere)
         let server = AgentServer(
             policy: policy,
             paths: PathRules(workspace: spec.workspace, readable: policy.fsRead + [sandbox.home.path],
@@ -116,8 +135,7 @@ extension Interpreter {
             ])
         } catch { throw await failure(error, doing: "while initializing") }
         let servers: [JSONValue] = offered.map { s in
-            ["name": .string(s.id), "command": .string(s.program), "args": .array(s.args.map { .string($0) }),
-             "env": .array(s.env.sorted { $0.key < $1.key }.map { ["name": .string($0.key), "value": .string($0.value)] })]
+            ["type": "http", "name": .string(s.id), "url": .string(gate?.url(s.id) ?? ""), "headers": []]
         }
         let sessionId: String
         do {

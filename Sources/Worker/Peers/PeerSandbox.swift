@@ -21,7 +21,8 @@ struct PeerSandbox: Sendable {
 }
 
 extension Interpreter {
-    func peerSandbox(policy: StepPolicy, path: String, env declared: [String: String]) throws -> PeerSandbox {
+    /// `extraPorts`: loopback ports of the worker the peer may connect to (its MCP gate).
+    func peerSandbox(policy: StepPolicy, path: String, env declared: [String: String], extraPorts: [UInt16] = []) throws -> PeerSandbox {
         let home: StepHome
         do { home = try StepHome.make(workspace: spec.workspace) } catch { throw fail(path, .execFailed, "\(error)") }
         var env: [String: String]
@@ -29,11 +30,13 @@ extension Interpreter {
             home.remove()
             throw fail(path, .invalidStep, "\(error)")
         }
-        let forwarder: EgressForwarder?, ports: [UInt16]
+        let forwarder: EgressForwarder?
+        var ports: [UInt16]
         do { (forwarder, ports) = try egress(for: policy, path: path, env: &env) } catch {
             home.remove()
             throw error
         }
+        ports += extraPorts
         let ruleset = policy.unrestricted
             ? LandlockRuleset.confined(writable: [spec.workspace, home.path] + policy.fsWrite, readable: policy.fsRead, connectPorts: ports)
             : LandlockRuleset.step(workspace: spec.workspace, home: home.path, fsRead: policy.fsRead, fsWrite: policy.fsWrite,

@@ -12,6 +12,7 @@ a malformed line. The first word of the prompt picks the script:
   malformed                writes a line that is not JSON, then says "after"
   jsonlater                says "not json" on its first turn and {"ok": true} after
   readskill                reads the first SKILL.md the prompt names
+  mcpcall <server> <tool>  calls the tool straight on the MCP server session/new offered (no permission asked); says the answer
   daemon <path>            starts a child in a session of its own that appends a line to <path> every 50 ms
 The script is the prompt's last line (skills are named above it).
   exit                     exits with status 3 mid-turn
@@ -42,6 +43,7 @@ class Scripted:
                                   agent_info=Implementation(name="scripted", title="Scripted", version="1"), auth_methods=[])
 
     async def new_session(self, cwd, mcp_servers=None, **kw):
+        self.servers = {getattr(s, "name", ""): getattr(s, "url", None) for s in (mcp_servers or [])}
         return NewSessionResponse(session_id="s-%d" % os.getpid())
 
     async def authenticate(self, method_id, **kw):
@@ -114,6 +116,22 @@ class Scripted:
             path = full.split("at ", 1)[1].split(")", 1)[0]
             r = await self.conn.read_text_file(session_id=sid, path=path)
             await self.say(sid, r.content)
+        elif cmd == "mcpcall":
+            import urllib.request
+            url = self.servers.get(words[1])
+            def post(message):
+                req = urllib.request.Request(url, data=json.dumps(message).encode(), method="POST",
+                                             headers={"Content-Type": "application/json", "Accept": "application/json, text/event-stream"})
+                with urllib.request.urlopen(req, timeout=20) as r:
+                    return json.loads(r.read() or b"null")
+            try:
+                post({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "s", "version": "1"}}})
+                listed = post({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}})
+                called = post({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": words[2], "arguments": {"timezone": "UTC", "source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}}})
+                names = sorted(t["name"] for t in listed["result"]["tools"])
+                await self.say(sid, json.dumps({"listed": names, "called": called}))
+            except Exception as e:
+                await self.say(sid, "mcpcall failed: %s" % e)
         elif cmd == "daemon":
             if os.fork() == 0:
                 os.setsid()

@@ -87,11 +87,23 @@ final class AgentStepTests {
                       agent: fast
                       mcpServers: [time]
                       prompt: '***CALL_TOOL time__get_current_time {"timezone": "Europe/Berlin"}'
+                """,
+            "fast-hidden.workflow.yaml": """
+                id: fast-hidden
+                steps:
                   - id: refused
                     agent:
                       agent: fast
                       mcpServers: [time]
                       prompt: '***CALL_TOOL time__convert_time {"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}'
+                """,
+            "gate.workflow.yaml": """
+                id: gate
+                steps:
+                  - id: allowed
+                    agent: { agent: scripted, mcpServers: [time], prompt: "mcpcall time get_current_time" }
+                  - id: direct
+                    agent: { agent: scripted, mcpServers: [time], prompt: "mcpcall time convert_time" }
                 """,
         ]
     }
@@ -348,7 +360,7 @@ final class AgentStepTests {
         #expect(r.errorMessage.contains("agent 'nobody', which config does not define"), "\(r.errorMessage)")
     }
 
-    @Test("fast-agent: a prompt is answered; an MCP tool allowed by allowedTools is called after its permission request; another is refused")
+    @Test("fast-agent: a prompt is answered; an MCP tool allowed by allowedTools is called through the gate after its permission request; a tool outside them is not even listed")
     func fastAgent() async throws {
         let done = try await gw.run("fast")
         #expect(done["status"] == "succeeded", "\(done)")
@@ -356,13 +368,31 @@ final class AgentStepTests {
         #expect(steps.first { $0["path"] == "hello" }?["output"] == "hello from skelm")
         let tool = try #require(steps.first { $0["path"] == "tool" }?["output"]?.stringValue)
         #expect(tool.contains("Europe/Berlin"), "\(tool)")
-        let refused = try #require(steps.first { $0["path"] == "refused" }?["output"]?.stringValue)
-        #expect(refused.contains("declined"), "\(refused)")
         let all = try await events(done)
         #expect(Peers.events(all, "agent.tool_call").contains { $0["step"] == "tool" && $0["data"]?["status"] == "completed" })
-        #expect(Peers.events(all, "permission.denied").contains { $0["step"] == "refused" && $0["data"]?["value"] == "time/convert_time" })
+        #expect(Peers.events(all, "mcp.call").contains { $0["step"] == "tool" && $0["data"]?["outcome"] == "ok" })
         let requests = try await audit("agent.request", run: done)
         #expect(requests.contains { $0["details"]?["target"] == "time/get_current_time" && $0["details"]?["outcome"] == "allowed" })
+        let hidden = try await gw.run("fast-hidden")
+        #expect(hidden["error"]?["code"] == "AgentFailed", "\(hidden)")
+        #expect(Peers.events(try await events(hidden), "mcp.call").isEmpty)
+    }
+
+    @Test("the gate holds an agent that calls a tool without asking: only allowed tools are listed, another is refused and audited")
+    func gate() async throws {
+        let done = try await gw.run("gate")
+        #expect(done["status"] == "succeeded", "\(done)")
+        let steps = done["steps"].list
+        let allowed = try #require(JSONValue.parse(steps.first { $0["path"] == "allowed" }?["output"]?.stringValue ?? ""), "\(steps)")
+        #expect(allowed["listed"] == ["get_current_time"])
+        #expect(allowed["called"]?["result"]?["isError"] == false, "\(allowed)")
+        let direct = try #require(JSONValue.parse(steps.first { $0["path"] == "direct" }?["output"]?.stringValue ?? ""), "\(steps)")
+        #expect(direct["called"]?["error"]?["message"]?.stringValue?.contains("allowedTools does not allow time/convert_time") == true, "\(direct)")
+        let denied = try await audit("permission.denied", run: done)
+        #expect(denied.contains { $0["details"]?["value"] == "time/convert_time" && $0["details"]?["method"] == "tools/call" })
+        let calls = try await audit("mcp.call", run: done)
+        #expect(calls.contains { $0["details"]?["tool"] == "get_current_time" && $0["details"]?["outcome"] == "ok" })
+        #expect(calls.contains { $0["details"]?["tool"] == "convert_time" && $0["details"]?["outcome"] == "denied" })
     }
 
     @Test("GET /v1/registry/agents and mcp-servers show what config registers, env by name only; the time server's tools are listed from a sandboxed worker")

@@ -1,0 +1,242 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Sandbox
+import Synchronization
+import Wire
+import Workflow
+
+/// How an ephemeral agent reaches the MCP servers its step offers it: not by
+/// starting them itself, but through this gate, an MCP server (Streamable
+/// HTTP, JSON answers) on the worker's loopback. The gate starts each real
+/// server on first use, under the step's sandbox, and relays only what
+/// `allowedTools` allows: `tools/list` shows the allowed tools, `tools/call`
+/// of any other is refused, and every call is reported (`mcp.call`,
+/// `permission.denied`) whether or not the agent asked permission first.
+///
+/// The HTTP side is hand-written on SwiftNIO's HTTP/1 codec: no listed
+/// library serves MCP, and the gate needs only POST of one JSON-RPC message.
+final class MCPGate: Sendable {
+    let port: UInt16
+    private let channel: any Channel
+    private let servers: Servers
+
+    /// The URL the agent is given for one server. It ends in `/mcp`, the
+    /// Streamable HTTP convention, which some clients add when it is missing.
+    func url(_ id: String) -> String { "http://127.0.0.1:\(port)/\(id)/mcp" }
+
+    /// A request body larger than this is refused (413).
+    static let maxBody = 16 << 20
+
+    static func start(offered: [PeerLaunch], policy: StepPolicy, loop: any EventLoop,
+                      spawn: @escaping @Sendable (PeerLaunch) async throws -> PeerProcess,
+                      emit: @escaping @Sendable (JobEventType, JSONValue) -> Void) async throws -> MCPGate {
+        let port = try EgressForwarder.reservePort()
+        let servers = Servers(offered: offered, policy: policy, loop: loop, spawn: spawn, emit: emit)
+        do {
+            let channel = try await ServerBootstrap(group: loop)
+                .serverChannelOption(.backlog, value: 16)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                        try channel.pipeline.syncOperations.addHandler(Handler(servers: servers))
+                    }
+                }
+                .bind(host: "127.0.0.1", port: Int(port)).get()
+            return MCPGate(port: port, channel: channel, servers: servers)
+        } catch {
+            EgressForwarder.releasePort(port)
+            throw error
+        }
+    }
+
+    private init(port: UInt16, channel: any Channel, servers: Servers) {
+        self.port = port
+        self.channel = channel
+        self.servers = servers
+    }
+
+    func stop() {
+        channel.close(promise: nil)
+        servers.stopAll()
+        EgressForwarder.releasePort(port)
+    }
+
+    // MARK: The real servers
+
+    /// The offered servers, each started on first use and kept for the step.
+    final class Servers: Sendable {
+        let offered: [String: PeerLaunch]
+        let policy: StepPolicy
+        let loop: any EventLoop
+        let spawn: @Sendable (PeerLaunch) async throws -> PeerProcess
+        let emit: @Sendable (JobEventType, JSONValue) -> Void
+        private let running = Mutex<[String: (PeerProcess, MCPClient)]>([:])
+        private let starting = SerialGate()
+
+        init(offered: [PeerLaunch], policy: StepPolicy, loop: any EventLoop, spawn: @escaping @Sendable (PeerLaunch) async throws -> PeerProcess,
+             emit: @escaping @Sendable (JobEventType, JSONValue) -> Void) {
+            self.offered = Dictionary(offered.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            self.policy = policy
+            self.loop = loop
+            self.spawn = spawn
+            self.emit = emit
+        }
+
+        func client(_ id: String) async throws -> (MCPClient, JSONValue?) {
+            if let (_, c) = running.withLock({ $0[id] }) { return (c, nil) }
+            guard let launch = offered[id] else { throw MCPClient.ToolError(description: "no MCP server \(id) is offered to this step") }
+            let result: Result<(MCPClient, JSONValue?), any Error> = await starting.run { [self] in
+                if let (_, c) = running.withLock({ $0[id] }) { return .success((c, nil)) }
+                do {
+                    let process = try await spawn(launch)
+                    _ = StderrTail(fd: process.stderr)
+                    let (client, info) = try await MCPClient.start(input: process.stdout, output: process.stdin, loop: loop, onMalformed: { _ in })
+                    running.withLock { $0[id] = (process, client) }
+                    return .success((client, info))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            return try result.get()
+        }
+
+        func stopAll() {
+            for (process, client) in running.withLock({ $0.values }) {
+                client.close()
+                process.kill()
+            }
+        }
+
+        /// One JSON-RPC message from the agent for server `id`; nil for a notification.
+        func handle(_ id: String, _ message: JSONValue) async -> JSONValue? {
+            guard case let .string(method)? = message["method"] else {
+                return Self.error(message["id"], -32600, "not a JSON-RPC request")
+            }
+            let requestId = message["id"]
+            guard requestId != nil else { return nil }  // notifications: nothing to relay
+            let params = message["params"] ?? .null
+            switch method {
+            case "initialize":
+                do {
+                    let (_, info) = try await client(id)
+                    return Self.result(requestId, [
+                        "protocolVersion": params["protocolVersion"] ?? .string(MCPClient.protocolVersion),
+                        "capabilities": ["tools": ["listChanged": false]],
+                        "serverInfo": info?["serverInfo"] ?? ["name": .string(id), "version": "1"],
+                    ])
+                } catch {
+                    return Self.error(requestId, -32603, "MCP server \(id) could not start: \(error)")
+                }
+            case "ping":
+                return Self.result(requestId, .object([:]))
+            case "tools/list":
+                do {
+                    let (c, _) = try await client(id)
+                    let tools = try await c.listTools().filter { policy.allowsTool(server: id, tool: $0["name"]?.stringValue ?? "") }
+                    return Self.result(requestId, ["tools": .array(tools)])
+                } catch {
+                    return Self.error(requestId, -32603, "\(error)")
+                }
+            case "tools/call":
+                let tool = params["name"]?.stringValue ?? ""
+                guard policy.allowsTool(server: id, tool: tool) else {
+                    emit(.permissionDenied, ["dimension": "allowedTools", "value": .string("\(id)/\(tool)".prefix(1000).description),
+                                             "method": "tools/call"])
+                    emit(.mcpCall, ["server": .string(id), "tool": .string(String(tool.prefix(200))), "outcome": "denied"])
+                    return Self.error(requestId, -32000, "PermissionDenied: allowedTools does not allow \(id)/\(tool)")
+                }
+                let started = ContinuousClock.now
+                do {
+                    let (c, _) = try await client(id)
+                    let result = try await c.call(tool, arguments: params["arguments"] ?? .object([:]))
+                    emit(.mcpCall, ["server": .string(id), "tool": .string(tool), "outcome": result["isError"] == .bool(true) ? "error" : "ok",
+                                    "durationMs": .number((ContinuousClock.now - started).milliseconds)])
+                    return Self.result(requestId, result)
+                } catch {
+                    emit(.mcpCall, ["server": .string(id), "tool": .string(tool), "outcome": "error"])
+                    return Self.error(requestId, -32603, "\(error)")
+                }
+            default:
+                // Resources, prompts, sampling: not relayed. Tools are what a policy can name.
+                return Self.error(requestId, -32601, "the gate relays tools only, not \(String(method.prefix(100)))")
+            }
+        }
+
+        static func result(_ id: JSONValue?, _ value: JSONValue) -> JSONValue { ["jsonrpc": "2.0", "id": id ?? .null, "result": value] }
+        static func error(_ id: JSONValue?, _ code: Int, _ message: String) -> JSONValue {
+            ["jsonrpc": "2.0", "id": id ?? .null, "error": ["code": .number(Double(code)), "message": .string(message)]]
+        }
+    }
+
+    // MARK: HTTP
+
+    /// One connection's requests, on its event loop only.
+    private final class Handler: ChannelInboundHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+
+        let servers: Servers
+        private var head: HTTPRequestHead?
+        private var body: ByteBuffer?
+        private var tooLarge = false
+
+        init(servers: Servers) { self.servers = servers }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case let .head(h):
+                (head, body, tooLarge) = (h, context.channel.allocator.buffer(capacity: 0), false)
+            case var .body(chunk):
+                guard !tooLarge else { return }
+                if (body?.readableBytes ?? 0) + chunk.readableBytes > MCPGate.maxBody {
+                    tooLarge = true
+                    body = nil
+                } else {
+                    body?.writeBuffer(&chunk)
+                }
+            case .end:
+                guard let h = head else { return }
+                let (b, large) = (body, tooLarge)
+                (head, body, tooLarge) = (nil, nil, false)
+                respond(context: context, head: h, body: b, tooLarge: large)
+            }
+        }
+
+        private func respond(context: ChannelHandlerContext, head: HTTPRequestHead, body: ByteBuffer?, tooLarge: Bool) {
+            let channel = context.channel
+            let parts = head.uri.split(separator: "?").first.map { $0.split(separator: "/") } ?? []
+            guard parts.count == 2, parts[1] == "mcp" else { return MCPGate.reply(channel, .notFound, nil) }
+            guard head.method == .POST else { return MCPGate.reply(channel, .methodNotAllowed, nil) }
+            guard !tooLarge else { return MCPGate.reply(channel, .payloadTooLarge, nil) }
+            let id = String(parts[0])
+            guard let body, let message = JSONValue.parse(String(buffer: body)) else {
+                return MCPGate.reply(channel, .badRequest, MCPGate.Servers.error(nil, -32700, "parse error"))
+            }
+            let servers = self.servers
+            Task {
+                let answer = await servers.handle(id, message)
+                MCPGate.reply(channel, answer == nil ? .accepted : .ok, answer)
+            }
+        }
+
+    }
+
+    fileprivate static func reply(_ channel: any Channel, _ status: HTTPResponseStatus, _ body: JSONValue?) {
+        var fields = HTTPHeaders()
+        let bytes = body.map { Array($0.jsonText.utf8) } ?? []
+        if body != nil { fields.add(name: "Content-Type", value: "application/json") }
+        fields.add(name: "Content-Length", value: "\(bytes.count)")
+        let headers = fields
+        channel.eventLoop.execute {
+            channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers)), promise: nil)
+            if !bytes.isEmpty {
+                var buffer = channel.allocator.buffer(capacity: bytes.count)
+                buffer.writeBytes(bytes)
+                channel.write(HTTPServerResponsePart.body(.byteBuffer(buffer)), promise: nil)
+            }
+            channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: nil)
+        }
+    }
+}
