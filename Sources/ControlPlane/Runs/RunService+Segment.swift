@@ -77,6 +77,11 @@ extension RunService {
         let interruptedAttempts = attempts
         var options = WorkerPool.JobOptions(jobId: a.jobId)
         options.keepWorkspace = false
+        // An agent's conversation reports each request it is served and each tool
+        // call: a segment with agents gets room for long ones (bounded still).
+        if definition.allSteps.contains(where: { if case .agent = $0.kind { true } else { false } }) {
+            options.eventBudget = WorkerMonitor.maxEventsPerAgentJob
+        }
         a.claims.withLock { $0 = SegmentClaims(definition: definition, checkpointed: completed.keys, attempts: interruptedAttempts) }
         egress.register(jobId: a.jobId, .init(runId: runId, workflow: definition.id, policies: stepPolicies,
                                               running: { [a] step in a.running(step) }))

@@ -46,6 +46,8 @@ enum WorkerMonitor {
 
     /// Events one job may emit before it counts as a flood.
     static let maxEventsPerJob = 10_000
+    /// For a segment with agent steps.
+    static let maxEventsPerAgentJob = 100_000
 
     static func allows(_ method: String, in phase: Phase) -> Bool {
         table[method]?.phases.contains(phase) ?? false

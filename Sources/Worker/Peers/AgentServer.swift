@@ -71,7 +71,9 @@ struct AgentServer: Sendable {
         let method = "fs/read_text_file"
         guard case let .string(path)? = params["path"] else { return .error(code: -32602, message: "path is required") }
         switch paths.read(path) {
-        case let .invalid(why): return .error(code: -32602, message: why)
+        case let .invalid(why):
+            served(method, path, "invalid")
+            return .error(code: -32602, message: why)
         case let .denied(dimension, real): return denied(method, dimension: dimension, value: real)
         case let .allowed(real):
             guard let handle = FileHandle(forReadingAtPath: real) else {
@@ -102,7 +104,9 @@ struct AgentServer: Sendable {
             return .error(code: -32602, message: "path and content are required")
         }
         switch paths.write(path) {
-        case let .invalid(why): return .error(code: -32602, message: why)
+        case let .invalid(why):
+            served(method, path, "invalid")
+            return .error(code: -32602, message: why)
         case let .denied(dimension, real): return denied(method, dimension: dimension, value: real)
         case let .allowed(real):
             // Never through a symlink planted at the target: O_NOFOLLOW.
