@@ -27,7 +27,7 @@ run: release
 
 test: deps pytools openapi peers
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --parallel --num-workers 2
+	SKELM_PEERS=$(PEERS) $(SWIFT) test --skip-build --parallel --num-workers 2
 
 # Python tools the tests use: the OpenAPI validator, schemathesis (which checks
 # the live gateway against docs/openapi.yaml), `cryptography` (the independent
@@ -52,7 +52,7 @@ PYTHON313 ?= $(shell for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.
 peers:
 	@[ -x $(PEERS)/venv/bin/fast-agent ] && $(PEERS)/venv/bin/python -c 'import acp, mcp_server_time, mcp_server_git' 2>/dev/null && exit 0; \
 	set -e; \
-	command -v patchelf >/dev/null || { if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	{ command -v patchelf && command -v git; } >/dev/null || { if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq patchelf git; }; \
 	[ -n "$(PYTHON313)" ] || { echo "peers: Python 3.13 is needed (pyenv install 3.13)"; exit 1; }; \
 	prefix=$$($(PYTHON313) -c 'import sys; print(sys.base_prefix)'); \
