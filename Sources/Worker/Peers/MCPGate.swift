@@ -15,8 +15,8 @@ import Workflow
 /// of any other is refused, and every call is reported (`mcp.call`,
 /// `permission.denied`) whether or not the agent asked permission first.
 ///
-/// The HTTP side is hand-written on SwiftNIO's HTTP/1 codec: no listed
-/// library serves MCP, and the gate needs only POST of one JSON-RPC message.
+/// The HTTP side is `LoopbackHTTP`: no listed library serves MCP, and the
+/// gate needs only POST of one JSON-RPC message.
 final class MCPGate: Sendable {
     let port: UInt16
     private let channel: any Channel
@@ -35,15 +35,9 @@ final class MCPGate: Sendable {
         let port = try EgressForwarder.reservePort()
         let servers = Servers(offered: offered, policy: policy, loop: loop, spawn: spawn, emit: emit)
         do {
-            let channel = try await ServerBootstrap(group: loop)
-                .serverChannelOption(.backlog, value: 16)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                        try channel.pipeline.syncOperations.addHandler(Handler(servers: servers))
-                    }
-                }
-                .bind(host: "127.0.0.1", port: Int(port)).get()
+            let channel = try await LoopbackHTTP.bind(port: port, loop: loop, maxBody: maxBody) { head, body in
+                await serve(servers, head, body)
+            }
             return MCPGate(port: port, channel: channel, servers: servers)
         } catch {
             EgressForwarder.releasePort(port)
@@ -172,71 +166,14 @@ final class MCPGate: Sendable {
 
     // MARK: HTTP
 
-    /// One connection's requests, on its event loop only.
-    private final class Handler: ChannelInboundHandler {
-        typealias InboundIn = HTTPServerRequestPart
-        typealias OutboundOut = HTTPServerResponsePart
-
-        let servers: Servers
-        private var head: HTTPRequestHead?
-        private var body: ByteBuffer?
-        private var tooLarge = false
-
-        init(servers: Servers) { self.servers = servers }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            switch unwrapInboundIn(data) {
-            case let .head(h):
-                (head, body, tooLarge) = (h, context.channel.allocator.buffer(capacity: 0), false)
-            case var .body(chunk):
-                guard !tooLarge else { return }
-                if (body?.readableBytes ?? 0) + chunk.readableBytes > MCPGate.maxBody {
-                    tooLarge = true
-                    body = nil
-                } else {
-                    body?.writeBuffer(&chunk)
-                }
-            case .end:
-                guard let h = head else { return }
-                let (b, large) = (body, tooLarge)
-                (head, body, tooLarge) = (nil, nil, false)
-                respond(context: context, head: h, body: b, tooLarge: large)
-            }
+    static func serve(_ servers: Servers, _ head: HTTPRequestHead, _ body: ByteBuffer?) async -> LoopbackHTTP.Reply {
+        let parts = head.uri.split(separator: "?").first.map { $0.split(separator: "/") } ?? []
+        guard parts.count == 2, parts[1] == "mcp" else { return .init(.notFound) }
+        guard head.method == .POST else { return .init(.methodNotAllowed) }
+        guard let body, let message = JSONValue.parse(String(buffer: body)) else {
+            return .init(.badRequest, json: Servers.error(nil, -32700, "parse error"))
         }
-
-        private func respond(context: ChannelHandlerContext, head: HTTPRequestHead, body: ByteBuffer?, tooLarge: Bool) {
-            let channel = context.channel
-            let parts = head.uri.split(separator: "?").first.map { $0.split(separator: "/") } ?? []
-            guard parts.count == 2, parts[1] == "mcp" else { return MCPGate.reply(channel, .notFound, nil) }
-            guard head.method == .POST else { return MCPGate.reply(channel, .methodNotAllowed, nil) }
-            guard !tooLarge else { return MCPGate.reply(channel, .payloadTooLarge, nil) }
-            let id = String(parts[0])
-            guard let body, let message = JSONValue.parse(String(buffer: body)) else {
-                return MCPGate.reply(channel, .badRequest, MCPGate.Servers.error(nil, -32700, "parse error"))
-            }
-            let servers = self.servers
-            Task {
-                let answer = await servers.handle(id, message)
-                MCPGate.reply(channel, answer == nil ? .accepted : .ok, answer)
-            }
-        }
-
-    }
-
-    fileprivate static func reply(_ channel: any Channel, _ status: HTTPResponseStatus, _ body: JSONValue?) {
-        var fields = HTTPHeaders()
-        let bytes = body.map { Array($0.jsonText.utf8) } ?? []
-        if body != nil { fields.add(name: "Content-Type", value: "application/json") }
-        fields.add(name: "Content-Length", value: "\(bytes.count)")
-        let headers = fields
-        channel.eventLoop.execute {
-            channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers)), promise: nil)
-            if !bytes.isEmpty {
-                var buffer = channel.allocator.buffer(capacity: bytes.count)
-                buffer.writeBytes(bytes)
-                channel.write(HTTPServerResponsePart.body(.byteBuffer(buffer)), promise: nil)
-            }
-            channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: nil)
-        }
+        let answer = await servers.handle(String(parts[0]), message)
+        return answer.map { .init(.ok, json: $0) } ?? .init(.accepted)
     }
 }
