@@ -162,6 +162,7 @@ final class JobSlot: Sendable {
                                           // A little beyond the step's time: the control plane's own timeout answers first.
                                           fetch: { params, left in try await peer.call(HTTPFetch.self, params, timeout: left + .seconds(5)) },
                                           complete: { params, left in try await peer.call(InferComplete.self, params, timeout: left + .seconds(5)) },
+                                          relay: { params, left in try await peer.call(ProviderRelay.self, params, timeout: left + .seconds(5)) },
                                           agentTurn: { params in
                                               try await peer.call(AgentTurnRequest.self, params, timeout: .milliseconds(params.timeoutMs) + .seconds(10))
                                           },

@@ -113,7 +113,7 @@ public enum ConfigLoader {
                            "inject": .list(.object(["host": .leaf, "header": .leaf, "secret": .leaf, "format": .leaf]))]),
         "providers": .map(.object(["baseURL": .leaf, "model": .leaf, "apiKeySecret": .leaf])),
         "agents": .list(.object(["id": .leaf, "protocol": .leaf, "command": .leaf, "args": .leaf, "env": .leaf, "lifecycle": .leaf,
-                                 "permissions": permissionSchema])),
+                                 "permissions": permissionSchema, "provider": .leaf])),
         "mcpServers": .list(.object(["id": .leaf, "transport": .leaf, "command": .leaf, "args": .leaf, "env": .leaf, "lifecycle": .leaf])),
         "skills": .object(["dirs": .leaf]),
     ])

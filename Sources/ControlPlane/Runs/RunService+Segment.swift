@@ -134,6 +134,9 @@ extension RunService {
                                                guard let event = try? await store.append(runId: runId, type: .inferDelta, step: step, data: ["text": .string(text)]) else { return }
                                                hub.publish(event)
                                            })
+            case ProviderRelay.name:
+                return await self.relay(request, definition: definition, runId: runId, active: a, policies: stepPolicies,
+                                        settings: requestSettings, secrets: secrets, requester: requester)
             case AgentTurnRequest.name:
                 return await self.residentTurn(request, definition: definition, runId: runId, active: a, policies: stepPolicies,
                                                maxStorage: maxStorage)

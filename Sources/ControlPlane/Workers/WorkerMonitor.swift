@@ -37,6 +37,8 @@ enum WorkerMonitor {
         HTTPFetch.name: Entry(phases: [.busy], once: false),
         InferComplete.name: Entry(phases: [.busy], once: false),
         AgentPermission.name: Entry(phases: [.busy], once: false),
+        // Checked again by the run service: only a running agent step whose agent names that provider.
+        ProviderRelay.name: Entry(phases: [.busy], once: false),
         // A run's agent step asking for a resident agent's turn; and the
         // resident agent's host asking for turns and handing them back.
         AgentTurnRequest.name: Entry(phases: [.busy], once: false),

@@ -18,6 +18,10 @@ public struct PeerLaunch: Codable, Sendable, Equatable {
     /// A resident agent: it runs in a worker of its own, and steps reach it
     /// through the control plane (`agent.turn`) instead of starting it.
     public var resident = false
+    /// The provider an agent reaches through its worker's relay, and the path
+    /// its base URL has (`/v1`): the agent's base URL is the relay's plus that path.
+    public var provider: String?
+    public var providerPath: String?
 
     public init(id: String, program: String, args: [String] = [], env: [String: String] = [:], executables: [String] = [],
                 readable: [String] = []) {

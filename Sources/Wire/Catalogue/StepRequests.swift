@@ -86,3 +86,29 @@ public enum InferComplete: RPCMethod {
         }
     }
 }
+
+/// Worker → control plane: one request an agent made to its provider through
+/// the worker's relay. The control plane sends it to the provider named in
+/// config, with the provider's key, under the step's `allowHosts`.
+public enum ProviderRelay: RPCMethod {
+    public static let name = "provider.relay"
+    public struct Params: Codable, Sendable {
+        public var jobId: String
+        public var step: String
+        public var method: String
+        /// The path and query the agent asked for (`/v1/chat/completions`).
+        public var path: String
+        public var headers: [Header]
+        /// Base64.
+        public var body: String?
+        public init(jobId: String, step: String, method: String, path: String, headers: [Header], body: String?) {
+            self.jobId = jobId
+            self.step = step
+            self.method = method
+            self.path = path
+            self.headers = headers
+            self.body = body
+        }
+    }
+    public typealias Result = HTTPFetch.Result
+}

@@ -54,7 +54,27 @@ extension Interpreter {
             }
         }
         defer { gate?.stop() }
-        let sandbox = try peerSandbox(policy: policy, path: path, env: launch.env, extraPorts: gate.map { [$0.port] } ?? [])
+        // Its provider through the relay: a base URL on the worker, a placeholder key.
+        var relay: ProviderRelayServer?
+        var agentEnv = launch.env
+        if launch.provider != nil {
+            do {
+                relay = try await ProviderRelayServer.start(loop: loop, send: { [self] params in
+                    try await calls.relay(params, timeLeft(step, deadline))
+                }, params: { [jobId = spec.jobId] method, uri, headers, body in
+                    ProviderRelay.Params(jobId: jobId, step: path, method: method, path: uri, headers: headers, body: body)
+                })
+            } catch {
+                throw fail(path, .agentFailed, "cannot start the provider relay: \(error)")
+            }
+            agentEnv["OPENAI_BASE_URL"] = "http://127.0.0.1:\(relay!.port)\(launch.providerPath ?? "")"
+            agentEnv["OPENAI_API_KEY"] = ProviderRelayServer.placeholderKey
+            agentEnv["NO_PROXY"] = "127.0.0.1,localhost"
+            agentEnv["no_proxy"] = "127.0.0.1,localhost"
+        }
+        defer { relay?.stop() }
+        let sandbox = try peerSandbox(policy: policy, path: path, env: agentEnv,
+                                      extraPorts: (gate.map { [$0.port] } ?? []) + (relay.map { [$0.port] } ?? []))
         gateBox.set(sandbox)
         defer { sandbox.close() }
         let process: PeerProcess

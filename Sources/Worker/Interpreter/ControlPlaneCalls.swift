@@ -14,6 +14,9 @@ struct ControlPlaneCalls: Sendable {
     var complete: @Sendable (InferComplete.Params, Duration) async throws -> InferComplete.Result = { _, _ in
         throw RPCError(code: RPCError.notAllowed, message: "no control plane to ask the provider")
     }
+    var relay: @Sendable (ProviderRelay.Params, Duration) async throws -> HTTPFetch.Result = { _, _ in
+        throw RPCError(code: RPCError.notAllowed, message: "no control plane to reach the provider")
+    }
     var agentTurn: @Sendable (AgentTurnRequest.Params) async throws -> AgentTurnResult = { _ in
         throw RPCError(code: RPCError.notAllowed, message: "no control plane to reach a resident agent")
     }

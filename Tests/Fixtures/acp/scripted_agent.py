@@ -13,6 +13,8 @@ a malformed line. The first word of the prompt picks the script:
   jsonlater                says "not json" on its first turn and {"ok": true} after
   readskill                reads the first SKILL.md the prompt names
   mcpcall <server> <tool>  calls the tool straight on the MCP server session/new offered (no permission asked); says the answer
+  chat <text>              asks its provider (the official openai SDK, OPENAI_BASE_URL and OPENAI_API_KEY
+                           from its environment) to echo <text>; says the reply and the key it holds
   daemon <path>            starts a child in a session of its own that appends a line to <path> every 50 ms
 The script is the prompt's last line (skills are named above it).
   exit                     exits with status 3 mid-turn
@@ -132,6 +134,15 @@ class Scripted:
                 await self.say(sid, json.dumps({"listed": names, "called": called}))
             except Exception as e:
                 await self.say(sid, "mcpcall failed: %s" % e)
+        elif cmd == "chat":
+            try:
+                import openai
+                client = openai.AsyncOpenAI()
+                r = await client.chat.completions.create(model="stand-in-model", messages=[{"role": "user", "content": "echo: " + " ".join(words[1:])}])
+                await self.say(sid, json.dumps({"reply": r.choices[0].message.content, "key": os.environ.get("OPENAI_API_KEY"),
+                                                "base": os.environ.get("OPENAI_BASE_URL")}))
+            except Exception as e:
+                await self.say(sid, "chat failed: %s" % e)
         elif cmd == "daemon":
             if os.fork() == 0:
                 os.setsid()

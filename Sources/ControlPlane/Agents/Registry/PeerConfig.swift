@@ -25,6 +25,9 @@ extension GatewayConfig {
         public var lifecycle = Lifecycle.ephemeral
         /// A ceiling of its own: an agent step's permissions are narrowed by it too.
         public var permissions: PermissionConfig?
+        /// A provider under `providers:` the agent reaches through its worker's
+        /// relay (`OPENAI_BASE_URL`), the provider's key added by the control plane.
+        public var provider: String?
 
         public init(id: String, command: String, args: [String] = [], env: [String: String] = [:], permissions: PermissionConfig? = nil) {
             self.id = id
@@ -43,6 +46,7 @@ extension GatewayConfig {
             env = try c.value(.env, or: [:])
             lifecycle = try c.value(.lifecycle, or: .ephemeral)
             permissions = try c.decodeIfPresent(PermissionConfig.self, forKey: .permissions)
+            provider = try c.decodeIfPresent(String.self, forKey: .provider)
         }
     }
 
@@ -102,6 +106,12 @@ extension GatewayConfig {
         var seen = Set<String>()
         for (i, a) in agents.enumerated() {
             try check("agents[\(i)]", id: a.id, command: a.command, env: a.env, seen: &seen)
+            if let p = a.provider, providers[p] == nil {
+                throw bad("agents[\(i)].provider", "'\(p)' is not a provider under providers: (\(providers.keys.sorted().joined(separator: ", ")))")
+            }
+            if a.provider != nil, a.lifecycle == .resident {
+                throw bad("agents[\(i)].provider", "the provider relay is for ephemeral agents: a resident agent has no egress")
+            }
             for (dim, paths) in [("fsRead", a.permissions?.fsRead ?? []), ("fsWrite", a.permissions?.fsWrite ?? [])] {
                 for path in paths where !path.hasPrefix("/") {
                     throw bad("agents[\(i)].permissions.\(dim)", "'\(path)' must be an absolute path")

@@ -35,6 +35,10 @@ public struct PeerRegistry: Sendable {
         for a in config.agents {
             guard var launch = try? PeerResolver.launch(id: a.id, command: a.command, args: a.args, env: a.env) else { continue }
             launch.resident = a.lifecycle == .resident
+            if let name = a.provider, let p = config.providers[name] {
+                launch.provider = name
+                launch.providerPath = URLComponents(string: p.baseURL)?.path ?? ""
+            }
             agents[a.id] = Agent(config: a, launch: launch,
                                  ceiling: a.permissions.map { PolicyResolver.normalized($0.set, ceiling: false) })
         }
