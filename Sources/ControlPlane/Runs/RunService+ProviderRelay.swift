@@ -12,7 +12,7 @@ extension RunService {
         do { params = try request.params(as: ProviderRelay.Params.self) } catch { return .error(error) }
         func refuse(_ why: String) -> RPCReply { .error(RPCError(code: RPCError.notAllowed, message: why)) }
         let step: Step
-        switch await Self.requestingStep(params.jobId, params.step, active: a) {
+        switch await Self.requestingStep(params.jobId, params.step, active: a, once: false) {
         case let .failure(e): return .error(e)
         case let .success(s): step = s
         }
@@ -25,10 +25,15 @@ extension RunService {
         }
         let policy = policies[step.id] ?? StepPolicy()
         if let denied = policy.denied { return refuse(denied.message) }
-        // Only below the provider's base path, and only the methods an API client uses.
+        // Only below the provider's base path, and only the methods an API client
+        // uses. Judged on the path as written, refusing anything a server could
+        // normalize differently: escapes, dot segments, backslashes, parameters.
         let basePath = base.path.hasSuffix("/") ? String(base.path.dropLast()) : base.path
         let path = params.path
-        guard path.hasPrefix(basePath + "/"), !path.contains("/../"), !path.contains("#"), !path.hasSuffix("/.."),
+        let pathOnly = path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? path
+        let segments = pathOnly.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        guard pathOnly.hasPrefix(basePath + "/"), !pathOnly.contains("%"), !pathOnly.contains("\\"), !pathOnly.contains(";"),
+              !path.contains("#"), !segments.contains(where: { $0 == "." || $0 == ".." || $0.isEmpty }),
               ["GET", "POST"].contains(params.method) else {
             return refuse("the relay serves GET and POST under \(basePath)/ of provider \(name) only")
         }

@@ -40,21 +40,40 @@ extension Interpreter {
         let offered = agent.mcpServers.compactMap { spec.mcpServers[$0] }
         let emitHere: @Sendable (JobEventType, JSONValue) -> Void = { [self] type, data in emit(type, step: path, data: data) }
         let gateBox = Shared<PeerSandbox?>(nil)
+        let serverHomes = Shared<[StepHome]>([])
         var gate: MCPGate?
         if !offered.isEmpty {
             do {
-                gate = try await MCPGate.start(offered: offered, policy: policy, loop: loop, spawn: { [self] launch in
+                gate = try await MCPGate.start(offered: offered, policy: policy, loop: loop, spawn: { [self, policy] launch in
                     guard let box = gateBox.get else { throw MCPClient.ToolError(description: "the step is ending") }
-                    return try await startPeer(launch.program, argv: [launch.program] + launch.args,
-                                               env: try StepRunner.environment(launch.env, workspace: spec.workspace, home: box.home.path),
-                                               cwd: spec.workspace, sandbox: box)
+                    // Each server in a home of its own, as its working directory, under
+                    // a layer without the gate's and relay's ports: the agent cannot
+                    // plant code where the server looks, nor the server use the gate.
+                    let home = try StepHome.make(workspace: spec.workspace)
+                    serverHomes.set(serverHomes.get + [home])
+                    let ruleset = policy.unrestricted
+                        ? LandlockRuleset.confined(writable: [spec.workspace, home.path] + policy.fsWrite, readable: policy.fsRead,
+                                                   connectPorts: box.egressPorts)
+                        : LandlockRuleset.step(workspace: spec.workspace, home: home.path, fsRead: policy.fsRead, fsWrite: policy.fsWrite,
+                                               executables: policy.executables, connectPorts: box.egressPorts)
+                    var declared = try StepRunner.environment(launch.env, workspace: spec.workspace, home: home.path)
+                    for key in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] { declared[key] = box.env[key] }
+                    let limits = spec.limits, env = declared
+                    return try await confined(on: loop) {
+                        try PeerProcess.spawn(program: launch.program, argv: [launch.program] + launch.args, env: env, cwd: home.path,
+                                              limits: limits, ruleset: ruleset)
+                    }
                 }, emit: emitHere)
             } catch {
                 throw fail(path, .agentFailed, "cannot start the MCP gate: \(error)")
             }
         }
-        defer { gate?.stop() }
-        // Its provider through the relay: a base URL on the worker, a placeholder key.
+        defer {
+            gate?.stop()
+            serverHomes.get.forEach { $0.remove() }
+        }
+        // Its provider through the relay: a base URL on the worker, and as its
+        // key a token that opens the relay and nothing else.
         var relay: ProviderRelayServer?
         var agentEnv = launch.env
         if launch.provider != nil {
@@ -68,7 +87,7 @@ extension Interpreter {
                 throw fail(path, .agentFailed, "cannot start the provider relay: \(error)")
             }
             agentEnv["OPENAI_BASE_URL"] = "http://127.0.0.1:\(relay!.port)\(launch.providerPath ?? "")"
-            agentEnv["OPENAI_API_KEY"] = ProviderRelayServer.placeholderKey
+            agentEnv["OPENAI_API_KEY"] = relay!.token
             agentEnv["NO_PROXY"] = "127.0.0.1,localhost"
             agentEnv["no_proxy"] = "127.0.0.1,localhost"
         }
@@ -77,6 +96,12 @@ extension Interpreter {
                                       extraPorts: (gate.map { [$0.port] } ?? []) + (relay.map { [$0.port] } ?? []))
         gateBox.set(sandbox)
         defer { sandbox.close() }
+        // Before the sandbox closes: nothing of the gate or relay outlives the step.
+        defer {
+            gateBox.set(nil)
+            gate?.stop()
+            relay?.stop()
+        }
         let process: PeerProcess
         do {
             process = try await startPeer(launch.program, argv: [launch.program] + launch.args, env: sandbox.env, cwd: spec.workspace,
@@ -155,7 +180,8 @@ extension Interpreter {
             ])
         } catch { throw await failure(error, doing: "while initializing") }
         let servers: [JSONValue] = offered.map { s in
-            ["type": "http", "name": .string(s.id), "url": .string(gate?.url(s.id) ?? ""), "headers": []]
+            ["type": "http", "name": .string(s.id), "url": .string(gate?.url(s.id) ?? ""),
+             "headers": [["name": "Authorization", "value": .string("Bearer " + (gate?.token ?? ""))]]]
         }
         let sessionId: String
         do {

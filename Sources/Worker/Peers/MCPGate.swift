@@ -19,7 +19,9 @@ import Workflow
 /// gate needs only POST of one JSON-RPC message.
 final class MCPGate: Sendable {
     let port: UInt16
-    private let channel: any Channel
+    /// What the agent sends as `Authorization: Bearer …` (in session/new's `headers`).
+    let token: String
+    private let server: LoopbackHTTP.Server
     private let servers: Servers
 
     /// The URL the agent is given for one server. It ends in `/mcp`, the
@@ -33,27 +35,31 @@ final class MCPGate: Sendable {
                       spawn: @escaping @Sendable (PeerLaunch) async throws -> PeerProcess,
                       emit: @escaping @Sendable (JobEventType, JSONValue) -> Void) async throws -> MCPGate {
         let port = try EgressForwarder.reservePort()
+        let token = LoopbackHTTP.newToken()
         let servers = Servers(offered: offered, policy: policy, loop: loop, spawn: spawn, emit: emit)
         do {
-            let channel = try await LoopbackHTTP.bind(port: port, loop: loop, maxBody: maxBody) { head, body in
+            let server = try await LoopbackHTTP.bind(port: port, loop: loop, maxBody: maxBody, token: token) { head, body in
                 await serve(servers, head, body)
             }
-            return MCPGate(port: port, channel: channel, servers: servers)
+            return MCPGate(port: port, token: token, server: server, servers: servers)
         } catch {
             EgressForwarder.releasePort(port)
             throw error
         }
     }
 
-    private init(port: UInt16, channel: any Channel, servers: Servers) {
+    private init(port: UInt16, token: String, server: LoopbackHTTP.Server, servers: Servers) {
         self.port = port
-        self.channel = channel
+        self.token = token
+        self.server = server
         self.servers = servers
     }
 
+    /// Idempotent. After it, nothing more is started, relayed or reported: an
+    /// event after the step's end would be a claim the control plane refuses.
     func stop() {
-        channel.close(promise: nil)
-        servers.stopAll()
+        guard servers.stop() else { return }
+        server.stop()
         EgressForwarder.releasePort(port)
     }
 
@@ -68,6 +74,13 @@ final class MCPGate: Sendable {
         let emit: @Sendable (JobEventType, JSONValue) -> Void
         private let running = Mutex<[String: (PeerProcess, MCPClient)]>([:])
         private let starting = SerialGate()
+        private let stopped = Mutex(false)
+        /// How long a server may take to start and answer `initialize`.
+        static let startLimit = Duration.seconds(30)
+
+        private func report(_ type: JobEventType, _ data: JSONValue) {
+            if !stopped.withLock({ $0 }) { emit(type, data) }
+        }
 
         init(offered: [PeerLaunch], policy: StepPolicy, loop: any EventLoop, spawn: @escaping @Sendable (PeerLaunch) async throws -> PeerProcess,
              emit: @escaping @Sendable (JobEventType, JSONValue) -> Void) {
@@ -83,24 +96,46 @@ final class MCPGate: Sendable {
             guard let launch = offered[id] else { throw MCPClient.ToolError(description: "no MCP server \(id) is offered to this step") }
             let result: Result<(MCPClient, JSONValue?), any Error> = await starting.run { [self] in
                 if let (_, c) = running.withLock({ $0[id] }) { return .success((c, nil)) }
+                guard !stopped.withLock({ $0 }) else { return .failure(MCPClient.ToolError(description: "the step has ended")) }
+                var started: PeerProcess?
                 do {
                     let process = try await spawn(launch)
+                    started = process
                     _ = StderrTail(fd: process.stderr)
+                    // A server that never answers initialize holds no one up for long.
+                    let watchdog = Task {
+                        try await Task.sleep(for: Self.startLimit)
+                        process.kill()
+                    }
+                    defer { watchdog.cancel() }
                     let (client, info) = try await MCPClient.start(input: process.stdout, output: process.stdin, loop: loop, onMalformed: { _ in })
-                    running.withLock { $0[id] = (process, client) }
+                    let kept = running.withLock { r -> Bool in
+                        guard !stopped.withLock({ $0 }) else { return false }
+                        r[id] = (process, client)
+                        return true
+                    }
+                    guard kept else {
+                        client.close()
+                        process.kill()
+                        return .failure(MCPClient.ToolError(description: "the step has ended"))
+                    }
                     return .success((client, info))
                 } catch {
+                    started?.kill()
                     return .failure(error)
                 }
             }
             return try result.get()
         }
 
-        func stopAll() {
-            for (process, client) in running.withLock({ $0.values }) {
+        /// True the first time: the servers are stopped and nothing more starts.
+        func stop() -> Bool {
+            guard stopped.withLock({ s -> Bool in defer { s = true }; return !s }) else { return false }
+            for (process, client) in running.withLock({ r -> [(PeerProcess, MCPClient)] in defer { r = [:] }; return Array(r.values) }) {
                 client.close()
                 process.kill()
             }
+            return true
         }
 
         /// One JSON-RPC message from the agent for server `id`; nil for a notification.
@@ -136,20 +171,20 @@ final class MCPGate: Sendable {
             case "tools/call":
                 let tool = params["name"]?.stringValue ?? ""
                 guard policy.allowsTool(server: id, tool: tool) else {
-                    emit(.permissionDenied, ["dimension": "allowedTools", "value": .string("\(id)/\(tool)".prefix(1000).description),
+                    report(.permissionDenied, ["dimension": "allowedTools", "value": .string("\(id)/\(tool)".prefix(1000).description),
                                              "method": "tools/call"])
-                    emit(.mcpCall, ["server": .string(id), "tool": .string(String(tool.prefix(200))), "outcome": "denied"])
+                    report(.mcpCall, ["server": .string(id), "tool": .string(String(tool.prefix(200))), "outcome": "denied"])
                     return Self.error(requestId, -32000, "PermissionDenied: allowedTools does not allow \(id)/\(tool)")
                 }
                 let started = ContinuousClock.now
                 do {
                     let (c, _) = try await client(id)
                     let result = try await c.call(tool, arguments: params["arguments"] ?? .object([:]))
-                    emit(.mcpCall, ["server": .string(id), "tool": .string(tool), "outcome": result["isError"] == .bool(true) ? "error" : "ok",
+                    report(.mcpCall, ["server": .string(id), "tool": .string(tool), "outcome": result["isError"] == .bool(true) ? "error" : "ok",
                                     "durationMs": .number((ContinuousClock.now - started).milliseconds)])
                     return Self.result(requestId, result)
                 } catch {
-                    emit(.mcpCall, ["server": .string(id), "tool": .string(tool), "outcome": "error"])
+                    report(.mcpCall, ["server": .string(id), "tool": .string(tool), "outcome": "error"])
                     return Self.error(requestId, -32603, "\(error)")
                 }
             default:

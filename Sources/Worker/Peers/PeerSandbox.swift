@@ -13,6 +13,8 @@ struct PeerSandbox: Sendable {
     let ruleset: LandlockRuleset
     let env: [String: String]
     let forwarder: EgressForwarder?
+    /// The ports its network may reach without the extra ones (the gate's, the relay's).
+    let egressPorts: [UInt16]
 
     func close() {
         forwarder?.stop()
@@ -31,17 +33,17 @@ extension Interpreter {
             throw fail(path, .invalidStep, "\(error)")
         }
         let forwarder: EgressForwarder?
-        var ports: [UInt16]
-        do { (forwarder, ports) = try egress(for: policy, path: path, env: &env) } catch {
+        let egressPorts: [UInt16]
+        do { (forwarder, egressPorts) = try egress(for: policy, path: path, env: &env) } catch {
             home.remove()
             throw error
         }
-        ports += extraPorts
+        let ports = egressPorts + extraPorts
         let ruleset = policy.unrestricted
             ? LandlockRuleset.confined(writable: [spec.workspace, home.path] + policy.fsWrite, readable: policy.fsRead, connectPorts: ports)
             : LandlockRuleset.step(workspace: spec.workspace, home: home.path, fsRead: policy.fsRead, fsWrite: policy.fsWrite,
                                    executables: policy.executables, connectPorts: ports)
-        return PeerSandbox(home: home, ruleset: ruleset, env: env, forwarder: forwarder)
+        return PeerSandbox(home: home, ruleset: ruleset, env: env, forwarder: forwarder, egressPorts: egressPorts)
     }
 
     /// The step's forwarder when its policy allows any host (its proxy

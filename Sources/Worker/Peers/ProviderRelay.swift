@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import NIOCore
 import NIOHTTP1
 import Wire
@@ -7,21 +8,24 @@ import Workflow
 /// An agent's door to its model provider: plain HTTP on the worker's loopback
 /// (the agent's `OPENAI_BASE_URL`), each request handed to the control plane,
 /// which sends it to the provider config names with the provider's key. The
-/// key never enters the sandbox; the agent holds a placeholder.
+/// key never enters the sandbox: the agent holds a token of this step's that
+/// opens the relay and nothing else.
 final class ProviderRelayServer: Sendable {
     let port: UInt16
-    private let channel: any Channel
+    /// What the agent holds as its key: it opens the relay, and nothing else.
+    let token: String
+    private let server: LoopbackHTTP.Server
+    private let stopped = Mutex(false)
 
     /// Request and answer bodies are held whole, up to this.
     static let maxBody = 16 << 20
-    /// What the agent's key variable holds: SDKs want one, the relay ignores it.
-    static let placeholderKey = "skelm-relay-holds-the-key"
 
     static func start(loop: any EventLoop, send: @escaping @Sendable (ProviderRelay.Params) async throws -> HTTPFetch.Result,
                       params: @escaping @Sendable (String, String, [Header], String?) -> ProviderRelay.Params) async throws -> ProviderRelayServer {
         let port = try EgressForwarder.reservePort()
+        let token = LoopbackHTTP.newToken()
         do {
-            let channel = try await LoopbackHTTP.bind(port: port, loop: loop, maxBody: maxBody) { head, body in
+            let server = try await LoopbackHTTP.bind(port: port, loop: loop, maxBody: maxBody, token: token) { head, body in
                 // Only what describes the body is passed on: never the agent's Authorization.
                 let headers = head.headers.filter { ["content-type", "accept"].contains($0.name.lowercased()) }.map { Header($0.name, $0.value) }
                 let encoded = body.flatMap { $0.readableBytes > 0 ? Data($0.readableBytesView).base64EncodedString() : nil }
@@ -36,20 +40,23 @@ final class ProviderRelayServer: Sendable {
                     return .init(.badGateway, json: ["error": ["message": .string("\(error)"), "type": "skelm_relay"]])
                 }
             }
-            return ProviderRelayServer(port: port, channel: channel)
+            return ProviderRelayServer(port: port, token: token, server: server)
         } catch {
             EgressForwarder.releasePort(port)
             throw error
         }
     }
 
-    private init(port: UInt16, channel: any Channel) {
+    private init(port: UInt16, token: String, server: LoopbackHTTP.Server) {
         self.port = port
-        self.channel = channel
+        self.token = token
+        self.server = server
     }
 
+    /// Idempotent.
     func stop() {
-        channel.close(promise: nil)
+        guard stopped.withLock({ s -> Bool in defer { s = true }; return !s }) else { return }
+        server.stop()
         EgressForwarder.releasePort(port)
     }
 }

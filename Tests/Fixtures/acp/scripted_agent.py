@@ -21,6 +21,7 @@ The script is the prompt's last line (skills are named above it).
   anything else            says it back
 """
 import asyncio
+import urllib.error
 import json
 import os
 import sys
@@ -45,7 +46,8 @@ class Scripted:
                                   agent_info=Implementation(name="scripted", title="Scripted", version="1"), auth_methods=[])
 
     async def new_session(self, cwd, mcp_servers=None, **kw):
-        self.servers = {getattr(s, "name", ""): getattr(s, "url", None) for s in (mcp_servers or [])}
+        self.servers = {getattr(s, "name", ""): (getattr(s, "url", None), {h.name: h.value for h in (getattr(s, "headers", None) or [])})
+                        for s in (mcp_servers or [])}
         return NewSessionResponse(session_id="s-%d" % os.getpid())
 
     async def authenticate(self, method_id, **kw):
@@ -120,18 +122,25 @@ class Scripted:
             await self.say(sid, r.content)
         elif cmd == "mcpcall":
             import urllib.request
-            url = self.servers.get(words[1])
-            def post(message):
-                req = urllib.request.Request(url, data=json.dumps(message).encode(), method="POST",
-                                             headers={"Content-Type": "application/json", "Accept": "application/json, text/event-stream"})
+            url, given = self.servers.get(words[1])
+            def post(message, auth=True):
+                headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+                if auth:
+                    headers.update(given)
+                req = urllib.request.Request(url, data=json.dumps(message).encode(), method="POST", headers=headers)
                 with urllib.request.urlopen(req, timeout=20) as r:
                     return json.loads(r.read() or b"null")
+            try:
+                post({"jsonrpc": "2.0", "id": 0, "method": "ping"}, auth=False)
+                unauthenticated = "answered"
+            except urllib.error.HTTPError as e:
+                unauthenticated = e.code
             try:
                 post({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "s", "version": "1"}}})
                 listed = post({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}})
                 called = post({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": words[2], "arguments": {"timezone": "UTC", "source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}}})
                 names = sorted(t["name"] for t in listed["result"]["tools"])
-                await self.say(sid, json.dumps({"listed": names, "called": called}))
+                await self.say(sid, json.dumps({"listed": names, "called": called, "unauthenticated": unauthenticated}))
             except Exception as e:
                 await self.say(sid, "mcpcall failed: %s" % e)
         elif cmd == "chat":
@@ -139,7 +148,9 @@ class Scripted:
                 import openai
                 client = openai.AsyncOpenAI()
                 r = await client.chat.completions.create(model="stand-in-model", messages=[{"role": "user", "content": "echo: " + " ".join(words[1:])}])
-                await self.say(sid, json.dumps({"reply": r.choices[0].message.content, "key": os.environ.get("OPENAI_API_KEY"),
+                again = await client.chat.completions.create(model="stand-in-model", messages=[{"role": "user", "content": "echo: again"}])
+                await self.say(sid, json.dumps({"reply": r.choices[0].message.content, "again": again.choices[0].message.content,
+                                                "key": os.environ.get("OPENAI_API_KEY"),
                                                 "base": os.environ.get("OPENAI_BASE_URL")}))
             except Exception as e:
                 await self.say(sid, "chat failed: %s" % e)

@@ -386,6 +386,7 @@ final class AgentStepTests {
         let allowed = try #require(JSONValue.parse(steps.first { $0["path"] == "allowed" }?["output"]?.stringValue ?? ""), "\(steps)")
         #expect(allowed["listed"] == ["get_current_time"])
         #expect(allowed["called"]?["result"]?["isError"] == false, "\(allowed)")
+        #expect(allowed["unauthenticated"] == 401, "the gate answered a request without its token: \(allowed)")
         let direct = try #require(JSONValue.parse(steps.first { $0["path"] == "direct" }?["output"]?.stringValue ?? ""), "\(steps)")
         #expect(direct["called"]?["error"]?["message"]?.stringValue?.contains("allowedTools does not allow time/convert_time") == true, "\(direct)")
         let denied = try await audit("permission.denied", run: done)

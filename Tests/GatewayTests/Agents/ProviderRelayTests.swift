@@ -62,13 +62,14 @@ final class ProviderRelayTests {
         try? FileManager.default.removeItem(atPath: dir)
     }
 
-    @Test("the agent's SDK reaches the provider through the relay; the provider sees the key, the agent holds a placeholder")
+    @Test("the agent's SDK reaches the provider through the relay; the provider sees the key, the agent holds only a token of its step's, for as many requests as its turn makes")
     func relayed() async throws {
         let done = try await gw.run("relay")
         #expect(done["status"] == "succeeded", "\(done)")
         let said = try #require(JSONValue.parse(done["output"]?.stringValue ?? ""), "\(done)")
         #expect(said["reply"] == "hello through the relay", "\(said)")
-        #expect(said["key"]?.stringValue != Self.key && said["key"]?.stringValue?.contains("relay") == true)
+        #expect(said["again"] == "again", "a second request in the same turn: \(said)")
+        #expect(said["key"]?.stringValue != Self.key && (said["key"]?.stringValue?.count ?? 0) == 64)
         #expect(said["base"]?.stringValue?.hasPrefix("http://127.0.0.1:") == true)
         let seen = try String(contentsOfFile: record, encoding: .utf8)
         #expect(seen.contains("Bearer \(Self.key)"))
