@@ -13,6 +13,8 @@ extension RunService {
         /// Bytes of events this run has stored, and why it was stopped if it
         /// passed `maxRunStorageBytes`.
         let storage = Mutex<(bytes: Int, exceeded: String?)>((0, nil))
+        /// Agent steps of this run with a resident agent's turn in flight: one each.
+        let residentTurns = Mutex<Set<String>>([])
 
         /// Counts `bytes` more of stored events; true once the run is past
         /// `limit` (and from then on), when it is to be stopped.

@@ -22,31 +22,47 @@ extension RunService {
         guard let registered = peers.agents[agent.agent], registered.launch.resident else {
             return refuse("agent \(agent.agent) is not a resident agent in config")
         }
-        let key = params.sessionKey.map { SegmentClaims.cut($0, to: 200) }
+        // A key only for a step that declares one; sessions belong to their workflow,
+        // so no other workflow's steps can join (or read back) its conversations.
+        if params.sessionKey != nil, agent.sessionKey == nil { return refuse("step \(SegmentClaims.cut(params.step)) declares no sessionKey") }
+        let key = params.sessionKey.map { definition.id + "/" + SegmentClaims.cut($0, to: 200) }
         var session: AgentSessionRecord?
         if let key {
             do { session = try await store.openSession(agent: agent.agent, key: key) } catch {
                 return .error(RPCError(code: RPCError.internalError, message: "sessions cannot be read: \(error)"))
             }
         }
+        // The worker's word on time, held to what the step may take at most.
+        let limit = located.step.timeoutMs ?? self.stepTimeoutMs
         let turn = AgentTurn(id: "turn_" + UUID().uuidString.lowercased().prefix(12), prompt: params.prompt, sessionId: session?.acpSessionId,
                              policy: policy, onPermission: agent.onPermission,
                              mcpServers: agent.mcpServers.compactMap { peers.mcpServers[$0]?.launch },
-                             timeoutMs: min(max(params.timeoutMs, 1), 86_400_000))
+                             timeoutMs: min(max(params.timeoutMs, 1), limit))
+        // One turn at a time per step: a worker cannot queue the agent full.
+        guard a.residentTurns.withLock({ $0.insert(params.step).inserted }) else {
+            return refuse("step \(SegmentClaims.cut(params.step)) already has a turn in flight")
+        }
+        defer { _ = a.residentTurns.withLock { $0.remove(params.step) } }
+        // Events of the turn count only while the turn is this step's.
+        let open = Shared(true)
+        defer { open.set(false) }
         let store = self.store, hub = self.hub, audit = self.audit, pool = self.pool, path = params.step, workflow = definition.id
         let result: AgentTurnResult
         do {
             result = try await residents.turn(agent: agent.agent, turn) { event in
                 // Recorded as the step's, under the same storage budget as the worker's own events.
-                guard let type = event.kind.map(RunEventType.init), event.kind?.isActivity == true else { return }
+                guard open.get, let type = event.kind.map(RunEventType.init), event.kind?.isActivity == true else { return }
                 if a.charge(event.data?.jsonText.utf8.count ?? 0, limit: maxStorage) {
                     await pool.cancel(jobId: a.jobId)
                     return
                 }
-                guard let stored = try? await store.append(runId: runId, type: type, step: path, data: event.data) else { return }
+                // Redacted as the worker's own events are: the agent may echo a secret of the run.
+                let data = event.data.map(a.redactor.json)
+                guard let stored = try? await store.append(runId: runId, type: type, step: path, data: data) else { return }
                 hub.publish(stored)
                 var attributed = event
                 attributed.step = path
+                attributed.data = data
                 Self.auditPermissions(attributed, policies: policies, runId: runId, workflow: workflow, active: a, audit: audit)
             }
         } catch {

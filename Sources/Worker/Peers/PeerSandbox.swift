@@ -106,10 +106,14 @@ final class StderrTail: Sendable {
 
 /// A file operation of an agent's request, run on a thread that took `ruleset`
 /// (see `AgentServer.confine`).
-func confinedReplies(on loop: any EventLoop, ruleset: LandlockRuleset) -> @Sendable (@escaping @Sendable () -> LineRPC.Reply) async -> LineRPC.Reply {
+/// Several layers stack: the thread is held to all of them (a resident
+/// agent's ceiling, then the asking step's policy).
+func confinedReplies(on loop: any EventLoop, ruleset: LandlockRuleset, within outer: LandlockRuleset? = nil)
+    -> @Sendable (@escaping @Sendable () -> LineRPC.Reply) async -> LineRPC.Reply {
     { body in
         do {
             return try await confined(on: loop) {
+                if let outer { _ = try outer.restrictSelf() }
                 _ = try ruleset.restrictSelf()
                 return body()
             }

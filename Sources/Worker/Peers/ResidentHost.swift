@@ -66,16 +66,17 @@ enum ResidentHost {
             if next.stop { return AgentHost.Result(ended: "stopped") }
             guard let turn = next.turn else { continue }
             let emitted = Shared(0)
-            let result = await run(turn, p: p, rpc: rpc, process: process, loop: loop, peer: peer, current: current, loaded: &loaded,
-                                   emitted: emitted)
+            let result = await run(turn, p: p, ceiling: ceiling, rpc: rpc, process: process, loop: loop, peer: peer, current: current,
+                                   loaded: &loaded, emitted: emitted)
             _ = try await peer.call(AgentDone.self, .init(jobId: p.jobId, turnId: turn.id, result: result, events: emitted.get), timeout: .seconds(30))
         }
     }
 
-    private static func run(_ turn: AgentTurn, p: AgentHost.Params, rpc: LineRPC, process: PeerProcess, loop: any EventLoop,
+    private static func run(_ turn: AgentTurn, p: AgentHost.Params, ceiling: LandlockRuleset, rpc: LineRPC, process: PeerProcess, loop: any EventLoop,
                             peer: RPCPeer, current: Shared<Current?>, loaded: inout Set<String>, emitted: Shared<Int>) async -> AgentTurnResult {
         let policy = turn.policy, home = p.home
-        // The turn's layer: its step's policy, within the agent's ceiling (the kernel intersects them).
+        // The turn's layer: its step's policy, stacked on the agent's ceiling on
+        // every thread that serves it (the kernel holds each to both).
         let ruleset = LandlockRuleset.step(workspace: home, home: home, fsRead: policy.fsRead, fsWrite: policy.fsWrite,
                                            executables: policy.executables)
         let terminals = Terminals()
@@ -90,18 +91,33 @@ enum ResidentHost {
             onPermission: turn.onPermission == .ask ? .deny : turn.onPermission, servers: Set(turn.mcpServers.map(\.id)),
             spawn: { program, argv, env, cwd in
                 try await confined(on: loop) {
-                    try PeerProcess.spawn(program: program, argv: argv, env: env, cwd: cwd, limits: limits, ruleset: ruleset, mergeStderr: true)
+                    _ = try ceiling.restrictSelf()
+                    return try PeerProcess.spawn(program: program, argv: argv, env: env, cwd: cwd, limits: limits, ruleset: ruleset, mergeStderr: true)
                 }
             },
             environment: { declared in try StepRunner.environment(agentEnv.merging(declared) { $1 }, workspace: home, home: home) },
             terminals: terminals, workspace: home, emit: emit,
             ask: { _ in false },
-            confine: confinedReplies(on: loop, ruleset: ruleset))
+            confine: confinedReplies(on: loop, ruleset: ruleset, within: ceiling))
         let servers: [JSONValue] = turn.mcpServers.map { s in
             ["name": .string(s.id), "command": .string(s.program), "args": .array(s.args.map { .string($0) }),
              "env": .array(s.env.sorted { $0.key < $1.key }.map { ["name": .string($0.key), "value": .string($0.value)] })]
         }
         var result = AgentTurnResult()
+        // The turn's time covers opening or loading its session too. Past it the
+        // agent is asked to cancel; 2 s later it is killed and the conversation
+        // closed (the control plane starts the agent again).
+        let timedOut = Shared(false)
+        let sessionSeen = Shared<String?>(turn.sessionId)
+        let watchdog = Task {
+            try await Task.sleep(for: .milliseconds(turn.timeoutMs))
+            timedOut.set(true)
+            if let id = sessionSeen.get { rpc.notify("session/cancel", ["sessionId": .string(id)]) }
+            try await Task.sleep(for: .seconds(2))
+            process.kill()
+            rpc.close()
+        }
+        defer { watchdog.cancel() }
         // History a load replays is the agent's memory, not this turn's story: no updates are recorded meanwhile.
         current.set(Current(server: server, updates: nil))
         defer { current.set(nil) }
@@ -119,24 +135,16 @@ enum ResidentHost {
                 loaded.insert(id)
                 result.sessionId = id
                 result.created = true
+                sessionSeen.set(id)
             }
         } catch {
+            result.timedOut = timedOut.get
             result.error = turn.sessionId == nil ? "cannot open a session: \(error)" : "cannot load session \(turn.sessionId!): \(error)"
             return result
         }
         let updates = AgentUpdates(maxMessage: p.limits.maxOutputBytes, emit: emit)
         current.set(Current(server: server, updates: updates))
-        let timedOut = Shared(false)
         let sessionId = result.sessionId!
-        let watchdog = Task {
-            try await Task.sleep(for: .milliseconds(turn.timeoutMs))
-            timedOut.set(true)
-            rpc.notify("session/cancel", ["sessionId": .string(sessionId)])
-            try await Task.sleep(for: .seconds(2))
-            // The agent did not end its turn: it is killed, and the control plane starts it again.
-            process.kill()
-        }
-        defer { watchdog.cancel() }
         do {
             let answer = try await rpc.call("session/prompt", ["sessionId": .string(sessionId), "prompt": [["type": "text", "text": .string(turn.prompt)]]])
             updates.flush()

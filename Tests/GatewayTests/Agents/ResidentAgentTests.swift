@@ -32,6 +32,13 @@ final class ResidentAgentTests {
                   - id: say
                     agent: { agent: scripted, prompt: "${{ input.text }}" }
                 """,
+            "stuck.workflow.yaml": """
+                id: stuck
+                steps:
+                  - id: say
+                    timeout: 3s
+                    agent: { agent: scripted, prompt: hang }
+                """,
             "peek.workflow.yaml": """
                 id: peek
                 steps:
@@ -88,6 +95,15 @@ final class ResidentAgentTests {
         #expect(audited.contains { $0["details"]?["dimension"] == "fsRead" })
     }
 
+    @Test("a resident agent's turn that hangs ends at the step's timeout, and the agent takes the next turn")
+    func stuck() async throws {
+        _ = try await waitForState("scripted", "running")
+        let done = try await gw.run("stuck")
+        #expect(done["error"]?["code"] == "Timeout", "\(done)")
+        let next = try await gw.run("echo", ["text": "still here"])
+        #expect(next["output"] == "still here", "\(next)")
+    }
+
     @Test("a resident agent killed with SIGKILL is restarted, counted, and answers again")
     func killed() async throws {
         let before = try await waitForState("scripted", "running")
@@ -110,7 +126,7 @@ final class ResidentAgentTests {
         let second = try await gw.run("chat", ["key": "ticket-7", "text": "second words"])
         #expect(second["output"] == "second words", "\(second)")
         let sessions = try await gw.get("/sessions?agent=fast").json?["sessions"].list ?? []
-        let session = try #require(sessions.first { $0["key"] == "ticket-7" })
+        let session = try #require(sessions.first { $0["key"] == "chat/ticket-7" })
         #expect(session["turns"] == 2 && session["state"] == "open", "\(session)")
         let acp = try #require(session["acpSessionId"]?.stringValue)
 
@@ -130,7 +146,7 @@ final class ResidentAgentTests {
         #expect(try await gw.client.send(.DELETE, "/sessions/\(session["id"]!.stringValue!)").status == 200)
         _ = try await gw.run("chat", ["key": "ticket-7", "text": "fresh"])
         let now = try await gw.get("/sessions?agent=fast&state=open").json?["sessions"].list ?? []
-        #expect(now.first { $0["key"] == "ticket-7" }?["acpSessionId"]?.stringValue != acp)
+        #expect(now.first { $0["key"] == "chat/ticket-7" }?["acpSessionId"]?.stringValue != acp)
         let status = try await gw.cli(["agents", "status", "fast"])
         #expect(status.status == 0 && status.stdout.contains("running"), "\(status)")
         let listed = try await gw.cli(["sessions", "list", "--agent", "fast"])

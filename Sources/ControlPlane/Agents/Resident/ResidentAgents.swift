@@ -112,6 +112,10 @@ public actor ResidentAgents {
         h.waiter = nil
         for p in h.queue { p.continuation.resume(throwing: TurnFailure(description: "agent \(id) stopped: \(reason)")) }
         h.queue = []
+        // Turns it was serving end now, and so does its worker (a wedged one included).
+        for p in h.inFlight.values { p.continuation.resume(returning: AgentTurnResult(error: "agent \(id) stopped: \(reason)")) }
+        h.inFlight = [:]
+        if let job = h.jobId { Task { [pool] in await pool.cancel(jobId: job) } }
         hosts[id] = h
         audit.record(actor: "gateway", action: "agent.stopped", details: ["agent": id, "reason": reason])
     }
@@ -221,12 +225,13 @@ public actor ResidentAgents {
             } else {
                 hosts[id]?.queue.append(pending)
                 hosts[id]?.status.queued = hosts[id]?.queue.count ?? 0
-                // A turn nobody takes (the agent keeps failing to start) gives up with its step.
-                let limit = Duration.milliseconds(turn.timeoutMs) + .seconds(5)
-                Task { [weak self] in
-                    try? await Task.sleep(for: limit)
-                    await self?.abandon(id, turnId: turn.id)
-                }
+            }
+            // A turn nobody takes (the agent keeps failing to start) gives up with its
+            // step; one its host never hands back ends, and so does the host's job.
+            let limit = Duration.milliseconds(turn.timeoutMs) + .seconds(10)
+            Task { [weak self] in
+                try? await Task.sleep(for: limit)
+                await self?.abandon(id, turnId: turn.id)
             }
         }
         hosts[id]?.status.turns += 1
@@ -234,9 +239,14 @@ public actor ResidentAgents {
     }
 
     private func abandon(_ id: String, turnId: String) {
-        guard let i = hosts[id]?.queue.firstIndex(where: { $0.turn.id == turnId }), let p = hosts[id]?.queue.remove(at: i) else { return }
-        hosts[id]?.status.queued = hosts[id]?.queue.count ?? 0
-        p.continuation.resume(throwing: TurnFailure(description: "agent \(id) did not take the turn in time (\(hosts[id]?.status.state.rawValue ?? "gone"))"))
+        if let i = hosts[id]?.queue.firstIndex(where: { $0.turn.id == turnId }), let p = hosts[id]?.queue.remove(at: i) {
+            hosts[id]?.status.queued = hosts[id]?.queue.count ?? 0
+            p.continuation.resume(throwing: TurnFailure(description: "agent \(id) did not take the turn in time (\(hosts[id]?.status.state.rawValue ?? "gone"))"))
+            return
+        }
+        guard let p = hosts[id]?.inFlight.removeValue(forKey: turnId) else { return }
+        p.continuation.resume(returning: p.done ?? AgentTurnResult(error: "agent \(id) did not end the turn in time; its worker is stopped", timedOut: true))
+        if p.done == nil, let job = hosts[id]?.jobId { Task { [pool] in await pool.cancel(jobId: job) } }
     }
 
     private func failInFlight(_ id: String, generation: Int, why: String) {
