@@ -82,7 +82,10 @@ struct AgentServer: Sendable {
             }
             defer { try? handle.close() }
             let data = (try? handle.read(upToCount: Self.maxRead + 1)) ?? Data()
-            guard data.count <= Self.maxRead else { return .error(code: -32603, message: "\(real) is larger than \(Self.maxRead >> 20) MiB") }
+            guard data.count <= Self.maxRead else {
+                served(method, real, "too large")
+                return .error(code: -32603, message: "\(real) is larger than \(Self.maxRead >> 20) MiB")
+            }
             var text = String(decoding: data, as: UTF8.self)
             // Clamped: numbers are the agent's, and arithmetic on them must not trap.
             let line = params["line"].flatMap { if case let .number(n) = $0, n.isFinite { Int(max(1, min(n, 1e9))) } else { nil } }
@@ -111,14 +114,22 @@ struct AgentServer: Sendable {
         case let .allowed(real):
             // Never through a symlink planted at the target: O_NOFOLLOW.
             let fd = open(real, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { return .error(code: -32603, message: "cannot write \(real): \(String(cString: strerror(errno)))") }
+            guard fd >= 0 else {
+                let why = String(cString: strerror(errno))
+                served(method, real, "failed")
+                return .error(code: -32603, message: "cannot write \(real): \(why)")
+            }
             defer { close(fd) }
             let bytes = Array(content.utf8)
             var done = 0
             while done < bytes.count {
                 let n = bytes[done...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
                 if n < 0, errno == EINTR { continue }
-                guard n > 0 else { return .error(code: -32603, message: "cannot write \(real): \(String(cString: strerror(errno)))") }
+                guard n > 0 else {
+                    let why = String(cString: strerror(errno))
+                    served(method, real, "failed")
+                    return .error(code: -32603, message: "cannot write \(real): \(why)")
+                }
                 done += n
             }
             served(method, real, "allowed")
