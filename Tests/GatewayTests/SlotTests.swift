@@ -16,7 +16,7 @@ struct SlotTests {
             """)
         defer { gw.cleanupLater() }
         // Long enough that the second request surely comes while it runs, on a loaded machine too.
-        let first = try await gw.run("slow", ["seconds": 8], sync: false)
+        let first = try await gw.run("slow", ["seconds": 15], sync: false)
         let second = try await gw.run("slow", ["seconds": 0], sync: false)
         #expect(first["status"]?.stringValue == "running", "\(first)")
         #expect(second["status"]?.stringValue == "queued", "\(second)")

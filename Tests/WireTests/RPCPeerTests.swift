@@ -60,9 +60,10 @@ struct RawEnd {
         return json.flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
     }
 
-    /// Bounded by a receive timeout so a bug cannot hang the suite.
+    /// Bounded by a receive timeout so a bug cannot hang the suite (generous:
+    /// on a loaded two-core host an answer can take seconds).
     func readFrameBlocking() -> Data? {
-        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        var tv = timeval(tv_sec: 30, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         func readExactly(_ n: Int) -> [UInt8]? {
             var out = [UInt8](repeating: 0, count: n)
