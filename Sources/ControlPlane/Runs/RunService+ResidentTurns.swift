@@ -69,7 +69,8 @@ extension RunService {
             return .error(RPCError(code: RPCError.execFailed, message: "\(error)"))
         }
         if let key, let acp = result.sessionId, result.error == nil {
-            if let (record, created) = try? await store.recordTurn(agent: agent.agent, key: key, acpSessionId: acp, runId: runId) {
+            if case let (record, created)?? = try? await store.recordTurn(agent: agent.agent, key: key, acpSessionId: acp, runId: runId,
+                                                                          continued: session?.id) {
                 if created || result.loaded {
                     audit.record(actor: "gateway", action: created ? "acp.session.created" : "acp.session.loaded", runId: runId, details: [
                         "session": record.id, "agent": agent.agent, "key": key, "acpSession": acp, "step": path,

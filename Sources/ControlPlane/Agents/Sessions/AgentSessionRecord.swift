@@ -72,18 +72,25 @@ extension RunStore {
         }
     }
 
-    /// Records a turn: a new session, or another turn of an open one.
-    public func recordTurn(agent: String, key: String, acpSessionId: String, runId: String) async throws -> (AgentSessionRecord, created: Bool) {
+    /// Records a turn: another turn of the session it continued (`continued`,
+    /// only while that session is still open: a session closed during the turn
+    /// stays closed), or a new session for the key. Of two first turns for one
+    /// key at once, the first recorded wins and the other's session is not kept.
+    public func recordTurn(agent: String, key: String, acpSessionId: String, runId: String,
+                           continued: String?) async throws -> (AgentSessionRecord, created: Bool)? {
         try await db.write { db in
             let now = Date()
-            if var open = try AgentSessionRecord.filter(AgentSessionRecord.Columns.agent == agent && AgentSessionRecord.Columns.key == key
-                                                        && AgentSessionRecord.Columns.state == AgentSessionRecord.State.open.rawValue).fetchOne(db) {
+            if let id = continued {
+                guard var open = try AgentSessionRecord.fetchOne(db, key: id), open.state == .open else { return nil }
                 open.turns += 1
                 open.lastUsedAt = now
                 open.lastRunId = runId
-                open.acpSessionId = acpSessionId
                 try open.update(db)
                 return (open, false)
+            }
+            if try AgentSessionRecord.filter(AgentSessionRecord.Columns.agent == agent && AgentSessionRecord.Columns.key == key
+                                             && AgentSessionRecord.Columns.state == AgentSessionRecord.State.open.rawValue).fetchCount(db) > 0 {
+                return nil
             }
             let made = AgentSessionRecord(id: "ses_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""), agent: agent,
                                           key: key, acpSessionId: acpSessionId, createdAt: now, lastUsedAt: now, state: .open, turns: 1,
