@@ -12,6 +12,13 @@ extension Interpreter {
     /// ACP's protocol version this client speaks.
     static let acpVersion = 1
 
+    /// `initialize`: the version, and what the client serves (files, terminals).
+    static let acpInitialize: JSONValue = [
+        "protocolVersion": .number(Double(acpVersion)),
+        "clientCapabilities": ["fs": ["readTextFile": true, "writeTextFile": true], "terminal": true],
+        "clientInfo": ["name": "skelm", "version": .string("\(WireProtocol.version)")],
+    ]
+
     func runAgent(_ agent: AgentStep, step: Step, path: String, frame: Frame, deadline: ContinuousClock.Instant?) async throws -> Outcome {
         var policy = spec.policies[step.id] ?? StepPolicy()
         if let denied = policy.denied { throw deny(path, denied) }
@@ -58,11 +65,8 @@ extension Interpreter {
                                                executables: policy.executables, connectPorts: box.egressPorts)
                     var declared = try StepRunner.environment(launch.env, workspace: spec.workspace, home: home.path)
                     for key in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] { declared[key] = box.env[key] }
-                    let limits = spec.limits, env = declared
-                    return try await confined(on: loop) {
-                        try PeerProcess.spawn(program: launch.program, argv: [launch.program] + launch.args, env: env, cwd: home.path,
-                                              limits: limits, ruleset: ruleset)
-                    }
+                    return try await spawnConfined(launch.program, argv: launch.argv, env: declared, cwd: home.path, limits: spec.limits,
+                                                   ruleset: ruleset, loop: loop)
                 }, emit: emitHere)
             } catch {
                 throw fail(path, .agentFailed, "cannot start the MCP gate: \(error)")
@@ -104,7 +108,7 @@ extension Interpreter {
         }
         let process: PeerProcess
         do {
-            process = try await startPeer(launch.program, argv: [launch.program] + launch.args, env: sandbox.env, cwd: spec.workspace,
+            process = try await startPeer(launch.program, argv: launch.argv, env: sandbox.env, cwd: spec.workspace,
                                           sandbox: sandbox)
         } catch {
             throw fail(path, .agentFailed, "cannot start agent \(agent.agent): \(error)")
@@ -173,11 +177,7 @@ extension Interpreter {
         }
 
         do {
-            _ = try await rpc.call("initialize", [
-                "protocolVersion": .number(Double(Self.acpVersion)),
-                "clientCapabilities": ["fs": ["readTextFile": true, "writeTextFile": true], "terminal": true],
-                "clientInfo": ["name": "skelm", "version": .string("\(WireProtocol.version)")],
-            ])
+            _ = try await rpc.call("initialize", Self.acpInitialize)
         } catch { throw await failure(error, doing: "while initializing") }
         let servers: [JSONValue] = offered.map { s in
             ["type": "http", "name": .string(s.id), "url": .string(gate?.url(s.id) ?? ""),
@@ -208,24 +208,12 @@ extension Interpreter {
             }
             let (message, truncated) = updates.message
             let details: [String: JSONValue] = ["turns": .number(Double(turn)), "stopReason": .string(stop), "sessionId": .string(sessionId)]
-            guard let schema = agent.output else {
-                if truncated { throw fail(path, .outputInvalid, "the agent's message passed the output limit (workers.limits.outputKB)") }
-                return Outcome(output: .string(message.trimmingCharacters(in: .whitespacesAndNewlines)), details: details)
+            switch try judge(message, truncated: truncated, agent: agent, turn: turn, path: path, details: details) {
+            case let .done(outcome): return outcome
+            case let .again(next):
+                turn += 1
+                text = next
             }
-            let problems: [String]
-            if let value = Self.json(in: message) {
-                problems = JSONSchema(schema).validate(value).map(\.description)
-                if problems.isEmpty { return Outcome(output: value, details: details) }
-            } else {
-                problems = ["the answer is not JSON"]
-            }
-            guard turn < agent.maxTurns else {
-                throw StepFailure(.outputInvalid, step: path,
-                                  message: "after \(turn) turn\(turn == 1 ? "" : "s") the answer does not fit output: \(problems.prefix(5).joined(separator: "; "))")
-            }
-            turn += 1
-            text = "Your answer does not fit the JSON Schema it must satisfy: \(problems.prefix(5).joined(separator: "; ")). "
-                + "Answer again with only the JSON value, nothing around it. The schema: \(schema.jsonText)"
         }
     }
 
@@ -257,24 +245,42 @@ extension Interpreter {
             var details: [String: JSONValue] = ["turns": .number(Double(turn)), "stopReason": .string(stop)]
             if let id = result.sessionId { details["sessionId"] = .string(id) }
             if let key { details["sessionKey"] = .string(key) }
-            guard let schema = agent.output else {
-                if result.truncated { throw fail(path, .outputInvalid, "the agent's message passed the output limit (workers.limits.outputKB)") }
-                return Outcome(output: .string(result.message.trimmingCharacters(in: .whitespacesAndNewlines)), details: details)
+            switch try judge(result.message, truncated: result.truncated, agent: agent, turn: turn, path: path, details: details) {
+            case let .done(outcome): return outcome
+            case let .again(next):
+                turn += 1
+                text = next
             }
-            let problems: [String]
-            if let value = Self.json(in: result.message) {
-                problems = JSONSchema(schema).validate(value).map(\.description)
-                if problems.isEmpty { return Outcome(output: value, details: details) }
-            } else {
-                problems = ["the answer is not JSON"]
-            }
-            guard turn < agent.maxTurns else {
-                throw StepFailure(.outputInvalid, step: path, message: "after \(turn) turns the answer does not fit output: \(problems.prefix(5).joined(separator: "; "))")
-            }
-            turn += 1
-            text = "Your answer does not fit the JSON Schema it must satisfy: \(problems.prefix(5).joined(separator: "; ")). "
-                + "Answer again with only the JSON value, nothing around it. The schema: \(schema.jsonText)"
         }
+    }
+
+    enum Verdict {
+        case done(Outcome)
+        /// Not yet: the prompt that asks again.
+        case again(String)
+    }
+
+    /// A turn's answer as the step's output: the message, or with `output` the
+    /// JSON in it when it fits; else another turn while `maxTurns` allows.
+    func judge(_ message: String, truncated: Bool, agent: AgentStep, turn: Int, path: String,
+               details: [String: JSONValue]) throws -> Verdict {
+        guard let schema = agent.output else {
+            if truncated { throw fail(path, .outputInvalid, "the agent's message passed the output limit (workers.limits.outputKB)") }
+            return .done(Outcome(output: .string(message.trimmingCharacters(in: .whitespacesAndNewlines)), details: details))
+        }
+        let problems: [String]
+        if let value = Self.json(in: message) {
+            problems = JSONSchema(schema).validate(value).map(\.description)
+            if problems.isEmpty { return .done(Outcome(output: value, details: details)) }
+        } else {
+            problems = ["the answer is not JSON"]
+        }
+        let said = problems.prefix(5).joined(separator: "; ")
+        guard turn < agent.maxTurns else {
+            throw StepFailure(.outputInvalid, step: path, message: "after \(turn) turn\(turn == 1 ? "" : "s") the answer does not fit output: \(said)")
+        }
+        return .again("Your answer does not fit the JSON Schema it must satisfy: \(said). "
+                      + "Answer again with only the JSON value, nothing around it. The schema: \(schema.jsonText)")
     }
 
     /// The JSON an answer holds: all of it, or the inside of a fenced block.

@@ -21,7 +21,7 @@ extension Interpreter {
         defer { sandbox.close() }
         let process: PeerProcess
         do {
-            process = try await startPeer(launch.program, argv: [launch.program] + launch.args, env: sandbox.env, cwd: spec.workspace,
+            process = try await startPeer(launch.program, argv: launch.argv, env: sandbox.env, cwd: spec.workspace,
                                           sandbox: sandbox)
         } catch {
             throw fail(path, .mcpFailed, "cannot start MCP server \(mcp.server): \(error)")

@@ -11,13 +11,11 @@ enum MCPToolsJob {
     static func run(_ p: MCPTools.Params, loop: any EventLoop) async throws -> MCPTools.Result {
         let ruleset = LandlockRuleset.step(workspace: p.workspace, fsRead: p.server.readable, fsWrite: [], executables: p.server.executables)
         let env = try StepRunner.environment(p.server.env, workspace: p.workspace)
-        let launch = p.server, limits = p.limits, workspace = p.workspace
+        let launch = p.server
         let process: PeerProcess
         do {
-            process = try await confined(on: loop) {
-                try PeerProcess.spawn(program: launch.program, argv: [launch.program] + launch.args, env: env, cwd: workspace,
-                                      limits: limits, ruleset: ruleset)
-            }
+            process = try await spawnConfined(launch.program, argv: launch.argv, env: env, cwd: p.workspace, limits: p.limits,
+                                              ruleset: ruleset, loop: loop)
         } catch {
             throw RPCError(code: RPCError.execFailed, message: "cannot start \(launch.id): \(error)")
         }

@@ -62,11 +62,26 @@ extension Interpreter {
     /// Starts a peer's program under the sandbox's layer, from a thread of its own.
     func startPeer(_ program: String, argv: [String], env: [String: String], cwd: String, sandbox: PeerSandbox,
                    mergeStderr: Bool = false) async throws -> PeerProcess {
-        let limits = spec.limits, ruleset = sandbox.ruleset
-        return try await confined(on: loop) {
-            try PeerProcess.spawn(program: program, argv: argv, env: env, cwd: cwd, limits: limits, ruleset: ruleset, mergeStderr: mergeStderr)
-        }
+        try await spawnConfined(program, argv: argv, env: env, cwd: cwd, limits: spec.limits, ruleset: sandbox.ruleset,
+                                mergeStderr: mergeStderr, loop: loop)
     }
+}
+
+/// The one way a step's peer or terminal starts: on a thread of its own that
+/// takes `outer` first (a resident agent's ceiling), then `ruleset`, so the
+/// process is held to both; the caller resumes on `loop`.
+func spawnConfined(_ program: String, argv: [String], env: [String: String], cwd: String, limits: StepLimits,
+                   ruleset: LandlockRuleset, within outer: LandlockRuleset? = nil, mergeStderr: Bool = false,
+                   loop: any EventLoop) async throws -> PeerProcess {
+    try await confined(on: loop) {
+        if let outer { _ = try outer.restrictSelf() }
+        return try PeerProcess.spawn(program: program, argv: argv, env: env, cwd: cwd, limits: limits, ruleset: ruleset, mergeStderr: mergeStderr)
+    }
+}
+
+extension PeerLaunch {
+    /// Its command line, program first.
+    var argv: [String] { [program] + args }
 }
 
 /// The last few KiB a peer wrote to stderr, for the step's error message.

@@ -21,13 +21,11 @@ enum ResidentHost {
         let ceiling = LandlockRuleset.step(workspace: p.home, home: p.home, fsRead: p.ceiling.fsRead, fsWrite: p.ceiling.fsWrite,
                                            executables: p.ceiling.executables)
         let env = try StepRunner.environment(p.agent.env, workspace: p.home, home: p.home)
-        let launch = p.agent, limits = p.limits, home = p.home
+        let launch = p.agent
         let process: PeerProcess
         do {
-            process = try await confined(on: loop) {
-                try PeerProcess.spawn(program: launch.program, argv: [launch.program] + launch.args, env: env, cwd: home,
-                                      limits: limits, ruleset: ceiling)
-            }
+            process = try await spawnConfined(launch.program, argv: launch.argv, env: env, cwd: p.home, limits: p.limits,
+                                              ruleset: ceiling, loop: loop)
         } catch {
             throw RPCError(code: RPCError.execFailed, message: "cannot start \(launch.id): \(error)")
         }
@@ -48,11 +46,7 @@ enum ResidentHost {
             return (status.map(PeerProcess.describe) ?? "closed its output") + Interpreter.tail(await stderr.settled())
         }
         do {
-            _ = try await rpc.call("initialize", [
-                "protocolVersion": .number(Double(Interpreter.acpVersion)),
-                "clientCapabilities": ["fs": ["readTextFile": true, "writeTextFile": true], "terminal": true],
-                "clientInfo": ["name": "skelm", "version": .string("\(WireProtocol.version)")],
-            ])
+            _ = try await rpc.call("initialize", Interpreter.acpInitialize)
         } catch {
             throw RPCError(code: RPCError.execFailed, message: "\(launch.id) did not initialize: \(await ended())")
         }
@@ -90,10 +84,8 @@ enum ResidentHost {
             policy: policy, paths: PathRules(workspace: home, readable: policy.fsRead, writable: policy.fsWrite),
             onPermission: turn.onPermission == .ask ? .deny : turn.onPermission, servers: Set(turn.mcpServers.map(\.id)),
             spawn: { program, argv, env, cwd in
-                try await confined(on: loop) {
-                    _ = try ceiling.restrictSelf()
-                    return try PeerProcess.spawn(program: program, argv: argv, env: env, cwd: cwd, limits: limits, ruleset: ruleset, mergeStderr: true)
-                }
+                try await spawnConfined(program, argv: argv, env: env, cwd: cwd, limits: limits, ruleset: ruleset, within: ceiling,
+                                        mergeStderr: true, loop: loop)
             },
             environment: { declared in try StepRunner.environment(agentEnv.merging(declared) { $1 }, workspace: home, home: home) },
             terminals: terminals, workspace: home, emit: emit,
