@@ -22,6 +22,7 @@ The script is the prompt's last line (skills are named above it).
 """
 import asyncio
 import urllib.error
+import urllib.request
 import json
 import os
 import sys
@@ -121,7 +122,6 @@ class Scripted:
             r = await self.conn.read_text_file(session_id=sid, path=path)
             await self.say(sid, r.content)
         elif cmd == "mcpcall":
-            import urllib.request
             url, given = self.servers.get(words[1])
             def post(message, auth=True):
                 headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
@@ -149,7 +149,17 @@ class Scripted:
                 client = openai.AsyncOpenAI()
                 r = await client.chat.completions.create(model="stand-in-model", messages=[{"role": "user", "content": "echo: " + " ".join(words[1:])}])
                 again = await client.chat.completions.create(model="stand-in-model", messages=[{"role": "user", "content": "echo: again"}])
+                # The relay without the step's token: what another process on the worker's loopback would try.
+                bare = urllib.request.Request(os.environ["OPENAI_BASE_URL"] + "/chat/completions", method="POST",
+                                              data=json.dumps({"model": "stand-in-model", "messages": [{"role": "user", "content": "echo: sneaked"}]}).encode(),
+                                              headers={"Content-Type": "application/json"})
+                try:
+                    urllib.request.urlopen(bare, timeout=20)
+                    unauthenticated = "answered"
+                except urllib.error.HTTPError as e:
+                    unauthenticated = e.code
                 await self.say(sid, json.dumps({"reply": r.choices[0].message.content, "again": again.choices[0].message.content,
+                                                "unauthenticated": unauthenticated,
                                                 "key": os.environ.get("OPENAI_API_KEY"),
                                                 "base": os.environ.get("OPENAI_BASE_URL")}))
             except Exception as e:
