@@ -15,6 +15,8 @@ a malformed line. The first word of the prompt picks the script:
   mcpcall <server> <tool>  calls the tool straight on the MCP server session/new offered (no permission asked); says the answer
   chat <text>              asks its provider (the official openai SDK, OPENAI_BASE_URL and OPENAI_API_KEY
                            from its environment) to echo <text>; says the reply and the key it holds
+  linger <path>            detaches a grandchild (double fork) holding a keep-alive connection to its relay;
+                           after the step it sends one more request on it and writes what happened to <path>
   daemon <path>            starts a child in a session of its own that appends a line to <path> every 50 ms
 The script is the prompt's last line (skills are named above it).
   exit                     exits with status 3 mid-turn
@@ -164,6 +166,33 @@ class Scripted:
                                                 "base": os.environ.get("OPENAI_BASE_URL")}))
             except Exception as e:
                 await self.say(sid, "chat failed: %s" % e)
+        elif cmd == "linger":
+            import http.client
+            base = os.environ["OPENAI_BASE_URL"]
+            host_port, prefix = base[len("http://"):].split("/", 1)
+            host, port = host_port.split(":")
+            key = os.environ["OPENAI_API_KEY"]
+            def ask(conn):
+                conn.request("GET", "/" + prefix + "/models", headers={"Authorization": "Bearer " + key})
+                r = conn.getresponse()
+                r.read()
+                return r.status
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+                    first = ask(conn)
+                    import time
+                    time.sleep(3)
+                    try:
+                        outcome = "answered %d" % ask(conn)
+                    except Exception as e:
+                        outcome = "refused: %s" % type(e).__name__
+                    with open(words[1], "w") as f:
+                        f.write("first %d, after the step: %s\n" % (first, outcome))
+                os._exit(0)
+            await asyncio.sleep(0.5)
+            await self.say(sid, "lingering")
         elif cmd == "daemon":
             if os.fork() == 0:
                 os.setsid()

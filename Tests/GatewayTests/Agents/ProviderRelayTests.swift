@@ -3,6 +3,10 @@ import SkelmClient
 import Testing
 import Workflow
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// An agent reaches its model provider through its worker's relay: the
 /// official openai SDK in the agent talks plain HTTP to the worker, and the
 /// control plane adds the provider's key on the way out. The key is never in
@@ -22,6 +26,9 @@ final class ProviderRelayTests {
         chat = try await FixturePeer.start("chat/chat_server.py", ["--record", record], environment: ["CHAT_API_KEY": Self.key],
                                            log: dir + "/chat.log")
         let agent = try Peers.scriptedAgent(in: dir + "/agents")
+        try FileManager.default.createDirectory(atPath: dir + "/out", withIntermediateDirectories: true)
+        chmod(dir, 0o755)
+        chmod(dir + "/out", 0o777)
         gw = try TestGateway(workflows: [
             "relay.workflow.yaml": """
                 id: relay
@@ -29,6 +36,16 @@ final class ProviderRelayTests {
                   - id: ask
                     permissions: { networkEgress: { allowHosts: ["127.0.0.1:\(chat.port)"] } }
                     agent: { agent: writer, prompt: "chat hello through the relay" }
+                """,
+            "linger.workflow.yaml": """
+                id: linger
+                steps:
+                  - id: ask
+                    permissions: { networkEgress: { allowHosts: ["127.0.0.1:\(chat.port)"] }, fsWrite: ["\(dir)/out"] }
+                    agent: { agent: writer, prompt: "linger \(dir)/out/linger.txt" }
+                  # The job (and its worker) outlives the agent's step, and so does the detached process.
+                  - id: later
+                    exec: { argv: [sleep, "5"] }
                 """,
             "no-egress.workflow.yaml": """
                 id: no-egress
@@ -43,6 +60,8 @@ final class ProviderRelayTests {
             defaults:
               permissions:
                 allowedAgents: [writer]
+                allowedExecutables: [sleep]
+                fsWrite: ["\(dir)/out"]
                 networkEgress: { allowHosts: ["127.0.0.1:\(chat.port)"] }
             secrets: { env: { prefix: SKELM_TEST_SECRET_ } }
             providers:
@@ -82,6 +101,21 @@ final class ProviderRelayTests {
         #expect(relayed.first?["details"]?["path"] == "/v1/chat/completions", "\(relayed)")
         let injected = (try await gw.get("/audit?action=secret.injected").json?["entries"].list ?? []).filter { $0["runId"]?.stringValue == id }
         #expect(injected.first?["details"]?["name"] == "CHAT_KEY")
+    }
+
+    @Test("a process that detached from the agent keeps no way into the relay once the step has ended")
+    func lingering() async throws {
+        let done = try await gw.run("linger")
+        #expect(done["steps"].list.first { $0["path"] == "ask" }?["output"] == "lingering", "\(done)")
+        let file = dir + "/out/linger.txt"
+        var text: String?
+        for _ in 0..<300 where text == nil {
+            text = try? String(contentsOfFile: file, encoding: .utf8)
+            if text == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        let said = try #require(text, "the detached process wrote nothing")
+        #expect(said.hasPrefix("first 200"), "\(said)")
+        #expect(said.contains("after the step: refused"), "\(said)")
     }
 
     @Test("a step whose allowHosts leaves the provider out gets a refusal from the relay; nothing reaches the provider")
