@@ -222,9 +222,10 @@ public final class Gateway: Sendable {
         logger.info("gateway stopped")
     }
 
-    /// Resident agents start (or are reconciled, after a reload) from the registry in effect.
+    /// Resident agents and MCP servers start (or are reconciled, after a
+    /// reload) from the registry in effect.
     func startResidents(_ policies: PolicyResolver) async {
-        await runs.residents.apply(policies.peers) { policies.residentCeiling($0) }
+        await runs.residents.apply(policies.residents)
     }
 
     static func hash(of path: String?) -> String {

@@ -111,6 +111,13 @@ struct ConfigTests {
         ("workflows:\n  folders: [a]\n", "c.yaml:2: workflows.folders: unknown key"),
         ("workers:\n  spawn: fork\n", "workers.spawn"),
         ("workers:\n  templateRecycleAfter: 0\n", "workers.templateRecycleAfter: must be at least 1"),
+        ("mcpServers:\n  - { id: t, command: /bin/sh, permissions: { fsRead: [/srv] } }\n",
+         "mcpServers[0].permissions: is a resident server's ceiling; an ephemeral server runs under its step's policy"),
+        ("mcpServers:\n  - { id: t, command: /bin/sh, lifecycle: resident, permissions: { networkEgress: { allowHosts: [a.example] } } }\n",
+         "mcpServers[0].permissions.networkEgress: a resident MCP server's ceiling takes fsRead, fsWrite and allowedExecutables only"),
+        ("mcpServers:\n  - { id: t, command: /bin/sh, lifecycle: resident, permissions: { fsWrite: [srv] } }\n",
+         "mcpServers[0].permissions.fsWrite: 'srv' must be an absolute path"),
+        ("mcpServers:\n  - { id: t, command: /bin/sh, lifecycle: forever }\n", "mcpServers[0].lifecycle"),
     ])
     func errors(yaml: String, message: String) {
         do {

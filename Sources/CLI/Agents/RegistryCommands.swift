@@ -27,7 +27,7 @@ struct AgentsList: AsyncParsableCommand {
 
 struct MCPCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "mcp", abstract: "Inspect the MCP servers config registers.",
-                                                    subcommands: [MCPList.self, MCPToolsCommand.self])
+                                                    subcommands: [MCPList.self, MCPToolsCommand.self, MCPStatus.self])
 }
 
 struct MCPList: AsyncParsableCommand {

@@ -3,21 +3,40 @@ import Foundation
 import SkelmClient
 import Workflow
 
-/// `skelm agents status` and `skelm sessions`: resident agents as they run, and their sessions.
+/// `skelm agents status`, `skelm mcp status` and `skelm sessions`: resident
+/// peers as they run, and agents' sessions.
 struct AgentsStatus: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "Resident agents: state, pid, restarts, last exit.")
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Resident agents: state, pid, restarts, turns, last exit.")
     @Argument(help: "One agent's id (default: all).") var id: String?
     @Flag(help: "Print JSON.") var json = false
     @OptionGroup var client: ClientOptions
 
     func run() async throws {
-        let reply = try await client.client().get(id.map { "/v1/agents/\($0.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? $0)" } ?? "/v1/agents")
+        try await ResidentStatus.show(id, route: "/v1/agents", list: "agents", served: "turns", json: json, client: client)
+    }
+}
+
+struct MCPStatus: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Resident MCP servers: state, pid, restarts, calls, last exit.")
+    @Argument(help: "One server's id (default: all).") var id: String?
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var client: ClientOptions
+
+    func run() async throws {
+        try await ResidentStatus.show(id, route: "/v1/mcp-servers", list: "servers", served: "calls", json: json, client: client)
+    }
+}
+
+enum ResidentStatus {
+    static func show(_ id: String?, route: String, list: String, served: String, json: Bool, client: ClientOptions) async throws {
+        let reply = try await client.client().get(id.map { route + "/" + ($0.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? $0) } ?? route)
         guard reply.status == 200, let body = reply.json else { throw Output.fail(reply) }
         if json { return Output.printJSON(reply.body) }
-        let agents = id == nil ? body["agents"].list : [body]
-        Output.table(["ID", "STATE", "PID", "RESTARTS", "TURNS", "LAST EXIT"], agents.map { a in
+        let peers = id == nil ? body[list].list : [body]
+        Output.table(["ID", "STATE", "PID", "RESTARTS", served.uppercased(), "QUEUED", "LAST EXIT"], peers.map { a in
             [a["id"]?.stringValue ?? "", a["state"]?.stringValue ?? "", a["pid"].map(\.jsonText) ?? "-",
-             a["restarts"].map(\.jsonText) ?? "0", a["turns"].map(\.jsonText) ?? "0", a["lastExit"]?.stringValue ?? "-"]
+             a["restarts"].map(\.jsonText) ?? "0", a[served].map(\.jsonText) ?? "0", a["queued"].map(\.jsonText) ?? "0",
+             a["lastExit"]?.stringValue ?? "-"]
         })
     }
 }

@@ -114,7 +114,8 @@ public enum ConfigLoader {
         "providers": .map(.object(["baseURL": .leaf, "model": .leaf, "apiKeySecret": .leaf])),
         "agents": .list(.object(["id": .leaf, "protocol": .leaf, "command": .leaf, "args": .leaf, "env": .leaf, "lifecycle": .leaf,
                                  "permissions": permissionSchema, "provider": .leaf])),
-        "mcpServers": .list(.object(["id": .leaf, "transport": .leaf, "command": .leaf, "args": .leaf, "env": .leaf, "lifecycle": .leaf])),
+        "mcpServers": .list(.object(["id": .leaf, "transport": .leaf, "command": .leaf, "args": .leaf, "env": .leaf, "lifecycle": .leaf,
+                                     "permissions": permissionSchema])),
         "skills": .object(["dirs": .leaf]),
     ])
 

@@ -35,7 +35,7 @@ public struct PolicyResolver: Sendable {
     public var ceilingPaths: (read: [String], write: [String]) {
         let all = [defaults] + Array(profiles.values)
         let read = Set(all.flatMap { $0.fsRead ?? [] }).union(peers.readable)
-        return (Array(read).sorted(), Array(Set(all.flatMap { $0.fsWrite ?? [] })).sorted())
+        return (Array(read).sorted(), Array(Set(all.flatMap { $0.fsWrite ?? [] }).union(peers.writable)).sorted())
     }
 
     public func isGranted(_ workflow: String) -> Bool { grants.contains(workflow) || grants.contains("*") }
@@ -140,6 +140,31 @@ public struct PolicyResolver: Sendable {
         policy.executables.sort()
         policy.fsRead.sort()
         return policy
+    }
+
+    /// What a resident MCP server's own process may ever do: its installation,
+    /// and what its `permissions` name. It has no network. Each call is
+    /// checked against the asking step's policy before it reaches the server.
+    public func serverCeiling(_ server: PeerRegistry.MCPServer) -> StepPolicy {
+        let c = server.ceiling.map { Self.normalized($0, ceiling: true) } ?? PermissionSet()
+        var policy = StepPolicy(executables: c.allowedExecutables ?? [], fsRead: c.fsRead ?? [], fsWrite: c.fsWrite ?? [])
+        for e in server.launch.executables where !policy.executables.contains(e) { policy.executables.append(e) }
+        for r in server.launch.readable where !policy.fsRead.contains(r) { policy.fsRead.append(r) }
+        policy.executables.sort()
+        policy.fsRead.sort()
+        return policy
+    }
+
+    /// Every resident peer config asks for, with its ceiling.
+    public var residents: [ResidentPeers.Key: ResidentPeers.Wanted] {
+        var out: [ResidentPeers.Key: ResidentPeers.Wanted] = [:]
+        for a in peers.agents.values where a.launch.resident {
+            out[.init(.agent, a.launch.id)] = .init(launch: a.launch, ceiling: residentCeiling(a))
+        }
+        for s in peers.mcpServers.values where s.launch.resident {
+            out[.init(.mcpServer, s.launch.id)] = .init(launch: s.launch, ceiling: serverCeiling(s))
+        }
+        return out
     }
 
     /// A peer the step may start may run its own program and read its own

@@ -22,6 +22,9 @@ extension RunService {
         guard let registered = peers.agents[agent.agent], registered.launch.resident else {
             return refuse("agent \(agent.agent) is not a resident agent in config")
         }
+        if let server = agent.mcpServers.first(where: { peers.mcpServers[$0]?.launch.resident == true }) {
+            return refuse("a resident agent starts the MCP servers it is offered itself; \(server) is a resident MCP server, for mcp steps and ephemeral agents")
+        }
         // A key only for a step that declares one; sessions belong to their workflow,
         // so no other workflow's steps can join (or read back) its conversations.
         if params.sessionKey != nil, agent.sessionKey == nil { return refuse("step \(SegmentClaims.cut(params.step)) declares no sessionKey") }

@@ -140,6 +140,8 @@ extension RunService {
             case AgentTurnRequest.name:
                 return await self.residentTurn(request, definition: definition, runId: runId, active: a, policies: stepPolicies,
                                                maxStorage: maxStorage)
+            case MCPResidentRequest.name:
+                return await self.residentMCP(request, workflow: definition.id, runId: runId, active: a, policies: stepPolicies)
             case AgentPermission.name:
                 return await self.askPermission(request, definition: definition, runId: runId, active: a, policies: stepPolicies)
             default:

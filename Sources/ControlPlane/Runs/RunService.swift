@@ -70,7 +70,7 @@ public actor RunService {
     /// Agents waiting, in their workers, for a person to decide their permission request.
     let permissionWaiters = PermissionWaiters()
     /// Resident agents, which agent steps reach through `agent.turn`.
-    public let residents: ResidentAgents
+    public let residents: ResidentPeers
 
     nonisolated var policies: PolicyResolver { settings.withLock { $0.policies } }
     nonisolated var secrets: SecretStore { settings.withLock { $0.secrets } }
@@ -110,7 +110,7 @@ public actor RunService {
     public init(store: RunStore, registry: WorkflowRegistry, pool: WorkerPool, hub: RunEventHub, audit: AuditLog,
                 egress: EgressDirectory, settings: RunSettings, admission: Admission, requester: StepRequester,
                 logger: Logger = Logger(label: "skelm.runs")) {
-        self.residents = ResidentAgents(pool: pool, audit: audit, logger: logger)
+        self.residents = ResidentPeers(pool: pool, audit: audit, logger: logger)
         self.store = store
         self.registry = registry
         self.pool = pool

@@ -27,7 +27,8 @@ struct WorkerConnection: RPCHandler {
             }
             worker.helloAccepted(hello.sandbox)
             return .result(Empty())
-        case SecretResolve.name, HTTPFetch.name, InferComplete.name, AgentPermission.name, ProviderRelay.name, AgentTurnRequest.name, AgentNext.name, AgentDone.name:
+        case SecretResolve.name, HTTPFetch.name, InferComplete.name, AgentPermission.name, ProviderRelay.name, AgentTurnRequest.name, MCPResidentRequest.name,
+             ResidentNext.name, ResidentDone.name:
             guard let handler = worker.requestHandler else { return violation("\(request.method) outside a run") }
             return await handler(request)
         default:

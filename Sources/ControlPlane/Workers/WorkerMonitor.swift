@@ -39,11 +39,13 @@ enum WorkerMonitor {
         AgentPermission.name: Entry(phases: [.busy], once: false),
         // Checked again by the run service: only a running agent step whose agent names that provider.
         ProviderRelay.name: Entry(phases: [.busy], once: false),
-        // A run's agent step asking for a resident agent's turn; and the
-        // resident agent's host asking for turns and handing them back.
+        // A run's step asking for a resident agent's turn or a resident MCP
+        // server's call (checked again by the run service); and a resident
+        // peer's host asking for work and handing it back.
         AgentTurnRequest.name: Entry(phases: [.busy], once: false),
-        AgentNext.name: Entry(phases: [.busy], once: false),
-        AgentDone.name: Entry(phases: [.busy], once: false),
+        MCPResidentRequest.name: Entry(phases: [.busy], once: false),
+        ResidentNext.name: Entry(phases: [.busy], once: false),
+        ResidentDone.name: Entry(phases: [.busy], once: false),
     ]
 
     /// Events one job may emit before it counts as a flood.

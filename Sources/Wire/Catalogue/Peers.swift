@@ -15,8 +15,8 @@ public struct PeerLaunch: Codable, Sendable, Equatable {
     /// Directories the peer must read to start at all: the prefix each of
     /// its executables is installed in (the directory above its `bin/`).
     public var readable: [String]
-    /// A resident agent: it runs in a worker of its own, and steps reach it
-    /// through the control plane (`agent.turn`) instead of starting it.
+    /// A resident peer: it runs in a worker of its own, and steps reach it
+    /// through the control plane (`agent.turn`, `mcp.resident`) instead of starting it.
     public var resident = false
     /// The provider an agent reaches through its worker's relay, and the path
     /// its base URL has (`/v1`): the agent's base URL is the relay's plus that path.

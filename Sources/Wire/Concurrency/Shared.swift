@@ -7,4 +7,7 @@ public final class Shared<Value: Sendable>: Sendable {
     public init(_ value: Value) { self.value = Mutex(value) }
     public var get: Value { value.withLock { $0 } }
     public func set(_ new: Value) { value.withLock { $0 = new } }
+    /// Reads and changes it in one step (a counter two tasks move).
+    @discardableResult
+    public func update<R: Sendable>(_ body: (inout Value) -> R) -> R { value.withLock { body(&$0) } }
 }

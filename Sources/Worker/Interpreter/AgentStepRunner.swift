@@ -41,6 +41,9 @@ extension Interpreter {
         if launch.resident, !agent.skills.isEmpty || agent.onPermission == .ask {
             throw fail(path, .invalidStep, "a resident agent works in its own home: skills and onPermission: ask are for ephemeral agents")
         }
+        if launch.resident, let server = agent.mcpServers.first(where: { spec.mcpServers[$0]?.resident == true }) {
+            throw fail(path, .invalidStep, "a resident agent starts the MCP servers it is offered itself; \(server) is a resident MCP server, for mcp steps and ephemeral agents")
+        }
         if launch.resident { return try await runResident(agent, step: step, path: path, scope: scope, prompt: prompt, deadline: deadline) }
         // The offered MCP servers are reached through the worker's gate, which
         // holds every call to allowedTools; the agent never starts them itself.
@@ -67,6 +70,9 @@ extension Interpreter {
                     for key in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] { declared[key] = box.env[key] }
                     return try await spawnConfined(launch.program, argv: launch.argv, env: declared, cwd: home.path, limits: spec.limits,
                                                    ruleset: ruleset, loop: loop)
+                }, resident: { [self] server, operation in
+                    try await calls.residentMCP(.init(jobId: spec.jobId, step: path, server: server, operation: operation,
+                                                      timeoutMs: Int(timeLeft(step, deadline).milliseconds)))
                 }, emit: emitHere)
             } catch {
                 throw fail(path, .agentFailed, "cannot start the MCP gate: \(error)")

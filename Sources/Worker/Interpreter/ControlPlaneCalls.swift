@@ -20,6 +20,9 @@ struct ControlPlaneCalls: Sendable {
     var agentTurn: @Sendable (AgentTurnRequest.Params) async throws -> AgentTurnResult = { _ in
         throw RPCError(code: RPCError.notAllowed, message: "no control plane to reach a resident agent")
     }
+    var residentMCP: @Sendable (MCPResidentRequest.Params) async throws -> MCPCallResult = { _ in
+        throw RPCError(code: RPCError.notAllowed, message: "no control plane to reach a resident MCP server")
+    }
     var askPermission: @Sendable (AgentPermission.Params) async throws -> AgentPermission.Result = { _ in
         throw RPCError(code: RPCError.notAllowed, message: "no control plane to ask")
     }

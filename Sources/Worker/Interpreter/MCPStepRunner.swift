@@ -17,6 +17,7 @@ extension Interpreter {
         do { arguments = try Template.evaluate(mcp.arguments, in: frame.scope(input: spec.input, env: env)) } catch {
             throw fail(path, .expressionError, "arguments: \(error.message)")
         }
+        if launch.resident { return try await runResidentMCP(mcp, step: step, path: path, arguments: arguments, deadline: deadline) }
         let sandbox = try peerSandbox(policy: policy, path: path, env: launch.env)
         defer { sandbox.close() }
         let process: PeerProcess
@@ -69,6 +70,43 @@ extension Interpreter {
         } catch {
             report("error")
             throw fail(path, .mcpFailed, "\(mcp.server)/\(mcp.tool): \(error)")
+        }
+    }
+
+    /// A resident server answers through the control plane, which checks the
+    /// call against this step's policy again and hands it to the server's worker.
+    private func runResidentMCP(_ mcp: MCPStep, step: Step, path: String, arguments: JSONValue,
+                                deadline: ContinuousClock.Instant?) async throws -> Outcome {
+        let timeoutMs = Int(timeLeft(step, deadline).milliseconds)
+        let started = ContinuousClock.now
+        func report(_ outcome: String) {
+            emit(.mcpCall, step: path, data: ["server": .string(mcp.server), "tool": .string(mcp.tool), "outcome": .string(outcome),
+                                              "durationMs": .number(started.elapsedMs)])
+        }
+        let answer: MCPCallResult
+        do {
+            answer = try await calls.residentMCP(.init(jobId: spec.jobId, step: path, server: mcp.server,
+                                                       operation: .call(tool: mcp.tool, arguments: arguments), timeoutMs: timeoutMs))
+        } catch {
+            report("error")
+            throw fail(path, .mcpFailed, "MCP server \(mcp.server): \(error)")
+        }
+        switch answer {
+        case .timedOut:
+            report("error")
+            throw fail(path, .timeout, "timed out after \(timeoutMs) ms calling \(mcp.tool) on resident MCP server \(mcp.server)")
+        case let .failed(why):
+            report("error")
+            throw fail(path, .mcpFailed, "MCP server \(mcp.server) calling \(mcp.tool): \(why)")
+        case let .result(result):
+            do {
+                let output = try MCPClient.output(of: result)
+                report("ok")
+                return Outcome(output: output, details: ["server": .string(mcp.server), "tool": .string(mcp.tool)])
+            } catch {
+                report("error")
+                throw fail(path, .mcpFailed, "\(mcp.server)/\(mcp.tool): \(error)")
+            }
         }
     }
 }

@@ -15,6 +15,10 @@ import Workflow
 /// of any other is refused, and every call is reported (`mcp.call`,
 /// `permission.denied`) whether or not the agent asked permission first.
 ///
+/// A resident server is not started here: its calls go to the control plane
+/// (`mcp.resident`), which checks them again and hands them to the server's
+/// own worker.
+///
 /// The HTTP side is `LoopbackHTTP`: no listed library serves MCP, and the
 /// gate needs only POST of one JSON-RPC message.
 final class MCPGate: Sendable {
@@ -33,10 +37,11 @@ final class MCPGate: Sendable {
 
     static func start(offered: [PeerLaunch], policy: StepPolicy, loop: any EventLoop,
                       spawn: @escaping @Sendable (PeerLaunch) async throws -> PeerProcess,
+                      resident: @escaping @Sendable (String, MCPOperation) async throws -> MCPCallResult,
                       emit: @escaping @Sendable (JobEventType, JSONValue) -> Void) async throws -> MCPGate {
         let port = try EgressForwarder.reservePort()
         let token = LoopbackHTTP.newToken()
-        let servers = Servers(offered: offered, policy: policy, loop: loop, spawn: spawn, emit: emit)
+        let servers = Servers(offered: offered, policy: policy, loop: loop, spawn: spawn, resident: resident, emit: emit)
         do {
             let server = try await LoopbackHTTP.bind(port: port, loop: loop, maxBody: maxBody, token: token) { head, body in
                 await serve(servers, head, body)
@@ -71,6 +76,7 @@ final class MCPGate: Sendable {
         let policy: StepPolicy
         let loop: any EventLoop
         let spawn: @Sendable (PeerLaunch) async throws -> PeerProcess
+        let resident: @Sendable (String, MCPOperation) async throws -> MCPCallResult
         let emit: @Sendable (JobEventType, JSONValue) -> Void
         private let running = Mutex<[String: (PeerProcess, MCPClient)]>([:])
         private let starting = SerialGate()
@@ -83,11 +89,13 @@ final class MCPGate: Sendable {
         }
 
         init(offered: [PeerLaunch], policy: StepPolicy, loop: any EventLoop, spawn: @escaping @Sendable (PeerLaunch) async throws -> PeerProcess,
+             resident: @escaping @Sendable (String, MCPOperation) async throws -> MCPCallResult,
              emit: @escaping @Sendable (JobEventType, JSONValue) -> Void) {
             self.offered = Dictionary(offered.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
             self.policy = policy
             self.loop = loop
             self.spawn = spawn
+            self.resident = resident
             self.emit = emit
         }
 
@@ -128,6 +136,24 @@ final class MCPGate: Sendable {
             return try result.get()
         }
 
+        /// An operation on server `id`: on the process started here, or, for a
+        /// resident server, through the control plane.
+        func perform(_ id: String, _ operation: MCPOperation) async throws -> JSONValue {
+            if offered[id]?.resident == true {
+                guard !stopped.withLock({ $0 }) else { throw MCPClient.ToolError(description: "the step has ended") }
+                switch try await resident(id, operation) {
+                case let .result(value): return value
+                case let .failed(why): throw MCPClient.ToolError(description: why)
+                case .timedOut: throw MCPClient.ToolError(description: "MCP server \(id) did not answer in time")
+                }
+            }
+            let (c, _) = try await client(id)
+            switch operation {
+            case .listTools: return ["tools": .array(try await c.listTools())]
+            case let .call(tool, arguments): return try await c.call(tool, arguments: arguments)
+            }
+        }
+
         /// True the first time: the servers are stopped and nothing more starts.
         func stop() -> Bool {
             guard stopped.withLock({ s -> Bool in defer { s = true }; return !s }) else { return false }
@@ -148,6 +174,12 @@ final class MCPGate: Sendable {
             let params = message["params"] ?? .null
             switch method {
             case "initialize":
+                if offered[id]?.resident == true {
+                    return Self.result(requestId, [
+                        "protocolVersion": params["protocolVersion"] ?? .string(MCPClient.protocolVersion),
+                        "capabilities": ["tools": ["listChanged": false]], "serverInfo": ["name": .string(id), "version": "1"],
+                    ])
+                }
                 do {
                     let (_, info) = try await client(id)
                     return Self.result(requestId, [
@@ -162,8 +194,7 @@ final class MCPGate: Sendable {
                 return Self.result(requestId, .object([:]))
             case "tools/list":
                 do {
-                    let (c, _) = try await client(id)
-                    let tools = try await c.listTools().filter { policy.allowsTool(server: id, tool: $0["name"]?.stringValue ?? "") }
+                    let tools = try await perform(id, .listTools)["tools"].list.filter { policy.allowsTool(server: id, tool: $0["name"]?.stringValue ?? "") }
                     return Self.result(requestId, ["tools": .array(tools)])
                 } catch {
                     return Self.error(requestId, -32603, "\(error)")
@@ -178,8 +209,7 @@ final class MCPGate: Sendable {
                 }
                 let started = ContinuousClock.now
                 do {
-                    let (c, _) = try await client(id)
-                    let result = try await c.call(tool, arguments: params["arguments"] ?? .object([:]))
+                    let result = try await perform(id, .call(tool: tool, arguments: params["arguments"] ?? .object([:])))
                     report(.mcpCall, ["server": .string(id), "tool": .string(tool), "outcome": result["isError"] == .bool(true) ? "error" : "ok",
                                     "durationMs": .number((ContinuousClock.now - started).milliseconds)])
                     return Self.result(requestId, result)

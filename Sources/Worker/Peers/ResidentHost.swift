@@ -17,7 +17,7 @@ enum ResidentHost {
         let updates: AgentUpdates?
     }
 
-    static func run(_ p: AgentHost.Params, loop: any EventLoop, peer: RPCPeer) async throws -> AgentHost.Result {
+    static func run(_ p: AgentHost.Params, loop: any EventLoop, peer: RPCPeer) async throws -> HostEnded {
         let ceiling = LandlockRuleset.step(workspace: p.home, home: p.home, fsRead: p.ceiling.fsRead, fsWrite: p.ceiling.fsWrite,
                                            executables: p.ceiling.executables)
         let env = try StepRunner.environment(p.agent.env, workspace: p.home, home: p.home)
@@ -41,7 +41,7 @@ enum ResidentHost {
             onNotification: { method, params in if method == "session/update" { current.get?.updates?.receive(params) } },
             onMalformed: { _ in })
         defer { rpc.close() }
-        func ended() async -> String {
+        @Sendable func ended() async -> String {
             let status = await process.exitStatus(within: .seconds(1))
             return (status.map(PeerProcess.describe) ?? "closed its output") + Interpreter.tail(await stderr.settled())
         }
@@ -50,20 +50,33 @@ enum ResidentHost {
         } catch {
             throw RPCError(code: RPCError.execFailed, message: "\(launch.id) did not initialize: \(await ended())")
         }
-        var loaded = Set<String>()
-        while true {
-            if process.exitStatus != nil || rpc.isClosed { return AgentHost.Result(ended: await ended()) }
-            let next: AgentNext.Result
-            do { next = try await peer.call(AgentNext.self, .init(jobId: p.jobId, waitMs: 20_000), timeout: .seconds(30)) } catch is RPCTimeout {
-                continue
-            }
-            if next.stop { return AgentHost.Result(ended: "stopped") }
-            guard let turn = next.turn else { continue }
-            let emitted = Shared(0)
-            let result = await run(turn, p: p, ceiling: ceiling, rpc: rpc, process: process, loop: loop, peer: peer, current: current,
-                                   loaded: &loaded, emitted: emitted)
-            _ = try await peer.call(AgentDone.self, .init(jobId: p.jobId, turnId: turn.id, result: result, events: emitted.get), timeout: .seconds(30))
-        }
+        // An agent that exits ends the job at once, turn or no turn: the
+        // control plane fails the turn and starts the agent again.
+        return await FirstOf.race([
+            {
+                _ = await process.waitForExit()
+                return HostEnded(ended: await ended())
+            },
+            {
+                var loaded = Set<String>()
+                while true {
+                    if process.exitStatus != nil || rpc.isClosed { return HostEnded(ended: await ended()) }
+                    let next: ResidentNext.Result
+                    do { next = try await peer.call(ResidentNext.self, .init(jobId: p.jobId, waitMs: 20_000), timeout: .seconds(30)) } catch is RPCTimeout {
+                        continue
+                    } catch {
+                        return HostEnded(ended: "stopped")
+                    }
+                    if next.stop { return HostEnded(ended: "stopped") }
+                    guard case let .turn(turn)? = next.work else { continue }
+                    let emitted = Shared(0)
+                    let result = await run(turn, p: p, ceiling: ceiling, rpc: rpc, process: process, loop: loop, peer: peer, current: current,
+                                           loaded: &loaded, emitted: emitted)
+                    _ = try? await peer.call(ResidentDone.self, .init(jobId: p.jobId, workId: turn.id, outcome: .turn(result), events: emitted.get),
+                                             timeout: .seconds(30))
+                }
+            },
+        ])
     }
 
     private static func run(_ turn: AgentTurn, p: AgentHost.Params, ceiling: LandlockRuleset, rpc: LineRPC, process: PeerProcess, loop: any EventLoop,

@@ -8,8 +8,8 @@ extension GatewayConfig {
         /// Started for each step that uses it, inside that step's sandbox, and
         /// gone with the step's worker.
         case ephemeral
-        /// Agents only: started with the gateway in a sandboxed worker of its
-        /// own, supervised (restarted with backoff), its sessions kept.
+        /// Started with the gateway in a sandboxed worker of its own and
+        /// supervised (restarted with backoff); an agent's sessions are kept.
         case resident
     }
 
@@ -59,6 +59,10 @@ extension GatewayConfig {
         public var args: [String] = []
         public var env: [String: String] = [:]
         public var lifecycle = Lifecycle.ephemeral
+        /// A resident server's ceiling: what its own process may read, write
+        /// and run besides its installation (`fsRead`, `fsWrite`,
+        /// `allowedExecutables`). An ephemeral server runs under its step's policy.
+        public var permissions: PermissionConfig?
 
         public init(id: String, command: String, args: [String] = [], env: [String: String] = [:]) {
             self.id = id
@@ -75,6 +79,7 @@ extension GatewayConfig {
             args = try c.value(.args, or: [])
             env = try c.value(.env, or: [:])
             lifecycle = try c.value(.lifecycle, or: .ephemeral)
+            permissions = try c.decodeIfPresent(PermissionConfig.self, forKey: .permissions)
         }
     }
 
@@ -121,8 +126,20 @@ extension GatewayConfig {
         seen = []
         for (i, s) in mcpServers.enumerated() {
             try check("mcpServers[\(i)]", id: s.id, command: s.command, env: s.env, seen: &seen)
-            if s.lifecycle == .resident {
-                throw bad("mcpServers[\(i)].lifecycle", "resident MCP servers are not available in this version: ephemeral servers start with each step that uses them")
+            guard let p = s.permissions else { continue }
+            guard s.lifecycle == .resident else {
+                throw bad("mcpServers[\(i)].permissions", "is a resident server's ceiling; an ephemeral server runs under its step's policy")
+            }
+            let other = [p.networkEgress != nil ? "networkEgress" : nil, p.allowedMcpServers != nil ? "allowedMcpServers" : nil,
+                         p.allowedTools != nil ? "allowedTools" : nil, p.allowedSkills != nil ? "allowedSkills" : nil,
+                         p.allowedAgents != nil ? "allowedAgents" : nil].compactMap { $0 }
+            if let key = other.first {
+                throw bad("mcpServers[\(i)].permissions.\(key)", "a resident MCP server's ceiling takes fsRead, fsWrite and allowedExecutables only (it has no network)")
+            }
+            for (dim, paths) in [("fsRead", p.fsRead ?? []), ("fsWrite", p.fsWrite ?? [])] {
+                for path in paths where !path.hasPrefix("/") {
+                    throw bad("mcpServers[\(i)].permissions.\(dim)", "'\(path)' must be an absolute path")
+                }
             }
         }
         if skills.dirs.contains(where: \.isEmpty) { throw bad("skills.dirs", "must not contain an empty path") }

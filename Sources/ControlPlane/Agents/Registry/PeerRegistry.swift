@@ -16,6 +16,8 @@ public struct PeerRegistry: Sendable {
     public struct MCPServer: Sendable {
         public let config: GatewayConfig.MCPServer
         public let launch: PeerLaunch
+        /// A resident server's own ceiling (nil: its installation and home only).
+        public let ceiling: PermissionSet?
     }
 
     public let agents: [String: Agent]
@@ -44,22 +46,32 @@ public struct PeerRegistry: Sendable {
         }
         var servers: [String: MCPServer] = [:]
         for s in config.mcpServers {
-            guard let launch = try? PeerResolver.launch(id: s.id, command: s.command, args: s.args, env: s.env) else { continue }
-            servers[s.id] = MCPServer(config: s, launch: launch)
+            guard var launch = try? PeerResolver.launch(id: s.id, command: s.command, args: s.args, env: s.env) else { continue }
+            launch.resident = s.lifecycle == .resident
+            servers[s.id] = MCPServer(config: s, launch: launch, ceiling: s.permissions.map { PolicyResolver.normalized($0.set, ceiling: false) })
         }
         self.init(agents: agents, mcpServers: servers, skills: SkillCatalog(dirs: skillDirs))
     }
 
     /// What workers' base Landlock layer must let peers read: their programs
-    /// (wherever they are), their install prefixes, and what agents' own
-    /// ceilings grant.
+    /// (wherever they are), their install prefixes, and what agents' and
+    /// resident servers' own ceilings grant.
     public var readable: [String] {
         var out = Set<String>()
         for a in agents.values {
             out.formUnion(a.launch.readable + a.launch.executables)
             out.formUnion(a.ceiling?.fsRead ?? [])
         }
-        for s in mcpServers.values { out.formUnion(s.launch.readable + s.launch.executables) }
+        for s in mcpServers.values {
+            out.formUnion(s.launch.readable + s.launch.executables)
+            out.formUnion(s.ceiling?.fsRead ?? [])
+        }
         return out.sorted()
+    }
+
+    /// What workers' base Landlock layer must let peers write: what agents'
+    /// and resident servers' own ceilings grant.
+    public var writable: [String] {
+        Set(agents.values.flatMap { $0.ceiling?.fsWrite ?? [] } + mcpServers.values.flatMap { $0.ceiling?.fsWrite ?? [] }).sorted()
     }
 }

@@ -1,7 +1,8 @@
 import Foundation
 import Wire
 
-/// `tools/list` of each MCP server, asked once (in a sandboxed worker) and
+/// `tools/list` of each MCP server, asked once (of a resident server's own
+/// worker, or of a fresh sandboxed worker that starts an ephemeral one) and
 /// kept until the server's launch changes in config or a refresh is asked for.
 public actor ToolCache {
     struct Entry {
@@ -16,14 +17,14 @@ public actor ToolCache {
 
     public init() {}
 
-    public func tools(of launch: PeerLaunch, refresh: Bool, pool: WorkerPool) async -> Result<(MCPTools.Result, Date), PeerJobFailure> {
+    public func tools(of launch: PeerLaunch, refresh: Bool, pool: WorkerPool, residents: ResidentPeers) async -> Result<(MCPTools.Result, Date), PeerJobFailure> {
         if !refresh, let e = entries[launch.id], e.launch == launch { return .success((e.result, e.listedAt)) }
         let task: Task<Result<MCPTools.Result, PeerJobFailure>, Never>
         var mine = false
         if let running = inFlight[launch.id] {
             task = running
         } else {
-            task = Task { await pool.listTools(launch) }
+            task = Task { launch.resident ? await Self.listResident(launch.id, residents) : await pool.listTools(launch) }
             inFlight[launch.id] = task
             mine = true
         }
@@ -37,6 +38,21 @@ public actor ToolCache {
             return .success((r, now))
         case let .failure(f):
             return .failure(f)
+        }
+    }
+
+    static func listResident(_ id: String, _ residents: ResidentPeers) async -> Result<MCPTools.Result, PeerJobFailure> {
+        let call = MCPCall(id: "tools_" + UUID().uuidString.lowercased().prefix(12), operation: .listTools, timeoutMs: 30_000)
+        do {
+            switch try await residents.call(server: id, call) {
+            case let .result(r):
+                return .success(MCPTools.Result(tools: r["tools"] ?? .array([]),
+                                                server: ["serverInfo": r["serverInfo"] ?? .null, "protocolVersion": r["protocolVersion"] ?? .null]))
+            case let .failed(why): return .failure(PeerJobFailure(description: why))
+            case .timedOut: return .failure(PeerJobFailure(description: "no answer within 30 s"))
+            }
+        } catch {
+            return .failure(PeerJobFailure(description: "\(error)"))
         }
     }
 }

@@ -27,8 +27,9 @@ extension API {
             guard let s = gateway.running.mcpServers.first(where: { $0.id == id }) else { throw APIError.notFound("no MCP server \(id) in config (mcpServers:)") }
             return JSONResponse.make(Self.describe(server: s, resolved: runs.policies.peers.mcpServers[id]))
         }
-        // Listing starts the server in a sandboxed worker: a read gets the cached
-        // list (made once), asking the server again changes state (operator).
+        // Listing asks a resident server, or starts an ephemeral one in a
+        // sandboxed worker: a read gets the cached list (made once), asking
+        // the server again changes state (operator).
         router.get("/v1/registry/mcp-servers/:id/tools") { _, context -> Response in
             try await tools(try context.parameters.require("id"), refresh: false)
         }
@@ -51,7 +52,7 @@ extension API {
         guard let server = runs.policies.peers.mcpServers[id] else {
             throw APIError.notFound("no MCP server \(id) in config (mcpServers:), or its command no longer resolves")
         }
-        switch await gateway.tools.tools(of: server.launch, refresh: refresh, pool: pool) {
+        switch await gateway.tools.tools(of: server.launch, refresh: refresh, pool: pool, residents: runs.residents) {
         case let .success((result, at)):
             struct Tools: Encodable {
                 let server: String
@@ -117,7 +118,7 @@ extension API {
     static func describe(server s: GatewayConfig.MCPServer, resolved: PeerRegistry.MCPServer?) -> PeerInfo {
         PeerInfo(id: s.id, protocol: nil, transport: s.transport.rawValue, command: s.command, args: s.args, env: s.env.keys.sorted(),
                  lifecycle: s.lifecycle.rawValue, program: resolved?.launch.program, executables: resolved?.launch.executables,
-                 readable: resolved?.launch.readable, permissions: nil,
+                 readable: resolved?.launch.readable, permissions: s.permissions,
                  error: resolved == nil ? PeerResolver.problem(command: s.command) ?? "not resolved" : nil)
     }
 }

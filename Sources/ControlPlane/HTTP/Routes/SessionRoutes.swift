@@ -2,16 +2,28 @@ import Foundation
 import Hummingbird
 import Workflow
 
-/// Resident agents' state (`/v1/agents`) and their ACP sessions (`/sessions`).
+/// Resident agents' and MCP servers' state (`/v1/agents`, `/v1/mcp-servers`)
+/// and the agents' ACP sessions (`/sessions`).
 extension API {
     func addSessionRoutes(_ router: Router<GatewayContext>) {
         router.get("/v1/agents") { _, _ -> Response in
-            struct List: Encodable { let agents: [ResidentAgents.Status] }
-            return JSONResponse.make(List(agents: await runs.residents.statuses()))
+            struct List: Encodable { let agents: [ResidentPeers.Status] }
+            return JSONResponse.make(List(agents: await runs.residents.statuses(.agent)))
         }
         router.get("/v1/agents/:id") { _, context -> Response in
             let id = try context.parameters.require("id")
-            guard let status = await runs.residents.status(id) else { throw APIError.notFound("no resident agent \(id) (lifecycle: resident in agents:)") }
+            guard let status = await runs.residents.status(.agent, id) else { throw APIError.notFound("no resident agent \(id) (lifecycle: resident in agents:)") }
+            return JSONResponse.make(status)
+        }
+        router.get("/v1/mcp-servers") { _, _ -> Response in
+            struct List: Encodable { let servers: [ResidentPeers.Status] }
+            return JSONResponse.make(List(servers: await runs.residents.statuses(.mcpServer)))
+        }
+        router.get("/v1/mcp-servers/:id") { _, context -> Response in
+            let id = try context.parameters.require("id")
+            guard let status = await runs.residents.status(.mcpServer, id) else {
+                throw APIError.notFound("no resident MCP server \(id) (lifecycle: resident in mcpServers:)")
+            }
             return JSONResponse.make(status)
         }
 

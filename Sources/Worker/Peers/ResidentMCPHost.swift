@@ -1,0 +1,119 @@
+import Foundation
+import NIOCore
+import Sandbox
+import Synchronization
+import Wire
+import Workflow
+
+/// `mcp.host`: a resident MCP server in a worker of its own. The server starts
+/// once, in its home, under its ceiling's Landlock layer (its own program and
+/// installation, and what its `permissions` name); then the worker asks the
+/// control plane for calls and answers several at once, as MCP allows. The
+/// control plane has checked each call against the asking step's policy.
+///
+/// Health: a server that exits ends the job at once (and the control plane
+/// starts it again); one that is idle is pinged, and one that does not answer
+/// the ping, or answers no call in time, is killed.
+enum ResidentMCPHost {
+    /// Calls the server answers at once; more wait in the control plane's queue.
+    static let maxInFlight = 16
+    /// How long a `ping` may take before the server counts as wedged.
+    static let pingLimit = Duration.seconds(10)
+    /// How long the server may take to start and answer `initialize`.
+    static let startLimit = Duration.seconds(30)
+
+    static func run(_ p: MCPHost.Params, loop: any EventLoop, peer: RPCPeer) async throws -> HostEnded {
+        let ruleset = LandlockRuleset.step(workspace: p.home, home: p.home, fsRead: p.ceiling.fsRead, fsWrite: p.ceiling.fsWrite,
+                                           executables: p.ceiling.executables)
+        let env = try StepRunner.environment(p.server.env, workspace: p.home, home: p.home)
+        let launch = p.server
+        let process: PeerProcess
+        do {
+            process = try await spawnConfined(launch.program, argv: launch.argv, env: env, cwd: p.home, limits: p.limits,
+                                              ruleset: ruleset, loop: loop)
+        } catch {
+            throw RPCError(code: RPCError.execFailed, message: "cannot start \(launch.id): \(error)")
+        }
+        let stderr = StderrTail(fd: process.stderr)
+        defer { process.kill() }
+        @Sendable func ended() async -> String {
+            let status = await process.exitStatus(within: .seconds(1))
+            return (status.map(PeerProcess.describe) ?? "was stopped") + Interpreter.tail(await stderr.settled())
+        }
+        let started = await FirstOf.within(startLimit) { () async -> (MCPClient, JSONValue)? in
+            try? await MCPClient.start(input: process.stdout, output: process.stdin, loop: loop, onMalformed: { _ in })
+        }
+        guard let (client, info) = started ?? nil else {
+            process.kill()
+            throw RPCError(code: RPCError.execFailed, message: "\(launch.id) did not initialize: \(await ended())")
+        }
+        defer { client.close() }
+        return await FirstOf.race([
+            {
+                _ = await process.waitForExit()
+                return HostEnded(ended: await ended())
+            },
+            { await serve(client, info: info, p: p, process: process, peer: peer) },
+        ])
+    }
+
+    /// Asks for calls until told to stop; each runs on a task of its own.
+    private static func serve(_ client: MCPClient, info: JSONValue, p: MCPHost.Params, process: PeerProcess, peer: RPCPeer) async -> HostEnded {
+        let inFlight = Shared(0)
+        let suspect = Shared(false)
+        while true {
+            while inFlight.get >= maxInFlight { try? await Task.sleep(for: .milliseconds(10)) }
+            if suspect.get {
+                suspect.set(false)
+                guard await healthy(client) else {
+                    process.kill()
+                    return HostEnded(ended: "did not answer ping within \(pingLimit)")
+                }
+            }
+            let next: ResidentNext.Result
+            do { next = try await peer.call(ResidentNext.self, .init(jobId: p.jobId, waitMs: 20_000), timeout: .seconds(30)) } catch is RPCTimeout {
+                continue
+            } catch {
+                // The channel is gone: the control plane ended the job.
+                return HostEnded(ended: "stopped")
+            }
+            if next.stop { return HostEnded(ended: "stopped") }
+            guard case let .call(call)? = next.work else {
+                // Idle: a good moment to see that the server still answers.
+                suspect.set(true)
+                continue
+            }
+            inFlight.update { $0 += 1 }
+            Task {
+                let outcome = await perform(call, client, info: info)
+                if outcome == .timedOut { suspect.set(true) }
+                _ = try? await peer.call(ResidentDone.self, .init(jobId: p.jobId, workId: call.id, outcome: .call(outcome), events: 0),
+                                         timeout: .seconds(30))
+                inFlight.update { $0 -= 1 }
+            }
+        }
+    }
+
+    /// A listing carries the server's `initialize` answer too, for the registry.
+    static func perform(_ call: MCPCall, _ client: MCPClient, info: JSONValue) async -> MCPCallResult {
+        let answer = await FirstOf.within(.milliseconds(max(call.timeoutMs, 1))) { () async -> MCPCallResult in
+            do {
+                switch call.operation {
+                case .listTools:
+                    return .result(["tools": .array(try await client.listTools()), "serverInfo": info["serverInfo"] ?? .null,
+                                    "protocolVersion": info["protocolVersion"] ?? .null])
+                case let .call(tool, arguments):
+                    return .result(try await client.call(tool, arguments: arguments))
+                }
+            } catch {
+                return .failed("\(error)")
+            }
+        }
+        return answer ?? .timedOut
+    }
+
+    private static func healthy(_ client: MCPClient) async -> Bool {
+        let answered = await FirstOf.within(pingLimit) { (try? await client.rpc.call("ping", .object([:]))) != nil }
+        return answered == true
+    }
+}
