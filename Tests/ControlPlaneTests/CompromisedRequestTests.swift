@@ -201,4 +201,52 @@ struct CompromisedOrderTests {
             """)
         #expect(message.contains("both cannot succeed: both/right, inside it, did not run to its end"), "\(message)")
     }
+
+    static let offered = """
+        id: offered
+        steps:
+          - id: ask
+            agent: { agent: helper, mcpServers: [time], prompt: hi }
+          - id: other
+            run: echo other
+        """
+
+    /// What the control plane answered a worker's `mcp.resident` calls while the agent step `ask` runs.
+    func residentAnswers(_ calls: String) async throws -> (String, [AuditEntry]) {
+        let time = PeerLaunch(id: "time", program: "/usr/bin/true")
+        var resident = time
+        resident.resident = true
+        let peers = PeerRegistry(
+            agents: ["helper": .init(config: .init(id: "helper", command: "/usr/bin/true"), launch: PeerLaunch(id: "helper", program: "/usr/bin/true"),
+                                     ceiling: nil)],
+            mcpServers: ["time": .init(config: .init(id: "time", command: "/usr/bin/true"), launch: resident, ceiling: nil)])
+        let h = try await RunHarness.start(worker: """
+            emit("step.started", "ask", attempt=1, kind="agent")
+            answers = []
+            \(calls)
+            fail("ask", "AgentFailed", "answers: %s" % json.dumps(answers))
+            """, workflows: ["offered.workflow.yaml": Self.offered],
+            defaults: PermissionSet(allowedExecutables: ["echo"], allowedMcpServers: ["time"], allowedTools: ["time/get_current_time"],
+                                    allowedAgents: ["helper"]),
+            peers: peers)
+        defer { Task { await h.cleanup() } }
+        let id = try await h.run("offered")
+        return (try await h.record(id).error?.message ?? "", h.entries().filter { $0.runId == id })
+    }
+
+    @Test("mcp.resident for a tool the step may not call, for a step that offers no such server, or for a step that is not running is refused; the policy's refusal is audited as the gateway's")
+    func residentMCP() async throws {
+        let (message, audit) = try await residentAnswers("""
+            for step, server, tool in [("ask", "time", "convert_time"), ("other", "time", "get_current_time"), ("ask", "git", "git_status")]:
+                r = call("mcp.resident", {"jobId": JOB, "step": step, "server": server, "operation": {"call": {"tool": tool, "arguments": {}}}, "timeoutMs": 1000})
+                answers.append(r.get("error", {}).get("message", "answered: %s" % json.dumps(r.get("result"))))
+            """)
+        #expect(message.contains("PermissionDenied: allowedTools does not allow time/convert_time"), "\(message)")
+        #expect(message.contains("step other does not call time that way"), "\(message)")
+        #expect(message.contains("step ask does not call git that way"), "\(message)")
+        #expect(!message.contains("answered:"), "\(message)")
+        let denied = audit.filter { $0.action == "permission.denied" }
+        #expect(denied.contains { $0.details["value"] == "time/convert_time" && $0.details["decidedBy"] == "gateway" && $0.details["method"] == "mcp.resident" },
+                "\(denied.map(\.details))")
+    }
 }

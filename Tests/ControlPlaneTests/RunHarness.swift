@@ -22,7 +22,9 @@ final class RunHarness: Sendable {
 
     /// `worker`: Python, run after `FakeWorker.prelude` (which has already
     /// said hello and taken the job). `secrets`: the values the secret store holds.
-    static func start(worker: String, workflows: [String: String], secrets: [String: String] = [:]) async throws -> RunHarness {
+    static func start(worker: String, workflows: [String: String], secrets: [String: String] = [:],
+                      defaults: PermissionSet = PermissionSet(allowedExecutables: ["sh", "echo"]),
+                      peers: PeerRegistry = PeerRegistry()) async throws -> RunHarness {
         let dir = "/tmp/skelm-claims-\(UUID().uuidString.prefix(8).lowercased())"
         try FileManager.default.createDirectory(atPath: dir + "/workflows", withIntermediateDirectories: true)
         // Worker uids traverse it to reach their workspace, as in a real state dir.
@@ -49,7 +51,7 @@ final class RunHarness: Sendable {
         var environment: [String: String] = [:]
         for (name, value) in secrets { environment["SKELM_SECRET_" + name] = value }
         let secretStore = try SecretStore(envPrefix: "SKELM_SECRET_", filePath: nil, environment: environment)
-        let policies = PolicyResolver(defaults: PermissionSet(allowedExecutables: ["sh", "echo"]), profiles: [:], unrestrictedGrants: [])
+        let policies = PolicyResolver(defaults: defaults, profiles: [:], unrestrictedGrants: [], peers: peers)
         let runs = RunService(store: store, registry: registry, pool: pool, hub: RunEventHub(), audit: audit, egress: EgressDirectory(),
                               settings: RunSettings(policies: policies, secrets: secretStore, maxConcurrent: 2,
                                                     runTimeout: .seconds(60), stepTimeoutMs: 20_000),
