@@ -118,6 +118,8 @@ struct ConfigTests {
         ("mcpServers:\n  - { id: t, command: /bin/sh, lifecycle: resident, permissions: { fsWrite: [srv] } }\n",
          "mcpServers[0].permissions.fsWrite: 'srv' must be an absolute path"),
         ("mcpServers:\n  - { id: t, command: /bin/sh, lifecycle: forever }\n", "mcpServers[0].lifecycle"),
+        ("workers: { max: 2, minSpare: 1 }\nmcpServers:\n  - { id: a, command: /bin/sh, lifecycle: resident }\n  - { id: b, command: /bin/sh, lifecycle: resident }\n",
+         "workers.max: 2 resident agents and MCP servers each hold a worker of their own"),
     ])
     func errors(yaml: String, message: String) {
         do {

@@ -134,6 +134,12 @@ struct ConfigReloadTests {
         #expect(refused.status == 2, "\(refused)")
         #expect(refused.stderr.contains("defaults.permissions.fsWrite"), "\(refused.stderr)")
         #expect(refused.stderr.contains("workflow dir"))
+        // A resident peer's own ceiling is held to the same rule.
+        try (base + "\nmcpServers:\n  - { id: t, command: /bin/sh, lifecycle: resident, permissions: { fsWrite: [\(gw.dir)/workflows] } }\n")
+            .write(toFile: gw.configPath, atomically: true, encoding: .utf8)
+        let peer = try await gw.cli(["gateway", "start"])
+        #expect(peer.status == 2, "\(peer)")
+        #expect(peer.stderr.contains("mcpServers[0].permissions.fsWrite"), "\(peer.stderr)")
 
         try base.write(toFile: gw.configPath, atomically: true, encoding: .utf8)
         try await gw.start()

@@ -26,6 +26,9 @@ enum ControlFiles {
         let config = loaded.config
         let ceilings = [("defaults.permissions.fsWrite", config.defaults.permissions.fsWrite ?? [])]
             + config.permissionProfiles.sorted { $0.key < $1.key }.map { ("permissionProfiles.\($0.key).fsWrite", $0.value.fsWrite ?? []) }
+            // A resident peer's own ceiling widens the workers' base layer too.
+            + config.agents.enumerated().map { ("agents[\($0.offset)].permissions.fsWrite", $0.element.permissions?.fsWrite ?? []) }
+            + config.mcpServers.enumerated().map { ("mcpServers[\($0.offset)].permissions.fsWrite", $0.element.permissions?.fsWrite ?? []) }
         for (key, paths) in ceilings {
             for granted in paths {
                 for g in guarded where within(g.path, granted) || within(granted, g.path) {

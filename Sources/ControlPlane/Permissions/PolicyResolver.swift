@@ -180,7 +180,8 @@ public struct PolicyResolver: Sendable {
         case .exec, .parallel, .forEach, .branch, .loop, .approval, .wait, .invoke, .http, .infer:
             return
         }
-        for launch in launches {
+        // A resident peer runs in a worker of its own: the step never starts it.
+        for launch in launches where !launch.resident {
             for e in launch.executables where !policy.executables.contains(e) { policy.executables.append(e) }
             for r in launch.readable where !policy.fsRead.contains(r) { policy.fsRead.append(r) }
         }

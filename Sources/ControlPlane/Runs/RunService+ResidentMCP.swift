@@ -50,7 +50,8 @@ extension RunService {
         let call = MCPCall(id: "call_" + UUID().uuidString.lowercased().prefix(12), operation: params.operation,
                            timeoutMs: min(max(params.timeoutMs, 1), limit))
         do {
-            return .result(try await residents.call(server: params.server, call))
+            let step = params.step
+            return .result(try await residents.call(server: params.server, call, asker: a.jobId, wanted: { a.running(step) == true }))
         } catch {
             return .result(MCPCallResult.failed("\(error)"))
         }

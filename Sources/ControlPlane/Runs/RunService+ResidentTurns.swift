@@ -52,7 +52,7 @@ extension RunService {
         let store = self.store, hub = self.hub, audit = self.audit, pool = self.pool, path = params.step, workflow = definition.id
         let result: AgentTurnResult
         do {
-            result = try await residents.turn(agent: agent.agent, turn) { event in
+            result = try await residents.turn(agent: agent.agent, turn, asker: a.jobId, wanted: { a.running(path) == true }) { event in
                 // Recorded as the step's, under the same storage budget as the worker's own events.
                 guard open.get, let type = event.kind.map(RunEventType.init), event.kind?.isActivity == true else { return }
                 if a.charge(event.data?.jsonText.utf8.count ?? 0, limit: maxStorage) {

@@ -96,6 +96,9 @@ public actor WorkerPool {
         public var limits: StepLimits?
         /// Events the job may emit; nil: `WorkerMonitor.maxEventsPerJob`.
         public var eventBudget: Int?
+        /// Directories besides its workspace whose files count against the job's
+        /// disk limit (a resident peer's home).
+        public var diskPaths: [String] = []
         public init(jobId: String = UUID().uuidString.lowercased()) { self.jobId = jobId }
     }
 
@@ -191,7 +194,7 @@ public actor WorkerPool {
         }
         // The job's files are bounded in all, not only one by one (RLIMIT_FSIZE):
         // measured while it runs, and the worker is killed once past the limit.
-        let watchdog = diskWatchdog(worker: worker, paths: [workspace, workspace + ".homes"])
+        let watchdog = diskWatchdog(worker: worker, paths: [workspace, workspace + ".homes"] + options.diskPaths)
         defer { watchdog.cancel() }
         do {
             let result = try await peer.call(method, params(workspace), timeout: timeout)
@@ -453,6 +456,9 @@ public actor WorkerPool {
     private func workerExited(_ worker: ManagedWorker, _ status: ExitStatus) {
         reaping.remove(worker.pid)
         live[worker.pid] = nil
+        // Its processes are gone with its pid namespace: the uid is free again
+        // (once: a second report of the same exit must not free a uid reused since).
+        if !worker.hasExited { spawner.release(uid: worker.uid) }
         idle.removeAll { $0 === worker }
         worker.markExited(status)
         GatewayMetrics.workerExited(WorkerExitCause.of(status, killedFor: worker.exitCause))

@@ -29,6 +29,19 @@ public final class WorkerSpawner: Sendable {
     public let uidCount: UInt32
     public let runningAsRoot: Bool
     private let counter = Counter()
+
+    /// A uid for a new worker: its own while it lives (see `release`).
+    private func takeUID() throws(SandboxError) -> UInt32 {
+        guard runningAsRoot else { return getuid() }
+        guard let offset = counter.take(count: uidCount) else { throw .spawn("all \(uidCount) worker uids are held by live workers") }
+        return uidBase + offset
+    }
+
+    /// The worker that held `uid` is gone: the uid may be handed out again.
+    public func release(uid: UInt32) {
+        guard runningAsRoot, uid >= uidBase, uid - uidBase < uidCount else { return }
+        counter.release(uid - uidBase)
+    }
     /// Fork workers from a warmed-up template instead of exec'ing each (root only).
     public let usesTemplate: Bool
     /// Forks one template serves before it is replaced by a fresh exec: workers
@@ -106,7 +119,7 @@ public final class WorkerSpawner: Sendable {
     /// as needed. Same thread rule as `spawn`: the template's death signal follows
     /// the thread that started it.
     public func spawnFromTemplate(specJSON: String, logFD: Int32 = -1) throws(SandboxError) -> Spawned {
-        let uid = runningAsRoot ? uidBase + counter.next() % uidCount : getuid()
+        let uid = try takeUID()
         var flags = UInt32(SK_TPL_MOUNT_PROC)
         if namespaces.contains(.net) { flags |= UInt32(SK_TPL_NET) }
         if namespaces.contains(.mount) { flags |= UInt32(SK_TPL_MOUNT) }
@@ -116,11 +129,15 @@ public final class WorkerSpawner: Sendable {
         if runningAsRoot { flags |= UInt32(SK_TPL_DROP_UID) }
         // One retry: a template that died since the last spawn is replaced once.
         var lastError = SandboxError.spawn("worker template unavailable")
+        // Whatever fails, no worker holds the uid.
+        var spawnedOK = false
+        defer { if !spawnedOK { release(uid: uid) } }
         for _ in 0..<2 {
             let current = try currentTemplate()
             do {
                 let spawned = try current.spawn(flags: flags, uid: uid, specJSON: specJSON, noexec: noexec, logFD: logFD)
                 if current.spawned >= templateRecycleAfter { retire(current) }
+                spawnedOK = true
                 return spawned
             } catch .templateGone(let why) {
                 // Only a dead template is worth replacing; a refusal from a live one
@@ -188,13 +205,14 @@ public final class WorkerSpawner: Sendable {
             throw .spawn("socketpair: \(String(cString: strerror(errno)))")
         }
         defer { close(pair[1]) }
-        let uid = runningAsRoot ? uidBase + counter.next() % uidCount : getuid()
+        let uid = try takeUID()
         do {
             let pid = try exec(argv: ["skelm"] + arguments, env: ["LANG=C.UTF-8"], channelFD: pair[1], extraFD: -1,
                                logFD: logFD, namespaces: namespaces, dropUID: runningAsRoot, uid: uid)
             return Spawned(pid: pid, uid: uid, channelFD: pair[0])
         } catch {
             close(pair[0])
+            release(uid: uid)
             throw error
         }
     }
@@ -254,7 +272,28 @@ public final class WorkerSpawner: Sendable {
     }
 }
 
+/// Hands out uids from the range in turn, skipping those a live worker still
+/// holds: a resident peer's worker lives for weeks while tens of thousands of
+/// run workers come and go, and two live workers must never share a uid (the
+/// newer could read and write the older's home and workspace).
 private final class Counter: Sendable {
-    private let value = Mutex<UInt32>(0)
-    func next() -> UInt32 { value.withLock { $0 &+= 1; return $0 } }
+    private struct State {
+        var next: UInt32 = 0
+        var held: Set<UInt32> = []
+    }
+    private let state = Mutex(State())
+
+    /// An offset in `0..<count` no live worker holds, now held; nil when all are.
+    func take(count: UInt32) -> UInt32? {
+        state.withLock { s in
+            guard s.held.count < Int(count) else { return nil }
+            while true {
+                s.next &+= 1
+                let offset = s.next % count
+                if s.held.insert(offset).inserted { return offset }
+            }
+        }
+    }
+
+    func release(_ offset: UInt32) { _ = state.withLock { $0.held.remove(offset) } }
 }

@@ -12,8 +12,9 @@ import Workflow
 /// control plane has checked each call against the asking step's policy.
 ///
 /// Health: a server that exits ends the job at once (and the control plane
-/// starts it again); one that is idle is pinged, and one that does not answer
-/// the ping, or answers no call in time, is killed.
+/// starts it again); one that is idle, or let a call time out, is pinged, and
+/// one that does not answer the ping, or holds every call slot with calls
+/// that timed out, is killed.
 enum ResidentMCPHost {
     /// Calls the server answers at once; more wait in the control plane's queue.
     static let maxInFlight = 16
@@ -59,10 +60,21 @@ enum ResidentMCPHost {
 
     /// Asks for calls until told to stop; each runs on a task of its own.
     private static func serve(_ client: MCPClient, info: JSONValue, p: MCPHost.Params, process: PeerProcess, peer: RPCPeer) async -> HostEnded {
+        // Calls the server has not answered yet, and of those the ones whose time
+        // ran out. A slot is free only once the server answers: MCP gives no way
+        // to stop a call, so one that timed out still occupies the server.
         let inFlight = Shared(0)
+        let hung = Shared(0)
         let suspect = Shared(false)
-        while true {
-            while inFlight.get >= maxInFlight { try? await Task.sleep(for: .milliseconds(10)) }
+        while !Task.isCancelled {
+            if inFlight.get >= maxInFlight {
+                if hung.get >= maxInFlight {
+                    process.kill()
+                    return HostEnded(ended: "every one of its \(maxInFlight) call slots held by a call that timed out")
+                }
+                try? await Task.sleep(for: .milliseconds(10))
+                continue
+            }
             if suspect.get {
                 suspect.set(false)
                 guard await healthy(client) else {
@@ -84,32 +96,44 @@ enum ResidentMCPHost {
                 continue
             }
             inFlight.update { $0 += 1 }
+            let running = Task {
+                let outcome = await perform(call.operation, client, info: info)
+                inFlight.update { $0 -= 1 }
+                return outcome
+            }
             Task {
-                let outcome = await perform(call, client, info: info)
-                if outcome == .timedOut { suspect.set(true) }
+                let outcome: MCPCallResult
+                if let answered = await FirstOf.within(.milliseconds(max(call.timeoutMs, 1)), { await running.value }) {
+                    outcome = answered
+                } else {
+                    outcome = .timedOut
+                    suspect.set(true)
+                    hung.update { $0 += 1 }
+                    Task {
+                        _ = await running.value
+                        hung.update { $0 -= 1 }
+                    }
+                }
                 _ = try? await peer.call(ResidentDone.self, .init(jobId: p.jobId, workId: call.id, outcome: .call(outcome), events: 0),
                                          timeout: .seconds(30))
-                inFlight.update { $0 -= 1 }
             }
         }
+        return HostEnded(ended: "stopped")
     }
 
     /// A listing carries the server's `initialize` answer too, for the registry.
-    static func perform(_ call: MCPCall, _ client: MCPClient, info: JSONValue) async -> MCPCallResult {
-        let answer = await FirstOf.within(.milliseconds(max(call.timeoutMs, 1))) { () async -> MCPCallResult in
-            do {
-                switch call.operation {
-                case .listTools:
-                    return .result(["tools": .array(try await client.listTools()), "serverInfo": info["serverInfo"] ?? .null,
-                                    "protocolVersion": info["protocolVersion"] ?? .null])
-                case let .call(tool, arguments):
-                    return .result(try await client.call(tool, arguments: arguments))
-                }
-            } catch {
-                return .failed("\(error)")
+    static func perform(_ operation: MCPOperation, _ client: MCPClient, info: JSONValue) async -> MCPCallResult {
+        do {
+            switch operation {
+            case .listTools:
+                return .result(["tools": .array(try await client.listTools()), "serverInfo": info["serverInfo"] ?? .null,
+                                "protocolVersion": info["protocolVersion"] ?? .null])
+            case let .call(tool, arguments):
+                return .result(try await client.call(tool, arguments: arguments))
             }
+        } catch {
+            return .failed("\(error)")
         }
-        return answer ?? .timedOut
     }
 
     private static func healthy(_ client: MCPClient) async -> Bool {

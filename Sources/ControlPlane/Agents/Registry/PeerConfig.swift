@@ -143,5 +143,10 @@ extension GatewayConfig {
             }
         }
         if skills.dirs.contains(where: \.isEmpty) { throw bad("skills.dirs", "must not contain an empty path") }
+        // Each resident peer holds one of workers.max for as long as it runs.
+        let residents = agents.filter { $0.lifecycle == .resident }.count + mcpServers.filter { $0.lifecycle == .resident }.count
+        if residents > 0, residents >= workers.max {
+            throw bad("workers.max", "\(residents) resident agents and MCP servers each hold a worker of their own: workers.max (\(workers.max)) must be larger, or no run gets one")
+        }
     }
 }

@@ -44,7 +44,7 @@ public actor ToolCache {
     static func listResident(_ id: String, _ residents: ResidentPeers) async -> Result<MCPTools.Result, PeerJobFailure> {
         let call = MCPCall(id: "tools_" + UUID().uuidString.lowercased().prefix(12), operation: .listTools, timeoutMs: 30_000)
         do {
-            switch try await residents.call(server: id, call) {
+            switch try await residents.call(server: id, call, asker: "registry", wanted: { true }) {
             case let .result(r):
                 return .success(MCPTools.Result(tools: r["tools"] ?? .array([]),
                                                 server: ["serverInfo": r["serverInfo"] ?? .null, "protocolVersion": r["protocolVersion"] ?? .null]))

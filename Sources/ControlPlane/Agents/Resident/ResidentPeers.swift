@@ -80,6 +80,13 @@ public actor ResidentPeers {
         let work: ResidentWork
         let continuation: CheckedContinuation<ResidentOutcome, any Error>
         let sink: @Sendable (JobEvent) async -> Void
+        /// The job that asked (a run's worker), and whether its step still wants the work.
+        let asker: String
+        let wanted: @Sendable () -> Bool
+        let timeoutMs: Int
+        /// Gives up on the work: while queued, with its step; once handed over,
+        /// its time plus 10 s after that. Cancelled when the work ends.
+        var timer: Task<Void, Never>?
         var events = 0
         var recorded = 0
         /// The work's end, held until `expected` events were recorded.
@@ -95,6 +102,7 @@ public actor ResidentPeers {
         var queue: [Pending] = []
         var inFlight: [String: Pending] = [:]
         var waiter: CheckedContinuation<ResidentNext.Result, Never>?
+        var waiterExpiry: Task<Void, Never>?
         var stopping = false
     }
 
@@ -104,6 +112,8 @@ public actor ResidentPeers {
     static let maxBackoff = Duration.seconds(30)
     /// Events one turn may record; more are dropped.
     static let maxEventsPerTurn = 10_000
+    /// Work one asking job may have queued or in flight for one peer at a time.
+    static let maxPerAsker = 16
 
     private var hosts: [Key: Host] = [:]
     private var generations = 0
@@ -126,11 +136,11 @@ public actor ResidentPeers {
     /// changed, stops those it removes; the rest keep running.
     public func apply(_ wanted: [Key: Wanted]) {
         for (key, w) in wanted.sorted(by: { $0.key.id < $1.key.id }) {
-            if let h = hosts[key], h.wanted == w, h.status.state != .crashed, h.status.state != .stopped { continue }
+            if let h = hosts[key], h.wanted == w, !h.stopping, h.status.state != .crashed { continue }
             if hosts[key] != nil { stop(key, reason: "config changed") }
             start(key, w)
         }
-        for key in hosts.keys where wanted[key] == nil && hosts[key]?.status.state != .stopped {
+        for key in hosts.keys where wanted[key] == nil && hosts[key]?.stopping == false {
             stop(key, reason: "removed from config")
         }
     }
@@ -139,10 +149,11 @@ public actor ResidentPeers {
         generations += 1
         let generation = generations
         let previous = hosts[key]?.status
+        let previousJob = hosts[key]?.jobId
         hosts[key] = Host(wanted: wanted, generation: generation,
                           status: Status(kind: key.kind, id: key.id, state: .starting, pid: nil, restarts: previous?.restarts ?? 0,
                                          lastExit: previous?.lastExit, since: Date(), served: previous?.served ?? 0, queued: 0))
-        Task { await supervise(key, generation: generation) }
+        Task { await supervise(key, generation: generation, after: previousJob) }
     }
 
     private func stop(_ key: Key, reason: String) {
@@ -152,11 +163,18 @@ public actor ResidentPeers {
         h.status.since = Date()
         h.waiter?.resume(returning: ResidentNext.Result(work: nil, stop: true))
         h.waiter = nil
-        for p in h.queue { p.continuation.resume(throwing: WorkFailure(description: "\(key) stopped: \(reason)")) }
+        h.waiterExpiry?.cancel()
+        for p in h.queue {
+            p.timer?.cancel()
+            p.continuation.resume(throwing: WorkFailure(description: "\(key) stopped: \(reason)"))
+        }
         h.queue = []
         h.status.queued = 0
         // Work it was doing ends now, and so does its worker (a wedged one included).
-        for p in h.inFlight.values { p.continuation.resume(returning: Self.failed(p.work, "\(key) stopped: \(reason)")) }
+        for p in h.inFlight.values {
+            p.timer?.cancel()
+            p.continuation.resume(returning: Self.failed(p.work, "\(key) stopped: \(reason)"))
+        }
         h.inFlight = [:]
         if let job = h.jobId { Task { [pool] in await pool.cancel(jobId: job) } }
         hosts[key] = h
@@ -165,12 +183,19 @@ public actor ResidentPeers {
 
     /// Every resident peer asked to stop (the gateway is stopping).
     public func stopAll() {
-        for key in hosts.keys where hosts[key]?.status.state != .stopped { stop(key, reason: "gateway stopping") }
+        for key in hosts.keys where hosts[key]?.stopping == false { stop(key, reason: "gateway stopping") }
     }
 
     // MARK: Supervising
 
-    private func supervise(_ key: Key, generation: Int) async {
+    private func supervise(_ key: Key, generation: Int, after previousJob: String?) async {
+        // The last life (stopped by a change of config) must be gone before its
+        // home is handed to the next: it could otherwise still plant links in it.
+        if let previousJob {
+            for _ in 0..<500 where pool.assignments.withLock({ $0[previousJob] != nil }) {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
         var failures = 0
         while let h = hosts[key], h.generation == generation, !h.stopping {
             let started = ContinuousClock.now
@@ -196,7 +221,10 @@ public actor ResidentPeers {
             if failures > Self.maxQuickFailures {
                 now.status.state = .crashed
                 now.status.since = Date()
-                for p in now.queue { p.continuation.resume(throwing: WorkFailure(description: "\(key) crashed: \(ended)")) }
+                for p in now.queue {
+                    p.timer?.cancel()
+                    p.continuation.resume(throwing: WorkFailure(description: "\(key) crashed: \(ended)"))
+                }
                 now.queue = []
                 now.status.queued = 0
                 hosts[key] = now
@@ -215,7 +243,9 @@ public actor ResidentPeers {
     private func host(_ key: Key, _ wanted: Wanted, jobId: String) async -> String {
         let home = home(of: key)
         do { try Self.prepareHome(home) } catch { return "cannot prepare its home \(home): \(error)" }
-        let limits = pool.tunables.stepLimits
+        // No lifetime CPU limit for a process that lives for weeks: its work is
+        // bounded per call and turn instead.
+        let limits = { var l = pool.tunables.stepLimits; l.cpuSeconds = 0; return l }()
         switch key.kind {
         case .agent:
             return await perform(AgentHost.self, key, jobId: jobId, home: home) { workspace in
@@ -231,7 +261,9 @@ public actor ResidentPeers {
     private func perform<M: RPCMethod>(_ method: M.Type, _ key: Key, jobId: String, home: String,
                                        params: @escaping @Sendable (String) -> M.Params) async -> String where M.Result == HostEnded {
         var options = WorkerPool.JobOptions(jobId: jobId)
-        options.eventBudget = Int.max
+        // An agent's turns stream events (bounded per turn); a server's calls emit none.
+        options.eventBudget = key.kind == .agent ? Int.max : 0
+        options.diskPaths = [home]
         let pool = self.pool
         let (answer, outcome) = await pool.perform(
             M.self, options: options, timeout: .seconds(10 * 365 * 86_400),
@@ -245,6 +277,8 @@ public actor ResidentPeers {
                 if let uid = pool.assignments.withLock({ $0[jobId]?.uid }) { Self.chownTree(home, uid: uid) }
                 return params(workspace)
             })
+        // Back to root between lives: the uid this life had may go to another worker.
+        Self.chownTree(home, uid: 0)
         return answer?.ended ?? outcome.failure ?? "ended without an answer"
     }
 
@@ -255,44 +289,77 @@ public actor ResidentPeers {
     }
 
     /// A turn for resident agent `id`; its events go to `sink` while it runs.
-    public func turn(agent id: String, _ turn: AgentTurn, sink: @escaping @Sendable (JobEvent) async -> Void) async throws -> AgentTurnResult {
-        guard case let .turn(result) = try await submit(Key(.agent, id), .turn(turn), timeoutMs: turn.timeoutMs, sink: sink) else {
+    public func turn(agent id: String, _ turn: AgentTurn, asker: String, wanted: @escaping @Sendable () -> Bool,
+                     sink: @escaping @Sendable (JobEvent) async -> Void) async throws -> AgentTurnResult {
+        guard case let .turn(result) = try await submit(Key(.agent, id), .turn(turn), timeoutMs: turn.timeoutMs, asker: asker, wanted: wanted,
+                                                        sink: sink) else {
             throw WorkFailure(description: "agent \(id) answered a turn with something else")
         }
         return result
     }
 
     /// An operation on resident MCP server `id`.
-    public func call(server id: String, _ call: MCPCall) async throws -> MCPCallResult {
-        guard case let .call(result) = try await submit(Key(.mcpServer, id), .call(call), timeoutMs: call.timeoutMs, sink: { _ in }) else {
+    public func call(server id: String, _ call: MCPCall, asker: String, wanted: @escaping @Sendable () -> Bool) async throws -> MCPCallResult {
+        guard case let .call(result) = try await submit(Key(.mcpServer, id), .call(call), timeoutMs: call.timeoutMs, asker: asker, wanted: wanted,
+                                                        sink: { _ in }) else {
             throw WorkFailure(description: "MCP server \(id) answered a call with something else")
         }
         return result
     }
 
-    private func submit(_ key: Key, _ work: ResidentWork, timeoutMs: Int, sink: @escaping @Sendable (JobEvent) async -> Void) async throws -> ResidentOutcome {
+    private func submit(_ key: Key, _ work: ResidentWork, timeoutMs: Int, asker: String, wanted: @escaping @Sendable () -> Bool,
+                        sink: @escaping @Sendable (JobEvent) async -> Void) async throws -> ResidentOutcome {
         guard let h = hosts[key], !h.stopping else { throw WorkFailure(description: "\(key) is not running (resident peers start with the gateway)") }
         if h.status.state == .crashed { throw WorkFailure(description: "\(key) crashed: \(h.status.lastExit ?? "")") }
+        // One run's worker cannot fill the queue everyone shares.
+        let outstanding = h.queue.count { $0.asker == asker } + h.inFlight.values.count { $0.asker == asker }
+        guard outstanding < Self.maxPerAsker else {
+            throw WorkFailure(description: "\(Self.maxPerAsker) calls to \(key) are already waiting or running for this run")
+        }
         let outcome: ResidentOutcome = try await withCheckedThrowingContinuation { cont in
-            let pending = Pending(work: work, continuation: cont, sink: sink)
+            var pending = Pending(work: work, continuation: cont, sink: sink, asker: asker, wanted: wanted, timeoutMs: timeoutMs)
             if let waiter = hosts[key]?.waiter {
                 hosts[key]?.waiter = nil
+                hosts[key]?.waiterExpiry?.cancel()
+                pending.timer = arm(key, work.id, after: .milliseconds(timeoutMs) + .seconds(10))
                 hosts[key]?.inFlight[work.id] = pending
                 waiter.resume(returning: ResidentNext.Result(work: work))
             } else {
+                // Work nobody takes (the peer keeps failing to start) gives up with its step.
+                pending.timer = arm(key, work.id, after: .milliseconds(timeoutMs))
                 hosts[key]?.queue.append(pending)
                 hosts[key]?.status.queued = hosts[key]?.queue.count ?? 0
-            }
-            // Work nobody takes (the peer keeps failing to start) gives up with its
-            // step; work its host never hands back ends, and so does the host's job.
-            let limit = Duration.milliseconds(timeoutMs) + .seconds(10)
-            Task { [weak self] in
-                try? await Task.sleep(for: limit)
-                await self?.abandon(key, workId: work.id)
             }
         }
         hosts[key]?.status.served += 1
         return outcome
+    }
+
+    private func arm(_ key: Key, _ workId: String, after limit: Duration) -> Task<Void, Never> {
+        Task { [weak self] in
+            try? await Task.sleep(for: limit)
+            guard !Task.isCancelled else { return }
+            await self?.abandon(key, workId: workId)
+        }
+    }
+
+    /// The next queued work whose step still wants it, now in flight; work whose
+    /// step ended while it waited ends here, without reaching the peer.
+    private func handOver(_ key: Key) -> ResidentWork? {
+        while var p = hosts[key]?.queue.first {
+            hosts[key]?.queue.removeFirst()
+            hosts[key]?.status.queued = hosts[key]?.queue.count ?? 0
+            p.timer?.cancel()
+            guard p.wanted() else {
+                p.continuation.resume(throwing: WorkFailure(description: "the asking step ended while its call to \(key) waited"))
+                continue
+            }
+            // Its time runs from now: a peer's worker bounds each piece of work by it.
+            p.timer = arm(key, p.work.id, after: .milliseconds(p.timeoutMs) + .seconds(10))
+            hosts[key]?.inFlight[p.work.id] = p
+            return p.work
+        }
+        return nil
     }
 
     /// How work that did not end in its peer ends.
@@ -305,21 +372,27 @@ public actor ResidentPeers {
 
     private func abandon(_ key: Key, workId: String) {
         if let i = hosts[key]?.queue.firstIndex(where: { $0.work.id == workId }), let p = hosts[key]?.queue.remove(at: i) {
+            p.timer?.cancel()
             hosts[key]?.status.queued = hosts[key]?.queue.count ?? 0
             p.continuation.resume(throwing: WorkFailure(description: "\(key) did not take the work in time (\(hosts[key]?.status.state.rawValue ?? "gone"))"))
             return
         }
         guard let p = hosts[key]?.inFlight.removeValue(forKey: workId) else { return }
+        p.timer?.cancel()
         p.continuation.resume(returning: p.done ?? Self.failed(p.work, "\(key) did not end the work in time; its worker is stopped", timedOut: true))
         if p.done == nil, let job = hosts[key]?.jobId { Task { [pool] in await pool.cancel(jobId: job) } }
     }
 
     private func failInFlight(_ key: Key, generation: Int, why: String) {
         guard let h = hosts[key], h.generation == generation else { return }
-        for p in h.inFlight.values { p.continuation.resume(returning: Self.failed(p.work, why)) }
+        for p in h.inFlight.values {
+            p.timer?.cancel()
+            p.continuation.resume(returning: Self.failed(p.work, why))
+        }
         hosts[key]?.inFlight = [:]
         hosts[key]?.waiter?.resume(returning: ResidentNext.Result(work: nil, stop: true))
         hosts[key]?.waiter = nil
+        hosts[key]?.waiterExpiry?.cancel()
     }
 
     /// What the host worker asks: the next work (held until some comes, or
@@ -331,21 +404,20 @@ public actor ResidentPeers {
             guard let params = try? request.params(as: ResidentNext.Params.self), params.jobId == jobId else {
                 return .error(RPCError(code: RPCError.invalidParams, message: "resident.next needs this job's id"))
             }
+            // A stopped peer's late question is answered, and changes nothing.
+            if hosts[key]?.stopping == true { return .result(ResidentNext.Result(work: nil, stop: true)) }
             hosts[key]?.status.state = .running
             if hosts[key]?.status.pid == nil { hosts[key]?.status.pid = pool.assignments.withLock { $0[jobId]?.pid } }
-            if hosts[key]?.stopping == true { return .result(ResidentNext.Result(work: nil, stop: true)) }
-            if let first = hosts[key]?.queue.first {
-                hosts[key]?.queue.removeFirst()
-                hosts[key]?.status.queued = hosts[key]?.queue.count ?? 0
-                hosts[key]?.inFlight[first.work.id] = first
-                return .result(ResidentNext.Result(work: first.work))
-            }
+            if let work = handOver(key) { return .result(ResidentNext.Result(work: work)) }
             let wait = Duration.milliseconds(min(max(params.waitMs, 100), 25_000))
             let next: ResidentNext.Result = await withCheckedContinuation { cont in
+                // One question at a time: an earlier one still held is answered empty.
                 hosts[key]?.waiter?.resume(returning: ResidentNext.Result(work: nil))
+                hosts[key]?.waiterExpiry?.cancel()
                 hosts[key]?.waiter = cont
-                Task { [weak self] in
+                hosts[key]?.waiterExpiry = Task { [weak self] in
                     try? await Task.sleep(for: wait)
+                    guard !Task.isCancelled else { return }
                     await self?.expireWaiter(key)
                 }
             }
@@ -383,12 +455,14 @@ public actor ResidentPeers {
     private func finish(_ key: Key, workId: String) {
         guard let p = hosts[key]?.inFlight[workId], let outcome = p.done else { return }
         hosts[key]?.inFlight[workId] = nil
+        p.timer?.cancel()
         p.continuation.resume(returning: outcome)
     }
 
     private func expireWaiter(_ key: Key) {
         hosts[key]?.waiter?.resume(returning: ResidentNext.Result(work: nil))
         hosts[key]?.waiter = nil
+        hosts[key]?.waiterExpiry = nil
     }
 
     /// An event of a turn, to the run whose step asked for it.
