@@ -24,6 +24,22 @@ struct PoolTests {
         await pool.cleanup()
     }
 
+    @Test("two live workers never share a uid: a long job's uid is skipped while short jobs cycle through the range",
+          .enabled(if: geteuid() == 0, "workers get uids of their own only under a root control plane"))
+    func uidsNotShared() async throws {
+        let pool = try TestPool.make(minSpare: 1, max: 3, uidCount: 4)
+        try await pool.pool.start()
+        let long = Task { await pool.run(["sleep", "3"]) }
+        #expect(await waitUntil { await pool.pool.counts.busy == 1 })
+        for _ in 0..<12 {
+            #expect(await pool.run(["true"]).succeeded)
+            let uids = await pool.pool.snapshot().filter { $0.state != "exited" }.map(\.uid)
+            #expect(Set(uids).count == uids.count, "live workers share a uid: \(uids)")
+        }
+        #expect(await long.value.succeeded)
+        await pool.cleanup()
+    }
+
     @Test("a worker killed mid-job fails that job with the cause and is replaced")
     func killedMidJob() async throws {
         let pool = try TestPool.make(minSpare: 1, max: 3)

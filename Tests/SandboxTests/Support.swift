@@ -30,7 +30,7 @@ struct TestPool {
 
     /// `template`: workers are forked from a worker template (as a root gateway
     /// does by default) instead of exec'd.
-    static func make(minSpare: Int = 0, max: Int = 4, executable: String = skelmBinary, template: Bool = false,
+    static func make(minSpare: Int = 0, max: Int = 4, executable: String = skelmBinary, template: Bool = false, uidCount: UInt32 = 50_000,
                      configure: (inout WorkerPoolConfiguration) -> Void = { _ in }) throws -> TestPool {
         let stateDir = temporaryStateDir()
         var config = WorkerPoolConfiguration(workspaceRoot: stateDir + "/workspaces")
@@ -43,7 +43,7 @@ struct TestPool {
         configure(&config)
         try WorkerPool.prepareWorkspaceRoot(config.workspaceRoot)
         let spawner = try WorkerSpawner(executable: executable, namespaces: HostSupport.probe().namespaces,
-                                        uidBase: config.uidBase + UInt32.random(in: 0..<10_000) * 4, template: template,
+                                        uidBase: config.uidBase + UInt32.random(in: 0..<10_000) * 4, uidCount: uidCount, template: template,
                                         noexecPaths: [config.workspaceRoot])
         let pool = WorkerPool(configuration: config, spawner: spawner, group: MultiThreadedEventLoopGroup.singleton)
         return TestPool(pool: pool, stateDir: stateDir)
