@@ -89,10 +89,10 @@ public enum WorkerMain {
             try await job.run(spec, workspaceRoot: workspaceRoot, connectPorts: connectPorts, egressSocket: egressSocket, loop: loop, peer: peer)
         }
         router.on(AgentHost.self) { params, peer in
-            try await job.host(params, workspaceRoot: workspaceRoot, loop: loop, peer: peer)
+            try await job.host(params, workspaceRoot: workspaceRoot) { try await ResidentHost.run(params, loop: loop, peer: peer) }
         }
         router.on(MCPHost.self) { params, peer in
-            try await job.host(params, workspaceRoot: workspaceRoot, loop: loop, peer: peer)
+            try await job.host(params, workspaceRoot: workspaceRoot) { try await ResidentMCPHost.run(params, loop: loop, peer: peer) }
         }
         router.on(MCPTools.self) { params, _ in
             try await job.listTools(params, workspaceRoot: workspaceRoot, loop: loop)
@@ -178,22 +178,13 @@ final class JobSlot: Sendable {
         return await interpreter.run()
     }
 
-    func host(_ params: AgentHost.Params, workspaceRoot: String, loop: any EventLoop, peer: RPCPeer) async throws -> HostEnded {
-        try claimHost(jobId: params.jobId, workspace: params.workspace, home: params.home, workspaceRoot: workspaceRoot)
-        return try await ResidentHost.run(params, loop: loop, peer: peer)
-    }
-
-    func host(_ params: MCPHost.Params, workspaceRoot: String, loop: any EventLoop, peer: RPCPeer) async throws -> HostEnded {
-        try claimHost(jobId: params.jobId, workspace: params.workspace, home: params.home, workspaceRoot: workspaceRoot)
-        return try await ResidentMCPHost.run(params, loop: loop, peer: peer)
-    }
-
     /// A resident peer's job: its home, kept across lives, is under the root too.
-    private func claimHost(jobId: String, workspace: String, home: String, workspaceRoot: String) throws {
-        try claim(jobId: jobId, workspace: workspace, workspaceRoot: workspaceRoot)
-        guard home.hasPrefix(workspaceRoot + "/"), !home.contains("/../") else {
-            throw RPCError(code: RPCError.jobRefused, message: "home \(home) is outside \(workspaceRoot)")
+    func host(_ params: HostParams, workspaceRoot: String, serve: () async throws -> HostEnded) async throws -> HostEnded {
+        try claim(jobId: params.jobId, workspace: params.workspace, workspaceRoot: workspaceRoot)
+        guard params.home.hasPrefix(workspaceRoot + "/"), !params.home.contains("/../") else {
+            throw RPCError(code: RPCError.jobRefused, message: "home \(params.home) is outside \(workspaceRoot)")
         }
+        return try await serve()
     }
 
     func listTools(_ params: MCPTools.Params, workspaceRoot: String, loop: any EventLoop) async throws -> MCPTools.Result {

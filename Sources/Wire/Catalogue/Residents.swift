@@ -62,28 +62,31 @@ public struct AgentTurnResult: Codable, Sendable, Equatable {
     }
 }
 
+/// What a resident peer's worker is given: the peer, its home and its ceiling.
+public struct HostParams: Codable, Sendable {
+    public var jobId: String
+    /// The job's workspace (unused by the peer, which works in `home`).
+    public var workspace: String
+    /// The peer's working directory and home, kept across restarts.
+    public var home: String
+    public var peer: PeerLaunch
+    /// What the peer's process may ever do.
+    public var ceiling: StepPolicy
+    public var limits: StepLimits
+    public init(jobId: String, workspace: String, home: String, peer: PeerLaunch, ceiling: StepPolicy, limits: StepLimits) {
+        self.jobId = jobId
+        self.workspace = workspace
+        self.home = home
+        self.peer = peer
+        self.ceiling = ceiling
+        self.limits = limits
+    }
+}
+
 /// Control plane → worker: host a resident agent until told to stop.
 public enum AgentHost: RPCMethod {
     public static let name = "agent.host"
-    public struct Params: Codable, Sendable {
-        public var jobId: String
-        /// The job's workspace (unused by the agent, which works in `home`).
-        public var workspace: String
-        /// The agent's working directory and home, kept across restarts.
-        public var home: String
-        public var agent: PeerLaunch
-        /// The agent's ceiling: what its process may ever do.
-        public var ceiling: StepPolicy
-        public var limits: StepLimits
-        public init(jobId: String, workspace: String, home: String, agent: PeerLaunch, ceiling: StepPolicy, limits: StepLimits) {
-            self.jobId = jobId
-            self.workspace = workspace
-            self.home = home
-            self.agent = agent
-            self.ceiling = ceiling
-            self.limits = limits
-        }
-    }
+    public typealias Params = HostParams
     public typealias Result = HostEnded
 }
 
@@ -205,29 +208,11 @@ public enum MCPCallResult: Codable, Sendable, Equatable {
     case timedOut
 }
 
-/// Control plane → worker: host a resident MCP server until told to stop.
+/// Control plane → worker: host a resident MCP server until told to stop. Its
+/// ceiling is its `permissions`, its own program and installation.
 public enum MCPHost: RPCMethod {
     public static let name = "mcp.host"
-    public struct Params: Codable, Sendable {
-        public var jobId: String
-        /// The job's workspace (unused by the server, which works in `home`).
-        public var workspace: String
-        /// The server's working directory and home, kept across restarts.
-        public var home: String
-        public var server: PeerLaunch
-        /// What the server's process may ever do: its `permissions`, its own
-        /// program and installation.
-        public var ceiling: StepPolicy
-        public var limits: StepLimits
-        public init(jobId: String, workspace: String, home: String, server: PeerLaunch, ceiling: StepPolicy, limits: StepLimits) {
-            self.jobId = jobId
-            self.workspace = workspace
-            self.home = home
-            self.server = server
-            self.ceiling = ceiling
-            self.limits = limits
-        }
-    }
+    public typealias Params = HostParams
     public typealias Result = HostEnded
 }
 

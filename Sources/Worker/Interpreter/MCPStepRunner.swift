@@ -63,6 +63,11 @@ extension Interpreter {
             report("error")
             throw await failure(error, "calling \(mcp.tool)")
         }
+        return try outcome(of: result, mcp, path: path, report: report)
+    }
+
+    /// The step's output from a tool's result, reported either way.
+    private func outcome(of result: JSONValue, _ mcp: MCPStep, path: String, report: (String) -> Void) throws -> Outcome {
         do {
             let output = try MCPClient.output(of: result)
             report("ok")
@@ -99,14 +104,7 @@ extension Interpreter {
             report("error")
             throw fail(path, .mcpFailed, "MCP server \(mcp.server) calling \(mcp.tool): \(why)")
         case let .result(result):
-            do {
-                let output = try MCPClient.output(of: result)
-                report("ok")
-                return Outcome(output: output, details: ["server": .string(mcp.server), "tool": .string(mcp.tool)])
-            } catch {
-                report("error")
-                throw fail(path, .mcpFailed, "\(mcp.server)/\(mcp.tool): \(error)")
-            }
+            return try outcome(of: result, mcp, path: path, report: report)
         }
     }
 }

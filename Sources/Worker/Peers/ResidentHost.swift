@@ -17,19 +17,9 @@ enum ResidentHost {
         let updates: AgentUpdates?
     }
 
-    static func run(_ p: AgentHost.Params, loop: any EventLoop, peer: RPCPeer) async throws -> HostEnded {
-        let ceiling = LandlockRuleset.step(workspace: p.home, home: p.home, fsRead: p.ceiling.fsRead, fsWrite: p.ceiling.fsWrite,
-                                           executables: p.ceiling.executables)
-        let env = try StepRunner.environment(p.agent.env, workspace: p.home, home: p.home)
-        let launch = p.agent
-        let process: PeerProcess
-        do {
-            process = try await spawnConfined(launch.program, argv: launch.argv, env: env, cwd: p.home, limits: p.limits,
-                                              ruleset: ceiling, loop: loop)
-        } catch {
-            throw RPCError(code: RPCError.execFailed, message: "cannot start \(launch.id): \(error)")
-        }
-        let stderr = StderrTail(fd: process.stderr)
+    static func run(_ p: HostParams, loop: any EventLoop, peer: RPCPeer) async throws -> HostEnded {
+        let launch = try await ResidentLaunch.start(p, loop: loop)
+        let process = launch.process, ceiling = launch.ceiling
         defer { process.kill() }
         let current = Shared<Current?>(nil)
         let rpc = try await LineRPC.connect(
@@ -41,45 +31,35 @@ enum ResidentHost {
             onNotification: { method, params in if method == "session/update" { current.get?.updates?.receive(params) } },
             onMalformed: { _ in })
         defer { rpc.close() }
-        @Sendable func ended() async -> String {
-            let status = await process.exitStatus(within: .seconds(1))
-            return (status.map(PeerProcess.describe) ?? "closed its output") + Interpreter.tail(await stderr.settled())
-        }
         do {
             _ = try await rpc.call("initialize", Interpreter.acpInitialize)
         } catch {
-            throw RPCError(code: RPCError.execFailed, message: "\(launch.id) did not initialize: \(await ended())")
+            throw RPCError(code: RPCError.execFailed, message: "\(p.peer.id) did not initialize: \(await launch.ended(otherwise: "closed its output"))")
         }
         // An agent that exits ends the job at once, turn or no turn: the
         // control plane fails the turn and starts the agent again.
-        return await FirstOf.race([
-            {
-                _ = await process.waitForExit()
-                return HostEnded(ended: await ended())
-            },
-            {
-                var loaded = Set<String>()
-                while true {
-                    if process.exitStatus != nil || rpc.isClosed { return HostEnded(ended: await ended()) }
-                    let next: ResidentNext.Result
-                    do { next = try await peer.call(ResidentNext.self, .init(jobId: p.jobId, waitMs: 20_000), timeout: .seconds(30)) } catch is RPCTimeout {
-                        continue
-                    } catch {
-                        return HostEnded(ended: "stopped")
-                    }
-                    if next.stop { return HostEnded(ended: "stopped") }
-                    guard case let .turn(turn)? = next.work else { continue }
-                    let emitted = Shared(0)
-                    let result = await run(turn, p: p, ceiling: ceiling, rpc: rpc, process: process, loop: loop, peer: peer, current: current,
-                                           loaded: &loaded, emitted: emitted)
-                    _ = try? await peer.call(ResidentDone.self, .init(jobId: p.jobId, workId: turn.id, outcome: .turn(result), events: emitted.get),
-                                             timeout: .seconds(30))
+        return await launch.serve {
+            var loaded = Set<String>()
+            while true {
+                if process.exitStatus != nil || rpc.isClosed { return HostEnded(ended: await launch.ended(otherwise: "closed its output")) }
+                let next: ResidentNext.Result
+                do { next = try await peer.call(ResidentNext.self, .init(jobId: p.jobId, waitMs: 20_000), timeout: .seconds(30)) } catch is RPCTimeout {
+                    continue
+                } catch {
+                    return HostEnded(ended: "stopped")
                 }
-            },
-        ])
+                if next.stop { return HostEnded(ended: "stopped") }
+                guard case let .turn(turn)? = next.work else { continue }
+                let emitted = Shared(0)
+                let result = await run(turn, p: p, ceiling: ceiling, rpc: rpc, process: process, loop: loop, peer: peer, current: current,
+                                       loaded: &loaded, emitted: emitted)
+                _ = try? await peer.call(ResidentDone.self, .init(jobId: p.jobId, workId: turn.id, outcome: .turn(result), events: emitted.get),
+                                         timeout: .seconds(30))
+            }
+        }
     }
 
-    private static func run(_ turn: AgentTurn, p: AgentHost.Params, ceiling: LandlockRuleset, rpc: LineRPC, process: PeerProcess, loop: any EventLoop,
+    private static func run(_ turn: AgentTurn, p: HostParams, ceiling: LandlockRuleset, rpc: LineRPC, process: PeerProcess, loop: any EventLoop,
                             peer: RPCPeer, current: Shared<Current?>, loaded: inout Set<String>, emitted: Shared<Int>) async -> AgentTurnResult {
         let policy = turn.policy, home = p.home
         // The turn's layer: its step's policy, stacked on the agent's ceiling on
@@ -92,7 +72,7 @@ enum ResidentHost {
             emitted.set(emitted.get + 1)
             peer.notify(EventEmit.self, JobEvent(jobId: p.jobId, type: type.rawValue, message: "", step: turn.id, data: data))
         }
-        let limits = p.limits, agentEnv = p.agent.env
+        let limits = p.limits, agentEnv = p.peer.env
         let server = AgentServer(
             policy: policy, paths: PathRules(workspace: home, readable: policy.fsRead, writable: policy.fsWrite),
             onPermission: turn.onPermission == .ask ? .deny : turn.onPermission, servers: Set(turn.mcpServers.map(\.id)),

@@ -23,43 +23,23 @@ enum ResidentMCPHost {
     /// How long the server may take to start and answer `initialize`.
     static let startLimit = Duration.seconds(30)
 
-    static func run(_ p: MCPHost.Params, loop: any EventLoop, peer: RPCPeer) async throws -> HostEnded {
-        let ruleset = LandlockRuleset.step(workspace: p.home, home: p.home, fsRead: p.ceiling.fsRead, fsWrite: p.ceiling.fsWrite,
-                                           executables: p.ceiling.executables)
-        let env = try StepRunner.environment(p.server.env, workspace: p.home, home: p.home)
-        let launch = p.server
-        let process: PeerProcess
-        do {
-            process = try await spawnConfined(launch.program, argv: launch.argv, env: env, cwd: p.home, limits: p.limits,
-                                              ruleset: ruleset, loop: loop)
-        } catch {
-            throw RPCError(code: RPCError.execFailed, message: "cannot start \(launch.id): \(error)")
-        }
-        let stderr = StderrTail(fd: process.stderr)
+    static func run(_ p: HostParams, loop: any EventLoop, peer: RPCPeer) async throws -> HostEnded {
+        let launch = try await ResidentLaunch.start(p, loop: loop)
+        let process = launch.process
         defer { process.kill() }
-        @Sendable func ended() async -> String {
-            let status = await process.exitStatus(within: .seconds(1))
-            return (status.map(PeerProcess.describe) ?? "was stopped") + Interpreter.tail(await stderr.settled())
-        }
         let started = await FirstOf.within(startLimit) { () async -> (MCPClient, JSONValue)? in
             try? await MCPClient.start(input: process.stdout, output: process.stdin, loop: loop, onMalformed: { _ in })
         }
         guard let (client, info) = started ?? nil else {
             process.kill()
-            throw RPCError(code: RPCError.execFailed, message: "\(launch.id) did not initialize: \(await ended())")
+            throw RPCError(code: RPCError.execFailed, message: "\(p.peer.id) did not initialize: \(await launch.ended(otherwise: "was stopped"))")
         }
         defer { client.close() }
-        return await FirstOf.race([
-            {
-                _ = await process.waitForExit()
-                return HostEnded(ended: await ended())
-            },
-            { await serve(client, info: info, p: p, process: process, peer: peer) },
-        ])
+        return await launch.serve { await serve(client, info: info, p: p, process: process, peer: peer) }
     }
 
     /// Asks for calls until told to stop; each runs on a task of its own.
-    private static func serve(_ client: MCPClient, info: JSONValue, p: MCPHost.Params, process: PeerProcess, peer: RPCPeer) async -> HostEnded {
+    private static func serve(_ client: MCPClient, info: JSONValue, p: HostParams, process: PeerProcess, peer: RPCPeer) async -> HostEnded {
         // Calls the server has not answered yet, and of those the ones whose time
         // ran out. A slot is free only once the server answers: MCP gives no way
         // to stop a call, so one that timed out still occupies the server.

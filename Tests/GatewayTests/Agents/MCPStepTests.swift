@@ -17,22 +17,9 @@ final class MCPStepTests {
     init() async throws {
         dir = "/tmp/skelm-mcp-\(UUID().uuidString.prefix(8).lowercased())"
         let repo = dir + "/repo"
-        try FileManager.default.createDirectory(atPath: repo, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         chmod(dir, 0o755)
-        for args in [["init", "-q", repo], ["-C", repo, "config", "user.email", "t@example.com"], ["-C", repo, "config", "user.name", "t"]] {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/git")
-            p.arguments = args
-            try p.run()
-            p.waitUntilExit()
-        }
-        try "draft\n".write(toFile: repo + "/notes.txt", atomically: true, encoding: .utf8)
-        _ = try? FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: repo)
-        let chmodAll = Process()
-        chmodAll.executableURL = URL(fileURLWithPath: "/bin/chmod")
-        chmodAll.arguments = ["-R", "a+rX", dir]
-        try chmodAll.run()
-        chmodAll.waitUntilExit()
+        try Peers.gitRepo(at: repo)
         gw = try TestGateway(workflows: [
             "now.workflow.yaml": """
                 id: now

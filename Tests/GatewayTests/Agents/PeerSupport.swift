@@ -25,6 +25,37 @@ enum Peers {
         return path
     }
 
+    /// A git repository at `path` with one uncommitted file, readable by workers' uids.
+    static func gitRepo(at path: String) throws {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        for args in [["init", "-q", path], ["-C", path, "config", "user.email", "t@example.com"], ["-C", path, "config", "user.name", "t"]] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+            p.arguments = args
+            try p.run()
+            p.waitUntilExit()
+        }
+        try "draft\n".write(toFile: path + "/notes.txt", atomically: true, encoding: .utf8)
+        let chmodAll = Process()
+        chmodAll.executableURL = URL(fileURLWithPath: "/bin/chmod")
+        chmodAll.arguments = ["-R", "a+rX", path]
+        try chmodAll.run()
+        chmodAll.waitUntilExit()
+    }
+
     /// The events of one kind a run recorded.
     static func events(_ all: [JSONValue], _ type: String) -> [JSONValue] { all.filter { $0["type"]?.stringValue == type } }
+}
+
+extension TestGateway {
+    /// A resident peer's status (`/v1/agents/:id`, `/v1/mcp-servers/:id`) once
+    /// it is in `state` after at least `restartsAtLeast` restarts.
+    func waitForResident(_ route: String, _ state: String, restartsAtLeast: Int = 0) async throws -> JSONValue {
+        for _ in 0..<1500 {
+            if let s = try await get(route).json, s["state"]?.stringValue == state,
+               case let .number(r)? = s["restarts"], Int(r) >= restartsAtLeast { return s }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw GatewayFailure(description: "\(route) never reached \(state)")
+    }
 }

@@ -72,12 +72,7 @@ final class ResidentAgentTests {
     }
 
     func waitForState(_ id: String, _ state: String, restartsAtLeast: Int = 0) async throws -> JSONValue {
-        for _ in 0..<1500 {
-            if let s = try await gw.get("/v1/agents/\(id)").json, s["state"]?.stringValue == state,
-               case let .number(r)? = s["restarts"], Int(r) >= restartsAtLeast { return s }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        throw GatewayFailure(description: "agent \(id) never reached \(state)")
+        try await gw.waitForResident("/v1/agents/\(id)", state, restartsAtLeast: restartsAtLeast)
     }
 
     @Test("a resident agent answers steps from its own worker; its events are the run's; the step's policy holds its requests")

@@ -17,23 +17,9 @@ final class ResidentMCPTests {
 
     init() async throws {
         dir = "/tmp/skelm-resident-mcp-\(UUID().uuidString.prefix(8).lowercased())"
-        for repo in ["shared", "private"] {
-            let path = dir + "/" + repo
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-            for args in [["init", "-q", path], ["-C", path, "config", "user.email", "t@example.com"], ["-C", path, "config", "user.name", "t"]] {
-                let p = Process()
-                p.executableURL = URL(fileURLWithPath: "/usr/bin/git")
-                p.arguments = args
-                try p.run()
-                p.waitUntilExit()
-            }
-            try "draft\n".write(toFile: path + "/notes.txt", atomically: true, encoding: .utf8)
-        }
-        let chmodAll = Process()
-        chmodAll.executableURL = URL(fileURLWithPath: "/bin/chmod")
-        chmodAll.arguments = ["-R", "a+rX", dir]
-        try chmodAll.run()
-        chmodAll.waitUntilExit()
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        chmod(dir, 0o755)
+        for repo in ["shared", "private"] { try Peers.gitRepo(at: dir + "/" + repo) }
         let agent = try Peers.scriptedAgent(in: dir + "/agents")
         gw = try TestGateway(workflows: [
             "now.workflow.yaml": """
@@ -104,12 +90,7 @@ final class ResidentMCPTests {
     }
 
     func waitForState(_ id: String, _ state: String, restartsAtLeast: Int = 0) async throws -> JSONValue {
-        for _ in 0..<1500 {
-            if let s = try await gw.get("/v1/mcp-servers/\(id)").json, s["state"]?.stringValue == state,
-               case let .number(r)? = s["restarts"], Int(r) >= restartsAtLeast { return s }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        throw GatewayFailure(description: "MCP server \(id) never reached \(state)")
+        try await gw.waitForResident("/v1/mcp-servers/\(id)", state, restartsAtLeast: restartsAtLeast)
     }
 
     func audit(_ action: String, run: JSONValue) async throws -> [JSONValue] {

@@ -249,11 +249,11 @@ public actor ResidentPeers {
         switch key.kind {
         case .agent:
             return await perform(AgentHost.self, key, jobId: jobId, home: home) { workspace in
-                AgentHost.Params(jobId: jobId, workspace: workspace, home: home, agent: wanted.launch, ceiling: wanted.ceiling, limits: limits)
+                HostParams(jobId: jobId, workspace: workspace, home: home, peer: wanted.launch, ceiling: wanted.ceiling, limits: limits)
             }
         case .mcpServer:
             return await perform(MCPHost.self, key, jobId: jobId, home: home) { workspace in
-                MCPHost.Params(jobId: jobId, workspace: workspace, home: home, server: wanted.launch, ceiling: wanted.ceiling, limits: limits)
+                HostParams(jobId: jobId, workspace: workspace, home: home, peer: wanted.launch, ceiling: wanted.ceiling, limits: limits)
             }
         }
     }
