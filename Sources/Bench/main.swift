@@ -118,6 +118,14 @@ func concurrentRuns(_ client: GatewayClient, total: Int, clients: Int) async thr
     }
 }
 
+/// Sequential runs, each from a client of its own (a new connection each, as
+/// a one-shot `skelm run` makes).
+func freshConnectionRuns(_ url: String, runs: Int) async throws -> Stats {
+    var stats = Stats(samples: [])
+    for i in 0..<runs { stats.samples.append(try await runOnce(try GatewayClient.parse(url), i)) }
+    return stats
+}
+
 func num(_ v: JSONValue?) -> Double { if case let .number(n)? = v { n } else { 0 } }
 
 func printTable(_ rows: [(String, String, String)]) {
@@ -172,6 +180,34 @@ if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "scaling" {
     dispatchMain()
 }
 
+// `--only latency`: sequential sync runs alone: the skelm client (its kept-alive
+// connection), a new connection each, and wrk's one keep-alive connection.
+if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "latency" {
+    Task {
+        do {
+            let project = "/tmp/skelm-bench-\(getpid())"
+            try makeProject(project, spawn: "template")
+            let (gateway, client, url) = try await startGateway(project)
+            try await Task.sleep(for: .seconds(1))
+            for i in 0..<20 { _ = try await runOnce(client, i) }
+            let runs = quick ? 100 : 300
+            var kept = Stats(samples: [])
+            for i in 0..<runs { kept.samples.append(try await runOnce(client, i)) }
+            let fresh = try await freshConnectionRuns(url, runs: runs)
+            let wrk = Internals.wrkSequential(url, runs: runs)
+            stopGateway(gateway, project)
+            printTable([
+                ("sync run latency, sequential, skelm client (\(runs) runs)", String(format: "p50 %.2f ms", kept.pct(0.5)), String(format: "p99 %.2f ms", kept.pct(0.99))),
+                ("sync run latency, sequential, new connection each (\(runs) runs)", String(format: "p50 %.2f ms", fresh.pct(0.5)), String(format: "p99 %.2f ms", fresh.pct(0.99))),
+                ("sync run latency, sequential, wrk keep-alive (\(wrk?.runs ?? 0) runs)", wrk.map { String(format: "p50 %.2f ms", $0.p50) } ?? "wrk not installed",
+                 wrk.map { String(format: "p99 %.2f ms", $0.p99) } ?? ""),
+            ])
+        } catch { fail("\(error)") }
+        exit(0)
+    }
+    dispatchMain()
+}
+
 // `--only long-running`: memory over many runs and start time on a long audit log, alone.
 if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "long-running" {
     Task {
@@ -203,6 +239,7 @@ Task {
     var sequential = Stats(samples: [])
     for i in 0..<sequentialRuns { sequential.samples.append(try await runOnce(client, i)) }
     let poolAfterSequential = try await client.get("/v1/workers?spawnsFrom=\(spawnsBefore)").json
+    let fresh = try await freshConnectionRuns(url, runs: quick ? 50 : 200)
     let keepAlive = Internals.wrkSequential(url, runs: sequentialRuns)
     let coldSpawn = poolAfterSequential?["spawnMs"]
     let dispatch = poolAfterSequential?["dispatchMs"]
@@ -221,8 +258,9 @@ Task {
 
     var health = Stats(samples: [])
     for _ in 0..<(quick ? 200 : 1000) {
+        let once = try GatewayClient.parse(url)
         let t = ContinuousClock.now
-        _ = try await client.get("/health")
+        _ = try await once.get("/health")
         health.samples.append(elapsedMs(since: t))
     }
 
@@ -263,7 +301,8 @@ Task {
     let backlog = try await Scaling.queued(runs: quick ? 2_000 : 10_000)
 
     let rows: [(String, String, String)] = [
-        ("sync run latency, sequential (\(sequentialRuns) runs)", String(format: "p50 %.2f ms", sequential.pct(0.5)), String(format: "p99 %.2f ms", sequential.pct(0.99))),
+        ("sync run latency, sequential, skelm client (\(sequentialRuns) runs)", String(format: "p50 %.2f ms", sequential.pct(0.5)), String(format: "p99 %.2f ms", sequential.pct(0.99))),
+        ("sync run latency, sequential, new connection each (\(fresh.samples.count) runs)", String(format: "p50 %.2f ms", fresh.pct(0.5)), String(format: "p99 %.2f ms", fresh.pct(0.99))),
         ("sync run latency, sequential, one keep-alive connection (wrk, \(keepAlive?.runs ?? 0) runs)", keepAlive.map { String(format: "p50 %.2f ms", $0.p50) } ?? "wrk not installed",
          keepAlive.map { String(format: "p99 %.2f ms", $0.p99) } ?? ""),
         ("runs/s, \(clients) concurrent clients (\(total) runs)", String(format: "%.0f runs/s", Double(total) / seconds), String(format: "p99 %.2f ms", throughput.pct(0.99))),

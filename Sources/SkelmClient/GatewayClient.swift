@@ -8,7 +8,8 @@ import Workflow
 /// The CLI's HTTP/1.1 client for one gateway, over its Unix socket or TCP.
 /// Written on NIOHTTP1 (which Hummingbird already builds): the CLI talks only
 /// plain HTTP to a local gateway, and AsyncHTTPClient would add a second
-/// BoringSSL build for TLS it never uses.
+/// BoringSSL build for TLS it never uses. Connections are kept open between
+/// requests (`KeptConnection`), shared by every copy of one client.
 public struct GatewayClient: Sendable {
     public enum Target: Sendable {
         case tcp(host: String, port: Int)
@@ -38,6 +39,7 @@ public struct GatewayClient: Sendable {
 
     public let target: Target
     public let display: String
+    private let connections = ConnectionPool()
     /// Sent as `Authorization: Bearer` on TCP (the Unix socket needs none):
     /// default `SKELM_TOKEN` from the environment.
     public var token: String?
@@ -98,66 +100,79 @@ public struct GatewayClient: Sendable {
     /// (status, then body chunks); `onPart` returns false to stop reading.
     public func exchange(_ method: HTTPMethod, _ path: String, body: Data? = nil, headers: [(String, String)] = [],
                   onPart: (Int, ByteBuffer?) async throws -> Bool) async throws {
-        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connectTimeout(.seconds(5))
-        let initializer: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>> = { channel in
-            channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
+        var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
+        let own = Set(headers.map { $0.0.lowercased() })
+        switch target {
+        case _ where own.contains("host"):
+            if case .tcp = target, let token, !own.contains("authorization") {
+                head.headers.add(name: "Authorization", value: "Bearer \(token)")
             }
+        case let .tcp(host, port):
+            // The gateway checks that Host names it (DNS rebinding).
+            head.headers.add(name: "Host", value: "\(host.contains(":") ? "[\(host)]" : host):\(port)")
+            if let token, !own.contains("authorization") {
+                head.headers.add(name: "Authorization", value: "Bearer \(token)")
+            }
+        case .unix:
+            head.headers.add(name: "Host", value: "localhost")
         }
-        let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
-        do {
-            switch target {
-            case let .tcp(host, port): channel = try await bootstrap.connect(host: host, port: port, channelInitializer: initializer)
-            case let .unix(path): channel = try await bootstrap.connect(unixDomainSocketPath: path, channelInitializer: initializer)
-            }
-        } catch {
-            throw Failure(description: "cannot reach the gateway at \(display): \(error)")
+        for (k, v) in headers { head.headers.add(name: k, value: v) }
+        if method != .GET, method != .HEAD, !own.contains("content-type") {
+            // Also on a POST without a body: the gateway takes only JSON for what changes state.
+            head.headers.add(name: "Content-Type", value: "application/json")
         }
-        try await channel.executeThenClose { inbound, outbound in
-            var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
-            let own = Set(headers.map { $0.0.lowercased() })
-            switch target {
-            case _ where own.contains("host"):
-                if case .tcp = target, let token, !own.contains("authorization") {
-                    head.headers.add(name: "Authorization", value: "Bearer \(token)")
+        if let body { head.headers.add(name: "Content-Length", value: "\(body.count)") }
+        // One write: a server may answer (and close) as soon as it has the head.
+        var parts: [HTTPClientRequestPart] = [.head(head)]
+        if let body { parts.append(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
+        parts.append(.end(nil))
+        while true {
+            let reused: Bool
+            let connection: KeptConnection
+            if let idle = connections.take() {
+                (connection, reused) = (idle, true)
+            } else {
+                do { connection = try await KeptConnection.connect(target) } catch {
+                    throw Failure(description: "cannot reach the gateway at \(display): \(error)")
                 }
-            case let .tcp(host, port):
-                // The gateway checks that Host names it (DNS rebinding).
-                head.headers.add(name: "Host", value: "\(host.contains(":") ? "[\(host)]" : host):\(port)")
-                if let token, !own.contains("authorization") {
-                    head.headers.add(name: "Authorization", value: "Bearer \(token)")
-                }
-            case .unix:
-                head.headers.add(name: "Host", value: "localhost")
+                reused = false
             }
-            head.headers.add(name: "Connection", value: "close")
-            for (k, v) in headers { head.headers.add(name: k, value: v) }
-            if method != .GET, method != .HEAD, !own.contains("content-type") {
-                // Also on a POST without a body: the gateway takes only JSON for what changes state.
-                head.headers.add(name: "Content-Type", value: "application/json")
-            }
-            if let body { head.headers.add(name: "Content-Length", value: "\(body.count)") }
-            // One write: a server may answer (and close) as soon as it has the head,
-            // and a second write would then fail although the answer is on its way.
-            var parts: [HTTPClientRequestPart] = [.head(head)]
-            if let body { parts.append(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
-            parts.append(.end(nil))
-            do { try await outbound.write(contentsOf: parts) } catch ChannelError.ioOnClosedChannel {}
+            var received = false
             var status = 0
-            for try await part in inbound {
-                switch part {
-                case let .head(h):
-                    status = Int(h.status.code)
-                    guard try await onPart(status, nil) else { return }
-                case let .body(chunk):
-                    guard try await onPart(status, chunk) else { return }
-                case .end:
-                    return
+            do {
+                for try await part in connection.send(parts) {
+                    received = true
+                    switch part {
+                    case let .head(h):
+                        status = Int(h.status.code)
+                        guard try await onPart(status, nil) else {
+                            connection.close()
+                            return
+                        }
+                    case let .body(chunk):
+                        guard try await onPart(status, chunk) else {
+                            connection.close()
+                            return
+                        }
+                    case .end:
+                        break
+                    }
                 }
+            } catch {
+                connection.close()
+                // A kept connection the gateway closed while it sat idle fails
+                // before any answer: the request never reached a handler, so it
+                // goes again on another connection.
+                if reused, !received { continue }
+                throw error
             }
+            connections.give(connection)
+            return
         }
     }
+
+    /// Closes the connections kept open (they also close with the process).
+    public func close() { connections.closeAll() }
 }
 
 /// `stateDir/gateway.json`, as a running gateway writes it.
