@@ -18,16 +18,24 @@ public final class RunStore: Sendable {
     let db: DatabasePool
     public let path: String
 
+    /// The writer's `synchronous` level as SQLite reports it (2: FULL, 1: NORMAL).
+    public func synchronousLevel() async throws -> Int {
+        try await db.write { try Int.fetchOne($0, sql: "PRAGMA synchronous") ?? -1 }
+    }
+
     public init(path: String, durability: Durability = .full) throws {
         self.path = path
         var config = Configuration()
         config.busyMode = .timeout(10)
-        config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
-        }
         let existed = FileManager.default.fileExists(atPath: path)
         db = try DatabasePool(path: path, configuration: config)
         if !existed { chmod(path, 0o600) }
+        // On the writer, after the pool switched it to WAL: SQLite builds that
+        // set SQLITE_DEFAULT_WAL_SYNCHRONOUS (Debian's among them) reset
+        // `synchronous` to NORMAL at that switch, so a setting made when the
+        // connection opened would not hold, and commits would not be fsynced.
+        let level = durability == .full ? "FULL" : "NORMAL"
+        try db.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(level)") }
         try Self.migrator.migrate(db)
     }
 
