@@ -105,7 +105,6 @@ let package = Package(
         .testTarget(name: "WorkflowTests", dependencies: ["Workflow"], exclude: ["JSONSchemaTestSuite"], swiftSettings: strict),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ControlPlane", "Wire"], swiftSettings: strict),
         .testTarget(name: "GatewayTests", dependencies: ["SkelmClient", "Workflow"], swiftSettings: strict),
-        .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane", "Wire", "Sandbox", .product(name: "GRDB", package: "GRDB.swift")],
-                    swiftSettings: strict),
+        .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane", "Wire", "Sandbox"], swiftSettings: strict),
     ]
 )

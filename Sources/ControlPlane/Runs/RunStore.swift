@@ -16,8 +16,6 @@ public final class RunStore: Sendable {
 
     /// Internal, not private: the dashboard's aggregations live in RunStore+Dashboard.swift.
     let db: DatabasePool
-    /// The run path's writes (create, start, events, finish), committed together across runs.
-    let group: GroupCommit
     public let path: String
 
     /// The writer's `synchronous` level as SQLite reports it (2: FULL, 1: NORMAL).
@@ -31,7 +29,6 @@ public final class RunStore: Sendable {
         config.busyMode = .timeout(10)
         let existed = FileManager.default.fileExists(atPath: path)
         db = try DatabasePool(path: path, configuration: config)
-        group = GroupCommit(db)
         if !existed { chmod(path, 0o600) }
         // On the writer, after the pool switched it to WAL: SQLite builds that
         // set SQLITE_DEFAULT_WAL_SYNCHRONOUS (Debian's among them) reset
@@ -179,7 +176,7 @@ public final class RunStore: Sendable {
     /// the same transaction: a crash can neither lose the fire nor double it.
     public func create(id: String, workflow: String, input: JSONValue, idempotencyKey: String?, requestHash: String,
                        start: Bool = false, origin: RunOrigin? = nil) async throws -> Created {
-        try await group.write { db in
+        try await db.write { db in
             if let key = idempotencyKey,
                let row = try Row.fetchOne(db, sql: "SELECT request_hash, run_id FROM idempotency_keys WHERE key = ?", arguments: [key]) {
                 let runId: String = row["run_id"]
@@ -212,12 +209,12 @@ public final class RunStore: Sendable {
 
     /// Appends an event (and updates the step's checkpoint row it concerns).
     public func append(runId: String, type: RunEventType, step: String? = nil, message: String? = nil, data: JSONValue? = nil) async throws -> RunEvent {
-        try await group.write { db in try Self.append(db, runId: runId, type: type, step: step, message: message, data: data) }
+        try await db.write { db in try Self.append(db, runId: runId, type: type, step: step, message: message, data: data) }
     }
 
     /// Moves a run to `running`, counting a new segment.
     public func markStarted(runId: String, resumed: Bool) async throws -> RunEvent? {
-        try await group.write { db in
+        try await db.write { db in
             try db.cachedStatement(sql: """
                 UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), segments = segments + 1
                 WHERE id = ? AND status IN ('queued', 'running')
@@ -243,7 +240,7 @@ public final class RunStore: Sendable {
     /// A child run's end resolves its parent's `invoke` step in the same
     /// transaction, so a crash cannot leave the parent waiting on a child that ended.
     public func finish(runId: String, status: RunStatus, output: JSONValue?, error: StepFailure?) async throws -> Finished {
-        try await group.write { db in
+        try await db.write { db in
             let errorText = error.flatMap { try? String(decoding: JSONEncoder().encode($0), as: UTF8.self) }
             // RETURNING: no row when the run had already ended.
             guard let ended = try Row.fetchOne(db.cachedStatement(sql: """
