@@ -163,6 +163,8 @@ struct ScheduleTests {
     }
 
     func resume(_ gw: TestGateway, _ run: String?) async throws {
+        // A fire answers once its run exists; the run reaches its wait step a moment later.
+        _ = try await gw.waitForStatus(run ?? "", ["waiting"])
         let r = try await gw.post("/runs/\(run ?? "")/resume", ["output": [:]])
         #expect(r.status == 200, "\(r.errorMessage)")
     }

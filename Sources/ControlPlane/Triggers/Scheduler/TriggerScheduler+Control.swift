@@ -47,10 +47,13 @@ extension TriggerScheduler {
         armed[id]?.row.pausedBy = row.pausedBy
         armed[id]?.row.pausedAt = row.pausedAt
         if !paused, let a = armed[id], let schedule = a.schedule {
-            // Realign: slots that passed while paused are not caught up.
+            // Realign: slots that passed while paused are not caught up. In
+            // memory first, before anything awaits: the scheduler's loop runs
+            // at every await of this actor, and must never see the trigger
+            // unpaused with the slots it missed still due.
             let next = schedule.slot(after: now).map(schedule.fireTime(of:))
-            try await store.account(id, lastSlot: now, next: next, clearNext: next == nil)
             self.note(id, lastSlot: now, next: next)
+            try await store.account(id, lastSlot: now, next: next, clearNext: next == nil)
         }
         var details = ["trigger": id]
         if let note { details["note"] = note }
