@@ -170,9 +170,6 @@ public struct GatewayClient: Sendable {
             return
         }
     }
-
-    /// Closes the connections kept open (they also close with the process).
-    public func close() { connections.closeAll() }
 }
 
 /// `stateDir/gateway.json`, as a running gateway writes it.

@@ -140,8 +140,4 @@ final class ConnectionPool: Sendable {
         }
         if !kept { connection.close() }
     }
-
-    func closeAll() {
-        for c in idle.withLock({ list -> [KeptConnection] in defer { list = [] }; return list }) { c.close() }
-    }
 }

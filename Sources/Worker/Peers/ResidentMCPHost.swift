@@ -1,7 +1,6 @@
 import Foundation
 import NIOCore
 import Sandbox
-import Synchronization
 import Wire
 import Workflow
 
