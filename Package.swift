@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // libseccomp has no Swift package: a system-library target over its header.
@@ -57,6 +58,8 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "GRDB", package: "GRDB.swift"),
+            // `storage.driver: postgres`: several gateways share one database.
+            .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -104,7 +107,9 @@ let package = Package(
         // JSONSchemaTestSuite/: the official suite's cases, read by the tests as files.
         .testTarget(name: "WorkflowTests", dependencies: ["Workflow"], exclude: ["JSONSchemaTestSuite"], swiftSettings: strict),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ControlPlane", "Wire"], swiftSettings: strict),
-        .testTarget(name: "GatewayTests", dependencies: ["SkelmClient", "Workflow"], swiftSettings: strict),
-        .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane", "Wire", "Sandbox"], swiftSettings: strict),
+        // A throwaway PostgreSQL cluster (initdb in a temporary directory) the store tests share.
+        .target(name: "PostgresFixture", path: "Tests/PostgresFixture", swiftSettings: strict),
+        .testTarget(name: "GatewayTests", dependencies: ["SkelmClient", "Workflow", "PostgresFixture"], swiftSettings: strict),
+        .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane", "Wire", "Sandbox", "PostgresFixture"], swiftSettings: strict),
     ]
 )

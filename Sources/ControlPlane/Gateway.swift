@@ -107,11 +107,7 @@ public final class Gateway: Sendable {
                                    audit.record(actor: "gateway", action: "sandbox.violation", details: ["pid": "\(pid)", "what": what])
                                },
                                onLifecycle: { action, details in audit.record(actor: "gateway", action: action, details: details) })
-        do {
-            self.store = try RunStore(path: stateDir + "/skelm.db", durability: config.storage.durability)
-        } catch {
-            throw ConfigError(file: stateDir + "/skelm.db", line: nil, keyPath: "storage.runs", message: "cannot open the run store: \(error)")
-        }
+        self.store = try Self.openStore(config.storage, stateDir: stateDir, configFile: loaded.path)
         self.registry = WorkflowRegistry(dirs: loaded.workflowDirs, registration: RegistrationSettings(loaded: loaded), audit: audit, logger: logger)
         let secretStore: SecretStore
         do {
@@ -218,6 +214,7 @@ public final class Gateway: Sendable {
         seccompKills?.stop()
         _ = try? await audit.append(actor: "gateway", action: "gateway.stopped", details: ["pid": "\(getpid())"])
         await audit.close()
+        await store.close()
         try? await group.shutdownGracefully()
         logger.info("gateway stopped")
     }

@@ -24,6 +24,8 @@ struct ScratchGateway {
         var config = loaded.config
         config.workers.uidBase = nil
         config.workers.workspaceRoot = nil
+        // Its runs are throwaway: they never reach a shared PostgreSQL store.
+        config.storage = .init()
         adjust(&config)
         do {
             gateway = try Gateway(loaded: .init(config: config, path: loaded.path, stateDir: dir), logger: logger)

@@ -19,9 +19,7 @@ extension GatewayConfig {
         if let group = server.socketGroup, getgrnam(group) == nil {
             throw bad("server.socketGroup", "no group named '\(group)' on this host")
         }
-        if storage.runs != "sqlite" {
-            throw bad("storage.runs", "'\(storage.runs)' is not available; this gateway stores runs in sqlite")
-        }
+        try storage.validate(file: file)
         try validatePermissions(file: file)
         try audit.validate(file: file)
         try workflows.validate(file: file)
@@ -105,5 +103,29 @@ extension GatewayConfig {
                                      cpuSeconds: workers.limits.cpuSeconds,
                                      maxOutputBytes: workers.limits.outputKB << 10)
         return pool
+    }
+}
+
+extension GatewayConfig.Storage {
+    func validate(file: String) throws {
+        func bad(_ key: String, _ message: String) -> ConfigError { ConfigError(file: file, line: nil, keyPath: key, message: message) }
+        if !(1...256).contains(poolSize) { throw bad("storage.poolSize", "must be between 1 and 256") }
+        switch driver {
+        case .sqlite:
+            if url != nil { throw bad("storage.url", "is for driver postgres; sqlite keeps its file in the state dir") }
+            if passwordEnv != nil { throw bad("storage.passwordEnv", "is for driver postgres") }
+        case .postgres:
+            guard let url else { throw bad("storage.url", "driver postgres needs a url: postgres://user@host:5432/database") }
+            let parsed: PostgresURL
+            do { parsed = try PostgresURL(url) } catch { throw bad("storage.url", "\(error)") }
+            if parsed.password != nil {
+                throw bad("storage.url", "must not hold a password (the config is shown at GET /v1/config and in the audit log); name an environment variable in storage.passwordEnv")
+            }
+        }
+    }
+
+    /// The PostgreSQL address with its password from the environment.
+    public func postgresURL(environment: [String: String]) throws -> PostgresURL {
+        try PostgresURL(url ?? "", password: passwordEnv.flatMap { environment[$0] })
     }
 }

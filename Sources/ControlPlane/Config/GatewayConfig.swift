@@ -117,11 +117,40 @@ public struct GatewayConfig: Codable, Sendable {
     }
 
     public struct Storage: Codable, Sendable {
-        /// Where runs, steps and events live. Only `sqlite` (in stateDir) so far.
-        public var runs = "sqlite"
-        /// `full`: every commit is fsynced; `normal`: fsync at WAL checkpoints only.
+        public enum Driver: String, Codable, Sendable, CaseIterable {
+            /// `<stateDir>/skelm.db`, embedded.
+            case sqlite
+            /// A PostgreSQL database at `url`.
+            case postgres
+        }
+        /// Where runs, steps, events, approvals, triggers, queues and sessions
+        /// live. `runs` is its older name, still read.
+        public var driver = Driver.sqlite
+        /// `postgres://user@host:5432/database?sslmode=…`, without a password
+        /// (the config is shown at `GET /v1/config`): that comes from `passwordEnv`.
+        public var url: String?
+        /// The environment variable holding the database password.
+        public var passwordEnv: String?
+        /// Connections to PostgreSQL this gateway holds at most.
+        public var poolSize = 8
+        /// `full`: every commit is flushed to disk before it is reported; `normal`:
+        /// SQLite fsyncs at WAL checkpoints only, PostgreSQL commits with `synchronous_commit` off.
         public var durability = RunStore.Durability.full
         public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case driver, url, passwordEnv, poolSize, durability
+            case runs
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(driver, forKey: .driver)
+            try c.encodeIfPresent(url, forKey: .url)
+            try c.encodeIfPresent(passwordEnv, forKey: .passwordEnv)
+            try c.encode(poolSize, forKey: .poolSize)
+            try c.encode(durability, forKey: .durability)
+        }
     }
 
     public struct Workers: Codable, Sendable {
@@ -299,7 +328,14 @@ extension GatewayConfig.Storage {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = Self()
-        runs = try c.value(.runs, or: d.runs)
+        let older: Driver? = try c.decodeIfPresent(Driver.self, forKey: .runs)
+        driver = try c.decodeIfPresent(Driver.self, forKey: .driver) ?? older ?? d.driver
+        if let older, older != driver {
+            throw DecodingError.dataCorruptedError(forKey: .runs, in: c, debugDescription: "storage.runs is the older name of storage.driver, and says otherwise")
+        }
+        url = try c.decodeIfPresent(String.self, forKey: .url)
+        passwordEnv = try c.decodeIfPresent(String.self, forKey: .passwordEnv)
+        poolSize = try c.value(.poolSize, or: d.poolSize)
         durability = try c.value(.durability, or: d.durability)
     }
 }

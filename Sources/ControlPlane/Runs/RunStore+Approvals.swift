@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import Wire
 import Workflow
 
@@ -17,7 +16,7 @@ extension RunStore {
     /// (and expiry) record the step as failed.
     public func decide(id: String, status: ApprovalRecord.Status, actor: String, reason: String?) async throws -> Decision {
         try await db.write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM approvals WHERE id = ?", arguments: [id]) else { return .notFound }
+            guard let row = try StoreRow.fetchOne(db, sql: "SELECT * FROM approvals WHERE id = ?", arguments: [id]) else { return .notFound }
             let current = Self.approval(from: row)
             guard current.status == .pending else { return .alreadyDecided(current) }
             let now = Date()
@@ -48,30 +47,30 @@ extension RunStore {
     }
 
     public func approval(_ id: String) async throws -> ApprovalRecord? {
-        try await db.read { db in try Row.fetchOne(db, sql: "SELECT * FROM approvals WHERE id = ?", arguments: [id]).map(Self.approval(from:)) }
+        try await db.read { db in try StoreRow.fetchOne(db, sql: "SELECT * FROM approvals WHERE id = ?", arguments: [id]).map(Self.approval(from:)) }
     }
 
     public func approvals(status: ApprovalRecord.Status? = nil, runId: String? = nil, limit: Int = 100) async throws -> [ApprovalRecord] {
         try await db.read { db in
             var sql = "SELECT * FROM approvals WHERE 1 = 1"
-            var args: [(any DatabaseValueConvertible)?] = []
+            var args: [any StoreValueConvertible] = []
             if let status { sql += " AND status = ?"; args.append(status.rawValue) }
             if let runId { sql += " AND run_id = ?"; args.append(runId) }
             sql += " ORDER BY created_at DESC LIMIT ?"
             args.append(limit)
-            return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args)).map(Self.approval(from:))
+            return try StoreRow.fetchAll(db, sql: sql, arguments: StoreArguments(args)).map(Self.approval(from:))
         }
     }
 
     /// Pending approvals whose time is up.
     public func expiredApprovals(now: Date = Date()) async throws -> [ApprovalRecord] {
         try await db.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM approvals WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= ?",
+            try StoreRow.fetchAll(db, sql: "SELECT * FROM approvals WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= ?",
                              arguments: [now.timeIntervalSince1970]).map(Self.approval(from:))
         }
     }
 
-    static func approval(from row: Row) -> ApprovalRecord {
+    static func approval(from row: StoreRow) -> ApprovalRecord {
         ApprovalRecord(id: row["id"], runId: row["run_id"], workflow: row["workflow"], step: row["step"], message: row["message"],
                        requester: row["requester"], status: ApprovalRecord.Status(rawValue: row["status"]) ?? .pending,
                        onTimeout: row["on_timeout"], createdAt: Date(timeIntervalSince1970: row["created_at"]),

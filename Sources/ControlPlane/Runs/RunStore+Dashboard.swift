@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 /// What `GET /v1/dashboard/*` answers. Every number is an SQL aggregate: the
 /// store may hold hundreds of thousands of runs, and none of them is loaded
@@ -10,11 +9,11 @@ public enum Dashboard {
         public var since: Date
         public var until: Date
         public init(since: Date, until: Date) { (self.since, self.until) = (since, until) }
-        /// Dates bind as text in GRDB; the store keeps epoch seconds.
-        var bounds: [any DatabaseValueConvertible] { [since.timeIntervalSince1970, until.timeIntervalSince1970] }
+        /// The store keeps epoch seconds.
+        var bounds: [any StoreValueConvertible] { [since.timeIntervalSince1970, until.timeIntervalSince1970] }
     }
 
-    public struct StatusCounts: Codable, Sendable, FetchableRecord {
+    public struct StatusCounts: Codable, Sendable, StoreFetchable {
         public var total, queued, running, waiting, succeeded, failed, cancelled: Int
     }
 
@@ -48,7 +47,7 @@ public enum Dashboard {
         public var lastRunAt: Date
     }
 
-    public struct RecentRun: Codable, Sendable, FetchableRecord {
+    public struct RecentRun: Codable, Sendable, StoreFetchable {
         public var id, workflow, status: String
         public var createdAt: Date
         public var durationMs: Double?
@@ -89,7 +88,7 @@ public enum Dashboard {
     }
 
     public struct Approvals: Encodable, Sendable {
-        public struct Counts: Codable, Sendable, FetchableRecord {
+        public struct Counts: Codable, Sendable, StoreFetchable {
             public var total, pending, approved, denied, expired, cancelled: Int
         }
         public var counts: Counts
@@ -115,7 +114,7 @@ extension RunStore {
         "MIN(CASE WHEN rn >= (n * \(p) + 99) / 100 THEN ms END)"
     }
 
-    private struct WindowRow: Decodable, FetchableRecord {
+    private struct WindowRow: Decodable, StoreFetchable {
         var total, queued, running, waiting, succeeded, failed, cancelled: Int
         var workflows, finished: Int
         var meanMs, p50Ms, p95Ms: Double?
@@ -124,7 +123,7 @@ extension RunStore {
         }
     }
 
-    private struct StatusCount: Decodable, FetchableRecord {
+    private struct StatusCount: Decodable, StoreFetchable {
         var status: String
         var count: Int
     }
@@ -162,7 +161,7 @@ extension RunStore {
                 SELECT \(Self.statusCountColumns), COUNT(DISTINCT workflow) AS workflows, COUNT(ms) AS finished,
                        AVG(ms) AS meanMs, \(Self.percentile(50)) AS p50Ms, \(Self.percentile(95)) AS p95Ms
                 FROM r
-                """, arguments: StatementArguments(window.bounds))!
+                """, arguments: StoreArguments(window.bounds))!
             return Dashboard.Overview(
                 totals: totals, last24h: last24h, pendingApprovals: pending,
                 window: .init(since: window.since, until: window.until, counts: w.counts,
@@ -172,7 +171,7 @@ extension RunStore {
         }
     }
 
-    private struct WorkflowRow: Decodable, FetchableRecord {
+    private struct WorkflowRow: Decodable, StoreFetchable {
         var workflow: String
         var runs, succeeded, failed, cancelled, finished: Int
         var meanMs, p50Ms, p95Ms: Double?
@@ -194,7 +193,7 @@ extension RunStore {
                        COUNT(ms) AS finished, AVG(ms) AS meanMs, \(Self.percentile(50)) AS p50Ms, \(Self.percentile(95)) AS p95Ms,
                        MAX(created_at) AS lastRunAt
                 FROM r GROUP BY workflow ORDER BY runs DESC, workflow
-                """, arguments: StatementArguments(window.bounds)).map { w in
+                """, arguments: StoreArguments(window.bounds)).map { w in
                 Dashboard.WorkflowStats(
                     workflow: w.workflow, runs: w.runs, succeeded: w.succeeded, failed: w.failed, cancelled: w.cancelled,
                     successRate: Self.successRate(succeeded: w.succeeded, failed: w.failed, cancelled: w.cancelled),
@@ -208,19 +207,19 @@ extension RunStore {
         try await db.read { db in
             var sql = """
                 SELECT id, workflow, status, created_at AS createdAt, \(Self.durationColumn) AS durationMs,
-                       json_extract(error, '$.code') AS errorCode
+                       \(db.dialect.jsonField("error", "code")) AS errorCode
                 FROM runs WHERE 1 = 1
                 """
-            var args: [any DatabaseValueConvertible] = []
+            var args: [any StoreValueConvertible] = []
             if let status { sql += " AND status = ?"; args.append(status.rawValue) }
             if let workflow { sql += " AND workflow = ?"; args.append(workflow) }
             sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
             args.append(limit)
-            return try Dashboard.RecentRun.fetchAll(db, sql: sql, arguments: StatementArguments(args))
+            return try Dashboard.RecentRun.fetchAll(db, sql: sql, arguments: StoreArguments(args))
         }
     }
 
-    private struct BucketRow: Decodable, FetchableRecord {
+    private struct BucketRow: Decodable, StoreFetchable {
         var bucket: Int
         var total, queued, running, waiting, succeeded, failed, cancelled: Int
         var meanMs: Double?
@@ -235,14 +234,14 @@ extension RunStore {
         let count = Self.bucketCount(window, bucket: bucket)
         let rows = try await db.read { db in
             var sql = """
-                SELECT CAST((created_at - ?) / ? AS INTEGER) AS bucket, \(Self.statusCountColumns), AVG(\(Self.durationColumn)) AS meanMs
+                SELECT \(db.dialect.truncate("(created_at - ?) / ?")) AS bucket, \(Self.statusCountColumns), AVG(\(Self.durationColumn)) AS meanMs
                 FROM runs WHERE created_at >= ? AND created_at < ?
                 """
-            var args: [any DatabaseValueConvertible] = [origin, size]
+            var args: [any StoreValueConvertible] = [origin, size]
             args += window.bounds
             if let workflow { sql += " AND workflow = ?"; args.append(workflow) }
             sql += " GROUP BY bucket"
-            return try BucketRow.fetchAll(db, sql: sql, arguments: StatementArguments(args))
+            return try BucketRow.fetchAll(db, sql: sql, arguments: StoreArguments(args))
         }
         let byIndex = Dictionary(rows.map { ($0.bucket, $0) }, uniquingKeysWith: { a, _ in a })
         return (0..<count).map { i in
@@ -260,7 +259,7 @@ extension RunStore {
         return max(1, Int(((window.until.timeIntervalSince1970 - origin) / bucket.seconds).rounded(.up)))
     }
 
-    private struct ErrorRow: Decodable, FetchableRecord {
+    private struct ErrorRow: Decodable, StoreFetchable {
         var workflow: String?
         var code: String
         var count: Int
@@ -276,17 +275,25 @@ extension RunStore {
     /// Failed runs of the window, by error code and by workflow and code; most frequent first.
     public func errors(_ window: Dashboard.Window) async throws -> Dashboard.Errors {
         try await db.read { db in
-            // SQLite takes the bare columns of a MAX() aggregate from the row that
-            // holds the maximum: the example is the group's most recent run.
+            // The example is the group's most recent run: the first of its rows by
+            // time, newest first (ties broken by id, so both engines pick the same).
             func groups(by workflow: Bool) throws -> [Dashboard.ErrorGroup] {
-                try ErrorRow.fetchAll(db, sql: """
-                    SELECT \(workflow ? "workflow" : "NULL") AS workflow, COALESCE(json_extract(error, '$.code'), 'unknown') AS code,
-                           COUNT(*) AS count, MAX(COALESCE(finished_at, created_at)) AS lastSeen,
-                           id AS runId, workflow AS runWorkflow,
-                           json_extract(error, '$.step') AS step, json_extract(error, '$.message') AS message
-                    FROM runs WHERE status = 'failed' AND created_at >= ? AND created_at < ?
-                    GROUP BY \(workflow ? "runs.workflow, " : "")code ORDER BY count DESC, \(workflow ? "runs.workflow, " : "")code
-                    """, arguments: StatementArguments(window.bounds)).map(\.group)
+                let partition = workflow ? "workflow, code" : "code"
+                return try ErrorRow.fetchAll(db, sql: """
+                    WITH f AS (
+                        SELECT workflow, COALESCE(\(db.dialect.jsonField("error", "code")), 'unknown') AS code,
+                               COALESCE(finished_at, created_at) AS seen, id,
+                               \(db.dialect.jsonField("error", "step")) AS step, \(db.dialect.jsonField("error", "message")) AS message
+                        FROM runs WHERE status = 'failed' AND created_at >= ? AND created_at < ?
+                    ), r AS (
+                        SELECT *, ROW_NUMBER() OVER (PARTITION BY \(partition) ORDER BY seen DESC, id DESC) AS rk,
+                               COUNT(*) OVER (PARTITION BY \(partition)) AS n
+                        FROM f
+                    )
+                    SELECT \(workflow ? "workflow" : "CAST(NULL AS TEXT)") AS workflow, code, n AS count, seen AS lastSeen,
+                           id AS runId, workflow AS runWorkflow, step, message
+                    FROM r WHERE rk = 1 ORDER BY n DESC, \(workflow ? "r.workflow, " : "")code
+                    """, arguments: StoreArguments(window.bounds)).map(\.group)
             }
             let byCode = try groups(by: false)
             return Dashboard.Errors(since: window.since, until: window.until, total: byCode.reduce(0) { $0 + $1.count },
@@ -294,7 +301,7 @@ extension RunStore {
         }
     }
 
-    private struct ApprovalTimes: Decodable, FetchableRecord {
+    private struct ApprovalTimes: Decodable, StoreFetchable {
         var oldestPending: Double?
         var meanDecision: Double?
     }

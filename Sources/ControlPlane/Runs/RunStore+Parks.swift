@@ -1,11 +1,10 @@
 import Foundation
-import GRDB
 import Wire
 import Workflow
 
 /// A step a run waits on, other than an approval: a `wait` for an output
 /// posted to the API, or an `invoke` for its child run.
-public struct WaitRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+public struct WaitRecord: Codable, Sendable, Equatable, StoreRecord {
     public static let databaseTableName = "waits"
     public enum Kind: String, Codable, Sendable { case wait, invoke }
     public enum Status: String, Codable, Sendable, CaseIterable {
@@ -29,13 +28,7 @@ public struct WaitRecord: Codable, Sendable, Equatable, FetchableRecord, Persist
         case expiresAt = "expires_at", createdAt = "created_at", resolvedAt = "resolved_at"
     }
 
-    public enum Columns {
-        static let runId = Column(CodingKeys.runId)
-        static let kind = Column(CodingKeys.kind)
-        static let status = Column(CodingKeys.status)
-        static let expiresAt = Column(CodingKeys.expiresAt)
-        static let childRunId = Column(CodingKeys.childRunId)
-    }
+    public static let primaryKey = ["run_id", "step"]
 }
 
 /// What a child run's end did to its parent.
@@ -106,7 +99,7 @@ extension RunStore {
     /// One that one of them failed (a denial, an expiry, a failed child) is
     /// not: it is ending, whatever else is decided meanwhile.
     @discardableResult
-    static func queueIfNothingPending(_ db: Database, runId: String) throws -> Bool {
+    static func queueIfNothingPending(_ db: any StoreConnection, runId: String) throws -> Bool {
         let blocking = try Int.fetchOne(db, sql: """
             SELECT (SELECT COUNT(*) FROM approvals WHERE run_id = ? AND kind = 'step' AND status IN ('pending', 'denied', 'expired'))
                  + (SELECT COUNT(*) FROM waits WHERE run_id = ? AND status IN ('pending', 'expired', 'failed'))
@@ -117,10 +110,10 @@ extension RunStore {
     }
 
     /// A child run ended: its parent's invoke step takes its output, or fails with it.
-    static func resolveParent(_ db: Database, child: String, status: RunStatus, output: JSONValue?, error: StepFailure?,
+    static func resolveParent(_ db: any StoreConnection, child: String, status: RunStatus, output: JSONValue?, error: StepFailure?,
                               into finished: inout Finished) throws {
-        guard let wait = try WaitRecord.filter(WaitRecord.Columns.childRunId == child && WaitRecord.Columns.status == WaitRecord.Status.pending.rawValue)
-            .fetchOne(db) else { return }
+        guard let wait = try WaitRecord.fetchOne(db, sql: "SELECT * FROM waits WHERE child_run_id = ? AND status = 'pending'",
+                                                 arguments: [child]) else { return }
         let now = Date().timeIntervalSince1970
         let parent = wait.runId
         if status == .succeeded {
@@ -180,22 +173,23 @@ extension RunStore {
     /// A run's pending waits.
     public func pendingWaits(runId: String) async throws -> [WaitRecord] {
         try await db.read { db in
-            try WaitRecord.filter(WaitRecord.Columns.status == WaitRecord.Status.pending.rawValue && WaitRecord.Columns.runId == runId).fetchAll(db)
+            try WaitRecord.fetchAll(db, sql: "SELECT * FROM waits WHERE status = 'pending' AND run_id = ?", arguments: [runId])
         }
     }
 
     /// Pending `wait` steps whose time is up.
     public func expiredWaits(now: Date = Date()) async throws -> [WaitRecord] {
         try await db.read { db in
-            try WaitRecord.filter(WaitRecord.Columns.status == WaitRecord.Status.pending.rawValue && WaitRecord.Columns.kind == WaitRecord.Kind.wait.rawValue
-                                  && WaitRecord.Columns.expiresAt != nil && WaitRecord.Columns.expiresAt <= now.timeIntervalSince1970).fetchAll(db)
+            try WaitRecord.fetchAll(db, sql: """
+                SELECT * FROM waits WHERE status = 'pending' AND kind = 'wait' AND expires_at IS NOT NULL AND expires_at <= ?
+                """, arguments: [now.timeIntervalSince1970])
         }
     }
 
     /// A run that ends while parked closes what it waits on, in the
     /// transaction that ends it: its approvals and waits are cancelled. Returns
     /// its children that have not ended, for the caller to cancel in turn.
-    static func closeParks(_ db: Database, runId: String) throws -> [String] {
+    static func closeParks(_ db: any StoreConnection, runId: String) throws -> [String] {
             let now = Date().timeIntervalSince1970
             try db.execute(sql: "UPDATE approvals SET status = 'cancelled', decided_at = ? WHERE run_id = ? AND status = 'pending'",
                            arguments: [now, runId])
@@ -215,10 +209,12 @@ extension RunStore {
     /// end or its next segment did not. With the step that failed, if one did.
     public func stalledWaiting() async throws -> [(runId: String, failed: StepFailure?)] {
         try await db.read { db in
-            try Row.fetchAll(db, sql: """
+            try StoreRow.fetchAll(db, sql: """
                 SELECT r.id,
-                       (SELECT step || char(0) || status FROM approvals a WHERE a.run_id = r.id AND a.kind = 'step' AND a.status IN ('denied', 'expired') LIMIT 1) AS approval,
-                       (SELECT step || char(0) || status FROM waits w WHERE w.run_id = r.id AND w.status IN ('expired', 'failed') LIMIT 1) AS wait
+                       (SELECT step FROM approvals a WHERE a.run_id = r.id AND a.kind = 'step' AND a.status IN ('denied', 'expired') ORDER BY step LIMIT 1) AS approval_step,
+                       (SELECT status FROM approvals a WHERE a.run_id = r.id AND a.kind = 'step' AND a.status IN ('denied', 'expired') ORDER BY step LIMIT 1) AS approval_status,
+                       (SELECT step FROM waits w WHERE w.run_id = r.id AND w.status IN ('expired', 'failed') ORDER BY step LIMIT 1) AS wait_step,
+                       (SELECT status FROM waits w WHERE w.run_id = r.id AND w.status IN ('expired', 'failed') ORDER BY step LIMIT 1) AS wait_status
                 FROM runs r
                 WHERE r.status = 'waiting'
                   AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.run_id = r.id AND a.kind = 'step' AND a.status = 'pending')
@@ -226,10 +222,10 @@ extension RunStore {
                 """).map { row in
                 let codes: [String: FailureCode] = ["denied": .approvalDenied, "expired": .approvalExpired]
                 var failure: StepFailure?
-                if let a = (row["approval"] as String?)?.split(separator: "\0").map(String.init), a.count == 2 {
-                    failure = StepFailure(codes[a[1]] ?? .approvalDenied, step: a[0], message: "\(a[0]) was \(a[1]) before the gateway stopped")
-                } else if let w = (row["wait"] as String?)?.split(separator: "\0").map(String.init), w.count == 2 {
-                    failure = StepFailure(w[1] == "expired" ? .waitExpired : .childFailed, step: w[0], message: "\(w[0]) \(w[1]) before the gateway stopped")
+                if let step: String = row["approval_step"], let status: String = row["approval_status"] {
+                    failure = StepFailure(codes[status] ?? .approvalDenied, step: step, message: "\(step) was \(status) before the gateway stopped")
+                } else if let step: String = row["wait_step"], let status: String = row["wait_status"] {
+                    failure = StepFailure(status == "expired" ? .waitExpired : .childFailed, step: step, message: "\(step) \(status) before the gateway stopped")
                 }
                 return (runId: row["id"], failed: failure)
             }
@@ -247,8 +243,8 @@ extension RunStore {
         }
     }
 
-    static func fetchChildren(_ db: Database, runId: String) throws -> [ChildRun] {
-        try Row.fetchAll(db, sql: "SELECT id, parent_step, workflow, status FROM runs WHERE parent_run_id = ? ORDER BY created_at, id",
+    static func fetchChildren(_ db: any StoreConnection, runId: String) throws -> [ChildRun] {
+        try StoreRow.fetchAll(db, sql: "SELECT id, parent_step, workflow, status FROM runs WHERE parent_run_id = ? ORDER BY created_at, id",
                          arguments: [runId]).map {
             ChildRun(id: $0["id"], step: $0["parent_step"], workflow: $0["workflow"], status: RunStatus(rawValue: $0["status"]) ?? .failed)
         }

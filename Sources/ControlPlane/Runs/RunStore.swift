@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import Wire
 import Workflow
 
@@ -14,35 +13,32 @@ public final class RunStore: Sendable {
         case normal
     }
 
-    /// Internal, not private: the dashboard's aggregations live in RunStore+Dashboard.swift.
-    let db: DatabasePool
-    public let path: String
+    /// Internal, not private: the store's parts live in the files beside this one.
+    let db: any StoreEngine
+    /// Where it is: the SQLite file's path, or the PostgreSQL address without its password.
+    public var path: String { db.location }
 
-    /// The writer's `synchronous` level as SQLite reports it (2: FULL, 1: NORMAL).
-    public func synchronousLevel() async throws -> Int {
-        try await db.write { try Int.fetchOne($0, sql: "PRAGMA synchronous") ?? -1 }
-    }
+    /// The writer's `synchronous` level as the engine reports it (2: every commit flushed, 1: not).
+    public func synchronousLevel() async throws -> Int { try await db.synchronousLevel() }
 
+    /// The embedded store: SQLite at `path`.
     public init(path: String, durability: Durability = .full) throws {
-        self.path = path
-        var config = Configuration()
-        config.busyMode = .timeout(10)
-        let existed = FileManager.default.fileExists(atPath: path)
-        db = try DatabasePool(path: path, configuration: config)
-        if !existed { chmod(path, 0o600) }
-        // On the writer, after the pool switched it to WAL: SQLite builds that
-        // set SQLITE_DEFAULT_WAL_SYNCHRONOUS (Debian's among them) reset
-        // `synchronous` to NORMAL at that switch, so a setting made when the
-        // connection opened would not hold, and commits would not be fsynced.
-        let level = durability == .full ? "FULL" : "NORMAL"
-        try db.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(level)") }
-        try Self.migrator.migrate(db)
+        let engine = try SQLiteEngine(path: path, durability: durability)
+        try engine.migrate(Self.migrations)
+        db = engine
     }
 
-    static var migrator: DatabaseMigrator {
-        var m = DatabaseMigrator()
-        m.registerMigration("1-runs") { db in
-            try db.execute(sql: """
+    /// A PostgreSQL store, migrated; throws at once (with the reason) when it cannot be reached.
+    public init(postgres url: PostgresURL, poolSize: Int, durability: Durability = .full) throws {
+        db = try PostgresEngine(url: url, poolSize: poolSize, durability: durability, migrations: Self.migrations)
+    }
+
+    public func close() async { await db.close() }
+
+    /// The schema, in order; never edit one that shipped: add another.
+    static let migrations: [StoreMigration] = {
+        var m: [StoreMigration] = []
+        m.append(StoreMigration(id: "1-runs") { _ in """
                 CREATE TABLE runs (
                     id TEXT PRIMARY KEY,
                     workflow TEXT NOT NULL,
@@ -87,10 +83,9 @@ public final class RunStore: Sendable {
                     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
                     created_at REAL NOT NULL
                 );
-                """)
-        }
-        m.registerMigration("2-approvals") { db in
-            try db.execute(sql: """
+                """
+        })
+        m.append(StoreMigration(id: "2-approvals") { _ in """
                 CREATE TABLE approvals (
                     id TEXT PRIMARY KEY,
                     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -107,26 +102,24 @@ public final class RunStore: Sendable {
                     reason TEXT
                 );
                 CREATE INDEX approvals_status ON approvals(status, expires_at);
-                """)
-        }
+                """
+        })
         // Run lists filter by status or workflow and page by (created_at, id); the
         // dashboard counts by status and by time window. Without these, a filtered
         // page at 200,000 runs sorts every matching run (or, by workflow, scans
         // them all); with them it is one index range. They cover the
         // single-column indexes, which go.
-        m.registerMigration("3-run-list-indexes") { db in
-            try db.execute(sql: """
+        m.append(StoreMigration(id: "3-run-list-indexes") { _ in """
                 CREATE INDEX runs_created_id ON runs(created_at, id);
                 CREATE INDEX runs_status_created ON runs(status, created_at, id);
                 CREATE INDEX runs_workflow_created ON runs(workflow, created_at, id);
                 DROP INDEX runs_created;
                 DROP INDEX runs_status;
-                """)
-        }
+                """
+        })
         // Parks at any depth: a run waits on several steps at once (parallel
         // approvals, posted outputs, child runs), and a child run knows its parent.
-        m.registerMigration("4-parks-and-children") { db in
-            try db.execute(sql: """
+        m.append(StoreMigration(id: "4-parks-and-children") { _ in """
                 ALTER TABLE runs ADD COLUMN parent_run_id TEXT;
                 ALTER TABLE runs ADD COLUMN parent_step TEXT;
                 ALTER TABLE runs ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
@@ -146,16 +139,14 @@ public final class RunStore: Sendable {
                 ) WITHOUT ROWID;
                 CREATE INDEX waits_status ON waits(status, expires_at);
                 CREATE INDEX approvals_run ON approvals(run_id, status);
-                """)
-        }
-        m.registerMigration("5-triggers") { db in try TriggerSchema.create(db) }
+                """
+        })
+        m.append(StoreMigration(id: "5-triggers") { _ in TriggerSchema.sql })
         // An agent's permission request can be an approval too: it ends no step.
-        m.registerMigration("6-permission-approvals") { db in
-            try db.execute(sql: "ALTER TABLE approvals ADD COLUMN kind TEXT NOT NULL DEFAULT 'step'")
-        }
-        m.registerMigration("7-agent-sessions") { db in try AgentSessionRecord.createTable(db) }
+        m.append(StoreMigration(id: "6-permission-approvals") { _ in "ALTER TABLE approvals ADD COLUMN kind TEXT NOT NULL DEFAULT 'step'" })
+        m.append(StoreMigration(id: "7-agent-sessions") { _ in AgentSessionRecord.tableSQL })
         return m
-    }
+    }()
 
     // MARK: Creating runs
 
@@ -178,7 +169,7 @@ public final class RunStore: Sendable {
                        start: Bool = false, origin: RunOrigin? = nil) async throws -> Created {
         try await db.write { db in
             if let key = idempotencyKey,
-               let row = try Row.fetchOne(db, sql: "SELECT request_hash, run_id FROM idempotency_keys WHERE key = ?", arguments: [key]) {
+               let row = try StoreRow.fetchOne(db, sql: "SELECT request_hash, run_id FROM idempotency_keys WHERE key = ?", arguments: [key]) {
                 let runId: String = row["run_id"]
                 guard (row["request_hash"] as String) == requestHash else { return .conflict(runId: runId) }
                 return .existing(try Self.fetchRun(db, id: runId)!)
@@ -243,7 +234,7 @@ public final class RunStore: Sendable {
         try await db.write { db in
             let errorText = error.flatMap { try? String(decoding: JSONEncoder().encode($0), as: UTF8.self) }
             // RETURNING: no row when the run had already ended.
-            guard let ended = try Row.fetchOne(db.cachedStatement(sql: """
+            guard let ended = try StoreRow.fetchOne(db.cachedStatement(sql: """
                 UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?
                 WHERE id = ? AND status IN ('queued', 'running', 'waiting') RETURNING trigger_id
                 """), arguments: [status.rawValue, output?.jsonText, errorText, Date().timeIntervalSince1970, runId]) else { return Finished() }
@@ -264,7 +255,7 @@ public final class RunStore: Sendable {
         }
     }
 
-    static func append(_ db: Database, runId: String, type: RunEventType, step: String?, message: String?, data: JSONValue?) throws -> RunEvent {
+    static func append(_ db: any StoreConnection, runId: String, type: RunEventType, step: String?, message: String?, data: JSONValue?) throws -> RunEvent {
         // Statements on a run's hot path are compiled once (cachedStatement): each
         // compilation runs GRDB's authorizer over every column it touches.
         let seq = try Int.fetchOne(db.cachedStatement(sql: "UPDATE runs SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq"),
@@ -276,7 +267,7 @@ public final class RunStore: Sendable {
         return RunEvent(runId: runId, seq: seq, type: type.rawValue, step: step, message: message?.isEmpty == true ? nil : message, data: data, at: now)
     }
 
-    static func checkpoint(_ db: Database, runId: String, step: String, type: RunEventType, message: String?, data: JSONValue?, at: Double) throws {
+    static func checkpoint(_ db: any StoreConnection, runId: String, step: String, type: RunEventType, message: String?, data: JSONValue?, at: Double) throws {
         // Checked by SegmentClaims for a start; bounded here whatever the event.
         var attempt = 1
         if case let .number(n)? = data?["attempt"], let exact = Int(exactly: n), (1...1_000_000).contains(exact) { attempt = exact }
@@ -325,7 +316,7 @@ public final class RunStore: Sendable {
     /// Events after `since`, oldest first.
     public func events(runId: String, since: Int = 0, limit: Int = 1000) async throws -> [RunEvent] {
         try await db.read { db in
-            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"),
+            try StoreRow.fetchAll(db.cachedStatement(sql: "SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"),
                              arguments: [runId, since, limit]).map { row in
                 RunEvent(runId: row["run_id"], seq: row["seq"], type: row["type"], step: row["step"], message: row["message"],
                          data: (row["data"] as String?).flatMap(JSONValue.parse),
@@ -347,7 +338,7 @@ public final class RunStore: Sendable {
                      limit: Int = 50, before: String? = nil) async throws -> [RunRecord] {
         try await db.read { db in
             var sql = "SELECT * FROM runs WHERE 1 = 1"
-            var args: [any DatabaseValueConvertible] = []
+            var args: [any StoreValueConvertible] = []
             if let status { sql += " AND status = ?"; args.append(status.rawValue) }
             if let workflow { sql += " AND workflow = ?"; args.append(workflow) }
             if let trigger { sql += " AND trigger_id = ?"; args.append(trigger) }
@@ -363,14 +354,14 @@ public final class RunStore: Sendable {
             }
             sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
             args.append(limit)
-            return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args)).map(Self.run(from:))
+            return try StoreRow.fetchAll(db, sql: sql, arguments: StoreArguments(args)).map(Self.run(from:))
         }
     }
 
     /// Runs that were queued or running when the gateway last stopped.
     public func unfinished() async throws -> [RunRecord] {
         try await db.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM runs WHERE status IN ('queued', 'running') ORDER BY created_at").map(Self.run(from:))
+            try StoreRow.fetchAll(db, sql: "SELECT * FROM runs WHERE status IN ('queued', 'running') ORDER BY created_at").map(Self.run(from:))
         }
     }
 
@@ -378,7 +369,7 @@ public final class RunStore: Sendable {
     public func checkpoints(runId: String) async throws -> [String: JSONValue] {
         try await db.read { db in
             var out: [String: JSONValue] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT path, output FROM steps WHERE run_id = ? AND status = 'succeeded'",
+            for row in try StoreRow.fetchAll(db, sql: "SELECT path, output FROM steps WHERE run_id = ? AND status = 'succeeded'",
                                         arguments: [runId]) {
                 out[row["path"]] = (row["output"] as String?).flatMap(JSONValue.parse) ?? .null
             }
@@ -392,7 +383,7 @@ public final class RunStore: Sendable {
     public func inFlight(runId: String) async throws -> [String: Int] {
         try await db.read { db in
             var out: [String: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT path, attempt FROM steps WHERE run_id = ? AND status IN ('running', 'retrying')",
+            for row in try StoreRow.fetchAll(db, sql: "SELECT path, attempt FROM steps WHERE run_id = ? AND status IN ('running', 'retrying')",
                                         arguments: [runId]) {
                 out[row["path"]] = row["attempt"]
             }
@@ -400,12 +391,12 @@ public final class RunStore: Sendable {
         }
     }
 
-    static func fetchRun(_ db: Database, id: String) throws -> RunRecord? {
-        try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM runs WHERE id = ?"), arguments: [id]).map(run(from:))
+    static func fetchRun(_ db: any StoreConnection, id: String) throws -> RunRecord? {
+        try StoreRow.fetchOne(db.cachedStatement(sql: "SELECT * FROM runs WHERE id = ?"), arguments: [id]).map(run(from:))
     }
 
-    static func fetchSteps(_ db: Database, runId: String) throws -> [StepRecord] {
-        try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM steps WHERE run_id = ? ORDER BY ordinal"), arguments: [runId]).map { row in
+    static func fetchSteps(_ db: any StoreConnection, runId: String) throws -> [StepRecord] {
+        try StoreRow.fetchAll(db.cachedStatement(sql: "SELECT * FROM steps WHERE run_id = ? ORDER BY ordinal"), arguments: [runId]).map { row in
             let started = (row["started_at"] as Double?).map(Date.init(timeIntervalSince1970:))
             let finished = (row["finished_at"] as Double?).map(Date.init(timeIntervalSince1970:))
             return StepRecord(path: row["path"], status: StepStatus(rawValue: row["status"]) ?? .failed, attempt: row["attempt"],
@@ -415,7 +406,7 @@ public final class RunStore: Sendable {
         }
     }
 
-    static func run(from row: Row) -> RunRecord {
+    static func run(from row: StoreRow) -> RunRecord {
         let started = (row["started_at"] as Double?).map(Date.init(timeIntervalSince1970:))
         let finished = (row["finished_at"] as Double?).map(Date.init(timeIntervalSince1970:))
         return RunRecord(

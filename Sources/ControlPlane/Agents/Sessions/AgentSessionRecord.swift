@@ -1,9 +1,8 @@
 import Foundation
-import GRDB
 
 /// A resident agent's ACP session, by the key steps name it with. Durable: a
 /// step after a gateway restart loads it into the agent's new process.
-public struct AgentSessionRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+public struct AgentSessionRecord: Codable, Sendable, Equatable, StoreRecord {
     public enum State: String, Codable, Sendable, CaseIterable {
         /// Steps with its key continue it.
         case open
@@ -25,37 +24,31 @@ public struct AgentSessionRecord: Codable, Sendable, Equatable, FetchableRecord,
     public var turns: Int
     public var lastRunId: String?
 
-    public enum Columns {
-        public static let agent = Column(CodingKeys.agent)
-        public static let key = Column(CodingKeys.key)
-        public static let state = Column(CodingKeys.state)
-        public static let lastUsedAt = Column(CodingKeys.lastUsedAt)
-    }
-
-    static func createTable(_ db: Database) throws {
-        try db.create(table: databaseTableName) { t in
-            t.column("id", .text).primaryKey()
-            t.column("agent", .text).notNull()
-            t.column("key", .text).notNull()
-            t.column("acpSessionId", .text).notNull()
-            t.column("createdAt", .datetime).notNull()
-            t.column("lastUsedAt", .datetime).notNull()
-            t.column("state", .text).notNull()
-            t.column("turns", .integer).notNull()
-            t.column("lastRunId", .text)
-        }
-        // One open session per agent and key.
-        try db.execute(sql: "CREATE UNIQUE INDEX agent_sessions_open ON agent_sessions(agent, key) WHERE state = 'open'")
-        try db.execute(sql: "CREATE INDEX agent_sessions_used ON agent_sessions(lastUsedAt)")
-    }
+    /// Dates are text as GRDB wrote them (see `StoreDate`); the migration
+    /// that made this table spells its columns as they already are.
+    static let tableSQL = """
+        CREATE TABLE agent_sessions (
+            id TEXT PRIMARY KEY NOT NULL,
+            agent TEXT NOT NULL,
+            key TEXT NOT NULL,
+            acpSessionId TEXT NOT NULL,
+            createdAt TEXT NOT NULL,
+            lastUsedAt TEXT NOT NULL,
+            state TEXT NOT NULL,
+            turns INTEGER NOT NULL,
+            lastRunId TEXT
+        );
+        CREATE UNIQUE INDEX agent_sessions_open ON agent_sessions(agent, key) WHERE state = 'open';
+        CREATE INDEX agent_sessions_used ON agent_sessions(lastUsedAt)
+        """
 }
 
 extension RunStore {
     /// The open session of `agent` for `key`.
     public func openSession(agent: String, key: String) async throws -> AgentSessionRecord? {
         try await db.read { db in
-            try AgentSessionRecord.filter(AgentSessionRecord.Columns.agent == agent && AgentSessionRecord.Columns.key == key
-                                          && AgentSessionRecord.Columns.state == AgentSessionRecord.State.open.rawValue).fetchOne(db)
+            try AgentSessionRecord.fetchOne(db, sql: "SELECT * FROM agent_sessions WHERE agent = ? AND key = ? AND state = 'open'",
+                                            arguments: [agent, key])
         }
     }
 
@@ -65,10 +58,13 @@ extension RunStore {
 
     public func sessions(agent: String? = nil, state: AgentSessionRecord.State? = nil, limit: Int = 100) async throws -> [AgentSessionRecord] {
         try await db.read { db in
-            var q = AgentSessionRecord.all()
-            if let agent { q = q.filter(AgentSessionRecord.Columns.agent == agent) }
-            if let state { q = q.filter(AgentSessionRecord.Columns.state == state.rawValue) }
-            return try q.order(AgentSessionRecord.Columns.lastUsedAt.desc).limit(limit).fetchAll(db)
+            var sql = "SELECT * FROM agent_sessions WHERE 1 = 1"
+            var args: [any StoreValueConvertible] = []
+            if let agent { sql += " AND agent = ?"; args.append(agent) }
+            if let state { sql += " AND state = ?"; args.append(state.rawValue) }
+            sql += " ORDER BY lastUsedAt DESC, id DESC LIMIT ?"
+            args.append(limit)
+            return try AgentSessionRecord.fetchAll(db, sql: sql, arguments: StoreArguments(args))
         }
     }
 
@@ -88,8 +84,8 @@ extension RunStore {
                 try open.update(db)
                 return (open, false)
             }
-            if try AgentSessionRecord.filter(AgentSessionRecord.Columns.agent == agent && AgentSessionRecord.Columns.key == key
-                                             && AgentSessionRecord.Columns.state == AgentSessionRecord.State.open.rawValue).fetchCount(db) > 0 {
+            if try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM agent_sessions WHERE agent = ? AND key = ? AND state = 'open'",
+                                arguments: [agent, key]) ?? 0 > 0 {
                 return nil
             }
             let made = AgentSessionRecord(id: "ses_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""), agent: agent,
@@ -124,8 +120,8 @@ extension RunStore {
         try await db.write { db in
             guard var s = try AgentSessionRecord.fetchOne(db, key: id) else { return .notFound }
             guard s.state == .closed else { return .alreadyOpen(s) }
-            if let other = try AgentSessionRecord.filter(AgentSessionRecord.Columns.agent == s.agent && AgentSessionRecord.Columns.key == s.key
-                                                         && AgentSessionRecord.Columns.state == AgentSessionRecord.State.open.rawValue).fetchOne(db) {
+            if let other = try AgentSessionRecord.fetchOne(db, sql: "SELECT * FROM agent_sessions WHERE agent = ? AND key = ? AND state = 'open'",
+                                                           arguments: [s.agent, s.key]) {
                 return .keyTaken(other)
             }
             s.state = .open
@@ -137,8 +133,8 @@ extension RunStore {
     /// Closes every open session not used since `before`.
     public func pruneSessions(before: Date) async throws -> [AgentSessionRecord] {
         try await db.write { db in
-            let old = try AgentSessionRecord.filter(AgentSessionRecord.Columns.state == AgentSessionRecord.State.open.rawValue
-                                                    && AgentSessionRecord.Columns.lastUsedAt < before).fetchAll(db)
+            let old = try AgentSessionRecord.fetchAll(db, sql: "SELECT * FROM agent_sessions WHERE state = 'open' AND lastUsedAt < ?",
+                                                      arguments: [StoreDate.text(before)])
             for var s in old {
                 s.state = .closed
                 try s.update(db)

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import Workflow
 
 /// A fire, through the trigger's overlap policy: started now, buffered behind
@@ -14,7 +13,7 @@ extension TriggerScheduler {
     }
 
     /// What a fire carries into the transaction that creates its run (besides the slot).
-    typealias FireExtra = @Sendable (Database, String) throws -> Void
+    typealias FireExtra = @Sendable (any StoreConnection, String) throws -> Void
 
     func offer(_ id: String, slot: Date?, input: JSONValue, reason: String, next: Date? = nil, extra: FireExtra? = nil,
                policy override: OverlapPolicy? = nil) async -> FireOutcome {

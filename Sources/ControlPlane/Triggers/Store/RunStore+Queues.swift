@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import Workflow
 
 /// Durable queues and webhook delivery ids. A message is taken in the
@@ -14,12 +13,12 @@ extension RunStore {
 
     func enqueue(queue: String, body: JSONValue, dedupeId: String?, maxDepth: Int, now: Date) async throws -> Enqueued {
         try await db.write { db in
-            if let dedupeId, let existing = try QueueMessage.filter(QueueMessage.Columns.queue == queue && QueueMessage.Columns.dedupeId == dedupeId).fetchOne(db) {
+            if let dedupeId, let existing = try QueueMessage.fetchOne(db, sql: "SELECT * FROM queue_messages WHERE queue = ? AND dedupe_id = ?",
+                                                                      arguments: [queue, dedupeId]) {
                 return .duplicate(existing)
             }
-            let waiting = try QueueMessage.filter(QueueMessage.Columns.queue == queue
-                                                  && [QueueMessage.Status.ready.rawValue, QueueMessage.Status.inflight.rawValue].contains(QueueMessage.Columns.status))
-                .fetchCount(db)
+            let waiting = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM queue_messages WHERE queue = ? AND status IN ('ready', 'inflight')",
+                                           arguments: [queue]) ?? 0
             guard waiting < maxDepth else { throw TriggerScheduler.QueueError.full(maxDepth) }
             let t = now.timeIntervalSince1970
             let message = QueueMessage(id: "msg_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""), queue: queue,
@@ -45,7 +44,7 @@ extension RunStore {
     }
 
     /// The part of a run's creation that takes `message`: only if nobody took it meanwhile.
-    static func takeMessage(_ message: QueueMessage, maxAttempts: Int, visibility: Int, now date: Date) -> @Sendable (Database, String) throws -> Void {
+    static func takeMessage(_ message: QueueMessage, maxAttempts: Int, visibility: Int, now date: Date) -> @Sendable (any StoreConnection, String) throws -> Void {
         { db, runId in
             let now = date.timeIntervalSince1970
             try db.execute(sql: """
@@ -70,12 +69,12 @@ extension RunStore {
     func queueStats(_ queue: String, deadLimit: Int = 50) async throws -> QueueStats {
         try await db.read { db in
             var counts: [String: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM queue_messages WHERE queue = ? GROUP BY status", arguments: [queue]) {
+            for row in try StoreRow.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM queue_messages WHERE queue = ? GROUP BY status", arguments: [queue]) {
                 counts[row["status"]] = row["n"]
             }
             let oldest = try Double.fetchOne(db, sql: "SELECT MIN(created_at) FROM queue_messages WHERE queue = ? AND status = 'ready'", arguments: [queue])
-            let dead = try QueueMessage.filter(QueueMessage.Columns.queue == queue && QueueMessage.Columns.status == QueueMessage.Status.dead.rawValue)
-                .order(QueueMessage.Columns.createdAt).limit(deadLimit).fetchAll(db)
+            let dead = try QueueMessage.fetchAll(db, sql: "SELECT * FROM queue_messages WHERE queue = ? AND status = 'dead' ORDER BY created_at, id LIMIT ?",
+                                                 arguments: [queue, deadLimit])
             return QueueStats(name: queue, depth: counts["ready"] ?? 0, inflight: counts["inflight"] ?? 0, deadLetters: counts["dead"] ?? 0,
                               done: counts["done"] ?? 0, oldestReadyAt: oldest.map(Date.init(timeIntervalSince1970:)), dead: dead.map(QueueMessageView.init))
         }
@@ -84,11 +83,15 @@ extension RunStore {
     /// Dead letters offered again with fresh attempts; `ids` nil: all of them.
     func redrive(queue: String, ids: [String]?, now: Date) async throws -> Int {
         try await db.write { db in
-            var request = QueueMessage.filter(QueueMessage.Columns.queue == queue && QueueMessage.Columns.status == QueueMessage.Status.dead.rawValue)
-            if let ids { request = request.filter(ids.contains(Column("id"))) }
-            return try request.updateAll(db, [QueueMessage.Columns.status.set(to: QueueMessage.Status.ready.rawValue), Column("attempts").set(to: 0),
-                                              QueueMessage.Columns.visibleAt.set(to: now.timeIntervalSince1970), Column("run_id").set(to: nil),
-                                              Column("updated_at").set(to: now.timeIntervalSince1970)])
+            var sql = "UPDATE queue_messages SET status = 'ready', attempts = 0, visible_at = ?, run_id = NULL, updated_at = ? WHERE queue = ? AND status = 'dead'"
+            var args: [any StoreValueConvertible] = [now.timeIntervalSince1970, now.timeIntervalSince1970, queue]
+            if let ids {
+                guard !ids.isEmpty else { return 0 }
+                sql += " AND id IN (\(ids.map { _ in "?" }.joined(separator: ", ")))"
+                args += ids as [any StoreValueConvertible]
+            }
+            try db.execute(sql: sql, arguments: StoreArguments(args))
+            return db.changesCount
         }
     }
 
@@ -120,24 +123,25 @@ extension RunStore {
     /// The run an earlier delivery with this id made, while it is remembered.
     func delivery(triggerId: String, deliveryId: String, now: Date) async throws -> (seen: Bool, runId: String?) {
         try await db.read { db in
-            guard let d = try WebhookDelivery.filter(Column("trigger_id") == triggerId && Column("delivery_id") == deliveryId
-                                                     && Column("expires_at") > now.timeIntervalSince1970).fetchOne(db) else { return (false, nil) }
+            guard let d = try WebhookDelivery.fetchOne(db, sql: "SELECT * FROM webhook_deliveries WHERE trigger_id = ? AND delivery_id = ? AND expires_at > ?",
+                                                       arguments: [triggerId, deliveryId, now.timeIntervalSince1970]) else { return (false, nil) }
             return (true, d.runId)
         }
     }
 
-    static func rememberDelivery(triggerId: String, deliveryId: String, ttl: Int) -> @Sendable (Database, String) throws -> Void {
+    static func rememberDelivery(triggerId: String, deliveryId: String, ttl: Int) -> @Sendable (any StoreConnection, String) throws -> Void {
         { db, runId in
             let now = Date().timeIntervalSince1970
             // An expired row for the same id is replaced; a live one means another delivery got here first.
             try db.execute(sql: "DELETE FROM webhook_deliveries WHERE trigger_id = ? AND delivery_id = ? AND expires_at <= ?",
                            arguments: [triggerId, deliveryId, now])
-            do {
-                try WebhookDelivery(triggerId: triggerId, deliveryId: deliveryId, runId: runId.isEmpty ? nil : runId,
-                                    expiresAt: now + Double(ttl)).insert(db)
-            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
-                throw FireConflict()
-            }
+            // DO NOTHING rather than catching the violation: on PostgreSQL an
+            // error ends the transaction it happens in.
+            try db.execute(sql: """
+                INSERT INTO webhook_deliveries (trigger_id, delivery_id, run_id, expires_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT (trigger_id, delivery_id) DO NOTHING
+                """, arguments: [triggerId, deliveryId, runId.isEmpty ? nil : runId, now + Double(ttl)])
+            guard db.changesCount == 1 else { throw FireConflict() }
         }
     }
 }

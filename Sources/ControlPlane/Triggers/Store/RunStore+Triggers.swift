@@ -1,6 +1,5 @@
 import Crypto
 import Foundation
-import GRDB
 import Workflow
 
 /// Triggers and their fire state, in the run store: a fire commits with the
@@ -8,7 +7,7 @@ import Workflow
 /// the counters) is here rather than in memory.
 extension RunStore {
     public func triggers() async throws -> [TriggerRow] {
-        try await db.read { db in try TriggerRow.order(TriggerRow.Columns.id).fetchAll(db) }
+        try await db.read { db in try TriggerRow.fetchAll(db, sql: "SELECT * FROM triggers ORDER BY id") }
     }
 
     static func specJSON(_ trigger: Trigger) -> (json: String, hash: String) {
@@ -66,7 +65,7 @@ extension RunStore {
                     row.lastSlotAt = nil
                     row.pollKey = nil
                     row.disarmedReason = d.disarmedReason
-                    try BufferedFire.filter(BufferedFire.Columns.triggerId == d.id).deleteAll(db)
+                    try db.execute(sql: "DELETE FROM trigger_buffer WHERE trigger_id = ?", arguments: [d.id])
                     out[d.id] = d.disarmedReason.map(SyncOutcome.disarmed) ?? .changed
                 } else {
                     settle(&row, reason: d.disarmedReason, id: d.id)
@@ -96,8 +95,10 @@ extension RunStore {
     /// Removes an operator schedule (with its buffer); false when there was none.
     func deleteSchedule(_ id: String) async throws -> Bool {
         try await db.write { db in
-            try BufferedFire.filter(BufferedFire.Columns.triggerId == id).deleteAll(db)
-            return try TriggerRow.filter(TriggerRow.Columns.id == id && TriggerRow.Columns.source == TriggerSource.operator.rawValue).deleteAll(db) > 0
+            try db.execute(sql: "DELETE FROM trigger_buffer WHERE trigger_id = ? AND EXISTS (SELECT 1 FROM triggers WHERE id = ? AND source = 'operator')",
+                           arguments: [id, id])
+            try db.execute(sql: "DELETE FROM triggers WHERE id = ? AND source = 'operator'", arguments: [id])
+            return db.changesCount > 0
         }
     }
 
@@ -120,8 +121,8 @@ extension RunStore {
                  pollKey: String? = nil, error: String? = nil) async throws {
         try await db.write { db in
             try db.cachedStatement(sql: """
-                UPDATE triggers SET last_slot_at = NULLIF(MAX(COALESCE(last_slot_at, 0), COALESCE(?, 0)), 0),
-                    next_fire_at = CASE WHEN ? THEN NULL ELSE COALESCE(?, next_fire_at) END,
+                UPDATE triggers SET last_slot_at = NULLIF(\(db.dialect.greatest("COALESCE(last_slot_at, 0)", "COALESCE(?, 0)")), 0),
+                    next_fire_at = CASE WHEN ? = 1 THEN NULL ELSE COALESCE(?, next_fire_at) END,
                     skipped = skipped + ?, dropped = dropped + ?, poll_key = COALESCE(?, poll_key),
                     last_error = COALESCE(?, last_error), updated_at = ?
                 WHERE id = ?
@@ -140,7 +141,7 @@ extension RunStore {
     /// The origin of a run fired for `slot` (nil: an event or a manual fire).
     /// Its transaction checks the slot is still unaccounted for, counts the fire,
     /// and takes a buffered fire out of the buffer when it came from there.
-    static func fireOrigin(triggerId: String, slot: Date?, next: Date?, buffered: Int?, extra: (@Sendable (Database, String) throws -> Void)? = nil,
+    static func fireOrigin(triggerId: String, slot: Date?, next: Date?, buffered: Int?, extra: (@Sendable (any StoreConnection, String) throws -> Void)? = nil,
                            scheduledAt: Date?) -> RunOrigin {
         RunOrigin(triggerId: triggerId, scheduledAt: scheduledAt) { db, runId in
             let now = Date().timeIntervalSince1970
@@ -166,14 +167,14 @@ extension RunStore {
     /// Adds a fire to the trigger's buffer unless it holds `max` already;
     /// false: it was full (the fire is dropped and counted).
     func buffer(_ id: String, slot: Date?, input: JSONValue, reason: String, max: Int, next: Date?,
-                extra: (@Sendable (Database, String) throws -> Void)? = nil) async throws -> Bool {
+                extra: (@Sendable (any StoreConnection, String) throws -> Void)? = nil) async throws -> Bool {
         try await db.write { db in
-            let count = try BufferedFire.filter(BufferedFire.Columns.triggerId == id).fetchCount(db)
+            let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM trigger_buffer WHERE trigger_id = ?", arguments: [id]) ?? 0
             let t = Date().timeIntervalSince1970
             let slotT = slot?.timeIntervalSince1970
             guard count < max else {
                 try db.execute(sql: """
-                    UPDATE triggers SET dropped = dropped + 1, last_slot_at = NULLIF(MAX(COALESCE(last_slot_at, 0), COALESCE(?, 0)), 0),
+                    UPDATE triggers SET dropped = dropped + 1, last_slot_at = NULLIF(\(db.dialect.greatest("COALESCE(last_slot_at, 0)", "COALESCE(?, 0)")), 0),
                         next_fire_at = COALESCE(?, next_fire_at), updated_at = ? WHERE id = ?
                     """, arguments: [slotT, next?.timeIntervalSince1970, t, id])
                 return false
@@ -183,7 +184,7 @@ extension RunStore {
             // What the fire itself remembers (a webhook's delivery id) is remembered with the buffered fire.
             try extra?(db, "")
             try db.execute(sql: """
-                UPDATE triggers SET last_slot_at = NULLIF(MAX(COALESCE(last_slot_at, 0), COALESCE(?, 0)), 0),
+                UPDATE triggers SET last_slot_at = NULLIF(\(db.dialect.greatest("COALESCE(last_slot_at, 0)", "COALESCE(?, 0)")), 0),
                     next_fire_at = COALESCE(?, next_fire_at), updated_at = ? WHERE id = ?
                 """, arguments: [slotT, next?.timeIntervalSince1970, t, id])
             return true
@@ -198,14 +199,14 @@ extension RunStore {
 
     func bufferedFires(_ id: String, limit: Int = 1) async throws -> [BufferedFire] {
         try await db.read { db in
-            try BufferedFire.filter(BufferedFire.Columns.triggerId == id).order(BufferedFire.Columns.seq).limit(limit).fetchAll(db)
+            try BufferedFire.fetchAll(db, sql: "SELECT * FROM trigger_buffer WHERE trigger_id = ? ORDER BY seq LIMIT ?", arguments: [id, limit])
         }
     }
 
     func bufferDepths() async throws -> [String: Int] {
         try await db.read { db in
             var out: [String: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT trigger_id, COUNT(*) AS n FROM trigger_buffer GROUP BY trigger_id") {
+            for row in try StoreRow.fetchAll(db, sql: "SELECT trigger_id, COUNT(*) AS n FROM trigger_buffer GROUP BY trigger_id") {
                 out[row["trigger_id"]] = row["n"]
             }
             return out
@@ -216,7 +217,7 @@ extension RunStore {
     func inflightByTrigger() async throws -> [String: Set<String>] {
         try await db.read { db in
             var out: [String: Set<String>] = [:]
-            for row in try Row.fetchAll(db, sql: """
+            for row in try StoreRow.fetchAll(db, sql: """
                 SELECT id, trigger_id FROM runs WHERE trigger_id IS NOT NULL AND status IN ('queued', 'running', 'waiting')
                 """) {
                 out[row["trigger_id"], default: []].insert(row["id"])

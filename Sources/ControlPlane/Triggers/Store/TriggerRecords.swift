@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import Workflow
 
 /// Where a trigger comes from: a workflow file's `triggers:` (re-synced on
@@ -9,7 +8,7 @@ public enum TriggerSource: String, Codable, Sendable, CaseIterable {
 }
 
 /// A trigger as the store keeps it: its spec, and the state a restart must not lose.
-public struct TriggerRow: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+public struct TriggerRow: Codable, Sendable, Equatable, StoreRecord {
     public static let databaseTableName = "triggers"
 
     public var id: String
@@ -49,11 +48,6 @@ public struct TriggerRow: Codable, Sendable, Equatable, FetchableRecord, Persist
         case lastError = "last_error", pollKey = "poll_key", createdBy = "created_by", createdAt = "created_at", updatedAt = "updated_at"
     }
 
-    public enum Columns {
-        static let id = Column(CodingKeys.id)
-        static let workflow = Column(CodingKeys.workflow)
-        static let source = Column(CodingKeys.source)
-    }
 
     /// The spec, read as `RunStore.specJSON` wrote it (dates in Unix seconds).
     public var trigger: Trigger? {
@@ -65,8 +59,9 @@ public struct TriggerRow: Codable, Sendable, Equatable, FetchableRecord, Persist
 
 /// A fire waiting for the trigger's running run to end (`buffer_one`,
 /// `buffer_all`), or a missed or back-filled slot waiting its turn.
-public struct BufferedFire: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+public struct BufferedFire: Codable, Sendable, Equatable, StoreRecord {
     public static let databaseTableName = "trigger_buffer"
+    public static let primaryKey = ["trigger_id", "seq"]
     public var triggerId: String
     public var seq: Int
     public var slot: Double?
@@ -78,14 +73,10 @@ public struct BufferedFire: Codable, Sendable, Equatable, FetchableRecord, Persi
         case triggerId = "trigger_id", seq, slot, input, reason, createdAt = "created_at"
     }
 
-    public enum Columns {
-        static let triggerId = Column(CodingKeys.triggerId)
-        static let seq = Column(CodingKeys.seq)
-    }
 }
 
 /// One message of a durable queue.
-public struct QueueMessage: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+public struct QueueMessage: Codable, Sendable, Equatable, StoreRecord {
     public static let databaseTableName = "queue_messages"
     public enum Status: String, Codable, Sendable, CaseIterable {
         /// Waiting for a run (once `visibleAt` has passed).
@@ -116,18 +107,12 @@ public struct QueueMessage: Codable, Sendable, Equatable, FetchableRecord, Persi
         case runId = "run_id", lastError = "last_error", createdAt = "created_at", updatedAt = "updated_at"
     }
 
-    public enum Columns {
-        static let queue = Column(CodingKeys.queue)
-        static let status = Column(CodingKeys.status)
-        static let visibleAt = Column(CodingKeys.visibleAt)
-        static let dedupeId = Column(CodingKeys.dedupeId)
-        static let createdAt = Column(CodingKeys.createdAt)
-    }
 }
 
 /// A webhook delivery id seen (and the run it made), remembered until `expiresAt`.
-struct WebhookDelivery: Codable, Sendable, FetchableRecord, PersistableRecord {
+struct WebhookDelivery: Codable, Sendable, StoreRecord {
     static let databaseTableName = "webhook_deliveries"
+    static let primaryKey = ["trigger_id", "delivery_id"]
     var triggerId: String
     var deliveryId: String
     var runId: String?
@@ -143,7 +128,7 @@ struct WebhookDelivery: Codable, Sendable, FetchableRecord, PersistableRecord {
 public struct RunOrigin: Sendable {
     public var triggerId: String
     public var scheduledAt: Date?
-    let record: @Sendable (Database, _ runId: String) throws -> Void
+    let record: @Sendable (any StoreConnection, _ runId: String) throws -> Void
 }
 
 /// The state a fire expected was changed by another (the slot was already

@@ -1,12 +1,10 @@
 import Foundation
-import GRDB
 import Wire
 
 /// The trigger tables in the run store, and what a run's end writes to them in
 /// the transaction that ends it.
 enum TriggerSchema {
-    static func create(_ db: Database) throws {
-        try db.execute(sql: """
+    static let sql = """
             ALTER TABLE runs ADD COLUMN trigger_id TEXT;
             ALTER TABLE runs ADD COLUMN scheduled_at REAL;
             CREATE INDEX runs_trigger_created ON runs(trigger_id, created_at, id) WHERE trigger_id IS NOT NULL;
@@ -70,13 +68,12 @@ enum TriggerSchema {
             CREATE UNIQUE INDEX queue_messages_dedupe ON queue_messages(queue, dedupe_id) WHERE dedupe_id IS NOT NULL;
             CREATE INDEX queue_messages_ready ON queue_messages(queue, status, visible_at);
             CREATE INDEX queue_messages_run ON queue_messages(run_id) WHERE run_id IS NOT NULL;
-            """)
-    }
+            """
 
     /// A fired run ended: its trigger's last outcome, and the queue message it
     /// carried, if any (done, offered again after a backoff, or dead-lettered).
     /// Returns the trigger's last error as recorded.
-    static func runEnded(_ db: Database, runId: String, triggerId: String, status: RunStatus, error: StepFailure?) throws -> String? {
+    static func runEnded(_ db: any StoreConnection, runId: String, triggerId: String, status: RunStatus, error: StepFailure?) throws -> String? {
         let now = Date().timeIntervalSince1970
         let why = error.map { "\($0.code): \($0.message)" }
         let lastError = status == .succeeded ? nil : why
@@ -96,7 +93,7 @@ enum TriggerSchema {
             try db.cachedStatement(sql: """
                 UPDATE queue_messages SET
                     status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'ready' END,
-                    visible_at = ? + MIN(60, attempts * attempts), last_error = ?, updated_at = ?
+                    visible_at = ? + \(db.dialect.least("60", "attempts * attempts")), last_error = ?, updated_at = ?
                 WHERE run_id = ? AND status = 'inflight'
                 """).execute(arguments: [now, why ?? status.rawValue, now, runId])
         }

@@ -1,0 +1,202 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import PostgresNIO
+
+/// The shared store: a PostgreSQL database, through postgres-nio's pooled
+/// client. A store body is synchronous (as GRDB's are), so it runs on a
+/// thread of the engine's own pool while it holds a leased connection, and
+/// waits there for each statement's answer; no event loop or task thread ever
+/// blocks. Writes are SERIALIZABLE and retried when PostgreSQL reports that a
+/// concurrent transaction made them impossible to order, so every body sees
+/// what SQLite's single writer would have shown it.
+public final class PostgresEngine: StoreEngine {
+    public let dialect = StoreDialect.postgres
+    public let location: String
+    let client: PostgresClient
+    let threads: NIOThreadPool
+    let durability: RunStore.Durability
+    let logger: Logger
+    private let running: Task<Void, Never>
+
+    /// Connects once (to fail fast, with the reason, when the database cannot
+    /// be reached), applies the migrations, and starts the pool.
+    init(url: PostgresURL, poolSize: Int, durability: RunStore.Durability, migrations: [StoreMigration],
+         logger: Logger = Logger(label: "skelm.store")) throws {
+        self.location = url.redacted
+        self.durability = durability
+        self.logger = logger
+        let first: PostgresConnection
+        do {
+            var config = try url.connectionConfiguration()
+            config.options.connectTimeout = .seconds(10)
+            first = try PostgresConnection.connect(on: MultiThreadedEventLoopGroup.singleton.any(), configuration: config, id: 0,
+                                                   logger: logger).wait()
+        } catch {
+            throw PostgresStoreError.unreachable(url.redacted, Self.describe(error))
+        }
+        defer { try? first.close().wait() }
+        do {
+            try StoreMigrator.migrate(migrations, dialect: .postgres, location: url.redacted) { body in
+                _ = try Self.transaction(first, write: true, durability: durability, logger: logger) { try body($0) }
+            }
+        } catch let error as StoreVersionError {
+            throw error
+        } catch {
+            throw PostgresStoreError.migration(url.redacted, Self.describe(error))
+        }
+        var clientConfig = try url.clientConfiguration()
+        clientConfig.options.maximumConnections = poolSize
+        clientConfig.options.minimumConnections = 0
+        // The pool's own log at errors only: it warns when a lease comes before
+        // its run loop has started (which the lease then waits for), and every
+        // failed statement is reported by the store with its reason anyway.
+        var background = logger
+        background.logLevel = .error
+        client = PostgresClient(configuration: clientConfig, backgroundLogger: background)
+        threads = NIOThreadPool(numberOfThreads: poolSize)
+        threads.start()
+        let client = client
+        running = Task { await client.run() }
+    }
+
+    public func read<T: Sendable>(_ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
+        try await run(write: false, body)
+    }
+
+    public func write<T: Sendable>(_ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
+        try await run(write: true, body)
+    }
+
+    private func run<T: Sendable>(write: Bool, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
+        let (threads, durability, logger) = (threads, durability, logger)
+        return try await client.withConnection { connection in
+            try await threads.runIfActive {
+                try Self.transaction(connection, write: write, durability: durability, logger: logger, body)
+            }
+        }
+    }
+
+    public func synchronousLevel() async throws -> Int {
+        try await write { db in
+            try String.fetchOne(db, sql: "SELECT current_setting('synchronous_commit')") == "off" ? 1 : 2
+        }
+    }
+
+    public func close() async {
+        running.cancel()
+        try? await threads.shutdownGracefully()
+    }
+
+    /// SQLSTATEs after which the whole transaction is tried again: a
+    /// serialization failure and a deadlock.
+    static let retried: Set<String> = ["40001", "40P01"]
+
+    /// One body in one transaction on `connection`, on the calling (pool) thread.
+    static func transaction<T>(_ connection: PostgresConnection, write: Bool, durability: RunStore.Durability, logger: Logger,
+                               _ body: (any StoreConnection) throws -> T) throws -> T {
+        let db = PostgresStoreConnection(connection, logger: logger)
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                try db.execute(sql: write ? "BEGIN ISOLATION LEVEL SERIALIZABLE" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                if write, durability == .normal { try db.execute(sql: "SET LOCAL synchronous_commit TO off") }
+                let result = try body(db)
+                try db.execute(sql: "COMMIT")
+                return result
+            } catch {
+                try? db.execute(sql: "ROLLBACK")
+                if let state = Self.sqlState(error), retried.contains(state), attempt < 20 {
+                    // Backs off a little so the transaction it collided with can commit.
+                    usleep(useconds_t(min(attempt * attempt, 50) * 200))
+                    continue
+                }
+                throw error
+            }
+        }
+    }
+
+    static func sqlState(_ error: any Error) -> String? {
+        (error as? PSQLError)?.serverInfo?[.sqlState] ?? (error as? PostgresServerError)?.sqlState
+    }
+
+    /// The server's message when there is one, rather than the client's whole dump.
+    static func describe(_ error: any Error) -> String {
+        if let e = error as? PSQLError {
+            if let message = e.serverInfo?[.message] { return message }
+            if let underlying = e.underlying { return "\(underlying)" }
+            return "\(e.code)"
+        }
+        if let e = error as? PostgresServerError { return e.message }
+        return "\(error)"
+    }
+}
+
+/// A database error with the statement it came from, as the engine reports it.
+struct PostgresServerError: Error, CustomStringConvertible {
+    let sqlState: String?
+    let message: String
+    let sql: String
+    var description: String { "PostgreSQL \(sqlState ?? "error"): \(message) (in: \(sql.prefix(200)))" }
+}
+
+public enum PostgresStoreError: Error, CustomStringConvertible {
+    case unreachable(String, String)
+    case migration(String, String)
+    case badURL(String)
+
+    public var description: String {
+        switch self {
+        case let .unreachable(at, why): "cannot reach PostgreSQL at \(at): \(why)"
+        case let .migration(at, why): "cannot migrate the store at \(at): \(why)"
+        case let .badURL(why): why
+        }
+    }
+}
+
+/// One leased connection inside one transaction. Statements are written with
+/// `?` placeholders; this numbers them (`$1`, `$2`, …) for PostgreSQL.
+final class PostgresStoreConnection: StoreConnection {
+    let connection: PostgresConnection
+    let logger: Logger
+    let dialect = StoreDialect.postgres
+    private(set) var changesCount = 0
+
+    init(_ connection: PostgresConnection, logger: Logger) {
+        self.connection = connection
+        self.logger = logger
+    }
+
+    func execute(sql: String, arguments: StoreArguments, cached: Bool) throws {
+        let result = try run(sql, arguments)
+        changesCount = result.metadata.rows ?? 0
+    }
+
+    func fetchRows(sql: String, arguments: StoreArguments, cached: Bool) throws -> [StoreRow] {
+        let result = try run(sql, arguments)
+        return try result.rows.map { row in
+            var columns: [String] = []
+            var values: [StoreValue] = []
+            for cell in row {
+                columns.append(cell.columnName)
+                values.append(try PostgresCells.value(cell))
+            }
+            return StoreRow(columns: columns, values: values)
+        }
+    }
+
+    private func run(_ sql: String, _ arguments: StoreArguments) throws -> PostgresQueryResult {
+        let query = PostgresQuery(unsafeSQL: PostgresSQL.numbered(sql), binds: PostgresCells.binds(arguments))
+        do {
+            return try connection.query(query, logger: logger).wait()
+        } catch let error as PSQLError {
+            let state = error.serverInfo?[.sqlState]
+            let message = error.serverInfo?[.message] ?? PostgresEngine.describe(error)
+            if state == "23505" { throw StoreConstraintError(message: message) }
+            throw PostgresServerError(sqlState: state, message: message, sql: sql)
+        }
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import Synchronization
+
+/// A throwaway PostgreSQL cluster for the tests: `initdb` in a temporary
+/// directory, started on a free loopback port, stopped when the test process
+/// exits. Never the system's service. Each caller gets a database of its own.
+public actor PostgresCluster {
+    public static let shared = PostgresCluster()
+
+    private var port: Int?
+    private var databases = 0
+
+    /// The data directory of the running cluster, for the exit hook.
+    private static let running = Mutex<String?>(nil)
+
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// A new, empty database: its URL (no password: the cluster trusts loopback).
+    public func database() throws -> String {
+        let port = try self.port ?? start()
+        databases += 1
+        let name = "t\(getpid())_\(databases)"
+        try Self.psql(port: port, "CREATE DATABASE \(name)")
+        return "postgres://postgres@127.0.0.1:\(port)/\(name)?sslmode=disable"
+    }
+
+    /// Runs SQL as the superuser against one database of the cluster.
+    public func execute(_ sql: String, database: String) throws {
+        guard let port else { throw Failure(description: "the cluster is not running") }
+        try Self.psql(port: port, sql, database: database)
+    }
+
+    private func start() throws -> Int {
+        guard let bin = Self.binaries() else {
+            throw Failure(description: "PostgreSQL's server is not installed (make deps installs it): no /usr/lib/postgresql/*/bin/initdb")
+        }
+        var template = Array("/tmp/skelm-pg-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw Failure(description: "mkdtemp: \(String(cString: strerror(errno)))") }
+        let dir = String(cString: made)
+        // PostgreSQL refuses to run as root: as root, the cluster belongs to `postgres`.
+        let asRoot = geteuid() == 0
+        if asRoot {
+            guard let pw = getpwnam("postgres") else { throw Failure(description: "no postgres user (make deps installs PostgreSQL)") }
+            chown(dir, pw.pointee.pw_uid, pw.pointee.pw_gid)
+        }
+        chmod(dir, 0o700)
+        let data = dir + "/data"
+        try Self.run(bin + "/initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"], asRoot: asRoot)
+        let port = Self.freePort()
+        let options = "-p \(port) -k \(dir) -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 -c shared_buffers=32MB"
+        try Self.run(bin + "/pg_ctl", ["-D", data, "-o", options, "-l", dir + "/log", "-w", "-t", "60", "start"], asRoot: asRoot)
+        Self.running.withLock { $0 = data }
+        atexit {
+            guard let data = PostgresCluster.running.withLock({ $0 }),
+                  let text = try? String(contentsOfFile: data + "/postmaster.pid", encoding: .utf8),
+                  let pid = text.split(separator: "\n").first.flatMap({ Int32($0) }) else { return }
+            // Immediate shutdown: the cluster is thrown away with its directory.
+            kill(pid, SIGQUIT)
+            for _ in 0..<100 where kill(pid, 0) == 0 { usleep(20_000) }
+            try? FileManager.default.removeItem(atPath: (data as NSString).deletingLastPathComponent)
+        }
+        self.port = port
+        return port
+    }
+
+    /// The newest installed server's programs.
+    static func binaries() -> String? {
+        let root = "/usr/lib/postgresql"
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).compactMap(Int.init).sorted()
+        return versions.reversed().map { "\(root)/\($0)/bin" }.first { FileManager.default.isExecutableFile(atPath: $0 + "/initdb") }
+    }
+
+    static func psql(port: Int, _ sql: String, database: String = "postgres") throws {
+        try run("/usr/bin/psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
+                asRoot: false)
+    }
+
+    /// posix_spawn and waitpid rather than Foundation's Process: the server
+    /// pg_ctl leaves behind keeps the process group busy, and Process did not
+    /// see pg_ctl itself exit.
+    static func run(_ program: String, _ arguments: [String], asRoot: Bool) throws {
+        let argv = asRoot ? ["/usr/bin/setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", program] + arguments
+                          : [program] + arguments
+        let log = NSTemporaryDirectory() + "skelm-pg-out-" + UUID().uuidString
+        defer { unlink(log) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var cArgs = argv.map { strdup($0) } + [nil]
+        defer { for a in cArgs { free(a) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], &actions, nil, &cArgs, environ)
+        guard rc == 0 else { throw Failure(description: "cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        let exited = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        guard exited == 0 else {
+            throw Failure(description: "\((program as NSString).lastPathComponent) exited \(exited): \(text)")
+        }
+    }
+
+    public static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+}
