@@ -1,17 +1,22 @@
 # skelm: `make run` starts the gateway on the example project; `make test` runs every test.
 SHELL := /bin/bash
 SWIFT ?= swift
-APT_PACKAGES := libsqlite3-dev libssl-dev libseccomp-dev pkg-config zlib1g-dev python3 tzdata
+APT_PACKAGES := libsqlite3-dev libssl-dev libseccomp-dev pkg-config zlib1g-dev python3 tzdata postgresql util-linux
 CONFIG ?= examples/skelm.config.yaml
 
 .PHONY: run test build release deps bench bench-deps clean openapi pytools peers
 
 # Installs the system packages the build and the tests need, when missing.
+# PostgreSQL is for the store tests, which start throwaway clusters of their
+# own (initdb in a temporary directory): the package makes no cluster and
+# starts no service of its own.
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO mkdir -p /etc/postgresql-common/createcluster.d; \
+	  echo 'create_main_cluster = false' | $$SUDO tee /etc/postgresql-common/createcluster.d/skelm-no-main-cluster.conf >/dev/null; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 

@@ -20,6 +20,9 @@ public final class PostgresEngine: StoreEngine {
     let durability: RunStore.Durability
     let logger: Logger
     private let running: Task<Void, Never>
+    /// The connection holding `gatewayLock`.
+    private let lockHolder: PostgresConnection
+    static let gatewayLock: Int64 = 0x736b_656c_6d02
 
     /// Connects once (to fail fast, with the reason, when the database cannot
     /// be reached), applies the migrations, and starts the pool.
@@ -37,7 +40,8 @@ public final class PostgresEngine: StoreEngine {
         } catch {
             throw PostgresStoreError.unreachable(url.redacted, Self.describe(error))
         }
-        defer { try? first.close().wait() }
+        var holding = false
+        defer { if !holding { try? first.close().wait() } }
         do {
             try StoreMigrator.migrate(migrations, dialect: .postgres, location: url.redacted) { body in
                 _ = try Self.transaction(first, write: true, durability: durability, logger: logger) { try body($0) }
@@ -47,6 +51,17 @@ public final class PostgresEngine: StoreEngine {
         } catch {
             throw PostgresStoreError.migration(url.redacted, Self.describe(error))
         }
+        // One gateway per database, until gateways can share one: a second
+        // would resume the first one's runs as its own. The lock is the
+        // session's, held on this connection for the gateway's life, and
+        // released by PostgreSQL when the gateway (or its connection) dies.
+        let locked = try PostgresStoreConnection(first, logger: logger)
+            .fetchRows(sql: "SELECT pg_try_advisory_lock(?) AS held", arguments: [Self.gatewayLock], cached: false)
+        guard locked.first.map({ Bool.fromStore($0.value("held")) == true }) == true else {
+            throw PostgresStoreError.inUse(url.redacted)
+        }
+        holding = true
+        lockHolder = first
         var clientConfig = try url.clientConfiguration()
         clientConfig.options.maximumConnections = poolSize
         clientConfig.options.minimumConnections = 0
@@ -88,6 +103,10 @@ public final class PostgresEngine: StoreEngine {
     public func close() async {
         running.cancel()
         try? await threads.shutdownGracefully()
+        // Unlocked before the connection closes: the server releases a dead
+        // session's locks only once it has noticed, and the next gateway may be quicker.
+        _ = try? await lockHolder.query(PostgresQuery(unsafeSQL: "SELECT pg_advisory_unlock(\(Self.gatewayLock))"), logger: logger)
+        try? await lockHolder.close()
     }
 
     /// SQLSTATEs after which the whole transaction is tried again: a
@@ -147,12 +166,14 @@ public enum PostgresStoreError: Error, CustomStringConvertible {
     case unreachable(String, String)
     case migration(String, String)
     case badURL(String)
+    case inUse(String)
 
     public var description: String {
         switch self {
         case let .unreachable(at, why): "cannot reach PostgreSQL at \(at): \(why)"
         case let .migration(at, why): "cannot migrate the store at \(at): \(why)"
         case let .badURL(why): why
+        case let .inUse(at): "another gateway is using the store at \(at): one gateway per database (stop the other, or give this one a database of its own)"
         }
     }
 }

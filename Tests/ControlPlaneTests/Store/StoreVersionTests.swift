@@ -64,6 +64,18 @@ struct StoreVersionTests {
         }
     }
 
+    @Test("a second gateway on one PostgreSQL database is refused while the first holds it, and admitted once it is gone")
+    func oneGatewayPerDatabase() async throws {
+        let at = try await Self.location(.postgres)
+        let first = try Self.open(.postgres, at)
+        #expect {
+            _ = try Self.open(.postgres, at)
+        } throws: { "\($0)".contains("another gateway is using the store at") }
+        await first.close()
+        let second = try Self.open(.postgres, at)
+        await second.close()
+    }
+
     @Test("a PostgreSQL that cannot be reached is a clear error at once, naming the address without its password")
     func unreachable() async throws {
         let port = PostgresCluster.freePort()

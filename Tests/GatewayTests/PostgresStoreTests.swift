@@ -1,0 +1,86 @@
+import Foundation
+import PostgresFixture
+import SkelmClient
+import Testing
+import Workflow
+
+/// The real gateway on `storage.driver: postgres`, against a throwaway cluster.
+@Suite("PostgreSQL store")
+struct PostgresStoreTests {
+    static let workflows: [String: String] = [
+        "deploy.workflow.yaml": """
+            id: deploy
+            steps:
+              - { id: build, run: echo built }
+              - id: gate
+                approval: { message: "Deploy ${{ input.version }}?", timeout: 1h }
+              - { id: ship, exec: { argv: [sh, -c, 'echo "shipped by $BY"'], env: { BY: "${{ steps.gate.output.actor }}" } } }
+            """,
+        "hello.workflow.yaml": """
+            id: hello
+            steps:
+              - { id: greet, exec: { argv: [echo, "hello ${{ input.name }}"] } }
+            """,
+    ]
+
+    static func config(url: String, storage: String = "") -> String {
+        TestGateway.defaultConfig + "\nstorage: { driver: postgres, url: \"\(url)\", poolSize: 4\(storage) }\n"
+    }
+
+    @Test("runs, their events, approvals and the dashboard live in PostgreSQL, and a run parked before a restart finishes after it")
+    func endToEnd() async throws {
+        let url = try await PostgresCluster.shared.database()
+        let gw = try await TestGateway.started(workflows: Self.workflows, config: Self.config(url: url))
+        defer { gw.cleanupLater() }
+        let hello = try await gw.run("hello", ["name": "pg"])
+        #expect(hello["status"] == "succeeded", "\(hello)")
+        #expect("\(hello)".contains("hello pg"))
+        let helloId = try #require(hello["id"]?.stringValue)
+        let (events, _) = try await gw.events(helloId)
+        #expect(events.first?.type == "run.queued")
+        #expect(events.last?.type == "run.succeeded")
+
+        let parked = try await gw.run("deploy", ["version": "2.0"], sync: false)
+        let id = try #require(parked["id"]?.stringValue)
+        _ = try await gw.waitForStatus(id, ["waiting"])
+        // Stopped while the run waits: nothing of it is in this gateway's state dir.
+        #expect(await gw.stop() == 0)
+        #expect(!FileManager.default.fileExists(atPath: gw.stateDir + "/skelm.db"))
+        try await gw.start()
+        let approval = try #require(try await gw.get("/approvals?run=\(id)").json?["approvals"].list.first)
+        let aid = try #require(approval["id"]?.stringValue)
+        #expect(try await gw.post("/approvals/\(aid)/approve", ["reason": "ship it"]).status == 200)
+        let done = try await gw.waitForStatus(id, ["succeeded", "failed"])
+        #expect(done["status"] == "succeeded", "\(done)")
+        let steps = try #require(try await gw.get("/runs/\(id)").json?["steps"].list)
+        let shipped = steps.contains { step in "\(step)".contains("shipped by") }
+        #expect(shipped, "\(steps)")
+        let runs = try #require(try await gw.get("/runs?limit=100").json?["runs"].list)
+        #expect(Set(runs.compactMap { $0["id"]?.stringValue }) == [helloId, id])
+        let overview = try #require(try await gw.get("/v1/dashboard/overview").json)
+        #expect(overview["totals"]?["succeeded"] == 2)
+    }
+
+    @Test("a database that cannot be reached stops the start: a clear error, a non-zero exit, no password shown")
+    func unreachable() async throws {
+        let port = PostgresCluster.freePort()
+        let gw = try TestGateway(workflows: Self.workflows,
+                                 config: Self.config(url: "postgres://skelm@127.0.0.1:\(port)/runs?sslmode=disable", storage: ", passwordEnv: PGPW"))
+        gw.environment["PGPW"] = "s3cret-pw"
+        defer { gw.cleanupLater() }
+        await #expect(throws: GatewayFailure.self) { try await gw.start() }
+        #expect(gw.process == nil || gw.process?.isRunning == false)
+        let log = gw.logText
+        #expect(log.contains("cannot reach PostgreSQL at postgres://skelm@127.0.0.1:\(port)/runs"), "\(log)")
+        #expect(!log.contains("s3cret-pw"))
+        if let p = gw.process { p.waitUntilExit(); #expect(p.terminationStatus != 0) }
+    }
+
+    @Test("a password written into storage.url is refused: the config is shown at GET /v1/config")
+    func passwordInURL() async throws {
+        let gw = try TestGateway(workflows: Self.workflows, config: Self.config(url: "postgres://skelm:hunter2@127.0.0.1:5432/runs"))
+        defer { gw.cleanupLater() }
+        await #expect(throws: GatewayFailure.self) { try await gw.start() }
+        #expect(gw.logText.contains("storage.url") && gw.logText.contains("storage.passwordEnv"), "\(gw.logText)")
+    }
+}
