@@ -6,7 +6,7 @@ struct Skelm: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "skelm",
         abstract: "Run agentic workflows in sandboxed workers behind one audited gateway.",
-        subcommands: [GatewayCommand.self, RunCommand.self, RunsCommand.self, WorkflowsCommand.self, WorkersCommand.self, AgentsCommand.self, SessionsCommand.self, MCPCommand.self, SkillsCommand.self, ApprovalsCommand.self, ScheduleCommand.self, AuditCommand.self, ConfigCommand.self,
+        subcommands: [GatewayCommand.self, RunCommand.self, RunsCommand.self, WorkflowsCommand.self, WorkersCommand.self, AgentsCommand.self, SessionsCommand.self, MCPCommand.self, SkillsCommand.self, ApprovalsCommand.self, ScheduleCommand.self, AuditCommand.self, ConfigCommand.self, StoreCommand.self,
                       SandboxCommand.self, Doctor.self, WorkerCommand.self])
 }
 

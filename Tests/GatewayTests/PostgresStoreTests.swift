@@ -61,6 +61,41 @@ struct PostgresStoreTests {
         #expect(overview["totals"]?["succeeded"] == 2)
     }
 
+    @Test("skelm store migrate moves a stopped gateway's SQLite store into PostgreSQL: finished runs, a pending approval, counts checked")
+    func migrateFromSQLite() async throws {
+        let url = try await PostgresCluster.shared.database()
+        let gw = try await TestGateway.started(workflows: Self.workflows)
+        defer { gw.cleanupLater() }
+        let hello = try #require(try await gw.run("hello", ["name": "lite"])["id"]?.stringValue)
+        let parked = try #require(try await gw.run("deploy", ["version": "3"], sync: false)["id"]?.stringValue)
+        _ = try await gw.waitForStatus(parked, ["waiting"])
+
+        // Not while the gateway holds the state dir.
+        let busy = try await gw.cli(["store", "migrate", "--to", url])
+        #expect(busy.status == 1 && (busy.stderr + busy.stdout).contains("another gateway"), "\(busy)")
+        #expect(await gw.stop() == 0)
+        let moved = try await gw.cli(["store", "migrate", "--to", url])
+        #expect(moved.status == 0, "\(moved)")
+        #expect(moved.stderr.contains("runs: 2") && moved.stdout.contains("next: set storage.driver: postgres"), "\(moved)")
+        // A second copy into the now filled database is refused, naming what it holds.
+        let again = try await gw.cli(["store", "migrate", "--to", url])
+        #expect(again.status == 1 && (again.stderr + again.stdout).contains("not empty (runs: 2"), "\(again)")
+
+        let text = try String(contentsOfFile: gw.configPath, encoding: .utf8)
+        try (text + "\nstorage: { driver: postgres, url: \"\(url)\" }\n").write(toFile: gw.configPath, atomically: true, encoding: .utf8)
+        try await gw.start()
+        #expect(try await gw.get("/runs/\(hello)").json?["status"] == "succeeded")
+        let approval = try #require(try await gw.get("/approvals?run=\(parked)").json?["approvals"].list.first)
+        let aid = try #require(approval["id"]?.stringValue)
+        #expect(try await gw.post("/approvals/\(aid)/approve", ["reason": "after the move"]).status == 200)
+        let done = try await gw.waitForStatus(parked, ["succeeded", "failed"])
+        #expect(done["status"] == "succeeded", "\(done)")
+        // Its events continue the numbering the SQLite store began.
+        let (events, _) = try await gw.events(parked)
+        let seqs = events.compactMap { $0.id.flatMap(Int.init) }
+        #expect(seqs == Array(1...seqs.count) && events.last?.type == "run.succeeded")
+    }
+
     @Test("a database that cannot be reached stops the start: a clear error, a non-zero exit, no password shown")
     func unreachable() async throws {
         let port = PostgresCluster.freePort()

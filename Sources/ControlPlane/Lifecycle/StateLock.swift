@@ -12,7 +12,7 @@ public final class StateLock: Sendable {
     private let fd: Int32
     let path: String
 
-    init(stateDir: String) throws {
+    public init(stateDir: String) throws {
         path = stateDir + "/gateway.lock"
         // CLOEXEC: workers and the template are exec'd and must not hold it.
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
