@@ -1,4 +1,5 @@
 import Foundation
+import PostgresFixture
 import SkelmClient
 import Testing
 import Workflow
@@ -206,20 +207,7 @@ extension String {
 
 /// A TCP port on 127.0.0.1 that nothing listens on now (the kernel's choice):
 /// for a test that must name its gateway's port before starting it.
-func freePort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) { p in
-        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-            Glibc.bind(fd, sa, len) == 0 ? getsockname(fd, sa, &len) : -1
-        }
-    }
-    return Int(UInt16(bigEndian: addr.sin_port))
-}
+func freePort() -> Int { PostgresCluster.freePort() }
 
 /// `EgressTests.serverScript` on 127.0.0.1:`port`, accepting connections
 /// when this returns: the host-side upstream the egress tests reach.

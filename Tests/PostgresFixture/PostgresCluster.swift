@@ -32,6 +32,19 @@ public actor PostgresCluster {
         try Self.psql(port: port, sql, database: database)
     }
 
+    /// A session that holds an advisory lock for `seconds` (a psql process; terminate it to let go).
+    public func holdAdvisoryLock(_ key: Int64, database: String, seconds: Int) throws -> Process {
+        guard let port else { throw Failure(description: "the cluster is not running") }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
+        p.arguments = ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", database, "-q",
+                       "-c", "SELECT pg_advisory_lock(\(key))", "-c", "SELECT pg_sleep(\(seconds))"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
     private func start() throws -> Int {
         guard let bin = Self.binaries() else {
             throw Failure(description: "PostgreSQL's server is not installed (make deps installs it): no /usr/lib/postgresql/*/bin/initdb")
@@ -105,6 +118,7 @@ public actor PostgresCluster {
         }
     }
 
+    /// A TCP port on 127.0.0.1 that nothing listens on now (the kernel's choice).
     public static func freePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
@@ -112,8 +126,11 @@ public actor PostgresCluster {
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        _ = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                bind(fd, sa, len) == 0 ? getsockname(fd, sa, &len) : -1
+            }
+        }
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 }

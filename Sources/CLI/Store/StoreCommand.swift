@@ -14,7 +14,9 @@ struct StoreMigrate: AsyncParsableCommand {
         discussion: """
             The gateway must be stopped (the state dir's lock is taken for the copy). The target \
             database is migrated to this gateway's schema, must hold no rows, and is counted \
-            table by table after the copy. The SQLite file is left as it was. Then set \
+            table by table after the copy. The SQLite file is only read (after being brought to this \
+            binary's schema). A copy that fails midway leaves the target partly filled: drop and \
+            create it again before retrying. Then set \
             storage.driver: postgres and storage.url in the config, and start the gateway.
             Exit status: 0 copied, 1 refused or failed (the SQLite store unchanged).
             """)

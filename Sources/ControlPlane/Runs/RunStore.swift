@@ -232,7 +232,10 @@ public final class RunStore: Sendable {
     /// transaction, so a crash cannot leave the parent waiting on a child that ended.
     public func finish(runId: String, status: RunStatus, output: JSONValue?, error: StepFailure?) async throws -> Finished {
         try await db.write { db in
-            let errorText = error.flatMap { try? String(decoding: JSONEncoder().encode($0), as: UTF8.self) }
+            // A NUL in the message, escaped by JSON as \u0000, is one PostgreSQL's
+            // jsonb refuses (the dashboard reads errors as jsonb): U+FFFD instead.
+            let errorText = error.flatMap { try? String(decoding: JSONEncoder().encode($0), as: UTF8.self) }?
+                .replacingOccurrences(of: "\\u0000", with: "\\ufffd")
             // RETURNING: no row when the run had already ended.
             guard let ended = try StoreRow.fetchOne(db.cachedStatement(sql: """
                 UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import PostgresNIO
+import Wire
 
 /// The shared store: a PostgreSQL database, through postgres-nio's pooled
 /// client. A store body is synchronous (as GRDB's are), so it runs on a
@@ -20,8 +21,9 @@ public final class PostgresEngine: StoreEngine {
     let durability: RunStore.Durability
     let logger: Logger
     private let running: Task<Void, Never>
-    /// The connection holding `gatewayLock`.
-    private let lockHolder: PostgresConnection
+    /// The connection holding `gatewayLock`, replaced if it is lost and the lock taken again.
+    private let lockHolder: Shared<PostgresConnection>
+    private let lockGuard: Task<Void, Never>
     static let gatewayLock: Int64 = 0x736b_656c_6d02
 
     /// Connects once (to fail fast, with the reason, when the database cannot
@@ -42,6 +44,12 @@ public final class PostgresEngine: StoreEngine {
         }
         var holding = false
         defer { if !holding { try? first.close().wait() } }
+        // One gateway per database, until gateways can share one: a second
+        // would resume the first one's runs as its own. Taken before anything
+        // is migrated (a newer gateway started beside a running one changes
+        // nothing), held by this connection's session for the gateway's life,
+        // and released by PostgreSQL when the gateway or its connection dies.
+        guard try Self.takeLock(first, logger: logger) else { throw PostgresStoreError.inUse(url.redacted) }
         do {
             try StoreMigrator.migrate(migrations, dialect: .postgres, location: url.redacted) { body in
                 _ = try Self.transaction(first, write: true, durability: durability, logger: logger) { try body($0) }
@@ -51,17 +59,10 @@ public final class PostgresEngine: StoreEngine {
         } catch {
             throw PostgresStoreError.migration(url.redacted, Self.describe(error))
         }
-        // One gateway per database, until gateways can share one: a second
-        // would resume the first one's runs as its own. The lock is the
-        // session's, held on this connection for the gateway's life, and
-        // released by PostgreSQL when the gateway (or its connection) dies.
-        let locked = try PostgresStoreConnection(first, logger: logger)
-            .fetchRows(sql: "SELECT pg_try_advisory_lock(?) AS held", arguments: [Self.gatewayLock], cached: false)
-        guard locked.first.map({ Bool.fromStore($0.value("held")) == true }) == true else {
-            throw PostgresStoreError.inUse(url.redacted)
-        }
         holding = true
-        lockHolder = first
+        let holder = Shared(first)
+        lockHolder = holder
+        lockGuard = Task { await Self.keepLock(holder, url: url, logger: logger) }
         var clientConfig = try url.clientConfiguration()
         clientConfig.options.maximumConnections = poolSize
         clientConfig.options.minimumConnections = 0
@@ -101,12 +102,62 @@ public final class PostgresEngine: StoreEngine {
     }
 
     public func close() async {
-        running.cancel()
+        lockGuard.cancel()
+        // Bodies in flight finish (a run's end commits) before the pool goes.
         try? await threads.shutdownGracefully()
+        running.cancel()
         // Unlocked before the connection closes: the server releases a dead
         // session's locks only once it has noticed, and the next gateway may be quicker.
-        _ = try? await lockHolder.query(PostgresQuery(unsafeSQL: "SELECT pg_advisory_unlock(\(Self.gatewayLock))"), logger: logger)
-        try? await lockHolder.close()
+        let holder = lockHolder.get
+        _ = try? await holder.query(PostgresQuery(unsafeSQL: "SELECT pg_advisory_unlock(\(Self.gatewayLock))"), logger: logger)
+        try? await holder.close()
+    }
+
+    static func takeLock(_ connection: PostgresConnection, logger: Logger) throws -> Bool {
+        let rows = try PostgresStoreConnection(connection, logger: logger)
+            .fetchRows(sql: "SELECT pg_try_advisory_lock(?) AS held", arguments: [gatewayLock], cached: false)
+        return rows.first.map { Bool.fromStore($0.value("held")) == true } == true
+    }
+
+    /// Pings the lock's connection every 15 s (which also keeps NAT and idle
+    /// timers from dropping it). A connection that is gone has lost the lock:
+    /// it is taken again on a new one. If another gateway took it meanwhile,
+    /// this one stops at once rather than run beside it: its runs resume,
+    /// from their checkpoints, wherever the store is next opened.
+    static func keepLock(_ holder: Shared<PostgresConnection>, url: PostgresURL, logger: Logger) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(15))
+            if Task.isCancelled { return }
+            let connection = holder.get
+            // Bounded: a query on a connection the server ended can wait forever.
+            let answered = await FirstOf.within(.seconds(10)) {
+                (try? await connection.query(PostgresQuery(unsafeSQL: "SELECT 1"), logger: logger)) != nil
+            }
+            if answered == true { continue }
+            // Not awaited: closing a connection that stopped answering can wait as long.
+            Task { try? await connection.close() }
+            logger.error("store: the connection holding the gateway's lock on \(url.redacted) is gone; taking the lock again")
+            do {
+                var config = try url.connectionConfiguration()
+                config.options.connectTimeout = .seconds(10)
+                let fresh = try await PostgresConnection.connect(configuration: config, id: 0, logger: logger)
+                let rows = try await fresh.query(PostgresQuery(unsafeSQL: "SELECT pg_try_advisory_lock(\(gatewayLock))"), logger: logger)
+                var held = false
+                for try await (value) in rows.decode(Bool.self) { held = value }
+                if held {
+                    holder.set(fresh)
+                    logger.info("store: the gateway's lock on \(url.redacted) is held again")
+                    continue
+                }
+                try? await fresh.close()
+                logger.critical("store: another gateway took the lock on \(url.redacted) while this one had lost it; stopping so no run is executed twice")
+                exit(1)
+            } catch {
+                // The database is unreachable: nobody else can take the lock
+                // either until it is back; try again at the next tick.
+                logger.error("store: cannot take the lock again yet: \(describe(error))")
+            }
+        }
     }
 
     /// SQLSTATEs after which the whole transaction is tried again: a
@@ -128,9 +179,10 @@ public final class PostgresEngine: StoreEngine {
                 return result
             } catch {
                 try? db.execute(sql: "ROLLBACK")
-                if let state = Self.sqlState(error), retried.contains(state), attempt < 20 {
-                    // Backs off a little so the transaction it collided with can commit.
-                    usleep(useconds_t(min(attempt * attempt, 50) * 200))
+                if let state = Self.sqlState(error), retried.contains(state), attempt < 60 {
+                    // Backs off, with jitter so colliding writers do not collide
+                    // again in step, for longer each time (up to 20 ms).
+                    usleep(useconds_t.random(in: 100...useconds_t(min(attempt * 1_000, 20_000))))
                     continue
                 }
                 throw error

@@ -75,13 +75,17 @@ enum PostgresCells {
 
 /// `postgres://user:password@host:port/database?sslmode=…`, as `storage.url` gives it.
 public struct PostgresURL: Sendable {
+    /// libpq's meanings, so a URL written for psql means the same here.
     public enum TLSMode: String, Sendable, CaseIterable {
         /// Plain TCP (a database on loopback or a private network).
         case disable
-        /// TLS when the server offers it, with its certificate verified.
+        /// TLS when the server offers it, the certificate not verified.
         case prefer
-        /// TLS or no connection, with the certificate verified against the system's trust store and the host name.
+        /// TLS or no connection, the certificate not verified.
         case require
+        /// TLS or no connection, the certificate verified against the system's
+        /// trust store and the host name (`verify-ca` is taken as this, stricter).
+        case verifyFull = "verify-full"
     }
 
     public var host: String
@@ -102,17 +106,18 @@ public struct PostgresURL: Sendable {
         guard !database.isEmpty else { throw PostgresStoreError.badURL("storage.url names no database (postgres://user@host/DATABASE)") }
         self.host = host
         self.port = c.port ?? 5432
-        self.user = user.removingPercentEncoding ?? user
-        self.password = c.password.map { $0.removingPercentEncoding ?? $0 } ?? fallback
-        self.database = database.removingPercentEncoding ?? database
+        // URLComponents has decoded them already: decoding again would turn a
+        // password's "%41" into "A".
+        self.user = user
+        self.password = c.password ?? fallback
+        self.database = database
         var tls = TLSMode.prefer
         for item in c.queryItems ?? [] {
             switch item.name {
             case "sslmode":
-                // libpq's verify-full is what `require` does here.
-                let mode = item.value == "verify-full" ? "require" : item.value ?? ""
+                let mode = item.value == "verify-ca" ? "verify-full" : item.value ?? ""
                 guard let m = TLSMode(rawValue: mode) else {
-                    throw PostgresStoreError.badURL("storage.url: sslmode must be one of disable, prefer, require, verify-full")
+                    throw PostgresStoreError.badURL("storage.url: sslmode must be one of disable, prefer, require, verify-ca, verify-full")
                 }
                 tls = m
             default:
@@ -125,11 +130,19 @@ public struct PostgresURL: Sendable {
     /// The address without its password, for messages and the audit log.
     public var redacted: String { "postgres://\(user)@\(host.contains(":") ? "[\(host)]" : host):\(port)/\(database)" }
 
+    /// Encrypted, not authenticated: what libpq's `prefer` and `require` do.
+    static var unverified: TLSConfiguration {
+        var c = TLSConfiguration.makeClientConfiguration()
+        c.certificateVerification = .none
+        return c
+    }
+
     func connectionConfiguration() throws -> PostgresConnection.Configuration {
         let tls: PostgresConnection.Configuration.TLS = switch self.tls {
         case .disable: .disable
-        case .prefer: .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
-        case .require: .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+        case .prefer: .prefer(try NIOSSLContext(configuration: Self.unverified))
+        case .require: .require(try NIOSSLContext(configuration: Self.unverified))
+        case .verifyFull: .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
         }
         return .init(host: host, port: port, username: user, password: password, database: database, tls: tls)
     }
@@ -137,8 +150,9 @@ public struct PostgresURL: Sendable {
     func clientConfiguration() throws -> PostgresClient.Configuration {
         let tls: PostgresClient.Configuration.TLS = switch self.tls {
         case .disable: .disable
-        case .prefer: .prefer(.makeClientConfiguration())
-        case .require: .require(.makeClientConfiguration())
+        case .prefer: .prefer(Self.unverified)
+        case .require: .require(Self.unverified)
+        case .verifyFull: .require(.makeClientConfiguration())
         }
         return .init(host: host, port: port, username: user, password: password, database: database, tls: tls)
     }

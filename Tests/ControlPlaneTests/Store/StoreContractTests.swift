@@ -168,7 +168,7 @@ struct StoreContractTests {
             _ = try await newRun(store, "d\(i)", workflow: i < 4 ? "busy" : "calm")
             if i < 3 {
                 _ = try await store.finish(runId: "d\(i)", status: .failed, output: nil,
-                                           error: StepFailure(i == 0 ? .timeout : .execFailed, step: "s\(i)", message: "m\(i)"))
+                                           error: StepFailure(i == 0 ? .timeout : .execFailed, step: "s\(i)", message: i == 1 ? "m1 with a NUL \0 in it" : "m\(i)"))
             } else if i < 5 {
                 _ = try await store.finish(runId: "d\(i)", status: .succeeded, output: ["ok": true], error: nil)
             }

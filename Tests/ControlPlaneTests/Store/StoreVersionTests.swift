@@ -76,6 +76,34 @@ struct StoreVersionTests {
         await second.close()
     }
 
+    @Test("the gateway's lock is taken before anything is migrated: a gateway refused for the lock changes no table")
+    func lockBeforeMigrating() async throws {
+        let at = try await Self.location(.postgres)
+        let name = String(at.split(separator: "/").last!.split(separator: "?").first!)
+        let first = try Self.open(.postgres, at)
+        // As if the running gateway were one migration older than the one starting beside it.
+        try await PostgresCluster.shared.execute("DROP TABLE agent_sessions; DELETE FROM skelm_migrations WHERE identifier = '7-agent-sessions'",
+                                                 database: name)
+        #expect { _ = try Self.open(.postgres, at) } throws: { "\($0)".contains("another gateway is using the store") }
+        let tables = try await first.db.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'agent_sessions'")
+        }
+        #expect(tables == 0, "the refused gateway migrated the running one's database")
+        await first.close()
+    }
+
+    @Test("storage.url: percent-escapes decoded once, libpq's sslmodes")
+    func urls() throws {
+        let u = try PostgresURL("postgres://sk%40lm:abc%2541@db.example:6543/runs%2Dprod?sslmode=verify-ca")
+        #expect(u.user == "sk@lm" && u.password == "abc%41" && u.database == "runs-prod" && u.port == 6543 && u.tls == .verifyFull)
+        #expect(u.redacted == "postgres://sk@lm@db.example:6543/runs-prod")
+        #expect(try PostgresURL("postgres://u@h/d").tls == .prefer)
+        #expect(try PostgresURL("postgresql://u@h/d?sslmode=require").tls == .require)
+        #expect(throws: PostgresStoreError.self) { _ = try PostgresURL("postgres://u@h/d?sslmode=sometimes") }
+        #expect(throws: PostgresStoreError.self) { _ = try PostgresURL("postgres://u@h/d?application_name=x") }
+        #expect(throws: PostgresStoreError.self) { _ = try PostgresURL("postgres://h/d") }
+    }
+
     @Test("a PostgreSQL that cannot be reached is a clear error at once, naming the address without its password")
     func unreachable() async throws {
         let port = PostgresCluster.freePort()
