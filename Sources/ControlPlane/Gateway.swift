@@ -47,6 +47,10 @@ public final class Gateway: Sendable {
     public let startedAt = Date()
     /// Held from init to the end of the process: one gateway per state dir.
     private let lock: StateLock
+    /// Whether this gateway fires the time-based triggers (always, alone on SQLite).
+    public let role: FleetRole
+    /// Its part in the fleet, when it shares a PostgreSQL store with others.
+    let fleet: Fleet?
 
     /// Builds everything that does not yet run anything: state dir, store, spawner, pool.
     public init(loaded: ConfigLoader.Loaded, logger: Logger = Logger(label: "skelm.gateway"),
@@ -107,7 +111,11 @@ public final class Gateway: Sendable {
                                    audit.record(actor: "gateway", action: "sandbox.violation", details: ["pid": "\(pid)", "what": what])
                                },
                                onLifecycle: { action, details in audit.record(actor: "gateway", action: action, details: details) })
-        self.store = try Self.openStore(config.storage, stateDir: stateDir, configFile: loaded.path)
+        let member: String
+        do { member = try GatewayIdentity.resolve(configured: config.storage.gatewayId, stateDir: stateDir) } catch {
+            throw ConfigError(file: stateDir + "/gateway-id", line: nil, keyPath: "storage.gatewayId", message: "cannot keep this gateway's id: \(error)")
+        }
+        self.store = try Self.openStore(config.storage, stateDir: stateDir, configFile: loaded.path, member: member)
         self.registry = WorkflowRegistry(dirs: loaded.workflowDirs, registration: RegistrationSettings(loaded: loaded), audit: audit, logger: logger)
         let secretStore: SecretStore
         do {
@@ -138,7 +146,11 @@ public final class Gateway: Sendable {
                                settings: config.runSettings(policies: resolver, secrets: secretStore), admission: admission,
                                requester: requester, logger: logger)
         let authenticator = self.authenticator
-        self.scheduler = TriggerScheduler(store: store, runs: runs, registry: registry, audit: audit, admission: admission, logger: logger,
+        let role = FleetRole(leads: store.shared == nil)
+        self.role = role
+        let (store, runs, hub, admission) = (self.store, self.runs, self.hub, self.admission)
+        self.fleet = store.shared.map { Fleet(store: store, engine: $0, runs: runs, hub: hub, admission: admission, role: role, logger: logger) }
+        self.scheduler = TriggerScheduler(store: store, runs: runs, registry: registry, audit: audit, admission: admission, role: role, logger: logger,
                                           onHooksChanged: { paths in authenticator.publicHooks.withLock { $0 = paths } })
     }
 
@@ -180,6 +192,8 @@ public final class Gateway: Sendable {
         egress.protect(port: started.0.boundPort)
         authenticator.listening(on: started.0.boundPort)
         server.withLock { $0 = started }
+        // The lease first: no other gateway takes this one's runs while it resumes them.
+        try await fleet?.start(address: "http://\(config.server.host):\(started.0.boundPort)")
         try await runs.resumeUnfinished()
         await startResidents(runs.policies)
         // After the resumed runs are queued: a trigger's overlap policy sees them in flight.
@@ -202,6 +216,8 @@ public final class Gateway: Sendable {
         expiry.withLock { $0?.cancel() }
         await scheduler.stop()
         await runs.drain(timeout: drain)
+        // The fleet takes over at once what the drain left, rather than after this gateway's lease.
+        await fleet?.stop()
         await runs.residents.stopAll()
         hub.closeAll()
         if let (http, task) = server.withLock({ $0 }) {

@@ -32,6 +32,15 @@ public actor PostgresCluster {
         try Self.psql(port: port, sql, database: database)
     }
 
+    /// Runs one query as the superuser and returns its rows, one per line,
+    /// fields separated by `|` (psql's unaligned, tuples-only output).
+    public func query(_ sql: String, database: String) throws -> [String] {
+        guard let port else { throw Failure(description: "the cluster is not running") }
+        let out = try Self.run("/usr/bin/psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1",
+                                                 "-q", "-A", "-t", "-c", sql], asRoot: false)
+        return out.split(separator: "\n").map(String.init)
+    }
+
     /// A session that holds an advisory lock for `seconds` (a psql process; terminate it to let go).
     public func holdAdvisoryLock(_ key: Int64, database: String, seconds: Int) throws -> Process {
         guard let port else { throw Failure(description: "the cluster is not running") }
@@ -93,7 +102,8 @@ public actor PostgresCluster {
     /// posix_spawn and waitpid rather than Foundation's Process: the server
     /// pg_ctl leaves behind keeps the process group busy, and Process did not
     /// see pg_ctl itself exit.
-    static func run(_ program: String, _ arguments: [String], asRoot: Bool) throws {
+    @discardableResult
+    static func run(_ program: String, _ arguments: [String], asRoot: Bool) throws -> String {
         let argv = asRoot ? ["/usr/bin/setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", program] + arguments
                           : [program] + arguments
         let log = NSTemporaryDirectory() + "skelm-pg-out-" + UUID().uuidString
@@ -116,6 +126,7 @@ public actor PostgresCluster {
         guard exited == 0 else {
             throw Failure(description: "\((program as NSString).lastPathComponent) exited \(exited): \(text)")
         }
+        return text
     }
 
     /// A TCP port on 127.0.0.1 that nothing listens on now (the kernel's choice).

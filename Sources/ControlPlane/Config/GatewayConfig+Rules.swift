@@ -110,6 +110,9 @@ extension GatewayConfig.Storage {
     func validate(file: String) throws {
         func bad(_ key: String, _ message: String) -> ConfigError { ConfigError(file: file, line: nil, keyPath: key, message: message) }
         if !(1...256).contains(poolSize) { throw bad("storage.poolSize", "must be between 1 and 256") }
+        if let gatewayId, !GatewayIdentity.valid(gatewayId) {
+            throw bad("storage.gatewayId", "must be 1 to 64 letters, digits, '.', '_' or '-'")
+        }
         switch driver {
         case .sqlite:
             if url != nil { throw bad("storage.url", "is for driver postgres; sqlite keeps its file in the state dir") }

@@ -136,10 +136,14 @@ public struct GatewayConfig: Codable, Sendable {
         /// `full`: every commit is flushed to disk before it is reported; `normal`:
         /// SQLite fsyncs at WAL checkpoints only, PostgreSQL commits with `synchronous_commit` off.
         public var durability = RunStore.Durability.full
+        /// This gateway's name among the gateways sharing a database: what
+        /// `runs.gateway` and the fleet's list show. Default: made once
+        /// (`<host>-<random>`) and kept in `<stateDir>/gateway-id`.
+        public var gatewayId: String?
         public init() {}
 
         enum CodingKeys: String, CodingKey {
-            case driver, url, passwordEnv, poolSize, durability
+            case driver, url, passwordEnv, poolSize, durability, gatewayId
             case runs
         }
 
@@ -150,6 +154,7 @@ public struct GatewayConfig: Codable, Sendable {
             try c.encodeIfPresent(passwordEnv, forKey: .passwordEnv)
             try c.encode(poolSize, forKey: .poolSize)
             try c.encode(durability, forKey: .durability)
+            try c.encodeIfPresent(gatewayId, forKey: .gatewayId)
         }
     }
 
@@ -337,6 +342,7 @@ extension GatewayConfig.Storage {
         passwordEnv = try c.decodeIfPresent(String.self, forKey: .passwordEnv)
         poolSize = try c.value(.poolSize, or: d.poolSize)
         durability = try c.value(.durability, or: d.durability)
+        gatewayId = try c.decodeIfPresent(String.self, forKey: .gatewayId)
     }
 }
 

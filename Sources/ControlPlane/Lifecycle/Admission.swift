@@ -15,6 +15,9 @@ public final class Admission: Sendable {
     }
 
     private let state: Mutex<Pause?>
+    /// The fleet's pause, when gateways share a database: set on every gateway
+    /// by whichever one an operator asked (`POST /gateway/pause?scope=fleet`).
+    private let fleet = Mutex<Pause?>(nil)
     private let file: String
 
     public init(stateDir: String) {
@@ -31,7 +34,13 @@ public final class Admission: Sendable {
         state = Mutex(saved)
     }
 
-    public var paused: Pause? { state.withLock { $0 } }
+    /// This gateway's own pause, else the fleet's.
+    public var paused: Pause? { state.withLock { $0 } ?? fleet.withLock { $0 } }
+    public var localPause: Pause? { state.withLock { $0 } }
+    public var fleetPause: Pause? { fleet.withLock { $0 } }
+
+    /// What the database says of the fleet's pause, as last read.
+    func setFleet(_ pause: Pause?) { fleet.withLock { $0 = pause } }
 
     /// Pauses (or changes the reason of a pause) at once; returns the pause,
     /// and why it could not be kept across a restart, if it could not (a full

@@ -11,7 +11,12 @@ extension Gateway {
     public struct Status: Encodable, Sendable {
         public enum State: String, Encodable, Sendable { case starting, running, paused, draining }
         let state: State
+        /// This gateway's pause, else the fleet's.
         let pause: Admission.Pause?
+        /// Its id among gateways sharing a database (`storage.gatewayId`).
+        let gateway: String
+        /// Whether it fires the time-based triggers (always, alone on SQLite).
+        let leader: Bool
         let pid: Int32
         let version: String
         let url: String?
@@ -48,7 +53,7 @@ extension Gateway {
         let r = await runs.counts
         let host = config.server.host
         let url = port.map { "http://\(host.contains(":") ? "[\(host)]" : host):\($0)" }
-        return Status(state: state, pause: admission.paused, pid: getpid(), version: SkelmVersion.string, url: url,
+        return Status(state: state, pause: admission.paused, gateway: store.member, leader: role.leads, pid: getpid(), version: SkelmVersion.string, url: url,
                       socket: socketPath, startedAt: startedAt, uptimeSeconds: Date().timeIntervalSince(startedAt).rounded(),
                       configPath: configPath.map { URL(fileURLWithPath: $0).standardizedFileURL.path }, stateDir: stateDir,
                       workers: .init(live: w.live, idle: w.idle, busy: w.busy, minSpare: pool.tunables.minSpare,

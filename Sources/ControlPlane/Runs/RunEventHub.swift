@@ -31,6 +31,14 @@ public final class RunEventHub: Sendable {
 
     public func publish(_ event: RunEvent) {
         RunEventMetrics.shared.observe(event)
+        deliver(event)
+    }
+
+    /// An event another gateway of the fleet committed (and counted): to this
+    /// gateway's followers of the run only.
+    public func relay(_ event: RunEvent) { deliver(event) }
+
+    private func deliver(_ event: RunEvent) {
         let targets = subscribers.withLock { subs -> [AsyncStream<RunEvent>.Continuation] in
             let list = Array(subs[event.runId]?.values ?? [:].values)
             if event.isTerminal { subs[event.runId] = nil }
@@ -51,6 +59,12 @@ public final class RunEventHub: Sendable {
         }
         all.forEach { $0.finish() }
     }
+
+    /// Whether anyone here follows the run (a relayed event is read only then).
+    public func follows(_ runId: String) -> Bool { subscribers.withLock { $0[runId] != nil } }
+
+    /// Every run someone here follows.
+    public var followedRuns: [String] { subscribers.withLock { Array($0.keys) } }
 
     public var subscriberCount: Int { subscribers.withLock { $0.values.reduce(0) { $0 + $1.count } } }
 }

@@ -33,6 +33,9 @@ public struct RunRecord: Codable, Sendable {
     /// The trigger that fired it, and the slot it was fired for (time-based triggers).
     public var trigger: String?
     public var scheduledAt: Date?
+    /// The gateway that holds it (runs it, or last did): its `server.gatewayId`;
+    /// `local` on a gateway alone on its SQLite store that names none.
+    public var gateway: String?
     public var steps: [StepRecord]?
     /// The runs its `invoke` steps started (with its steps only).
     public var children: [ChildRun]?

@@ -61,7 +61,7 @@ extension RunService {
                 }
                 // Redacted as the worker's own events are: the agent may echo a secret of the run.
                 let data = event.data.map(a.redactor.json)
-                guard let stored = try? await store.append(runId: runId, type: type, step: path, data: data) else { return }
+                guard let stored = try? await store.appendSegment(runId: runId, type: type, step: path, data: data) else { return }
                 hub.publish(stored)
                 var attributed = event
                 attributed.step = path

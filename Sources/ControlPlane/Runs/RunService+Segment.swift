@@ -112,8 +112,10 @@ extension RunService {
             // Redacted here too: the worker redacts, but is not trusted to.
             let r = a.redactor
             do {
-                hub.publish(try await store.append(runId: runId, type: RunEventType(event.kind!), step: event.step,
-                                                   message: r.text(event.message), data: event.data.map(r.json)))
+                hub.publish(try await store.appendSegment(runId: runId, type: RunEventType(event.kind!), step: event.step,
+                                                          message: r.text(event.message), data: event.data.map(r.json)))
+            } catch let error as RunStore.NotHeld {
+                await Self.lost(a, error, pool: pool, logger: logger)
             } catch {
                 logger.error("cannot persist event", metadata: ["run": "\(runId)", "error": "\(error)"])
             }
@@ -131,8 +133,11 @@ extension RunService {
                                                    await pool.cancel(jobId: a.jobId)
                                                    return
                                                }
-                                               guard let event = try? await store.append(runId: runId, type: .inferDelta, step: step, data: ["text": .string(text)]) else { return }
-                                               hub.publish(event)
+                                               do {
+                                                   hub.publish(try await store.appendSegment(runId: runId, type: .inferDelta, step: step, data: ["text": .string(text)]))
+                                               } catch let error as RunStore.NotHeld {
+                                                   await Self.lost(a, error, pool: pool, logger: logger)
+                                               } catch {}
                                            })
             case ProviderRelay.name:
                 return await self.relay(request, definition: definition, runId: runId, active: a, policies: stepPolicies,
@@ -259,5 +264,15 @@ extension RunService {
             // Checked above: exactly the steps that parked in this segment.
             await park(runId, definition: definition, parked: result.parked, reportedBy: a.workerActor, redactor: r)
         }
+    }
+
+    /// The run is no longer this gateway's to run: cancelled from another
+    /// gateway, or taken over by one while this one's lease had lapsed. Its
+    /// worker is killed and nothing more of the segment is written: the run's
+    /// end is whoever holds it now's to write.
+    static func lost(_ a: Active, _ why: RunStore.NotHeld, pool: WorkerPool, logger: Logger) async {
+        guard !a.cancelled.withLock({ was in defer { was = true }; return was }) else { return }
+        logger.warning("run no longer held here; stopping its worker", metadata: ["run": "\(why.runId)"])
+        await pool.cancel(jobId: a.jobId)
     }
 }

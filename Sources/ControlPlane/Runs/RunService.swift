@@ -243,7 +243,7 @@ public actor RunService {
         try await audit.append(actor: actor, action: "run.cancel", runId: runId, details: ["workflow": run.workflow])
         if let a = active[runId] {
             a.cancelled.withLock { $0 = true }
-            let finished = try await store.finish(runId: runId, status: .cancelled, output: nil, error: failure)
+            let finished = try await store.finish(runId: runId, status: .cancelled, output: nil, error: failure, anywhere: true)
             await pool.cancel(jobId: a.jobId)
             audit.record(actor: "gateway", action: "run.finished", runId: runId, details: ["status": "cancelled", "workflow": run.workflow])
             await settle(finished)
@@ -251,7 +251,12 @@ public actor RunService {
             // Queued, waiting (its approvals, waits and child runs end with it), or
             // queued for a new segment: ended here.
             queue.removeAll { $0.id == runId }
-            await end(runId, .cancelled, output: nil, error: failure)
+            await end(runId, .cancelled, output: nil, error: failure, anywhere: true)
+            // Running on another gateway: it kills the worker when it hears,
+            // and the store already refuses what that worker still reports.
+            if run.status == .running, run.gateway != store.member, store.shared != nil {
+                try? await store.signal(.cancel(runId: runId))
+            }
         }
         return try await store.run(runId)
     }
@@ -272,8 +277,15 @@ public actor RunService {
                 await requeueStalled(stalled.runId)
             }
         }
-        for run in try await store.unfinished() {
-            if let parent = run.parentRunId, let p = try await store.run(parent, withSteps: false), p.status.isTerminal {
+        await adopt(try await store.unfinished(), cause: "the gateway stopped")
+    }
+
+    /// Queues runs this gateway now holds, left queued or running by a gateway
+    /// that stopped (itself, before a restart, or another of the fleet whose
+    /// lease lapsed); each goes on from its checkpoints in a fresh worker.
+    func adopt(_ runs: [RunRecord], cause: String) async {
+        for run in runs where active[run.id] == nil && !queue.contains(where: { $0.id == run.id }) {
+            if let parent = run.parentRunId, let p = try? await store.run(parent, withSteps: false), p.status.isTerminal {
                 // Its parent ended while the gateway was down, before it could cancel it.
                 await end(run.id, .cancelled, output: nil, error: StepFailure(.cancelled, step: nil, message: "its parent run \(parent) has ended"))
                 continue
@@ -285,9 +297,22 @@ public actor RunService {
             }
             logger.info("resuming run", metadata: ["run": "\(run.id)", "workflow": "\(run.workflow)"])
             queue.append(Queued(id: run.id, definition: definition, resumed: run.status == .running, input: nil,
-                                interruptedBy: run.status == .running ? "the gateway stopped" : nil))
+                                interruptedBy: run.status == .running ? cause : nil))
         }
         pump()
+    }
+
+    /// Runs of another gateway this one may take over now: enough to keep its
+    /// slots busy, no more (the rest stay for the fleet's other gateways).
+    var roomToAdopt: Int { stopping ? 0 : max(0, maxConcurrent * 2 - active.count - queue.count) }
+
+    /// A run of this gateway was cancelled from another gateway (which ended
+    /// it in the store): its worker is killed here.
+    func stopCancelled(_ runId: String) async {
+        queue.removeAll { $0.id == runId }
+        guard let a = active[runId], !a.cancelled.withLock({ was in defer { was = true }; return was }) else { return }
+        await pool.cancel(jobId: a.jobId)
+        release(runId)
     }
 
     /// Stops taking runs and waits (up to `timeout`) for running ones to end.
@@ -317,7 +342,8 @@ public actor RunService {
         }
     }
 
-    func end(_ runId: String, _ status: RunStatus, output: JSONValue?, error: StepFailure?, auditFirst: [AuditItem] = []) async {
+    func end(_ runId: String, _ status: RunStatus, output: JSONValue?, error: StepFailure?, auditFirst: [AuditItem] = [],
+             anywhere: Bool = false) async {
         do {
             var details = ["status": status.rawValue]
             if let error {
@@ -325,7 +351,7 @@ public actor RunService {
                 if let step = error.step { details["step"] = step }
             }
             try await audit.appendAll(auditFirst + [(actor: "gateway", action: "run.finished", runId: runId, details: details)])
-            let finished = try await store.finish(runId: runId, status: status, output: output, error: error)
+            let finished = try await store.finish(runId: runId, status: status, output: output, error: error, anywhere: anywhere)
             await settle(finished)
         } catch {
             logger.error("cannot record the end of a run", metadata: ["run": "\(runId)", "error": "\(error)"])

@@ -57,7 +57,8 @@ extension RunStore {
     /// no longer running (cancelled meanwhile).
     public func park(runId: String, approvals: [ApprovalRecord], waits: [WaitRecord], children: [ChildPlan]) async throws -> [RunEvent]? {
         try await db.write { db in
-            try db.execute(sql: "UPDATE runs SET status = 'waiting' WHERE id = ? AND status = 'running'", arguments: [runId])
+            try db.execute(sql: "UPDATE runs SET status = 'waiting' WHERE id = ? AND status = 'running' AND (owner = ? OR owner IS NULL)",
+                           arguments: [runId, db.member])
             guard db.changesCount > 0 else { return nil }
             let depth = try Int.fetchOne(db, sql: "SELECT depth FROM runs WHERE id = ?", arguments: [runId]) ?? 0
             var events: [RunEvent] = []
@@ -78,9 +79,9 @@ extension RunStore {
             }
             for child in children {
                 try db.execute(sql: """
-                    INSERT INTO runs (id, workflow, status, input, created_at, parent_run_id, parent_step, depth)
-                    VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)
-                    """, arguments: [child.id, child.workflow, child.input.jsonText, now, runId, child.step, depth + 1])
+                    INSERT INTO runs (id, workflow, status, input, created_at, parent_run_id, parent_step, depth, owner)
+                    VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)
+                    """, arguments: [child.id, child.workflow, child.input.jsonText, now, runId, child.step, depth + 1, db.member])
                 events.append(try Self.append(db, runId: child.id, type: .runQueued, step: nil, message: child.workflow,
                                               data: ["parent": .string(runId), "parentStep": .string(child.step)]))
                 try WaitRecord(runId: runId, step: child.step, kind: .invoke, childRunId: child.id, message: nil, status: .pending,
@@ -105,7 +106,8 @@ extension RunStore {
                  + (SELECT COUNT(*) FROM waits WHERE run_id = ? AND status IN ('pending', 'expired', 'failed'))
             """, arguments: [runId, runId]) ?? 0
         guard blocking == 0 else { return false }
-        try db.execute(sql: "UPDATE runs SET status = 'queued' WHERE id = ? AND status = 'waiting'", arguments: [runId])
+        // The gateway that resolved the last of them takes the run on.
+        try db.execute(sql: "UPDATE runs SET status = 'queued', owner = ? WHERE id = ? AND status = 'waiting'", arguments: [db.member, runId])
         return db.changesCount > 0
     }
 

@@ -21,17 +21,25 @@ public final class RunStore: Sendable {
     /// The writer's `synchronous` level as the engine reports it (2: every commit flushed, 1: not).
     public func synchronousLevel() async throws -> Int { try await db.synchronousLevel() }
 
+    /// The gateway this store writes for: the owner of the runs it creates and claims.
+    public var member: String { db.member }
+    /// The owner a gateway alone on its SQLite file (or one that names none) writes as.
+    public static let localMember = "local"
+
     /// The embedded store: SQLite at `path`.
-    public init(path: String, durability: Durability = .full) throws {
-        let engine = try SQLiteEngine(path: path, durability: durability)
+    public init(path: String, durability: Durability = .full, member: String = RunStore.localMember) throws {
+        let engine = try SQLiteEngine(path: path, durability: durability, member: member)
         try engine.migrate(Self.migrations)
         db = engine
     }
 
     /// A PostgreSQL store, migrated; throws at once (with the reason) when it cannot be reached.
-    public init(postgres url: PostgresURL, poolSize: Int, durability: Durability = .full) throws {
-        db = try PostgresEngine(url: url, poolSize: poolSize, durability: durability, migrations: Self.migrations)
+    public init(postgres url: PostgresURL, poolSize: Int, durability: Durability = .full, member: String = RunStore.localMember) throws {
+        db = try PostgresEngine(url: url, poolSize: poolSize, durability: durability, migrations: Self.migrations, member: member)
     }
+
+    /// The PostgreSQL engine, when the store is one several gateways can share.
+    var shared: PostgresEngine? { db as? PostgresEngine }
 
     public func close() async { await db.close() }
 
@@ -145,6 +153,28 @@ public final class RunStore: Sendable {
         // An agent's permission request can be an approval too: it ends no step.
         m.append(StoreMigration(id: "6-permission-approvals") { _ in "ALTER TABLE approvals ADD COLUMN kind TEXT NOT NULL DEFAULT 'step'" })
         m.append(StoreMigration(id: "7-agent-sessions") { _ in AgentSessionRecord.tableSQL })
+        // Several gateways on one database: each run has the gateway that holds
+        // it (NULL: none yet, as every run written before this had), each
+        // gateway a lease it renews, and the fleet one pause.
+        m.append(StoreMigration(id: "8-fleet") { _ in """
+                ALTER TABLE runs ADD COLUMN owner TEXT;
+                CREATE INDEX runs_status_owner ON runs(status, owner);
+                CREATE TABLE gateways (
+                    id TEXT PRIMARY KEY,
+                    host TEXT NOT NULL,
+                    address TEXT,
+                    started_at REAL NOT NULL,
+                    lease_until REAL NOT NULL,
+                    leader INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE TABLE fleet_pause (
+                    id INTEGER PRIMARY KEY,
+                    reason TEXT NOT NULL,
+                    paused_by TEXT NOT NULL,
+                    since REAL NOT NULL
+                );
+                """
+        })
         return m
     }()
 
@@ -176,10 +206,10 @@ public final class RunStore: Sendable {
             }
             let now = Date().timeIntervalSince1970
             try db.cachedStatement(sql: """
-                INSERT INTO runs (id, workflow, status, input, created_at, idempotency_key, trigger_id, scheduled_at)
-                VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)
+                INSERT INTO runs (id, workflow, status, input, created_at, idempotency_key, trigger_id, scheduled_at, owner)
+                VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)
                 """).execute(arguments: [id, workflow, input.jsonText, now, idempotencyKey, origin?.triggerId,
-                                         origin?.scheduledAt?.timeIntervalSince1970])
+                                         origin?.scheduledAt?.timeIntervalSince1970, db.member])
             try origin?.record(db, id)
             if let key = idempotencyKey {
                 try db.execute(sql: "INSERT INTO idempotency_keys (key, request_hash, run_id, created_at) VALUES (?, ?, ?, ?)",
@@ -203,13 +233,32 @@ public final class RunStore: Sendable {
         try await db.write { db in try Self.append(db, runId: runId, type: type, step: step, message: message, data: data) }
     }
 
-    /// Moves a run to `running`, counting a new segment.
+    /// An event a run's segment reports, written only while the run is still
+    /// running and still this gateway's: a run cancelled meanwhile, or taken
+    /// over by another gateway (this one's lease lapsed), refuses it with
+    /// `NotHeld`, and its segment stops.
+    public func appendSegment(runId: String, type: RunEventType, step: String? = nil, message: String? = nil, data: JSONValue? = nil) async throws -> RunEvent {
+        try await db.write { db in
+            guard try String.fetchOne(db.cachedStatement(sql: "SELECT owner FROM runs WHERE id = ? AND status = 'running'"),
+                                      arguments: [runId]) == db.member else { throw NotHeld(runId: runId) }
+            return try Self.append(db, runId: runId, type: type, step: step, message: message, data: data)
+        }
+    }
+
+    /// A run that is no longer running here: its segment's writes stop.
+    public struct NotHeld: Error, CustomStringConvertible {
+        public let runId: String
+        public var description: String { "run \(runId) is no longer running on this gateway" }
+    }
+
+    /// Moves a run to `running`, counting a new segment. Only the gateway that
+    /// holds the run (or anyone, for a run nobody holds yet) starts it.
     public func markStarted(runId: String, resumed: Bool) async throws -> RunEvent? {
         try await db.write { db in
             try db.cachedStatement(sql: """
-                UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), segments = segments + 1
-                WHERE id = ? AND status IN ('queued', 'running')
-                """).execute(arguments: [Date().timeIntervalSince1970, runId])
+                UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), segments = segments + 1, owner = ?
+                WHERE id = ? AND status IN ('queued', 'running') AND (owner = ? OR owner IS NULL)
+                """).execute(arguments: [Date().timeIntervalSince1970, db.member, runId, db.member])
             guard db.changesCount > 0 else { return nil }
             return try Self.append(db, runId: runId, type: resumed ? .runResumed : .runStarted, step: nil, message: nil, data: nil)
         }
@@ -230,7 +279,11 @@ public final class RunStore: Sendable {
     /// Ends a run, once: a run that already ended is left as it is (`event` nil).
     /// A child run's end resolves its parent's `invoke` step in the same
     /// transaction, so a crash cannot leave the parent waiting on a child that ended.
-    public func finish(runId: String, status: RunStatus, output: JSONValue?, error: StepFailure?) async throws -> Finished {
+    ///
+    /// A running run is ended only by the gateway that holds it, unless
+    /// `anywhere` (a cancel, which may come from any gateway): a gateway whose
+    /// lease lapsed cannot end a run another one has taken over.
+    public func finish(runId: String, status: RunStatus, output: JSONValue?, error: StepFailure?, anywhere: Bool = false) async throws -> Finished {
         try await db.write { db in
             // A NUL in the message, escaped by JSON as \u0000, is one PostgreSQL's
             // jsonb refuses (the dashboard reads errors as jsonb): U+FFFD instead.
@@ -239,8 +292,9 @@ public final class RunStore: Sendable {
             // RETURNING: no row when the run had already ended.
             guard let ended = try StoreRow.fetchOne(db.cachedStatement(sql: """
                 UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?
-                WHERE id = ? AND status IN ('queued', 'running', 'waiting') RETURNING trigger_id
-                """), arguments: [status.rawValue, output?.jsonText, errorText, Date().timeIntervalSince1970, runId]) else { return Finished() }
+                WHERE id = ? AND status IN ('queued', 'running', 'waiting') AND (? = 1 OR status <> 'running' OR owner = ? OR owner IS NULL)
+                RETURNING trigger_id
+                """), arguments: [status.rawValue, output?.jsonText, errorText, Date().timeIntervalSince1970, runId, anywhere ? 1 : 0, db.member]) else { return Finished() }
             let triggerId: String? = ended["trigger_id"]
             var data: [String: JSONValue] = [:]
             if let output { data["output"] = output }
@@ -267,6 +321,8 @@ public final class RunStore: Sendable {
         try db.cachedStatement(sql: "INSERT INTO events (run_id, seq, type, step, message, data, at) VALUES (?, ?, ?, ?, ?, ?, ?)")
             .execute(arguments: [runId, seq, type.rawValue, step, message?.isEmpty == true ? nil : message, data?.jsonText, now.timeIntervalSince1970])
         if let step { try checkpoint(db, runId: runId, step: step, type: type, message: message, data: data, at: now.timeIntervalSince1970) }
+        // Followers of the run on other gateways read it once this commits.
+        try db.signal(.event(runId: runId, seq: seq))
         return RunEvent(runId: runId, seq: seq, type: type.rawValue, step: step, message: message?.isEmpty == true ? nil : message, data: data, at: now)
     }
 
@@ -361,10 +417,14 @@ public final class RunStore: Sendable {
         }
     }
 
-    /// Runs that were queued or running when the gateway last stopped.
+    /// Runs that were queued or running when this gateway last stopped (and
+    /// runs nobody holds). Runs other gateways hold are theirs; those of a
+    /// gateway that died are taken over by a claim (`claimOrphans`).
     public func unfinished() async throws -> [RunRecord] {
         try await db.read { db in
-            try StoreRow.fetchAll(db, sql: "SELECT * FROM runs WHERE status IN ('queued', 'running') ORDER BY created_at").map(Self.run(from:))
+            try StoreRow.fetchAll(db, sql: """
+                SELECT * FROM runs WHERE status IN ('queued', 'running') AND (owner = ? OR owner IS NULL) ORDER BY created_at
+                """, arguments: [db.member]).map(Self.run(from:))
         }
     }
 
@@ -421,6 +481,7 @@ public final class RunStore: Sendable {
             durationMs: started.flatMap { s in finished.map { $0.timeIntervalSince(s) * 1000 } },
             idempotencyKey: row["idempotency_key"], lastSeq: row["last_seq"], segments: row["segments"],
             parentRunId: row["parent_run_id"], parentStep: row["parent_step"], depth: row["depth"] ?? 0,
-            trigger: row["trigger_id"], scheduledAt: (row["scheduled_at"] as Double?).map(Date.init(timeIntervalSince1970:)), steps: nil)
+            trigger: row["trigger_id"], scheduledAt: (row["scheduled_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+            gateway: row["owner"], steps: nil)
     }
 }

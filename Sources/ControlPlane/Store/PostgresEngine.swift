@@ -20,19 +20,21 @@ public final class PostgresEngine: StoreEngine {
     let threads: NIOThreadPool
     let durability: RunStore.Durability
     let logger: Logger
+    /// Where it is; the fleet's own connection (signals, the trigger leader's lock) is made from it.
+    let url: PostgresURL
+    /// The gateway this engine writes for: `runs.owner`, and the sender of its signals.
+    public let member: String
     private let running: Task<Void, Never>
-    /// The connection holding `gatewayLock`, replaced if it is lost and the lock taken again.
-    private let lockHolder: Shared<PostgresConnection>
-    private let lockGuard: Task<Void, Never>
-    static let gatewayLock: Int64 = 0x736b_656c_6d02
 
     /// Connects once (to fail fast, with the reason, when the database cannot
     /// be reached), applies the migrations, and starts the pool.
-    init(url: PostgresURL, poolSize: Int, durability: RunStore.Durability, migrations: [StoreMigration],
+    init(url: PostgresURL, poolSize: Int, durability: RunStore.Durability, migrations: [StoreMigration], member: String,
          logger: Logger = Logger(label: "skelm.store")) throws {
         self.location = url.redacted
         self.durability = durability
         self.logger = logger
+        self.url = url
+        self.member = member
         let first: PostgresConnection
         do {
             var config = try url.connectionConfiguration()
@@ -42,27 +44,21 @@ public final class PostgresEngine: StoreEngine {
         } catch {
             throw PostgresStoreError.unreachable(url.redacted, Self.describe(error))
         }
-        var holding = false
-        defer { if !holding { try? first.close().wait() } }
-        // One gateway per database, until gateways can share one: a second
-        // would resume the first one's runs as its own. Taken before anything
-        // is migrated (a newer gateway started beside a running one changes
-        // nothing), held by this connection's session for the gateway's life,
-        // and released by PostgreSQL when the gateway or its connection dies.
-        guard try Self.takeLock(first, logger: logger) else { throw PostgresStoreError.inUse(url.redacted) }
+        defer { try? first.close().wait() }
         do {
+            // Gateways that start together take turns: the first migrates, the
+            // others find it done. The lock is the session's, released when
+            // this connection closes whatever happens.
+            try PostgresStoreConnection(first, logger: logger, member: member)
+                .execute(sql: "SELECT pg_advisory_lock(\(StoreMigrator.advisoryLock))")
             try StoreMigrator.migrate(migrations, dialect: .postgres, location: url.redacted) { body in
-                _ = try Self.transaction(first, write: true, durability: durability, logger: logger) { try body($0) }
+                _ = try Self.transaction(first, write: true, durability: durability, logger: logger, member: member) { try body($0) }
             }
         } catch let error as StoreVersionError {
             throw error
         } catch {
             throw PostgresStoreError.migration(url.redacted, Self.describe(error))
         }
-        holding = true
-        let holder = Shared(first)
-        lockHolder = holder
-        lockGuard = Task { await Self.keepLock(holder, url: url, logger: logger) }
         var clientConfig = try url.clientConfiguration()
         clientConfig.options.maximumConnections = poolSize
         clientConfig.options.minimumConnections = 0
@@ -87,10 +83,10 @@ public final class PostgresEngine: StoreEngine {
     }
 
     private func run<T: Sendable>(write: Bool, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
-        let (threads, durability, logger) = (threads, durability, logger)
+        let (threads, durability, logger, member) = (threads, durability, logger, member)
         return try await client.withConnection { connection in
             try await threads.runIfActive {
-                try Self.transaction(connection, write: write, durability: durability, logger: logger, body)
+                try Self.transaction(connection, write: write, durability: durability, logger: logger, member: member, body)
             }
         }
     }
@@ -102,62 +98,9 @@ public final class PostgresEngine: StoreEngine {
     }
 
     public func close() async {
-        lockGuard.cancel()
         // Bodies in flight finish (a run's end commits) before the pool goes.
         try? await threads.shutdownGracefully()
         running.cancel()
-        // Unlocked before the connection closes: the server releases a dead
-        // session's locks only once it has noticed, and the next gateway may be quicker.
-        let holder = lockHolder.get
-        _ = try? await holder.query(PostgresQuery(unsafeSQL: "SELECT pg_advisory_unlock(\(Self.gatewayLock))"), logger: logger)
-        try? await holder.close()
-    }
-
-    static func takeLock(_ connection: PostgresConnection, logger: Logger) throws -> Bool {
-        let rows = try PostgresStoreConnection(connection, logger: logger)
-            .fetchRows(sql: "SELECT pg_try_advisory_lock(?) AS held", arguments: [gatewayLock], cached: false)
-        return rows.first.map { Bool.fromStore($0.value("held")) == true } == true
-    }
-
-    /// Pings the lock's connection every 15 s (which also keeps NAT and idle
-    /// timers from dropping it). A connection that is gone has lost the lock:
-    /// it is taken again on a new one. If another gateway took it meanwhile,
-    /// this one stops at once rather than run beside it: its runs resume,
-    /// from their checkpoints, wherever the store is next opened.
-    static func keepLock(_ holder: Shared<PostgresConnection>, url: PostgresURL, logger: Logger) async {
-        while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(15))
-            if Task.isCancelled { return }
-            let connection = holder.get
-            // Bounded: a query on a connection the server ended can wait forever.
-            let answered = await FirstOf.within(.seconds(10)) {
-                (try? await connection.query(PostgresQuery(unsafeSQL: "SELECT 1"), logger: logger)) != nil
-            }
-            if answered == true { continue }
-            // Not awaited: closing a connection that stopped answering can wait as long.
-            Task { try? await connection.close() }
-            logger.error("store: the connection holding the gateway's lock on \(url.redacted) is gone; taking the lock again")
-            do {
-                var config = try url.connectionConfiguration()
-                config.options.connectTimeout = .seconds(10)
-                let fresh = try await PostgresConnection.connect(configuration: config, id: 0, logger: logger)
-                let rows = try await fresh.query(PostgresQuery(unsafeSQL: "SELECT pg_try_advisory_lock(\(gatewayLock))"), logger: logger)
-                var held = false
-                for try await (value) in rows.decode(Bool.self) { held = value }
-                if held {
-                    holder.set(fresh)
-                    logger.info("store: the gateway's lock on \(url.redacted) is held again")
-                    continue
-                }
-                try? await fresh.close()
-                logger.critical("store: another gateway took the lock on \(url.redacted) while this one had lost it; stopping so no run is executed twice")
-                exit(1)
-            } catch {
-                // The database is unreachable: nobody else can take the lock
-                // either until it is back; try again at the next tick.
-                logger.error("store: cannot take the lock again yet: \(describe(error))")
-            }
-        }
     }
 
     /// SQLSTATEs after which the whole transaction is tried again: a
@@ -166,8 +109,8 @@ public final class PostgresEngine: StoreEngine {
 
     /// One body in one transaction on `connection`, on the calling (pool) thread.
     static func transaction<T>(_ connection: PostgresConnection, write: Bool, durability: RunStore.Durability, logger: Logger,
-                               _ body: (any StoreConnection) throws -> T) throws -> T {
-        let db = PostgresStoreConnection(connection, logger: logger)
+                               member: String, _ body: (any StoreConnection) throws -> T) throws -> T {
+        let db = PostgresStoreConnection(connection, logger: logger, member: member)
         var attempt = 0
         while true {
             attempt += 1
@@ -218,14 +161,12 @@ public enum PostgresStoreError: Error, CustomStringConvertible {
     case unreachable(String, String)
     case migration(String, String)
     case badURL(String)
-    case inUse(String)
 
     public var description: String {
         switch self {
         case let .unreachable(at, why): "cannot reach PostgreSQL at \(at): \(why)"
         case let .migration(at, why): "cannot migrate the store at \(at): \(why)"
         case let .badURL(why): why
-        case let .inUse(at): "another gateway is using the store at \(at): one gateway per database (stop the other, or give this one a database of its own)"
         }
     }
 }
@@ -235,12 +176,18 @@ public enum PostgresStoreError: Error, CustomStringConvertible {
 final class PostgresStoreConnection: StoreConnection {
     let connection: PostgresConnection
     let logger: Logger
+    let member: String
     let dialect = StoreDialect.postgres
     private(set) var changesCount = 0
 
-    init(_ connection: PostgresConnection, logger: Logger) {
+    init(_ connection: PostgresConnection, logger: Logger, member: String) {
         self.connection = connection
         self.logger = logger
+        self.member = member
+    }
+
+    func signal(_ signal: FleetSignal) throws {
+        _ = try run("SELECT pg_notify(?, ?)", [FleetSignal.channel, signal.payload(from: member)])
     }
 
     func execute(sql: String, arguments: StoreArguments, cached: Bool) throws {

@@ -8,9 +8,11 @@ public final class SQLiteEngine: StoreEngine {
     public let path: String
     public var location: String { path }
     let pool: DatabasePool
+    public let member: String
 
-    public init(path: String, durability: RunStore.Durability) throws {
+    public init(path: String, durability: RunStore.Durability, member: String = RunStore.localMember) throws {
         self.path = path
+        self.member = member
         var config = Configuration()
         config.busyMode = .timeout(10)
         let existed = FileManager.default.fileExists(atPath: path)
@@ -26,16 +28,18 @@ public final class SQLiteEngine: StoreEngine {
 
     func migrate(_ migrations: [StoreMigration]) throws {
         try StoreMigrator.migrate(migrations, dialect: .sqlite, location: path) { body in
-            try pool.write { db in try body(SQLiteConnection(db)) }
+            try pool.write { db in try body(SQLiteConnection(db, member: member)) }
         }
     }
 
     public func read<T: Sendable>(_ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
-        try await pool.read { db in try body(SQLiteConnection(db)) }
+        let member = member
+        return try await pool.read { db in try body(SQLiteConnection(db, member: member)) }
     }
 
     public func write<T: Sendable>(_ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
-        try await pool.write { db in try body(SQLiteConnection(db)) }
+        let member = member
+        return try await pool.write { db in try body(SQLiteConnection(db, member: member)) }
     }
 
     public func synchronousLevel() async throws -> Int {
@@ -49,9 +53,16 @@ public final class SQLiteEngine: StoreEngine {
 final class SQLiteConnection: StoreConnection {
     let db: Database
     let dialect = StoreDialect.sqlite
+    let member: String
     var changesCount: Int { db.changesCount }
 
-    init(_ db: Database) { self.db = db }
+    init(_ db: Database, member: String) {
+        self.db = db
+        self.member = member
+    }
+
+    /// One gateway per SQLite file: nobody to tell.
+    func signal(_ signal: FleetSignal) throws {}
 
     func execute(sql: String, arguments: StoreArguments, cached: Bool) throws {
         do {

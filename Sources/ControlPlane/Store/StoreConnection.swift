@@ -43,11 +43,17 @@ public enum StoreDialect: String, Sendable {
 /// `?` placeholders in both dialects.
 public protocol StoreConnection: AnyObject {
     var dialect: StoreDialect { get }
+    /// The gateway this connection writes for: the owner its runs are claimed
+    /// by (`runs.owner`), and the sender its signals are tagged with.
+    var member: String { get }
     /// Rows the last `execute` inserted, updated or deleted.
     var changesCount: Int { get }
     /// `cached`: a statement the hot path runs again and again (SQLite keeps it compiled).
     func execute(sql: String, arguments: StoreArguments, cached: Bool) throws
     func fetchRows(sql: String, arguments: StoreArguments, cached: Bool) throws -> [StoreRow]
+    /// Tells the other gateways sharing the database, when this transaction
+    /// commits (PostgreSQL's NOTIFY; nothing on SQLite, which has no others).
+    func signal(_ signal: FleetSignal) throws
 }
 
 /// A statement kept compiled: `db.cachedStatement(sql:)`, as with GRDB.

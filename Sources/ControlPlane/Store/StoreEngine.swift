@@ -8,6 +8,8 @@ public protocol StoreEngine: Sendable {
     var dialect: StoreDialect { get }
     /// What the store is, for messages: a file's path, or a database's address without its password.
     var location: String { get }
+    /// The gateway it writes for (`runs.owner`).
+    var member: String { get }
     func read<T: Sendable>(_ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T
     /// A write body may run more than once (PostgreSQL retries a transaction a
     /// concurrent one made impossible to serialize), so it changes nothing but the database.

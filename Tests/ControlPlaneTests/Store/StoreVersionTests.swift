@@ -64,32 +64,19 @@ struct StoreVersionTests {
         }
     }
 
-    @Test("a second gateway on one PostgreSQL database is refused while the first holds it, and admitted once it is gone")
-    func oneGatewayPerDatabase() async throws {
+    @Test("gateways starting together on one PostgreSQL database take turns migrating it: every one opens, each migration is applied once")
+    func startTogether() async throws {
         let at = try await Self.location(.postgres)
-        let first = try Self.open(.postgres, at)
-        #expect {
-            _ = try Self.open(.postgres, at)
-        } throws: { "\($0)".contains("another gateway is using the store at") }
-        await first.close()
-        let second = try Self.open(.postgres, at)
-        await second.close()
-    }
-
-    @Test("the gateway's lock is taken before anything is migrated: a gateway refused for the lock changes no table")
-    func lockBeforeMigrating() async throws {
-        let at = try await Self.location(.postgres)
-        let name = String(at.split(separator: "/").last!.split(separator: "?").first!)
-        let first = try Self.open(.postgres, at)
-        // As if the running gateway were one migration older than the one starting beside it.
-        try await PostgresCluster.shared.execute("DROP TABLE agent_sessions; DELETE FROM skelm_migrations WHERE identifier = '7-agent-sessions'",
-                                                 database: name)
-        #expect { _ = try Self.open(.postgres, at) } throws: { "\($0)".contains("another gateway is using the store") }
-        let tables = try await first.db.read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'agent_sessions'")
+        let stores = try await withThrowingTaskGroup(of: RunStore.self) { group in
+            for _ in 0..<3 { group.addTask { try Self.open(.postgres, at) } }
+            return try await group.reduce(into: []) { $0.append($1) }
         }
-        #expect(tables == 0, "the refused gateway migrated the running one's database")
-        await first.close()
+        #expect(stores.count == 3)
+        let applied = try await stores[0].db.read { db in
+            try String.fetchAll(db, sql: "SELECT identifier FROM skelm_migrations ORDER BY identifier")
+        }
+        #expect(applied == RunStore.migrations.map(\.id).sorted())
+        for store in stores { await store.close() }
     }
 
     @Test("storage.url: percent-escapes decoded once, libpq's sslmodes")

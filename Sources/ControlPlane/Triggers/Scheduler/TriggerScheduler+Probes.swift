@@ -31,7 +31,7 @@ extension TriggerScheduler {
     }
 
     func pollOnce(_ id: String, _ p: PollTrigger) async {
-        guard let a = armed[id], a.live, admission.paused == nil, let def = await registry.workflow(a.row.workflow) else { return }
+        guard role.leads, let a = armed[id], a.live, admission.paused == nil, let def = await registry.workflow(a.row.workflow) else { return }
         let origin = RunOrigin(triggerId: id + "#probe", scheduledAt: nil) { _, _ in }
         let output: JSONValue
         do {

@@ -22,6 +22,10 @@ public actor TriggerScheduler {
     let registry: WorkflowRegistry
     let audit: AuditLog
     let admission: Admission
+    /// Time-based triggers, buffers, queues and probes fire on the fleet's leader only.
+    let role: FleetRole
+    /// Whether this gateway led at its last look: one that starts leading reads the triggers' state again first.
+    var led = false
     let clock: TriggerClock
     let logger: Logger
     let signal = WakeSignal()
@@ -61,8 +65,9 @@ public actor TriggerScheduler {
         signal.wake()
     }
 
-    init(store: RunStore, runs: RunService, registry: WorkflowRegistry, audit: AuditLog, admission: Admission,
+    init(store: RunStore, runs: RunService, registry: WorkflowRegistry, audit: AuditLog, admission: Admission, role: FleetRole = FleetRole(leads: true),
          clock: TriggerClock = TriggerClock(), logger: Logger, onHooksChanged: @escaping @Sendable (Set<String>) -> Void) {
+        self.role = role
         self.store = store
         self.runs = runs
         self.registry = registry
@@ -79,8 +84,11 @@ public actor TriggerScheduler {
         inflight = try await store.inflightByTrigger()
         buffered = try await store.bufferDepths()
         try await sync(actor: "gateway")
+        led = role.leads
         // What came due while the gateway was down goes through the catch-up policies.
-        await fireDue(now: clock.now())
+        if led { await fireDue(now: clock.now()) }
+        let signal = self.signal
+        role.onChange { _ in signal.wake() }
         let endings = runs.endings.stream
         endingsTask = Task { [weak self] in
             for await ending in endings {
@@ -103,6 +111,7 @@ public actor TriggerScheduler {
 
     private func loop() async {
         var lastPurge = Date.distantPast
+        var lastInflightRead = Date.distantPast
         while !Task.isCancelled, !stopped {
             if syncRequested {
                 syncRequested = false
@@ -110,10 +119,29 @@ public actor TriggerScheduler {
                     logger.error("cannot re-sync triggers", metadata: ["error": "\(error)"])
                 }
             }
+            let leads = role.leads
+            if leads, !led {
+                // Another gateway led until now: what it fired and accounted for is in the store.
+                do {
+                    inflight = try await store.inflightByTrigger()
+                    try await rebuild()
+                    logger.notice("leading the fleet's triggers")
+                } catch {
+                    logger.error("cannot take over the fleet's triggers yet", metadata: ["error": "\(error)"])
+                    await signal.wait(timeout: clock.maxSleep)
+                    continue
+                }
+            }
+            led = leads
+            if leads, store.shared != nil, clock.now().timeIntervalSince(lastInflightRead) > 2 {
+                // Runs this gateway's triggers fired may end on another gateway (one that took them over).
+                lastInflightRead = clock.now()
+                if let fresh = try? await store.inflightByTrigger() { inflight = fresh }
+            }
             let now = clock.now()
             // While the gateway is paused nothing fires; slots that pass meanwhile
             // are caught up at its resume as after a restart (catchUp policies).
-            if admission.paused == nil {
+            if admission.paused == nil, leads {
                 await fireDue(now: now)
                 await drainBuffers()
                 await dispatchQueues(now: now)
