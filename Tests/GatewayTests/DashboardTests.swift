@@ -66,6 +66,12 @@ final class DashboardTests {
         date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
     }
 
+    static func date(_ iso: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.date(from: iso) ?? ISO8601DateFormatter().date(from: iso)
+    }
+
     /// Nearest-rank, as the store computes it.
     static func percentile(_ sorted: [Double], _ p: Int) -> Double { sorted[(sorted.count * p + 99) / 100 - 1] }
 
@@ -106,7 +112,7 @@ final class DashboardTests {
 
         try await workflows(mix)
         try await recentRuns(mix)
-        try await analytics()
+        try await analytics(mix)
         try await errors(mix)
 
         let a = try await getOK("/v1/dashboard/approvals")
@@ -151,9 +157,12 @@ final class DashboardTests {
         #expect(try await getOK("/v1/dashboard/runs?status=running")["runs"].list.isEmpty)
     }
 
-    func analytics() async throws {
-        // Three whole hours around now: the runs fall in the second or the third.
-        let hour = (Date().timeIntervalSince1970 / 3600).rounded(.down) * 3600
+    func analytics(_ mix: Mix) async throws {
+        // Three whole hours around the first run's: the runs (made within
+        // minutes of it) fall in the second or the third, whenever the test runs.
+        let created = mix.runs.compactMap { $0["createdAt"]?.stringValue }.compactMap(Self.date)
+        let first = try #require(created.min())
+        let hour = (first.timeIntervalSince1970 / 3600).rounded(.down) * 3600
         let since = Date(timeIntervalSince1970: hour - 3600), until = Date(timeIntervalSince1970: hour + 7200)
         let series = try await getOK("/v1/dashboard/analytics?bucket=hour&since=\(Self.iso(since))&until=\(Self.iso(until))")
         let buckets = series["buckets"].list

@@ -10,7 +10,7 @@ import Glibc
 
 /// Several real gateways, each with its own state dir, port and worker pool,
 /// sharing one PostgreSQL database (a throwaway cluster).
-@Suite("Fleet: several gateways, one database")
+@Suite("Fleet: several gateways, one database", .serialized)
 struct FleetTests {
     static let workflows: [String: String] = [
         "work.workflow.yaml": """
@@ -114,5 +114,125 @@ struct FleetTests {
         let members = try #require(try await fleet.gateways[0].get("/gateway/fleet").json)
         let alive = members["members"]?.array.filter { $0["alive"] == true }.compactMap { $0["id"]?.stringValue }
         #expect(alive == ["gw-a", "gw-b"], "\(members)")
+    }
+
+    @Test("any gateway serves any run: SSE on A follows a run executing on C to its end; a cancel sent to A stops C's worker; an approval decided on B resumes a run parked by A")
+    func anyGatewayReachesTheRun() async throws {
+        let fleet = try await Self.fleet(["gw-a", "gw-b", "gw-c"])
+        defer { fleet.cleanupLater() }
+        let (a, b, c) = (fleet.gateways[0], fleet.gateways[1], fleet.gateways[2])
+
+        let slow = try await c.run("slow", [:], sync: false)
+        let slowId = try #require(slow["id"]?.stringValue)
+        // Followed from A while C runs it: every event, in order, live, to the end.
+        let (events, _) = try await a.events(slowId)
+        #expect(events.compactMap(\.id) == (1...events.count).map { "\($0)" }, "\(events.compactMap(\.id))")
+        #expect(events.last?.type == "run.succeeded", "\(events.map(\.type))")
+        #expect(events.filter { $0.type == "step.finished" }.count == 3)
+        let done = try #require(try await a.get("/runs/\(slowId)").json)
+        #expect(done["gateway"] == "gw-c" && done["status"] == "succeeded", "\(done)")
+
+        // Cancelled through A while it runs on B.
+        let long = try await b.run("long", [:], sync: false)
+        let longId = try #require(long["id"]?.stringValue)
+        _ = try await b.waitForStatus(longId, ["running"])
+        for _ in 0..<100 where try await b.get("/gateway/status").json?["workers"]?["busy"] == 0 { try await Task.sleep(for: .milliseconds(50)) }
+        let cancelled = try await a.post("/runs/\(longId)/cancel", [:])
+        #expect(cancelled.status == 200 && cancelled.json?["status"] == "cancelled",
+                "\(cancelled.status) \(cancelled.json ?? .null)\nA: \(a.logText.suffix(3000))\nB: \(b.logText.suffix(3000))")
+        var busy: JSONValue?
+        for _ in 0..<100 {
+            busy = try await b.get("/gateway/status").json?["workers"]?["busy"]
+            if busy == 0 { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(busy == 0, "B's worker for the cancelled run is still busy")
+        let (longEvents, _) = try await c.events(longId)
+        #expect(longEvents.last?.type == "run.cancelled", "\(longEvents.map(\.type))")
+
+        // Parked by A, approved through B: B takes the run on and finishes it.
+        let parked = try await a.run("deploy", ["version": "3"], sync: false)
+        let parkedId = try #require(parked["id"]?.stringValue)
+        _ = try await a.waitForStatus(parkedId, ["waiting"])
+        let approval = try #require(try await b.get("/approvals?run=\(parkedId)").json?["approvals"].list.first)
+        let aid = try #require(approval["id"]?.stringValue)
+        #expect(try await b.post("/approvals/\(aid)/approve", ["reason": "ok"]).status == 200)
+        let shipped = try await c.waitForStatus(parkedId, ["succeeded", "failed"])
+        #expect(shipped["status"] == "succeeded" && shipped["gateway"] == "gw-b", "\(shipped)")
+    }
+
+    @Test("a fleet pause set through one gateway stops new runs on all of them, and is lifted through another")
+    func fleetPause() async throws {
+        let fleet = try await Self.fleet(["gw-a", "gw-b"])
+        defer { fleet.cleanupLater() }
+        let (a, b) = (fleet.gateways[0], fleet.gateways[1])
+        let paused = try await a.post("/gateway/pause?scope=fleet", ["reason": "schema change"])
+        #expect(paused.status == 200 && paused.json?["state"] == "paused", "\(paused.status) \(paused.errorMessage)")
+        var refused: GatewayClient.Reply?
+        for _ in 0..<100 {
+            refused = try await b.post("/runs", ["workflow": "work", "input": [:]])
+            if refused?.status == 503 { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(refused?.status == 503 && refused?.json?["error"]?["code"] == "paused", "\(refused?.status ?? 0)")
+        #expect(refused?.errorMessage.contains("schema change") == true)
+        let view = try #require(try await b.get("/gateway/fleet").json)
+        #expect(view["pause"]?["reason"] == "schema change" && view["gateway"] == "gw-b", "\(view)")
+        // A gateway's own resume does not lift the fleet's pause.
+        _ = try await b.post("/gateway/resume", [:])
+        #expect(try await b.post("/runs", ["workflow": "work", "input": [:]]).status == 503)
+        #expect(try await b.post("/gateway/resume?scope=fleet", [:]).status == 200)
+        var accepted = 0
+        for _ in 0..<100 {
+            accepted = Int(try await a.post("/runs", ["workflow": "work", "input": [:], "mode": "async"]).status)
+            if accepted == 202 { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(accepted == 202)
+        #expect(try await a.post("/gateway/pause?scope=everything", [:]).status == 400)
+        let actions = try await a.auditEntries(action: "gateway.paused")
+        #expect(actions.contains { $0["details"]?["scope"] == "fleet" })
+    }
+
+    @Test("one gateway fires the time-based triggers; when it is killed another takes over within seconds, and every slot fires once")
+    func triggerLeader() async throws {
+        var workflows = Self.workflows
+        workflows["tick.workflow.yaml"] = """
+            id: tick
+            steps:
+              - { id: say, run: echo tick }
+            triggers:
+              - { id: second, every: 1s, overlap: allow_all }
+            """
+        let fleet = try await Self.fleet(["gw-a", "gw-b", "gw-c"], workflows: workflows)
+        defer { fleet.cleanupLater() }
+        var leaders: [Int] = []
+        for _ in 0..<100 {
+            leaders = []
+            for (i, gw) in fleet.gateways.enumerated() where try await gw.get("/gateway/status").json?["leader"] == true { leaders.append(i) }
+            if leaders.count == 1 { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(leaders.count == 1, "leaders: \(leaders)")
+        let leader = try #require(leaders.first)
+        try await Task.sleep(for: .seconds(3))
+        let killedAt = Date().timeIntervalSince1970
+        await fleet.gateways[leader].stop(signal: SIGKILL)
+        // Fires go on: the leader's lock went with its connection; the next beat of another gateway takes it.
+        var slots: [Double] = []
+        for _ in 0..<300 {
+            slots = try await fleet.sql("SELECT scheduled_at FROM runs WHERE trigger_id = 'tick.second' ORDER BY scheduled_at").compactMap(Double.init)
+            if slots.filter({ $0 > killedAt + 1 }).count >= 3 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(Set(slots).count == slots.count, "a slot fired twice: \(slots)")
+        let after = slots.filter { $0 > killedAt + 1 }
+        #expect(after.count >= 3, "the trigger stopped firing when its leader died: \(slots.map { $0 - killedAt })")
+        let owners = Set(try await fleet.sql("SELECT DISTINCT owner FROM runs WHERE trigger_id = 'tick.second' AND scheduled_at > \(killedAt + 1)"))
+        #expect(!owners.contains("gw-\(["a", "b", "c"][leader])"), "\(owners)")
+        let live = fleet.gateways.indices.filter { $0 != leader }
+        var now: [Int] = []
+        for i in live where try await fleet.gateways[i].get("/gateway/status").json?["leader"] == true { now.append(i) }
+        #expect(now.count == 1, "leaders after the kill: \(now)")
     }
 }

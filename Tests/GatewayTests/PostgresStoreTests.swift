@@ -10,6 +10,13 @@ struct PostgresStoreTests {
     static let workflows: [String: String] = [
         // Built, approved, shipped: the approval suite's workflow.
         "deploy.workflow.yaml": ApprovalTests.workflows["deploy.workflow.yaml"]!,
+        "steady.workflow.yaml": """
+            id: steady
+            steps:
+              - { id: a, exec: { argv: [sh, -c, 'sleep 1; echo a'] } }
+              - { id: b, exec: { argv: [sh, -c, 'sleep 1; echo b'] } }
+              - { id: c, exec: { argv: [sh, -c, 'sleep 1; echo c'] } }
+            """,
         "hello.workflow.yaml": """
             id: hello
             steps:
@@ -88,6 +95,37 @@ struct PostgresStoreTests {
         let (events, _) = try await gw.events(parked)
         let seqs = events.compactMap { $0.id.flatMap(Int.init) }
         #expect(seqs == Array(1...seqs.count) && events.last?.type == "run.succeeded")
+    }
+
+    @Test("the database lost mid-run: the run waits and goes on when it is back, every step once; a new run asked for meanwhile gets 503")
+    func databaseLostMidRun() async throws {
+        let url = try await PostgresCluster.shared.database()
+        let name = String(url.split(separator: "/").last!.split(separator: "?").first!)
+        let gw = try await TestGateway.started(workflows: Self.workflows, config: Self.config(url: url))
+        defer { gw.cleanupLater() }
+        let run = try await gw.run("steady", [:], sync: false)
+        let id = try #require(run["id"]?.stringValue)
+        for _ in 0..<200 {
+            let steps = try await gw.get("/runs/\(id)").json?["steps"].list ?? []
+            if steps.contains(where: { $0["path"] == "a" && $0["status"] == "succeeded" }) { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        // Gone: every session of the database ended, and no new one let in.
+        try await PostgresCluster.shared.execute("""
+            ALTER DATABASE \(name) ALLOW_CONNECTIONS false;
+            SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(name)';
+            """, database: "postgres")
+        let refused = try await gw.post("/runs", ["workflow": "hello", "input": ["name": "x"]])
+        #expect(refused.status == 503 && refused.json?["error"]?["code"] == "unavailable", "\(refused.status) \(refused.errorMessage)\n\(gw.logText.suffix(3000))")
+        try await Task.sleep(for: .seconds(3))
+        try await PostgresCluster.shared.execute("ALTER DATABASE \(name) ALLOW_CONNECTIONS true", database: "postgres")
+        let done = try await gw.waitForStatus(id, ["succeeded", "failed", "cancelled"], timeout: .seconds(60))
+        #expect(done["status"] == "succeeded", "\(done)\n\(gw.logText.suffix(3000))")
+        let (events, _) = try await gw.events(id)
+        #expect(events.compactMap(\.id) == (1...events.count).map { "\($0)" })
+        #expect(events.filter { $0.type == "step.finished" }.compactMap { $0.json?["step"]?.stringValue } == ["a", "b", "c"])
+        #expect(events.filter { $0.type == "step.started" }.count == 3, "a step ran again: \(events.map(\.type))")
+        #expect(gw.logText.contains("cannot be reached") && gw.logText.contains("reachable again"), "\(gw.logText.suffix(2000))")
     }
 
     @Test("a database that cannot be reached stops the start: a clear error, a non-zero exit, no password shown")

@@ -33,6 +33,12 @@ actor Fleet {
     private var ticking: Task<Void, Never>?
     private var leading = false
     private var stopped = false
+    /// Since when the lease has been renewed without a miss. After a miss (the
+    /// database was away, so every gateway's lease may have lapsed meanwhile),
+    /// nothing is taken over until a whole lease has passed: the others have
+    /// had time to renew theirs, and only the runs of gateways that are really
+    /// gone are taken.
+    private var renewedSince: ContinuousClock.Instant?
 
     init(store: RunStore, engine: PostgresEngine, runs: RunService, hub: RunEventHub, admission: Admission, role: FleetRole, logger: Logger) {
         self.store = store
@@ -50,6 +56,7 @@ actor Fleet {
     func start(address: String?) async throws {
         self.address = address
         admission.setFleet(try await store.renewLease(seconds: Self.leaseSeconds, host: host, address: address, leader: false, joining: true))
+        renewedSince = .now - .seconds(Self.leaseSeconds)
         await connect()
         await beat()
         ticking = Task { [weak self] in
@@ -102,9 +109,12 @@ actor Fleet {
         }
         do {
             admission.setFleet(try await store.renewLease(seconds: Self.leaseSeconds, host: host, address: address, leader: leading, joining: false))
+            if renewedSince == nil { renewedSince = .now }
         } catch {
+            renewedSince = nil
             logger.error("fleet: cannot renew this gateway's lease: \(PostgresEngine.describe(error))")
         }
+        guard let since = renewedSince, ContinuousClock.now - since >= .seconds(Self.leaseSeconds) else { return }
         let room = await runs.roomToAdopt
         guard room > 0 else { return }
         do {

@@ -61,6 +61,11 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                 : error.status == .notFound ? "no route for \(request.method) \(request.uri.path)"
                 : error.body ?? error.status.reasonPhrase
             return APIError(status: error.status, code: code, message: message).response
+        } catch let error as PostgresStoreError where error.isUnavailable {
+            // The shared store is away (restarting, failing over): try again shortly, or at another gateway.
+            var response = APIError.unavailable("\(error)").response
+            response.headers[.retryAfter] = "5"
+            return response
         } catch {
             context.logger.error("request failed", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
             return APIError(status: .internalServerError, code: .internal, message: "internal error").response

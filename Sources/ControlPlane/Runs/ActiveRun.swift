@@ -42,6 +42,8 @@ extension RunService {
 
         private struct EventCount {
             var handled = 0
+            /// Events whose handling began (persisting one can wait out a lost database).
+            var arrived = 0
             var waiter: (target: Int, id: Int, continuation: CheckedContinuation<Void, Never>)?
             var waits = 0
             /// The wait whose time ran out, so a waiter that registers late does not hang.
@@ -49,6 +51,12 @@ extension RunService {
         }
 
         var handledEvents: Int { events.withLock { $0.handled } }
+
+        /// One more of the job's events is being handled.
+        func eventArrived() { events.withLock { $0.arrived += 1 } }
+
+        /// An event is still being persisted: the wait for the rest is not over.
+        var handling: Bool { events.withLock { $0.arrived > $0.handled } }
 
         /// One more of the job's events is persisted.
         func eventHandled() {
@@ -102,7 +110,7 @@ extension RunService {
                 await waitForEvents(count, limit: quiet)
                 let after = handledEvents
                 if after >= count { return true }
-                if after == before { return false }
+                if after == before, !handling { return false }
             }
         }
 

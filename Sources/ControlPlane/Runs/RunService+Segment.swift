@@ -12,8 +12,8 @@ extension RunService {
     /// Steps the last segment left running were interrupted (by a restart, a
     /// worker's death). Each runs again only while it has attempts left
     /// (`idempotent` steps a few more); otherwise the run fails as Interrupted.
-    func interrupted(_ runId: String, _ definition: WorkflowDefinition, cause: String?) async -> Interruption {
-        let inFlight = (try? await store.inFlight(runId: runId)) ?? [:]
+    func interrupted(_ runId: String, _ definition: WorkflowDefinition, cause: String?) async throws -> Interruption {
+        let inFlight = try await store.inFlight(runId: runId)
         var attempts: [String: Int] = [:]
         for (path, attempt) in inFlight.sorted(by: { $0.key < $1.key }) {
             // Containers run again around their checkpointed steps; parking steps wait durably.
@@ -53,13 +53,21 @@ extension RunService {
             return
         } }
         // A run that never started has no checkpoints; one that did reads them.
-        let completed = known != nil ? [:] : (try? await store.checkpoints(runId: runId)) ?? [:]
+        // Never run without them: that would run completed steps again.
+        let completed: [String: JSONValue]
         var attempts: [String: Int] = [:]
-        if known == nil {
-            switch await interrupted(runId, definition, cause: next.interruptedBy) {
-            case let .rerun(a): attempts = a
-            case .ended: return
+        do {
+            completed = known != nil ? [:] : try await store.checkpoints(runId: runId)
+            if known == nil {
+                switch try await interrupted(runId, definition, cause: next.interruptedBy) {
+                case let .rerun(a): attempts = a
+                case .ended: return
+                }
             }
+        } catch {
+            // Only when the gateway is stopping (a lost database is waited for): it resumes at the next start.
+            logger.error("cannot read a run's checkpoints; leaving it for the next start", metadata: ["run": "\(runId)", "error": "\(error)"])
+            return
         }
         let stepPolicies: [String: StepPolicy]
         do { stepPolicies = try policies.policies(for: definition) } catch {
@@ -87,6 +95,7 @@ extension RunService {
                                               running: { [a] step in a.running(step) }))
         defer { egress.remove(jobId: a.jobId) }
         let (result, outcome) = await pool.runSegment(options: options, timeout: timeout + .seconds(10), events: { event in
+            a.eventArrived()
             defer { a.eventHandled() }
             if a.cancelled.withLock({ $0 }) { return }
             switch a.judge(event) {

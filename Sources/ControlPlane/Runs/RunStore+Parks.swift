@@ -56,7 +56,7 @@ extension RunStore {
     /// parent), the run's `waiting` status and the events. Nil when the run is
     /// no longer running (cancelled meanwhile).
     public func park(runId: String, approvals: [ApprovalRecord], waits: [WaitRecord], children: [ChildPlan]) async throws -> [RunEvent]? {
-        try await db.write { db in
+        try await db.write(.untilBack) { db in
             try db.execute(sql: "UPDATE runs SET status = 'waiting' WHERE id = ? AND status = 'running' AND (owner = ? OR owner IS NULL)",
                            arguments: [runId, db.member])
             guard db.changesCount > 0 else { return nil }

@@ -238,7 +238,7 @@ public final class RunStore: Sendable {
     /// over by another gateway (this one's lease lapsed), refuses it with
     /// `NotHeld`, and its segment stops.
     public func appendSegment(runId: String, type: RunEventType, step: String? = nil, message: String? = nil, data: JSONValue? = nil) async throws -> RunEvent {
-        try await db.write { db in
+        try await db.write(.untilBack) { db in
             guard try String.fetchOne(db.cachedStatement(sql: "SELECT owner FROM runs WHERE id = ? AND status = 'running'"),
                                       arguments: [runId]) == db.member else { throw NotHeld(runId: runId) }
             return try Self.append(db, runId: runId, type: type, step: step, message: message, data: data)
@@ -254,7 +254,7 @@ public final class RunStore: Sendable {
     /// Moves a run to `running`, counting a new segment. Only the gateway that
     /// holds the run (or anyone, for a run nobody holds yet) starts it.
     public func markStarted(runId: String, resumed: Bool) async throws -> RunEvent? {
-        try await db.write { db in
+        try await db.write(.untilBack) { db in
             try db.cachedStatement(sql: """
                 UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), segments = segments + 1, owner = ?
                 WHERE id = ? AND status IN ('queued', 'running') AND (owner = ? OR owner IS NULL)
@@ -284,7 +284,8 @@ public final class RunStore: Sendable {
     /// `anywhere` (a cancel, which may come from any gateway): a gateway whose
     /// lease lapsed cannot end a run another one has taken over.
     public func finish(runId: String, status: RunStatus, output: JSONValue?, error: StepFailure?, anywhere: Bool = false) async throws -> Finished {
-        try await db.write { db in
+        // A run's own end waits out a lost database; a cancel asked over the API does not hang on it.
+        try await db.write(anywhere ? .brief : .untilBack) { db in
             // A NUL in the message, escaped by JSON as \u0000, is one PostgreSQL's
             // jsonb refuses (the dashboard reads errors as jsonb): U+FFFD instead.
             let errorText = error.flatMap { try? String(decoding: JSONEncoder().encode($0), as: UTF8.self) }?
@@ -430,7 +431,7 @@ public final class RunStore: Sendable {
 
     /// Outputs of the steps that completed, at any depth: the checkpoints a new segment starts from.
     public func checkpoints(runId: String) async throws -> [String: JSONValue] {
-        try await db.read { db in
+        try await db.read(.untilBack) { db in
             var out: [String: JSONValue] = [:]
             for row in try StoreRow.fetchAll(db, sql: "SELECT path, output FROM steps WHERE run_id = ? AND status = 'succeeded'",
                                         arguments: [runId]) {
@@ -444,7 +445,7 @@ public final class RunStore: Sendable {
     /// failed nor parked), or left waiting for a retry, with the attempt each
     /// was on: what a crash interrupted.
     public func inFlight(runId: String) async throws -> [String: Int] {
-        try await db.read { db in
+        try await db.read(.untilBack) { db in
             var out: [String: Int] = [:]
             for row in try StoreRow.fetchAll(db, sql: "SELECT path, attempt FROM steps WHERE run_id = ? AND status IN ('running', 'retrying')",
                                         arguments: [runId]) {

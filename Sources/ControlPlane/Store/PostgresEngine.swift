@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import PostgresNIO
+import Synchronization
 import Wire
 
 /// The shared store: a PostgreSQL database, through postgres-nio's pooled
@@ -25,6 +26,10 @@ public final class PostgresEngine: StoreEngine {
     /// The gateway this engine writes for: `runs.owner`, and the sender of its signals.
     public let member: String
     private let running: Task<Void, Never>
+    /// Set at close: calls waiting for the database stop waiting.
+    private let closing = Mutex(false)
+    /// Said once when the database is lost and once when it is back, however many calls wait.
+    let outage = Outage()
 
     /// Connects once (to fail fast, with the reason, when the database cannot
     /// be reached), applies the migrations, and starts the pool.
@@ -74,21 +79,125 @@ public final class PostgresEngine: StoreEngine {
         running = Task { await client.run() }
     }
 
-    public func read<T: Sendable>(_ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
-        try await run(write: false, body)
+    public func read<T: Sendable>(_ patience: StorePatience, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
+        try await run(write: false, patience, body)
     }
 
-    public func write<T: Sendable>(_ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
-        try await run(write: true, body)
+    public func write<T: Sendable>(_ patience: StorePatience, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
+        try await run(write: true, patience, body)
     }
 
-    private func run<T: Sendable>(write: Bool, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
-        let (threads, durability, logger, member) = (threads, durability, logger, member)
-        return try await client.withConnection { connection in
-            try await threads.runIfActive {
-                try Self.transaction(connection, write: write, durability: durability, logger: logger, member: member, body)
+    /// How long a `brief` call waits for the database to come back.
+    static let briefPatience: Duration = .seconds(5)
+
+    /// One body in one transaction, tried again while the database cannot be
+    /// reached: a transaction a lost connection cut short was rolled back by
+    /// the server, so running it again changes nothing twice. One whose COMMIT
+    /// got no answer may have committed: that fails (`CommitUnknown`), never retried.
+    private func run<T: Sendable>(write: Bool, _ patience: StorePatience, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
+        let started = ContinuousClock.now
+        var delay = Duration.milliseconds(50)
+        var waiting = false
+        while true {
+            do {
+                let result = try await attempt(write: write, body)
+                if waiting { outage.back(location, logger: logger) }
+                return result
+            } catch {
+                guard Self.lostConnection(error), !closing.withLock({ $0 }) else { throw error }
+                if patience == .brief, ContinuousClock.now - started > Self.briefPatience {
+                    throw PostgresStoreError.unavailable(location, Self.describe(error))
+                }
+                if !waiting {
+                    waiting = true
+                    outage.lost(location, Self.describe(error), logger: logger)
+                }
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(1))
             }
         }
+    }
+
+    /// How long one attempt waits for the pool to lend a connection. The
+    /// pool itself would wait a minute for a database that is away before it
+    /// fails the request; this gives up sooner and asks again, so a call
+    /// notices the database is back within a second or two.
+    static let leaseLimit: Duration = .seconds(2)
+
+    private enum Lease: Sendable { case waiting, lent, abandoned }
+    /// Who settles an attempt first: the lent connection or the time limit.
+    private final class LeaseState: Sendable {
+        let state = Mutex(Lease.waiting)
+        /// Moves from `waiting` to `to`; false when the other side settled it first.
+        func settle(_ to: Lease) -> Bool {
+            state.withLock { s in
+                guard case .waiting = s else { return false }
+                s = to
+                return true
+            }
+        }
+    }
+    private enum Attempt<T: Sendable>: Sendable { case done(T), timedOut }
+    struct LeaseTimeout: Error, CustomStringConvertible {
+        var description: String { "no connection to the database within \(PostgresEngine.leaseLimit)" }
+    }
+
+    /// One try. A body runs only once its connection is lent and the wait has
+    /// not been given up: a body never runs after the call reported failure.
+    private func attempt<T: Sendable>(write: Bool, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
+        let (client, threads, durability, logger, member) = (client, threads, durability, logger, member)
+        let lease = LeaseState()
+        return try await withThrowingTaskGroup(of: Attempt<T>?.self) { group in
+            group.addTask {
+                .done(try await client.withConnection { connection in
+                    guard lease.settle(.lent) else { throw LeaseTimeout() }
+                    return try await threads.runIfActive {
+                        try Self.transaction(connection, write: write, durability: durability, logger: logger, member: member, body)
+                    }
+                })
+            }
+            group.addTask {
+                try? await Task.sleep(for: Self.leaseLimit)
+                return lease.settle(.abandoned) ? .timedOut : nil
+            }
+            while let next = try await group.next() {
+                switch next {
+                case let .done(result)?:
+                    group.cancelAll()
+                    return result
+                case .timedOut?:
+                    group.cancelAll()
+                    throw LeaseTimeout()
+                case nil:
+                    continue
+                }
+            }
+            throw LeaseTimeout()
+        }
+    }
+
+    /// Whether an error says the connection (or the server) went away, rather
+    /// than that a statement failed.
+    static func lostConnection(_ error: any Error) -> Bool {
+        if error is CommitUnknown { return false }
+        if error is LeaseTimeout { return true }
+        // The pool's own errors (its circuit breaker, tripped after a minute
+        // without a new connection) are of a type postgres-nio exports only
+        // from a module it marks internal (`_ConnectionPoolModule`): known by name.
+        if String(reflecting: type(of: error)).hasSuffix(".ConnectionPoolError") { return true }
+        if let e = error as? PSQLError {
+            if [.serverClosedConnection, .connectionError, .uncleanShutdown, .clientClosedConnection, .poolClosed].contains(e.code) { return true }
+            if let state = e.serverInfo?[.sqlState] { return lostState(state) }
+            return false
+        }
+        if let e = error as? PostgresServerError, let state = e.sqlState { return lostState(state) }
+        return error is NIOConnectionError || error is ChannelError || error is IOError
+    }
+
+    /// Connection exceptions (08…), the server shutting down or starting up
+    /// (57P01–57P03), and a database closed to connections (55000 at connect).
+    static func lostState(_ state: String) -> Bool {
+        state.hasPrefix("08") || ["57P01", "57P02", "57P03", "55000"].contains(state)
     }
 
     public func synchronousLevel() async throws -> Int {
@@ -98,6 +207,7 @@ public final class PostgresEngine: StoreEngine {
     }
 
     public func close() async {
+        closing.withLock { $0 = true }
         // Bodies in flight finish (a run's end commits) before the pool goes.
         try? await threads.shutdownGracefully()
         running.cancel()
@@ -118,7 +228,9 @@ public final class PostgresEngine: StoreEngine {
                 try db.execute(sql: write ? "BEGIN ISOLATION LEVEL SERIALIZABLE" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 if write, durability == .normal { try db.execute(sql: "SET LOCAL synchronous_commit TO off") }
                 let result = try body(db)
-                try db.execute(sql: "COMMIT")
+                do { try db.execute(sql: "COMMIT") } catch where lostConnection(error) {
+                    throw CommitUnknown(reason: describe(error))
+                }
                 return result
             } catch {
                 try? db.execute(sql: "ROLLBACK")
@@ -149,6 +261,28 @@ public final class PostgresEngine: StoreEngine {
     }
 }
 
+/// A COMMIT whose answer was lost with the connection: the transaction may or
+/// may not have committed, so it is not tried again.
+public struct CommitUnknown: Error, CustomStringConvertible {
+    public let reason: String
+    public var description: String { "the connection was lost during COMMIT (\(reason)): whether it committed is unknown" }
+}
+
+/// The database's reachability as the store calls see it, logged on change only.
+final class Outage: Sendable {
+    private let down = Mutex(false)
+
+    func lost(_ location: String, _ why: String, logger: Logger) {
+        guard down.withLock({ was in defer { was = true }; return !was }) else { return }
+        logger.error("store: PostgreSQL at \(location) cannot be reached (\(why)); runs wait for it and go on when it is back")
+    }
+
+    func back(_ location: String, logger: Logger) {
+        guard down.withLock({ was in defer { was = false }; return was }) else { return }
+        logger.notice("store: PostgreSQL at \(location) is reachable again")
+    }
+}
+
 /// A database error with the statement it came from, as the engine reports it.
 struct PostgresServerError: Error, CustomStringConvertible {
     let sqlState: String?
@@ -161,12 +295,16 @@ public enum PostgresStoreError: Error, CustomStringConvertible {
     case unreachable(String, String)
     case migration(String, String)
     case badURL(String)
+    case unavailable(String, String)
+
+    public var isUnavailable: Bool { if case .unavailable = self { true } else { false } }
 
     public var description: String {
         switch self {
         case let .unreachable(at, why): "cannot reach PostgreSQL at \(at): \(why)"
         case let .migration(at, why): "cannot migrate the store at \(at): \(why)"
         case let .badURL(why): why
+        case let .unavailable(at, why): "PostgreSQL at \(at) cannot be reached: \(why)"
         }
     }
 }

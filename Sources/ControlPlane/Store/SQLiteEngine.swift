@@ -32,12 +32,12 @@ public final class SQLiteEngine: StoreEngine {
         }
     }
 
-    public func read<T: Sendable>(_ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
+    public func read<T: Sendable>(_ patience: StorePatience, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
         let member = member
         return try await pool.read { db in try body(SQLiteConnection(db, member: member)) }
     }
 
-    public func write<T: Sendable>(_ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
+    public func write<T: Sendable>(_ patience: StorePatience, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
         let member = member
         return try await pool.write { db in try body(SQLiteConnection(db, member: member)) }
     }

@@ -10,14 +10,33 @@ public protocol StoreEngine: Sendable {
     var location: String { get }
     /// The gateway it writes for (`runs.owner`).
     var member: String { get }
-    func read<T: Sendable>(_ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T
+    /// `patience`: how long to wait for a database that cannot be reached (see `StorePatience`).
+    func read<T: Sendable>(_ patience: StorePatience, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T
     /// A write body may run more than once (PostgreSQL retries a transaction a
-    /// concurrent one made impossible to serialize), so it changes nothing but the database.
-    func write<T: Sendable>(_ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T
+    /// concurrent one made impossible to serialize, or one a lost connection
+    /// rolled back), so it changes nothing but the database.
+    func write<T: Sendable>(_ patience: StorePatience, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T
     /// The writer's `synchronous` level (SQLite: 2 FULL, 1 NORMAL; PostgreSQL:
     /// 2 when `synchronous_commit` is on, 1 when it is off).
     func synchronousLevel() async throws -> Int
     func close() async
+}
+
+/// How long a store call waits for a database it cannot reach (PostgreSQL
+/// restarting, failing over, a network cut) before it fails. SQLite's file
+/// is always there: it never waits.
+public enum StorePatience: Sendable {
+    /// A few seconds: an API request fails (503) rather than hang.
+    case brief
+    /// Until the database is back (or the gateway stops): a run's progress
+    /// (its events, checkpoints, its end) waits, so its worker waits with it,
+    /// and the run goes on when the database returns.
+    case untilBack
+}
+
+extension StoreEngine {
+    func read<T: Sendable>(_ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T { try await read(.brief, body) }
+    func write<T: Sendable>(_ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T { try await write(.brief, body) }
 }
 
 /// The schema's versions: each migration has an id, and runs once, in order,
