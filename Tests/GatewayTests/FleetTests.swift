@@ -44,8 +44,9 @@ struct FleetTests {
         func cleanupLater() { for gw in gateways { gw.cleanupLater() } }
     }
 
-    static func fleet(_ ids: [String], workflows: [String: String] = FleetTests.workflows,
-                      server: String = "{ host: 127.0.0.1, port: 0, maxConcurrentRuns: 8, maxBodyKB: 64, sseHeartbeatSeconds: 1 }") async throws -> Fleet {
+    static let server = "{ host: 127.0.0.1, port: 0, maxConcurrentRuns: 8, maxBodyKB: 64, sseHeartbeatSeconds: 1 }"
+
+    static func fleet(_ ids: [String], workflows: [String: String] = FleetTests.workflows, server: String = FleetTests.server) async throws -> Fleet {
         let url = try await PostgresCluster.shared.database()
         let name = String(url.split(separator: "/").last!.split(separator: "?").first!)
         var gateways: [TestGateway] = []
@@ -234,5 +235,36 @@ struct FleetTests {
         var now: [Int] = []
         for i in live where try await fleet.gateways[i].get("/gateway/status").json?["leader"] == true { now.append(i) }
         #expect(now.count == 1, "leaders after the kill: \(now)")
+    }
+
+    @Test("server.fleetMaxConcurrentRuns bounds the runs holding a worker across all gateways; the rest wait and all finish")
+    func fleetCap() async throws {
+        var workflows = Self.workflows
+        workflows["nap.workflow.yaml"] = """
+            id: nap
+            steps:
+              - { id: nap, exec: { argv: [sh, -c, 'sleep 0.3; echo ok'] } }
+            """
+        let fleet = try await Self.fleet(["gw-a", "gw-b"], workflows: workflows,
+                                         server: "{ host: 127.0.0.1, port: 0, maxConcurrentRuns: 4, fleetMaxConcurrentRuns: 3 }")
+        defer { fleet.cleanupLater() }
+        var ids: [String] = []
+        for i in 0..<12 { ids.append(try #require(try await fleet.gateways[i % 2].run("nap", [:], sync: false)["id"]?.stringValue)) }
+        var peak = 0
+        var ended = 0
+        for _ in 0..<600 {
+            let row = try await fleet.sql("""
+                SELECT count(*) FILTER (WHERE status = 'running'), count(*) FILTER (WHERE status IN ('succeeded', 'failed', 'cancelled')) FROM runs
+                """).first ?? "0|0"
+            let counts = row.split(separator: "|").compactMap { Int($0) }
+            peak = max(peak, counts.first ?? 0)
+            ended = counts.last ?? 0
+            if ended == ids.count { break }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        #expect(ended == ids.count)
+        #expect(peak <= 3, "\(peak) runs held a worker at once across the fleet")
+        #expect(peak >= 2, "the cap was never approached: \(peak)")
+        #expect(try await fleet.sql("SELECT DISTINCT status FROM runs") == ["succeeded"])
     }
 }

@@ -15,6 +15,12 @@ extension GatewayConfig {
         if !(1...1000).contains(server.maxBatchItems) { throw bad("server.maxBatchItems", "must be between 1 and 1000") }
         if !(0...86_400).contains(server.drainTimeoutSeconds) { throw bad("server.drainTimeoutSeconds", "must be between 0 and 86400") }
         if !(1...64).contains(server.maxInvokeDepth) { throw bad("server.maxInvokeDepth", "must be between 1 and 64") }
+        if let cap = server.fleetMaxConcurrentRuns {
+            if !(1...1_000_000).contains(cap) { throw bad("server.fleetMaxConcurrentRuns", "must be between 1 and 1000000") }
+            if storage.driver != .postgres {
+                throw bad("server.fleetMaxConcurrentRuns", "is for gateways sharing a PostgreSQL store (storage.driver: postgres); use server.maxConcurrentRuns")
+            }
+        }
         try server.auth.validate(host: server.host, file: file)
         if let group = server.socketGroup, getgrnam(group) == nil {
             throw bad("server.socketGroup", "no group named '\(group)' on this host")
@@ -82,6 +88,7 @@ extension GatewayConfig {
                                    maxRunStorageBytes: server.maxRunStorageMB << 20, runTimeout: .seconds(server.runTimeoutSeconds),
                                    stepTimeoutMs: workers.limits.timeoutSeconds * 1000)
         settings.maxInvokeDepth = server.maxInvokeDepth
+        settings.fleetMaxConcurrent = server.fleetMaxConcurrentRuns
         settings.requests = RequestSettings(inject: egress.inject, providers: providers, maxResponseBytes: egress.maxResponseKB << 10,
                                             maxRedirects: egress.maxRedirects)
         return settings

@@ -92,6 +92,9 @@ public struct GatewayConfig: Codable, Sendable {
         public var watchFiles = true
         /// How deep `invoke` steps may nest child runs.
         public var maxInvokeDepth = 8
+        /// Gateways sharing a PostgreSQL store: runs holding a worker at once
+        /// across all of them (each also keeps its own `maxConcurrentRuns`).
+        public var fleetMaxConcurrentRuns: Int?
         public init() {}
     }
 
@@ -364,6 +367,7 @@ extension GatewayConfig.Server {
         drainTimeoutSeconds = try c.value(.drainTimeoutSeconds, or: d.drainTimeoutSeconds)
         watchFiles = try c.value(.watchFiles, or: d.watchFiles)
         maxInvokeDepth = try c.value(.maxInvokeDepth, or: d.maxInvokeDepth)
+        fleetMaxConcurrentRuns = try c.decodeIfPresent(Int.self, forKey: .fleetMaxConcurrentRuns)
     }
 }
 

@@ -44,10 +44,15 @@ extension RunService {
             pump()
         }
         if !alreadyStarted { do {
-            guard let started = try await store.markStarted(runId: runId, resumed: resumed) else { return }
+            guard let started = try await store.markStarted(runId: runId, resumed: resumed, fleetCap: current.fleetMaxConcurrent) else { return }
             try await audit.append(actor: "gateway", action: resumed ? "run.resumed" : "run.started", runId: runId,
                                    details: ["workflow": definition.id, "job": a.jobId])
             hub.publish(started)
+        } catch is RunStore.FleetFull {
+            // First in line again, once the fleet has room.
+            queue.insert(next, at: 0)
+            fleetFull()
+            return
         } catch {
             logger.error("cannot start run", metadata: ["run": "\(runId)", "error": "\(error)"])
             return

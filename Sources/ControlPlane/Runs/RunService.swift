@@ -179,7 +179,7 @@ public actor RunService {
         let created: RunStore.Created
         do {
             created = try await store.create(id: runId, workflow: id, input: input, idempotencyKey: idempotencyKey,
-                                             requestHash: hash, start: slot != nil, origin: origin)
+                                             requestHash: hash, start: slot != nil, origin: origin, fleetCap: current.fleetMaxConcurrent)
         } catch {
             release()
             throw error
@@ -209,6 +209,11 @@ public actor RunService {
                 hub.publish(started)
                 Task { await self.execute(Queued(id: runId, definition: definition, resumed: false, input: input), slot, started: true) }
                 return (run, true)
+            }
+            // Queued: no free slot here, or none left in the fleet (the slot taken above is given back).
+            if slot != nil {
+                active[runId] = nil
+                fleetFull()
             }
             try await audit.append(actor: actor, action: "run.created", runId: runId, details: details)
             hub.publish(queued)
@@ -333,8 +338,23 @@ public actor RunService {
 
     // MARK: Running
 
+    /// The fleet was full at the last start: nothing starts here before this.
+    /// (Runs ending on other gateways make room this one does not hear of, so
+    /// it looks again after a short while rather than waiting to be told.)
+    var fleetWait: ContinuousClock.Instant?
+
+    func fleetFull() {
+        guard fleetWait == nil else { return }
+        fleetWait = .now + .milliseconds(200)
+        Task {
+            try? await Task.sleep(for: .milliseconds(200))
+            self.fleetWait = nil
+            self.pump()
+        }
+    }
+
     func pump() {
-        while !stopping, active.count < maxConcurrent, !queue.isEmpty {
+        while !stopping, fleetWait == nil, active.count < maxConcurrent, !queue.isEmpty {
             let next = queue.removeFirst()
             let a = Active()
             active[next.id] = a

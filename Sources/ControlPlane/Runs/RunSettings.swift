@@ -15,6 +15,8 @@ public struct RunSettings: Sendable {
     public var stepTimeoutMs: Int
     /// How deep `invoke` steps may nest child runs.
     public var maxInvokeDepth = 8
+    /// Runs holding a worker at once across every gateway sharing the store (nil: no such bound).
+    public var fleetMaxConcurrent: Int?
     /// What `http` and `infer` steps' requests may use.
     public var requests = RequestSettings()
 

@@ -195,8 +195,11 @@ public final class RunStore: Sendable {
     /// A run a trigger fires carries its `origin`, whose own writes (the
     /// trigger's slot, a queue message taken, a delivery remembered) commit in
     /// the same transaction: a crash can neither lose the fire nor double it.
+    ///
+    /// `fleetCap`: runs holding a worker across every gateway sharing the
+    /// store; a run that would pass it is created queued instead of started.
     public func create(id: String, workflow: String, input: JSONValue, idempotencyKey: String?, requestHash: String,
-                       start: Bool = false, origin: RunOrigin? = nil) async throws -> Created {
+                       start: Bool = false, origin: RunOrigin? = nil, fleetCap: Int? = nil) async throws -> Created {
         try await db.write { db in
             if let key = idempotencyKey,
                let row = try StoreRow.fetchOne(db, sql: "SELECT request_hash, run_id FROM idempotency_keys WHERE key = ?", arguments: [key]) {
@@ -217,7 +220,7 @@ public final class RunStore: Sendable {
             }
             let queued = try Self.append(db, runId: id, type: .runQueued, step: nil, message: workflow, data: nil)
             var started: RunEvent?
-            if start {
+            if start, try Self.fleetHasRoom(db, cap: fleetCap) {
                 try db.cachedStatement(sql: "UPDATE runs SET status = 'running', started_at = ?, segments = 1 WHERE id = ?")
                     .execute(arguments: [now, id])
                 started = try Self.append(db, runId: id, type: .runStarted, step: nil, message: nil, data: nil)
@@ -251,10 +254,32 @@ public final class RunStore: Sendable {
         public var description: String { "run \(runId) is no longer running on this gateway" }
     }
 
+    /// The fleet already runs `server.fleetMaxConcurrentRuns` runs: this one waits.
+    public struct FleetFull: Error, CustomStringConvertible {
+        public let cap: Int
+        public var description: String { "the fleet already runs \(cap) runs (server.fleetMaxConcurrentRuns)" }
+    }
+
+    /// Whether one more run may hold a worker in the fleet. Counted in the
+    /// starting transaction: two gateways starting at once both count, both
+    /// add one, and SERIALIZABLE makes one of them try again (with the other's
+    /// run counted), so the cap holds without a lock or a counter to drift.
+    static func fleetHasRoom(_ db: any StoreConnection, cap: Int?) throws -> Bool {
+        guard let cap else { return true }
+        return (try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM runs WHERE status = 'running'")) ?? 0) < cap
+    }
+
     /// Moves a run to `running`, counting a new segment. Only the gateway that
-    /// holds the run (or anyone, for a run nobody holds yet) starts it.
-    public func markStarted(runId: String, resumed: Bool) async throws -> RunEvent? {
+    /// holds the run (or anyone, for a run nobody holds yet) starts it; nil when
+    /// it is not (or no longer) this gateway's to start. Throws `FleetFull` when
+    /// `fleetCap` runs already hold a worker across the fleet.
+    public func markStarted(runId: String, resumed: Bool, fleetCap: Int? = nil) async throws -> RunEvent? {
         try await db.write(.untilBack) { db in
+            if let cap = fleetCap {
+                // A resumed segment of a run still marked running is one of those counted: it replaces itself.
+                let status = try String.fetchOne(db.cachedStatement(sql: "SELECT status FROM runs WHERE id = ?"), arguments: [runId])
+                if status == "queued", try !Self.fleetHasRoom(db, cap: cap) { throw FleetFull(cap: cap) }
+            }
             try db.cachedStatement(sql: """
                 UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), segments = segments + 1, owner = ?
                 WHERE id = ? AND status IN ('queued', 'running') AND (owner = ? OR owner IS NULL)
