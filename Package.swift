@@ -101,7 +101,7 @@ let package = Package(
         // copying the page of) each symbol it first calls.
         linkerSettings: [.unsafeFlags(["-Xlinker", "-z", "-Xlinker", "now", "-Xlinker", "-z", "-Xlinker", "relro"])]),
         // `make bench`: a real gateway under load, printed as a table.
-        .executableTarget(name: "Bench", dependencies: ["SkelmClient", "Workflow", "ControlPlane",
+        .executableTarget(name: "Bench", dependencies: ["SkelmClient", "Workflow", "ControlPlane", "PostgresFixture",
                                                   .product(name: "GRDB", package: "GRDB.swift")], path: "Sources/Bench", swiftSettings: strict),
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: strict),
         // JSONSchemaTestSuite/: the official suite's cases, read by the tests as files.

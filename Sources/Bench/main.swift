@@ -36,13 +36,14 @@ func fail(_ message: String) -> Never {
 }
 
 /// A scratch project: config, the `inc` workload and the `slow` workflow of the fan-out.
-func makeProject(_ dir: String, spawn: String, maxConcurrentRuns: Int = 32) throws {
+/// `storage`: a `storage:` mapping other than SQLite with the run's durability.
+func makeProject(_ dir: String, spawn: String, maxConcurrentRuns: Int = 32, storage: String? = nil) throws {
     try FileManager.default.createDirectory(atPath: dir + "/workflows", withIntermediateDirectories: true)
     chmod(dir, 0o711)
     try """
         server: { host: 127.0.0.1, port: 0, maxConcurrentRuns: \(maxConcurrentRuns) }
         workers: { minSpare: 8, max: \(maxConcurrentRuns + 8), spawn: \(spawn) }
-        storage: { durability: \(durability) }
+        storage: \(storage ?? "{ durability: \(durability) }")
         defaults: { permissions: { allowedExecutables: [sh, sleep] } }
         stateDir: state
         """.write(toFile: dir + "/skelm.config.yaml", atomically: true, encoding: .utf8)
@@ -208,6 +209,15 @@ if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "latency" {
     dispatchMain()
 }
 
+// `--only fleet`: runs/s on one gateway with SQLite, one with PostgreSQL, and three sharing PostgreSQL.
+if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "fleet" {
+    Task {
+        printTable(FleetBench.rows(try await FleetBench.measure(runs: quick ? 300 : 1000)))
+        exit(0)
+    }
+    dispatchMain()
+}
+
 // `--only long-running`: memory over many runs and start time on a long audit log, alone.
 if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "long-running" {
     Task {
@@ -299,6 +309,7 @@ Task {
     let triggers = try await TriggerBench.measure(seconds: quick ? 5 : 15, deliveries: quick ? 500 : 1000, clients: 32)
     let scaling = try await Scaling.concurrency(runsEach: quick ? 300 : 1000)
     let backlog = try await Scaling.queued(runs: quick ? 2_000 : 10_000)
+    let fleet = try await FleetBench.measure(runs: quick ? 300 : 1000)
 
     let rows: [(String, String, String)] = [
         ("sync run latency, sequential, skelm client (\(sequentialRuns) runs)", String(format: "p50 %.2f ms", sequential.pct(0.5)), String(format: "p99 %.2f ms", sequential.pct(0.99))),
@@ -324,7 +335,7 @@ Task {
         ("idle worker RSS (\(idleWorkers.count) workers)", String(format: "%.1f MiB", workerRSS / 1024), ""),
     ]
     printTable(rows + scaleRows(scale) + LongRunning.rows(memory: memory, start: freshStart, bigStart: bigStart, entries: auditEntries)
-               + TriggerBench.rows(triggers) + Scaling.rows(scaling, queued: backlog))
+               + TriggerBench.rows(triggers) + Scaling.rows(scaling, queued: backlog) + FleetBench.rows(fleet))
 
     // The same workload on the engines users would pick instead, on this machine, now.
     if let python = args.firstIndex(of: "--peers").map({ args[$0 + 1] }) {

@@ -139,6 +139,8 @@ actor Fleet {
             connection = try await PostgresConnection.connect(configuration: config, id: 1, logger: logger)
         } catch {
             logger.error("fleet: cannot open the link to \(engine.location): \(PostgresEngine.describe(error))")
+            // The store's calls hear it too: an API call then gives up sooner than it would on a merely slow pool.
+            if PostgresEngine.lostConnection(error) { engine.outage.lost(engine.location, PostgresEngine.describe(error), logger: logger) }
             return
         }
         link = connection

@@ -87,8 +87,12 @@ public final class PostgresEngine: StoreEngine {
         try await run(write: true, patience, body)
     }
 
-    /// How long a `brief` call waits for the database to come back.
+    /// How long a `brief` call waits for a database known to be away (a call
+    /// has just seen a connection lost) before it fails, and how long it
+    /// waits otherwise: a pool slow to lend a connection on a loaded host is
+    /// not an outage.
     static let briefPatience: Duration = .seconds(5)
+    static let briefPatienceUnsure: Duration = .seconds(30)
 
     /// One body in one transaction, tried again while the database cannot be
     /// reached: a transaction a lost connection cut short was rolled back by
@@ -98,31 +102,29 @@ public final class PostgresEngine: StoreEngine {
         let started = ContinuousClock.now
         var delay = Duration.milliseconds(50)
         var waiting = false
+        func deadline() -> ContinuousClock.Instant { started + (outage.isDown ? Self.briefPatience : Self.briefPatienceUnsure) }
         while true {
+            // A brief call never waits past its deadline, not even for the pool
+            // (which would wait a minute for a database that is away).
+            let limit: Duration? = patience == .brief ? max(deadline() - .now, .milliseconds(100)) : nil
             do {
-                let result = try await attempt(write: write, body)
-                if waiting { outage.back(location, logger: logger) }
+                let result = try await attempt(write: write, leaseLimit: limit, body)
+                if waiting || outage.isDown { outage.back(location, logger: logger) }
                 return result
             } catch {
                 guard Self.lostConnection(error), !closing.withLock({ $0 }) else { throw error }
-                if patience == .brief, ContinuousClock.now - started > Self.briefPatience {
-                    throw PostgresStoreError.unavailable(location, Self.describe(error))
-                }
                 if !waiting {
                     waiting = true
                     outage.lost(location, Self.describe(error), logger: logger)
+                }
+                if patience == .brief, ContinuousClock.now >= deadline() {
+                    throw PostgresStoreError.unavailable(location, Self.describe(error))
                 }
                 try await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(1))
             }
         }
     }
-
-    /// How long one attempt waits for the pool to lend a connection. The
-    /// pool itself would wait a minute for a database that is away before it
-    /// fails the request; this gives up sooner and asks again, so a call
-    /// notices the database is back within a second or two.
-    static let leaseLimit: Duration = .seconds(2)
 
     private enum Lease: Sendable { case waiting, lent, abandoned }
     /// Who settles an attempt first: the lent connection or the time limit.
@@ -139,13 +141,21 @@ public final class PostgresEngine: StoreEngine {
     }
     private enum Attempt<T: Sendable>: Sendable { case done(T), timedOut }
     struct LeaseTimeout: Error, CustomStringConvertible {
-        var description: String { "no connection to the database within \(PostgresEngine.leaseLimit)" }
+        var description: String { "no connection to the database in time" }
     }
 
-    /// One try. A body runs only once its connection is lent and the wait has
-    /// not been given up: a body never runs after the call reported failure.
-    private func attempt<T: Sendable>(write: Bool, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
+    /// One try, waiting at most `leaseLimit` (nil: as long as the pool does)
+    /// for a connection. A body runs only once its connection is lent and the
+    /// wait has not been given up: it never runs after the call reported failure.
+    private func attempt<T: Sendable>(write: Bool, leaseLimit: Duration?, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
         let (client, threads, durability, logger, member) = (client, threads, durability, logger, member)
+        guard let leaseLimit else {
+            return try await client.withConnection { connection in
+                try await threads.runIfActive {
+                    try Self.transaction(connection, write: write, durability: durability, logger: logger, member: member, body)
+                }
+            }
+        }
         let lease = LeaseState()
         return try await withThrowingTaskGroup(of: Attempt<T>?.self) { group in
             group.addTask {
@@ -157,7 +167,7 @@ public final class PostgresEngine: StoreEngine {
                 })
             }
             group.addTask {
-                try? await Task.sleep(for: Self.leaseLimit)
+                try? await Task.sleep(for: leaseLimit)
                 return lease.settle(.abandoned) ? .timedOut : nil
             }
             while let next = try await group.next() {
@@ -271,6 +281,8 @@ public struct CommitUnknown: Error, CustomStringConvertible {
 /// The database's reachability as the store calls see it, logged on change only.
 final class Outage: Sendable {
     private let down = Mutex(false)
+
+    var isDown: Bool { down.withLock { $0 } }
 
     func lost(_ location: String, _ why: String, logger: Logger) {
         guard down.withLock({ was in defer { was = true }; return !was }) else { return }
