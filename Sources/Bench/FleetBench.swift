@@ -39,34 +39,13 @@ enum FleetBench {
         }
         try await Task.sleep(for: .seconds(1))
         let clients = started.map(\.client)
-        _ = try await spread(clients, total: 100, concurrency: 16)
+        _ = try await concurrentRuns(clients, total: 100, clients: 16)
         let cpuBefore = Internals.busyJiffies()
         let begun = ContinuousClock.now
-        let latencies = try await spread(clients, total: runs, concurrency: 32)
+        let latencies = try await concurrentRuns(clients, total: runs, clients: 32)
         let seconds = elapsedMs(since: begun) / 1000
         return Row(label: label, runsPerSec: Double(runs) / seconds, p99: Stats(samples: latencies).pct(0.99),
                    cpuPerRunMs: Double(Internals.busyJiffies() - cpuBefore) * 10 / Double(runs))
-    }
-
-    /// `total` sync runs from `concurrency` clients, client c sending to gateway c mod n.
-    private static func spread(_ gateways: [GatewayClient], total: Int, concurrency: Int) async throws -> [Double] {
-        try await withThrowingTaskGroup(of: [Double].self) { group in
-            for c in 0..<concurrency {
-                let client = gateways[c % gateways.count]
-                group.addTask {
-                    var mine: [Double] = []
-                    var i = c
-                    while i < total {
-                        mine.append(try await runOnce(client, i))
-                        i += concurrency
-                    }
-                    return mine
-                }
-            }
-            var all: [Double] = []
-            for try await mine in group { all += mine }
-            return all
-        }
     }
 
     static func rows(_ rows: [Row]) -> [(String, String, String)] {

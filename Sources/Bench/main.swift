@@ -101,8 +101,14 @@ func stopGateway(_ gateway: Process, _ dir: String) {
 
 /// `total` runs from `clients` concurrent clients; each run's latency.
 func concurrentRuns(_ client: GatewayClient, total: Int, clients: Int) async throws -> [Double] {
+    try await concurrentRuns([client], total: total, clients: clients)
+}
+
+/// The same, client c sending to gateway c mod n.
+func concurrentRuns(_ gateways: [GatewayClient], total: Int, clients: Int) async throws -> [Double] {
     try await withThrowingTaskGroup(of: [Double].self) { group in
         for c in 0..<clients {
+            let client = gateways[c % gateways.count]
             group.addTask {
                 var mine: [Double] = []
                 var i = c
