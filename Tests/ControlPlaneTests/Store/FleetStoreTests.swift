@@ -37,8 +37,10 @@ struct FleetStoreTests {
     func takeOver() async throws {
         let (a, b) = try await Self.pair()
         defer { Task { await a.close(); await b.close() } }
-        _ = try await a.renewLease(seconds: 30, host: "h", address: nil, leader: false, joining: true)
-        _ = try await b.renewLease(seconds: 30, host: "h", address: nil, leader: false, joining: true)
+        // Leases of an hour: b must still be alive at the end however slowly a
+        // loaded machine gets there; only a's leaving lapses anything.
+        _ = try await a.renewLease(seconds: 3600, host: "h", address: nil, leader: false, joining: true)
+        _ = try await b.renewLease(seconds: 3600, host: "h", address: nil, leader: false, joining: true)
         _ = try await a.create(id: "running", workflow: "wf", input: [:], idempotencyKey: nil, requestHash: "h", start: true)
         _ = try await a.create(id: "queued", workflow: "wf", input: [:], idempotencyKey: nil, requestHash: "h2", start: false)
         #expect(try await b.claimOrphans(limit: 10).isEmpty)
