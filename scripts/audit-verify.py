@@ -2,6 +2,9 @@
 """Verify a skelm audit chain without skelm: every hash, every link, and the
 signed checkpoints (when the `cryptography` package is installed), through the
 sealed segments (audit/segments/000001.jsonl, ...) and then the live audit.jsonl.
+A directory written by `skelm audit export --to DIR` (the chain several gateways
+share) verifies the same way: its checkpoints name the gateway that signed them,
+and audit.keys.jsonl holds each gateway's public keys.
 
     python3 scripts/audit-verify.py STATE_DIR
 
@@ -23,9 +26,27 @@ def files(state):
 def main(state):
     try:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(open(os.path.join(state, "audit.pub")).read().strip()))
+        load = lambda hexkey: Ed25519PublicKey.from_public_bytes(bytes.fromhex(hexkey.strip()))
+        pub = os.path.join(state, "audit.pub")
+        key = load(open(pub).read()) if os.path.exists(pub) else None
+        keys_path, keys = os.path.join(state, "audit.keys.jsonl"), {}
+        for l in (open(keys_path) if os.path.exists(keys_path) else []):
+            if l.strip():
+                k = json.loads(l)
+                keys.setdefault(k["gateway"], []).append(load(k["publicKey"]))
+        checking = True
     except ImportError:
-        key = None
+        checking = False
+
+    def signed_by(cp, message):
+        candidates = keys.get(cp["gateway"], []) if "gateway" in cp else [key] if key else []
+        for k in candidates:
+            try:
+                k.verify(bytes.fromhex(cp["signature"]), message)
+                return True
+            except Exception:
+                pass
+        return False
     prev, expected, total_cps, per_file = "0" * 64, 1, 0, []
     for name, path, cp_path, sealed in files(state):
         checkpoints = [json.loads(l) for l in open(cp_path) if l.strip()] if os.path.exists(cp_path) else []
@@ -47,12 +68,11 @@ def main(state):
                     prev, expected = e["entryHash"], expected + 1
         last = expected - 1
         for cp in checkpoints:
-            message = f"skelm-audit-checkpoint\n{cp['seq']}\n{cp['entryHash']}\n{cp['timestamp']}".encode()
-            if key is not None:
-                try:
-                    key.verify(bytes.fromhex(cp["signature"]), message)
-                except Exception:
-                    return f"bad signature on the checkpoint at seq {cp['seq']} ({name})"
+            message = f"skelm-audit-checkpoint\n{cp['seq']}\n{cp['entryHash']}\n{cp['timestamp']}"
+            if "gateway" in cp:
+                message += "\n" + cp["gateway"]
+            if checking and not signed_by(cp, message.encode()):
+                return f"bad signature on the checkpoint at seq {cp['seq']} ({name})"
             if cp["seq"] > last:
                 return f"truncated: a checkpoint covers seq {cp['seq']} but {name} ends at seq {last}"
             if hashes.get(cp["seq"]) != cp["entryHash"]:
@@ -61,7 +81,7 @@ def main(state):
             return f"{name} does not end with a signed checkpoint of its last entry (seq {last})"
         total_cps += len(checkpoints)
         per_file.append(f"  {name}: seq {first}-{last}" if last >= first else f"  {name}: empty")
-    signed = "signatures checked" if key is not None else "signatures not checked (pip install cryptography)"
+    signed = "signatures checked" if checking else "signatures not checked (pip install cryptography)"
     if len(per_file) > 1:
         print("\n".join(per_file))
     print(f"ok: {expected - 1} entries, {total_cps} checkpoints, {signed}")

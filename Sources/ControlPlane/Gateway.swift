@@ -92,9 +92,17 @@ public final class Gateway: Sendable {
                                         template: config.workers.spawn == .template,
                                         templateRecycleAfter: config.workers.templateRecycleAfter,
                                         noexecPaths: [poolConfig.workspaceRoot] + ceiling.write)
+        let member: String
+        do { member = try GatewayIdentity.resolve(configured: config.storage.gatewayId, stateDir: stateDir) } catch {
+            throw ConfigError(file: stateDir + "/gateway-id", line: nil, keyPath: "storage.gatewayId", message: "cannot keep this gateway's id: \(error)")
+        }
+        self.store = try Self.openStore(config.storage, stateDir: stateDir, configFile: loaded.path, member: member)
         let audit: AuditLog
         do {
-            audit = try AuditLog(stateDir: stateDir, checkpointEvery: loaded.config.audit.checkpointEvery, archive: loaded.config.audit.archive, logger: logger)
+            // Gateways sharing a PostgreSQL store share one chain, in it; a lone gateway keeps its own in files.
+            audit = try store.shared == nil
+                ? AuditLog(stateDir: stateDir, checkpointEvery: loaded.config.audit.checkpointEvery, archive: loaded.config.audit.archive, logger: logger)
+                : AuditLog(sharing: store, stateDir: stateDir, checkpointEvery: loaded.config.audit.checkpointEvery, logger: logger)
         } catch {
             throw ConfigError(file: stateDir + "/audit.jsonl", line: nil, keyPath: "audit", message: "cannot open the audit log: \(error)")
         }
@@ -111,11 +119,6 @@ public final class Gateway: Sendable {
                                    audit.record(actor: "gateway", action: "sandbox.violation", details: ["pid": "\(pid)", "what": what])
                                },
                                onLifecycle: { action, details in audit.record(actor: "gateway", action: action, details: details) })
-        let member: String
-        do { member = try GatewayIdentity.resolve(configured: config.storage.gatewayId, stateDir: stateDir) } catch {
-            throw ConfigError(file: stateDir + "/gateway-id", line: nil, keyPath: "storage.gatewayId", message: "cannot keep this gateway's id: \(error)")
-        }
-        self.store = try Self.openStore(config.storage, stateDir: stateDir, configFile: loaded.path, member: member)
         self.registry = WorkflowRegistry(dirs: loaded.workflowDirs, registration: RegistrationSettings(loaded: loaded), audit: audit, logger: logger)
         let secretStore: SecretStore
         do {

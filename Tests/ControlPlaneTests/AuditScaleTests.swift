@@ -51,7 +51,7 @@ struct AuditScaleTests {
         // Whatever reads the whole file (read(2) or a count kept here) fails one of these.
         #expect(processBytesRead() - before < size / 10, "opening read most of the log")
         #expect(log.bytesReadAtOpen < 1 << 20, "opening read \(log.bytesReadAtOpen) bytes")
-        let head = await log.lastEntry
+        let head = await log.lastEntry()
         #expect(head.seq == 1_000_000)
         let next = try await log.append(actor: "t", action: "after.open")
         #expect(next.seq == 1_000_001)
@@ -220,7 +220,7 @@ struct AuditScaleTests {
         handle.write(Data("{\"action\":\"half".utf8))
         try handle.close()
         let log = try AuditLog(stateDir: dir, archive: .init(maxSegmentEntries: 10))
-        #expect(await log.lastEntry.seq == 14)
+        #expect(await log.lastEntry().seq == 14)
         await log.close()
         let repaired = try JSONDecoder().decode(AuditEntry.self, from: Data(lines(path).last!.utf8))
         #expect(repaired.action == "audit.repaired" && repaired.seq == 14 && repaired.details["droppedBytes"] == "15")

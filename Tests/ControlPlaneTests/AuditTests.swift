@@ -183,7 +183,7 @@ struct AuditTests {
         let log = try AuditLog(stateDir: dir, checkpointEvery: 1000)
         for i in 1...15 { try await log.append(actor: "t", action: "a", details: ["i": "\(i)"]) }
         try write(dir, Array(lines(dir).dropLast(10)))
-        let head = await log.lastEntry
+        let head = await log.lastEntry()
         let report = AuditVerifier.verify(stateDir: dir, head: head)
         #expect(report.firstBreak?.kind == "truncated")
         await log.close()

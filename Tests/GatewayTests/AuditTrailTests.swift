@@ -55,7 +55,7 @@ final class AuditTrailTests {
         #expect(lines.first.flatMap { JSONValue.parse(String($0)) }?["seq"] == 1)
         #expect(try await gw.get("/v1/audit/export?format=xml").status == 400)
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../scripts/audit-verify.py").standardized.path
-        let r = try await run(["python3", script, gw.stateDir])
+        let r = try await runCommand(["python3", script, gw.stateDir])
         #expect(r.status == 0, "\(r.out)")
         #expect(r.out.hasPrefix("ok:"))
     }
@@ -115,24 +115,5 @@ final class AuditTrailTests {
         #expect(rejected)
         #expect(try await gw.run("hello", ["name": "still"])["status"] == "succeeded")
         try config.write(toFile: gw.configPath, atomically: true, encoding: .utf8)
-    }
-
-    func run(_ argv: [String]) async throws -> (status: Int32, out: String) {
-        try await withCheckedThrowingContinuation { cont in
-            Thread {
-                let p = Process()
-                p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                p.arguments = argv
-                let pipe = Pipe()
-                p.standardOutput = pipe
-                p.standardError = pipe
-                do {
-                    try p.run()
-                    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-                    p.waitUntilExit()
-                    cont.resume(returning: (p.terminationStatus, String(decoding: data, as: UTF8.self)))
-                } catch { cont.resume(throwing: error) }
-            }.start()
-        }
     }
 }

@@ -115,6 +115,85 @@ struct FleetTests {
         let members = try #require(try await fleet.gateways[0].get("/gateway/fleet").json)
         let alive = members["members"]?.array.filter { $0["alive"] == true }.compactMap { $0["id"]?.stringValue }
         #expect(alive == ["gw-a", "gw-b"], "\(members)")
+        // One audit chain, all three gateways' entries in it (C's up to its death), verified from A.
+        let report = try #require(try await fleet.gateways[0].get("/audit/verify").json)
+        #expect(report["ok"] == true, "\(report)")
+        let signers: [String] = if case let .object(o)? = report["signers"] { o.keys.sorted() } else { [] }
+        #expect(signers == ["gw-a", "gw-b", "gw-c"], "\(report)")
+        #expect((report["entries"]?.int ?? 0) > total * 5, "\(report)")
+    }
+
+    @Test("one audit chain across the fleet: every entry names its gateway, each gateway signs with its own key, and the chain verifies from any gateway, from the CLI, and offline from an export; tampering is named")
+    func oneAuditChain() async throws {
+        let fleet = try await Self.fleet(["gw-a", "gw-b"], server: Self.server + "\naudit: { checkpointEvery: 10 }")
+        defer { fleet.cleanupLater() }
+        let (a, b) = (fleet.gateways[0], fleet.gateways[1])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<12 { group.addTask { _ = try await fleet.gateways[i % 2].run("work", ["i": .number(Double(i))]) } }
+            try await group.waitForAll()
+        }
+        // Both gateways' entries in one chain: one seq, no gap, each naming its writer.
+        let page = try #require(try await b.get("/audit?limit=10000").json?["entries"]?.array)
+        let seqs = page.compactMap { $0["seq"]?.int }
+        #expect(seqs == Array((1...seqs.count).reversed()), "\(seqs.prefix(20))")
+        let writers = Set(page.compactMap { $0["gateway"]?.stringValue })
+        #expect(writers == ["gw-a", "gw-b"])
+        let fromB = try #require(try await a.get("/audit?gateway=gw-b&action=run.*&limit=1000").json?["entries"]?.array)
+        #expect(!fromB.isEmpty && fromB.allSatisfy { $0["gateway"] == "gw-b" && $0["action"]?.stringValue?.hasPrefix("run.") == true })
+        let keys = page.filter { $0["action"] == "audit.key_added" }
+        #expect(Set(keys.compactMap { $0["details"]?["gateway"]?.stringValue }) == ["gw-a", "gw-b"], "\(keys)")
+        for gw in [a, b] {
+            let report = try #require(try await gw.get("/audit/verify").json)
+            #expect(report["ok"] == true && report["signers"]?["gw-a"] != nil && report["signers"]?["gw-b"] != nil, "\(report)")
+        }
+        // Stopped cleanly, each signs where it got to; the CLI reads the chain from the database.
+        #expect(await a.stop() == 0)
+        #expect(await b.stop() == 0)
+        let verified = try await a.cli(["audit", "verify"])
+        #expect(verified.status == 0 && verified.stdout.contains("ok: ") && verified.stdout.contains("gw-a: ") && verified.stdout.contains("gw-b: "),
+                "\(verified)")
+        let query = try await b.cli(["audit", "query", "--gateway", "gw-a", "--action", "gateway.stopped", "--json"])
+        #expect(query.status == 0 && query.stdout.contains("\"gateway\":\"gw-a\"") && !query.stdout.contains("\"gateway\":\"gw-b\""), "\(query)")
+
+        // Offline: an export verifies without the database, with skelm and without it.
+        let bundle = a.dir + "/audit-export"
+        let exported = try await a.cli(["audit", "export", "--to", bundle])
+        #expect(exported.status == 0 && exported.stdout.contains("gw-a, gw-b"), "\(exported)")
+        let offline = try await a.cli(["audit", "verify", "--state-dir", bundle], withConfig: false)
+        let stored = try await fleet.sql("SELECT count(*) FROM audit_entries").first ?? "?"
+        #expect(offline.status == 0 && offline.stdout.contains("ok: \(stored) entries"), "\(offline)")
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../scripts/audit-verify.py").standardized.path
+        let python = try await runCommand(["python3", script, bundle])
+        #expect(python.status == 0 && python.out.contains("ok: ") && python.out.contains("signatures checked"), "\(python)")
+        #expect(try await a.cli(["audit", "export", "--to", bundle]).status != 0, "an export must not write over another")
+
+        // An entry edited in the export is named, offline.
+        var lines = try String(contentsOfFile: bundle + "/audit.jsonl", encoding: .utf8).split(separator: "\n").map(String.init)
+        let victim = try #require(lines.firstIndex { $0.contains("\"action\":\"run.finished\"") })
+        lines[victim] = lines[victim].replacingOccurrences(of: "\"status\":\"succeeded\"", with: "\"status\":\"failed\"")
+        try (lines.joined(separator: "\n") + "\n").write(toFile: bundle + "/audit.jsonl", atomically: true, encoding: .utf8)
+        let edited = try await a.cli(["audit", "verify", "--state-dir", bundle], withConfig: false)
+        #expect(edited.status == 1 && edited.stdout.contains("BROKEN: bad hash at seq \(victim + 1)"), "\(edited)")
+        #expect(try await runCommand(["python3", script, bundle]).out.contains("BROKEN: bad hash at seq \(victim + 1)"))
+
+        // The same edit in the database, and a forged signature, and entries cut from the end.
+        _ = try await fleet.sql("""
+            UPDATE audit_entries SET line = replace(line, '"status":"succeeded"', '"status":"failed"') WHERE seq = \(victim + 1)
+            """)
+        let tampered = try await b.cli(["audit", "verify", "--json"])
+        let named = JSONValue.parse(tampered.stdout)?["firstBreak"]
+        #expect(tampered.status == 1 && named?["kind"] == "bad_hash" && named?["seq"]?.int == victim + 1, "\(tampered)")
+        _ = try await fleet.sql("""
+            UPDATE audit_entries SET line = replace(line, '"status":"failed"', '"status":"succeeded"') WHERE seq = \(victim + 1)
+            """)
+        #expect(try await b.cli(["audit", "verify"]).status == 0)
+        _ = try await fleet.sql("UPDATE audit_checkpoints SET signature = repeat('0', 128) WHERE gateway = 'gw-b' AND seq = (SELECT min(seq) FROM audit_checkpoints WHERE gateway = 'gw-b')")
+        let forged = try await b.cli(["audit", "verify"])
+        #expect(forged.status == 1 && forged.stdout.contains("bad signature on the checkpoint") && forged.stdout.contains("by gw-b"), "\(forged)")
+        _ = try await fleet.sql("DELETE FROM audit_checkpoints WHERE gateway = 'gw-b' AND signature = repeat('0', 128)")
+        _ = try await fleet.sql("DELETE FROM audit_entries WHERE seq = (SELECT max(seq) FROM audit_entries)")
+        let cut = try await a.cli(["audit", "verify"])
+        #expect(cut.status == 1 && cut.stdout.contains("BROKEN: truncated"), "\(cut)")
     }
 
     @Test("any gateway serves any run: SSE on A follows a run executing on C to its end; a cancel sent to A stops C's worker; an approval decided on B resumes a run parked by A")

@@ -248,3 +248,22 @@ func processes(matching needle: String) -> [Int32] {
     }
 }
 
+/// Runs a program (found on PATH) on a thread of its own; stdout and stderr together.
+func runCommand(_ argv: [String]) async throws -> (status: Int32, out: String) {
+    try await withCheckedThrowingContinuation { cont in
+        Thread {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = argv
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            p.standardError = pipe
+            do {
+                try p.run()
+                let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                p.waitUntilExit()
+                cont.resume(returning: (p.terminationStatus, String(decoding: data, as: UTF8.self)))
+            } catch { cont.resume(throwing: error) }
+        }.start()
+    }
+}

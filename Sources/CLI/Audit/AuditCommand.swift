@@ -2,9 +2,10 @@ import ArgumentParser
 import ControlPlane
 import Foundation
 
-/// `skelm audit …` reads the audit files in the state directory directly, so it
-/// works against a stopped gateway (or a copy of its state dir) and never has to
-/// trust a running process.
+/// `skelm audit …` reads the chain itself (the audit files in the state
+/// directory, or the database gateways sharing a PostgreSQL store append to),
+/// so it works with the gateways stopped (or on a copy, or an export) and never
+/// has to trust a running process.
 struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "audit", abstract: "Query, verify and export the audit chain.",
@@ -12,12 +13,17 @@ struct AuditCommand: AsyncParsableCommand {
 }
 
 struct AuditLocation: ParsableArguments {
-    @Option(help: "State directory holding audit.jsonl and audit/segments/ (default: the config's stateDir).") var stateDir: String?
+    @Option(help: """
+        State directory (or `skelm audit export --to` directory) holding audit.jsonl (default: the config's \
+        stateDir, or its PostgreSQL store's shared chain when storage.driver is postgres).
+        """) var stateDir: String?
     @OptionGroup var config: ConfigOptions
 
-    func resolve() throws -> String {
-        if let stateDir { return stateDir }
-        return try config.load().stateDir
+    func open() throws -> AuditSource {
+        if let stateDir { return .files(stateDir: stateDir) }
+        do { return try AuditSource.open(try config.load(), stateDir: nil) } catch let error as CLIFailure { throw error } catch {
+            throw CLIFailure("audit: \(error)")
+        }
     }
 }
 
@@ -27,6 +33,11 @@ struct AuditFilters: ParsableArguments {
     @Option(help: "Only this action (run.finished), or a family (run.*).") var action: String?
     @Option(help: "Only entries at or after this ISO 8601 time.") var since: String?
     @Option(help: "Only entries before this ISO 8601 time.") var until: String?
+    @Option(help: "Only entries written by this gateway (a chain several gateways share).") var gateway: String?
+
+    var filter: AuditFilter {
+        AuditFilter(runId: run, actor: actor, action: action, since: since, until: until, gateway: gateway)
+    }
 }
 
 struct AuditQuery: AsyncParsableCommand {
@@ -37,14 +48,20 @@ struct AuditQuery: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        let entries = try AuditVerifier.query(stateDir: location.resolve(), runId: filters.run, actor: filters.actor,
-                                              action: filters.action, since: filters.since, until: filters.until, limit: limit)
+        let source = try location.open()
+        let entries: [AuditEntry]
+        do { entries = try await source.query(filters.filter, limit: limit) } catch {
+            await source.close()
+            throw CLIFailure("audit query: \(error)")
+        }
+        await source.close()
         if json {
             print("[" + entries.map(\.line).joined(separator: ",\n") + "]")
             return
         }
-        Output.table(["SEQ", "TIME", "ACTOR", "ACTION", "RUN", "DETAILS"], entries.map { e in
-            [String(e.seq), e.timestamp, e.actor, e.action, e.runId ?? "-",
+        let shared = entries.contains { $0.gateway != nil }
+        Output.table(["SEQ", "TIME"] + (shared ? ["GATEWAY"] : []) + ["ACTOR", "ACTION", "RUN", "DETAILS"], entries.map { e in
+            [String(e.seq), e.timestamp] + (shared ? [e.gateway ?? "-"] : []) + [e.actor, e.action, e.runId ?? "-",
              e.details.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")]
         })
     }
@@ -57,15 +74,20 @@ struct AuditVerify: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        let dir = try location.resolve()
+        let source = try location.open()
         let every = (try? location.config.load().config.audit.checkpointEvery) ?? 1000
-        let report = AuditVerifier.verify(stateDir: dir, checkpointEvery: every)
+        let report: AuditVerifier.Report
+        do { report = try await source.verify(checkpointEvery: every) } catch {
+            await source.close()
+            throw CLIFailure("audit verify: \(error)")
+        }
+        await source.close()
         if json {
             let data = try JSONEncoder().encode(report)
             Output.printJSON(data)
         } else {
             // Per file only when there are sealed segments: a single live log says it all in one line.
-            if report.segments.count > 1 || report.segments.first?.file != "audit.jsonl" {
+            if report.segments.count > 1 || (report.segments.first.map { $0.file != "audit.jsonl" && $0.file != "database" } ?? false) {
                 for s in report.segments {
                     let range = s.firstSeq.map { "seq \($0)-\(s.lastSeq)" } ?? "empty"
                     let state = s.file == "audit.jsonl" ? "live" : s.sealed ? "sealed" : "not read-only"
@@ -73,7 +95,9 @@ struct AuditVerify: AsyncParsableCommand {
                 }
             }
             if report.ok {
-                print("ok: \(report.entries) entries, \(report.checkpoints) signed checkpoints, last seq \(report.lastSeq)"
+                let signers = (report.signers ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+                print("ok: \(report.entries) entries, \(report.checkpoints) signed checkpoints" + (signers.isEmpty ? "" : " (\(signers))")
+                      + ", last seq \(report.lastSeq)"
                       + (report.segments.count > 1 ? " in \(report.segments.count - 1) sealed segments and the live log" : ""))
             } else if let b = report.firstBreak {
                 print("BROKEN: \(b.message)")
@@ -88,14 +112,40 @@ struct AuditExportCommand: AsyncParsableCommand {
     @OptionGroup var location: AuditLocation
     @OptionGroup var filters: AuditFilters
     @Option(help: "jsonl or csv.") var format = "jsonl"
+    @Option(help: """
+        Write the chain several gateways share (entries, checkpoints and every gateway's public keys) \
+        into this new directory, to verify offline with `skelm audit verify --state-dir DIR`.
+        """) var to: String?
 
     func run() async throws {
         guard format == "jsonl" || format == "csv" else { throw ValidationError("--format must be jsonl or csv") }
-        let filter = AuditFilter(runId: filters.run, actor: filters.actor, action: filters.action, since: filters.since, until: filters.until)
-        if format == "csv" { print(AuditExport.header) }
-        // Page by page across the segments and the live log: months of log never sit in memory.
-        try AuditVerifier.export(stateDir: location.resolve(), filter: filter) { page in
-            print(page.map { format == "jsonl" ? $0.line + "\n" : AuditExport.row($0) }.joined(), terminator: "")
+        let source = try location.open()
+        if let to {
+            guard case let .database(store) = source else {
+                await source.close()
+                throw CLIFailure("audit export --to: \(source.description) is a gateway's own chain, already files that verify offline: copy audit.jsonl, audit.checkpoints.jsonl, audit.pub and audit/segments/")
+            }
+            do {
+                let written = try await AuditBundle.write(from: store, to: to)
+                await source.close()
+                print("wrote \(written.entries) entries, \(written.checkpoints) checkpoints and the keys of \(written.gateways.joined(separator: ", ")) to \(to)")
+                print("verify with: skelm audit verify --state-dir \(to)")
+            } catch {
+                await source.close()
+                throw CLIFailure("audit export: \(error)")
+            }
+            return
         }
+        if format == "csv" { print(AuditExport.header) }
+        // Page by page across the segments and the live log (or the database): months of log never sit in memory.
+        do {
+            try await source.export(filters.filter) { page in
+                print(page.map { format == "jsonl" ? $0.line + "\n" : AuditExport.row($0) }.joined(), terminator: "")
+            }
+        } catch {
+            await source.close()
+            throw CLIFailure("audit export: \(error)")
+        }
+        await source.close()
     }
 }

@@ -11,11 +11,16 @@ public struct AuditCheckpoint: Codable, Sendable, Equatable {
     public var timestamp: String
     /// Ed25519 over `message`, hex.
     public var signature: String
+    /// The gateway whose key signed it, in a chain several gateways share;
+    /// absent in a gateway's own file chain (its key is `audit.pub`).
+    public var gateway: String?
 
-    public var message: String { Self.message(seq: seq, entryHash: entryHash, timestamp: timestamp) }
+    public var message: String { Self.message(seq: seq, entryHash: entryHash, timestamp: timestamp, gateway: gateway) }
 
-    static func message(seq: Int, entryHash: String, timestamp: String) -> String {
-        "skelm-audit-checkpoint\n\(seq)\n\(entryHash)\n\(timestamp)"
+    /// A shared chain's checkpoint also signs the gateway's name, so one
+    /// gateway's signature cannot be passed off as another's.
+    static func message(seq: Int, entryHash: String, timestamp: String, gateway: String? = nil) -> String {
+        "skelm-audit-checkpoint\n\(seq)\n\(entryHash)\n\(timestamp)" + (gateway.map { "\n" + $0 } ?? "")
     }
 
     func verify(with key: Curve25519.Signing.PublicKey) -> Bool {

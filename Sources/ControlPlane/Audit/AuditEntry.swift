@@ -14,6 +14,15 @@ public struct AuditEntry: Codable, Sendable, Equatable {
     public var details: [String: String]
     public var prevHash: String
     public var entryHash: String
+    /// The gateway that wrote it, in a chain several gateways share (one
+    /// database); absent (and not hashed) in a gateway's own file chain.
+    public var gateway: String?
+
+    public init(seq: Int, timestamp: String, actor: String, action: String, runId: String?, details: [String: String],
+                prevHash: String, entryHash: String, gateway: String? = nil) {
+        (self.seq, self.timestamp, self.actor, self.action, self.runId) = (seq, timestamp, actor, action, runId)
+        (self.details, self.prevHash, self.entryHash, self.gateway) = (details, prevHash, entryHash, gateway)
+    }
 
     public static let genesis = String(repeating: "0", count: 64)
 
@@ -36,6 +45,7 @@ public struct AuditEntry: Codable, Sendable, Equatable {
             ("seq", String(seq)),
             ("timestamp", CanonicalJSON.string(timestamp)),
         ]
+        if let gateway { fields.append(("gateway", CanonicalJSON.string(gateway))) }
         if includingHash { fields.append(("entryHash", CanonicalJSON.string(entryHash))) }
         fields.sort { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }
         return "{" + fields.map { CanonicalJSON.string($0.0) + ":" + $0.1 }.joined(separator: ",") + "}"

@@ -14,6 +14,10 @@ import Glibc
 /// (fsync). Appends that arrive while a write is in flight are written and
 /// fsynced together with the next one (group commit), so durability costs one
 /// fsync per batch, not per entry.
+///
+/// A gateway on a PostgreSQL store several gateways may share writes to the
+/// chain in the database instead (`shared`): the same entries and API, with
+/// the files left as they were.
 public actor AuditLog {
     public let path: String
     public let checkpointPath: String
@@ -46,6 +50,8 @@ public actor AuditLog {
     private nonisolated let pendingRecords = Mutex(0)
     /// What opening read of the existing chain: its ends only, never all of it.
     nonisolated let bytesReadAtOpen: Int
+    /// The chain in the database, when this gateway writes there (nil: the files).
+    nonisolated let shared: SharedAuditWriter?
 
     /// - Parameter archive: when to seal the live log into a segment (nil: never).
     public init(stateDir: String, checkpointEvery: Int = 1000, archive: GatewayConfig.Audit.Archive? = nil,
@@ -58,6 +64,7 @@ public actor AuditLog {
         self.archive = archive
         self.logger = logger
         key = try AuditKey.loadOrCreate(stateDir: stateDir)
+        shared = nil
         let tail = try AuditTail.read(layout, logger: logger)
         bytesReadAtOpen = tail.bytesRead
         lastCheckpointSeq = tail.lastCheckpointSeq
@@ -84,13 +91,49 @@ public actor AuditLog {
         self.liveBytes = liveBytes
     }
 
-    /// The last entry written: a running gateway compares the file against it,
-    /// so entries cut from the end since the last checkpoint are noticed too.
-    public var lastEntry: (seq: Int, hash: String) { written }
+    /// Appends to the chain in `store`'s database, signed with this gateway's
+    /// key from `stateDir` (`audit.key`, created if need be). A file chain
+    /// already in `stateDir` stays there, no longer written; the first entry this
+    /// gateway writes to the shared chain (`audit.key_added`) names its head.
+    public init(sharing store: RunStore, stateDir: String, checkpointEvery: Int = 1000,
+                logger: Logger = Logger(label: "skelm.audit")) throws {
+        guard let engine = store.shared else { throw AuditError.io("a shared audit chain needs a PostgreSQL store") }
+        // A local, not self.layout: the `||` below would capture self before it is initialized.
+        let layout = AuditLayout(stateDir: stateDir)
+        self.layout = layout
+        path = layout.live.path
+        checkpointPath = layout.live.checkpoints
+        self.checkpointEvery = max(1, checkpointEvery)
+        archive = nil
+        self.logger = logger
+        key = try AuditKey.loadOrCreate(stateDir: stateDir)
+        let fileHead = FileManager.default.fileExists(atPath: layout.live.path) || !layout.segments().isEmpty
+            ? try AuditTail.read(layout, logger: logger).head : nil
+        shared = SharedAuditWriter(engine: engine, key: key, checkpointEvery: checkpointEvery, fileChainHead: fileHead, logger: logger)
+        // The file chain's state, unused: every entry goes to the database.
+        fd = -1
+        checkpointFD = -1
+        head = (0, AuditEntry.genesis)
+        written = (0, AuditEntry.genesis)
+        lastCheckpointSeq = 0
+        liveFirstSeq = 1
+        liveBytes = 0
+        lastSegment = 0
+        bytesReadAtOpen = 0
+    }
+
+    /// The last entry written (by this gateway, in a shared chain): a running
+    /// gateway compares the chain against it, so entries cut from the end
+    /// since the last checkpoint are noticed too.
+    public func lastEntry() async -> (seq: Int, hash: String) {
+        if let shared { return await shared.written }
+        return written
+    }
 
     /// Appends one entry and returns it once it is durable.
     @discardableResult
     public func append(actor: String, action: String, runId: String? = nil, details: [String: String] = [:]) async throws -> AuditEntry {
+        if let shared { return try await shared.append([(actor, action, runId, details)])[0] }
         guard !closed else { throw AuditError.io("the audit log is closed") }
         var entry = AuditEntry(seq: head.seq + 1, timestamp: Self.now(), actor: actor, action: action, runId: runId,
                                details: details, prevHash: head.hash, entryHash: "")
@@ -108,6 +151,7 @@ public actor AuditLog {
     /// (one write and one fsync for all of them).
     @discardableResult
     public func appendAll(_ items: [(actor: String, action: String, runId: String?, details: [String: String])]) async throws -> [AuditEntry] {
+        if let shared { return try await shared.append(items) }
         guard !closed else { throw AuditError.io("the audit log is closed") }
         var entries: [AuditEntry] = []
         for item in items {
@@ -170,6 +214,7 @@ public actor AuditLog {
     /// shutdown). Never an entry still in the buffer: a crash would leave a
     /// checkpoint beyond the end of the log.
     public func checkpoint() async throws {
+        if let shared { return try await shared.checkpoint() }
         let signed = written
         guard signed.seq > lastCheckpointSeq else { return }
         let timestamp = Self.now()
@@ -227,6 +272,10 @@ public actor AuditLog {
     /// Waits for pending appends, writes a final checkpoint and closes the files.
     public func close() async {
         for _ in 0..<1000 where pendingRecords.withLock({ $0 }) > 0 { try? await Task.sleep(for: .milliseconds(2)) }
+        if let shared {
+            closed = true
+            return await shared.close()
+        }
         while flushing { try? await Task.sleep(for: .milliseconds(2)) }
         closed = true
         do { try await checkpoint() } catch { logger.error("final audit checkpoint failed", metadata: ["error": "\(error)"]) }

@@ -15,15 +15,20 @@ public struct AuditFilter: Sendable {
     public var until: String?
     /// Only entries with a lower seq (the next page of a newest-first query).
     public var before: Int?
+    /// Only entries written by this gateway (a chain several gateways share).
+    public var gateway: String?
 
     /// (what a matching canonical line contains, the key that shows the line has the field in canonical form)
     private let needles: [(value: [UInt8], key: [UInt8])]
 
-    public init(runId: String? = nil, actor: String? = nil, action: String? = nil, since: String? = nil, until: String? = nil, before: Int? = nil) {
+    public init(runId: String? = nil, actor: String? = nil, action: String? = nil, since: String? = nil, until: String? = nil, before: Int? = nil,
+                gateway: String? = nil) {
         (self.runId, self.actor, self.action, self.since, self.until, self.before) = (runId, actor, action, since, until, before)
+        self.gateway = gateway
         var needles: [(value: [UInt8], key: [UInt8])] = []
         if let runId { needles.append((Array(("\"runId\":" + CanonicalJSON.string(runId)).utf8), Array("\"runId\":".utf8))) }
         if let actor { needles.append((Array(("\"actor\":" + CanonicalJSON.string(actor)).utf8), Array("\"actor\":".utf8))) }
+        if let gateway { needles.append((Array(("\"gateway\":" + CanonicalJSON.string(gateway)).utf8), Array("\"gateway\":".utf8))) }
         if let action {
             let value = action.hasSuffix(".*") ? String(CanonicalJSON.string(String(action.dropLast())).dropLast()) : CanonicalJSON.string(action)
             needles.append((Array(("\"action\":" + value).utf8), Array("\"action\":".utf8)))
@@ -35,6 +40,7 @@ public struct AuditFilter: Sendable {
         if let before, e.seq >= before { return false }
         if let runId, e.runId != runId { return false }
         if let actor, e.actor != actor { return false }
+        if let gateway, e.gateway != gateway { return false }
         if let action, e.action != action, !(action.hasSuffix(".*") && e.action.hasPrefix(action.dropLast())) { return false }
         if let since, e.timestamp < since { return false }
         if let until, e.timestamp >= until { return false }
@@ -170,8 +176,11 @@ extension AuditVerifier {
     /// Entries matching the filters, newest first (AuditQuery.newestFirst).
     public static func query(stateDir: String, runId: String? = nil, actor: String? = nil, action: String? = nil,
                              since: String? = nil, until: String? = nil, before: Int? = nil, limit: Int = 100) throws -> [AuditEntry] {
-        let filter = AuditFilter(runId: runId, actor: actor, action: action, since: since, until: until, before: before)
-        return AuditQuery.newestFirst(AuditLayout(stateDir: stateDir), filter, limit: limit).entries
+        query(stateDir: stateDir, AuditFilter(runId: runId, actor: actor, action: action, since: since, until: until, before: before), limit: limit)
+    }
+
+    public static func query(stateDir: String, _ filter: AuditFilter, limit: Int = 100) -> [AuditEntry] {
+        AuditQuery.newestFirst(AuditLayout(stateDir: stateDir), filter, limit: limit).entries
     }
 
     /// Calls `body` with pages of matching entries, oldest first, across every

@@ -14,6 +14,8 @@ public enum AuditVerifier {
         public var firstBreak: Break?
         /// Each file of the chain as far as the walk got, oldest first; the live log last.
         public var segments: [Segment] = []
+        /// Checkpoints by the gateway that signed them, in a chain several gateways share.
+        public var signers: [String: Int]?
     }
 
     public struct Segment: Codable, Sendable {
@@ -57,6 +59,7 @@ public enum AuditVerifier {
             return broken("unreadable", seq: nil, line: nil, "\(layout.live.path) does not exist")
         }
         var key: Curve25519.Signing.PublicKey?
+        var gatewayKeys: [String: [Curve25519.Signing.PublicKey]]?
         var hashes: [Int: String] = [:]
         var prev = Array(AuditEntry.genesis.utf8)
         var lastCheckpoint = 0
@@ -96,15 +99,25 @@ public enum AuditVerifier {
 
             report.checkpoints += checkpoints.count
             segment.checkpoints = checkpoints.count
-            if !checkpoints.isEmpty, key == nil {
+            // A gateway's own chain is signed with audit.pub's key; an export of a
+            // shared chain names each checkpoint's gateway, whose keys it lists.
+            if checkpoints.contains(where: { $0.gateway == nil }), key == nil {
                 do { key = try AuditKey.publicKey(stateDir: stateDir) } catch {
                     return fail("bad_signature", seq: nil, line: nil, "\(error)")
                 }
             }
-            for cp in checkpoints {
-                guard let key, cp.verify(with: key) else {
-                    return fail("bad_signature", seq: cp.seq, line: nil, "bad signature on the checkpoint at seq \(cp.seq)" + (live ? "" : " in \(file.name)"))
+            if checkpoints.contains(where: { $0.gateway != nil }), gatewayKeys == nil {
+                do { gatewayKeys = try AuditBundle.keys(stateDir: stateDir) } catch {
+                    return fail("bad_signature", seq: nil, line: nil, "\(error)")
                 }
+            }
+            for cp in checkpoints {
+                let signed = if let gateway = cp.gateway { gatewayKeys?[gateway]?.contains(where: { cp.verify(with: $0) }) ?? false } else { key.map { cp.verify(with: $0) } ?? false }
+                guard signed else {
+                    return fail("bad_signature", seq: cp.seq, line: nil, "bad signature on the checkpoint at seq \(cp.seq)" + (cp.gateway.map { " by \($0)" } ?? "")
+                                    + (live ? "" : " in \(file.name)"))
+                }
+                if let gateway = cp.gateway { report.signers = (report.signers ?? [:]).merging([gateway: 1], uniquingKeysWith: +) }
                 guard cp.seq <= report.lastSeq else {
                     return fail("truncated", seq: cp.seq, line: nil,
                                 "truncated: a checkpoint covers seq \(cp.seq) but " + (live ? "the log" : file.name) + " ends at seq \(report.lastSeq)")

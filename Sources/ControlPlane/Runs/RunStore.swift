@@ -175,6 +175,44 @@ public final class RunStore: Sendable {
                 );
                 """
         })
+        // The audit chain several gateways share (SharedAuditWriter): entries
+        // appended under a lock on the one head row, checkpoints each signed by
+        // the gateway that wrote it, and the public key of every gateway that
+        // signs. A lone gateway keeps its chain in files and leaves these empty.
+        m.append(StoreMigration(id: "9-audit") { _ in """
+                CREATE TABLE audit_entries (
+                    seq INTEGER PRIMARY KEY,
+                    gateway TEXT NOT NULL,
+                    timestamp TEXT NOT NULL,
+                    actor TEXT NOT NULL,
+                    action TEXT NOT NULL,
+                    run_id TEXT,
+                    line TEXT NOT NULL
+                );
+                CREATE INDEX audit_entries_run ON audit_entries(run_id, seq);
+                CREATE INDEX audit_entries_action ON audit_entries(action, seq);
+                CREATE TABLE audit_head (
+                    id INTEGER PRIMARY KEY,
+                    seq INTEGER NOT NULL,
+                    entry_hash TEXT NOT NULL
+                );
+                INSERT INTO audit_head (id, seq, entry_hash) VALUES (1, 0, '\(AuditEntry.genesis)');
+                CREATE TABLE audit_checkpoints (
+                    gateway TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    entry_hash TEXT NOT NULL,
+                    timestamp TEXT NOT NULL,
+                    signature TEXT NOT NULL,
+                    PRIMARY KEY (gateway, seq)
+                );
+                CREATE TABLE audit_keys (
+                    gateway TEXT NOT NULL,
+                    public_key TEXT NOT NULL,
+                    added_at TEXT NOT NULL,
+                    PRIMARY KEY (gateway, public_key)
+                );
+                """
+        })
         return m
     }()
 

@@ -87,6 +87,17 @@ public final class PostgresEngine: StoreEngine {
         try await run(write: true, patience, body)
     }
 
+    /// A write that serializes on a row it locks (`SELECT … FOR UPDATE`) rather
+    /// than on SERIALIZABLE's conflict checks: READ COMMITTED, so a writer
+    /// that waited for the lock reads the row as its holder committed it and
+    /// goes on, where SERIALIZABLE would fail it and start it over. Always
+    /// committed synchronously, whatever `storage.durability` says: the audit
+    /// chain is appended this way, and an entry is durable before its action
+    /// is reported done.
+    public func writeLocking<T: Sendable>(_ patience: StorePatience, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
+        try await run(write: true, locking: true, patience, body)
+    }
+
     /// How long a `brief` call waits for a database known to be away (a call
     /// has just seen a connection lost) before it fails, and how long it
     /// waits otherwise: a pool slow to lend a connection on a loaded host is
@@ -98,7 +109,7 @@ public final class PostgresEngine: StoreEngine {
     /// reached: a transaction a lost connection cut short was rolled back by
     /// the server, so running it again changes nothing twice. One whose COMMIT
     /// got no answer may have committed: that fails (`CommitUnknown`), never retried.
-    private func run<T: Sendable>(write: Bool, _ patience: StorePatience, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
+    private func run<T: Sendable>(write: Bool, locking: Bool = false, _ patience: StorePatience, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
         let started = ContinuousClock.now
         var delay = Duration.milliseconds(50)
         var waiting = false
@@ -108,7 +119,7 @@ public final class PostgresEngine: StoreEngine {
             // (which would wait a minute for a database that is away).
             let limit: Duration? = patience == .brief ? max(deadline() - .now, .milliseconds(100)) : nil
             do {
-                let result = try await attempt(write: write, leaseLimit: limit, body)
+                let result = try await attempt(write: write, locking: locking, leaseLimit: limit, body)
                 if waiting || outage.isDown { outage.back(location, logger: logger) }
                 return result
             } catch {
@@ -147,12 +158,13 @@ public final class PostgresEngine: StoreEngine {
     /// One try, waiting at most `leaseLimit` (nil: as long as the pool does)
     /// for a connection. A body runs only once its connection is lent and the
     /// wait has not been given up: it never runs after the call reported failure.
-    private func attempt<T: Sendable>(write: Bool, leaseLimit: Duration?, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
-        let (client, threads, durability, logger, member) = (client, threads, durability, logger, member)
+    private func attempt<T: Sendable>(write: Bool, locking: Bool, leaseLimit: Duration?, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
+        let (client, threads, logger, member) = (client, threads, logger, member)
+        let durability = locking ? RunStore.Durability.full : durability
         guard let leaseLimit else {
             return try await client.withConnection { connection in
                 try await threads.runIfActive {
-                    try Self.transaction(connection, write: write, durability: durability, logger: logger, member: member, body)
+                    try Self.transaction(connection, write: write, locking: locking, durability: durability, logger: logger, member: member, body)
                 }
             }
         }
@@ -162,7 +174,7 @@ public final class PostgresEngine: StoreEngine {
                 .done(try await client.withConnection { connection in
                     guard lease.settle(.lent) else { throw LeaseTimeout() }
                     return try await threads.runIfActive {
-                        try Self.transaction(connection, write: write, durability: durability, logger: logger, member: member, body)
+                        try Self.transaction(connection, write: write, locking: locking, durability: durability, logger: logger, member: member, body)
                     }
                 })
             }
@@ -228,14 +240,15 @@ public final class PostgresEngine: StoreEngine {
     static let retried: Set<String> = ["40001", "40P01"]
 
     /// One body in one transaction on `connection`, on the calling (pool) thread.
-    static func transaction<T>(_ connection: PostgresConnection, write: Bool, durability: RunStore.Durability, logger: Logger,
+    static func transaction<T>(_ connection: PostgresConnection, write: Bool, locking: Bool = false, durability: RunStore.Durability, logger: Logger,
                                member: String, _ body: (any StoreConnection) throws -> T) throws -> T {
         let db = PostgresStoreConnection(connection, logger: logger, member: member)
         var attempt = 0
         while true {
             attempt += 1
             do {
-                try db.execute(sql: write ? "BEGIN ISOLATION LEVEL SERIALIZABLE" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                try db.execute(sql: !write ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+                                   : locking ? "BEGIN ISOLATION LEVEL READ COMMITTED" : "BEGIN ISOLATION LEVEL SERIALIZABLE")
                 if write, durability == .normal { try db.execute(sql: "SET LOCAL synchronous_commit TO off") }
                 let result = try body(db)
                 do { try db.execute(sql: "COMMIT") } catch where lostConnection(error) {

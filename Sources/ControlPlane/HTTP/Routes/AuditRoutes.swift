@@ -9,10 +9,15 @@ extension API {
         router.get("/audit") { request, _ -> Response in
             let limit = try request.intQuery("limit", default: 100, range: 1...10_000)
             let before = try request.query("before").map { _ in try request.intQuery("before", default: 0, range: 1...Int.max) }
-            let entries = try AuditVerifier.query(stateDir: stateDir, runId: request.query("run") ?? request.query("runId"),
-                                                  actor: request.query("actor"), action: request.query("action"),
-                                                  since: request.query("since"), until: request.query("until"),
-                                                  before: before, limit: limit)
+            let filter = AuditFilter(runId: request.query("run") ?? request.query("runId"), actor: request.query("actor"),
+                                     action: request.query("action"), since: request.query("since"), until: request.query("until"),
+                                     before: before, gateway: request.query("gateway"))
+            // A gateway sharing its store shares one chain, in the database.
+            let entries = if let shared = audit.shared {
+                try await SharedAuditReader.query(shared.engine, filter, limit: limit)
+            } else {
+                AuditVerifier.query(stateDir: stateDir, filter, limit: limit)
+            }
             struct Page: Encodable {
                 let entries: [AuditEntry]
                 let next: Int?
@@ -20,25 +25,38 @@ extension API {
             return JSONResponse.make(Page(entries: entries, next: entries.count == limit ? entries.last?.seq : nil))
         }
         router.get("/audit/verify") { _, _ -> Response in
-            let head = await audit.lastEntry
-            let report = AuditVerifier.verify(stateDir: stateDir, head: head, checkpointEvery: checkpointEvery)
+            let head = await audit.lastEntry()
+            let report = if let shared = audit.shared {
+                try await AuditVerifier.verify(database: shared.engine, head: head, checkpointEvery: checkpointEvery)
+            } else {
+                AuditVerifier.verify(stateDir: stateDir, head: head, checkpointEvery: checkpointEvery)
+            }
             return JSONResponse.make(report)
         }
         router.get("/v1/audit/export") { request, _ -> Response in
             let format = request.query("format") ?? "jsonl"
             guard format == "jsonl" || format == "csv" else { throw APIError.badRequest("format must be jsonl or csv") }
             let filter = AuditFilter(runId: request.query("run"), actor: request.query("actor"), action: request.query("action"),
-                                     since: request.query("since"), until: request.query("until"))
+                                     since: request.query("since"), until: request.query("until"), gateway: request.query("gateway"))
             let layout = AuditLayout(stateDir: stateDir)
-            // Streamed a page at a time across every segment: a whole chain never sits in memory.
+            let shared = audit.shared?.engine
+            // Streamed a page at a time across every segment (or from the database):
+            // a whole chain never sits in memory.
             let body = ResponseBody { writer in
-                let scanner = AuditScanner(layout, filter)
-                if format == "csv" { try await writer.write(ByteBuffer(string: AuditExport.header + "\n")) }
-                while true {
-                    let page = scanner.next()
-                    if page.isEmpty { break }
+                func write(_ page: [AuditEntry]) async throws {
                     let text = format == "jsonl" ? page.map { $0.line + "\n" }.joined() : page.map(AuditExport.row).joined()
                     try await writer.write(ByteBuffer(string: text))
+                }
+                if format == "csv" { try await writer.write(ByteBuffer(string: AuditExport.header + "\n")) }
+                if let shared {
+                    try await SharedAuditReader.export(shared, filter) { try await write($0) }
+                } else {
+                    let scanner = AuditScanner(layout, filter)
+                    while true {
+                        let page = scanner.next()
+                        if page.isEmpty { break }
+                        try await write(page)
+                    }
                 }
                 try await writer.finish(nil)
             }
