@@ -119,7 +119,9 @@ struct FleetTests {
         let report = try #require(try await fleet.gateways[0].get("/audit/verify").json)
         #expect(report["ok"] == true, "\(report)")
         let signers: [String] = if case let .object(o)? = report["signers"] { o.keys.sorted() } else { [] }
-        #expect(signers == ["gw-a", "gw-b", "gw-c"], "\(report)")
+        // C may die before its first checkpoint (one every 1,000 of its entries); its entries are in the chain all the same.
+        #expect(Set(signers).isSuperset(of: ["gw-a", "gw-b"]), "\(report)")
+        #expect(try await fleet.gateways[0].get("/audit?gateway=gw-c&limit=1").json?["entries"]?.array.count == 1)
         #expect((report["entries"]?.int ?? 0) > total * 5, "\(report)")
     }
 
