@@ -19,6 +19,13 @@ public struct GatewayClient: Sendable {
     public struct Reply: Sendable {
         public var status: Int
         public var body: Data
+        /// The response's headers, in order (names as the gateway sent them).
+        public var headers: [(name: String, value: String)] = []
+
+        /// The first header of that name (case-insensitive).
+        public func header(_ name: String) -> String? {
+            headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+        }
         public var json: JSONValue? { try? JSONDecoder().decode(JSONValue.self, from: body) }
 
         /// The API's error code; nil for a success, or a body that is not an API error.
@@ -88,18 +95,19 @@ public struct GatewayClient: Sendable {
 
     public func send(_ method: HTTPMethod, _ path: String, body: Data? = nil, headers: [(String, String)] = []) async throws -> Reply {
         var reply = Reply(status: 0, body: Data())
-        try await exchange(method, path, body: body, headers: headers) { status, chunk in
+        try await exchange(method, path, body: body, headers: headers, onPart: { status, chunk in
             reply.status = status
             if let chunk { reply.body.append(contentsOf: chunk.readableBytesView) }
             return true
-        }
+        }, onHead: { reply.headers = $0.map { (name: $0.name, value: $0.value) } })
         return reply
     }
 
     /// Sends one request and feeds the response to `onPart` as it arrives
     /// (status, then body chunks); `onPart` returns false to stop reading.
+    /// `onHead` sees the response's headers before the first `onPart`.
     public func exchange(_ method: HTTPMethod, _ path: String, body: Data? = nil, headers: [(String, String)] = [],
-                  onPart: (Int, ByteBuffer?) async throws -> Bool) async throws {
+                  onPart: (Int, ByteBuffer?) async throws -> Bool, onHead: (HTTPHeaders) -> Void = { _ in }) async throws {
         var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
         let own = Set(headers.map { $0.0.lowercased() })
         switch target {
@@ -145,6 +153,7 @@ public struct GatewayClient: Sendable {
                     switch part {
                     case let .head(h):
                         status = Int(h.status.code)
+                        onHead(h.headers)
                         guard try await onPart(status, nil) else {
                             connection.close()
                             return

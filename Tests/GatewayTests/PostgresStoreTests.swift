@@ -117,6 +117,7 @@ struct PostgresStoreTests {
             """, database: "postgres")
         let refused = try await gw.post("/runs", ["workflow": "hello", "input": ["name": "x"]])
         #expect(refused.status == 503 && refused.json?["error"]?["code"] == "unavailable", "\(refused.status) \(refused.errorMessage)\n\(gw.logText.suffix(3000))")
+        #expect(refused.header("Retry-After") == "5", "\(refused.headers)")
         try await Task.sleep(for: .seconds(3))
         try await PostgresCluster.shared.execute("ALTER DATABASE \(name) ALLOW_CONNECTIONS true", database: "postgres")
         let done = try await gw.waitForStatus(id, ["succeeded", "failed", "cancelled"], timeout: .seconds(60))

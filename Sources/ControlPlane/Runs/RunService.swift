@@ -372,6 +372,13 @@ public actor RunService {
             }
             try await audit.appendAll(auditFirst + [(actor: "gateway", action: "run.finished", runId: runId, details: details)])
             let finished = try await store.finish(runId: runId, status: status, output: output, error: error, anywhere: anywhere)
+            if finished.event == nil {
+                // The entry above went first (an action is audited before it is done),
+                // and the store then refused it: the chain says so rather than keep a
+                // run.finished the run never had.
+                audit.record(actor: "gateway", action: "run.finish_refused", runId: runId,
+                             details: ["status": status.rawValue, "reason": "the run had already ended, or is held by another gateway"])
+            }
             await settle(finished)
         } catch {
             logger.error("cannot record the end of a run", metadata: ["run": "\(runId)", "error": "\(error)"])
