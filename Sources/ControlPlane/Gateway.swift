@@ -231,6 +231,7 @@ public final class Gateway: Sendable {
         await pool.shutdown(drain: .seconds(1))
         egress.stop()
         seccompKills?.stop()
+        await audit.stopping()
         _ = try? await audit.append(actor: "gateway", action: "gateway.stopped", details: ["pid": "\(getpid())"])
         await audit.close()
         await store.close()

@@ -148,12 +148,27 @@ struct FleetTests {
             let report = try #require(try await gw.get("/audit/verify").json)
             #expect(report["ok"] == true && report["signers"]?["gw-a"] != nil && report["signers"]?["gw-b"] != nil, "\(report)")
         }
+        let csv = String(decoding: try await a.get("/v1/audit/export?format=csv&gateway=gw-b").body, as: UTF8.self)
+        let csvRows = csv.split(separator: "\n")
+        #expect(csvRows.first == "seq,timestamp,actor,action,runId,details,prevHash,entryHash,gateway" && csvRows.count > 1
+                && csvRows.dropFirst().allSatisfy { $0.hasSuffix(",gw-b") }, "\(csv.prefix(300))")
         // Stopped cleanly, each signs where it got to; the CLI reads the chain from the database.
         #expect(await a.stop() == 0)
         #expect(await b.stop() == 0)
         let verified = try await a.cli(["audit", "verify"])
         #expect(verified.status == 0 && verified.stdout.contains("ok: ") && verified.stdout.contains("gw-a: ") && verified.stdout.contains("gw-b: "),
                 "\(verified)")
+        // Against keys kept apart from the database: each gateway's own audit.pub.
+        let pub = { (gw: TestGateway) in try String(contentsOfFile: gw.stateDir + "/audit.pub", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) }
+        let (pubA, pubB) = (try pub(a), try pub(b))
+        let trusted = a.dir + "/trusted.keys"
+        try "# kept off the database host\ngw-a \(pubA)\ngw-b \(pubB)\n".write(toFile: trusted, atomically: true, encoding: .utf8)
+        let pinned = try await a.cli(["audit", "verify", "--keys", trusted])
+        #expect(pinned.status == 0 && pinned.stdout.contains("gw-b signed with \(pubB) (trusted)"), "\(pinned)")
+        // A key the database records but the operator does not trust is refused.
+        try "gw-a \(pubA)\ngw-b \(pubA)\n".write(toFile: trusted, atomically: true, encoding: .utf8)
+        let untrusted = try await a.cli(["audit", "verify", "--keys", trusted])
+        #expect(untrusted.status == 1 && untrusted.stdout.contains("bad signature on the checkpoint") && untrusted.stdout.contains("by gw-b"), "\(untrusted)")
         let query = try await b.cli(["audit", "query", "--gateway", "gw-a", "--action", "gateway.stopped", "--json"])
         #expect(query.status == 0 && query.stdout.contains("\"gateway\":\"gw-a\"") && !query.stdout.contains("\"gateway\":\"gw-b\""), "\(query)")
 
@@ -196,6 +211,11 @@ struct FleetTests {
         _ = try await fleet.sql("DELETE FROM audit_entries WHERE seq = (SELECT max(seq) FROM audit_entries)")
         let cut = try await a.cli(["audit", "verify"])
         #expect(cut.status == 1 && cut.stdout.contains("BROKEN: truncated"), "\(cut)")
+        // The head row moved back over entries still there, or removed.
+        _ = try await fleet.sql("UPDATE audit_head SET seq = seq - 2")
+        #expect(try await a.cli(["audit", "verify"]).stdout.contains("the head row was moved back"))
+        _ = try await fleet.sql("DELETE FROM audit_head")
+        #expect(try await a.cli(["audit", "verify"]).stdout.contains("the chain's head row is missing"))
     }
 
     @Test("any gateway serves any run: SSE on A follows a run executing on C to its end; a cancel sent to A stops C's worker; an approval decided on B resumes a run parked by A")

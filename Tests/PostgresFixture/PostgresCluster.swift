@@ -5,13 +5,19 @@ import Synchronization
 /// directory, started on a free loopback port, stopped when the test process
 /// exits. Never the system's service. Each caller gets a database of its own.
 public actor PostgresCluster {
-    public static let shared = PostgresCluster()
+    public static let shared = PostgresCluster(fsync: false)
+    /// One that flushes its commits to disk, as a production server does: the
+    /// benchmark's, so its PostgreSQL rows pay what its SQLite row pays.
+    public static let durable = PostgresCluster(fsync: true)
 
+    private let fsync: Bool
     private var port: Int?
+
+    init(fsync: Bool) { self.fsync = fsync }
     private var databases = 0
 
-    /// The data directory of the running cluster, for the exit hook.
-    private static let running = Mutex<String?>(nil)
+    /// The data directories of the running clusters, for the exit hook.
+    private static let running = Mutex<[String]>([])
 
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
@@ -71,17 +77,23 @@ public actor PostgresCluster {
         let data = dir + "/data"
         try Self.run(bin + "/initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"], asRoot: asRoot)
         let port = Self.freePort()
-        let options = "-p \(port) -k \(dir) -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 -c shared_buffers=32MB"
+        let options = "-p \(port) -k \(dir) -c listen_addresses=127.0.0.1 -c fsync=\(fsync ? "on" : "off") -c max_connections=300 -c shared_buffers=32MB"
         try Self.run(bin + "/pg_ctl", ["-D", data, "-o", options, "-l", dir + "/log", "-w", "-t", "60", "start"], asRoot: asRoot)
-        Self.running.withLock { $0 = data }
-        atexit {
-            guard let data = PostgresCluster.running.withLock({ $0 }),
-                  let text = try? String(contentsOfFile: data + "/postmaster.pid", encoding: .utf8),
-                  let pid = text.split(separator: "\n").first.flatMap({ Int32($0) }) else { return }
-            // Immediate shutdown: the cluster is thrown away with its directory.
-            kill(pid, SIGQUIT)
-            for _ in 0..<100 where kill(pid, 0) == 0 { usleep(20_000) }
-            try? FileManager.default.removeItem(atPath: (data as NSString).deletingLastPathComponent)
+        let first = Self.running.withLock { running in
+            defer { running.append(data) }
+            return running.isEmpty
+        }
+        if first {
+            atexit {
+                for data in PostgresCluster.running.withLock({ $0 }) {
+                    guard let text = try? String(contentsOfFile: data + "/postmaster.pid", encoding: .utf8),
+                          let pid = text.split(separator: "\n").first.flatMap({ Int32($0) }) else { continue }
+                    // Immediate shutdown: the cluster is thrown away with its directory.
+                    kill(pid, SIGQUIT)
+                    for _ in 0..<100 where kill(pid, 0) == 0 { usleep(20_000) }
+                    try? FileManager.default.removeItem(atPath: (data as NSString).deletingLastPathComponent)
+                }
+            }
         }
         self.port = port
         return port

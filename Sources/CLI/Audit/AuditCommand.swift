@@ -71,13 +71,17 @@ struct AuditVerify: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify", abstract: "Check every hash, link and signed checkpoint; exit 1 and name the first break.")
     @OptionGroup var location: AuditLocation
+    @Option(help: """
+        A chain several gateways share: trust only these keys, one '<gateway> <hex of its audit.pub>' per line \
+        (kept apart from the database), not the keys the chain records.
+        """) var keys: String?
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
         let source = try location.open()
         let every = (try? location.config.load().config.audit.checkpointEvery) ?? 1000
         let report: AuditVerifier.Report
-        do { report = try await source.verify(checkpointEvery: every) } catch {
+        do { report = try await source.verify(checkpointEvery: every, trusted: keys) } catch {
             await source.close()
             throw CLIFailure("audit verify: \(error)")
         }
@@ -99,6 +103,9 @@ struct AuditVerify: AsyncParsableCommand {
                 print("ok: \(report.entries) entries, \(report.checkpoints) signed checkpoints" + (signers.isEmpty ? "" : " (\(signers))")
                       + ", last seq \(report.lastSeq)"
                       + (report.segments.count > 1 ? " in \(report.segments.count - 1) sealed segments and the live log" : ""))
+                for (gateway, hexes) in (report.keys ?? [:]).sorted(by: { $0.key < $1.key }) {
+                    print("  \(gateway) signed with " + hexes.joined(separator: ", ") + (keys == nil ? "" : " (trusted)"))
+                }
             } else if let b = report.firstBreak {
                 print("BROKEN: \(b.message)")
             }
@@ -136,11 +143,12 @@ struct AuditExportCommand: AsyncParsableCommand {
             }
             return
         }
-        if format == "csv" { print(AuditExport.header) }
+        let shared = if case .database = source { true } else { false }
+        if format == "csv" { print(AuditExport.header(shared: shared)) }
         // Page by page across the segments and the live log (or the database): months of log never sit in memory.
         do {
             try await source.export(filters.filter) { page in
-                print(page.map { format == "jsonl" ? $0.line + "\n" : AuditExport.row($0) }.joined(), terminator: "")
+                print(page.map { format == "jsonl" ? $0.line + "\n" : AuditExport.row($0, shared: shared) }.joined(), terminator: "")
             }
         } catch {
             await source.close()

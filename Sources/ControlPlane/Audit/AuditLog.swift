@@ -269,6 +269,12 @@ public actor AuditLog {
         }
     }
 
+    /// The gateway is stopping: appends to a shared chain no longer wait for a
+    /// database that is away (they fail after a few seconds instead).
+    public func stopping() async {
+        await shared?.stopping()
+    }
+
     /// Waits for pending appends, writes a final checkpoint and closes the files.
     public func close() async {
         for _ in 0..<1000 where pendingRecords.withLock({ $0 }) > 0 { try? await Task.sleep(for: .milliseconds(2)) }

@@ -16,6 +16,9 @@ public enum AuditVerifier {
         public var segments: [Segment] = []
         /// Checkpoints by the gateway that signed them, in a chain several gateways share.
         public var signers: [String: Int]?
+        /// The public keys (hex) that signed them, by gateway: compare them with
+        /// copies of each gateway's `audit.pub` kept elsewhere, or pass those (`--keys`).
+        public var keys: [String: [String]]?
     }
 
     public struct Segment: Codable, Sendable {
@@ -44,7 +47,10 @@ public enum AuditVerifier {
 
     /// - Parameter head: the writer's last entry, when a running gateway asks:
     ///   entries removed after the last checkpoint are then noticed as well.
-    public static func verify(stateDir: String, head: (seq: Int, hash: String)? = nil, checkpointEvery: Int? = nil) -> Report {
+    /// - Parameter trusted: for an export of a shared chain, gateways' public
+    ///   keys kept elsewhere (`--keys`), used instead of its `audit.keys.jsonl`.
+    public static func verify(stateDir: String, head: (seq: Int, hash: String)? = nil, checkpointEvery: Int? = nil,
+                              trusted: [String: [Curve25519.Signing.PublicKey]]? = nil) -> Report {
         let layout = AuditLayout(stateDir: stateDir)
         let files = layout.files()
         let segmented = files.count > 1
@@ -107,17 +113,22 @@ public enum AuditVerifier {
                 }
             }
             if checkpoints.contains(where: { $0.gateway != nil }), gatewayKeys == nil {
-                do { gatewayKeys = try AuditBundle.keys(stateDir: stateDir) } catch {
+                do { gatewayKeys = try trusted ?? AuditBundle.keys(stateDir: stateDir) } catch {
                     return fail("bad_signature", seq: nil, line: nil, "\(error)")
                 }
             }
             for cp in checkpoints {
-                let signed = if let gateway = cp.gateway { gatewayKeys?[gateway]?.contains(where: { cp.verify(with: $0) }) ?? false } else { key.map { cp.verify(with: $0) } ?? false }
+                let signer = if let gateway = cp.gateway { gatewayKeys?[gateway]?.first(where: { cp.verify(with: $0) }) } else { key.flatMap { cp.verify(with: $0) ? $0 : nil } }
+                let signed = signer != nil
                 guard signed else {
                     return fail("bad_signature", seq: cp.seq, line: nil, "bad signature on the checkpoint at seq \(cp.seq)" + (cp.gateway.map { " by \($0)" } ?? "")
                                     + (live ? "" : " in \(file.name)"))
                 }
-                if let gateway = cp.gateway { report.signers = (report.signers ?? [:]).merging([gateway: 1], uniquingKeysWith: +) }
+                if let gateway = cp.gateway, let signer {
+                    report.signers = (report.signers ?? [:]).merging([gateway: 1], uniquingKeysWith: +)
+                    let hex = signer.rawRepresentation.hex
+                    if report.keys?[gateway]?.contains(hex) != true { report.keys = (report.keys ?? [:]).merging([gateway: [hex]]) { $0 + $1 } }
+                }
                 guard cp.seq <= report.lastSeq else {
                     return fail("truncated", seq: cp.seq, line: nil,
                                 "truncated: a checkpoint covers seq \(cp.seq) but " + (live ? "the log" : file.name) + " ends at seq \(report.lastSeq)")
@@ -141,7 +152,10 @@ public enum AuditVerifier {
             report.segments.append(segment)
         }
 
-        if let every = checkpointEvery, report.lastSeq >= every, lastCheckpoint < every {
+        // An export of a shared chain has no such rule: each gateway signs after
+        // its own `checkpointEvery` entries, and one killed early may have signed none.
+        let shared = FileManager.default.fileExists(atPath: stateDir + "/" + AuditBundle.keysFile) || report.signers != nil
+        if let every = checkpointEvery, !shared, report.lastSeq >= every, lastCheckpoint < every {
             return broken("missing_checkpoint", seq: nil, line: nil, "the log has \(report.lastSeq) entries but no checkpoint: the checkpoint file was removed")
         }
         if let head {

@@ -179,15 +179,24 @@ public final class RunStore: Sendable {
         // appended under a lock on the one head row, checkpoints each signed by
         // the gateway that wrote it, and the public key of every gateway that
         // signs. A lone gateway keeps its chain in files and leaves these empty.
-        m.append(StoreMigration(id: "9-audit") { _ in """
+        // The columns a query filters on are computed from the stored line (on
+        // PostgreSQL, the one engine that writes here), so they can never say
+        // other than the hashed entry does.
+        m.append(StoreMigration(id: "9-audit") { dialect in
+            let fields: [(column: String, field: String)] = [("gateway", "gateway"), ("timestamp", "timestamp"), ("actor", "actor"),
+                                                             ("action", "action"), ("run_id", "runId")]
+            let columns: [String] = fields.map { f -> String in
+                switch dialect {
+                case .postgres: return f.column + " TEXT GENERATED ALWAYS AS (line::jsonb ->> '" + f.field + "') STORED"
+                // Unused there (a lone gateway's chain is in files): plain columns.
+                case .sqlite: return f.column + " TEXT"
+                }
+            }
+            return """
                 CREATE TABLE audit_entries (
                     seq INTEGER PRIMARY KEY,
-                    gateway TEXT NOT NULL,
-                    timestamp TEXT NOT NULL,
-                    actor TEXT NOT NULL,
-                    action TEXT NOT NULL,
-                    run_id TEXT,
-                    line TEXT NOT NULL
+                    line TEXT NOT NULL,
+                    \(columns.joined(separator: ",\n"))
                 );
                 CREATE INDEX audit_entries_run ON audit_entries(run_id, seq);
                 CREATE INDEX audit_entries_action ON audit_entries(action, seq);

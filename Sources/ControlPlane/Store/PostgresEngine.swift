@@ -250,6 +250,8 @@ public final class PostgresEngine: StoreEngine {
                 try db.execute(sql: !write ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
                                    : locking ? "BEGIN ISOLATION LEVEL READ COMMITTED" : "BEGIN ISOLATION LEVEL SERIALIZABLE")
                 if write, durability == .normal { try db.execute(sql: "SET LOCAL synchronous_commit TO off") }
+                // Whatever the server's or the role's default: what is locked this way is reported durable.
+                if locking { try db.execute(sql: "SET LOCAL synchronous_commit TO on") }
                 let result = try body(db)
                 do { try db.execute(sql: "COMMIT") } catch where lostConnection(error) {
                     throw CommitUnknown(reason: describe(error))

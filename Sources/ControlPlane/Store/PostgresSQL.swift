@@ -144,8 +144,16 @@ public struct PostgresURL: Sendable {
         case .require: .require(try NIOSSLContext(configuration: Self.unverified))
         case .verifyFull: .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
         }
-        return .init(host: host, port: port, username: user, password: password, database: database, tls: tls)
+        var config = PostgresConnection.Configuration(host: host, port: port, username: user, password: password, database: database, tls: tls)
+        config.options.additionalStartupParameters = Self.sessionSettings
+        return config
     }
+
+    /// A session cut off from its gateway (a network partition: no FIN ever
+    /// arrives) would otherwise hold its locks, the audit chain's head among
+    /// them, until TCP keepalive gives up, hours later; bodies never sit idle
+    /// inside a transaction, so the server may end such a session after 15 s.
+    static let sessionSettings = [("idle_in_transaction_session_timeout", "15s")]
 
     func clientConfiguration() throws -> PostgresClient.Configuration {
         let tls: PostgresClient.Configuration.TLS = switch self.tls {
@@ -154,6 +162,8 @@ public struct PostgresURL: Sendable {
         case .require: .require(Self.unverified)
         case .verifyFull: .require(.makeClientConfiguration())
         }
-        return .init(host: host, port: port, username: user, password: password, database: database, tls: tls)
+        var config = PostgresClient.Configuration(host: host, port: port, username: user, password: password, database: database, tls: tls)
+        config.options.additionalStartupParameters = Self.sessionSettings
+        return config
     }
 }

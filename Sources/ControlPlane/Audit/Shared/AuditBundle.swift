@@ -31,8 +31,9 @@ public enum AuditBundle {
     /// covers is in the export.
     public static func write(from store: RunStore, to dir: String) async throws -> Written {
         let engine = store.db
-        let keys = try await SharedAuditReader.keys(engine)
-        let checkpoints = try await SharedAuditReader.checkpoints(engine)
+        // In one snapshot, before the entries: every entry a checkpoint covers, and every signer's key, is in the export.
+        let state = try await SharedAuditReader.state(engine)
+        let (keys, checkpoints) = (state.keys, state.checkpoints)
         let fm = FileManager.default
         if fm.fileExists(atPath: dir) {
             guard (try fm.contentsOfDirectory(atPath: dir)).isEmpty else { throw AuditError.io("\(dir) is not empty: export into a new directory") }
@@ -71,6 +72,22 @@ public enum AuditBundle {
             keys.append(key)
         }
         return try publicKeys(keys)
+    }
+
+    /// A `--keys` file: one `<gateway> <public key, hex>` per line (the hex
+    /// is the gateway's `stateDir/audit.pub`); blank lines and `#` comments
+    /// are ignored.
+    public static func trustedKeys(file path: String) throws -> [String: [Curve25519.Signing.PublicKey]] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw AuditError.io("cannot read the keys file \(path)") }
+        var keys: [Key] = []
+        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard fields.count == 2 else { throw AuditError.io("line \(i + 1) of \(path) is not '<gateway> <public key hex>'") }
+            keys.append(Key(gateway: String(fields[0]), publicKey: String(fields[1]), addedAt: ""))
+        }
+        do { return try publicKeys(keys) } catch { throw AuditError.io("\(path): \(error)") }
     }
 
     static func publicKeys(_ keys: [Key]) throws -> [String: [Curve25519.Signing.PublicKey]] {

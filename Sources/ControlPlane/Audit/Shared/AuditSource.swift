@@ -31,10 +31,13 @@ public enum AuditSource: Sendable {
         }
     }
 
-    public func verify(checkpointEvery: Int?) async throws -> AuditVerifier.Report {
-        switch self {
-        case let .files(dir): AuditVerifier.verify(stateDir: dir, checkpointEvery: checkpointEvery)
-        case let .database(store): try await AuditVerifier.verify(database: store.db, checkpointEvery: checkpointEvery)
+    /// - Parameter trusted: a `--keys` file's path: gateways' public keys kept
+    ///   elsewhere, which a shared chain's checkpoints must be signed with.
+    public func verify(checkpointEvery: Int?, trusted path: String? = nil) async throws -> AuditVerifier.Report {
+        let trusted = try path.map(AuditBundle.trustedKeys(file:))
+        return switch self {
+        case let .files(dir): AuditVerifier.verify(stateDir: dir, checkpointEvery: checkpointEvery, trusted: trusted)
+        case let .database(store): try await AuditVerifier.verify(database: store.db, trusted: trusted)
         }
     }
 

@@ -9,59 +9,63 @@ public enum SharedAuditReader {
     /// Matching entries, newest first, at most `limit`.
     static func query(_ engine: any StoreEngine, _ filter: AuditFilter, limit: Int) async throws -> [AuditEntry] {
         let (conditions, arguments) = where_(filter)
-        let lines = try await engine.read { db in
-            try String.fetchAll(db, sql: "SELECT line FROM audit_entries\(conditions) ORDER BY seq DESC LIMIT ?",
-                                arguments: StoreArguments(values: arguments + [.integer(Int64(limit))]))
+        let rows = try await engine.read { db in
+            try StoreRow.fetchAll(db, sql: "SELECT seq, line FROM audit_entries\(conditions) ORDER BY seq DESC LIMIT ?",
+                                  arguments: StoreArguments(values: arguments + [.integer(Int64(limit))]))
         }
-        return try lines.map(decode)
+        // The columns are the line's own (computed from it), checked again all the same.
+        return try rows.map { try decode($0["line"]) }.filter(filter.matches)
     }
 
     /// Every matching entry, oldest first, a page at a time, up to the head
     /// the chain had when the export began.
     static func export(_ engine: any StoreEngine, _ filter: AuditFilter, page: Int = 1000,
                        _ body: ([AuditEntry]) async throws -> Void) async throws {
-        let head = try await chainHead(engine).seq
+        let head = try await state(engine).head?.seq ?? 0
         var after = 0
         while after < head {
-            let entries = try await lines(engine, filter, after: after, through: head, page: page).map(decode)
-            guard let last = entries.last else { break }
-            try await body(entries)
+            let rows = try await lines(engine, filter, after: after, through: head, page: page)
+            guard let last = rows.last else { break }
+            try await body(try rows.map { try decode($0.line) }.filter(filter.matches))
             after = last.seq
         }
     }
 
-    /// Stored lines with `after < seq <= through`, in order, at most `page`.
-    static func lines(_ engine: any StoreEngine, _ filter: AuditFilter = AuditFilter(), after: Int, through: Int, page: Int) async throws -> [String] {
+    /// Stored lines with `after < seq <= through` (the column, which only
+    /// rises page by page), in order, at most `page`.
+    static func lines(_ engine: any StoreEngine, _ filter: AuditFilter = AuditFilter(), after: Int, through: Int,
+                      page: Int) async throws -> [(seq: Int, line: String)] {
         var (conditions, arguments) = where_(filter)
         conditions += (conditions.isEmpty ? " WHERE" : " AND") + " seq > ? AND seq <= ?"
         arguments += [.integer(Int64(after)), .integer(Int64(through)), .integer(Int64(page))]
-        let (sql, values) = ("SELECT line FROM audit_entries\(conditions) ORDER BY seq LIMIT ?", arguments)
-        return try await engine.read { db in try String.fetchAll(db, sql: sql, arguments: StoreArguments(values: values)) }
-    }
-
-    /// The last entry committed, as the head row says.
-    static func chainHead(_ engine: any StoreEngine) async throws -> (seq: Int, hash: String) {
-        try await engine.read { db in
-            guard let row = try StoreRow.fetchOne(db, sql: "SELECT seq, entry_hash FROM audit_head WHERE id = 1") else { return (0, AuditEntry.genesis) }
-            return (row["seq"] as Int, row["entry_hash"] as String)
+        let (sql, values) = ("SELECT seq, line FROM audit_entries\(conditions) ORDER BY seq LIMIT ?", arguments)
+        return try await engine.read { db in
+            try StoreRow.fetchAll(db, sql: sql, arguments: StoreArguments(values: values)).map { ($0["seq"], $0["line"]) }
         }
     }
 
-    /// Every checkpoint, in chain order.
-    static func checkpoints(_ engine: any StoreEngine) async throws -> [AuditCheckpoint] {
+    /// What vouches for the chain, read in one snapshot so that each names
+    /// only what the others already hold: the head row (nil when it is
+    /// missing), the highest seq stored, every checkpoint in chain order, and
+    /// every gateway's recorded keys.
+    struct State: Sendable {
+        var head: (seq: Int, hash: String)?
+        var maxSeq: Int
+        var checkpoints: [AuditCheckpoint]
+        var keys: [AuditBundle.Key]
+    }
+
+    static func state(_ engine: any StoreEngine) async throws -> State {
         try await engine.read { db in
-            try StoreRow.fetchAll(db, sql: "SELECT gateway, seq, entry_hash, timestamp, signature FROM audit_checkpoints ORDER BY seq, gateway").map {
+            let head = try StoreRow.fetchOne(db, sql: "SELECT seq, entry_hash FROM audit_head WHERE id = 1").map { (seq: $0["seq"] as Int, hash: $0["entry_hash"] as String) }
+            let maxSeq = try Int.fetchOne(db, sql: "SELECT MAX(seq) FROM audit_entries") ?? 0
+            let checkpoints = try StoreRow.fetchAll(db, sql: "SELECT gateway, seq, entry_hash, timestamp, signature FROM audit_checkpoints ORDER BY seq, gateway").map {
                 AuditCheckpoint(seq: $0["seq"], entryHash: $0["entry_hash"], timestamp: $0["timestamp"], signature: $0["signature"], gateway: $0["gateway"] as String)
             }
-        }
-    }
-
-    /// Every gateway's recorded public keys.
-    static func keys(_ engine: any StoreEngine) async throws -> [AuditBundle.Key] {
-        try await engine.read { db in
-            try StoreRow.fetchAll(db, sql: "SELECT gateway, public_key, added_at FROM audit_keys ORDER BY added_at, gateway").map {
+            let keys = try StoreRow.fetchAll(db, sql: "SELECT gateway, public_key, added_at FROM audit_keys ORDER BY added_at, gateway").map {
                 AuditBundle.Key(gateway: $0["gateway"], publicKey: $0["public_key"], addedAt: $0["added_at"])
             }
+            return State(head: head, maxSeq: maxSeq, checkpoints: checkpoints, keys: keys)
         }
     }
 

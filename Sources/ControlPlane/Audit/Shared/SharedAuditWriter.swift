@@ -32,6 +32,11 @@ actor SharedAuditWriter {
     private(set) var written: (seq: Int, hash: String) = (0, AuditEntry.genesis)
     private var lastCheckpointSeq = 0
     private var sinceCheckpoint = 0
+    /// Until the gateway stops, appends wait for a database that is away; then
+    /// only briefly, so a stop during an outage ends.
+    private var patience = StorePatience.untilBack
+
+    func stopping() { patience = .brief }
 
     init(engine: PostgresEngine, key: Curve25519.Signing.PrivateKey, checkpointEvery: Int,
          fileChainHead: (seq: Int, hash: String)?, logger: Logger) {
@@ -100,8 +105,8 @@ actor SharedAuditWriter {
         let (gateway, key) = (gateway, key)
         let publicKey = key.publicKey.rawRepresentation.hex
         // Waits for the database, as run progress does: an entry is never dropped
-        // because the database was away for a while.
-        return try await engine.writeLocking(.untilBack) { db in
+        // because the database was away for a while (until the gateway stops).
+        return try await engine.writeLocking(patience) { db in
             guard let head = try StoreRow.fetchOne(db, sql: "SELECT seq, entry_hash FROM audit_head WHERE id = 1 FOR UPDATE") else {
                 throw AuditError.io("the audit chain's head row is missing from the database")
             }
@@ -123,16 +128,11 @@ actor SharedAuditWriter {
                 (seq, hash) = (entry.seq, entry.entryHash)
                 entries.append(entry)
             }
-            // Several rows per statement; 7 values a row stays far below PostgreSQL's 65,535 binds.
-            for chunk in stride(from: 0, to: entries.count, by: 500).map({ entries[$0..<min($0 + 500, entries.count)] }) {
-                var values: [StoreValue] = []
-                for e in chunk {
-                    values += [.integer(Int64(e.seq)), .text(gateway), .text(e.timestamp), .text(e.actor), .text(e.action),
-                               e.runId.map { .text($0) } ?? .null, .text(e.line)]
-                }
-                try db.execute(sql: "INSERT INTO audit_entries (seq, gateway, timestamp, actor, action, run_id, line) VALUES "
-                                   + Array(repeating: "(?, ?, ?, ?, ?, ?, ?)", count: chunk.count).joined(separator: ", "),
-                               arguments: StoreArguments(values: values))
+            // Several rows per statement (far below PostgreSQL's 65,535 binds); the
+            // columns queries filter on are computed from the line by the database.
+            for chunk in stride(from: 0, to: entries.count, by: 1000).map({ entries[$0..<min($0 + 1000, entries.count)] }) {
+                try db.execute(sql: "INSERT INTO audit_entries (seq, line) VALUES " + Array(repeating: "(?, ?)", count: chunk.count).joined(separator: ", "),
+                               arguments: StoreArguments(values: chunk.flatMap { [.integer(Int64($0.seq)), .text($0.line)] }))
             }
             try db.execute(sql: "UPDATE audit_head SET seq = ?, entry_hash = ? WHERE id = 1", arguments: [seq, hash])
             if sign, !entries.isEmpty {
@@ -158,8 +158,11 @@ actor SharedAuditWriter {
         try await engine.writeLocking(.brief) { db in
             try Self.insertCheckpoint(db, gateway: gateway, key: key, seq: signed.seq, hash: signed.hash)
         }
-        lastCheckpointSeq = signed.seq
-        sinceCheckpoint = 0
+        // An append may have signed a later entry while this one waited.
+        if signed.seq > lastCheckpointSeq {
+            lastCheckpointSeq = signed.seq
+            sinceCheckpoint = 0
+        }
     }
 
     /// Waits (at most `patience`) for appends in flight, then signs a final checkpoint.

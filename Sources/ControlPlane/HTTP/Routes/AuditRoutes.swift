@@ -27,7 +27,7 @@ extension API {
         router.get("/audit/verify") { _, _ -> Response in
             let head = await audit.lastEntry()
             let report = if let shared = audit.shared {
-                try await AuditVerifier.verify(database: shared.engine, head: head, checkpointEvery: checkpointEvery)
+                try await AuditVerifier.verify(database: shared.engine, head: head)
             } else {
                 AuditVerifier.verify(stateDir: stateDir, head: head, checkpointEvery: checkpointEvery)
             }
@@ -44,10 +44,10 @@ extension API {
             // a whole chain never sits in memory.
             let body = ResponseBody { writer in
                 func write(_ page: [AuditEntry]) async throws {
-                    let text = format == "jsonl" ? page.map { $0.line + "\n" }.joined() : page.map(AuditExport.row).joined()
+                    let text = format == "jsonl" ? page.map { $0.line + "\n" }.joined() : page.map { AuditExport.row($0, shared: shared != nil) }.joined()
                     try await writer.write(ByteBuffer(string: text))
                 }
-                if format == "csv" { try await writer.write(ByteBuffer(string: AuditExport.header + "\n")) }
+                if format == "csv" { try await writer.write(ByteBuffer(string: AuditExport.header(shared: shared != nil) + "\n")) }
                 if let shared {
                     try await SharedAuditReader.export(shared, filter) { try await write($0) }
                 } else {
