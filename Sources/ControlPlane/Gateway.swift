@@ -217,10 +217,15 @@ public final class Gateway: Sendable {
     public func stop(drain: Duration = .seconds(30)) async {
         readiness.set(.draining)
         expiry.withLock { $0?.cancel() }
+        // Each phase said at debug level: a stop that hangs shows where.
+        logger.debug("stopping: the trigger scheduler")
         await scheduler.stop()
+        logger.debug("stopping: draining runs")
         await runs.drain(timeout: drain)
         // The fleet takes over at once what the drain left, rather than after this gateway's lease.
+        logger.debug("stopping: leaving the fleet")
         await fleet?.stop()
+        logger.debug("stopping: residents, followers, listeners, workers")
         await runs.residents.stopAll()
         hub.closeAll()
         if let (http, task) = server.withLock({ $0 }) {
@@ -231,9 +236,13 @@ public final class Gateway: Sendable {
         await pool.shutdown(drain: .seconds(1))
         egress.stop()
         seccompKills?.stop()
+        logger.debug("stopping: the audit chain and the store")
+        // Bounded: a chain in a database that is away must not hold the stop
+        // (entries still waiting when the store closes are logged as lost).
         await audit.stopping()
-        _ = try? await audit.append(actor: "gateway", action: "gateway.stopped", details: ["pid": "\(getpid())"])
-        await audit.close()
+        let audit = audit
+        _ = await FirstOf.within(.seconds(10)) { _ = try? await audit.append(actor: "gateway", action: "gateway.stopped", details: ["pid": "\(getpid())"]) }
+        _ = await FirstOf.within(.seconds(15)) { await audit.close() }
         await store.close()
         try? await group.shutdownGracefully()
         logger.info("gateway stopped")

@@ -129,6 +129,26 @@ struct PostgresStoreTests {
         #expect(gw.logText.contains("cannot be reached") && gw.logText.contains("reachable again"), "\(gw.logText.suffix(2000))")
     }
 
+    @Test("a gateway asked to stop while its database is away stops: its last audit entries give up rather than wait for the database")
+    func stopWhileDatabaseAway() async throws {
+        let url = try await PostgresCluster.shared.database()
+        let name = String(url.split(separator: "/").last!.split(separator: "?").first!)
+        let gw = try await TestGateway.started(workflows: Self.workflows, config: Self.config(url: url))
+        defer { gw.cleanupLater() }
+        #expect(try await gw.run("hello", ["name": "x"])["status"] == "succeeded")
+        try await PostgresCluster.shared.execute("""
+            ALTER DATABASE \(name) ALLOW_CONNECTIONS false;
+            SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(name)';
+            """, database: "postgres")
+        defer { Task { try? await PostgresCluster.shared.execute("ALTER DATABASE \(name) ALLOW_CONNECTIONS true", database: "postgres") } }
+        let process = try #require(gw.process)
+        kill(process.processIdentifier, SIGTERM)
+        for _ in 0..<1200 where process.isRunning { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(!process.isRunning, "the gateway did not stop with its database away\n\(gw.logText.suffix(2000))")
+        gw.process = nil
+        #expect(gw.logText.contains("gateway stopped"), "\(gw.logText.suffix(2000))")
+    }
+
     @Test("a database that cannot be reached stops the start: a clear error, a non-zero exit, no password shown")
     func unreachable() async throws {
         let port = PostgresCluster.freePort()

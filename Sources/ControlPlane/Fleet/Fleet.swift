@@ -73,13 +73,21 @@ actor Fleet {
         stopped = true
         ticking?.cancel()
         listening?.cancel()
+        // Each step bounded: with the database away, a query on the link (or its
+        // close) may never answer, and a stop must end. What is not done here
+        // the database does itself: a closed session's locks go with it, and a
+        // lease not ended lapses after its 10 s.
         if let link {
-            _ = try? await link.query("SELECT pg_advisory_unlock_all()", logger: logger)
-            try? await link.close()
+            let logger = logger
+            _ = await FirstOf.within(.seconds(2)) {
+                _ = try? await link.query("SELECT pg_advisory_unlock_all()", logger: logger)
+                try? await link.close()
+            }
         }
         link = nil
         role.set(false)
-        try? await store.leaveFleet()
+        let store = store
+        _ = await FirstOf.within(.seconds(5)) { try? await store.leaveFleet() }
     }
 
     /// One beat: the link checked (or made again), the leader's lock tried,
