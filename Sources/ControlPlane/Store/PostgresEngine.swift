@@ -230,8 +230,10 @@ public final class PostgresEngine: StoreEngine {
 
     public func close() async {
         closing.withLock { $0 = true }
-        // Bodies in flight finish (a run's end commits) before the pool goes.
-        try? await threads.shutdownGracefully()
+        // Bodies in flight finish (a run's end commits) before the pool goes; a
+        // body stuck on a database that is gone is not waited for past 10 s.
+        let threads = threads
+        _ = await FirstOf.within(.seconds(10)) { try? await threads.shutdownGracefully() }
         running.cancel()
     }
 
@@ -258,7 +260,10 @@ public final class PostgresEngine: StoreEngine {
                 }
                 return result
             } catch {
-                try? db.execute(sql: "ROLLBACK")
+                // Not on a connection that was lost (the server rolled the transaction
+                // back itself): a query sent on a closed connection may never be
+                // answered, and would hold this thread for good.
+                if !(error is CommitUnknown), !lostConnection(error) { try? db.execute(sql: "ROLLBACK") }
                 if let state = Self.sqlState(error), retried.contains(state), attempt < 60 {
                     // Backs off, with jitter so colliding writers do not collide
                     // again in step, for longer each time (up to 20 ms).
