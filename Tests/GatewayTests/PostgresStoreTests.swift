@@ -17,6 +17,13 @@ struct PostgresStoreTests {
               - { id: b, exec: { argv: [sh, -c, 'sleep 1; echo b'] } }
               - { id: c, exec: { argv: [sh, -c, 'sleep 1; echo c'] } }
             """,
+        "careful.workflow.yaml": """
+            id: careful
+            steps:
+              - { id: a, exec: { argv: [echo, a] } }
+              - { id: b, idempotent: true, exec: { argv: [echo, b] } }
+              - { id: c, exec: { argv: [echo, c] } }
+            """,
         "hello.workflow.yaml": """
             id: hello
             steps:
@@ -127,6 +134,43 @@ struct PostgresStoreTests {
         #expect(events.filter { $0.type == "step.finished" }.compactMap { $0.json?["step"]?.stringValue } == ["a", "b", "c"])
         #expect(events.filter { $0.type == "step.started" }.count == 3, "a step ran again: \(events.map(\.type))")
         #expect(gw.logText.contains("cannot be reached") && gw.logText.contains("reachable again"), "\(gw.logText.suffix(2000))")
+    }
+
+    @Test("an event the store refuses is never taken as done: the run goes on from its checkpoints; a step that may run again does, one that may not fails the run as Interrupted")
+    func unstoredEvent() async throws {
+        let url = try await PostgresCluster.shared.database()
+        let name = String(url.split(separator: "/").last!.split(separator: "?").first!)
+        let gw = try await TestGateway.started(workflows: Self.workflows, config: Self.config(url: url))
+        defer { gw.cleanupLater() }
+        // The database refuses the first end of a step called b it is given, once per workflow
+        // (a sequence: what a failed transaction takes from one stays taken).
+        try await PostgresCluster.shared.execute("""
+            CREATE SEQUENCE refused_careful; CREATE SEQUENCE refused_steady;
+            CREATE FUNCTION refuse_b() RETURNS trigger AS $$
+            BEGIN
+              IF NEW.type = 'step.finished' AND NEW.step = 'b' THEN
+                IF (SELECT workflow FROM runs WHERE id = NEW.run_id) = 'careful' AND nextval('refused_careful') = 1
+                   OR (SELECT workflow FROM runs WHERE id = NEW.run_id) = 'steady' AND nextval('refused_steady') = 1 THEN
+                  RAISE EXCEPTION 'refused for the test';
+                END IF;
+              END IF;
+              RETURN NEW;
+            END $$ LANGUAGE plpgsql;
+            CREATE TRIGGER refuse_b BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_b();
+            """, database: name)
+        // b may run again: it does, and the run succeeds with every step's end stored once.
+        let careful = try await gw.run("careful", [:])
+        #expect(careful["status"] == "succeeded", "\(careful)\n\(gw.logText.suffix(2000))")
+        let id = try #require(careful["id"]?.stringValue)
+        let (events, _) = try await gw.events(id)
+        #expect(events.filter { $0.type == "step.finished" }.compactMap { $0.json?["step"]?.stringValue } == ["a", "b", "c"], "\(events.map(\.type))")
+        #expect(events.filter { $0.type == "step.started" && $0.json?["step"] == "b" }.count == 2, "\(events.map(\.type))")
+        #expect(events.contains { $0.type == "run.resumed" })
+        #expect(gw.logText.contains("cannot persist event"))
+        // b may not run again: the run fails as Interrupted rather than report b done.
+        let steady = try await gw.run("steady", [:])
+        #expect(steady["status"] == "failed" && steady["error"]?["code"] == "Interrupted", "\(steady)")
+        #expect(steady["error"]?["step"] == "b", "\(steady)")
     }
 
     @Test("a gateway asked to stop while its database is away stops: its last audit entries give up rather than wait for the database")

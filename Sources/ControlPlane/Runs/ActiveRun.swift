@@ -10,6 +10,10 @@ extension RunService {
     final class Active: Sendable {
         let jobId = UUID().uuidString.lowercased()
         let cancelled = Mutex(false)
+        /// Why one of the worker's events could not be stored, when one could
+        /// not: the segment then does not count as done; the run goes on from
+        /// what its checkpoints hold.
+        let unstored = Mutex<String?>(nil)
         /// Bytes of events this run has stored, and why it was stopped if it
         /// passed `maxRunStorageBytes`.
         let storage = Mutex<(bytes: Int, exceeded: String?)>((0, nil))

@@ -103,6 +103,9 @@ extension RunService {
             a.eventArrived()
             defer { a.eventHandled() }
             if a.cancelled.withLock({ $0 }) { return }
+            // After an event the store missed, nothing later of this segment is stored
+            // either: the next segment does it again, in order, from the checkpoints.
+            if a.unstored.withLock({ $0 }) != nil { return }
             switch a.judge(event) {
             case .drop:
                 return
@@ -131,7 +134,11 @@ extension RunService {
             } catch let error as RunStore.NotHeld {
                 await Self.lost(a, error, pool: pool, logger: logger)
             } catch {
-                logger.error("cannot persist event", metadata: ["run": "\(runId)", "error": "\(error)"])
+                // Never a step done that the store does not say is: the worker stops,
+                // and the run goes on from its checkpoints (below).
+                logger.error("cannot persist event; the run goes on from its checkpoints", metadata: ["run": "\(runId)", "error": "\(error)"])
+                a.unstored.withLock { $0 = $0 ?? "\(error)" }
+                await pool.cancel(jobId: a.jobId)
             }
         }, requests: { [secrets, requester, requestSettings = current.requests] request in
             switch request.method {
@@ -199,6 +206,23 @@ extension RunService {
             return c?.refused
         }
         if a.cancelled.withLock({ $0 }) { return }
+        if let why = a.unstored.withLock({ $0 }) {
+            // Before the worker is judged: what it did after the event the store
+            // missed was not stored, so it is neither relied on nor held against
+            // it. A new segment goes on from the checkpoints, and a step whose end
+            // was not stored runs again only if it may.
+            guard !stopping else { return }
+            unstoredSegments[runId, default: 0] += 1
+            if unstoredSegments[runId, default: 0] >= 3 {
+                unstoredSegments[runId] = nil
+                await end(runId, .failed, output: nil,
+                          error: StepFailure(.interrupted, step: nil, message: "three segments in a row could not store their events: \(why)"))
+            } else {
+                queue.append(Queued(id: runId, definition: definition, resumed: true, input: nil, interruptedBy: "an event could not be stored (\(why))"))
+            }
+            return
+        }
+        unstoredSegments[runId] = nil
         if let refused {
             await end(runId, .failed, output: nil,
                       error: StepFailure(.workerViolation, step: nil, message: "worker \(a.workerActor) claimed \(refused.claim): \(refused.reason)"),

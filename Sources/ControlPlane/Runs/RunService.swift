@@ -104,6 +104,9 @@ public actor RunService {
 
     var queue: [Queued] = []
     var active: [String: Active] = [:]
+    /// Segments of a run that ended because one of their events could not be
+    /// stored: a store that keeps refusing them ends the run rather than loop.
+    var unstoredSegments: [String: Int] = [:]
     var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
     var stopping = false
 
