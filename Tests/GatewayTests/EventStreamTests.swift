@@ -31,11 +31,11 @@ final class EventStreamTests {
     @Test("a live stream tails the run, sends heartbeats while a step is quiet, and ends at the terminal event")
     func liveTail() async throws {
         // Long enough that a client connecting late on a loaded machine still sees the step running.
-        let run = try await gw.run("slow", ["seconds": "4"], sync: false)
+        let run = try await gw.run("slow", ["seconds": "8"], sync: false)
         let (events, heartbeats) = try await gw.events(run["id"]!.stringValue!)
         #expect(events.last?.type == "run.succeeded")
         #expect(events.map(\.type).contains("step.finished"))
-        #expect(heartbeats >= 1, "no heartbeat during a 4 s step with sseHeartbeatSeconds: 1")
+        #expect(heartbeats >= 1, "no heartbeat during an 8 s step with sseHeartbeatSeconds: 1")
         let seqs = events.compactMap { Int($0.id ?? "") }
         #expect(seqs == Array(1...seqs.count))
     }
