@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Wire
 import Workflow
 
 /// Arms every trigger (declared in workflow files, or added by operators),
@@ -106,7 +107,9 @@ public actor TriggerScheduler {
         for w in watchers.values { w.stop() }
         watchers.removeAll()
         signal.wake()
-        await loopTask?.value
+        // Bounded: with a database that is away the loop may be inside store calls
+        // that each wait seconds before failing; it ends after them, unawaited.
+        if let loopTask { _ = await FirstOf.within(.seconds(5)) { await loopTask.value } }
     }
 
     private func loop() async {
