@@ -34,7 +34,7 @@ final class WorkerTemplateTests {
     static let nap = """
         id: nap
         steps:
-          - { id: nap, exec: { argv: [sleep, "3"] } }
+          - { id: nap, exec: { argv: [sleep, "10"] } }
         """
 
     /// The nice value of every thread of `pid` (field 19 of /proc/PID/task/TID/stat).
@@ -188,7 +188,7 @@ final class WorkerTemplateTests {
         // pool's view can lag a worker that has already exited.
         var busy: Int32?
         var nice: [Int] = []
-        for _ in 0..<500 where busy == nil {
+        for _ in 0..<1500 where busy == nil {
             if let candidate = try await pool(gw)["workers"].list.first(where: { $0["state"]?.stringValue == "busy" }).flatMap({ pid($0["pid"]) }) {
                 nice = Self.niceValues(candidate)
                 if !nice.isEmpty { busy = candidate }

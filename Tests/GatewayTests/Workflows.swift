@@ -89,7 +89,7 @@ enum TestWorkflows {
             steps:
               - id: nap
                 timeout: 300ms
-                exec: { argv: [sleep, "5"] }
+                exec: { argv: [sleep, "60"] }
             """,
         "badout.workflow.yaml": """
             id: badout
