@@ -279,7 +279,7 @@ final class WorkerDrainTests {
     @Test("a busy worker is marked draining, finishes its job, then exits")
     func drainBusy() async throws {
         // Long enough that a loaded machine still asks while the job runs.
-        let run = try await gw.run("slow", ["seconds": 10], sync: false)
+        let run = try await gw.run("slow", ["seconds": 15], sync: false)
         let id = try #require(run["id"]?.stringValue)
         _ = try await gw.waitForStatus(id, ["running"])
         let listing = try await pool { p in p["workers"].list.contains { $0["state"] == "busy" } }
