@@ -31,6 +31,18 @@ struct PostgresStoreTests {
             """,
     ]
 
+    static func databaseName(_ url: String) -> String {
+        String(url.split(separator: "/").last!.split(separator: "?").first!)
+    }
+
+    /// The database gone: every session of it ended, and no new one let in.
+    static func cutOff(_ name: String) async throws {
+        try await PostgresCluster.shared.execute("""
+            ALTER DATABASE \(name) ALLOW_CONNECTIONS false;
+            SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(name)';
+            """, database: "postgres")
+    }
+
     static func config(url: String, storage: String = "") -> String {
         TestGateway.defaultConfig + "\nstorage: { driver: postgres, url: \"\(url)\", poolSize: 4\(storage) }\n"
     }
@@ -107,7 +119,7 @@ struct PostgresStoreTests {
     @Test("the database lost mid-run: the run waits and goes on when it is back, every step once; a new run asked for meanwhile gets 503")
     func databaseLostMidRun() async throws {
         let url = try await PostgresCluster.shared.database()
-        let name = String(url.split(separator: "/").last!.split(separator: "?").first!)
+        let name = Self.databaseName(url)
         let gw = try await TestGateway.started(workflows: Self.workflows, config: Self.config(url: url))
         defer { gw.cleanupLater() }
         let run = try await gw.run("steady", [:], sync: false)
@@ -118,10 +130,7 @@ struct PostgresStoreTests {
             try await Task.sleep(for: .milliseconds(20))
         }
         // Gone: every session of the database ended, and no new one let in.
-        try await PostgresCluster.shared.execute("""
-            ALTER DATABASE \(name) ALLOW_CONNECTIONS false;
-            SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(name)';
-            """, database: "postgres")
+        try await Self.cutOff(name)
         let refused = try await gw.post("/runs", ["workflow": "hello", "input": ["name": "x"]])
         #expect(refused.status == 503 && refused.json?["error"]?["code"] == "unavailable", "\(refused.status) \(refused.errorMessage)\n\(gw.logText.suffix(3000))")
         #expect(refused.header("Retry-After") == "5", "\(refused.headers)")
@@ -139,7 +148,7 @@ struct PostgresStoreTests {
     @Test("an event the store refuses is never taken as done: the run goes on from its checkpoints; a step that may run again does, one that may not fails the run as Interrupted")
     func unstoredEvent() async throws {
         let url = try await PostgresCluster.shared.database()
-        let name = String(url.split(separator: "/").last!.split(separator: "?").first!)
+        let name = Self.databaseName(url)
         let gw = try await TestGateway.started(workflows: Self.workflows, config: Self.config(url: url))
         defer { gw.cleanupLater() }
         // The database refuses the first end of a step called b it is given, once per workflow
@@ -176,14 +185,11 @@ struct PostgresStoreTests {
     @Test("a gateway asked to stop while its database is away stops: its last audit entries give up rather than wait for the database")
     func stopWhileDatabaseAway() async throws {
         let url = try await PostgresCluster.shared.database()
-        let name = String(url.split(separator: "/").last!.split(separator: "?").first!)
+        let name = Self.databaseName(url)
         let gw = try await TestGateway.started(workflows: Self.workflows, config: Self.config(url: url))
         defer { gw.cleanupLater() }
         #expect(try await gw.run("hello", ["name": "x"])["status"] == "succeeded")
-        try await PostgresCluster.shared.execute("""
-            ALTER DATABASE \(name) ALLOW_CONNECTIONS false;
-            SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(name)';
-            """, database: "postgres")
+        try await Self.cutOff(name)
         defer { Task { try? await PostgresCluster.shared.execute("ALTER DATABASE \(name) ALLOW_CONNECTIONS true", database: "postgres") } }
         let process = try #require(gw.process)
         kill(process.processIdentifier, SIGTERM)
