@@ -115,7 +115,8 @@ struct PoolTests {
         watcher.cancel()
         let peak = await watcher.value
         #expect(outcomes.count == 200)
-        #expect(outcomes.allSatisfy { $0.succeeded })
+        let failed = outcomes.filter { !$0.succeeded }.map { $0.failure ?? "no failure named" }
+        #expect(failed.isEmpty, "\(failed)")
         #expect(Set(outcomes.compactMap { $0.result?.stdout }).count == 200)
         #expect(peak <= 4)
         await pool.cleanup()

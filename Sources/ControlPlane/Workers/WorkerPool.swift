@@ -36,6 +36,8 @@ public actor WorkerPool {
     private var waiters: [CheckedContinuation<ManagedWorker, any Error>] = []
     private var stopping = false
     private var spawnFailures = 0
+    /// Consecutive spawn failures after which a waiting job is failed with the cause.
+    static let spawnFailuresBeforeGivingUp = 3
     private var lastSpawnError: String?
     private var busyJobs = 0
     /// Spawn to handshake (sandbox included), in ms, per worker.
@@ -331,8 +333,12 @@ public actor WorkerPool {
         lastSpawnError = "\(error)"
         GatewayMetrics.workerSpawnFailed()
         logger.error("worker spawn failed", metadata: ["error": "\(error)"])
-        // The spawn was for a waiting job: tell it, rather than leave it hanging.
-        if !waiters.isEmpty, live.isEmpty { waiters.removeFirst().resume(throwing: error) }
+        // Spawning looks broken, not slow for a moment (a handshake past its timeout on
+        // a loaded host): tell a waiting job, rather than leave it hanging. One failure
+        // alone is retried, so a transient one never fails a job.
+        if spawnFailures >= Self.spawnFailuresBeforeGivingUp, !waiters.isEmpty, live.isEmpty {
+            waiters.removeFirst().resume(throwing: error)
+        }
         replenish()
     }
 
