@@ -106,20 +106,20 @@ enum Internals {
         return (f[10] + f[11], f[12] + f[13])
     }
 
-    /// The gateway's worker template: its child named `skelm worker-template`.
-    static func templatePid(of gateway: Int32) -> Int32? {
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+    /// The gateway's worker templates: its children named `skelm worker-template`
+    /// (two for a moment while one is recycled).
+    static func templatePids(of gateway: Int32) -> [Int32] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry -> Int32? in
             guard let pid = Int32(entry),
                   let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { continue }
+                  let close = stat.lastIndex(of: ")") else { return nil }
             let fields = stat[stat.index(after: close)...].split(separator: " ")
             // The arguments are NUL-separated.
             guard fields.count > 1, Int32(fields[1]) == gateway,
                   let cmd = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
-                  String(decoding: cmd.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).hasPrefix("skelm worker-template") else { continue }
+                  String(decoding: cmd.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).hasPrefix("skelm worker-template") else { return nil }
             return pid
         }
-        return nil
     }
 
     /// Where a phase's CPU went, per run, in ms: the control plane itself, the
@@ -130,15 +130,31 @@ enum Internals {
         var controlPlane, template, workers, rest: Double
     }
 
-    static func cpuSnapshot(gateway: Int32) -> (total: Int, gateway: Int, template: (own: Int, children: Int)) {
-        let template = templatePid(of: gateway).map(cpuTicks) ?? (0, 0)
-        return (busyJiffies(), cpuTicks(gateway).own, template)
+    struct CPUSnapshot {
+        var total: Int, gateway: (own: Int, children: Int)
+        /// Per live template: its own time and its reaped workers'.
+        var templates: [Int32: (own: Int, children: Int)]
     }
 
-    static func cpuSplit(from a: (total: Int, gateway: Int, template: (own: Int, children: Int)),
-                         to b: (total: Int, gateway: Int, template: (own: Int, children: Int)), runs: Int) -> CPUSplit {
+    static func cpuSnapshot(gateway: Int32) -> CPUSnapshot {
+        let templates = Dictionary(uniqueKeysWithValues: templatePids(of: gateway).map { ($0, cpuTicks($0)) })
+        return CPUSnapshot(total: busyJiffies(), gateway: cpuTicks(gateway), templates: templates)
+    }
+
+    /// A template recycled meanwhile (`workers.templateRecycleAfter`) is gone from
+    /// `b`: the gateway reaped it, so its own time and its workers' arrive together
+    /// in the gateway's children's time, counted here as workers' (a template's own
+    /// share is a few percent of it). The part of its time before `a` is taken off.
+    static func cpuSplit(from a: CPUSnapshot, to b: CPUSnapshot, runs: Int) -> CPUSplit {
         let ms = { (ticks: Int) in Double(ticks) * 10 / Double(max(1, runs)) }
-        let cp = b.gateway - a.gateway, tpl = b.template.own - a.template.own, workers = b.template.children - a.template.children
+        let cp = b.gateway.own - a.gateway.own
+        var tpl = 0, workers = b.gateway.children - a.gateway.children
+        for (pid, now) in b.templates {
+            let before = a.templates[pid] ?? (0, 0)
+            tpl += now.own - before.own
+            workers += now.children - before.children
+        }
+        for (pid, before) in a.templates where b.templates[pid] == nil { workers -= before.own + before.children }
         return CPUSplit(controlPlane: ms(cp), template: ms(tpl), workers: ms(workers), rest: ms(max(0, (b.total - a.total) - cp - tpl - workers)))
     }
 

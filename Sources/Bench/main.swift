@@ -6,7 +6,7 @@ import Workflow
 import Glibc
 #endif
 
-// `skelm-bench [--quick] [--skelm PATH] [--only store-at-scale|long-running|triggers|scaling]`: starts a real gateway on a scratch
+// `skelm-bench [--quick] [--skelm PATH] [--only runs|latency|store-at-scale|long-running|triggers|scaling|fleet]`: starts a real gateway on a scratch
 // project, drives it over HTTP the way a client would, and prints a table.
 // Numbers come from the client's side (trigger to result in hand), except the
 // spawn latency, which the gateway measures from spawn to handshake.
@@ -271,6 +271,29 @@ Task {
     try await Task.sleep(for: .milliseconds(500))
     let split = Internals.cpuSplit(from: splitBefore, to: Internals.cpuSnapshot(gateway: gateway.processIdentifier), runs: total)
     let throughput = Stats(samples: latencies)
+    let runRows: [(String, String, String)] = [
+        ("sync run latency, sequential, skelm client (\(sequentialRuns) runs)", String(format: "p50 %.2f ms", sequential.pct(0.5)), String(format: "p99 %.2f ms", sequential.pct(0.99))),
+        ("sync run latency, sequential, new connection each (\(fresh.samples.count) runs)", String(format: "p50 %.2f ms", fresh.pct(0.5)), String(format: "p99 %.2f ms", fresh.pct(0.99))),
+        ("sync run latency, sequential, one keep-alive connection (wrk, \(keepAlive?.runs ?? 0) runs)", keepAlive.map { String(format: "p50 %.2f ms", $0.p50) } ?? "wrk not installed",
+         keepAlive.map { String(format: "p99 %.2f ms", $0.p99) } ?? ""),
+        ("runs/s, \(clients) concurrent clients (\(total) runs)", String(format: "%.0f runs/s", Double(total) / seconds), String(format: "p99 %.2f ms", throughput.pct(0.99))),
+        ("worker spawn to handshake, forked from the template (\(Int(num(coldSpawn?["count"]))) spawns)", String(format: "p50 %.2f ms", num(coldSpawn?["p50"])), String(format: "p99 %.2f ms", num(coldSpawn?["p99"]))),
+        ("CPU per run at 32 clients (all processes, both cores)", String(format: "%.2f ms", cpuPerRun), ""),
+        ("  of which: control plane, worker template", String(format: "%.2f ms", split.controlPlane), String(format: "%.2f ms", split.template)),
+        ("  of which: workers and their steps, the rest (kernel threads, other)", String(format: "%.2f ms", split.workers),
+         String(format: "%.2f ms", split.rest)),
+        ("warm dispatch: job sent to the worker's first event", String(format: "p50 %.2f ms", num(dispatch?["p50"])), String(format: "p99 %.2f ms", num(dispatch?["p99"]))),
+    ]
+    // `--only runs`: the run figures alone (about a minute with `--quick`), for
+    // comparing two builds by alternating them.
+    if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "runs" {
+        let idle = Internals.idleWorkerPids(try await client.get("/v1/workers").json)
+        let rss = [("control plane RSS, idle after the load", String(format: "%.1f MiB", Internals.rssKB(gateway.processIdentifier) / 1024), ""),
+                   ("idle worker RSS (\(idle.count) workers)", String(format: "%.1f MiB", Internals.averageRSSKB(idle) / 1024), "")]
+        stopGateway(gateway, project)
+        printTable(runRows + rss)
+        exit(0)
+    }
 
     var health = Stats(samples: [])
     for _ in 0..<(quick ? 200 : 1000) {
@@ -317,21 +340,10 @@ Task {
     let backlog = try await Scaling.queued(runs: quick ? 2_000 : 10_000)
     let fleet = try await FleetBench.measure(runs: quick ? 300 : 1000)
 
-    let rows: [(String, String, String)] = [
-        ("sync run latency, sequential, skelm client (\(sequentialRuns) runs)", String(format: "p50 %.2f ms", sequential.pct(0.5)), String(format: "p99 %.2f ms", sequential.pct(0.99))),
-        ("sync run latency, sequential, new connection each (\(fresh.samples.count) runs)", String(format: "p50 %.2f ms", fresh.pct(0.5)), String(format: "p99 %.2f ms", fresh.pct(0.99))),
-        ("sync run latency, sequential, one keep-alive connection (wrk, \(keepAlive?.runs ?? 0) runs)", keepAlive.map { String(format: "p50 %.2f ms", $0.p50) } ?? "wrk not installed",
-         keepAlive.map { String(format: "p99 %.2f ms", $0.p99) } ?? ""),
-        ("runs/s, \(clients) concurrent clients (\(total) runs)", String(format: "%.0f runs/s", Double(total) / seconds), String(format: "p99 %.2f ms", throughput.pct(0.99))),
-        ("worker spawn to handshake, forked from the template (\(Int(num(coldSpawn?["count"]))) spawns)", String(format: "p50 %.2f ms", num(coldSpawn?["p50"])), String(format: "p99 %.2f ms", num(coldSpawn?["p99"]))),
-        ("CPU per run at 32 clients (all processes, both cores)", String(format: "%.2f ms", cpuPerRun), ""),
-        ("  of which: control plane, worker template", String(format: "%.2f ms", split.controlPlane), String(format: "%.2f ms", split.template)),
-        ("  of which: workers and their steps, the rest (kernel threads, other)", String(format: "%.2f ms", split.workers),
-         String(format: "%.2f ms", split.rest)),
+    let rows: [(String, String, String)] = runRows + [
         ("workers exec'd (workers.spawn: exec): spawn to handshake", String(format: "p50 %.2f ms", num(execSpawn?["p50"])), String(format: "p99 %.2f ms", num(execSpawn?["p99"]))),
         ("workers exec'd: sync run latency, sequential (50 runs)", String(format: "p50 %.2f ms", execSequential.pct(0.5)), String(format: "p99 %.2f ms", execSequential.pct(0.99))),
         ("workers exec'd: runs/s, \(clients) clients (\(execTotal) runs)", String(format: "%.0f runs/s", execRate), String(format: "%.2f ms CPU/run", execCPUPerRun)),
-        ("warm dispatch: job sent to the worker's first event", String(format: "p50 %.2f ms", num(dispatch?["p50"])), String(format: "p99 %.2f ms", num(dispatch?["p99"]))),
         ("GET /health, sequential, new connection each", String(format: "p50 %.3f ms", health.pct(0.5)), String(format: "p99 %.3f ms", health.pct(0.99))),
         ("GET /health under wrk, 64 connections", healthRate.map { String(format: "%.0f req/s", $0) } ?? "wrk not installed", ""),
         ("SSE fan-out of the terminal event, \(fanout.samples.count) subscribers", String(format: "p50 %.2f ms", fanout.pct(0.5)), String(format: "p99 %.2f ms", fanout.pct(0.99))),

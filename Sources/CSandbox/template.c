@@ -17,6 +17,7 @@
 //    template, so the child may use them).
 #define _GNU_SOURCE
 #include "csandbox.h"
+#include "netpool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +27,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -116,8 +118,9 @@ static void child_setup(const tpl_request_t *rq, int channel, int log_fd, int ep
     sigemptyset(&none);
     pthread_sigmask(SIG_SETMASK, &none, NULL);
 
+    // The network namespace is already ours: the serving thread entered it
+    // before the fork (netpool.c).
     int ns = 0;
-    if (rq->flags & SK_TPL_NET) ns |= CLONE_NEWNET;
     if (rq->flags & SK_TPL_MOUNT) ns |= CLONE_NEWNS;
     if (rq->flags & SK_TPL_IPC) ns |= CLONE_NEWIPC;
     if (rq->flags & SK_TPL_UTS) ns |= CLONE_NEWUTS;
@@ -130,7 +133,6 @@ static void child_setup(const tpl_request_t *rq, int channel, int log_fd, int ep
         if (sk_harden_mounts(spec_buf + rq->spec_len, rq->noexec_len) < 0) child_fail(ep, TS_NOEXEC);
     }
     if ((rq->flags & SK_TPL_PID) && sk_memfd_noexec() < 0) child_fail(ep, TS_MEMFD);
-    if ((rq->flags & SK_TPL_NET) && sk_loopback_up() < 0) child_fail(ep, TS_LOOPBACK);
     if (rq->flags & SK_TPL_DROP_UID) {
         if (syscall(SYS_setgroups, 0, NULL) < 0) child_fail(ep, TS_SETGROUPS);
         if (syscall(SYS_setresgid, rq->gid, rq->gid, rq->gid) < 0) child_fail(ep, TS_SETGID);
@@ -212,6 +214,7 @@ static void reap(tpl_state_t *st) {
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         st->children--;
+        sk_netpool_reaped(pid);
         tpl_exit_t rec = { pid, status };
         // A record is smaller than PIPE_BUF: written whole or not at all. The
         // control plane gone (EPIPE) is not an error here: we are closing too.
@@ -254,11 +257,25 @@ static int serve_one(tpl_state_t *st) {
         send_reply(st->ctl, -1, TS_FORK, e, -1);
         return 0;
     }
+    // The worker's network namespace: one a reaped worker left unchanged, or a
+    // new one. This thread enters it for the fork, so the child starts inside.
+    int net = rq.flags & SK_TPL_NET;
+    sk_netns_t netns = { -1, 0, 0 };
+    int net_stage = 0;
+    if (net && (sk_netpool_take(&netns, &net_stage) < 0 || sk_netpool_enter(&netns) < 0)) {
+        int e = errno;
+        if (netns.fd >= 0) sk_netpool_put_unused(netns);
+        close(ep[0]); close(ep[1]); close(channel);
+        if (log_fd >= 0) close(log_fd);
+        send_reply(st->ctl, -1, net_stage == 2 ? TS_LOOPBACK : TS_UNSHARE, e, -1);
+        return 0;
+    }
     // A pid namespace cannot be entered by unshare: it applies to the next child.
     // Point pid_for_children back at our own namespace first, so each worker gets
     // a fresh one of its own.
     if ((rq.flags & SK_TPL_PID) && (setns(st->pidns, CLONE_NEWPID) < 0 || unshare(CLONE_NEWPID) < 0)) {
         int e = errno;
+        if (net) { if (sk_netpool_leave() < 0) abort(); sk_netpool_put_unused(netns); }
         close(ep[0]); close(ep[1]); close(channel);
         if (log_fd >= 0) close(log_fd);
         send_reply(st->ctl, -1, TS_PIDNS, e, -1);
@@ -274,11 +291,14 @@ static int serve_one(tpl_state_t *st) {
     }
     int fork_errno = errno;
     if (rq.flags & SK_TPL_PID) setns(st->pidns, CLONE_NEWPID);
+    // Home before anything else: a later namespace is made from this thread's.
+    if (net && sk_netpool_leave() < 0) abort();
     close(ep[1]);
     close(channel);
     if (log_fd >= 0) close(log_fd);
     if (pid < 0) {
         close(ep[0]);
+        if (net) sk_netpool_put_unused(netns);
         send_reply(st->ctl, -1, TS_FORK, fork_errno, -1);
         return 0;
     }
@@ -288,9 +308,13 @@ static int serve_one(tpl_state_t *st) {
     if (n == (ssize_t)sizeof msg) {
         int status;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        // The child ran nothing of a job, but it did run: its namespace goes the
+        // way every worker's does.
+        if (net) { sk_netpool_bind(pid, netns); sk_netpool_reaped(pid); }
         send_reply(st->ctl, -1, msg[0], msg[1], -1);
         return 0;
     }
+    if (net) sk_netpool_bind(pid, netns);
     st->children++;
     // Opened before we ever wait for it, so the pid cannot have been recycled:
     // the control plane signals through this, never through the bare pid.
@@ -338,7 +362,7 @@ int sk_template_serve(int ctl_fd, int exit_fd, sk_tpl_entry_t entry) {
     sigdelset(&set, SIGPIPE);
     st.sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
     st.pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
-    if (st.sigfd < 0 || st.pidns < 0) return 71;
+    if (st.sigfd < 0 || st.pidns < 0 || sk_netpool_init() < 0) return 71;
     // What the warm-up freed goes back to the kernel: every fork copies the page
     // tables of what is left, and every worker's exit unmaps it.
     malloc_trim(0);
