@@ -95,6 +95,25 @@ enum Internals {
         pids.isEmpty ? 0 : pids.map(rssKB).reduce(0, +) / Double(pids.count)
     }
 
+    /// What a process's memory costs the host, in KiB, from `smaps_rollup`: its
+    /// proportional share of pages shared with others (PSS: a forked worker shares
+    /// most of its resident pages with the template and its siblings) and the
+    /// pages only it holds (private).
+    static func memoryKB(_ pid: Int32) -> (pss: Double, private: Double) {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8) else { return (0, 0) }
+        func field(_ name: String) -> Double {
+            text.split(separator: "\n").first { $0.hasPrefix(name + ":") }
+                .flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Double($0) } ?? 0
+        }
+        return (field("Pss"), field("Private_Clean") + field("Private_Dirty"))
+    }
+
+    static func averageMemoryKB(_ pids: [Int32]) -> (pss: Double, private: Double) {
+        guard !pids.isEmpty else { return (0, 0) }
+        let all = pids.map(memoryKB)
+        return (all.map(\.pss).reduce(0, +) / Double(all.count), all.map(\.private).reduce(0, +) / Double(all.count))
+    }
+
     /// CPU a process used itself, and what its reaped children used (utime+stime,
     /// cutime+cstime of /proc/PID/stat), in clock ticks (10 ms).
     static func cpuTicks(_ pid: Int32) -> (own: Int, children: Int) {

@@ -65,6 +65,13 @@ func makeProject(_ dir: String, spawn: String, maxConcurrentRuns: Int = 32, stor
         """.write(toFile: dir + "/workflows/slow.workflow.yaml", atomically: true, encoding: .utf8)
 }
 
+/// What an idle worker costs the host: RSS counts the binary's pages it shares
+/// with the template and every sibling; these do not.
+func workerMemoryRow(_ idle: [Int32]) -> (String, String, String) {
+    let memory = Internals.averageMemoryKB(idle)
+    return ("idle worker PSS, and its private pages", String(format: "%.1f MiB", memory.pss / 1024), String(format: "%.1f MiB private", memory.private / 1024))
+}
+
 /// Starts a real gateway on `dir` and waits for its discovery file.
 func startGateway(_ dir: String) async throws -> (process: Process, client: GatewayClient, url: String) {
     let gateway = Process()
@@ -289,7 +296,8 @@ Task {
     if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "runs" {
         let idle = Internals.idleWorkerPids(try await client.get("/v1/workers").json)
         let rss = [("control plane RSS, idle after the load", String(format: "%.1f MiB", Internals.rssKB(gateway.processIdentifier) / 1024), ""),
-                   ("idle worker RSS (\(idle.count) workers)", String(format: "%.1f MiB", Internals.averageRSSKB(idle) / 1024), "")]
+                   ("idle worker RSS (\(idle.count) workers)", String(format: "%.1f MiB", Internals.averageRSSKB(idle) / 1024), ""),
+                   workerMemoryRow(idle)]
         stopGateway(gateway, project)
         printTable(runRows + rss)
         exit(0)
@@ -306,6 +314,7 @@ Task {
     let workers = try await client.get("/v1/workers").json
     let idleWorkers = Internals.idleWorkerPids(workers)
     let workerRSS = Internals.averageRSSKB(idleWorkers)
+    let workerMemory = workerMemoryRow(idleWorkers)
     let cpRSS = Internals.rssKB(gateway.processIdentifier)
     let fanout = try await Internals.sseFanout(client, subscribers: quick ? 100 : 500)
     let healthRate = Internals.wrk(url + "/health", seconds: quick ? 2 : 5)
@@ -351,6 +360,7 @@ Task {
         ("audit verify, \(quick ? "100,000" : "1,000,000") entries", String(format: "%.0f /s", audit.verifiedPerSec), ""),
         ("control plane RSS, idle after the load", String(format: "%.1f MiB", cpRSS / 1024), ""),
         ("idle worker RSS (\(idleWorkers.count) workers)", String(format: "%.1f MiB", workerRSS / 1024), ""),
+        workerMemory,
     ]
     printTable(rows + scaleRows(scale) + LongRunning.rows(memory: memory, start: freshStart, bigStart: bigStart, entries: auditEntries)
                + TriggerBench.rows(triggers) + Scaling.rows(scaling, queued: backlog) + FleetBench.rows(fleet))

@@ -6,13 +6,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/// A network namespace with `lo` up, held by its fd, and the fingerprint of its
-/// counters taken when it was made (`fingerprinted` 0: they could not be read,
-/// and the namespace is never kept).
+/// A network namespace with `lo` up, held by its fd, and what its tables and
+/// counters read when it was made (`state` NULL: they could not be read, and the
+/// namespace is never kept).
 typedef struct {
     int fd;
-    int fingerprinted;
-    uint64_t fingerprint;
+    char *state;
+    size_t state_len;
 } sk_netns_t;
 
 /// Opens the calling thread's own network namespace, to come back to. 0 or -errno.
@@ -24,8 +24,17 @@ int sk_netpool_init(void);
 int sk_netpool_take(sk_netns_t *ns, int *stage);
 
 /// Moves the calling thread into `ns` (before a fork) or back home (after it).
+/// A failed return home leaves the thread where it is: the pool then refuses
+/// every take (`sk_netpool_broken`), and the template stops serving.
 int sk_netpool_enter(const sk_netns_t *ns);
 int sk_netpool_leave(void);
+int sk_netpool_broken(void);
+
+/// Closes a namespace: the kernel destroys it once nothing else holds it.
+void sk_netpool_discard(sk_netns_t ns);
+
+/// Closes every kept namespace: a retired template hands out no more.
+void sk_netpool_drain(void);
 
 /// `ns` now belongs to the live worker `pid`: it comes back with `reaped`.
 void sk_netpool_bind(pid_t pid, sk_netns_t ns);

@@ -19,6 +19,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -97,6 +98,28 @@ static int build(scmp_filter_ctx ctx, char *err, size_t errlen) {
     }
     fam = SCMP_A0(SCMP_CMP_GE, AF_INET6 + 1);
     if ((r = add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), "socket", 1, &fam, err, errlen)) < 0) return r;
+
+    // Socket options that leave state in the network namespace after the socket
+    // is gone, where a later worker given the same namespace (netpool.c) could
+    // read it: IPv6 flow labels linger up to minutes and are listed in
+    // /proc/net/ip6_flowlabel; a multicast membership makes the kernel send
+    // reports a moment after it is left. Only loopback exists here, so no step
+    // needs either: the process dies and the attempt is audited. Level and name
+    // are ints: compared on their low 32 bits, as the kernel reads them.
+    static const struct { int level, name; } lingering[] = {
+        { IPPROTO_IPV6, 32 /* IPV6_FLOWLABEL_MGR */ },
+        { IPPROTO_IP, 35 /* IP_ADD_MEMBERSHIP */ }, { IPPROTO_IP, 39 /* IP_ADD_SOURCE_MEMBERSHIP */ },
+        { IPPROTO_IP, 42 /* MCAST_JOIN_GROUP */ }, { IPPROTO_IP, 46 /* MCAST_JOIN_SOURCE_GROUP */ },
+        { IPPROTO_IPV6, 20 /* IPV6_ADD_MEMBERSHIP */ }, { IPPROTO_IPV6, 27 /* IPV6_JOIN_ANYCAST */ },
+        { IPPROTO_IPV6, 42 /* MCAST_JOIN_GROUP */ }, { IPPROTO_IPV6, 46 /* MCAST_JOIN_SOURCE_GROUP */ },
+    };
+    for (size_t i = 0; i < sizeof lingering / sizeof *lingering; i++) {
+        struct scmp_arg_cmp opt[2] = {
+            SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffULL, (scmp_datum_t)lingering[i].level),
+            SCMP_A2(SCMP_CMP_MASKED_EQ, 0xffffffffULL, (scmp_datum_t)lingering[i].name),
+        };
+        if ((r = add(ctx, SCMP_ACT_KILL_PROCESS, "setsockopt", 2, opt, err, errlen)) < 0) return r;
+    }
 
     // Typing into the controlling terminal of whoever started us.
     struct scmp_arg_cmp sti = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffULL, TIOCSTI);

@@ -27,7 +27,6 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -65,7 +64,7 @@ typedef struct {
 
 enum tpl_stage {
     TS_REQUEST = 1, TS_PIDNS, TS_FORK, TS_UNSHARE, TS_MOUNT_PRIVATE, TS_MOUNT_PROC, TS_LOOPBACK,
-    TS_SETGROUPS, TS_SETGID, TS_SETUID, TS_PDEATHSIG, TS_NNP, TS_FDS, TS_NOEXEC, TS_MEMFD,
+    TS_SETGROUPS, TS_SETGID, TS_SETUID, TS_PDEATHSIG, TS_NNP, TS_FDS, TS_NOEXEC, TS_MEMFD, TS_NETNS,
 };
 
 static const char *tpl_stage_name(int s) {
@@ -85,6 +84,7 @@ static const char *tpl_stage_name(int s) {
     case TS_FDS: return "fd setup";
     case TS_NOEXEC: return "remount writable paths noexec";
     case TS_MEMFD: return "vm.memfd_noexec";
+    case TS_NETNS: return "enter network namespace";
     default: return "template";
     }
 }
@@ -100,6 +100,12 @@ typedef struct {
     sk_tpl_entry_t entry;
     int children;
 } tpl_state_t;
+
+// A worker's network namespace comes from the pool (netpool.c) only when it is
+// also pid 1 of its own pid namespace: its reaping then means every process of
+// its job is gone, and nothing can still be using the namespace when it is
+// checked and handed on.
+static int pooled_net(uint32_t flags) { return (flags & SK_TPL_NET) && (flags & SK_TPL_PID); }
 
 // Static: the child reads its spec from here after fork, with nothing to free.
 static char spec_buf[SK_TPL_MAX_SPEC];
@@ -118,9 +124,11 @@ static void child_setup(const tpl_request_t *rq, int channel, int log_fd, int ep
     sigemptyset(&none);
     pthread_sigmask(SIG_SETMASK, &none, NULL);
 
-    // The network namespace is already ours: the serving thread entered it
-    // before the fork (netpool.c).
-    int ns = 0;
+    // A pooled network namespace is already ours: the serving thread entered it
+    // before the fork (netpool.c). Without a pid namespace of its own, a worker's
+    // processes could outlive it, so it makes a namespace of its own, used once.
+    int own_net = (rq->flags & SK_TPL_NET) && !pooled_net(rq->flags);
+    int ns = own_net ? CLONE_NEWNET : 0;
     if (rq->flags & SK_TPL_MOUNT) ns |= CLONE_NEWNS;
     if (rq->flags & SK_TPL_IPC) ns |= CLONE_NEWIPC;
     if (rq->flags & SK_TPL_UTS) ns |= CLONE_NEWUTS;
@@ -133,6 +141,7 @@ static void child_setup(const tpl_request_t *rq, int channel, int log_fd, int ep
         if (sk_harden_mounts(spec_buf + rq->spec_len, rq->noexec_len) < 0) child_fail(ep, TS_NOEXEC);
     }
     if ((rq->flags & SK_TPL_PID) && sk_memfd_noexec() < 0) child_fail(ep, TS_MEMFD);
+    if (own_net && sk_loopback_up() < 0) child_fail(ep, TS_LOOPBACK);
     if (rq->flags & SK_TPL_DROP_UID) {
         if (syscall(SYS_setgroups, 0, NULL) < 0) child_fail(ep, TS_SETGROUPS);
         if (syscall(SYS_setresgid, rq->gid, rq->gid, rq->gid) < 0) child_fail(ep, TS_SETGID);
@@ -259,15 +268,16 @@ static int serve_one(tpl_state_t *st) {
     }
     // The worker's network namespace: one a reaped worker left unchanged, or a
     // new one. This thread enters it for the fork, so the child starts inside.
-    int net = rq.flags & SK_TPL_NET;
-    sk_netns_t netns = { -1, 0, 0 };
+    int net = pooled_net(rq.flags);
+    sk_netns_t netns = { -1, NULL, 0 };
     int net_stage = 0;
     if (net && (sk_netpool_take(&netns, &net_stage) < 0 || sk_netpool_enter(&netns) < 0)) {
         int e = errno;
-        if (netns.fd >= 0) sk_netpool_put_unused(netns);
+        // Not kept: one that cannot be entered would be retried on every request.
+        sk_netpool_discard(netns);
         close(ep[0]); close(ep[1]); close(channel);
         if (log_fd >= 0) close(log_fd);
-        send_reply(st->ctl, -1, net_stage == 2 ? TS_LOOPBACK : TS_UNSHARE, e, -1);
+        send_reply(st->ctl, -1, net_stage == 1 ? TS_UNSHARE : net_stage == 2 ? TS_LOOPBACK : TS_NETNS, e, -1);
         return 0;
     }
     // A pid namespace cannot be entered by unshare: it applies to the next child.
@@ -275,7 +285,7 @@ static int serve_one(tpl_state_t *st) {
     // a fresh one of its own.
     if ((rq.flags & SK_TPL_PID) && (setns(st->pidns, CLONE_NEWPID) < 0 || unshare(CLONE_NEWPID) < 0)) {
         int e = errno;
-        if (net) { if (sk_netpool_leave() < 0) abort(); sk_netpool_put_unused(netns); }
+        if (net) { sk_netpool_leave(); sk_netpool_put_unused(netns); }
         close(ep[0]); close(ep[1]); close(channel);
         if (log_fd >= 0) close(log_fd);
         send_reply(st->ctl, -1, TS_PIDNS, e, -1);
@@ -292,7 +302,9 @@ static int serve_one(tpl_state_t *st) {
     int fork_errno = errno;
     if (rq.flags & SK_TPL_PID) setns(st->pidns, CLONE_NEWPID);
     // Home before anything else: a later namespace is made from this thread's.
-    if (net && sk_netpool_leave() < 0) abort();
+    // If that fails, the pool refuses every later take and the serving loop
+    // stops: the control plane starts a fresh template.
+    if (net) sk_netpool_leave();
     close(ep[1]);
     close(channel);
     if (log_fd >= 0) close(log_fd);
@@ -336,11 +348,13 @@ static void *serve_thread(void *arg) {
         }
         if (p[0].revents) reap(st);
         if (open_ctl && p[1].revents) {
-            if (serve_one(st) < 0) {
-                // The control plane is done with us (a reload, a stop, or it died):
-                // stay until the last worker is gone, then exit.
+            // The control plane is done with us (a reload, a stop, or it died), or
+            // this thread could not return to its own network namespace: serve no
+            // more, and stay until the last worker is gone, then exit.
+            if (serve_one(st) < 0 || sk_netpool_broken()) {
                 open_ctl = 0;
                 close(st->ctl);
+                sk_netpool_drain();
             }
         }
     }

@@ -47,6 +47,27 @@ let attacks: [Attack] = [
         try: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0); print("ESCAPED")
         except OSError as e: blocked(e)
         """, expected: .blocked),
+    // Kernel state that outlives the socket, in a network namespace a later
+    // worker may be given: each would be a channel from one run to the next.
+    Attack(name: "an IPv6 flow label, which lingers after its socket", script: """
+        import struct
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        # struct in6_flowlabel_req: dst, label, action GET, share ANY, flags CREATE, expires, linger
+        req = socket.inet_pton(socket.AF_INET6, "::1") + struct.pack("!I", 0x12345) + struct.pack("=BBHHHI", 0, 255, 1, 150, 150, 0)
+        try: s.setsockopt(41, 32, req); print("ESCAPED")
+        except OSError as e: blocked(e)
+        """, expected: .killedBySeccomp),
+    Attack(name: "joining an IPv4 multicast group on loopback", script: """
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try: s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, socket.inet_aton("239.1.2.3") + socket.inet_aton("127.0.0.1")); print("ESCAPED")
+        except OSError as e: blocked(e)
+        """, expected: .killedBySeccomp),
+    Attack(name: "joining an IPv6 multicast group on loopback", script: """
+        import struct
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        try: s.setsockopt(41, 20, socket.inet_pton(socket.AF_INET6, "ff02::1234") + struct.pack("=I", 1)); print("ESCAPED")
+        except OSError as e: blocked(e)
+        """, expected: .killedBySeccomp),
     Attack(name: "writing outside the workspace", script: """
         try: open("/tmp/skelm-escape-marker", "w").write("x"); print("ESCAPED")
         except OSError as e: blocked(e)

@@ -75,4 +75,19 @@ struct NetworkNamespaceTests {
         #expect(Set(later).count < later.count, "no namespace was reused: \(later)")
         await pool.cleanup()
     }
+
+    @Test("a worker without a pid namespace of its own gets a network namespace used once: its processes could outlive it")
+    func onlyWithPidNamespace() async throws {
+        let pool = try TestPool.make(minSpare: 1, max: 4, template: true, namespaces: [.net, .mount]) {
+            $0.require.subtract([.pidNamespace, .memfd])
+        }
+        try await pool.pool.start()
+        var cookies: [UInt64] = []
+        for _ in 0..<10 {
+            let outcome = await pool.python(printCookie)
+            cookies.append(try #require(cookie(outcome), "\(outcome.failure ?? "")"))
+        }
+        #expect(Set(cookies).count == cookies.count, "a namespace was reused without a pid namespace: \(cookies)")
+        await pool.cleanup()
+    }
 }

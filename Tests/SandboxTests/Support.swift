@@ -30,7 +30,9 @@ struct TestPool {
 
     /// `template`: workers are forked from a worker template (as a root gateway
     /// does by default) instead of exec'd.
+    /// `namespaces`: those workers get, when not all the host can make.
     static func make(minSpare: Int = 0, max: Int = 4, executable: String = skelmBinary, template: Bool = false, uidCount: UInt32 = 50_000,
+                     namespaces: [WorkerSpawner.Namespace]? = nil,
                      configure: (inout WorkerPoolConfiguration) -> Void = { _ in }) throws -> TestPool {
         let stateDir = temporaryStateDir()
         var config = WorkerPoolConfiguration(workspaceRoot: stateDir + "/workspaces")
@@ -42,7 +44,7 @@ struct TestPool {
         config.handshakeTimeout = .seconds(5)
         configure(&config)
         try WorkerPool.prepareWorkspaceRoot(config.workspaceRoot)
-        let spawner = try WorkerSpawner(executable: executable, namespaces: HostSupport.probe().namespaces,
+        let spawner = try WorkerSpawner(executable: executable, namespaces: namespaces ?? HostSupport.probe().namespaces,
                                         uidBase: config.uidBase + UInt32.random(in: 0..<10_000) * 4, uidCount: uidCount, template: template,
                                         noexecPaths: [config.workspaceRoot])
         let pool = WorkerPool(configuration: config, spawner: spawner, group: MultiThreadedEventLoopGroup.singleton)
