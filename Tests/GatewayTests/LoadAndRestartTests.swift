@@ -52,11 +52,14 @@ struct LoadAndRestartTests {
             if !napping { try await Task.sleep(for: .milliseconds(10)) }
         }
         try #require(napping, "nap never seen running")
-        await gw.stop(signal: SIGKILL)
+        let seen = ContinuousClock.now
+        let killed = await gw.stop(signal: SIGKILL)
+        // Should it fail again under load: how long the kill took, and how it ended.
+        let killing = "killed \(ContinuousClock.now - seen) after nap was seen running, exit status \(killed)"
         try await gw.start()
         let done = try await gw.waitForStatus(id, ["succeeded", "failed"], timeout: .seconds(60))
         #expect(done["status"] == "succeeded", "\(done)")
-        #expect(done["segments"] == 2)
+        #expect(done["segments"] == 2, "\(killing)")
         let events = try await gw.get("/runs/\(id)/events", headers: [("Accept", "application/json")]).json?["events"].list ?? []
         let types = events.map { $0["type"]?.stringValue ?? "" }
         #expect(types.contains("run.resumed"))
