@@ -118,7 +118,7 @@ public final class Gateway: Sendable {
                                    logger.warning("sandbox.violation", metadata: ["pid": "\(pid)", "what": "\(what)"])
                                    audit.record(actor: "gateway", action: "sandbox.violation", details: ["pid": "\(pid)", "what": what])
                                },
-                               onLifecycle: { action, details in audit.record(actor: "gateway", action: action, details: details, promptly: false) })
+                               onLifecycle: { action, details in audit.record(actor: "gateway", action: action, details: details) })
         self.registry = WorkflowRegistry(dirs: loaded.workflowDirs, registration: RegistrationSettings(loaded: loaded), audit: audit, logger: logger)
         let secretStore: SecretStore
         do {

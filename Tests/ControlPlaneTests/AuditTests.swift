@@ -86,26 +86,6 @@ struct AuditTests {
         #expect(report.checkpoints >= 1, "a checkpoint once 100 entries are written")
     }
 
-    @Test("an entry recorded not promptly waits for the next append and shares its write; alone, it is written after the delay")
-    func lazyRecords() async throws {
-        let dir = tempDir()
-        let log = try AuditLog(stateDir: dir, lazyFlushDelay: .seconds(30))
-        log.record(actor: "gateway", action: "worker.spawned", details: ["pid": "1"], promptly: false)
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(lines(dir).isEmpty, "written before its delay: \(lines(dir))")
-        try await log.append(actor: "gateway", action: "run.created", runId: "r1")
-        #expect(lines(dir).map { $0.contains("worker.spawned") } == [true, false])
-
-        let soon = tempDir()
-        let quick = try AuditLog(stateDir: soon, lazyFlushDelay: .milliseconds(50))
-        quick.record(actor: "gateway", action: "worker.exited", details: ["pid": "1"], promptly: false)
-        for _ in 0..<200 where lines(soon).isEmpty { try await Task.sleep(for: .milliseconds(50)) }
-        #expect(lines(soon).count == 1)
-        #expect(AuditVerifier.verify(stateDir: soon).ok)
-        await log.close()
-        await quick.close()
-    }
-
     @Test("an edited entry is named by verify")
     func edited() async throws {
         let dir = try await makeLog(20)

@@ -54,10 +54,8 @@ public actor AuditLog {
     nonisolated let shared: SharedAuditWriter?
 
     /// - Parameter archive: when to seal the live log into a segment (nil: never).
-    /// - Parameter lazyFlushDelay: see `record(promptly:)`.
     public init(stateDir: String, checkpointEvery: Int = 1000, archive: GatewayConfig.Audit.Archive? = nil,
-                logger: Logger = Logger(label: "skelm.audit"), lazyFlushDelay: Duration = .milliseconds(25)) throws {
-        self.lazyFlushDelay = lazyFlushDelay
+                logger: Logger = Logger(label: "skelm.audit")) throws {
         let layout = AuditLayout(stateDir: stateDir)
         self.layout = layout
         path = layout.live.path
@@ -100,7 +98,6 @@ public actor AuditLog {
     public init(sharing store: RunStore, stateDir: String, checkpointEvery: Int = 1000,
                 logger: Logger = Logger(label: "skelm.audit")) throws {
         guard let engine = store.shared else { throw AuditError.io("a shared audit chain needs a PostgreSQL store") }
-        lazyFlushDelay = .milliseconds(25)  // the shared chain writes every entry at once
         // A local, not self.layout: the `||` below would capture self before it is initialized.
         let layout = AuditLayout(stateDir: stateDir)
         self.layout = layout
@@ -136,13 +133,6 @@ public actor AuditLog {
     /// Appends one entry and returns it once it is durable.
     @discardableResult
     public func append(actor: String, action: String, runId: String? = nil, details: [String: String] = [:]) async throws -> AuditEntry {
-        try await append(actor: actor, action: action, runId: runId, details: details, lazily: false)
-    }
-
-    /// `lazily`: the entry does not start a write of its own; it goes with the
-    /// next append's, or after `lazyFlushDelay`, whichever comes first.
-    @discardableResult
-    private func append(actor: String, action: String, runId: String?, details: [String: String], lazily: Bool) async throws -> AuditEntry {
         if let shared { return try await shared.append([(actor, action, runId, details)])[0] }
         guard !closed else { throw AuditError.io("the audit log is closed") }
         var entry = AuditEntry(seq: head.seq + 1, timestamp: Self.now(), actor: actor, action: action, runId: runId,
@@ -152,31 +142,9 @@ public actor AuditLog {
         buffer.append(entry.line + "\n")
         try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in
             waiters.append(cont)
-            if lazily { armLazyFlush() } else if !flushing { flushing = true; Task { await self.flushLoop() } }
+            if !flushing { flushing = true; Task { await self.flushLoop() } }
         }
         return entry
-    }
-
-    /// How long an entry nothing waits on may stay in the buffer for a waited-on
-    /// append to carry it: on a gateway running one run after another, a
-    /// worker's spawn and exit entries then share the run's fsyncs instead of
-    /// costing two of their own.
-    private let lazyFlushDelay: Duration
-    private var lazyFlushArmed = false
-
-    private func armLazyFlush() {
-        guard !flushing, !lazyFlushArmed else { return }
-        lazyFlushArmed = true
-        Task {
-            try? await Task.sleep(for: self.lazyFlushDelay)
-            self.lazyFlushDue()
-        }
-    }
-
-    private func lazyFlushDue() {
-        lazyFlushArmed = false
-        // A flush meanwhile took the buffer, or is running and will.
-        if !buffer.isEmpty, !flushing { flushing = true; Task { await self.flushLoop() } }
     }
 
     /// Appends several entries, in this order, and returns once all are durable
@@ -202,15 +170,12 @@ public actor AuditLog {
     }
 
     /// Appends without waiting, for records of things that already happened and
-    /// that nothing waits on (a worker's exit); a failure is logged. Not
-    /// `promptly`: written and fsynced with the next append, or within
-    /// `lazyFlushDelay` (a worker's spawn and exit, which every run causes);
-    /// otherwise at once, as every other entry.
-    public nonisolated func record(actor: String, action: String, runId: String? = nil, details: [String: String] = [:], promptly: Bool = true) {
+    /// that nothing waits on (a worker's exit); a failure is logged.
+    public nonisolated func record(actor: String, action: String, runId: String? = nil, details: [String: String] = [:]) {
         pendingRecords.withLock { $0 += 1 }
         Task {
             defer { pendingRecords.withLock { $0 -= 1 } }
-            do { try await append(actor: actor, action: action, runId: runId, details: details, lazily: !promptly) } catch {
+            do { try await append(actor: actor, action: action, runId: runId, details: details) } catch {
                 logger.error("audit append failed", metadata: ["action": "\(action)", "error": "\(error)"])
             }
         }
