@@ -38,8 +38,10 @@ let package = Package(
         .target(name: "CSandbox", dependencies: ["CSeccomp"], path: "Sources/CSandbox"),
         // The workflow model and its expression language: plain data both sides share.
         .target(name: "Workflow", swiftSettings: strict),
+        // Swift Concurrency's global executor, moved onto event loops (Wire's EventLoopsAsGlobalExecutor).
+        .target(name: "CExecutorHook", path: "Sources/CExecutorHook"),
         .target(name: "Wire", dependencies: [
-            "Workflow",
+            "Workflow", "CExecutorHook",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -102,7 +104,8 @@ let package = Package(
         linkerSettings: [.unsafeFlags(["-Xlinker", "-z", "-Xlinker", "now", "-Xlinker", "-z", "-Xlinker", "relro"])]),
         // `make bench`: a real gateway under load, printed as a table.
         .executableTarget(name: "Bench", dependencies: ["SkelmClient", "Workflow", "ControlPlane", "PostgresFixture",
-                                                  .product(name: "GRDB", package: "GRDB.swift")], path: "Sources/Bench", swiftSettings: strict),
+                                                  .product(name: "GRDB", package: "GRDB.swift"),
+                                                  .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Sources/Bench", swiftSettings: strict),
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: strict),
         // JSONSchemaTestSuite/: the official suite's cases, read by the tests as files.
         .testTarget(name: "WorkflowTests", dependencies: ["Workflow"], exclude: ["JSONSchemaTestSuite"], swiftSettings: strict),

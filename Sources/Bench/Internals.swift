@@ -19,6 +19,21 @@ enum Internals {
         return f[0] + f[1] + f[2] + f[5] + f[6]
     }
 
+    /// Context switches and tasks created (processes and threads: every clone),
+    /// machine-wide since boot, from /proc/stat's `ctxt` and `processes`. Counts,
+    /// not times: they move with what a build does, not with how fast the host
+    /// happens to be.
+    static func schedulerCounts() -> (switches: Int, tasks: Int) {
+        guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8) else { return (0, 0) }
+        var switches = 0, tasks = 0
+        for line in stat.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            guard f.count == 2, let n = Int(f[1]) else { continue }
+            if f[0] == "ctxt" { switches = n } else if f[0] == "processes" { tasks = n }
+        }
+        return (switches, tasks)
+    }
+
     /// Appends/s with every append durable (64 concurrent appenders, group commit),
     /// then verified entries/s over a log of `verifyEntries`.
     static func audit(appends: Int, verifyEntries: Int) async throws -> (appendsPerSec: Double, verifiedPerSec: Double) {

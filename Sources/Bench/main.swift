@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import SkelmClient
 import Workflow
@@ -6,16 +7,40 @@ import Workflow
 import Glibc
 #endif
 
-// `skelm-bench [--quick] [--skelm PATH] [--only runs|latency|store-at-scale|long-running|triggers|scaling|fleet]`: starts a real gateway on a scratch
+// `skelm-bench` (`--help` lists its options): starts a real gateway on a scratch
 // project, drives it over HTTP the way a client would, and prints a table.
 // Numbers come from the client's side (trigger to result in hand), except the
 // spawn latency, which the gateway measures from spawn to handshake.
 
-let args = CommandLine.arguments
-let quick = args.contains("--quick")
-let durability = args.firstIndex(of: "--durability").map { args[$0 + 1] } ?? "full"
-let skelm = args.firstIndex(of: "--skelm").map { args[$0 + 1] }
-    ?? URL(fileURLWithPath: args[0]).deletingLastPathComponent().appendingPathComponent("skelm").path
+/// What to measure. Parsed before anything starts: a mistyped flag (or `--help`)
+/// must not start a twelve-minute run.
+struct BenchOptions: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "skelm-bench",
+        abstract: "Starts a real gateway on a scratch project, drives it over HTTP, and prints a table.",
+        discussion: "With no --only, the whole benchmark: about twelve minutes on two cores (about one with --quick).")
+
+    enum Only: String, ExpressibleByArgument, CaseIterable {
+        case runs, latency, storeAtScale = "store-at-scale", longRunning = "long-running", triggers, scaling, fleet
+    }
+    enum Durability: String, ExpressibleByArgument, CaseIterable { case full, normal }
+
+    @Flag(help: "A smoke run of about a minute instead of about twelve.")
+    var quick = false
+    @Option(help: "The skelm binary to measure (default: the one beside skelm-bench).")
+    var skelm: String?
+    @Option(help: "storage.durability of the measured gateway.")
+    var durability: Durability = .full
+    @Option(help: "Only this part of the benchmark.")
+    var only: Only?
+    @Option(help: "The Python (with temporalio, celery, redis, dbos) that runs the peers' workload; without it, no peers.")
+    var peers: String?
+}
+let options = BenchOptions.parseOrExit()
+let quick = options.quick
+let durability = options.durability.rawValue
+let skelm = options.skelm
+    ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("skelm").path
 
 struct Stats {
     var samples: [Double]
@@ -165,7 +190,7 @@ func scaleRows(_ r: StoreAtScale.Result) -> [(String, String, String)] {
 }
 
 // `--only store-at-scale`: that measurement alone, without the run workloads.
-if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "store-at-scale" {
+if options.only == .storeAtScale {
     Task {
         do { printTable(scaleRows(try await StoreAtScale.measure(runs: scaleRuns, requests: scaleRequests))) } catch { fail("\(error)") }
         exit(0)
@@ -174,7 +199,7 @@ if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "store-at-scale" {
 }
 
 // `--only triggers`: cron slot delay and webhook deliveries, alone.
-if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "triggers" {
+if options.only == .triggers {
     Task {
         do { printTable(TriggerBench.rows(try await TriggerBench.measure(seconds: quick ? 5 : 15, deliveries: quick ? 500 : 1000, clients: 32))) } catch { fail("\(error)") }
         exit(0)
@@ -183,7 +208,7 @@ if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "triggers" {
 }
 
 // `--only scaling`: runs/s as clients and maxConcurrentRuns grow, and 10,000 queued runs.
-if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "scaling" {
+if options.only == .scaling {
     Task {
         do {
             printTable(Scaling.rows(try await Scaling.concurrency(runsEach: quick ? 300 : 1000),
@@ -196,7 +221,7 @@ if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "scaling" {
 
 // `--only latency`: sequential sync runs alone: the skelm client (its kept-alive
 // connection), a new connection each, and wrk's one keep-alive connection.
-if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "latency" {
+if options.only == .latency {
     Task {
         do {
             let project = "/tmp/skelm-bench-\(getpid())"
@@ -223,7 +248,7 @@ if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "latency" {
 }
 
 // `--only fleet`: runs/s on one gateway with SQLite, one with PostgreSQL, and three sharing PostgreSQL.
-if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "fleet" {
+if options.only == .fleet {
     Task {
         printTable(FleetBench.rows(try await FleetBench.measure(runs: quick ? 300 : 1000)))
         exit(0)
@@ -232,7 +257,7 @@ if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "fleet" {
 }
 
 // `--only long-running`: memory over many runs and start time on a long audit log, alone.
-if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "long-running" {
+if options.only == .longRunning {
     Task {
         do {
             let memory = try await LongRunning.memory(small: quick ? 1_000 : 2_000, large: quick ? 5_000 : 20_000)
@@ -270,10 +295,12 @@ Task {
     let total = quick ? 500 : 2000, clients = 32
     let cpuBefore = Internals.busyJiffies()
     let splitBefore = Internals.cpuSnapshot(gateway: gateway.processIdentifier)
+    let countsBefore = Internals.schedulerCounts()
     let started = ContinuousClock.now
     let latencies = try await concurrentRuns(client, total: total, clients: clients)
     let seconds = elapsedMs(since: started) / 1000
     let cpuPerRun = Double(Internals.busyJiffies() - cpuBefore) * 10 / Double(total)
+    let countsAfter = Internals.schedulerCounts()
     // Workers still exiting are reaped a moment later: their CPU lands in the template's children then.
     try await Task.sleep(for: .milliseconds(500))
     let split = Internals.cpuSplit(from: splitBefore, to: Internals.cpuSnapshot(gateway: gateway.processIdentifier), runs: total)
@@ -289,11 +316,13 @@ Task {
         ("  of which: control plane, worker template", String(format: "%.2f ms", split.controlPlane), String(format: "%.2f ms", split.template)),
         ("  of which: workers and their steps, the rest (kernel threads, other)", String(format: "%.2f ms", split.workers),
          String(format: "%.2f ms", split.rest)),
+        ("context switches per run at 32 clients, and threads and processes created", String(format: "%.0f", Double(countsAfter.switches - countsBefore.switches) / Double(total)),
+         String(format: "%.1f created", Double(countsAfter.tasks - countsBefore.tasks) / Double(total))),
         ("warm dispatch: job sent to the worker's first event", String(format: "p50 %.2f ms", num(dispatch?["p50"])), String(format: "p99 %.2f ms", num(dispatch?["p99"]))),
     ]
     // `--only runs`: the run figures alone (about a minute with `--quick`), for
     // comparing two builds by alternating them.
-    if args.firstIndex(of: "--only").map({ args[$0 + 1] }) == "runs" {
+    if options.only == .runs {
         let idle = Internals.idleWorkerPids(try await client.get("/v1/workers").json)
         let rss = [("control plane RSS, idle after the load", String(format: "%.1f MiB", Internals.rssKB(gateway.processIdentifier) / 1024), ""),
                    ("idle worker RSS (\(idle.count) workers)", String(format: "%.1f MiB", Internals.averageRSSKB(idle) / 1024), ""),
@@ -366,7 +395,7 @@ Task {
                + TriggerBench.rows(triggers) + Scaling.rows(scaling, queued: backlog) + FleetBench.rows(fleet))
 
     // The same workload on the engines users would pick instead, on this machine, now.
-    if let python = args.firstIndex(of: "--peers").map({ args[$0 + 1] }) {
+    if let python = options.peers {
         let peers = Peers.run(python: python, quick: quick)
         let ours = (seq: sequential.pct(0.5), rate: Double(total) / seconds)
         print("")

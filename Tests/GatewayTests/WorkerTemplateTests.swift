@@ -88,7 +88,7 @@ final class WorkerTemplateTests {
         #expect(run["output"]?["x"] == .number(Double(x + 1)))
     }
 
-    @Test("workers are forked from a template that keeps only the capabilities forking needs")
+    @Test("workers are forked from a template that keeps only the capabilities forking needs, and are one thread each")
     func templateIsNarrow() async throws {
         let gw = try await TestGateway.started(workflows: ["inc.workflow.yaml": Self.inc], config: Self.config("spawn: template"))
         defer { gw.cleanupLater() }
@@ -117,6 +117,9 @@ final class WorkerTemplateTests {
             #expect(w["CapPrm"] == "0000000000000000")
             #expect(w["Seccomp"] == "2")
             #expect(w["Uid"]?.hasPrefix("0\t") == false)
+            // Its tasks run on its one event loop (EventLoopsAsGlobalExecutor):
+            // no pool threads for each new worker to create.
+            #expect(w["Threads"] == "1", "idle worker \(workerPid) has \(w["Threads"] ?? "?") threads")
             let layers = Set(worker["layers"].list.compactMap(\.stringValue))
             for layer in ["seccomp", "landlock", "netns", "pidns", "mountns", "nonroot", "no_new_privs", "rlimits", "fds"] {
                 #expect(layers.contains(layer), "worker \(workerPid) lacks \(layer): \(layers)")
@@ -237,6 +240,7 @@ final class WorkerTemplateTests {
         for worker in info["workers"].list where worker["state"]?.stringValue == "idle" {
             let workerPid = try #require(self.pid(worker["pid"]))
             #expect(Self.status(workerPid)["PPid"] == "\(gw.process!.processIdentifier)")
+            #expect(Self.status(workerPid)["Threads"] == "1", "idle exec'd worker \(workerPid)")
         }
     }
 }

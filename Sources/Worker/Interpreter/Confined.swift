@@ -5,12 +5,14 @@ import Sandbox
 /// resumes the caller from `loop`'s thread, never from the confined one.
 ///
 /// Why the hop: a thread inherits the Landlock domain of the thread that
-/// creates it, and resuming a continuation may make the Swift runtime start a
-/// new pool thread right there. Resumed from the confined thread, that pool
-/// thread would carry the finished step's layer, and whatever the worker did
-/// on it next (make the next step's home, write its script, start its
-/// forwarder) would fail with EACCES or run under the wrong layer. The event
-/// loop's thread never takes a step's layer; waking it only writes an eventfd.
+/// creates it. Resumed from the confined thread, a continuation could make the
+/// Swift runtime start a new pool thread right there, carrying the finished
+/// step's layer, and whatever the worker did on it next (make the next step's
+/// home, write its script, start its forwarder) would fail with EACCES or run
+/// under the wrong layer. A worker's tasks run on its event loop
+/// (`EventLoopsAsGlobalExecutor`), which would send the resumed task there
+/// anyway; the hop does so without relying on it. The event loop's thread never
+/// takes a step's layer; waking it only writes an eventfd.
 func confined<T: Sendable>(on loop: any EventLoop, _ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, any Error>) in
         let started = DetachedThread.run {
