@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "CSandbox", dependencies: ["CSeccomp"], path: "Sources/CSandbox"),
         // The workflow model and its expression language: plain data both sides share.
         .target(name: "Workflow", swiftSettings: strict),
-        // Swift Concurrency's global executor, moved onto event loops (Wire's EventLoopsAsGlobalExecutor).
+        // Swift Concurrency's global executor, moved onto a worker's event loop (Wire's EventLoopAsGlobalExecutor).
         .target(name: "CExecutorHook", path: "Sources/CExecutorHook"),
         .target(name: "Wire", dependencies: [
             "Workflow", "CExecutorHook",

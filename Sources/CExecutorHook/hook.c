@@ -8,6 +8,9 @@
 
 extern void *swift_task_enqueueGlobal_hook;
 
-void **sk_global_enqueue_hook_slot(void) {
-    return &swift_task_enqueueGlobal_hook;
+int sk_install_global_enqueue_hook(void *hook) {
+    void *expected = 0;
+    // Only over no hook: another one already there (a library's, NIO's) stays.
+    return __atomic_compare_exchange_n(&swift_task_enqueueGlobal_hook, &expected, hook, 0,
+                                       __ATOMIC_RELEASE, __ATOMIC_RELAXED);
 }

@@ -67,7 +67,7 @@ public enum WorkerMain {
         let workspaceRoot = spec.workspaceRoot
 
         MultiThreadedEventLoopGroup.withCurrentThreadAsEventLoop { loop in
-            EventLoopsAsGlobalExecutor.install(onto: loop)
+            EventLoopAsGlobalExecutor.install(onto: loop)
             Task {
                 let code = await serve(report: report, workspaceRoot: workspaceRoot, connectPorts: spec.connectPorts,
                                        egressSocket: spec.egressSocket, loop: loop)

@@ -117,7 +117,7 @@ final class WorkerTemplateTests {
             #expect(w["CapPrm"] == "0000000000000000")
             #expect(w["Seccomp"] == "2")
             #expect(w["Uid"]?.hasPrefix("0\t") == false)
-            // Its tasks run on its one event loop (EventLoopsAsGlobalExecutor):
+            // Its tasks run on its one event loop (EventLoopAsGlobalExecutor):
             // no pool threads for each new worker to create.
             #expect(w["Threads"] == "1", "idle worker \(workerPid) has \(w["Threads"] ?? "?") threads")
             let layers = Set(worker["layers"].list.compactMap(\.stringValue))

@@ -5,9 +5,9 @@
 extern "C" {
 #endif
 
-/// Where Swift Concurrency's runtime looks for a replacement of its global
-/// executor's enqueue (`swift_task_enqueueGlobal_hook`).
-void **sk_global_enqueue_hook_slot(void);
+/// Sets Swift Concurrency's replacement of its global executor's enqueue
+/// (`swift_task_enqueueGlobal_hook`) if none is set. 1 if set, 0 if another was.
+int sk_install_global_enqueue_hook(void *hook);
 
 #ifdef __cplusplus
 }

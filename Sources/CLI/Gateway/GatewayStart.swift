@@ -2,10 +2,8 @@ import ArgumentParser
 import ControlPlane
 import Foundation
 import Logging
-import NIOPosix
 import ServiceLifecycle
 import UnixSignals
-import Wire
 
 #if canImport(Glibc)
 import Glibc
@@ -46,14 +44,10 @@ struct GatewayStart: AsyncParsableCommand {
         if detach { return try await Detach.start(loaded: loaded, logFile: logFile, json: json) }
         let logger = Logger(label: "skelm.gateway")
         let gateway: Gateway
-        // One group of loops for the API, the workers' channels and, once the
-        // gateway is built, every task (EventLoopsAsGlobalExecutor).
-        let loops = MultiThreadedEventLoopGroup.singleton
-        do { gateway = try Gateway(loaded: loaded, logger: logger, group: loops) } catch {
+        do { gateway = try Gateway(loaded: loaded, logger: logger) } catch {
             FileHandle.standardError.write(Data("skelm: cannot start: \(error)\n".utf8))
             throw ExitCode(error is ConfigError ? 2 : 1)
         }
-        EventLoopsAsGlobalExecutor.install(onto: loops)
         let service = GatewayService(gateway: gateway, drainOverride: drainSeconds.map { .seconds($0) }, logger: logger)
         // ServiceLifecycle owns SIGTERM and SIGINT: the first starts the drain and
         // later ones are ignored (SIGKILL stops it at once; runs resume at the next start).

@@ -10,7 +10,7 @@ import Sandbox
 /// step's layer, and whatever the worker did on it next (make the next step's
 /// home, write its script, start its forwarder) would fail with EACCES or run
 /// under the wrong layer. A worker's tasks run on its event loop
-/// (`EventLoopsAsGlobalExecutor`), which would send the resumed task there
+/// (`EventLoopAsGlobalExecutor`), which would send the resumed task there
 /// anyway; the hop does so without relying on it. The event loop's thread never
 /// takes a step's layer; waking it only writes an eventfd.
 func confined<T: Sendable>(on loop: any EventLoop, _ body: @escaping @Sendable () throws -> T) async throws -> T {
