@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 
 #if canImport(Glibc)
 import Glibc
@@ -54,12 +55,13 @@ extension WorkerPool {
     /// How far a job can overshoot is what it writes in one interval.
     func diskWatchdog(worker: ManagedWorker, paths: [String]) -> Task<Void, Never> {
         let maxBytes = tunables.diskLimitBytes, maxEntries = tunables.diskLimitEntries
-        let interval = configuration.diskCheckInterval
+        let interval = configuration.diskCheckInterval, threads = diskThreads
         return Task.detached(priority: .utility) {
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)
                 if Task.isCancelled { return }
-                let r = DiskUsage.measure(paths, maxBytes: maxBytes, maxEntries: maxEntries)
+                // The pool stops only after every job has ended.
+                guard let r = try? await threads.runIfActive({ DiskUsage.measure(paths, maxBytes: maxBytes, maxEntries: maxEntries) }) else { return }
                 if r.bytes > maxBytes {
                     worker.kill(reason: "disk limit: the job's files passed \(maxBytes >> 20) MiB (workers.limits.diskMB)", cause: .resourceLimit)
                     return

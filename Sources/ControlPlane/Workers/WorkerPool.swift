@@ -28,6 +28,10 @@ public actor WorkerPool {
     private let spawnThread = NIOThreadPool(numberOfThreads: 1)
     /// Blocking waitpid calls, one per exiting worker, never for anyone else's child.
     private let reaperThreads = NIOThreadPool(numberOfThreads: 2)
+    /// The disk watchdog's walks of the jobs' files. A step decides how many
+    /// files it makes (up to `workers.limits.diskFiles`), so its walk may take
+    /// a while: on threads of their own, never the ones every task shares.
+    let diskThreads = NIOThreadPool(numberOfThreads: 2)
 
     // Internal, not private: the operators' side (WorkerPool+Operators.swift) reads them.
     var live: [Int32: ManagedWorker] = [:]
@@ -71,6 +75,7 @@ public actor WorkerPool {
         self.onLifecycle = onLifecycle
         spawnThread.start()
         reaperThreads.start()
+        diskThreads.start()
         spawner.onTemplateEvents(exited: { [weak self] pid, status in
             guard let self else { return }
             Task { await self.templateWorkerExited(pid: pid, status: status) }
@@ -257,6 +262,7 @@ public actor WorkerPool {
         spawner.retireTemplate()
         try? await spawnThread.shutdownGracefully()
         try? await reaperThreads.shutdownGracefully()
+        try? await diskThreads.shutdownGracefully()
     }
 
     // MARK: Acquiring and replenishing
