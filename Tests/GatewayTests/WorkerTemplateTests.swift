@@ -239,8 +239,9 @@ final class WorkerTemplateTests {
         #expect(processes(matching: "worker-template").allSatisfy { Self.status($0)["PPid"] != "\(gw.process!.processIdentifier)" })
         for worker in info["workers"].list where worker["state"]?.stringValue == "idle" {
             let workerPid = try #require(self.pid(worker["pid"]))
-            #expect(Self.status(workerPid)["PPid"] == "\(gw.process!.processIdentifier)")
-            #expect(Self.status(workerPid)["Threads"] == "1", "idle exec'd worker \(workerPid)")
+            let w = Self.status(workerPid)
+            #expect(w["PPid"] == "\(gw.process!.processIdentifier)")
+            #expect(w["Threads"] == "1", "idle exec'd worker \(workerPid)")
         }
     }
 }
