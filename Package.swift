@@ -112,7 +112,8 @@ let package = Package(
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ControlPlane", "Wire"], swiftSettings: strict),
         // A throwaway PostgreSQL cluster (initdb in a temporary directory) the store tests share.
         .target(name: "PostgresFixture", path: "Tests/PostgresFixture", swiftSettings: strict),
-        .testTarget(name: "GatewayTests", dependencies: ["SkelmClient", "Workflow", "PostgresFixture"], swiftSettings: strict),
+        .testTarget(name: "GatewayTests", dependencies: ["SkelmClient", "Workflow", "PostgresFixture"],
+                    exclude: ["schemathesis.toml"], swiftSettings: strict),
         .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane", "Wire", "Sandbox", "PostgresFixture"], swiftSettings: strict),
     ]
 )

@@ -19,11 +19,8 @@ struct CLIWorkflowsTests {
         // A zip, made with Python's zipfile, uploaded as multipart/form-data.
         try FileManager.default.createDirectory(atPath: gw.dir + "/zipped", withIntermediateDirectories: true)
         try "id: zipped\nsteps:\n  - id: s\n    run: echo zipped\n".write(toFile: gw.dir + "/zipped/zipped.workflow.yaml", atomically: true, encoding: .utf8)
-        let zip = Process()
-        zip.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        zip.arguments = ["python3", "-m", "zipfile", "-c", gw.dir + "/flows.zip", gw.dir + "/zipped/zipped.workflow.yaml"]
-        try zip.run()
-        zip.waitUntilExit()
+        let zip = try await runCommand(["python3", "-m", "zipfile", "-c", gw.dir + "/flows.zip", gw.dir + "/zipped/zipped.workflow.yaml"])
+        #expect(zip.status == 0, "\(zip.out)")
         let upload = try await gw.cli(["workflows", "register", gw.dir + "/flows.zip"])
         #expect(upload.status == 0, "\(upload)")
         #expect(upload.stdout.contains("registered zipped (upload "))

@@ -350,8 +350,10 @@ struct FleetTests {
         workflows["nap.workflow.yaml"] = """
             id: nap
             steps:
-              - { id: nap, exec: { argv: [sh, -c, 'sleep 0.3; echo ok'] } }
+              - { id: nap, exec: { argv: [sh, -c, 'sleep 1; echo ok'] } }
             """
+        // Each nap outlasts a sample of the table (a psql process), even on a
+        // loaded host: four waves of a second each, so the cap is seen reached.
         let fleet = try await Self.fleet(["gw-a", "gw-b"], workflows: workflows,
                                          server: "{ host: 127.0.0.1, port: 0, maxConcurrentRuns: 4, fleetMaxConcurrentRuns: 3 }")
         defer { fleet.cleanupLater() }

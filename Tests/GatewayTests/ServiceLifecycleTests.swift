@@ -64,15 +64,8 @@ struct ServiceLifecycleTests {
         #expect(try await gw.cli(["gateway", "install", "--systemd", "--unit-dir", units, "--name", "skelm-test"]).status == 1)
         #expect(try await gw.cli(["gateway", "install", "--unit-dir", units]).status == 64)
         if FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-analyze")
-            p.arguments = ["verify", units + "/skelm-test.service"]
-            let err = Pipe()
-            p.standardError = err
-            try p.run()
-            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            #expect(p.terminationStatus == 0, "\(text)")
+            let verified = try await runCommand(["systemd-analyze", "verify", units + "/skelm-test.service"])
+            #expect(verified.status == 0, "\(verified.out)")
         }
         let removed = try await gw.cli(["gateway", "uninstall", "--unit-dir", units, "--name", "skelm-test"], withConfig: false)
         #expect(removed.status == 0, "\(removed)")

@@ -139,12 +139,15 @@ final class TestGateway: @unchecked Sendable {
 
     func waitForStatus(_ runId: String, _ wanted: Set<String>, timeout: Duration = .seconds(30)) async throws -> JSONValue {
         let deadline = ContinuousClock.now + timeout
+        var last = ""
         while ContinuousClock.now < deadline {
             let r = try await get("/runs/\(runId)")
             if let s = r.json?["status"]?.stringValue, wanted.contains(s) { return r.json! }
+            last = "\(r.status) \(r.json.map { "\($0)" } ?? "")"
             try await Task.sleep(for: .milliseconds(20))
         }
-        throw GatewayFailure(description: "run \(runId) never reached \(wanted)")
+        // What the run and the gateway last said: a timeout alone tells nothing.
+        throw GatewayFailure(description: "run \(runId) never reached \(wanted) in \(timeout); last answer: \(last.prefix(2000))\ngateway log:\n\(logText.suffix(3000))")
     }
 
     /// Reads a whole SSE stream (until the gateway closes it) and returns its events

@@ -11,7 +11,8 @@ public actor PostgresCluster {
     public static let durable = PostgresCluster(fsync: true)
 
     private let fsync: Bool
-    private var port: Int?
+    /// The cluster's start, shared by every caller that comes while it runs.
+    private var starting: Task<Int, any Error>?
 
     init(fsync: Bool) { self.fsync = fsync }
     private var databases = 0
@@ -24,43 +25,50 @@ public actor PostgresCluster {
     }
 
     /// A new, empty database: its URL (no password: the cluster trusts loopback).
-    public func database() throws -> String {
-        let port = try self.port ?? start()
+    public func database() async throws -> String {
+        if starting == nil {
+            let fsync = fsync
+            starting = Task { try await Self.offThread { try Self.start(fsync: fsync) } }
+        }
+        let port = try await runningPort()
         databases += 1
         let name = "t\(getpid())_\(databases)"
-        try Self.psql(port: port, "CREATE DATABASE \(name)")
+        try await Self.offThread { try Self.psql(port: port, "CREATE DATABASE \(name)") }
         return "postgres://postgres@127.0.0.1:\(port)/\(name)?sslmode=disable"
     }
 
     /// Runs SQL as the superuser against one database of the cluster.
-    public func execute(_ sql: String, database: String) throws {
-        guard let port else { throw Failure(description: "the cluster is not running") }
-        try Self.psql(port: port, sql, database: database)
+    public func execute(_ sql: String, database: String) async throws {
+        let port = try await runningPort()
+        try await Self.offThread { try Self.psql(port: port, sql, database: database) }
     }
 
     /// Runs one query as the superuser and returns its rows, one per line,
     /// fields separated by `|` (psql's unaligned, tuples-only output).
-    public func query(_ sql: String, database: String) throws -> [String] {
-        guard let port else { throw Failure(description: "the cluster is not running") }
-        let out = try Self.run("/usr/bin/psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1",
-                                                 "-q", "-A", "-t", "-c", sql], asRoot: false)
+    public func query(_ sql: String, database: String) async throws -> [String] {
+        let port = try await runningPort()
+        let out = try await Self.offThread {
+            try Self.run("/usr/bin/psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1",
+                                           "-q", "-A", "-t", "-c", sql], asRoot: false)
+        }
         return out.split(separator: "\n").map(String.init)
     }
 
-    /// A session that holds an advisory lock for `seconds` (a psql process; terminate it to let go).
-    public func holdAdvisoryLock(_ key: Int64, database: String, seconds: Int) throws -> Process {
-        guard let port else { throw Failure(description: "the cluster is not running") }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
-        p.arguments = ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", database, "-q",
-                       "-c", "SELECT pg_advisory_lock(\(key))", "-c", "SELECT pg_sleep(\(seconds))"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        return p
+    private func runningPort() async throws -> Int {
+        guard let starting else { throw Failure(description: "the cluster is not running") }
+        return try await starting.value
     }
 
-    private func start() throws -> Int {
+    /// Runs `body` on a thread of its own. psql, initdb and pg_ctl are waited
+    /// for there: waiting on the actor would hold one of the few threads every
+    /// test's tasks share (as many as there are cores), for seconds on a loaded host.
+    static func offThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { cont in
+            Thread { cont.resume(with: Result { try body() }) }.start()
+        }
+    }
+
+    private static func start(fsync: Bool) throws -> Int {
         guard let bin = Self.binaries() else {
             throw Failure(description: "PostgreSQL's server is not installed (make deps installs it): no /usr/lib/postgresql/*/bin/initdb")
         }
@@ -95,7 +103,6 @@ public actor PostgresCluster {
                 }
             }
         }
-        self.port = port
         return port
     }
 
