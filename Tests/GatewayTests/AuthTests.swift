@@ -58,9 +58,15 @@ final class BrowserAttackTests {
         #expect(r.status == a.status, "\(a.name): \(r.status) \(r.errorMessage)")
         guard let code = a.code else { return }
         #expect(r.json?["error"]?["code"]?.stringValue == code)
-        let denied = try await gw.get("/audit?action=api.denied").json?["entries"].list ?? []
-        #expect(denied.contains { $0["details"]?["code"]?.stringValue == code && $0["details"]?["path"]?.stringValue == a.path },
-                "\(a.name): \(denied)")
+        // A refusal is audited without holding up its answer: wait for the entry.
+        var denied: [JSONValue] = []
+        var audited = false
+        for _ in 0..<500 where !audited {
+            denied = try await gw.get("/audit?action=api.denied").json?["entries"].list ?? []
+            audited = denied.contains { $0["details"]?["code"]?.stringValue == code && $0["details"]?["path"]?.stringValue == a.path }
+            if !audited { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(audited, "\(a.name): \(denied)")
         // Refused before anything ran: no run was created by it.
         if a.method == "POST" {
             let runs = try await gw.get("/runs?workflow=hello&limit=1000").json?["runs"].list ?? []
