@@ -34,6 +34,17 @@ enum Internals {
         return (switches, tasks)
     }
 
+    /// Page faults machine-wide since boot (/proc/vmstat's `pgfault`): a count
+    /// too, of what every process (a worker faulting in the code it runs, the
+    /// pages it writes) costs the kernel.
+    static func pageFaults() -> Int {
+        guard let vmstat = try? String(contentsOfFile: "/proc/vmstat", encoding: .utf8) else { return 0 }
+        for line in vmstat.split(separator: "\n") where line.hasPrefix("pgfault ") {
+            return Int(line.dropFirst(8)) ?? 0
+        }
+        return 0
+    }
+
     /// Appends/s with every append durable (64 concurrent appenders, group commit),
     /// then verified entries/s over a log of `verifyEntries`.
     static func audit(appends: Int, verifyEntries: Int) async throws -> (appendsPerSec: Double, verifiedPerSec: Double) {

@@ -296,11 +296,13 @@ Task {
     let cpuBefore = Internals.busyJiffies()
     let splitBefore = Internals.cpuSnapshot(gateway: gateway.processIdentifier)
     let countsBefore = Internals.schedulerCounts()
+    let faultsBefore = Internals.pageFaults()
     let started = ContinuousClock.now
     let latencies = try await concurrentRuns(client, total: total, clients: clients)
     let seconds = elapsedMs(since: started) / 1000
     let cpuPerRun = Double(Internals.busyJiffies() - cpuBefore) * 10 / Double(total)
     let countsAfter = Internals.schedulerCounts()
+    let faultsPerRun = Double(Internals.pageFaults() - faultsBefore) / Double(total)
     // Workers still exiting are reaped a moment later: their CPU lands in the template's children then.
     try await Task.sleep(for: .milliseconds(500))
     let split = Internals.cpuSplit(from: splitBefore, to: Internals.cpuSnapshot(gateway: gateway.processIdentifier), runs: total)
@@ -318,6 +320,7 @@ Task {
          String(format: "%.2f ms", split.rest)),
         ("context switches per run at 32 clients, and threads and processes created", String(format: "%.0f", Double(countsAfter.switches - countsBefore.switches) / Double(total)),
          String(format: "%.1f created", Double(countsAfter.tasks - countsBefore.tasks) / Double(total))),
+        ("page faults per run at 32 clients, machine-wide", String(format: "%.0f", faultsPerRun), ""),
         ("warm dispatch: job sent to the worker's first event", String(format: "p50 %.2f ms", num(dispatch?["p50"])), String(format: "p99 %.2f ms", num(dispatch?["p99"]))),
     ]
     // `--only runs`: the run figures alone (about a minute with `--quick`), for

@@ -28,6 +28,10 @@ public enum WorkerMain {
         guard getenv("SKELM_WORKER_TEMPLATE") != nil else { refuse() }
         // Nothing here may start a thread: the serving thread forks, and a child
         // must be this process's only thread when it sandboxes itself.
+        // First, while this is the only thread: the code the warm-up and every
+        // worker run from onto huge pages, where the kernel has them. Without
+        // them the code stays as it was, and workers only cost more.
+        _ = sk_template_huge_code()
         WarmUp.run()
         // Forking is safe only while no other thread can hold a lock: check, not hope.
         let threads = WorkerSandbox.threadCount()

@@ -59,6 +59,31 @@ final class WorkerTemplateTests {
         return fields
     }
 
+    /// The anonymous executable mappings of `pid` (from /proc/PID/smaps): their
+    /// size and how much of each is on huge pages, in kB.
+    static func anonymousCode(_ pid: Int32) -> [(size: Int, huge: Int)] {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/smaps", encoding: .utf8) else { return [] }
+        var found: [(size: Int, huge: Int)] = []
+        var inCode = false
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            if let first = parts.first, first.contains("-"), first.allSatisfy({ $0.isHexDigit || $0 == "-" }) {
+                inCode = parts.count == 5 && parts[1] == "r-xp"
+                if inCode { found.append((0, 0)) }
+            } else if inCode, parts.count >= 2, let kb = Int(parts[1]) {
+                if parts[0] == "Size:" { found[found.count - 1].size = kb }
+                if parts[0] == "AnonHugePages:" { found[found.count - 1].huge = kb }
+            }
+        }
+        return found
+    }
+
+    /// Whether the kernel gives out transparent huge pages at all.
+    static var hugePagesOn: Bool {
+        let mode = (try? String(contentsOfFile: "/sys/kernel/mm/transparent_hugepage/enabled", encoding: .utf8)) ?? "[never]"
+        return !mode.contains("[never]")
+    }
+
     /// A JSON number as an Int, a pid as pid_t.
     func int(_ v: JSONValue?) -> Int? { if case let .number(n)? = v { Int(n) } else { nil } }
     func pid(_ v: JSONValue?) -> Int32? { int(v).map(Int32.init) }
@@ -106,6 +131,18 @@ final class WorkerTemplateTests {
         #expect(fields["NoNewPrivs"] == "1")
         #expect(fields["PPid"] == "\(gw.process!.processIdentifier)")
 
+        // The template's code is on huge pages (sk_template_huge_code), and each
+        // worker has the same pages from the fork: it faults in no code of its own.
+        // The gateway's own code stays the file's.
+        let templateCode = Self.anonymousCode(template)
+        if Self.hugePagesOn {
+            #expect(templateCode.count == 1 && templateCode[0].size >= 2048 && templateCode[0].huge >= templateCode[0].size * 9 / 10,
+                    "\(templateCode)")
+        } else {
+            #expect(templateCode.isEmpty, "\(templateCode)")
+        }
+        #expect(Self.anonymousCode(gw.process!.processIdentifier).isEmpty)
+
         let workers = info["workers"].list
         #expect(!workers.isEmpty)
         for worker in workers where worker["state"]?.stringValue == "idle" {
@@ -120,6 +157,9 @@ final class WorkerTemplateTests {
             // Its tasks run on its one event loop (EventLoopAsGlobalExecutor):
             // no pool threads for each new worker to create.
             #expect(w["Threads"] == "1", "idle worker \(workerPid) has \(w["Threads"] ?? "?") threads")
+            let code = Self.anonymousCode(workerPid)
+            #expect(code.count == templateCode.count && zip(code, templateCode).allSatisfy { $0.size == $1.size && $0.huge == $1.huge },
+                    "worker \(workerPid): \(code), template: \(templateCode)")
             let layers = Set(worker["layers"].list.compactMap(\.stringValue))
             for layer in ["seccomp", "landlock", "netns", "pidns", "mountns", "nonroot", "no_new_privs", "rlimits", "fds"] {
                 #expect(layers.contains(layer), "worker \(workerPid) lacks \(layer): \(layers)")

@@ -90,6 +90,14 @@ typedef void (*sk_tpl_entry_t)(const char *spec, size_t len);
 /// namespaces, uid and fds are in place, calls `entry`.
 int sk_template_serve(int ctl_fd, int exit_fd, sk_tpl_entry_t entry);
 
+/// Template side, before anything else: moves the 2 MiB-aligned middle of the
+/// executable's code onto anonymous transparent huge pages (same bytes, same
+/// addresses), so a fork copies a few huge-page entries instead of every
+/// worker faulting its code in page by page. Returns the bytes moved, 0 when
+/// the code spans no whole huge page, or -errno (-EOPNOTSUPP: transparent huge
+/// pages are off; -ENOMEM: the copy did not get huge pages) with the code as it was.
+long sk_template_huge_code(void);
+
 /// Drops every capability the template does not need to make workers
 /// (it keeps setuid, setgid, sys_admin, net_admin, and kill for its workers'
 /// death signal). 0 or -errno.
