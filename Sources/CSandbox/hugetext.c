@@ -8,7 +8,8 @@
 // middle of its code segment into anonymous memory backed by transparent huge
 // pages and moves the copy over the original: the same bytes at the same
 // addresses, read-only and executable. A fork then copies a few dozen huge-page
-// entries, and a worker faults in no code at all.
+// entries, and a worker faults in none of that code (the segment's unaligned
+// ends, at most 2 MiB each, and the C library stay the file's).
 //
 // Nothing in libc or a listed library does this; it is a few system calls.
 
@@ -34,7 +35,8 @@ static int first_code_segment(struct dl_phdr_info *info, size_t size, void *data
     range_t *r = data;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+        // Readable too: an execute-only segment cannot be copied.
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && (ph->p_flags & PF_R)) {
             r->start = info->dlpi_addr + ph->p_vaddr;
             r->end = r->start + ph->p_memsz;
             break;
@@ -87,6 +89,14 @@ static size_t huge_bytes_at(uintptr_t start) {
 }
 
 long sk_template_huge_code(void) {
+#if !defined(__x86_64__)
+    // Elsewhere the loader may map code with more than read and execute
+    // (arm64's PROT_BTI), which a plain copy would drop.
+    return -EOPNOTSUPP;
+#endif
+    // Under strict overcommit every fork would commit the copy's size again.
+    char mode[8];
+    if (read_small("/proc/sys/vm/overcommit_memory", mode, sizeof mode) && mode[0] == '2') return -EOPNOTSUPP;
     size_t huge = huge_page_size();
     if (huge == 0 || (huge & (huge - 1)) != 0) return -EOPNOTSUPP;
     range_t code = { 0, 0 };
@@ -98,7 +108,9 @@ long sk_template_huge_code(void) {
 
     // A huge-page-aligned place for the copy: reserve one page more and trim.
     size_t reserved = len + huge;
-    char *area = mmap(NULL, reserved, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    // MAP_NORESERVE: not counted against the commit limit, in the template or
+    // again in each fork; the pages are never written after the copy.
+    char *area = mmap(NULL, reserved, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (area == MAP_FAILED) return -errno;
     char *copy = (char *)(((uintptr_t)area + huge - 1) & ~(uintptr_t)(huge - 1));
     if (copy > area) munmap(area, (size_t)(copy - area));
@@ -123,9 +135,12 @@ long sk_template_huge_code(void) {
         munmap(copy, len);
         return -e;
     }
-    // Atomic: the old mapping is replaced by the copy in one call, and the
-    // bytes under this very instruction are the same before and after. The
-    // template has one thread here, so nothing else runs meanwhile.
+    // One call replaces the old mapping with the copy, and the bytes under this
+    // very instruction are the same before and after. The template has one
+    // thread here, so nothing else runs meanwhile. Should the kernel fail the
+    // move after unmapping the original (out of memory for page tables), the
+    // return lands on nothing and the template dies of it: the pool starts
+    // another, as after any template's death.
     void *moved = mremap(copy, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)from);
     if (moved == MAP_FAILED) {
         int e = errno;

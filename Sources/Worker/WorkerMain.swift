@@ -30,8 +30,13 @@ public enum WorkerMain {
         // must be this process's only thread when it sandboxes itself.
         // First, while this is the only thread: the code the warm-up and every
         // worker run from onto huge pages, where the kernel has them. Without
-        // them the code stays as it was, and workers only cost more.
-        _ = sk_template_huge_code()
+        // them the code stays as it was, and workers only cost more: the
+        // operator hears why (stderr is the gateway's), unless the host simply
+        // has no huge pages to give.
+        let moved = sk_template_huge_code()
+        if moved < 0, moved != -Int(EOPNOTSUPP) {
+            FileHandle.standardError.write(Data("worker template: code stays on the file's pages: \(String(cString: strerror(Int32(-moved))))\n".utf8))
+        }
         WarmUp.run()
         // Forking is safe only while no other thread can hold a lock: check, not hope.
         let threads = WorkerSandbox.threadCount()

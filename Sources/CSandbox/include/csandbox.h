@@ -94,8 +94,10 @@ int sk_template_serve(int ctl_fd, int exit_fd, sk_tpl_entry_t entry);
 /// executable's code onto anonymous transparent huge pages (same bytes, same
 /// addresses), so a fork copies a few huge-page entries instead of every
 /// worker faulting its code in page by page. Returns the bytes moved, 0 when
-/// the code spans no whole huge page, or -errno (-EOPNOTSUPP: transparent huge
-/// pages are off; -ENOMEM: the copy did not get huge pages) with the code as it was.
+/// the code spans no whole huge page, or -errno with the code as it was
+/// (-EOPNOTSUPP: transparent huge pages are off, strict overcommit, or not
+/// x86-64; -ENOMEM: the copy did not get huge pages). Only the final move can
+/// fail after the original is gone, and then the template dies (see hugetext.c).
 long sk_template_huge_code(void);
 
 /// Drops every capability the template does not need to make workers
