@@ -88,6 +88,12 @@ static size_t huge_bytes_at(uintptr_t start) {
     return kb * 1024;
 }
 
+// Gives the copy back and reports `err`.
+static long discard(char *copy, size_t len, int err) {
+    munmap(copy, len);
+    return -err;
+}
+
 long sk_template_huge_code(void) {
 #if !defined(__x86_64__)
     // Elsewhere the loader may map code with more than read and execute
@@ -117,24 +123,13 @@ long sk_template_huge_code(void) {
     size_t tail = (size_t)(area + reserved - (copy + len));
     if (tail) munmap(copy + len, tail);
 
-    if (madvise(copy, len, MADV_HUGEPAGE) != 0) {
-        int e = errno;
-        munmap(copy, len);
-        return -e;
-    }
+    if (madvise(copy, len, MADV_HUGEPAGE) != 0) return discard(copy, len, errno);
     memcpy(copy, (const void *)from, len);
     // On small pages the copy would cost more than it saves: a fork copies an
     // anonymous mapping's page tables entry by entry, and every worker's exit
     // unmaps them. Only a copy that is (nearly) all huge pages replaces the code.
-    if (huge_bytes_at((uintptr_t)copy) < len - len / 10) {
-        munmap(copy, len);
-        return -ENOMEM;
-    }
-    if (mprotect(copy, len, PROT_READ | PROT_EXEC) != 0) {
-        int e = errno;
-        munmap(copy, len);
-        return -e;
-    }
+    if (huge_bytes_at((uintptr_t)copy) < len - len / 10) return discard(copy, len, ENOMEM);
+    if (mprotect(copy, len, PROT_READ | PROT_EXEC) != 0) return discard(copy, len, errno);
     // One call replaces the old mapping with the copy, and the bytes under this
     // very instruction are the same before and after. The template has one
     // thread here, so nothing else runs meanwhile. Should the kernel fail the
@@ -142,10 +137,6 @@ long sk_template_huge_code(void) {
     // return lands on nothing and the template dies of it: the pool starts
     // another, as after any template's death.
     void *moved = mremap(copy, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)from);
-    if (moved == MAP_FAILED) {
-        int e = errno;
-        munmap(copy, len);
-        return -e;
-    }
+    if (moved == MAP_FAILED) return discard(copy, len, errno);
     return (long)len;
 }
