@@ -173,12 +173,18 @@ public final class Gateway: Sendable {
         egress.protect(port: config.server.port)
         egress.start()
         try await pool.start()
-        // Pending approvals survive restarts in the store; their deadlines are checked here.
+        // Pending approvals survive restarts in the store; their deadlines are checked here,
+        // and now and then the runs a failed store write left running with nothing running them.
         let runs = self.runs
         expiry.withLock {
             $0 = Task {
+                var swept = ContinuousClock.now
                 while !Task.isCancelled {
                     await runs.expireApprovals()
+                    if ContinuousClock.now - swept >= RunService.strandedSweep {
+                        swept = .now
+                        await runs.resumeStranded()
+                    }
                     try? await Task.sleep(for: .milliseconds(500))
                 }
             }

@@ -134,7 +134,8 @@ struct PostgresStoreTests {
         let refused = try await gw.post("/runs", ["workflow": "hello", "input": ["name": "x"]])
         #expect(refused.status == 503 && refused.json?["error"]?["code"] == "unavailable", "\(refused.status) \(refused.errorMessage)\n\(gw.logText.suffix(3000))")
         #expect(refused.header("Retry-After") == "5", "\(refused.headers)")
-        try await Task.sleep(for: .seconds(3))
+        // Away for longer than a lease (10 s): the gateway's own lease lapses under its run.
+        try await Task.sleep(for: .seconds(12))
         try await PostgresCluster.shared.execute("ALTER DATABASE \(name) ALLOW_CONNECTIONS true", database: "postgres")
         let done = try await gw.waitForStatus(id, ["succeeded", "failed", "cancelled"], timeout: .seconds(60))
         #expect(done["status"] == "succeeded", "\(done)\n\(gw.logText.suffix(3000))")
@@ -180,6 +181,37 @@ struct PostgresStoreTests {
         let steady = try await gw.run("steady", [:])
         #expect(steady["status"] == "failed" && steady["error"]?["code"] == "Interrupted", "\(steady)")
         #expect(steady["error"]?["step"] == "b", "\(steady)")
+    }
+
+    @Test("a run whose end the store refused is not left running: the gateway finds it, resumes it from its checkpoints, and it ends with no step run twice")
+    func strandedRunResumed() async throws {
+        let url = try await PostgresCluster.shared.database()
+        let name = Self.databaseName(url)
+        let gw = try await TestGateway.started(workflows: Self.workflows, config: Self.config(url: url))
+        defer { gw.cleanupLater() }
+        // The database refuses the first end of a run it is given (a sequence: what a
+        // failed transaction takes from one stays taken).
+        try await PostgresCluster.shared.execute("""
+            CREATE SEQUENCE refused_end;
+            CREATE FUNCTION refuse_end() RETURNS trigger AS $$
+            BEGIN
+              IF OLD.status = 'running' AND NEW.status = 'succeeded' AND nextval('refused_end') = 1 THEN
+                RAISE EXCEPTION 'refused for the test';
+              END IF;
+              RETURN NEW;
+            END $$ LANGUAGE plpgsql;
+            CREATE TRIGGER refuse_end BEFORE UPDATE ON runs FOR EACH ROW EXECUTE FUNCTION refuse_end();
+            """, database: name)
+        let run = try await gw.run("careful", [:], sync: false)
+        let id = try #require(run["id"]?.stringValue)
+        let done = try await gw.waitForStatus(id, ["succeeded", "failed", "cancelled"], timeout: .seconds(60))
+        #expect(done["status"] == "succeeded", "\(done)\n\(gw.logText.suffix(3000))")
+        #expect(gw.logText.contains("cannot record the end of a run"), "\(gw.logText.suffix(2000))")
+        #expect(gw.logText.contains("resuming a run nothing here was running"), "\(gw.logText.suffix(2000))")
+        let (events, _) = try await gw.events(id)
+        #expect(events.filter { $0.type == "step.started" }.count == 3, "a step ran again: \(events.map(\.type))")
+        #expect(events.filter { $0.type == "run.resumed" }.count == 1, "\(events.map(\.type))")
+        #expect(events.last?.type == "run.succeeded", "\(events.map(\.type))")
     }
 
     @Test("a gateway asked to stop while its database is away stops: its last audit entries give up rather than wait for the database")

@@ -90,6 +90,9 @@ public actor RunService {
         /// Why the last segment ended without an answer (a restart, a worker's
         /// death): its steps still running then were interrupted by it.
         var interruptedBy: String?
+        /// Set for a run found stranded (`resumeStranded`): the segment the store
+        /// said it was at, which must still be its last for this one to start.
+        var stranded: Int? = nil
     }
 
     /// Runs a trigger fired, as they end: its scheduler starts what waited for them.

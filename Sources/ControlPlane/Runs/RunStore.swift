@@ -319,18 +319,25 @@ public final class RunStore: Sendable {
     /// Moves a run to `running`, counting a new segment. Only the gateway that
     /// holds the run (or anyone, for a run nobody holds yet) starts it; nil when
     /// it is not (or no longer) this gateway's to start. Throws `FleetFull` when
-    /// `fleetCap` runs already hold a worker across the fleet.
-    public func markStarted(runId: String, resumed: Bool, fleetCap: Int? = nil) async throws -> RunEvent? {
+    /// `fleetCap` runs already hold a worker across the fleet. With `stranded`,
+    /// only a run still running at exactly that segment starts again.
+    public func markStarted(runId: String, resumed: Bool, fleetCap: Int? = nil, stranded: Int? = nil) async throws -> RunEvent? {
         try await db.write(.untilBack) { db in
             if let cap = fleetCap {
                 // A resumed segment of a run still marked running is one of those counted: it replaces itself.
                 let status = try String.fetchOne(db.cachedStatement(sql: "SELECT status FROM runs WHERE id = ?"), arguments: [runId])
                 if status == "queued", try !Self.fleetHasRoom(db, cap: cap) { throw FleetFull(cap: cap) }
             }
+            var arguments: StoreArguments = [Date().timeIntervalSince1970, db.member, runId, db.member]
+            var only = ""
+            if let stranded {
+                only = " AND status = 'running' AND segments = ?"
+                arguments.values.append(stranded.storeValue)
+            }
             try db.cachedStatement(sql: """
                 UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), segments = segments + 1, owner = ?
-                WHERE id = ? AND status IN ('queued', 'running') AND (owner = ? OR owner IS NULL)
-                """).execute(arguments: [Date().timeIntervalSince1970, db.member, runId, db.member])
+                WHERE id = ? AND status IN ('queued', 'running') AND (owner = ? OR owner IS NULL)\(only)
+                """).execute(arguments: arguments)
             guard db.changesCount > 0 else { return nil }
             return try Self.append(db, runId: runId, type: resumed ? .runResumed : .runStarted, step: nil, message: nil, data: nil)
         }
@@ -498,6 +505,14 @@ public final class RunStore: Sendable {
             try StoreRow.fetchAll(db, sql: """
                 SELECT * FROM runs WHERE status IN ('queued', 'running') AND (owner = ? OR owner IS NULL) ORDER BY created_at
                 """, arguments: [db.member]).map(Self.run(from:))
+        }
+    }
+
+    /// Runs this gateway holds as running (each with the segment it is at).
+    public func runningHere() async throws -> [RunRecord] {
+        try await db.read { db in
+            try StoreRow.fetchAll(db, sql: "SELECT * FROM runs WHERE status = 'running' AND (owner = ? OR owner IS NULL) ORDER BY created_at",
+                                  arguments: [db.member]).map(Self.run(from:))
         }
     }
 

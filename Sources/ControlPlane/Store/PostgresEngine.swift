@@ -113,13 +113,18 @@ public final class PostgresEngine: StoreEngine {
         let started = ContinuousClock.now
         var delay = Duration.milliseconds(50)
         var waiting = false
-        func deadline() -> ContinuousClock.Instant { started + (outage.isDown ? Self.briefPatience : Self.briefPatienceUnsure) }
+        let outage = outage
+        @Sendable func deadline() -> ContinuousClock.Instant { started + (outage.isDown ? Self.briefPatience : Self.briefPatienceUnsure) }
         while true {
             // A brief call never waits past its deadline, not even for the pool
-            // (which would wait a minute for a database that is away).
-            let limit: Duration? = patience == .brief ? max(deadline() - .now, .milliseconds(100)) : nil
+            // (which would wait a minute for a database that is away). The
+            // deadline is read again while it waits: an outage another call
+            // notices meanwhile shortens it.
+            let floor = ContinuousClock.now + .milliseconds(100)
+            var limit: (@Sendable () -> ContinuousClock.Instant)?
+            if patience == .brief { limit = { @Sendable in max(deadline(), floor) } }
             do {
-                let result = try await attempt(write: write, locking: locking, leaseLimit: limit, body)
+                let result = try await attempt(write: write, locking: locking, until: limit, body)
                 if waiting || outage.isDown { outage.back(location, logger: logger) }
                 return result
             } catch {
@@ -155,13 +160,14 @@ public final class PostgresEngine: StoreEngine {
         var description: String { "no connection to the database in time" }
     }
 
-    /// One try, waiting at most `leaseLimit` (nil: as long as the pool does)
-    /// for a connection. A body runs only once its connection is lent and the
+    /// One try, waiting for a connection until `until` says (nil: as long as
+    /// the pool does). A body runs only once its connection is lent and the
     /// wait has not been given up: it never runs after the call reported failure.
-    private func attempt<T: Sendable>(write: Bool, locking: Bool, leaseLimit: Duration?, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
+    private func attempt<T: Sendable>(write: Bool, locking: Bool, until: (@Sendable () -> ContinuousClock.Instant)?,
+                                      _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
         let (client, threads, logger, member) = (client, threads, logger, member)
         let durability = locking ? RunStore.Durability.full : durability
-        guard let leaseLimit else {
+        guard let until else {
             return try await client.withConnection { connection in
                 try await threads.runIfActive {
                     try Self.transaction(connection, write: write, locking: locking, durability: durability, logger: logger, member: member, body)
@@ -179,7 +185,11 @@ public final class PostgresEngine: StoreEngine {
                 })
             }
             group.addTask {
-                try? await Task.sleep(for: leaseLimit)
+                // In short naps, so a deadline brought forward is kept within a quarter second.
+                while case let left = until() - .now, left > .zero {
+                    try? await Task.sleep(for: min(left, .milliseconds(250)))
+                    if Task.isCancelled { break }
+                }
                 return lease.settle(.abandoned) ? .timedOut : nil
             }
             while let next = try await group.next() {
