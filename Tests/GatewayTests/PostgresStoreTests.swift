@@ -17,6 +17,14 @@ struct PostgresStoreTests {
               - { id: b, exec: { argv: [sh, -c, 'sleep 1; echo b'] } }
               - { id: c, exec: { argv: [sh, -c, 'sleep 1; echo c'] } }
             """,
+        "slow.workflow.yaml": """
+            id: slow
+            steps:
+              - { id: a, exec: { argv: [sleep, "10"] } }
+              - { id: b, exec: { argv: [sleep, "10"] } }
+              - { id: c, exec: { argv: [sleep, "10"] } }
+              - { id: d, exec: { argv: [sleep, "10"] } }
+            """,
         "careful.workflow.yaml": """
             id: careful
             steps:
@@ -202,6 +210,8 @@ struct PostgresStoreTests {
             END $$ LANGUAGE plpgsql;
             CREATE TRIGGER refuse_end BEFORE UPDATE ON runs FOR EACH ROW EXECUTE FUNCTION refuse_end();
             """, database: name)
+        // A run that is only slow is running across the sweeps too: it is left alone.
+        let slow = try #require(try await gw.run("slow", [:], sync: false)["id"]?.stringValue)
         let run = try await gw.run("careful", [:], sync: false)
         let id = try #require(run["id"]?.stringValue)
         let done = try await gw.waitForStatus(id, ["succeeded", "failed", "cancelled"], timeout: .seconds(60))
@@ -212,6 +222,8 @@ struct PostgresStoreTests {
         #expect(events.filter { $0.type == "step.started" }.count == 3, "a step ran again: \(events.map(\.type))")
         #expect(events.filter { $0.type == "run.resumed" }.count == 1, "\(events.map(\.type))")
         #expect(events.last?.type == "run.succeeded", "\(events.map(\.type))")
+        let slowDone = try await gw.waitForStatus(slow, ["succeeded", "failed", "cancelled"], timeout: .seconds(60))
+        #expect(slowDone["status"] == "succeeded" && slowDone["segments"] == 1, "\(slowDone)")
     }
 
     @Test("a gateway asked to stop while its database is away stops: its last audit entries give up rather than wait for the database")

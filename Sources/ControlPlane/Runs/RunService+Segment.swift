@@ -36,7 +36,9 @@ extension RunService {
     func execute(_ next: Queued, _ a: Active, started alreadyStarted: Bool = false) async {
         let runId = next.id, definition = next.definition, resumed = next.resumed, known = next.input
         defer {
-            active[runId] = nil
+            // Only this segment's own entry: a run that parked can be resumed (and
+            // its next segment take the slot) before this one has returned.
+            if active[runId] === a { active[runId] = nil }
             // A run parked on child runs only goes on by itself: who waits for
             // its end keeps waiting. One that waits for a person, or ended, or a
             // gateway going down, releases them (end() and park() do the rest).

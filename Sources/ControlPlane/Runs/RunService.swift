@@ -112,6 +112,13 @@ public actor RunService {
     var unstoredSegments: [String: Int] = [:]
     var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
     var stopping = false
+    /// Runs the last sweep found stranded, at the segment it found each at (`resumeStranded`).
+    var strandedSeen: [String: Int] = [:]
+    /// Stranded resumes of each run in a row, forgotten when it ends.
+    var strandedResumes: [String: Int] = [:]
+    /// `resumeUnfinished` has queued what the last gateway left: only then is a
+    /// run with nothing running it here stranded rather than not yet resumed.
+    var resumedAtStart = false
 
     public init(store: RunStore, registry: WorkflowRegistry, pool: WorkerPool, hub: RunEventHub, audit: AuditLog,
                 egress: EgressDirectory, settings: RunSettings, admission: Admission, requester: StepRequester,
@@ -253,9 +260,13 @@ public actor RunService {
         let failure = StepFailure(.cancelled, step: nil, message: "cancelled")
         try await audit.append(actor: actor, action: "run.cancel", runId: runId, details: ["workflow": run.workflow])
         if let a = active[runId] {
+            // The worker stops first: from the flag on, nothing it reports is
+            // stored, so it must not go on. If the store then cannot record the
+            // cancel, the run is as after a worker's death (still running, its
+            // segment gone) and the stranded-run sweep resumes it.
             a.cancelled.withLock { $0 = true }
-            let finished = try await store.finish(runId: runId, status: .cancelled, output: nil, error: failure, anywhere: true)
             await pool.cancel(jobId: a.jobId)
+            let finished = try await store.finish(runId: runId, status: .cancelled, output: nil, error: failure, anywhere: true)
             audit.record(actor: "gateway", action: "run.finished", runId: runId, details: ["status": "cancelled", "workflow": run.workflow])
             await settle(finished)
         } else {
@@ -289,6 +300,7 @@ public actor RunService {
             }
         }
         await adopt(try await store.unfinished(), cause: "the gateway stopped")
+        resumedAtStart = true
     }
 
     /// Queues runs this gateway now holds, left queued or running by a gateway
@@ -386,6 +398,7 @@ public actor RunService {
                              details: ["status": status.rawValue, "reason": "the run had already ended, or is held by another gateway"])
             }
             await settle(finished)
+            if finished.event != nil { strandedResumes[runId] = nil }
         } catch {
             logger.error("cannot record the end of a run", metadata: ["run": "\(runId)", "error": "\(error)"])
         }

@@ -508,11 +508,19 @@ public final class RunStore: Sendable {
         }
     }
 
-    /// Runs this gateway holds as running (each with the segment it is at).
-    public func runningHere() async throws -> [RunRecord] {
+    /// A run this gateway holds as running, and the segment it is at.
+    public struct Held: Sendable {
+        public var id: String
+        public var workflow: String
+        public var segments: Int
+    }
+
+    /// Runs this gateway holds as running (just what a sweep needs, not their inputs and outputs).
+    public func runningHere() async throws -> [Held] {
         try await db.read { db in
-            try StoreRow.fetchAll(db, sql: "SELECT * FROM runs WHERE status = 'running' AND (owner = ? OR owner IS NULL) ORDER BY created_at",
-                                  arguments: [db.member]).map(Self.run(from:))
+            try StoreRow.fetchAll(db, sql: """
+                SELECT id, workflow, segments FROM runs WHERE status = 'running' AND (owner = ? OR owner IS NULL) ORDER BY created_at
+                """, arguments: [db.member]).map { Held(id: $0["id"], workflow: $0["workflow"], segments: $0["segments"]) }
         }
     }
 

@@ -128,7 +128,8 @@ public final class PostgresEngine: StoreEngine {
                 if waiting || outage.isDown { outage.back(location, logger: logger) }
                 return result
             } catch {
-                guard Self.lostConnection(error), !closing.withLock({ $0 }) else { throw error }
+                // A call given up by its caller (cancelled) says nothing about the database.
+                guard !Task.isCancelled, Self.lostConnection(error), !closing.withLock({ $0 }) else { throw error }
                 if !waiting {
                     waiting = true
                     outage.lost(location, Self.describe(error), logger: logger)
