@@ -217,13 +217,50 @@ struct PostgresStoreTests {
         let done = try await gw.waitForStatus(id, ["succeeded", "failed", "cancelled"], timeout: .seconds(60))
         #expect(done["status"] == "succeeded", "\(done)\n\(gw.logText.suffix(3000))")
         #expect(gw.logText.contains("cannot record the end of a run"), "\(gw.logText.suffix(2000))")
-        #expect(gw.logText.contains("resuming a run nothing here was running"), "\(gw.logText.suffix(2000))")
+        #expect(gw.logText.contains("queuing again a run nothing here was running or had queued"), "\(gw.logText.suffix(2000))")
         let (events, _) = try await gw.events(id)
         #expect(events.filter { $0.type == "step.started" }.count == 3, "a step ran again: \(events.map(\.type))")
         #expect(events.filter { $0.type == "run.resumed" }.count == 1, "\(events.map(\.type))")
         #expect(events.last?.type == "run.succeeded", "\(events.map(\.type))")
         let slowDone = try await gw.waitForStatus(slow, ["succeeded", "failed", "cancelled"], timeout: .seconds(60))
         #expect(slowDone["status"] == "succeeded" && slowDone["segments"] == 1, "\(slowDone)")
+    }
+
+    @Test("a queued run whose start the store refused is not left queued: the gateway finds it and starts it, once")
+    func strandedQueuedRunStarted() async throws {
+        let url = try await PostgresCluster.shared.database()
+        let name = Self.databaseName(url)
+        // One slot: the second run waits in the queue for the first.
+        let config = TestGateway.config(server: "{ host: 127.0.0.1, port: 0, maxConcurrentRuns: 1 }")
+            + "\nstorage: { driver: postgres, url: \"\(url)\", poolSize: 4 }\n"
+        let gw = try await TestGateway.started(workflows: Self.workflows, config: config)
+        defer { gw.cleanupLater() }
+        // The database refuses the second start of a queued run it is given: the
+        // first is the first run's (created already started), the second the queued one's.
+        try await PostgresCluster.shared.execute("""
+            CREATE SEQUENCE refused_start;
+            CREATE FUNCTION refuse_start() RETURNS trigger AS $$
+            BEGIN
+              IF OLD.status = 'queued' AND NEW.status = 'running' AND nextval('refused_start') = 2 THEN
+                RAISE EXCEPTION 'refused for the test';
+              END IF;
+              RETURN NEW;
+            END $$ LANGUAGE plpgsql;
+            CREATE TRIGGER refuse_start BEFORE UPDATE ON runs FOR EACH ROW EXECUTE FUNCTION refuse_start();
+            """, database: name)
+        let first = try #require(try await gw.run("steady", [:], sync: false)["id"]?.stringValue)
+        let queued = try await gw.run("careful", [:], sync: false)
+        #expect(queued["status"] == "queued", "\(queued)")
+        let id = try #require(queued["id"]?.stringValue)
+        let done = try await gw.waitForStatus(id, ["succeeded", "failed", "cancelled"], timeout: .seconds(60))
+        #expect(done["status"] == "succeeded" && done["segments"] == 1, "\(done)\n\(gw.logText.suffix(3000))")
+        #expect(gw.logText.contains("cannot start run"), "\(gw.logText.suffix(2000))")
+        #expect(gw.logText.contains("queuing again a run nothing here was running or had queued"), "\(gw.logText.suffix(2000))")
+        let (events, _) = try await gw.events(id)
+        #expect(events.filter { $0.type == "run.started" }.count == 1, "\(events.map(\.type))")
+        #expect(events.filter { $0.type == "step.started" }.count == 3, "\(events.map(\.type))")
+        let firstDone = try await gw.waitForStatus(first, ["succeeded", "failed", "cancelled"], timeout: .seconds(30))
+        #expect(firstDone["status"] == "succeeded", "\(firstDone)")
     }
 
     @Test("a gateway asked to stop while its database is away stops: its last audit entries give up rather than wait for the database")

@@ -73,7 +73,7 @@ extension RunService {
             if !approvals.isEmpty || !waits.isEmpty { release(runId) }
             for child in children {
                 guard let definition = await registry.workflow(child.workflow) else { continue }
-                queue.append(Queued(id: child.id, definition: definition, resumed: false, input: child.input))
+                queue.append(Queued(id: child.id, definition: definition, resumed: false, input: child.input, expected: .fresh))
             }
             pump()
         } catch {

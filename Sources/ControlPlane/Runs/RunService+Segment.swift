@@ -46,7 +46,7 @@ extension RunService {
             pump()
         }
         if !alreadyStarted { do {
-            guard let started = try await store.markStarted(runId: runId, resumed: resumed, fleetCap: current.fleetMaxConcurrent, stranded: next.stranded) else { return }
+            guard let started = try await store.markStarted(runId: runId, resumed: resumed, fleetCap: current.fleetMaxConcurrent, expected: next.expected) else { return }
             try await audit.append(actor: "gateway", action: resumed ? "run.resumed" : "run.started", runId: runId,
                                    details: ["workflow": definition.id, "job": a.jobId])
             hub.publish(started)

@@ -2,32 +2,32 @@ import Foundation
 import Wire
 
 extension RunService {
-    /// How often the store is asked for runs this gateway holds as running
-    /// with no segment here running them.
+    /// How often the store is asked for runs this gateway holds that nothing
+    /// here runs or has queued.
     static let strandedSweep: Duration = .seconds(15)
-    /// Stranded resumes of one run in a row before the gateway ends it instead.
+    /// Stranded resumes of one run before the gateway ends it instead.
     static let strandedLimit = 3
 
-    /// Runs the store says this gateway is running but that nothing here runs
-    /// or has queued: a segment that could not record its end (a write the
-    /// store refused, a `COMMIT` that got no answer, a full disk) gave up on
-    /// them, and without this they would wait for the gateway's next start.
-    /// Each goes on from its checkpoints in a new segment, as after a restart.
+    /// Runs the store says this gateway holds, queued or running, that nothing
+    /// here runs or has queued: a segment that could not record its end (a
+    /// write the store refused, a `COMMIT` that got no answer, a full disk), or
+    /// a start that could not be recorded, gave up on them, and without this
+    /// they would wait for the gateway's next start. Each is queued again as
+    /// at a start: a running one goes on from its checkpoints in a new segment.
     ///
-    /// A run is resumed only when two sweeps in a row found it stranded at the
-    /// same segment, so a run merely between two states (taken over by the
-    /// fleet and not yet queued, say) is left alone. What was read can still be
-    /// stale when it is acted on: the new segment starts only if the run is
-    /// still running at exactly the segment that was read (`markStarted`'s
-    /// `stranded`), so a run is never given two segments at once. A run
-    /// stranded `strandedLimit` times in a row is ended as `Interrupted`
-    /// rather than run again and again.
+    /// A run is taken only when two sweeps in a row found it so, in the same
+    /// state, so a run merely between two states (taken over by the fleet and
+    /// not yet queued, say) is left alone. What was read can still be stale
+    /// when it is acted on: the new segment starts only if the run is still
+    /// exactly as it was read (`markStarted`'s `expected`), so a run is never
+    /// given two segments at once. A run stranded `strandedLimit` times is
+    /// ended as `Interrupted` rather than run again and again.
     func resumeStranded() async {
-        guard resumedAtStart, !stopping, let held = try? await store.runningHere() else { return }
-        var seen: [String: Int] = [:]
+        guard resumedAtStart, !stopping, let held = try? await store.heldHere() else { return }
+        var seen: [String: RunStore.Expected] = [:]
         for run in held where !stopping && active[run.id] == nil && !queue.contains(where: { $0.id == run.id }) {
-            guard strandedSeen[run.id] == run.segments else {
-                seen[run.id] = run.segments
+            guard strandedSeen[run.id] == run.state else {
+                seen[run.id] = run.state
                 continue
             }
             let resumes = strandedResumes[run.id, default: 0]
@@ -35,7 +35,7 @@ extension RunService {
                 if resumes == Self.strandedLimit {
                     strandedResumes[run.id] = resumes + 1
                     await end(run.id, .failed, output: nil, error: StepFailure(
-                        .interrupted, step: nil, message: "\(resumes) segments in a row stopped without recording the run's end"))
+                        .interrupted, step: nil, message: "stranded \(resumes) times: its segments stopped without recording its start or end"))
                 }
                 // Its end could not be recorded either: the next start tries again.
                 continue
@@ -48,10 +48,12 @@ extension RunService {
             // Looked at again after the await: a segment may have been queued for it meanwhile.
             guard !stopping, active[run.id] == nil, !queue.contains(where: { $0.id == run.id }) else { continue }
             strandedResumes[run.id] = resumes + 1
-            logger.warning("resuming a run nothing here was running (its last segment stopped without recording its end)",
-                           metadata: ["run": "\(run.id)", "segment": "\(run.segments)"])
-            queue.append(Queued(id: run.id, definition: definition, resumed: true, input: nil,
-                                interruptedBy: "its segment stopped without recording its end", stranded: run.segments))
+            let running = run.state.status == .running
+            logger.warning("queuing again a run nothing here was running or had queued", metadata: [
+                "run": "\(run.id)", "status": "\(run.state.status.rawValue)", "segment": "\(run.state.segments)",
+            ])
+            queue.append(Queued(id: run.id, definition: definition, resumed: running, input: nil,
+                                interruptedBy: running ? "its segment stopped without recording its end" : nil, expected: run.state))
         }
         strandedSeen = seen
         pump()

@@ -90,9 +90,9 @@ public actor RunService {
         /// Why the last segment ended without an answer (a restart, a worker's
         /// death): its steps still running then were interrupted by it.
         var interruptedBy: String?
-        /// Set for a run found stranded (`resumeStranded`): the segment the store
-        /// said it was at, which must still be its last for this one to start.
-        var stranded: Int? = nil
+        /// The run as the store said it was when this was queued, when that was
+        /// read rather than known: it starts only if it still is.
+        var expected: RunStore.Expected? = nil
     }
 
     /// Runs a trigger fired, as they end: its scheduler starts what waited for them.
@@ -112,8 +112,8 @@ public actor RunService {
     var unstoredSegments: [String: Int] = [:]
     var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
     var stopping = false
-    /// Runs the last sweep found stranded, at the segment it found each at (`resumeStranded`).
-    var strandedSeen: [String: Int] = [:]
+    /// Runs the last sweep found stranded, as it found each (`resumeStranded`).
+    var strandedSeen: [String: RunStore.Expected] = [:]
     /// Stranded resumes of each run in a row, forgotten when it ends.
     var strandedResumes: [String: Int] = [:]
     /// `resumeUnfinished` has queued what the last gateway left: only then is a
@@ -230,7 +230,7 @@ public actor RunService {
             }
             try await audit.append(actor: actor, action: "run.created", runId: runId, details: details)
             hub.publish(queued)
-            queue.append(Queued(id: runId, definition: definition, resumed: false, input: input))
+            queue.append(Queued(id: runId, definition: definition, resumed: false, input: input, expected: .fresh))
             pump()
             return (run, true)
         }
@@ -320,7 +320,8 @@ public actor RunService {
             }
             logger.info("resuming run", metadata: ["run": "\(run.id)", "workflow": "\(run.workflow)"])
             queue.append(Queued(id: run.id, definition: definition, resumed: run.status == .running, input: nil,
-                                interruptedBy: run.status == .running ? cause : nil))
+                                interruptedBy: run.status == .running ? cause : nil,
+                                expected: RunStore.Expected(status: run.status, segments: run.segments)))
         }
         pump()
     }
@@ -446,7 +447,9 @@ public actor RunService {
             await end(runId, .failed, output: nil, error: StepFailure(.workflowMissing, step: nil, message: "workflow \(run.workflow) is no longer defined"))
             return
         }
-        queue.append(Queued(id: runId, definition: definition, resumed: true, input: nil))
+        // Only the run as its resolution queued it: one started meanwhile is not started again.
+        queue.append(Queued(id: runId, definition: definition, resumed: true, input: nil,
+                            expected: RunStore.Expected(status: .queued, segments: run.segments)))
         pump()
     }
 }

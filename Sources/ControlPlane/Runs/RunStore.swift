@@ -319,9 +319,10 @@ public final class RunStore: Sendable {
     /// Moves a run to `running`, counting a new segment. Only the gateway that
     /// holds the run (or anyone, for a run nobody holds yet) starts it; nil when
     /// it is not (or no longer) this gateway's to start. Throws `FleetFull` when
-    /// `fleetCap` runs already hold a worker across the fleet. With `stranded`,
-    /// only a run still running at exactly that segment starts again.
-    public func markStarted(runId: String, resumed: Bool, fleetCap: Int? = nil, stranded: Int? = nil) async throws -> RunEvent? {
+    /// `fleetCap` runs already hold a worker across the fleet. With `expected`,
+    /// only a run still exactly as it was read (its status and segment) starts:
+    /// a segment queued from a read that went stale meanwhile does not.
+    public func markStarted(runId: String, resumed: Bool, fleetCap: Int? = nil, expected: Expected? = nil) async throws -> RunEvent? {
         try await db.write(.untilBack) { db in
             if let cap = fleetCap {
                 // A resumed segment of a run still marked running is one of those counted: it replaces itself.
@@ -330,9 +331,9 @@ public final class RunStore: Sendable {
             }
             var arguments: StoreArguments = [Date().timeIntervalSince1970, db.member, runId, db.member]
             var only = ""
-            if let stranded {
-                only = " AND status = 'running' AND segments = ?"
-                arguments.values.append(stranded.storeValue)
+            if let expected {
+                only = " AND status = ? AND segments = ?"
+                arguments.values += [expected.status.rawValue.storeValue, expected.segments.storeValue]
             }
             try db.cachedStatement(sql: """
                 UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), segments = segments + 1, owner = ?
@@ -508,19 +509,29 @@ public final class RunStore: Sendable {
         }
     }
 
-    /// A run this gateway holds as running, and the segment it is at.
+    /// A run's state as a segment was queued for it: its start must find it unchanged.
+    public struct Expected: Sendable, Equatable {
+        public var status: RunStatus
+        public var segments: Int
+        /// A run just created, not yet started.
+        public static let fresh = Expected(status: .queued, segments: 0)
+    }
+
+    /// A run this gateway holds as queued or running, as a sweep reads it.
     public struct Held: Sendable {
         public var id: String
         public var workflow: String
-        public var segments: Int
+        public var state: Expected
     }
 
-    /// Runs this gateway holds as running (just what a sweep needs, not their inputs and outputs).
-    public func runningHere() async throws -> [Held] {
+    /// Runs this gateway holds as queued or running (just what a sweep needs, not their inputs and outputs).
+    public func heldHere() async throws -> [Held] {
         try await db.read { db in
             try StoreRow.fetchAll(db, sql: """
-                SELECT id, workflow, segments FROM runs WHERE status = 'running' AND (owner = ? OR owner IS NULL) ORDER BY created_at
-                """, arguments: [db.member]).map { Held(id: $0["id"], workflow: $0["workflow"], segments: $0["segments"]) }
+                SELECT id, workflow, status, segments FROM runs WHERE status IN ('queued', 'running') AND owner = ? ORDER BY created_at
+                """, arguments: [db.member]).compactMap { row in
+                RunStatus(rawValue: row["status"]).map { Held(id: row["id"], workflow: row["workflow"], state: Expected(status: $0, segments: row["segments"])) }
+            }
         }
     }
 
