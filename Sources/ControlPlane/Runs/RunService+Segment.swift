@@ -46,7 +46,13 @@ extension RunService {
             pump()
         }
         if !alreadyStarted { do {
-            guard let started = try await store.markStarted(runId: runId, resumed: resumed, fleetCap: current.fleetMaxConcurrent, expected: next.expected) else { return }
+            guard let started = try await store.markStarted(runId: runId, resumed: resumed, fleetCap: current.fleetMaxConcurrent, expected: next.expected) else {
+                // Not this gateway's to start (any more): ended, taken over, or
+                // started by another entry. Whoever waits for it here stops
+                // waiting, unless another entry for it is still queued.
+                if !queue.contains(where: { $0.id == runId }) { release(runId) }
+                return
+            }
             try await audit.append(actor: "gateway", action: resumed ? "run.resumed" : "run.started", runId: runId,
                                    details: ["workflow": definition.id, "job": a.jobId])
             hub.publish(started)

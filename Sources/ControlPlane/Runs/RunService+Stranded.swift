@@ -49,10 +49,12 @@ extension RunService {
             guard !stopping, active[run.id] == nil, !queue.contains(where: { $0.id == run.id }) else { continue }
             strandedResumes[run.id] = resumes + 1
             let running = run.state.status == .running
+            // A queued run that had segments before (it parked, and its next start failed) resumes.
+            let resumed = running || run.state.segments > 0
             logger.warning("queuing again a run nothing here was running or had queued", metadata: [
                 "run": "\(run.id)", "status": "\(run.state.status.rawValue)", "segment": "\(run.state.segments)",
             ])
-            queue.append(Queued(id: run.id, definition: definition, resumed: running, input: nil,
+            queue.append(Queued(id: run.id, definition: definition, resumed: resumed, input: nil,
                                 interruptedBy: running ? "its segment stopped without recording its end" : nil, expected: run.state))
         }
         strandedSeen = seen

@@ -272,8 +272,14 @@ public actor RunService {
         } else {
             // Queued, waiting (its approvals, waits and child runs end with it), or
             // queued for a new segment: ended here.
+            let queued = queue.filter { $0.id == runId }
             queue.removeAll { $0.id == runId }
-            await end(runId, .cancelled, output: nil, error: failure, anywhere: true)
+            if let error = await end(runId, .cancelled, output: nil, error: failure, anywhere: true) {
+                // Not cancelled: it stays queued, as it was, and the caller hears why.
+                queue.insert(contentsOf: queued, at: 0)
+                pump()
+                throw error
+            }
             // Running on another gateway: it kills the worker when it hears,
             // and the store already refuses what that worker still reports.
             if run.status == .running, run.gateway != store.member, store.shared != nil {
@@ -372,17 +378,24 @@ public actor RunService {
         }
     }
 
+    /// Starts queued runs while there are slots. A run that already has a
+    /// segment here waits for it to end (a run resumed before its parked
+    /// segment returned, or queued twice): a run has one slot at a time.
     func pump() {
-        while !stopping, fleetWait == nil, active.count < maxConcurrent, !queue.isEmpty {
-            let next = queue.removeFirst()
+        while !stopping, fleetWait == nil, active.count < maxConcurrent,
+              let index = queue.firstIndex(where: { active[$0.id] == nil }) {
+            let next = queue.remove(at: index)
             let a = Active()
             active[next.id] = a
             Task { await self.execute(next, a) }
         }
     }
 
+    /// Ends a run; returns why its end could not be recorded, if it could not.
+    @discardableResult
     func end(_ runId: String, _ status: RunStatus, output: JSONValue?, error: StepFailure?, auditFirst: [AuditItem] = [],
-             anywhere: Bool = false) async {
+             anywhere: Bool = false) async -> (any Error)? {
+        var failed: (any Error)?
         do {
             var details = ["status": status.rawValue]
             if let error {
@@ -402,8 +415,10 @@ public actor RunService {
             if finished.event != nil { strandedResumes[runId] = nil }
         } catch {
             logger.error("cannot record the end of a run", metadata: ["run": "\(runId)", "error": "\(error)"])
+            failed = error
         }
         release(runId)
+        return failed
     }
 
     /// Whoever waits for the run's end (a sync `POST /runs`) stops waiting.
@@ -448,6 +463,7 @@ public actor RunService {
             return
         }
         // Only the run as its resolution queued it: one started meanwhile is not started again.
+        guard run.status == .queued else { return }
         queue.append(Queued(id: runId, definition: definition, resumed: true, input: nil,
                             expected: RunStore.Expected(status: .queued, segments: run.segments)))
         pump()
