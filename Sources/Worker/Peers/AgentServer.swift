@@ -187,8 +187,11 @@ struct AgentServer: Sendable {
             entry.process.kill()
             return .result(.object([:]))
         case "terminal/wait_for_exit":
-            return .result(Terminals.exitStatus(await entry.process.waitForExit()))
+            let status = await entry.process.waitForExit()
+            await entry.settle()
+            return .result(Terminals.exitStatus(status))
         default:
+            if entry.process.exitStatus != nil { await entry.settle() }
             let (bytes, truncated) = entry.output.withLock { ($0.bytes, $0.truncated) }
             var out: [String: JSONValue] = ["output": .string(String(decoding: bytes, as: UTF8.self)), "truncated": .bool(truncated)]
             if let status = entry.process.exitStatus { out["exitStatus"] = Terminals.exitStatus(status) }

@@ -17,9 +17,22 @@ final class Terminals: Sendable {
         let process: PeerProcess
         let output = Mutex<(bytes: [UInt8], truncated: Bool)>(([], false))
         let limit: Int
+        /// The drain read the pipe's end: every byte the command wrote is in `output`.
+        let drained = Atomic<Bool>(false)
         init(process: PeerProcess, limit: Int) {
             self.process = process
             self.limit = limit
+        }
+
+        /// Waits (up to 2 s) for the drain to reach the pipe's end once the
+        /// command has exited: its exit can be seen before its last output is
+        /// read, and an agent that asks for the output after `wait_for_exit`
+        /// must get all of it. Bounded, as a process the command left behind
+        /// can hold the pipe open.
+        func settle() async {
+            for _ in 0..<200 where !drained.load(ordering: .acquiring) {
+                try? await Task.sleep(for: .milliseconds(10))
+            }
         }
     }
 
@@ -67,6 +80,7 @@ final class Terminals: Sendable {
                 }
             }
             close(fd)
+            entry.drained.store(true, ordering: .releasing)
         }
         return id
     }
