@@ -51,6 +51,23 @@ struct PostgresStoreTests {
             """, database: "postgres")
     }
 
+    /// Makes the database refuse the `time`th update of a run row that meets
+    /// `condition`, once (a sequence counts: what a failed transaction takes from
+    /// one stays taken).
+    static func refuseUpdateOfRuns(database: String, named name: String, when condition: String, time: Int) async throws {
+        try await PostgresCluster.shared.execute("""
+            CREATE SEQUENCE \(name)_count;
+            CREATE FUNCTION \(name)() RETURNS trigger AS $$
+            BEGIN
+              IF \(condition) AND nextval('\(name)_count') = \(time) THEN
+                RAISE EXCEPTION 'refused for the test';
+              END IF;
+              RETURN NEW;
+            END $$ LANGUAGE plpgsql;
+            CREATE TRIGGER \(name) BEFORE UPDATE ON runs FOR EACH ROW EXECUTE FUNCTION \(name)();
+            """, database: database)
+    }
+
     static func config(url: String, storage: String = "") -> String {
         TestGateway.defaultConfig + "\nstorage: { driver: postgres, url: \"\(url)\", poolSize: 4\(storage) }\n"
     }
@@ -197,19 +214,8 @@ struct PostgresStoreTests {
         let name = Self.databaseName(url)
         let gw = try await TestGateway.started(workflows: Self.workflows, config: Self.config(url: url))
         defer { gw.cleanupLater() }
-        // The database refuses the first end of a run it is given (a sequence: what a
-        // failed transaction takes from one stays taken).
-        try await PostgresCluster.shared.execute("""
-            CREATE SEQUENCE refused_end;
-            CREATE FUNCTION refuse_end() RETURNS trigger AS $$
-            BEGIN
-              IF OLD.status = 'running' AND NEW.status = 'succeeded' AND nextval('refused_end') = 1 THEN
-                RAISE EXCEPTION 'refused for the test';
-              END IF;
-              RETURN NEW;
-            END $$ LANGUAGE plpgsql;
-            CREATE TRIGGER refuse_end BEFORE UPDATE ON runs FOR EACH ROW EXECUTE FUNCTION refuse_end();
-            """, database: name)
+        // The database refuses the first end of a run it is given.
+        try await Self.refuseUpdateOfRuns(database: name, named: "refuse_end", when: "OLD.status = 'running' AND NEW.status = 'succeeded'", time: 1)
         // A run that is only slow is running across the sweeps too: it is left alone.
         let slow = try #require(try await gw.run("slow", [:], sync: false)["id"]?.stringValue)
         let run = try await gw.run("careful", [:], sync: false)
@@ -237,17 +243,7 @@ struct PostgresStoreTests {
         defer { gw.cleanupLater() }
         // The database refuses the second start of a queued run it is given: the
         // first is the first run's (created already started), the second the queued one's.
-        try await PostgresCluster.shared.execute("""
-            CREATE SEQUENCE refused_start;
-            CREATE FUNCTION refuse_start() RETURNS trigger AS $$
-            BEGIN
-              IF OLD.status = 'queued' AND NEW.status = 'running' AND nextval('refused_start') = 2 THEN
-                RAISE EXCEPTION 'refused for the test';
-              END IF;
-              RETURN NEW;
-            END $$ LANGUAGE plpgsql;
-            CREATE TRIGGER refuse_start BEFORE UPDATE ON runs FOR EACH ROW EXECUTE FUNCTION refuse_start();
-            """, database: name)
+        try await Self.refuseUpdateOfRuns(database: name, named: "refuse_start", when: "OLD.status = 'queued' AND NEW.status = 'running'", time: 2)
         let first = try #require(try await gw.run("steady", [:], sync: false)["id"]?.stringValue)
         let queued = try await gw.run("careful", [:], sync: false)
         #expect(queued["status"] == "queued", "\(queued)")
