@@ -41,8 +41,7 @@ extension RunService {
                 continue
             }
             guard let definition = await registry.workflow(run.workflow) else {
-                await end(run.id, .failed, output: nil,
-                          error: StepFailure(.workflowMissing, step: nil, message: "workflow \(run.workflow) is no longer defined"))
+                await endWorkflowGone(run.id, run.workflow)
                 continue
             }
             // Looked at again after the await: a segment may have been queued for it meanwhile.

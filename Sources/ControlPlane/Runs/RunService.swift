@@ -320,8 +320,7 @@ public actor RunService {
                 continue
             }
             guard let definition = await registry.workflow(run.workflow) else {
-                await end(run.id, .failed, output: nil,
-                          error: StepFailure(.workflowMissing, step: nil, message: "workflow \(run.workflow) is no longer defined"))
+                await endWorkflowGone(run.id, run.workflow)
                 continue
             }
             logger.info("resuming run", metadata: ["run": "\(run.id)", "workflow": "\(run.workflow)"])
@@ -421,6 +420,11 @@ public actor RunService {
         return failed
     }
 
+    /// A run queued again whose workflow the registry no longer has: it fails.
+    func endWorkflowGone(_ runId: String, _ workflow: String) async {
+        await end(runId, .failed, output: nil, error: StepFailure(.workflowMissing, step: nil, message: "workflow \(workflow) is no longer defined"))
+    }
+
     /// Whoever waits for the run's end (a sync `POST /runs`) stops waiting.
     func release(_ runId: String) {
         for w in waiters.removeValue(forKey: runId) ?? [] { w.resume() }
@@ -459,7 +463,7 @@ public actor RunService {
     func requeue(_ runId: String) async {
         guard let run = try? await store.run(runId, withSteps: false) else { return }
         guard let definition = await registry.workflow(run.workflow) else {
-            await end(runId, .failed, output: nil, error: StepFailure(.workflowMissing, step: nil, message: "workflow \(run.workflow) is no longer defined"))
+            await endWorkflowGone(runId, run.workflow)
             return
         }
         // Only the run as its resolution queued it: one started meanwhile is not started again.
