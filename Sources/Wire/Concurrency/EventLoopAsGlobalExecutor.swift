@@ -39,24 +39,32 @@ public enum EventLoopAsGlobalExecutor {
         init(_ loop: any EventLoop) { self.loop = loop }
     }
 
-    /// Set once and never released. One word, read atomically: a thread that
-    /// sees the hook before this falls back to the runtime's own enqueue.
+    /// The loop jobs go to. One word, read atomically: a thread that sees the
+    /// hook before this falls back to the runtime's own enqueue. A target it
+    /// replaces is never released, since a thread may still be reading it.
     private static let target = Atomic<Unmanaged<Target>?>(nil)
+    /// Whether the runtime took our hook, on the first call.
+    private static let hooked = Atomic(false)
 
-    /// Call once, on `loop`'s thread, before the first task. A loop made with
-    /// `withCurrentThreadAsEventLoop`, which nothing shuts down while the
-    /// process lives: jobs sent to a loop that has shut down are lost.
-    /// False if a hook was already installed (it is left in place).
+    /// Call on `loop`'s thread, before the first task, with a loop made by
+    /// `withCurrentThreadAsEventLoop`: jobs sent to a loop that has shut down
+    /// are lost. A second call points the hook at the new loop; that is for the
+    /// worker template, whose warm-up runs tasks on a loop it then stops, and
+    /// whose forked workers each point the hook at their own loop before they
+    /// start a task. False if another hook was already installed (it is left
+    /// in place).
     @discardableResult
     public static func install(onto loop: any EventLoop) -> Bool {
         guard loop.inEventLoop else { return false }
-        let (set, _) = target.compareExchange(expected: nil, desired: Unmanaged.passRetained(Target(loop)),
-                                              successOrdering: .releasing, failureOrdering: .relaxed)
-        guard set else { return false }
+        if target.exchange(Unmanaged.passRetained(Target(loop)), ordering: .acquiringAndReleasing) != nil {
+            return hooked.load(ordering: .acquiring)
+        }
         let hook: Hook = { job, original in
             guard let target = EventLoopAsGlobalExecutor.target.load(ordering: .acquiring) else { return original(job) }
             target.takeUnretainedValue().loop.enqueue(ExecutorJob(job))
         }
-        return sk_install_global_enqueue_hook(unsafeBitCast(hook, to: UnsafeMutableRawPointer.self)) != 0
+        let taken = sk_install_global_enqueue_hook(unsafeBitCast(hook, to: UnsafeMutableRawPointer.self)) != 0
+        hooked.store(taken, ordering: .releasing)
+        return taken
     }
 }

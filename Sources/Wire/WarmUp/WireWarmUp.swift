@@ -9,12 +9,12 @@ import Synchronization
 import Glibc
 #endif
 
-/// Runs each path a worker's connection takes once, without a thread, an event
-/// loop or a task: the worker template calls it so that the workers it forks
-/// find the Swift runtime's conformance and metadata caches already filled.
-///
-/// Every step mirrors what `RPCPeer` does on a real channel; the results are
-/// thrown away. Nothing here may start a thread (the template forks afterwards).
+/// Runs each path a worker's connection takes once: the worker template calls
+/// it so that the workers it forks find the Swift runtime's conformance and
+/// metadata caches already filled. `run` goes through the envelopes and an
+/// embedded pipeline without a thread, a loop or a task; `runPeers` connects
+/// two real peers. The results are thrown away. Nothing here may leave a
+/// thread behind (the template forks afterwards, and checks).
 public enum WireWarmUp {
     public static func run(job: RunJobSpec, event: JobEvent, result: RunJobResult, hello: WorkerHello.Params) {
         // Requests both ways, a notification, results and an error, through the
@@ -41,18 +41,6 @@ public enum WireWarmUp {
         _ = try? JSONDecoder().decode(ResultOf<RunJobResult>.self, from: frames[3])
         _ = try? JSONDecoder().decode(ResultOf<Empty>.self, from: frames[4])
 
-        // What RPCPeer and RPCRouter hold, allocated once so their generic storage
-        // and the conformances it needs are instantiated.
-        _ = [RPCID: CheckedContinuation<Data, any Error>](minimumCapacity: 4)
-        var router = RPCRouter()
-        router.on(Ping.self) { _, _ in Empty() }
-        router.on(EventEmit.self) { _, _ in }
-        // ChannelHandlerContext asks each handler which directions it handles.
-        let handler = RPCChannelHandler.self as any ChannelHandler.Type
-        _ = handler as? any _ChannelInboundHandler.Type
-        _ = handler as? any _ChannelOutboundHandler.Type
-        _ = handler as? any RemovableChannelHandler.Type
-
         // The channel pipeline RPCPeer builds, on an embedded channel (no thread).
         let channel = EmbeddedChannel()
         try? channel.pipeline.syncOperations.addHandlers([
@@ -73,34 +61,33 @@ public enum WireWarmUp {
 }
 
 extension WireWarmUp {
-    /// Runs an event loop on the calling thread just long enough to connect one
-    /// end of a socketpair through the same bootstrap and handlers RPCPeer uses,
-    /// and to move one frame each way; then stops it and joins the one helper
-    /// thread that asked it to stop. Afterwards the caller is alone again.
+    /// Runs an event loop on the calling thread, with Swift Concurrency's jobs
+    /// on it (`EventLoopAsGlobalExecutor`), just long enough for two real
+    /// `RPCPeer`s on the ends of a socketpair to do what a worker and the
+    /// control plane do: connect, the worker's `worker.hello` call, an
+    /// `event.emit`, a `job.run` answered with `result`, and the close. Then it
+    /// stops the loop and joins the one helper thread that asked it to stop;
+    /// afterwards the caller is alone again.
     ///
-    /// This fills the caches an event loop's first start fills (its selector,
-    /// scheduled-task heap, socket channel metadata), which are most of what a
-    /// forked worker's `MultiThreadedEventLoopGroup` and first channel would cost.
-    /// The stop callback goes to the main queue, which nothing in the template
-    /// drains: libdispatch never starts a thread, so forking stays safe.
-    public static func runEventLoop(frame: Data) {
+    /// Run for real rather than imitated: the optimizer folds a cast whose
+    /// types it can see, and drops an allocation nothing reads, so an imitation
+    /// left the casts NIO makes of each handler added to a pipeline, and the
+    /// generic types `RPCPeer.connect` and `call` instantiate, to every forked
+    /// worker (a linear scan of the binary's conformance tables each, about a
+    /// quarter of a worker's own CPU).
+    ///
+    /// The loop's stop callback goes to the main queue, which nothing in the
+    /// template drains: libdispatch never starts a thread, so forking stays safe.
+    public static func runPeers(job: RunJobSpec, event: JobEvent, result: RunJobResult, hello: WorkerHello.Params) {
         var fds: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0 else { return }
-        defer { close(fds[1]) }
-        // A frame already waiting, so the channel's read path runs too.
-        var length = UInt32(frame.count).bigEndian
-        _ = withUnsafeBytes(of: &length) { write(fds[1], $0.baseAddress, 4) }
-        _ = frame.withUnsafeBytes { write(fds[1], $0.baseAddress, frame.count) }
-        // RPCPeer's notification queue (the storage only: no task is started).
-        let (stream, continuation) = AsyncStream<Int>.makeStream()
-        continuation.yield(1)
-        continuation.finish()
-        _ = stream
+        let (workerFD, gatewayFD) = (fds[0], fds[1])
         let stopper = ThreadSlot()
         MultiThreadedEventLoopGroup.withCurrentThreadAsEventLoop { loop in
             // Stopping a loop from its own thread needs the callback queue to run;
-            // from another thread it does not.
+            // from another thread it does not. Once, whichever comes first.
             @Sendable func stop() {
+                guard stopper.claim() else { return }
                 let box = Unmanaged.passRetained(LoopBox(loop)).toOpaque()
                 var thread = pthread_t()
                 guard pthread_create(&thread, nil, { raw in
@@ -113,42 +100,62 @@ extension WireWarmUp {
                 }
                 stopper.thread.withLock { $0 = thread }
             }
-            let connected = ClientBootstrap(group: loop)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandlers([
-                            ByteToMessageHandler(FrameDecoder(maxFrameSize: WireLimits.defaultMaxFrameSize)),
-                            LengthFieldPrepender(lengthFieldBitLength: .thirtyTwoBits, lengthFieldEndianness: .big),
-                            CloseOnFirstRead(),
-                        ])
-                    }
-                }
-                .withConnectedSocket(fds[0])
-            connected.whenComplete { result in
-                guard case let .success(channel) = result else { return stop() }
-                var buffer = channel.allocator.buffer(capacity: frame.count)
-                buffer.writeBytes(frame)
-                channel.writeAndFlush(buffer, promise: nil)
-                // The waiting frame closes it when read; a bound in case it never is.
-                channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
-                channel.closeFuture.whenComplete { _ in stop() }
+            guard EventLoopAsGlobalExecutor.install(onto: loop) else {
+                close(workerFD)
+                close(gatewayFD)
+                return stop()
+            }
+            // A bound, should an answer never come: the template must go on.
+            loop.scheduleTask(in: .seconds(10)) { stop() }
+            Task {
+                await exchange(workerFD: workerFD, gatewayFD: gatewayFD, loop: loop, job: job, event: event, result: result, hello: hello)
+                stop()
             }
         }
         if let thread = stopper.thread.withLock({ $0 }) { pthread_join(thread, nil) }
     }
-}
 
-/// Reads one frame and closes the channel: the warm-up's read path.
-private final class CloseOnFirstRead: ChannelInboundHandler, Sendable {
-    typealias InboundIn = ByteBuffer
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        _ = Data(unwrapInboundIn(data).readableBytesView)
-        context.close(promise: nil)
+    private static func exchange(workerFD: Int32, gatewayFD: Int32, loop: any EventLoop, job: RunJobSpec, event: JobEvent,
+                                 result: RunJobResult, hello: WorkerHello.Params) async {
+        var worker = RPCRouter()
+        worker.on(Ping.self) { _, _ in Empty() }
+        worker.on(RunJob.self) { _, _ in result }
+        var gateway = RPCRouter()
+        gateway.on(WorkerHello.self) { _, _ in Empty() }
+        gateway.on(EventEmit.self) { _, _ in }
+        let workerPeer: RPCPeer, gatewayPeer: RPCPeer
+        do {
+            workerPeer = try await RPCPeer.connect(fd: workerFD, group: loop, handler: worker)
+        } catch {
+            close(gatewayFD)
+            return
+        }
+        do {
+            gatewayPeer = try await RPCPeer.connect(fd: gatewayFD, group: loop, handler: gateway)
+        } catch {
+            workerPeer.close()
+            return
+        }
+        _ = try? await workerPeer.call(WorkerHello.self, hello, timeout: .seconds(5))
+        workerPeer.notify(EventEmit.self, event)
+        _ = try? await gatewayPeer.call(RunJob.self, job, timeout: .seconds(5))
+        gatewayPeer.close()
+        try? await workerPeer.closeFuture.get()
+        try? await gatewayPeer.closeFuture.get()
     }
 }
 
 private final class ThreadSlot: Sendable {
     let thread = Mutex<pthread_t?>(nil)
+    private let claimed = Mutex(false)
+
+    /// True the first time only.
+    func claim() -> Bool {
+        claimed.withLock { c in
+            defer { c = true }
+            return !c
+        }
+    }
 }
 
 private final class LoopBox: Sendable {

@@ -39,7 +39,7 @@ enum WarmUp {
         let hello = WorkerHello.Params(protocolVersion: WireProtocol.version, pid: 1,
                                        sandbox: SandboxReport(active: SandboxLayer.allCases, missing: ["a": "b"], rlimits: ["nofile": 1]))
         WireWarmUp.run(job: job, event: event, result: result, hello: hello)
-        WireWarmUp.runEventLoop(frame: Data("{}".utf8))
+        WireWarmUp.runPeers(job: job, event: event, result: result, hello: hello)
 
         let scope = ExpressionScope(["input": job.input, "steps": ["add": ["output": ["x": 2]]], "env": ["E": "1"]])
         _ = try? Template(Template.condition("${{ input.x > 0 && input.s == 'a' }}")).evaluate(in: scope)
