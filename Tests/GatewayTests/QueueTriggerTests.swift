@@ -39,7 +39,7 @@ struct QueueTriggerTests {
         let total = 1000, poison: Set<Int> = [7, 500, 993]
         func enqueue(_ range: Range<Int>) async throws {
             for n in range {
-                var body: [String: JSONValue] = ["n": .number(Double(n)), "nap": n == 300 ? 3 : 0]
+                var body: [String: JSONValue] = ["n": .number(Double(n)), "nap": n == 300 ? 8 : 0]
                 if poison.contains(n) { body["fail"] = true }
                 let r = try await gw.post("/v1/queues/jobs/messages", ["body": .object(body), "dedupeId": .string("m-\(n)")])
                 #expect(r.status == 202, "\(r.errorMessage)")
@@ -47,7 +47,9 @@ struct QueueTriggerTests {
         }
         try await enqueue(0..<301)
         // The worker running message 300 (it naps) dies under it, while the rest are enqueued behind it.
+        // Its nap is long enough for a loaded host to find it; what was last seen says why if not.
         var killed = false
+        var seen = "message 300 never seen running"
         let killBy = ContinuousClock.now + .seconds(120)
         while !killed, ContinuousClock.now < killBy {
             let running = try await gw.get("/runs?status=running&trigger=consume.queue&limit=50").json?["runs"]?.array ?? []
@@ -55,6 +57,7 @@ struct QueueTriggerTests {
                 let started = try await gw.get("/audit?action=run.started&run=\(run["id"]?.stringValue ?? "")").json?["entries"]?.array ?? []
                 let job = started.first?["details"]?["job"]?.stringValue
                 let workers = try await gw.get("/v1/workers").json?["workers"]?.array ?? []
+                seen = "running as \(run["id"]?.stringValue ?? "?"), job \(job ?? "not audited yet"), workers' jobs \(workers.map { $0["jobId"]?.stringValue ?? "-" })"
                 if let w = workers.first(where: { $0["jobId"]?.stringValue == job && job != nil }), let pid = w["pid"]?.int {
                     kill(Int32(pid), SIGKILL)
                     killed = true
@@ -102,7 +105,7 @@ struct QueueTriggerTests {
         }
         #expect(try await gw.trigger("consume.queue")["fired"]?.int == runs.count)
         // The killed worker's run either went on in a new worker (a second segment) or failed and its message ran again.
-        #expect(killed)
+        #expect(killed, "\(seen)")
         #expect(runs.contains { ($0["segments"]?.int ?? 0) > 1 || ($0["status"]?.stringValue == "failed" && !poison.contains($0["input"]?["n"]?.int ?? -1)) })
 
         // Redrive: the dead letters are offered again (and fail again).
