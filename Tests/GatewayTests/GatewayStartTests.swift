@@ -24,6 +24,25 @@ struct GatewayStartTests {
         #expect(cleaned.first?["details"]?["removed"] == "1", "\(cleaned)")
     }
 
+    @Test("a gateway stopped right after its runs leaves no workspace behind: its next start has none to clean")
+    func stoppedCleanly() async throws {
+        let gw = try TestGateway(workflows: TestWorkflows.all)
+        defer { gw.cleanupLater() }
+        try await gw.start()
+        // Workspaces are removed after each job, off the run's path: a stop
+        // right after the runs must still see every removal through.
+        for i in 0..<8 {
+            let run = try await gw.run("hello", ["name": .string("n\(i)")])
+            #expect(run["status"] == "succeeded", "\(run)")
+        }
+        #expect(await gw.stop() == 0)
+        let left = ((try? FileManager.default.contentsOfDirectory(atPath: gw.stateDir + "/workspaces")) ?? []).filter { !$0.hasPrefix(".") }
+        #expect(left.isEmpty, "workspaces left behind: \(left)")
+        try await gw.start()
+        let cleaned = try await gw.get("/audit?action=workspaces.cleaned").json?["entries"].list ?? []
+        #expect(cleaned.isEmpty, "\(cleaned)")
+    }
+
     @Test("a gateway whose worker uid range is in use refuses to start and names the fix")
     func uidRangeInUse() async throws {
         guard geteuid() == 0 else { return }

@@ -32,6 +32,10 @@ public actor WorkerPool {
     /// files it makes (up to `workers.limits.diskFiles`), so its walk may take
     /// a while: on threads of their own, never the ones every task shares.
     let diskThreads = NIOThreadPool(numberOfThreads: 2)
+    /// Removing finished jobs' workspaces, after the job: apart from the
+    /// watchdog's threads, so a workspace full of files being removed never
+    /// delays the walk that bounds a running job's files.
+    let removalThread = NIOThreadPool(numberOfThreads: 1)
 
     // Internal, not private: the operators' side (WorkerPool+Operators.swift) reads them.
     var live: [Int32: ManagedWorker] = [:]
@@ -76,6 +80,7 @@ public actor WorkerPool {
         spawnThread.start()
         reaperThreads.start()
         diskThreads.start()
+        removalThread.start()
         spawner.onTemplateEvents(exited: { [weak self] pid, status in
             guard let self else { return }
             Task { await self.templateWorkerExited(pid: pid, status: status) }
@@ -186,7 +191,7 @@ public actor WorkerPool {
         }
         replenish()
         defer {
-            if !options.keepWorkspace { Self.removeWorkspace(workspace) }
+            if !options.keepWorkspace { removeWorkspaceLater(workspace) }
         }
         do {
             try makeWorkspace(workspace, uid: worker.uid)
@@ -263,6 +268,7 @@ public actor WorkerPool {
         try? await spawnThread.shutdownGracefully()
         try? await reaperThreads.shutdownGracefully()
         try? await diskThreads.shutdownGracefully()
+        try? await removalThread.shutdownGracefully()
     }
 
     // MARK: Acquiring and replenishing

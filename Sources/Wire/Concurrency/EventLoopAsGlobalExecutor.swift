@@ -20,9 +20,9 @@ import Synchronization
 /// creates, so it never carries a step's Landlock layer) and resumes here.
 ///
 /// The control plane does not install it: several of its tasks still do
-/// blocking work (removing a workspace a step filled, `/audit/verify`, a file
-/// trigger's first walk, fsyncs on pause and on registration), which would
-/// stall the loops that serve the API and the workers' channels.
+/// blocking work (`/audit/verify`, a file trigger's first walk, fsyncs on
+/// pause and on registration), which would stall the loops that serve the API
+/// and the workers' channels.
 ///
 /// Written here rather than taken from NIO: its
 /// `NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor`
