@@ -35,7 +35,16 @@ extension WorkerPool {
     /// thread of their own; a pool that stops still runs those queued
     /// (NIOThreadPool hands them over as cancelled, and removal ignores that),
     /// and what a killed gateway left is swept at the next start.
+    ///
+    /// Until then the workspace and its homes are the gateway's: a worker uid
+    /// is recycled once the worker is reaped, and the next worker to hold it
+    /// must not be able to enter a directory its last holder left (Landlock
+    /// already keeps a job to its own workspace; this holds where it is absent).
     func removeWorkspaceLater(_ workspace: String) {
+        if spawner.runningAsRoot {
+            // The mode too: the job, as the owner, may have opened it to everyone.
+            for dir in [workspace, workspace + ".homes"] where chown(dir, 0, 0) == 0 { _ = chmod(dir, 0o700) }
+        }
         removalThread.submit { _ in Self.removeWorkspace(workspace) }
     }
 
