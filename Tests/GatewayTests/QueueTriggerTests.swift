@@ -39,7 +39,7 @@ struct QueueTriggerTests {
         let total = 1000, poison: Set<Int> = [7, 500, 993]
         func enqueue(_ range: Range<Int>) async throws {
             for n in range {
-                var body: [String: JSONValue] = ["n": .number(Double(n)), "nap": n == 300 ? 8 : 0]
+                var body: [String: JSONValue] = ["n": .number(Double(n)), "nap": n == 300 ? 15 : 0]
                 if poison.contains(n) { body["fail"] = true }
                 let r = try await gw.post("/v1/queues/jobs/messages", ["body": .object(body), "dedupeId": .string("m-\(n)")])
                 #expect(r.status == 202, "\(r.errorMessage)")
@@ -47,7 +47,9 @@ struct QueueTriggerTests {
         }
         try await enqueue(0..<301)
         // The worker running message 300 (it naps) dies under it, while the rest are enqueued behind it.
-        // Its nap is long enough for a loaded host to find it; what was last seen says why if not.
+        // Its nap (within the steps' 20 s timeout) is long enough for a loaded host,
+        // whose answers to the polls below can take seconds, to find it; what was
+        // last seen says why if not.
         var killed = false
         var seen = "message 300 never seen running"
         let killBy = ContinuousClock.now + .seconds(120)
