@@ -44,7 +44,6 @@ let package = Package(
             "Workflow", "CExecutorHook",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOExtras", package: "swift-nio-extras"),
         ], swiftSettings: strict),
         .target(name: "Sandbox", dependencies: ["CSandbox", "Wire"], swiftSettings: strict),

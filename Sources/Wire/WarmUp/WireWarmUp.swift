@@ -1,6 +1,5 @@
 import Foundation
 import NIOCore
-import NIOEmbedded
 import NIOExtras
 import NIOPosix
 import Synchronization
@@ -11,9 +10,9 @@ import Glibc
 
 /// Runs each path a worker's connection takes once: the worker template calls
 /// it so that the workers it forks find the Swift runtime's conformance and
-/// metadata caches already filled. `run` goes through the envelopes and an
-/// embedded pipeline without a thread, a loop or a task; `runPeers` connects
-/// two real peers. The results are thrown away. Nothing here may leave a
+/// metadata caches already filled. `run` goes through the envelopes (an error
+/// too) without a thread, a loop or a task; `runPeers` connects two real peers
+/// through the pipeline `RPCPeer` builds. The results are thrown away. Nothing here may leave a
 /// thread behind (the template forks afterwards, and checks).
 public enum WireWarmUp {
     public static func run(job: RunJobSpec, event: JobEvent, result: RunJobResult, hello: WorkerHello.Params) {
@@ -40,23 +39,6 @@ public enum WireWarmUp {
         _ = try? RPCIncoming(method: WorkerHello.name, id: nil, frame: frames[2]).params(as: WorkerHello.Params.self)
         _ = try? JSONDecoder().decode(ResultOf<RunJobResult>.self, from: frames[3])
         _ = try? JSONDecoder().decode(ResultOf<Empty>.self, from: frames[4])
-
-        // The channel pipeline RPCPeer builds, on an embedded channel (no thread).
-        let channel = EmbeddedChannel()
-        try? channel.pipeline.syncOperations.addHandlers([
-            ByteToMessageHandler(FrameDecoder(maxFrameSize: WireLimits.defaultMaxFrameSize)),
-            LengthFieldPrepender(lengthFieldBitLength: .thirtyTwoBits, lengthFieldEndianness: .big),
-        ])
-        var inbound = channel.allocator.buffer(capacity: frames[1].count + 4)
-        inbound.writeInteger(UInt32(frames[1].count))
-        inbound.writeBytes(frames[1])
-        _ = try? channel.writeInbound(inbound)
-        _ = try? channel.readInbound(as: ByteBuffer.self)
-        var outbound = channel.allocator.buffer(capacity: frames[0].count)
-        outbound.writeBytes(frames[0])
-        try? channel.writeAndFlush(outbound).wait()
-        _ = try? channel.readOutbound(as: ByteBuffer.self)
-        _ = try? channel.finish()
     }
 }
 
