@@ -146,6 +146,7 @@ public struct GatewayClient: Sendable {
                 reused = false
             }
             var received = false
+            var ended = false
             var status = 0
             do {
                 for try await part in connection.send(parts) {
@@ -164,7 +165,7 @@ public struct GatewayClient: Sendable {
                             return
                         }
                     case .end:
-                        break
+                        ended = true
                     }
                 }
             } catch {
@@ -174,6 +175,12 @@ public struct GatewayClient: Sendable {
                 // goes again on another connection.
                 if reused, !received { continue }
                 throw error
+            }
+            guard ended else {
+                // The stream stops short only when this task was cancelled: the rest
+                // of the response would be the next request's start.
+                connection.close()
+                throw CancellationError()
             }
             connections.give(connection)
             return

@@ -44,10 +44,12 @@ struct PostgresStoreTests {
     }
 
     /// The database gone: every session of it ended, and no new one let in.
+    /// The terminations are waited for (up to 10 s each): a session only
+    /// signalled could still run the gateway's next query.
     static func cutOff(_ name: String) async throws {
         try await PostgresCluster.shared.execute("""
             ALTER DATABASE \(name) ALLOW_CONNECTIONS false;
-            SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(name)';
+            SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = '\(name)';
             """, database: "postgres")
     }
 

@@ -121,11 +121,34 @@ final class TestGateway: @unchecked Sendable {
     // MARK: Calls
 
     func post(_ path: String, _ body: JSONValue, headers: [(String, String)] = []) async throws -> GatewayClient.Reply {
-        try await client.post(path, json: body, headers: headers)
+        let client = client!
+        return try await bounded("POST \(path)") { try await client.post(path, json: body, headers: headers) }
     }
 
     func get(_ path: String, headers: [(String, String)] = []) async throws -> GatewayClient.Reply {
-        try await client.get(path, headers: headers)
+        let client = client!
+        return try await bounded("GET \(path)") { try await client.get(path, headers: headers) }
+    }
+
+    /// How long one call to the gateway may take before the test fails: far
+    /// beyond any run a test starts, even on a loaded host, but a call that
+    /// never returns fails its test instead of holding the whole suite.
+    static let callLimit: Duration = .seconds(300)
+
+    /// Runs `call`, or fails with the gateway's log once `callLimit` has passed.
+    func bounded<T: Sendable>(_ what: String, _ call: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await call() }
+            group.addTask {
+                try await Task.sleep(for: Self.callLimit)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else {
+                throw GatewayFailure(description: "\(what) had no answer in \(Self.callLimit)\ngateway log:\n\(logText.suffix(3000))")
+            }
+            return value
+        }
     }
 
     /// Starts a run and returns its record (sync waits for the end).
@@ -153,20 +176,24 @@ final class TestGateway: @unchecked Sendable {
     /// Reads a whole SSE stream (until the gateway closes it) and returns its events
     /// and how many heartbeat comments came with them.
     func events(_ runId: String, lastEventId: Int? = nil) async throws -> (events: [SSEParser.Event], heartbeats: Int) {
-        var parser = SSEParser()
-        var events: [SSEParser.Event] = []
-        var raw = ""
         var headers = [("Accept", "text/event-stream")]
         if let lastEventId { headers.append(("Last-Event-ID", "\(lastEventId)")) }
-        try await client.exchange(.GET, "/runs/\(runId)/events", headers: headers) { _, chunk in
-            if let chunk {
-                let text = String(decoding: chunk.readableBytesView, as: UTF8.self)
-                raw += text
-                events += parser.feed(text)
+        let client = client!
+        let headerList = headers
+        return try await bounded("GET /runs/\(runId)/events") {
+            var parser = SSEParser()
+            var events: [SSEParser.Event] = []
+            var raw = ""
+            try await client.exchange(.GET, "/runs/\(runId)/events", headers: headerList) { _, chunk in
+                if let chunk {
+                    let text = String(decoding: chunk.readableBytesView, as: UTF8.self)
+                    raw += text
+                    events += parser.feed(text)
+                }
+                return true
             }
-            return true
+            return (events, raw.components(separatedBy: ": heartbeat").count - 1)
         }
-        return (events, raw.components(separatedBy: ": heartbeat").count - 1)
     }
 
     /// Runs the skelm CLI against this gateway, on a thread of its own: waiting for a
@@ -189,6 +216,12 @@ final class TestGateway: @unchecked Sendable {
         process.standardOutput = out
         process.standardError = err
         try process.run()
+        // A command that never ends fails its test instead of holding the suite.
+        let pid = process.processIdentifier
+        let limit = Self.callLimit.components.seconds
+        let timer = DispatchWorkItem { kill(pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(Int(limit)), execute: timer)
+        defer { timer.cancel() }
         let o = out.fileHandleForReading.readDataToEndOfFile()
         let e = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()

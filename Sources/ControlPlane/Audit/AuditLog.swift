@@ -46,8 +46,9 @@ public actor AuditLog {
     private var waiters: [CheckedContinuation<Void, any Error>] = []
     private var flushing = false
     private var closed = false
-    /// `record` calls not yet appended; `close` waits for them.
-    private nonisolated let pendingRecords = Mutex(0)
+    /// `record` calls not yet appended: `close` waits for them, and so does a
+    /// reader of the chain (`settled`).
+    private nonisolated let pendingRecords = PendingRecords()
     /// What opening read of the existing chain: its ends only, never all of it.
     nonisolated let bytesReadAtOpen: Int
     /// The chain in the database, when this gateway writes there (nil: the files).
@@ -130,6 +131,13 @@ public actor AuditLog {
         return written
     }
 
+    /// Returns once what `record` was given before this call is in the chain
+    /// (or failed), or after `limit`: the chain's readers call it first, so
+    /// they see what was recorded before they asked.
+    public nonisolated func settled(within limit: Duration = .seconds(5)) async {
+        await pendingRecords.settled(within: limit)
+    }
+
     /// Appends one entry and returns it once it is durable.
     @discardableResult
     public func append(actor: String, action: String, runId: String? = nil, details: [String: String] = [:]) async throws -> AuditEntry {
@@ -172,9 +180,9 @@ public actor AuditLog {
     /// Appends without waiting, for records of things that already happened and
     /// that nothing waits on (a worker's exit); a failure is logged.
     public nonisolated func record(actor: String, action: String, runId: String? = nil, details: [String: String] = [:]) {
-        pendingRecords.withLock { $0 += 1 }
+        let ticket = pendingRecords.issue()
         Task {
-            defer { pendingRecords.withLock { $0 -= 1 } }
+            defer { pendingRecords.done(ticket) }
             do { try await append(actor: actor, action: action, runId: runId, details: details) } catch {
                 logger.error("audit append failed", metadata: ["action": "\(action)", "error": "\(error)"])
             }
@@ -277,7 +285,7 @@ public actor AuditLog {
 
     /// Waits for pending appends, writes a final checkpoint and closes the files.
     public func close() async {
-        for _ in 0..<1000 where pendingRecords.withLock({ $0 }) > 0 { try? await Task.sleep(for: .milliseconds(2)) }
+        await pendingRecords.settled(within: .seconds(2))
         if let shared {
             closed = true
             return await shared.close()

@@ -12,6 +12,8 @@ extension API {
             let filter = AuditFilter(runId: request.query("run") ?? request.query("runId"), actor: request.query("actor"),
                                      action: request.query("action"), since: request.query("since"), until: request.query("until"),
                                      before: before, gateway: request.query("gateway"))
+            // What was recorded before the request came is in the answer.
+            await audit.settled()
             // A gateway sharing its store shares one chain, in the database.
             let entries = if let shared = audit.shared {
                 try await SharedAuditReader.query(shared.engine, filter, limit: limit)
@@ -25,6 +27,7 @@ extension API {
             return JSONResponse.make(Page(entries: entries, next: entries.count == limit ? entries.last?.seq : nil))
         }
         router.get("/audit/verify") { _, _ -> Response in
+            await audit.settled()
             let head = await audit.lastEntry()
             let report = if let shared = audit.shared {
                 try await AuditVerifier.verify(database: shared.engine, head: head)
@@ -38,6 +41,7 @@ extension API {
             guard format == "jsonl" || format == "csv" else { throw APIError.badRequest("format must be jsonl or csv") }
             let filter = AuditFilter(runId: request.query("run"), actor: request.query("actor"), action: request.query("action"),
                                      since: request.query("since"), until: request.query("until"), gateway: request.query("gateway"))
+            await audit.settled()
             let layout = AuditLayout(stateDir: stateDir)
             let shared = audit.shared?.engine
             // Streamed a page at a time across every segment (or from the database):
