@@ -197,7 +197,7 @@ public final class Gateway: Sendable {
         httpLogger.logLevel = max(logger.logLevel, .notice)
         let started = try await HTTPServer.start(api: api, host: config.server.host, port: config.server.port,
                                                  socketPath: socketPath, socketGID: config.server.socketGroup.flatMap { getgrnam($0)?.pointee.gr_gid },
-                                                 logger: httpLogger)
+                                                 idleTimeout: .seconds(config.server.idleTimeoutSeconds), logger: httpLogger)
         egress.protect(port: started.0.boundPort)
         authenticator.listening(on: started.0.boundPort)
         server.withLock { $0 = started }

@@ -73,6 +73,9 @@ public struct GatewayConfig: Codable, Sendable {
         public var runTimeoutSeconds = 3600
         /// Seconds between SSE heartbeat comments on an idle event stream.
         public var sseHeartbeatSeconds = 15
+        /// A connection that has sent no part of a request for this long, and
+        /// is not waiting on an answer, is closed.
+        public var idleTimeoutSeconds = 60
         /// What one run's events, step outputs included, may take in the store.
         public var maxRunStorageMB = 256
         /// Who may call the API over TCP (see AuthConfig).
@@ -359,6 +362,7 @@ extension GatewayConfig.Server {
         maxBodyKB = try c.value(.maxBodyKB, or: d.maxBodyKB)
         runTimeoutSeconds = try c.value(.runTimeoutSeconds, or: d.runTimeoutSeconds)
         sseHeartbeatSeconds = try c.value(.sseHeartbeatSeconds, or: d.sseHeartbeatSeconds)
+        idleTimeoutSeconds = try c.value(.idleTimeoutSeconds, or: d.idleTimeoutSeconds)
         maxRunStorageMB = try c.value(.maxRunStorageMB, or: d.maxRunStorageMB)
         auth = try c.value(.auth, or: d.auth)
         allowedHosts = try c.value(.allowedHosts, or: d.allowedHosts)

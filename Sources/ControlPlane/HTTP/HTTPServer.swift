@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -18,15 +19,20 @@ final class HTTPServer: Sendable {
 
     /// Binds both listeners and returns once they accept connections.
     /// `socketGID`: members of this group may connect to the socket too (0660).
-    static func start(api: API, host: String, port: Int, socketPath: String, socketGID: UInt32?,
+    /// `idleTimeout`: a connection that has sent no part of a request for this
+    /// long is closed, unless it is waiting on an answer (a sync run, an event
+    /// stream): without it, idle or half-sent requests would hold a file
+    /// descriptor each for as long as their client liked.
+    static func start(api: API, host: String, port: Int, socketPath: String, socketGID: UInt32?, idleTimeout: Duration,
                       logger: Logger) async throws -> (HTTPServer, Task<Void, any Error>) {
         let router = api.router()
+        let server = HTTPServerBuilder.http1(configuration: .init(idleTimeout: TimeAmount(idleTimeout)))
         let (ports, portFeed) = AsyncStream<Int>.makeStream()
-        let tcp = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "skelm"),
+        let tcp = Application(router: router, server: server, configuration: .init(address: .hostname(host, port: port), serverName: "skelm"),
                               onServerRunning: { channel in portFeed.yield(channel.localAddress?.port ?? port) },
                               logger: logger)
         unlink(socketPath)
-        let unix = Application(router: router, configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "skelm"),
+        let unix = Application(router: router, server: server, configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "skelm"),
                                onServerRunning: { _ in
                                    // File permissions are the first gate; the peer's
                                    // credentials (Authenticator) are the second.

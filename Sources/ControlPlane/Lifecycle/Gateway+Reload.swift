@@ -126,6 +126,7 @@ extension Gateway {
         new.server.port = old.server.port
         new.server.maxBodyKB = old.server.maxBodyKB
         new.server.sseHeartbeatSeconds = old.server.sseHeartbeatSeconds
+        new.server.idleTimeoutSeconds = old.server.idleTimeoutSeconds
         new.server.allowedHosts = old.server.allowedHosts
         new.server.socketGroup = old.server.socketGroup
         new.server.auth.mode = old.server.auth.mode
