@@ -44,13 +44,14 @@ struct PostgresStoreTests {
     }
 
     /// The database gone: every session of it ended, and no new one let in.
-    /// The terminations are waited for (up to 10 s each): a session only
-    /// signalled could still run the gateway's next query.
+    /// Two statements, so the refusal of new sessions is committed before any
+    /// is ended (in one, they run as one transaction, and the gateway's pool
+    /// could reconnect in between), and each end is waited for (up to 10 s):
+    /// a session only signalled could still run the gateway's next query.
     static func cutOff(_ name: String) async throws {
-        try await PostgresCluster.shared.execute("""
-            ALTER DATABASE \(name) ALLOW_CONNECTIONS false;
-            SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = '\(name)';
-            """, database: "postgres")
+        try await PostgresCluster.shared.execute("ALTER DATABASE \(name) ALLOW_CONNECTIONS false", database: "postgres")
+        try await PostgresCluster.shared.execute(
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = '\(name)'", database: "postgres")
     }
 
     /// Makes the database refuse the `time`th update of a run row that meets
