@@ -170,10 +170,17 @@ public struct GatewayClient: Sendable {
                 }
             } catch {
                 connection.close()
-                // A kept connection the gateway closed while it sat idle fails
-                // before any answer: the request never reached a handler, so it
-                // goes again on another connection.
-                if reused, !received { continue }
+                // A kept connection the gateway closed while it sat idle
+                // (server.idleTimeoutSeconds) fails before any answer: the request
+                // never reached a handler, so it goes again on another connection.
+                // But a gateway that stopped mid-request fails the same way, so
+                // only a request that may be applied twice is sent again: a POST
+                // without an Idempotency-Key could start a second run.
+                if reused, !received, Self.mayRepeat(method, own) { continue }
+                if reused, !received {
+                    throw Failure(description: "the gateway at \(display) closed the connection before answering \(method) \(path); "
+                        + "it may or may not have acted on it (send an Idempotency-Key to make a retry safe)")
+                }
                 throw error
             }
             guard ended else {
@@ -184,6 +191,18 @@ public struct GatewayClient: Sendable {
             }
             connections.give(connection)
             return
+        }
+    }
+}
+
+extension GatewayClient {
+    /// Whether a request may go again after its connection failed before any
+    /// answer (RFC 9110, 9.2.2): an idempotent method, or one with a key the
+    /// gateway deduplicates by.
+    static func mayRepeat(_ method: HTTPMethod, _ headerNames: Set<String>) -> Bool {
+        switch method {
+        case .GET, .HEAD, .PUT, .DELETE, .OPTIONS: true
+        default: headerNames.contains("idempotency-key")
         }
     }
 }

@@ -64,16 +64,8 @@ extension TestGateway {
         return try await withCheckedThrowingContinuation { cont in
             // A blocking socket on a thread of its own, not one of the few the async tests share.
             Thread {
-                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                guard let fd = connectLoopback(port: port) else { return cont.resume(throwing: GatewayFailure(description: "connect: \(errno)")) }
                 defer { close(fd) }
-                var addr = sockaddr_in()
-                addr.sin_family = sa_family_t(AF_INET)
-                addr.sin_port = in_port_t(UInt16(port).bigEndian)
-                addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-                let connected = withUnsafePointer(to: &addr) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                }
-                guard connected == 0 else { return cont.resume(throwing: GatewayFailure(description: "connect: \(errno)")) }
                 _ = request.withCString { send(fd, $0, strlen($0), 0) }
                 var data = [UInt8](), chunk = [UInt8](repeating: 0, count: 65536)
                 while true {

@@ -225,6 +225,11 @@ final class TestGateway: @unchecked Sendable {
         let o = out.fileHandleForReading.readDataToEndOfFile()
         let e = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
+        // Not an exit status a test could take for the refusal it expected.
+        if process.terminationReason == .uncaughtSignal, process.terminationStatus == SIGKILL {
+            throw GatewayFailure(description: "skelm \(arguments.joined(separator: " ")) had not ended after \(Self.callLimit); killed\n"
+                + String(decoding: o + e, as: UTF8.self).suffix(3000))
+        }
         return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
     }
 }
@@ -259,17 +264,31 @@ func startUpstream(port: Int) async throws -> Process {
     return server
 }
 
+/// A blocking TCP socket connected to 127.0.0.1:`port`, or nil; the caller closes it.
+func connectLoopback(port: Int) -> Int32? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else {
+        close(fd)
+        return nil
+    }
+    return fd
+}
+
 /// Returns once something accepts connections on 127.0.0.1:`port` (a test's upstream server).
 func waitUntilListening(port: Int) async throws {
     for _ in 0..<200 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = UInt16(port).bigEndian
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
-        close(fd)
-        if ok { return }
+        if let fd = connectLoopback(port: port) {
+            close(fd)
+            return
+        }
         try await Task.sleep(for: .milliseconds(50))
     }
     throw GatewayFailure(description: "nothing listens on 127.0.0.1:\(port)")

@@ -44,29 +44,33 @@ final class PendingRecords: Sendable {
 
     /// Returns once every record issued before this call is done, or after
     /// `limit` (a writer waiting on a database that is away must not hold its
-    /// readers with it).
+    /// readers with it), or once the calling task is cancelled.
     func settled(within limit: Duration) async {
-        let id = state.withLock { s -> Int? in
+        let waiting = state.withLock { s -> (id: Int, target: Int)? in
             guard s.doneThrough < s.issued else { return nil }
             s.nextWaiter += 1
-            return s.nextWaiter
+            return (s.nextWaiter, s.issued)
         }
-        guard let id else { return }
+        guard let (id, target) = waiting else { return }
         let timer = Task { [weak self] in
             guard (try? await Task.sleep(for: limit)) != nil else { return }
             self?.release(id)
         }
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { s -> Bool in
-                if s.doneThrough >= s.issued || s.released.remove(id) != nil { return true }
-                s.waiters.append((id, s.issued, c))
-                return false
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { s -> Bool in
+                    if s.doneThrough >= target || s.released.remove(id) != nil { return true }
+                    s.waiters.append((id, target, c))
+                    return false
+                }
+                if now { c.resume() }
             }
-            if now { c.resume() }
+        } onCancel: {
+            release(id)
         }
         timer.cancel()
         await timer.value
-        // A timer that fired just as the records settled leaves its mark behind.
+        // A release (time out, cancellation) that came as the records settled leaves its mark behind.
         state.withLock { _ = $0.released.remove(id) }
     }
 

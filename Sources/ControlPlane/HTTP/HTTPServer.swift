@@ -19,10 +19,12 @@ final class HTTPServer: Sendable {
 
     /// Binds both listeners and returns once they accept connections.
     /// `socketGID`: members of this group may connect to the socket too (0660).
-    /// `idleTimeout`: a connection that has sent no part of a request for this
-    /// long is closed, unless it is waiting on an answer (a sync run, an event
-    /// stream): without it, idle or half-sent requests would hold a file
-    /// descriptor each for as long as their client liked.
+    /// `idleTimeout`: a connection that sends neither a complete request head
+    /// nor a piece of a body for this long is closed, unless its request was
+    /// read and waits on its answer (a sync run, an event stream): without it,
+    /// idle connections and never-ending headers would hold a file descriptor
+    /// each for as long as their client liked. (A body that trickles in is
+    /// bounded by `maxBodyKB`, not by time.)
     static func start(api: API, host: String, port: Int, socketPath: String, socketGID: UInt32?, idleTimeout: Duration,
                       logger: Logger) async throws -> (HTTPServer, Task<Void, any Error>) {
         let router = api.router()
