@@ -176,12 +176,12 @@ public struct GatewayClient: Sendable {
                 // But a gateway that stopped mid-request fails the same way, so
                 // only a request that may be applied twice is sent again: a POST
                 // without an Idempotency-Key could start a second run.
-                if reused, !received, Self.mayRepeat(method, own) { continue }
-                if reused, !received {
+                guard reused, !received else { throw error }
+                guard Self.mayRepeat(method, own) else {
                     throw Failure(description: "the gateway at \(display) closed the connection before answering \(method) \(path); "
                         + "it may or may not have acted on it (send an Idempotency-Key to make a retry safe)")
                 }
-                throw error
+                continue
             }
             guard ended else {
                 // The stream stops short only when this task was cancelled: the rest

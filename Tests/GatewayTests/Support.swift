@@ -176,15 +176,13 @@ final class TestGateway: @unchecked Sendable {
     /// Reads a whole SSE stream (until the gateway closes it) and returns its events
     /// and how many heartbeat comments came with them.
     func events(_ runId: String, lastEventId: Int? = nil) async throws -> (events: [SSEParser.Event], heartbeats: Int) {
-        var headers = [("Accept", "text/event-stream")]
-        if let lastEventId { headers.append(("Last-Event-ID", "\(lastEventId)")) }
+        let headers = [("Accept", "text/event-stream")] + (lastEventId.map { [("Last-Event-ID", "\($0)")] } ?? [])
         let client = client!
-        let headerList = headers
         return try await bounded("GET /runs/\(runId)/events") {
             var parser = SSEParser()
             var events: [SSEParser.Event] = []
             var raw = ""
-            try await client.exchange(.GET, "/runs/\(runId)/events", headers: headerList) { _, chunk in
+            try await client.exchange(.GET, "/runs/\(runId)/events", headers: headers) { _, chunk in
                 if let chunk {
                     let text = String(decoding: chunk.readableBytesView, as: UTF8.self)
                     raw += text

@@ -16,12 +16,9 @@ final class PendingRecords: Sendable {
         var nextWaiter = 0
         /// Waiters whose time ran out before they started waiting.
         var released: Set<Int> = []
-        var count: Int { issued - doneThrough - doneAbove.count }
     }
 
     private let state = Mutex(State())
-
-    var count: Int { state.withLock { $0.count } }
 
     func issue() -> Int {
         state.withLock { s in

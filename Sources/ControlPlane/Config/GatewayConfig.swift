@@ -73,8 +73,8 @@ public struct GatewayConfig: Codable, Sendable {
         public var runTimeoutSeconds = 3600
         /// Seconds between SSE heartbeat comments on an idle event stream.
         public var sseHeartbeatSeconds = 15
-        /// A connection that has sent no part of a request for this long, and
-        /// is not waiting on an answer, is closed.
+        /// A connection that sends neither a complete request head nor a piece
+        /// of a body for this long, and is not waiting on an answer, is closed.
         public var idleTimeoutSeconds = 60
         /// What one run's events, step outputs included, may take in the store.
         public var maxRunStorageMB = 256
