@@ -62,9 +62,13 @@ struct GatewayStartTests {
             kill(squatter.processIdentifier, SIGKILL)
             squatter.waitUntilExit()
         }
-        for _ in 0..<100 where !((try? String(contentsOfFile: "/proc/\(squatter.processIdentifier)/status", encoding: .utf8))?.contains("\(base + 7)") ?? false) {
-            try await Task.sleep(for: .milliseconds(20))
+        // Python's start can take seconds on a loaded host: the gateway starts only once the uid is taken.
+        var squatting = false
+        for _ in 0..<1500 where !squatting {
+            squatting = (try? String(contentsOfFile: "/proc/\(squatter.processIdentifier)/status", encoding: .utf8))?.contains("\(base + 7)") ?? false
+            if !squatting { try await Task.sleep(for: .milliseconds(20)) }
         }
+        try #require(squatting, "the squatter never ran as uid \(base + 7)")
         await #expect(throws: GatewayFailure.self) { try await gw.start() }
         #expect(gw.logText.contains("workers.uidBase"), "\(gw.logText)")
         #expect(gw.logText.contains("pid \(squatter.processIdentifier) runs as uid \(base + 7)"), "\(gw.logText)")

@@ -213,7 +213,7 @@ public final class PostgresEngine: StoreEngine {
     /// than that a statement failed.
     static func lostConnection(_ error: any Error) -> Bool {
         if error is CommitUnknown { return false }
-        if error is LeaseTimeout { return true }
+        if error is LeaseTimeout || error is ConnectionClosed { return true }
         // The pool's own errors (its circuit breaker, tripped after a minute
         // without a new connection) are of a type postgres-nio exports only
         // from a module it marks internal (`_ConnectionPoolModule`): known by name.
@@ -392,12 +392,46 @@ final class PostgresStoreConnection: StoreConnection {
     private func run(_ sql: String, _ arguments: StoreArguments) throws -> PostgresQueryResult {
         let query = PostgresQuery(unsafeSQL: PostgresSQL.numbered(sql), binds: PostgresCells.binds(arguments))
         do {
-            return try connection.query(query, logger: logger).wait()
-        } catch let error as PSQLError {
+            return try Self.answer(connection.query(query, logger: logger), on: connection)
+        } catch let error as PSQLError where error.serverInfo != nil {
+            // The server's refusal, with its SQLSTATE. Anything else (the
+            // connection closed, a protocol error) stays postgres-nio's own, so
+            // the engine can tell a lost connection by its code.
             let state = error.serverInfo?[.sqlState]
             let message = error.serverInfo?[.message] ?? PostgresEngine.describe(error)
             if state == "23505" { throw StoreConstraintError(message: message) }
             throw PostgresServerError(sqlState: state, message: message, sql: sql)
         }
     }
+
+    /// Waits on this (pool) thread for a statement's answer. postgres-nio hands
+    /// a statement to its channel with no write promise, so one written to a
+    /// channel that has already closed (a connection the server ended, lent
+    /// before the pool heard of it) is dropped, and its answer's promise is
+    /// never completed: `wait()` would hold this thread, and the run whose
+    /// write it was, for good. So the wait looks at the connection every
+    /// second, and a connection closed with no answer is a lost one.
+    static func answer<T: Sendable>(_ future: EventLoopFuture<T>, on connection: PostgresConnection) throws -> T {
+        let answer = Answer<T>()
+        future.whenComplete { result in
+            answer.result.withLock { $0 = result }
+            answer.arrived.signal()
+        }
+        while answer.arrived.wait(timeout: .now() + 1) == .timedOut {
+            // The handler fails what it still holds as the channel closes: a
+            // moment more for that answer, which says more than this one.
+            if connection.isClosed, answer.arrived.wait(timeout: .now() + 0.1) == .timedOut { throw ConnectionClosed() }
+        }
+        return try answer.result.withLock { $0! }.get()
+    }
+
+    private final class Answer<T: Sendable>: Sendable {
+        let arrived = DispatchSemaphore(value: 0)
+        let result = Mutex<Result<T, any Error>?>(nil)
+    }
+}
+
+/// A statement whose connection closed before it was answered.
+struct ConnectionClosed: Error, CustomStringConvertible {
+    var description: String { "the connection to the database closed before the statement was answered" }
 }
