@@ -8,8 +8,6 @@ public final class SQLiteEngine: StoreEngine {
     public let path: String
     public var location: String { path }
     let pool: DatabasePool
-    /// Every write body goes through it: concurrent runs share commits.
-    let commits: SQLiteGroupCommit
     public let member: String
 
     public init(path: String, durability: RunStore.Durability, member: String = RunStore.localMember) throws {
@@ -26,7 +24,6 @@ public final class SQLiteEngine: StoreEngine {
         // connection opened would not hold, and commits would not be fsynced.
         let level = durability == .full ? "FULL" : "NORMAL"
         try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(level)") }
-        commits = SQLiteGroupCommit(pool: pool)
     }
 
     func migrate(_ migrations: [StoreMigration]) throws {
@@ -42,7 +39,7 @@ public final class SQLiteEngine: StoreEngine {
 
     public func write<T: Sendable>(_ patience: StorePatience, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
         let member = member
-        return try await commits.write { db in try body(SQLiteConnection(db, member: member)) }
+        return try await pool.write { db in try body(SQLiteConnection(db, member: member)) }
     }
 
     public func synchronousLevel() async throws -> Int {
