@@ -40,8 +40,7 @@ extension PostgresStoreTests {
         // second session the cut-off has not reached yet, only on a new one once
         // the database is back. (A retry whose COMMIT the cut-off interrupts is
         // of unknown outcome, and is left to the stranded-run sweep by design.)
-        let gw = try await TestGateway.started(workflows: Self.workflows,
-                                               config: TestGateway.defaultConfig + "\nstorage: { driver: postgres, url: \"\(url)\", poolSize: 1 }\n")
+        let gw = try await TestGateway.started(workflows: Self.workflows, config: Self.config(url: url, poolSize: 1))
         defer { gw.cleanupLater() }
         try await PostgresCluster.shared.execute(held.trigger, database: name)
         let id = try #require(try await gw.run("hello", ["name": "x"], sync: false)["id"]?.stringValue)

@@ -71,8 +71,8 @@ struct PostgresStoreTests {
             """, database: database)
     }
 
-    static func config(url: String, storage: String = "") -> String {
-        TestGateway.defaultConfig + "\nstorage: { driver: postgres, url: \"\(url)\", poolSize: 4\(storage) }\n"
+    static func config(url: String, poolSize: Int = 4, storage: String = "") -> String {
+        TestGateway.defaultConfig + "\nstorage: { driver: postgres, url: \"\(url)\", poolSize: \(poolSize)\(storage) }\n"
     }
 
     @Test("runs, their events, approvals and the dashboard live in PostgreSQL, and a run parked before a restart finishes after it")

@@ -22,7 +22,7 @@ struct SQLiteWriteTests {
     struct Refused: Error {}
 
     @Test("200 concurrent writes: each gets its own answer, and one that throws leaves nothing while the rest commit")
-    func sharedCommits() async throws {
+    func concurrentWrites() async throws {
         let (engine, dir) = try Self.engine()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let answers = await withTaskGroup(of: (Int, Result<Int, any Error>).self) { group in
