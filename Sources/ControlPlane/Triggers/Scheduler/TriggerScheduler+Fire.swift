@@ -90,13 +90,13 @@ extension TriggerScheduler {
             let left = (starting[id] ?? 1) - 1
             starting[id] = left > 0 ? left : nil
         }
+        // A buffered fire leaves the queue's depth as it starts, not once its run
+        // is made: the run's row is visible the moment its transaction commits,
+        // before this actor hears back, and the view must never show both.
+        if bufferedSeq != nil { buffered[id] = Swift.max(0, (buffered[id] ?? 1) - 1) }
         do {
             let (run, _) = try await runs.submit(workflow: a.row.workflow, input: input, idempotencyKey: nil, actor: "trigger:\(id)", origin: origin)
             if endedEarly.remove(run.id) == nil { inflight[id, default: []].insert(run.id) }
-            if bufferedSeq != nil {
-                let was = buffered[id] ?? 1
-                buffered[id] = Swift.max(0, was - 1)
-            }
             armed[id]?.row.fired += 1
             armed[id]?.row.lastFiredAt = Date().timeIntervalSince1970
             armed[id]?.row.lastOutcome = "started"
@@ -106,15 +106,15 @@ extension TriggerScheduler {
             return .fired(runId: run.id)
         } catch is FireConflict {
             // Another fire accounted for this slot, took this message or saw this delivery first.
+            // (A buffered fire another drain started: that drain counted it out too.)
+            if bufferedSeq != nil { buffered[id, default: 0] += 1 }
             return .skipped("already fired")
         } catch let RunService.SubmitError.paused(pause) {
+            // The buffered fire stays in the store's buffer, so back in the depth.
+            if bufferedSeq != nil { buffered[id, default: 0] += 1 }
             return .failed("the gateway is paused: \(pause.reason)")
         } catch {
-            if let bufferedSeq {
-                try? await store.dropBuffered(id, seq: bufferedSeq)
-                let was = buffered[id] ?? 1
-                buffered[id] = Swift.max(0, was - 1)
-            }
+            if let bufferedSeq { try? await store.dropBuffered(id, seq: bufferedSeq) }
             return await failed(id, slot: slot, next: next, error: Self.describe(error))
         }
     }
