@@ -144,7 +144,12 @@ final class JobSlot: Sendable {
     var current: String? { state.withLock { $0 } }
 
     /// Single use: the first job claims the worker, any later one is refused.
-    private func claim(jobId: String, workspace: String, workspaceRoot: String) throws {
+    /// `tmp`: the job runs a program without a home of its own (a `JobStart`,
+    /// an MCP server asked for its tools), whose TMPDIR is the workspace's
+    /// `.tmp`. A workflow's steps each get a home that is their TMPDIR too, so
+    /// its job makes none: every directory made and removed per run costs,
+    /// on ext4 most of all (see docs/benchmarks.md).
+    private func claim(jobId: String, workspace: String, workspaceRoot: String, tmp: Bool) throws {
         let first = used.withLock { u -> Bool in
             defer { u = true }
             return !u
@@ -153,9 +158,9 @@ final class JobSlot: Sendable {
         guard workspace.hasPrefix(workspaceRoot + "/"), !workspace.contains("/../") else {
             throw RPCError(code: RPCError.jobRefused, message: "workspace \(workspace) is outside \(workspaceRoot)")
         }
-        // The job's TMPDIR. Made here, as the workspace's owner, rather than by
-        // the control plane: one mkdir and chown fewer on every run's path.
-        if mkdir(workspace + "/.tmp", 0o700) != 0, errno != EEXIST {
+        // Made here, as the workspace's owner, rather than by the control plane:
+        // one mkdir and chown fewer.
+        if tmp, mkdir(workspace + "/.tmp", 0o700) != 0, errno != EEXIST {
             throw RPCError(code: RPCError.jobRefused, message: "cannot create \(workspace)/.tmp: \(String(cString: strerror(errno)))")
         }
         state.withLock { $0 = jobId }
@@ -163,7 +168,7 @@ final class JobSlot: Sendable {
 
     func run(_ spec: RunJobSpec, workspaceRoot: String, connectPorts: [UInt16], egressSocket: String?, loop: any EventLoop,
              peer: RPCPeer) async throws -> RunJobResult {
-        try claim(jobId: spec.jobId, workspace: spec.workspace, workspaceRoot: workspaceRoot)
+        try claim(jobId: spec.jobId, workspace: spec.workspace, workspaceRoot: workspaceRoot, tmp: false)
         let jobId = spec.jobId
         let interpreter = Interpreter(spec: spec, connectPorts: connectPorts, egressSocket: egressSocket, loop: loop,
                                       sink: { event in peer.notify(EventEmit.self, event) },
@@ -190,7 +195,7 @@ final class JobSlot: Sendable {
 
     /// A resident peer's job: its home, kept across lives, is under the root too.
     func host(_ params: HostParams, workspaceRoot: String, serve: () async throws -> HostEnded) async throws -> HostEnded {
-        try claim(jobId: params.jobId, workspace: params.workspace, workspaceRoot: workspaceRoot)
+        try claim(jobId: params.jobId, workspace: params.workspace, workspaceRoot: workspaceRoot, tmp: false)
         guard params.home.hasPrefix(workspaceRoot + "/"), !params.home.contains("/../") else {
             throw RPCError(code: RPCError.jobRefused, message: "home \(params.home) is outside \(workspaceRoot)")
         }
@@ -198,12 +203,12 @@ final class JobSlot: Sendable {
     }
 
     func listTools(_ params: MCPTools.Params, workspaceRoot: String, loop: any EventLoop) async throws -> MCPTools.Result {
-        try claim(jobId: params.jobId, workspace: params.workspace, workspaceRoot: workspaceRoot)
+        try claim(jobId: params.jobId, workspace: params.workspace, workspaceRoot: workspaceRoot, tmp: true)
         return try await MCPToolsJob.run(params, loop: loop)
     }
 
     func run(_ spec: JobSpec, workspaceRoot: String, connectPorts: [UInt16], loop: any EventLoop, peer: RPCPeer) async throws -> JobResult {
-        try claim(jobId: spec.jobId, workspace: spec.workspace, workspaceRoot: workspaceRoot)
+        try claim(jobId: spec.jobId, workspace: spec.workspace, workspaceRoot: workspaceRoot, tmp: true)
         peer.notify(EventEmit.self, JobEvent(jobId: spec.jobId, type: "job.started", message: spec.exec.argv.first ?? ""))
         let ruleset = LandlockRuleset.confined(writable: [spec.workspace] + spec.fsWrite, readable: spec.fsRead,
                                                connectPorts: connectPorts)

@@ -117,7 +117,7 @@ final class ExecutionBoundaryTests {
                         print(json.dumps({"home": home, "planted": planted}))
                   - id: python
                     exec:
-                      argv: [python3, -c, "import json, os; print(json.dumps({'json': json.__file__, 'home': os.environ['HOME']}))"]
+                      argv: [python3, -c, "import json, os, tempfile; print(json.dumps({'json': json.__file__, 'home': os.environ['HOME'], 'tmp': tempfile.gettempdir()}))"]
                       env: { TOKEN: "${{ secrets.TOKEN }}" }
                   - id: shell
                     exec:
@@ -212,6 +212,8 @@ final class ExecutionBoundaryTests {
         #expect(!planted.contains { $0.hasSuffix("/2") || $0.hasSuffix("/3") }, "another step's home was writable: \(planted)")
         #expect(output("python")?["json"]?.stringValue?.hasPrefix("/usr/lib/python3") == true, "\(String(describing: output("python")))")
         #expect(output("python")?["home"]?.stringValue != plantHome, "each step has a HOME of its own")
+        // Python settles on the first candidate it can write a file in: the step's home, which is its TMPDIR.
+        #expect(output("python")?["tmp"] != nil && output("python")?["tmp"] == output("python")?["home"], "\(String(describing: output("python")))")
         #expect(output("shell") == "login shell")
         #expect(output("look") == "no leak")
         let everything = try await gw.get("/runs/\(run["id"]!.stringValue!)").body

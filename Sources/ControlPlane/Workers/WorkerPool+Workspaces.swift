@@ -48,11 +48,12 @@ extension WorkerPool {
         removalThread.submit { _ in Self.removeWorkspace(workspace) }
     }
 
-    /// Most jobs leave an empty workspace with an empty .tmp: two rmdirs. Only
-    /// one that left files pays for Foundation's recursive removal.
+    /// Most jobs leave an empty workspace (with an empty .tmp, for the kinds
+    /// that make one): one or two rmdirs. Only one that left files pays for
+    /// Foundation's recursive removal.
     static func removeWorkspace(_ path: String) {
+        _ = rmdir(path + "/.tmp")
         for dir in [path, path + ".homes", path + ".skills"] {
-            _ = rmdir(dir + "/.tmp")
             if rmdir(dir) != 0, errno != ENOENT { try? FileManager.default.removeItem(atPath: dir) }
         }
     }
@@ -60,7 +61,7 @@ extension WorkerPool {
     /// The job's directory and, beside it, the one its steps' homes go in
     /// (`<workspace>.homes`: outside the workspace, so no step's Landlock layer
     /// can write into another's home); both owned by the worker's uid (the
-    /// worker makes the workspace's .tmp and each home).
+    /// worker makes each home, and the workspace's .tmp where a job needs one).
     func makeWorkspace(_ path: String, uid: UInt32) throws {
         for dir in [path, path + ".homes"] {
             guard mkdir(dir, 0o700) == 0 else { throw WorkerFailure.spawnFailed("mkdir \(dir): \(String(cString: strerror(errno)))") }

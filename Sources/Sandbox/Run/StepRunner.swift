@@ -119,7 +119,7 @@ public enum StepRunner {
     /// set either variable back explicitly.
     public static func environment(_ declared: [String: String], workspace: String, home: String? = nil) throws -> [String: String] {
         var env = ["PATH": SystemPaths.trustedPath.joined(separator: ":"), "HOME": home ?? workspace,
-                   "TMPDIR": home.map { $0 + "/tmp" } ?? workspace + "/.tmp", "LANG": "C.UTF-8",
+                   "TMPDIR": home ?? workspace + "/.tmp", "LANG": "C.UTF-8",
                    "PYTHONSAFEPATH": "1", "PYTHONNOUSERSITE": "1"]
         for (key, value) in declared {
             if key.hasPrefix("LD_") || key == "PATH" || key.contains("=") || key.isEmpty {

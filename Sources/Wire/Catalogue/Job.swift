@@ -10,7 +10,7 @@ public struct JobSpec: Codable, Sendable {
     public var fsWrite: [String]
     public var limits: StepLimits
     public var exec: ExecSpec
-    /// The step's own HOME and TMPDIR (`<home>/tmp`); nil: the workspace (`sandbox exec`).
+    /// The step's own HOME, which is its TMPDIR too; nil: the workspace, with TMPDIR its `.tmp` (`sandbox exec`).
     public var home: String?
 
     public init(jobId: String, workspace: String, fsRead: [String] = [], fsWrite: [String] = [],

@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// A fresh directory for one run of one exec step: its `HOME`, its `TMPDIR`
-/// (`tmp/` inside) and its script. It lives beside the workspace, in
+/// (the same directory: one inode fewer made and freed per step) and its script. It lives beside the workspace, in
 /// `<workspace>.homes/`, which the control plane makes for the job, so no
 /// step's Landlock layer can write into another step's home: a step with no
 /// secret cannot leave a `.bashrc`, `.profile` or `usercustomize.py` for a
@@ -19,15 +19,14 @@ struct StepHome: Sendable {
     static func make(workspace: String) throws -> StepHome {
         let n = counter.wrappingAdd(1, ordering: .relaxed).newValue
         let path = workspace + ".homes/\(n)"
-        guard mkdir(path, 0o700) == 0, mkdir(path + "/tmp", 0o700) == 0 else {
+        guard mkdir(path, 0o700) == 0 else {
             throw HomeFailure(description: "cannot create the step's home \(path): \(String(cString: strerror(errno)))")
         }
         return StepHome(path: path)
     }
 
-    /// Most steps leave an empty home: two rmdirs, else Foundation's recursive removal.
+    /// Most steps leave an empty home: one rmdir, else Foundation's recursive removal.
     func remove() {
-        _ = rmdir(path + "/tmp")
         if rmdir(path) != 0, errno != ENOENT { try? FileManager.default.removeItem(atPath: path) }
     }
 

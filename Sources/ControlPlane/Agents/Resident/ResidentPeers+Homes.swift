@@ -13,9 +13,8 @@ extension ResidentPeers {
         if mkdir(parent, 0o711) != 0, errno != EEXIST { throw WorkFailure(description: String(cString: strerror(errno))) }
         // Traversable, not listable, whatever the umask: each home is its own peer's.
         _ = chmod(parent, 0o711)
+        // Its TMPDIR too (the sandbox's environment points there).
         if mkdir(home, 0o700) != 0, errno != EEXIST { throw WorkFailure(description: String(cString: strerror(errno))) }
-        // Its TMPDIR (the sandbox's environment points there).
-        if mkdir(home + "/tmp", 0o700) != 0, errno != EEXIST { throw WorkFailure(description: String(cString: strerror(errno))) }
     }
 
     /// Hands the home and everything in it to `uid`, never following a link:
