@@ -107,13 +107,20 @@ int sk_landlock_restrict_net(const sk_landlock_rule_t *rules, size_t nrules,
         if (r < 0) { snprintf(err, errlen, "landlock_add_rule %s: %s", rules[i].path, strerror(e)); close(rs); return -e; }
     }
     if (abi >= 4) {
+        // A port in both lists gets one rule with both rights: the same grant in
+        // half the calls (a worker's 64 forwarder ports are in both, and every
+        // worker makes its ruleset anew).
         for (size_t i = 0; i < nports; i++) {
             struct sk_net_port_attr np = { .allowed_access = NET_CONNECT_TCP, .port = ports[i] };
+            for (size_t j = 0; j < nbind; j++) if (bind_ports[j] == ports[i]) np.allowed_access |= NET_BIND_TCP;
             if (syscall(SK_NR_landlock_add_rule, rs, SK_LL_RULE_NET_PORT, &np, 0) < 0) {
                 int e = errno; snprintf(err, errlen, "landlock net rule %u: %s", ports[i], strerror(e)); close(rs); return -e;
             }
         }
         for (size_t i = 0; i < nbind; i++) {
+            int granted = 0;
+            for (size_t j = 0; j < nports; j++) if (ports[j] == bind_ports[i]) granted = 1;
+            if (granted) continue;
             struct sk_net_port_attr np = { .allowed_access = NET_BIND_TCP, .port = bind_ports[i] };
             if (syscall(SK_NR_landlock_add_rule, rs, SK_LL_RULE_NET_PORT, &np, 0) < 0) {
                 int e = errno; snprintf(err, errlen, "landlock bind rule %u: %s", bind_ports[i], strerror(e)); close(rs); return -e;

@@ -35,6 +35,13 @@ let attacks: [Attack] = [
         try: socket.create_connection(("1.1.1.1", 80), timeout=3); print("ESCAPED")
         except OSError as e: blocked(e)
         """, expected: .blocked),
+    // The worker may listen on its egress forwarders' ports; a step, on none.
+    Attack(name: "listening on TCP, on a forwarder's port or another", script: """
+        for port in (3130, 8080):
+            try: s = socket.socket(); s.bind(("127.0.0.1", port)); s.listen(1); print("ESCAPED", port); sys.exit(0)
+            except OSError as e: last = e
+        blocked(last)
+        """, expected: .blocked),
     Attack(name: "UDP to a public resolver", script: """
         try: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("8.8.8.8", 53)); print("ESCAPED")
         except OSError as e: blocked(e)
