@@ -18,6 +18,8 @@ final class HTTPStepTests {
     let gw: TestGateway
     let origin: FixturePeer
     let record: String
+    /// The origin's certificates, log and record of requests: removed with the suite.
+    let dir: String
 
     static func workflows(port: Int) -> [String: String] {
         [
@@ -69,7 +71,7 @@ final class HTTPStepTests {
     }
 
     init() async throws {
-        let dir = "/tmp/skelm-origin-\(UUID().uuidString.prefix(8).lowercased())"
+        dir = "/tmp/skelm-origin-\(UUID().uuidString.prefix(8).lowercased())"
         try FileManager.default.createDirectory(atPath: dir + "/certs", withIntermediateDirectories: true)
         record = dir + "/requests.jsonl"
         origin = try await FixturePeer.start("https_origin.py", ["--tls", dir + "/certs", "--ip-san", "--record", record], log: dir + "/origin.log")
@@ -90,6 +92,7 @@ final class HTTPStepTests {
     deinit {
         gw.cleanupLater()
         origin.stop()
+        try? FileManager.default.removeItem(atPath: dir)
     }
 
     @Test("a POST over TLS from a private CA carries the injected bearer header to the origin; the step, its worker's answer and the run never hold it")

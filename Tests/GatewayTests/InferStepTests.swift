@@ -51,9 +51,11 @@ final class InferStepTests {
     let chat: FixturePeer
     let flaky: FixturePeer
     let record: String
+    /// The stand-ins' logs and record of requests: removed with the suite.
+    let dir: String
 
     init() async throws {
-        let dir = "/tmp/skelm-chat-\(UUID().uuidString.prefix(8).lowercased())"
+        dir = "/tmp/skelm-chat-\(UUID().uuidString.prefix(8).lowercased())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         record = dir + "/requests.jsonl"
         // A pause between tokens long enough that they reach the event stream in several events.
@@ -78,6 +80,7 @@ final class InferStepTests {
         gw.cleanupLater()
         chat.stop()
         flaky.stop()
+        try? FileManager.default.removeItem(atPath: dir)
     }
 
     @Test("the official openai SDK accepts the stand-in's answers, plain and streamed")

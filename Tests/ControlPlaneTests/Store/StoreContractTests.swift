@@ -14,8 +14,7 @@ enum Engine: String, CaseIterable, CustomTestStringConvertible {
     func store() async throws -> RunStore {
         switch self {
         case .sqlite:
-            let dir = NSTemporaryDirectory() + "skelm-contract-" + UUID().uuidString
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let dir = try StoreScratch.directory("contract")
             return try RunStore(path: dir + "/skelm.db")
         case .postgres:
             return try RunStore(postgres: try PostgresURL(try await PostgresCluster.shared.database()), poolSize: 4)

@@ -10,8 +10,7 @@ struct StoreVersionTests {
     static func location(_ engine: Engine) async throws -> String {
         switch engine {
         case .sqlite:
-            let dir = NSTemporaryDirectory() + "skelm-version-" + UUID().uuidString
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let dir = try StoreScratch.directory("version")
             return dir + "/skelm.db"
         case .postgres: return try await PostgresCluster.shared.database()
         }
