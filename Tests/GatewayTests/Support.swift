@@ -1,5 +1,6 @@
 import Foundation
 import PostgresFixture
+import Synchronization
 import SkelmClient
 import Testing
 import Workflow
@@ -53,7 +54,18 @@ final class TestGateway: @unchecked Sendable {
         try (config.replacingOccurrences(of: "UIDBASE", with: "\(uidBase)") + "\nstateDir: state\n")
             .write(toFile: configPath, atomically: true, encoding: .utf8)
         log = dir + "/gateway.log"
+        Self.leftovers.withLock { _ = $0.insert(dir) }
     }
+
+    /// Directories of gateways not yet cleaned up: a `cleanupLater` still
+    /// waiting for its gateway to stop when the test process exits never gets
+    /// to remove its own, so these go at exit.
+    private static let leftovers: Mutex<Set<String>> = {
+        atexit {
+            for dir in TestGateway.leftovers.withLock({ $0 }) { try? FileManager.default.removeItem(atPath: dir) }
+        }
+        return Mutex([])
+    }()
 
     var stateDir: String { dir + "/state" }
 
@@ -116,6 +128,7 @@ final class TestGateway: @unchecked Sendable {
     func cleanup() async {
         if process != nil { await stop() }
         try? FileManager.default.removeItem(atPath: dir)
+        Self.leftovers.withLock { _ = $0.remove(dir) }
     }
 
     // MARK: Calls
