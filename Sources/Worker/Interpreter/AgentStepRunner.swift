@@ -162,10 +162,14 @@ extension Interpreter {
         let timeoutMs = Int(timeLeft(step, deadline).milliseconds)
         let timedOut = Shared(false)
         let session = Shared<String?>(nil)
+        let cancelAsked = Shared(false)
         let watchdog = Task {
             try await Task.sleep(for: .milliseconds(timeoutMs))
             timedOut.set(true)
-            if let id = session.get { rpc.notify("session/cancel", ["sessionId": .string(id)]) }
+            if let id = session.get {
+                rpc.notify("session/cancel", ["sessionId": .string(id)])
+                cancelAsked.set(true)
+            }
             try await Task.sleep(for: .seconds(2))
             process.kill()
             // A descendant may still hold its output open: the conversation ends here.
@@ -174,7 +178,11 @@ extension Interpreter {
         defer { watchdog.cancel() }
 
         func failure(_ error: any Error, doing what: String) async -> StepFailure {
-            if timedOut.get { return fail(path, .timeout, "timed out after \(timeoutMs) ms \(what)") }
+            if timedOut.get {
+                // Killed 2 s after the request, or gone by itself: either way it never answered it.
+                let cancel = cancelAsked.get ? "; the agent was asked to cancel and did not end its turn" : ""
+                return fail(path, .timeout, "timed out after \(timeoutMs) ms \(what)" + cancel)
+            }
             var message = "agent \(agent.agent) \(what): \(error)"
             // A closed pipe is a peer ending: its status and its last words are worth a moment.
             if let status = await process.exitStatus(within: .seconds(1)) { message = "agent \(agent.agent) \(PeerProcess.describe(status)) \(what)" }

@@ -8,6 +8,7 @@ a malformed line. The first word of the prompt picks the script:
   run <cmd> [args...]      terminal/create, wait_for_exit, output, release; says the result as JSON
   ask <title>              session/request_permission for a tool titled <title>; says the option chosen
   hang                     waits for session/cancel, then ends the turn as cancelled
+  deaf                     never ends its turn, session/cancel or not
   flood <n>                n agent_message_chunk updates of "x"
   malformed                writes a line that is not JSON, then says "after"
   jsonlater                says "not json" on its first turn and {"ok": true} after
@@ -112,6 +113,13 @@ class Scripted:
             await self.say(sid, "hanging")
             await ev.wait()
             return PromptResponse(stop_reason="cancelled")
+        elif cmd == "deaf":
+            await self.say(sid, "not listening")
+            while True:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    pass
         elif cmd == "flood":
             await self.conn.session_update(session_id=sid, update=update_plan([plan_entry("flood", priority="high", status="in_progress")]))
             for _ in range(int(words[1])):

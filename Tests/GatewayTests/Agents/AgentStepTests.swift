@@ -45,6 +45,13 @@ final class AgentStepTests {
                     timeout: 3s
                     agent: { agent: scripted, prompt: hang }
                 """,
+            "deaf.workflow.yaml": """
+                id: deaf
+                steps:
+                  - id: ask
+                    timeout: 2s
+                    agent: { agent: scripted, prompt: deaf }
+                """,
             "flood.workflow.yaml": agent("flood", "flood 5000"),
             "malformed.workflow.yaml": agent("malformed", "malformed"),
             "dies.workflow.yaml": agent("dies", "exit"),
@@ -304,6 +311,16 @@ final class AgentStepTests {
         #expect(done["status"] == "failed")
         #expect(done["error"]?["code"] == "Timeout", "\(done)")
         #expect(done["error"]?["message"]?.stringValue?.contains("asked to cancel") == true, "\(done)")
+    }
+
+    @Test("an agent that ignores the request to cancel is stopped 2 s later, and the step says it never ended its turn")
+    func deaf() async throws {
+        let done = try await gw.run("deaf")
+        #expect(done["error"]?["code"] == "Timeout", "\(done)")
+        #expect(done["error"]?["message"]?.stringValue?.hasSuffix("during its turn; the agent was asked to cancel and did not end its turn") == true,
+                "\(done)")
+        // The step's 2 s, then the 2 s the agent had to end its turn.
+        #expect((done["durationMs"]?.int ?? 0) >= 3_900, "\(done)")
     }
 
     @Test("a flood of 5,000 updates arrives whole, as a few joined events; a line that is not JSON-RPC is skipped")
