@@ -6,11 +6,12 @@ import Glibc
 #endif
 
 /// A fresh directory for one run of one exec step: its `HOME`, its `TMPDIR`
-/// (the same directory: one inode fewer made and freed per step) and its script. It lives beside the workspace, in
-/// `<workspace>.homes/`, which the control plane makes for the job, so no
-/// step's Landlock layer can write into another step's home: a step with no
-/// secret cannot leave a `.bashrc`, `.profile` or `usercustomize.py` for a
-/// later step that holds one. Removed when the step ends.
+/// (the same directory: one inode fewer made and freed per step) and its
+/// script. It lives beside the workspace, in `<workspace>.homes/`, which the
+/// control plane makes for the job, so no step's Landlock layer can write into
+/// another step's home: a step with no secret cannot leave a `.bashrc`,
+/// `.profile` or `usercustomize.py` for a later step that holds one. Removed
+/// when the step ends.
 struct StepHome: Sendable {
     let path: String
 

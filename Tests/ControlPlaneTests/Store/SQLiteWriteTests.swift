@@ -8,8 +8,7 @@ import Testing
 @Suite("SQLite store writes")
 struct SQLiteWriteTests {
     static func engine() throws -> (SQLiteEngine, String) {
-        let dir = NSTemporaryDirectory() + "skelm-writes-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try StoreScratch.directory("writes")
         let engine = try SQLiteEngine(path: dir + "/skelm.db", durability: .full)
         try engine.pool.write { db in try db.execute(sql: "CREATE TABLE t (n INTEGER PRIMARY KEY, body BLOB)") }
         return (engine, dir)
