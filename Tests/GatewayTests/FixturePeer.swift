@@ -59,6 +59,11 @@ final class FixturePeer: @unchecked Sendable {
         self.input = input
     }
 
+    /// Sends the fixture a signal (what it does on one, its script says).
+    func signal(_ number: Int32) {
+        kill(process.processIdentifier, number)
+    }
+
     /// SIGKILL: the test runner's threads block SIGTERM, and a child inherits that mask.
     func stop() {
         guard process.isRunning else { return }

@@ -1,6 +1,7 @@
 import Foundation
 import PostgresFixture
 import SkelmClient
+import Synchronization
 import Testing
 import Workflow
 
@@ -57,33 +58,65 @@ struct FleetTests {
         return Fleet(url: url, database: name, gateways: gateways)
     }
 
+    /// What the proof's submitters and its killer share.
+    final class Load: Sendable {
+        let killed = Mutex<Date?>(nil)
+        let submitted = Mutex(0)
+    }
+
     @Test("1,000 async runs spread over three gateways complete once each; a gateway SIGKILLed mid-load has its runs finished by the others, no completed step run twice")
     func proof() async throws {
         let fleet = try await Self.fleet(["gw-a", "gw-b", "gw-c"])
         defer { fleet.cleanupLater() }
         let total = 1000
-        // Submitted round-robin, 24 at a time.
+        let c = fleet.gateways[2]
+        // C is killed mid-load, once it is running runs and has more queued:
+        // after that, what was meant for it goes to A or B. Every submission
+        // carries an Idempotency-Key, so one cut short by the kill is sent
+        // again elsewhere without making a second run.
+        let load = Load()
+        let killer = Task {
+            for _ in 0..<12_000 {
+                if load.submitted.withLock({ $0 }) >= total / 3 {
+                    let held = try await fleet.sql("SELECT status, count(*) FROM runs WHERE owner = 'gw-c' AND status IN ('queued', 'running') GROUP BY status ORDER BY status")
+                    if held.contains(where: { $0.hasPrefix("running|") }) {
+                        load.killed.withLock { $0 = Date() }
+                        await c.stop(signal: SIGKILL)
+                        return held
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            return [String]()
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for lane in 0..<24 {
                 group.addTask {
                     for i in stride(from: lane, to: total, by: 24) {
-                        _ = try await fleet.gateways[i % 3].run("work", ["i": .number(Double(i))], sync: false)
+                        let body: JSONValue = ["workflow": "work", "input": ["i": .number(Double(i))], "mode": "async"]
+                        let headers = [("Idempotency-Key", "proof-\(i)")]
+                        let other = fleet.gateways[i % 2]
+                        var (reply, to): (GatewayClient.Reply, TestGateway)
+                        if i % 3 == 2, load.killed.withLock({ $0 }) == nil {
+                            do { (reply, to) = (try await c.post("/runs", body, headers: headers), c) } catch {
+                                guard load.killed.withLock({ $0 }) != nil else { throw error }
+                                (reply, to) = (try await other.post("/runs", body, headers: headers), other)
+                            }
+                        } else {
+                            to = fleet.gateways[i % 3 == 2 ? i % 2 : i % 3]
+                            reply = try await to.post("/runs", body, headers: headers)
+                        }
+                        #expect(reply.status == 200 || reply.status == 202, "run \(i): \(reply.status) \(reply.errorMessage)\n\(to.logText.suffix(3000))")
+                        load.submitted.withLock { $0 += 1 }
                     }
                 }
             }
             try await group.waitForAll()
         }
-        // Killed while it still holds runs, queued and running.
-        let c = fleet.gateways[2]
-        var held = 0
-        for _ in 0..<200 {
-            held = Int(try await fleet.sql("SELECT count(*) FROM runs WHERE owner = 'gw-c' AND status IN ('queued', 'running')").first ?? "0") ?? 0
-            if held > 0 { break }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        #expect(held > 0, "gateway C finished its share before it could be killed")
-        let killedAt = Date()
-        await c.stop(signal: SIGKILL)
+        let held = try await killer.value
+        let killedAt = try #require(load.killed.withLock { $0 }, "gateway C was never seen running a run while the load went on")
+        #expect(held.contains { $0.hasPrefix("running|") }, "\(held)")
+        #expect(try await fleet.sql("SELECT count(*) FROM runs") == ["\(total)"], "a resubmitted run was created twice")
         var done = 0
         for _ in 0..<1200 {
             done = Int(try await fleet.sql("SELECT count(*) FROM runs WHERE status IN ('succeeded', 'failed', 'cancelled')").first ?? "0") ?? 0

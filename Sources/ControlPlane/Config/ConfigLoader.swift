@@ -97,7 +97,7 @@ public enum ConfigLoader {
                            "auth": .object(["mode": .leaf, "tokens": .leaf])]),
         "workflows": .object(["dirs": .leaf, "allowedRegistrationDirs": .leaf,
                               "upload": .object(["maxZipKB": .leaf, "maxUncompressedKB": .leaf, "maxEntries": .leaf])]),
-        "storage": .object(["driver": .leaf, "runs": .leaf, "url": .leaf, "passwordEnv": .leaf, "poolSize": .leaf, "durability": .leaf,
+        "storage": .object(["driver": .leaf, "runs": .leaf, "url": .leaf, "passwordEnv": .leaf, "poolSize": .leaf, "statementTimeoutSeconds": .leaf, "durability": .leaf,
                              "gatewayId": .leaf]),
         "audit": .object(["checkpointEvery": .leaf, "archive": .object(["maxSegmentMB": .leaf, "maxSegmentEntries": .leaf])]),
         "defaults": .object(["permissions": permissionSchema, "unrestrictedGrants": .leaf]),

@@ -118,6 +118,7 @@ extension GatewayConfig.Storage {
     func validate(file: String) throws {
         func bad(_ key: String, _ message: String) -> ConfigError { ConfigError(file: file, line: nil, keyPath: key, message: message) }
         if !(1...256).contains(poolSize) { throw bad("storage.poolSize", "must be between 1 and 256") }
+        if !(1...3600).contains(statementTimeoutSeconds) { throw bad("storage.statementTimeoutSeconds", "must be between 1 and 3600") }
         if let gatewayId, !GatewayIdentity.valid(gatewayId) {
             throw bad("storage.gatewayId", "must be 1 to 64 letters, digits, '.', '_' or '-'")
         }

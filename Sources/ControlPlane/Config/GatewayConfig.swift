@@ -139,6 +139,10 @@ public struct GatewayConfig: Codable, Sendable {
         public var passwordEnv: String?
         /// Connections to PostgreSQL this gateway holds at most.
         public var poolSize = 8
+        /// PostgreSQL: how long one statement may go unanswered before its
+        /// connection is taken for lost (and the server's
+        /// `idle_in_transaction_session_timeout` for this gateway's sessions).
+        public var statementTimeoutSeconds = 60
         /// `full`: every commit is flushed to disk before it is reported; `normal`:
         /// SQLite fsyncs at WAL checkpoints only, PostgreSQL commits with `synchronous_commit` off.
         public var durability = RunStore.Durability.full
@@ -149,7 +153,7 @@ public struct GatewayConfig: Codable, Sendable {
         public init() {}
 
         enum CodingKeys: String, CodingKey {
-            case driver, url, passwordEnv, poolSize, durability, gatewayId
+            case driver, url, passwordEnv, poolSize, statementTimeoutSeconds, durability, gatewayId
             case runs
         }
 
@@ -159,6 +163,7 @@ public struct GatewayConfig: Codable, Sendable {
             try c.encodeIfPresent(url, forKey: .url)
             try c.encodeIfPresent(passwordEnv, forKey: .passwordEnv)
             try c.encode(poolSize, forKey: .poolSize)
+            try c.encode(statementTimeoutSeconds, forKey: .statementTimeoutSeconds)
             try c.encode(durability, forKey: .durability)
             try c.encodeIfPresent(gatewayId, forKey: .gatewayId)
         }
@@ -347,6 +352,7 @@ extension GatewayConfig.Storage {
         url = try c.decodeIfPresent(String.self, forKey: .url)
         passwordEnv = try c.decodeIfPresent(String.self, forKey: .passwordEnv)
         poolSize = try c.value(.poolSize, or: d.poolSize)
+        statementTimeoutSeconds = try c.value(.statementTimeoutSeconds, or: d.statementTimeoutSeconds)
         durability = try c.value(.durability, or: d.durability)
         gatewayId = try c.decodeIfPresent(String.self, forKey: .gatewayId)
     }

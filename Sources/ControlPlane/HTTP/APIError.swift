@@ -66,6 +66,12 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             var response = APIError.unavailable("\(error)").response
             response.headers[.retryAfter] = "5"
             return response
+        } catch let error as StoreContended {
+            // Concurrent writers kept conflicting past the store's retries: nothing was written.
+            context.logger.warning("request not done: \(error)", metadata: ["path": "\(request.uri.path)"])
+            var response = APIError.unavailable("\(error); nothing was written, try again").response
+            response.headers[.retryAfter] = "1"
+            return response
         } catch {
             context.logger.error("request failed", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
             return APIError(status: .internalServerError, code: .internal, message: "internal error").response

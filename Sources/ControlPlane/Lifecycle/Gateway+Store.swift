@@ -16,7 +16,8 @@ extension Gateway {
         case .postgres:
             do {
                 let url = try storage.postgresURL(environment: ProcessInfo.processInfo.environment)
-                return try RunStore(postgres: url, poolSize: storage.poolSize, durability: storage.durability, member: member)
+                return try RunStore(postgres: url, poolSize: storage.poolSize, durability: storage.durability, member: member,
+                                    statementTimeout: .seconds(storage.statementTimeoutSeconds))
             } catch {
                 throw ConfigError(file: configFile ?? "config", line: nil, keyPath: "storage.url", message: "\(error)")
             }

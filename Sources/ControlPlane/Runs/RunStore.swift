@@ -34,8 +34,10 @@ public final class RunStore: Sendable {
     }
 
     /// A PostgreSQL store, migrated; throws at once (with the reason) when it cannot be reached.
-    public init(postgres url: PostgresURL, poolSize: Int, durability: Durability = .full, member: String = RunStore.localMember) throws {
-        db = try PostgresEngine(url: url, poolSize: poolSize, durability: durability, migrations: Self.migrations, member: member)
+    public init(postgres url: PostgresURL, poolSize: Int, durability: Durability = .full, member: String = RunStore.localMember,
+                statementTimeout: Duration = .seconds(60)) throws {
+        db = try PostgresEngine(url: url, poolSize: poolSize, durability: durability, migrations: Self.migrations, member: member,
+                                statementTimeout: statementTimeout)
     }
 
     /// The PostgreSQL engine, when the store is one several gateways can share.

@@ -25,6 +25,9 @@ public final class PostgresEngine: StoreEngine {
     let url: PostgresURL
     /// The gateway this engine writes for: `runs.owner`, and the sender of its signals.
     public let member: String
+    /// How long a statement may go unanswered before its connection is taken
+    /// for lost (`storage.statementTimeoutSeconds`).
+    let statementTimeout: Duration
     private let running: Task<Void, Never>
     /// Set at close: calls waiting for the database stop waiting.
     private let closing = Mutex(false)
@@ -34,8 +37,9 @@ public final class PostgresEngine: StoreEngine {
     /// Connects once (to fail fast, with the reason, when the database cannot
     /// be reached), applies the migrations, and starts the pool.
     init(url: PostgresURL, poolSize: Int, durability: RunStore.Durability, migrations: [StoreMigration], member: String,
-         logger: Logger = Logger(label: "skelm.store")) throws {
+         statementTimeout: Duration = .seconds(60), logger: Logger = Logger(label: "skelm.store")) throws {
         self.location = url.redacted
+        self.statementTimeout = statementTimeout
         self.durability = durability
         self.logger = logger
         self.url = url
@@ -53,11 +57,13 @@ public final class PostgresEngine: StoreEngine {
         do {
             // Gateways that start together take turns: the first migrates, the
             // others find it done. The lock is the session's, released when
-            // this connection closes whatever happens.
-            try PostgresStoreConnection(first, logger: logger, member: member)
+            // this connection closes whatever happens. Neither the wait for the
+            // lock nor a migration has a statement deadline: either can take
+            // long, and the gateway is not serving yet.
+            try PostgresStoreConnection(first, logger: logger, member: member, deadline: nil)
                 .execute(sql: "SELECT pg_advisory_lock(\(StoreMigrator.advisoryLock))")
             try StoreMigrator.migrate(migrations, dialect: .postgres, location: url.redacted) { body in
-                _ = try Self.transaction(first, write: true, durability: durability, logger: logger, member: member) { try body($0) }
+                _ = try Self.transaction(first, write: true, durability: durability, logger: logger, member: member, deadline: nil) { try body($0) }
             }
         } catch let error as StoreVersionError {
             throw error
@@ -67,6 +73,14 @@ public final class PostgresEngine: StoreEngine {
         var clientConfig = try url.clientConfiguration()
         clientConfig.options.maximumConnections = poolSize
         clientConfig.options.minimumConnections = 0
+        // The server's side of the deadline: a session left inside a
+        // transaction by a gateway that stopped answering (the deadline below
+        // closed its connection, but over a dead path the server never hears
+        // of it) is ended, and the row locks it held go with it, rather than
+        // when the server's TCP gives up on the peer, hours later.
+        clientConfig.options.additionalStartupParameters = [
+            ("idle_in_transaction_session_timeout", "\(statementTimeout.components.seconds * 1000)"),
+        ]
         // The pool's own log at errors only: it warns when a lease comes before
         // its run loop has started (which the lease then waits for), and every
         // failed statement is reported by the store with its reason anyway.
@@ -166,12 +180,13 @@ public final class PostgresEngine: StoreEngine {
     /// wait has not been given up: it never runs after the call reported failure.
     private func attempt<T: Sendable>(write: Bool, locking: Bool, until: (@Sendable () -> ContinuousClock.Instant)?,
                                       _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
-        let (client, threads, logger, member) = (client, threads, logger, member)
+        let (client, threads, logger, member, deadline) = (client, threads, logger, member, statementTimeout)
         let durability = locking ? RunStore.Durability.full : durability
         guard let until else {
             return try await client.withConnection { connection in
                 try await threads.runIfActive {
-                    try Self.transaction(connection, write: write, locking: locking, durability: durability, logger: logger, member: member, body)
+                    try Self.transaction(connection, write: write, locking: locking, durability: durability, logger: logger, member: member,
+                                         deadline: deadline, body)
                 }
             }
         }
@@ -181,7 +196,8 @@ public final class PostgresEngine: StoreEngine {
                 .done(try await client.withConnection { connection in
                     guard lease.settle(.lent) else { throw LeaseTimeout() }
                     return try await threads.runIfActive {
-                        try Self.transaction(connection, write: write, locking: locking, durability: durability, logger: logger, member: member, body)
+                        try Self.transaction(connection, write: write, locking: locking, durability: durability, logger: logger, member: member,
+                                         deadline: deadline, body)
                     }
                 })
             }
@@ -213,7 +229,7 @@ public final class PostgresEngine: StoreEngine {
     /// than that a statement failed.
     static func lostConnection(_ error: any Error) -> Bool {
         if error is CommitUnknown { return false }
-        if error is LeaseTimeout || error is ConnectionClosed { return true }
+        if error is LeaseTimeout || error is ConnectionClosed || error is StatementUnanswered { return true }
         // The pool's own errors (its circuit breaker, tripped after a minute
         // without a new connection) are of a type postgres-nio exports only
         // from a module it marks internal (`_ConnectionPoolModule`): known by name.
@@ -251,11 +267,18 @@ public final class PostgresEngine: StoreEngine {
     /// SQLSTATEs after which the whole transaction is tried again: a
     /// serialization failure and a deadlock.
     static let retried: Set<String> = ["40001", "40P01"]
+    /// How long a transaction is tried again while it keeps failing so. A
+    /// budget of time rather than of tries: on tables still nearly empty
+    /// (a fresh database, a burst of submissions at start) PostgreSQL's
+    /// predicate locks cover whole tables, and dozens of concurrent writers
+    /// fail each other many times before the burst thins out.
+    static let retryBudget: Duration = .seconds(10)
 
     /// One body in one transaction on `connection`, on the calling (pool) thread.
     static func transaction<T>(_ connection: PostgresConnection, write: Bool, locking: Bool = false, durability: RunStore.Durability, logger: Logger,
-                               member: String, _ body: (any StoreConnection) throws -> T) throws -> T {
-        let db = PostgresStoreConnection(connection, logger: logger, member: member)
+                               member: String, deadline: Duration?, _ body: (any StoreConnection) throws -> T) throws -> T {
+        let db = PostgresStoreConnection(connection, logger: logger, member: member, deadline: deadline)
+        let began = ContinuousClock.now
         var attempt = 0
         while true {
             attempt += 1
@@ -275,7 +298,8 @@ public final class PostgresEngine: StoreEngine {
                 // back itself): a query sent on a closed connection may never be
                 // answered, and would hold this thread for good.
                 if !(error is CommitUnknown), !lostConnection(error) { try? db.execute(sql: "ROLLBACK") }
-                if let state = Self.sqlState(error), retried.contains(state), attempt < 60 {
+                if let state = Self.sqlState(error), retried.contains(state) {
+                    guard ContinuousClock.now - began < retryBudget else { throw StoreContended(attempts: attempt, last: describe(error)) }
                     // Backs off, with jitter so colliding writers do not collide
                     // again in step, for longer each time (up to 20 ms).
                     usleep(useconds_t.random(in: 100...useconds_t(min(attempt * 1_000, 20_000))))
@@ -359,12 +383,15 @@ final class PostgresStoreConnection: StoreConnection {
     let logger: Logger
     let member: String
     let dialect = StoreDialect.postgres
+    /// How long a statement may go unanswered; nil: as long as it takes.
+    let deadline: Duration?
     private(set) var changesCount = 0
 
-    init(_ connection: PostgresConnection, logger: Logger, member: String) {
+    init(_ connection: PostgresConnection, logger: Logger, member: String, deadline: Duration?) {
         self.connection = connection
         self.logger = logger
         self.member = member
+        self.deadline = deadline
     }
 
     func signal(_ signal: FleetSignal) throws {
@@ -392,7 +419,7 @@ final class PostgresStoreConnection: StoreConnection {
     private func run(_ sql: String, _ arguments: StoreArguments) throws -> PostgresQueryResult {
         let query = PostgresQuery(unsafeSQL: PostgresSQL.numbered(sql), binds: PostgresCells.binds(arguments))
         do {
-            return try Self.answer(connection.query(query, logger: logger), on: connection)
+            return try Self.answer(connection.query(query, logger: logger), on: connection, within: deadline)
         } catch let error as PSQLError where error.serverInfo != nil {
             // The server's refusal, with its SQLSTATE. Anything else (the
             // connection closed, a protocol error) stays postgres-nio's own, so
@@ -411,16 +438,32 @@ final class PostgresStoreConnection: StoreConnection {
     /// never completed: `wait()` would hold this thread, and the run whose
     /// write it was, for good. So the wait looks at the connection every
     /// second, and a connection closed with no answer is a lost one.
-    static func answer<T: Sendable>(_ future: EventLoopFuture<T>, on connection: PostgresConnection) throws -> T {
+    ///
+    /// A connection whose path died silently (a firewall or NAT that dropped
+    /// the flow, a server host that vanished) stays open for as long as the
+    /// kernel retransmits, about 15 minutes: so a statement unanswered
+    /// `within` its deadline closes the connection, and is a lost one too.
+    /// postgres-nio has no hook for a socket option (`TCP_USER_TIMEOUT`) on
+    /// the pool's connections, so the deadline is kept here.
+    static func answer<T: Sendable>(_ future: EventLoopFuture<T>, on connection: PostgresConnection, within deadline: Duration?) throws -> T {
         let answer = Answer<T>()
         future.whenComplete { result in
             answer.result.withLock { $0 = result }
             answer.arrived.signal()
         }
+        let sent = ContinuousClock.now
         while answer.arrived.wait(timeout: .now() + 1) == .timedOut {
             // The handler fails what it still holds as the channel closes: a
             // moment more for that answer, which says more than this one.
             if connection.isClosed, answer.arrived.wait(timeout: .now() + 0.1) == .timedOut { throw ConnectionClosed() }
+            if let deadline, ContinuousClock.now - sent >= deadline {
+                // Closed, so the pool replaces it and no later statement is sent on it.
+                connection.close().whenComplete { _ in }
+                _ = answer.arrived.wait(timeout: .now() + 0.1)
+                // An answer that came just in time is still the answer.
+                if case let .success(value)? = answer.result.withLock({ $0 }) { return value }
+                throw StatementUnanswered(deadline: deadline)
+            }
         }
         return try answer.result.withLock { $0! }.get()
     }
@@ -428,6 +471,24 @@ final class PostgresStoreConnection: StoreConnection {
     private final class Answer<T: Sendable>: Sendable {
         let arrived = DispatchSemaphore(value: 0)
         let result = Mutex<Result<T, any Error>?>(nil)
+    }
+}
+
+/// A transaction that concurrent ones kept making impossible to order, for
+/// all of `PostgresEngine.retryBudget`: the API answers 503, to be tried again.
+public struct StoreContended: Error, CustomStringConvertible {
+    let attempts: Int
+    let last: String
+    public var description: String {
+        "the database could not order this write with concurrent ones in \(attempts) attempts (\(last))"
+    }
+}
+
+/// A statement the database did not answer within `storage.statementTimeoutSeconds`.
+struct StatementUnanswered: Error, CustomStringConvertible {
+    let deadline: Duration
+    var description: String {
+        "the database did not answer a statement in \(deadline.components.seconds) s (storage.statementTimeoutSeconds): its connection is taken for lost"
     }
 }
 
