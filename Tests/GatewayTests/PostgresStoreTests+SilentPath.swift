@@ -34,6 +34,29 @@ extension PostgresStoreTests {
         #expect(listed.count == 2 && listed.allSatisfy { $0["status"] == "succeeded" }, "\(listed)")
     }
 
+    @Test("a write PostgreSQL keeps refusing as impossible to serialize is retried, then answered 503 with Retry-After: nothing written, and the next one goes through")
+    func contended() async throws {
+        let url = try await PostgresCluster.shared.database()
+        let name = Self.databaseName(url)
+        let gw = try await TestGateway.started(workflows: Self.workflows, config: Self.config(url: url))
+        defer { gw.cleanupLater() }
+        // Every new run row refused with SQLSTATE 40001, as a serialization failure is.
+        try await PostgresCluster.shared.execute("""
+            CREATE FUNCTION always_conflict() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION 'conflict for the test' USING ERRCODE = '40001'; END $$ LANGUAGE plpgsql;
+            CREATE TRIGGER always_conflict BEFORE INSERT ON runs FOR EACH ROW EXECUTE FUNCTION always_conflict();
+            """, database: name)
+        let refused = try await gw.post("/runs", ["workflow": "hello", "input": ["name": "x"]], headers: [("Idempotency-Key", "k1")])
+        #expect(refused.status == 503 && refused.json?["error"]?["code"] == "unavailable" && refused.header("Retry-After") == "1",
+                "\(refused.status) \(refused.errorMessage)")
+        #expect(refused.errorMessage.contains("could not order this write"), "\(refused.errorMessage)")
+        #expect(try await PostgresCluster.shared.query("SELECT count(*) FROM runs", database: name) == ["0"])
+        #expect(try await PostgresCluster.shared.query("SELECT count(*) FROM idempotency_keys", database: name) == ["0"])
+        try await PostgresCluster.shared.execute("DROP TRIGGER always_conflict ON runs", database: name)
+        let again = try await gw.post("/runs", ["workflow": "hello", "input": ["name": "x"], "mode": "sync"], headers: [("Idempotency-Key", "k1")])
+        #expect(again.status == 200 && again.json?["output"] == "hello x", "\(again.status) \(again.errorMessage)")
+    }
+
     @Test("storage.statementTimeoutSeconds out of range is refused at start, naming the key")
     func statementTimeoutRange() async throws {
         let gw = try TestGateway(workflows: Self.workflows,
