@@ -1,13 +1,17 @@
 """A TCP forwarder whose connections can die silently, for the store tests.
 
-    blackhole_proxy.py --to PORT
+    blackhole_proxy.py --to PORT [--freeze-on TEXT]
 
 Listens on 127.0.0.1, port chosen by the kernel, prints `PORT <n>` on stdout,
 and forwards every connection to 127.0.0.1:PORT. On SIGUSR1 every connection
 open at that moment stops carrying bytes, both ways, and is never closed:
 what a firewall or NAT that forgot a flow looks like to both ends, which
 hear nothing, not even a reset. Connections opened afterwards are forwarded
-as before. Each connection and the freeze are logged on stderr. It exits when its stdin closes, so a test that dies leaves no
+as before. With --freeze-on, the same happens when TEXT first appears in what
+the server sends (a NOTICE a test's trigger raises inside a COMMIT, say):
+the bytes that carry it, and everything after them, are never delivered. The
+text is looked for in each read, so it must be short enough not to be split
+between two. Each connection and the freeze are logged on stderr. It exits when its stdin closes, so a test that dies leaves no
 forwarder behind.
 """
 
@@ -22,10 +26,12 @@ counter = [0]
 lock = threading.Lock()
 
 
-def pump(source, target, number):
+def pump(source, target, number, marker):
     try:
         while True:
             data = source.recv(65536)
+            if marker and marker in data:
+                freeze()
             with lock:
                 dead = number < frozen_before[0]
             if dead:
@@ -39,7 +45,7 @@ def pump(source, target, number):
         return
 
 
-def serve(listener, port):
+def serve(listener, port, marker):
     while True:
         client, _ = listener.accept()
         upstream = socket.create_connection(("127.0.0.1", port))
@@ -47,8 +53,8 @@ def serve(listener, port):
             number = counter[0]
             counter[0] += 1
         print(f"connection {number} forwarded", file=sys.stderr, flush=True)
-        for a, b in ((client, upstream), (upstream, client)):
-            threading.Thread(target=pump, args=(a, b, number), daemon=True).start()
+        for a, b, m in ((client, upstream, None), (upstream, client, marker)):
+            threading.Thread(target=pump, args=(a, b, number, m), daemon=True).start()
 
 
 def freeze(*_):
@@ -60,6 +66,7 @@ def freeze(*_):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--to", type=int, required=True)
+    parser.add_argument("--freeze-on")
     args = parser.parse_args()
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -67,7 +74,8 @@ def main():
     signal.signal(signal.SIGUSR1, freeze)
     # A child inherits its parent's blocked signals: the test runner blocks some.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
-    threading.Thread(target=serve, args=(listener, args.to), daemon=True).start()
+    marker = args.freeze_on.encode() if args.freeze_on else None
+    threading.Thread(target=serve, args=(listener, args.to, marker), daemon=True).start()
     print(f"PORT {listener.getsockname()[1]}", flush=True)
     sys.stdin.read()
 

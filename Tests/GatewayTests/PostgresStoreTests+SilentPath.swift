@@ -34,6 +34,50 @@ extension PostgresStoreTests {
         #expect(listed.count == 2 && listed.allSatisfy { $0["status"] == "succeeded" }, "\(listed)")
     }
 
+    @Test("an audit COMMIT that committed but whose answer never came back is found in the chain, not appended again: the run ends once, with one run.finished")
+    func auditCommitAnswerLost() async throws {
+        let url = try await PostgresCluster.shared.database()
+        let name = Self.databaseName(url)
+        let port = try #require(url.split(separator: ":").last?.split(separator: "/").first.map(String.init))
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("blackhole-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        // Every connection open when the server says this goes silent, the one saying it first.
+        let marker = "skelm-test-freeze"
+        let proxy = try await FixturePeer.start("blackhole_proxy.py", ["--to", port, "--freeze-on", marker], log: log)
+        defer { proxy.stop() }
+        let gw = try await TestGateway.started(workflows: Self.workflows,
+                                               config: Self.config(url: url.replacingOccurrences(of: ":\(port)/", with: ":\(proxy.port)/"),
+                                                                   poolSize: 2, storage: ", statementTimeoutSeconds: 2"))
+        defer { gw.cleanupLater() }
+        // At the COMMIT of the first run.finished entry, after every row of it is
+        // written and before the server answers: a notice the forwarder stops at.
+        // The server commits; the gateway never hears that it did.
+        try await PostgresCluster.shared.execute("""
+            CREATE SEQUENCE lost_answer;
+            CREATE FUNCTION lost_answer() RETURNS trigger AS $$
+            BEGIN
+              IF NEW.line LIKE '%"action":"run.finished"%' AND nextval('lost_answer') = 1 THEN RAISE NOTICE '\(marker)'; END IF;
+              RETURN NEW;
+            END $$ LANGUAGE plpgsql;
+            CREATE CONSTRAINT TRIGGER lost_answer AFTER INSERT ON audit_entries DEFERRABLE INITIALLY DEFERRED
+              FOR EACH ROW EXECUTE FUNCTION lost_answer();
+            """, database: name)
+        let run = try await gw.run("hello", ["name": "once"])
+        let id = try #require(run["id"]?.stringValue)
+        #expect(run["status"] == "succeeded" && run["output"] == "hello once", "\(run)\n\(gw.logText.suffix(3000))")
+        let forwarded = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(forwarded.contains("frozen"), "the forwarder never saw the notice:\n\(forwarded)")
+        #expect(gw.logText.contains("a commit whose answer was lost had committed"), "\(gw.logText.suffix(3000))")
+        let finished = try await PostgresCluster.shared.query(
+            "SELECT count(*) FROM audit_entries WHERE line LIKE '%\"action\":\"run.finished\"%' AND line LIKE '%\(id)%'", database: name)
+        #expect(finished == ["1"], "run.finished entries for the run: \(finished)")
+        let events = try await PostgresCluster.shared.query(
+            "SELECT count(*) FROM events WHERE run_id = '\(id)' AND type = 'run.succeeded'", database: name)
+        #expect(events == ["1"])
+        let report = try #require(try await gw.get("/audit/verify").json)
+        #expect(report["ok"] == true, "\(report)")
+    }
+
     @Test("a write PostgreSQL keeps refusing as impossible to serialize is retried, then answered 503 with Retry-After: nothing written, and the next one goes through")
     func contended() async throws {
         let url = try await PostgresCluster.shared.database()

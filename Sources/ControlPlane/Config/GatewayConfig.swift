@@ -140,8 +140,7 @@ public struct GatewayConfig: Codable, Sendable {
         /// Connections to PostgreSQL this gateway holds at most.
         public var poolSize = 8
         /// PostgreSQL: how long one statement may go unanswered before its
-        /// connection is taken for lost (and the server's
-        /// `idle_in_transaction_session_timeout` for this gateway's sessions).
+        /// connection is taken for lost.
         public var statementTimeoutSeconds = 60
         /// `full`: every commit is flushed to disk before it is reported; `normal`:
         /// SQLite fsyncs at WAL checkpoints only, PostgreSQL commits with `synchronous_commit` off.

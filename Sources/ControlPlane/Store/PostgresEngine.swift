@@ -73,14 +73,6 @@ public final class PostgresEngine: StoreEngine {
         var clientConfig = try url.clientConfiguration()
         clientConfig.options.maximumConnections = poolSize
         clientConfig.options.minimumConnections = 0
-        // The server's side of the deadline: a session left inside a
-        // transaction by a gateway that stopped answering (the deadline below
-        // closed its connection, but over a dead path the server never hears
-        // of it) is ended, and the row locks it held go with it, rather than
-        // when the server's TCP gives up on the peer, hours later.
-        clientConfig.options.additionalStartupParameters = [
-            ("idle_in_transaction_session_timeout", "\(statementTimeout.components.seconds * 1000)"),
-        ]
         // The pool's own log at errors only: it warns when a lease comes before
         // its run loop has started (which the lease then waits for), and every
         // failed statement is reported by the store with its reason anyway.

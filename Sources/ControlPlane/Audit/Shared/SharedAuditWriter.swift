@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Logging
+import Synchronization
 
 /// This gateway's appends to the audit chain that every gateway sharing one
 /// PostgreSQL database writes: one chain, one `seq`, each entry naming the
@@ -96,12 +97,44 @@ actor SharedAuditWriter {
         flushing = false
     }
 
+    /// What the last try of a commit wrote, had it committed.
+    private final class Attempt: Sendable {
+        let written = Mutex<(entries: [AuditEntry], announced: Bool)?>(nil)
+    }
+
+    /// The entries committed, once. A `COMMIT` whose answer was lost (the
+    /// connection died with it, or stayed silent past the statement deadline)
+    /// may have committed: the chain is read back at the seq of the last
+    /// entry that try wrote. Its own line there means it committed, and it is
+    /// reported so; anything else means it did not, and it is tried again.
+    /// Never appended twice, so a run's end whose answer was lost leaves one
+    /// `run.finished`, not one per try.
+    private func commit(_ items: [Item], joining: Bool, sign: Bool) async throws -> (entries: [AuditEntry], announced: Bool) {
+        while true {
+            let attempt = Attempt()
+            do {
+                return try await commitOnce(items, joining: joining, sign: sign, attempt: attempt)
+            } catch let error as CommitUnknown {
+                guard let tried = attempt.written.withLock({ $0 }) else { throw error }
+                guard let last = tried.entries.last else { continue }  // it wrote nothing that must be once
+                let landed = try await engine.read(patience) { db in
+                    try String.fetchOne(db, sql: "SELECT line FROM audit_entries WHERE seq = ?", arguments: [last.seq]) == last.line
+                }
+                if landed {
+                    logger.notice("audit: a commit whose answer was lost had committed (entries \(tried.entries[0].seq)…\(last.seq)); not appended again")
+                    return tried
+                }
+                logger.warning("audit: a commit whose answer was lost had not committed; appending again", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
     /// One transaction: the head locked, the entries chained from it and
     /// inserted, the head moved, and (when due) a checkpoint of the last one.
     /// Pure apart from the database, so the engine may run it again after a
     /// connection lost before COMMIT. `announced`: the first entry is the
     /// joining one, made because this gateway's key was new to the chain.
-    private func commit(_ items: [Item], joining: Bool, sign: Bool) async throws -> (entries: [AuditEntry], announced: Bool) {
+    private func commitOnce(_ items: [Item], joining: Bool, sign: Bool, attempt: Attempt) async throws -> (entries: [AuditEntry], announced: Bool) {
         let (gateway, key) = (gateway, key)
         let publicKey = key.publicKey.rawRepresentation.hex
         // Waits for the database, as run progress does: an entry is never dropped
@@ -138,6 +171,7 @@ actor SharedAuditWriter {
             if sign, !entries.isEmpty {
                 try Self.insertCheckpoint(db, gateway: gateway, key: key, seq: seq, hash: hash)
             }
+            attempt.written.withLock { $0 = (entries, announce) }
             return (entries, announce)
         }
     }
