@@ -101,7 +101,22 @@ public final class PostgresEngine: StoreEngine {
     /// chain is appended this way, and an entry is durable before its action
     /// is reported done.
     public func writeLocking<T: Sendable>(_ patience: StorePatience, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
-        try await run(write: true, locking: true, patience, body)
+        try await run(write: true, isolation: .locking, patience, body)
+    }
+
+    /// READ COMMITTED, committed as `storage.durability` says: for a write
+    /// whose only conflicts are caught by unique constraints (see
+    /// `StoreEngine.writeNew`).
+    public func writeNew<T: Sendable>(_ patience: StorePatience, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
+        try await run(write: true, isolation: .readCommitted, patience, body)
+    }
+
+    /// How a write transaction is isolated from concurrent ones.
+    enum WriteIsolation: Sendable {
+        case serializable
+        case readCommitted
+        /// READ COMMITTED, serialized by a row lock, always committed synchronously.
+        case locking
     }
 
     /// How long a `brief` call waits for a database known to be away (a call
@@ -115,7 +130,7 @@ public final class PostgresEngine: StoreEngine {
     /// reached: a transaction a lost connection cut short was rolled back by
     /// the server, so running it again changes nothing twice. One whose COMMIT
     /// got no answer may have committed: that fails (`CommitUnknown`), never retried.
-    private func run<T: Sendable>(write: Bool, locking: Bool = false, _ patience: StorePatience, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
+    private func run<T: Sendable>(write: Bool, isolation: WriteIsolation = .serializable, _ patience: StorePatience, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
         let started = ContinuousClock.now
         var delay = Duration.milliseconds(50)
         var waiting = false
@@ -130,7 +145,7 @@ public final class PostgresEngine: StoreEngine {
             var limit: (@Sendable () -> ContinuousClock.Instant)?
             if patience == .brief { limit = { @Sendable in max(deadline(), floor) } }
             do {
-                let result = try await attempt(write: write, locking: locking, until: limit, body)
+                let result = try await attempt(write: write, isolation: isolation, until: limit, body)
                 if waiting || outage.isDown { outage.back(location, logger: logger) }
                 return result
             } catch {
@@ -170,14 +185,14 @@ public final class PostgresEngine: StoreEngine {
     /// One try, waiting for a connection until `until` says (nil: as long as
     /// the pool does). A body runs only once its connection is lent and the
     /// wait has not been given up: it never runs after the call reported failure.
-    private func attempt<T: Sendable>(write: Bool, locking: Bool, until: (@Sendable () -> ContinuousClock.Instant)?,
+    private func attempt<T: Sendable>(write: Bool, isolation: WriteIsolation, until: (@Sendable () -> ContinuousClock.Instant)?,
                                       _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
         let (client, threads, logger, member, deadline) = (client, threads, logger, member, statementTimeout)
-        let durability = locking ? RunStore.Durability.full : durability
+        let durability = isolation == .locking ? RunStore.Durability.full : durability
         guard let until else {
             return try await client.withConnection { connection in
                 try await threads.runIfActive {
-                    try Self.transaction(connection, write: write, locking: locking, durability: durability, logger: logger, member: member,
+                    try Self.transaction(connection, write: write, isolation: isolation, durability: durability, logger: logger, member: member,
                                          deadline: deadline, body)
                 }
             }
@@ -188,7 +203,7 @@ public final class PostgresEngine: StoreEngine {
                 .done(try await client.withConnection { connection in
                     guard lease.settle(.lent) else { throw LeaseTimeout() }
                     return try await threads.runIfActive {
-                        try Self.transaction(connection, write: write, locking: locking, durability: durability, logger: logger, member: member,
+                        try Self.transaction(connection, write: write, isolation: isolation, durability: durability, logger: logger, member: member,
                                          deadline: deadline, body)
                     }
                 })
@@ -267,7 +282,7 @@ public final class PostgresEngine: StoreEngine {
     static let retryBudget: Duration = .seconds(10)
 
     /// One body in one transaction on `connection`, on the calling (pool) thread.
-    static func transaction<T>(_ connection: PostgresConnection, write: Bool, locking: Bool = false, durability: RunStore.Durability, logger: Logger,
+    static func transaction<T>(_ connection: PostgresConnection, write: Bool, isolation: WriteIsolation = .serializable, durability: RunStore.Durability, logger: Logger,
                                member: String, deadline: Duration?, _ body: (any StoreConnection) throws -> T) throws -> T {
         let db = PostgresStoreConnection(connection, logger: logger, member: member, deadline: deadline)
         let began = ContinuousClock.now
@@ -276,10 +291,10 @@ public final class PostgresEngine: StoreEngine {
             attempt += 1
             do {
                 try db.execute(sql: !write ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-                                   : locking ? "BEGIN ISOLATION LEVEL READ COMMITTED" : "BEGIN ISOLATION LEVEL SERIALIZABLE")
+                                   : isolation == .serializable ? "BEGIN ISOLATION LEVEL SERIALIZABLE" : "BEGIN ISOLATION LEVEL READ COMMITTED")
                 if write, durability == .normal { try db.execute(sql: "SET LOCAL synchronous_commit TO off") }
                 // Whatever the server's or the role's default: what is locked this way is reported durable.
-                if locking { try db.execute(sql: "SET LOCAL synchronous_commit TO on") }
+                if isolation == .locking { try db.execute(sql: "SET LOCAL synchronous_commit TO on") }
                 let result = try body(db)
                 do { try db.execute(sql: "COMMIT") } catch where lostConnection(error) {
                     throw CommitUnknown(reason: describe(error))

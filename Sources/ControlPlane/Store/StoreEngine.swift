@@ -16,6 +16,14 @@ public protocol StoreEngine: Sendable {
     /// concurrent one made impossible to serialize, or one a lost connection
     /// rolled back), so it changes nothing but the database.
     func write<T: Sendable>(_ patience: StorePatience, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T
+    /// A write that only inserts rows of its own, and reads only rows it
+    /// inserted or that a unique constraint guards: it needs no SERIALIZABLE
+    /// conflict checks, which on PostgreSQL also fail writers that never
+    /// touched one another's rows (its predicate locks cover whole pages,
+    /// whole tables while a table is small), and can fail a burst of them
+    /// again and again. A body that raced another past a unique constraint
+    /// fails with `StoreConstraintError`; nothing of it is written.
+    func writeNew<T: Sendable>(_ patience: StorePatience, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T
     /// The writer's `synchronous` level (SQLite: 2 FULL, 1 NORMAL; PostgreSQL:
     /// 2 when `synchronous_commit` is on, 1 when it is off).
     func synchronousLevel() async throws -> Int
@@ -35,6 +43,10 @@ public enum StorePatience: Sendable {
 }
 
 extension StoreEngine {
+    /// SQLite has one writer: every write is serialized already.
+    public func writeNew<T: Sendable>(_ patience: StorePatience, _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
+        try await write(patience, body)
+    }
     func read<T: Sendable>(_ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T { try await read(.brief, body) }
     func write<T: Sendable>(_ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T { try await write(.brief, body) }
 }
