@@ -8,46 +8,60 @@ import Glibc
 #endif
 
 extension PostgresStoreTests {
+    /// A throwaway database reached through `blackhole_proxy.py`: the
+    /// database's own URL and the forwarder's, the forwarder, and its log.
+    struct Forwarded {
+        let database: String
+        let url: String
+        let proxy: FixturePeer
+        let log: String
+
+        var forwarderLog: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+        static func start(_ arguments: [String] = []) async throws -> Forwarded {
+            let url = try await PostgresCluster.shared.database()
+            let port = try #require(url.split(separator: ":").last?.split(separator: "/").first.map(String.init))
+            let log = FileManager.default.temporaryDirectory.appendingPathComponent("blackhole-\(UUID().uuidString).log").path
+            let proxy = try await FixturePeer.start("blackhole_proxy.py", ["--to", port] + arguments, log: log)
+            return Forwarded(database: PostgresStoreTests.databaseName(url), url: url.replacingOccurrences(of: ":\(port)/", with: ":\(proxy.port)/"),
+                             proxy: proxy, log: log)
+        }
+
+        func stop() {
+            proxy.stop()
+            try? FileManager.default.removeItem(atPath: log)
+        }
+    }
+
     @Test("a connection whose path dies silently is given up after storage.statementTimeoutSeconds: runs go on over a new one rather than wait out TCP's retransmissions")
     func silentPath() async throws {
-        let url = try await PostgresCluster.shared.database()
-        let port = try #require(url.split(separator: ":").last?.split(separator: "/").first.map(String.init))
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("blackhole-\(UUID().uuidString).log").path
-        defer { try? FileManager.default.removeItem(atPath: log) }
-        let proxy = try await FixturePeer.start("blackhole_proxy.py", ["--to", port], log: log)
-        defer { proxy.stop() }
-        let proxied = url.replacingOccurrences(of: ":\(port)/", with: ":\(proxy.port)/")
+        let forwarded = try await Forwarded.start()
+        defer { forwarded.stop() }
         let gw = try await TestGateway.started(workflows: Self.workflows,
-                                               config: Self.config(url: proxied, poolSize: 2, storage: ", statementTimeoutSeconds: 2"))
+                                               config: Self.config(url: forwarded.url, poolSize: 2, storage: ", statementTimeoutSeconds: 2"))
         defer { gw.cleanupLater() }
         let before = try await gw.run("hello", ["name": "before"])
         #expect(before["status"] == "succeeded", "\(before)")
 
         // Every connection the gateway holds now carries nothing, and says nothing.
-        proxy.signal(SIGUSR1)
+        forwarded.proxy.signal(SIGUSR1)
         let after = try await gw.run("hello", ["name": "after"])
         #expect(after["status"] == "succeeded" && after["output"] == "hello after",
                 "\(after)\n\(gw.logText.suffix(3000))")
-        let forwarded = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        #expect(gw.logText.contains("the database did not answer a statement in 2 s"), "\(gw.logText.suffix(3000))\nforwarder:\n\(forwarded)")
+        #expect(gw.logText.contains("the database did not answer a statement in 2 s"), "\(gw.logText.suffix(3000))\nforwarder:\n\(forwarded.forwarderLog)")
         let listed = try await gw.get("/runs?limit=10").json?["runs"].list ?? []
         #expect(listed.count == 2 && listed.allSatisfy { $0["status"] == "succeeded" }, "\(listed)")
     }
 
     @Test("an audit COMMIT that committed but whose answer never came back is found in the chain, not appended again: the run ends once, with one run.finished")
     func auditCommitAnswerLost() async throws {
-        let url = try await PostgresCluster.shared.database()
-        let name = Self.databaseName(url)
-        let port = try #require(url.split(separator: ":").last?.split(separator: "/").first.map(String.init))
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("blackhole-\(UUID().uuidString).log").path
-        defer { try? FileManager.default.removeItem(atPath: log) }
         // Every connection open when the server says this goes silent, the one saying it first.
         let marker = "skelm-test-freeze"
-        let proxy = try await FixturePeer.start("blackhole_proxy.py", ["--to", port, "--freeze-on", marker], log: log)
-        defer { proxy.stop() }
+        let forwarded = try await Forwarded.start(["--freeze-on", marker])
+        defer { forwarded.stop() }
+        let name = forwarded.database
         let gw = try await TestGateway.started(workflows: Self.workflows,
-                                               config: Self.config(url: url.replacingOccurrences(of: ":\(port)/", with: ":\(proxy.port)/"),
-                                                                   poolSize: 2, storage: ", statementTimeoutSeconds: 2"))
+                                               config: Self.config(url: forwarded.url, poolSize: 2, storage: ", statementTimeoutSeconds: 2"))
         defer { gw.cleanupLater() }
         // At the COMMIT of the first run.finished entry, after every row of it is
         // written and before the server answers: a notice the forwarder stops at.
@@ -65,8 +79,7 @@ extension PostgresStoreTests {
         let run = try await gw.run("hello", ["name": "once"])
         let id = try #require(run["id"]?.stringValue)
         #expect(run["status"] == "succeeded" && run["output"] == "hello once", "\(run)\n\(gw.logText.suffix(3000))")
-        let forwarded = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        #expect(forwarded.contains("frozen"), "the forwarder never saw the notice:\n\(forwarded)")
+        #expect(forwarded.forwarderLog.contains("frozen"), "the forwarder never saw the notice:\n\(forwarded.forwarderLog)")
         #expect(gw.logText.contains("a commit whose answer was lost had committed"), "\(gw.logText.suffix(3000))")
         let finished = try await PostgresCluster.shared.query(
             "SELECT count(*) FROM audit_entries WHERE line LIKE '%\"action\":\"run.finished\"%' AND line LIKE '%\(id)%'", database: name)

@@ -249,30 +249,7 @@ public final class RunStore: Sendable {
     /// store; a run that would pass it is created queued instead of started.
     public func create(id: String, workflow: String, input: JSONValue, idempotencyKey: String?, requestHash: String,
                        start: Bool = false, origin: RunOrigin? = nil, fleetCap: Int? = nil) async throws -> Created {
-        // A run of its own, with no count of the fleet's runs and no trigger's
-        // rows to take: only the idempotency key's uniqueness can conflict
-        // with another create, and a create that lost that race finds the
-        // winner's run when it reads the key again.
-        guard origin == nil, fleetCap == nil else {
-            return try await create(in: { try await self.db.write($0) }, id: id, workflow: workflow, input: input, idempotencyKey: idempotencyKey,
-                                    requestHash: requestHash, start: start, origin: origin, fleetCap: fleetCap)
-        }
-        var attempt = 0
-        while true {
-            attempt += 1
-            do {
-                return try await create(in: { try await self.db.writeNew(.brief, $0) }, id: id, workflow: workflow, input: input,
-                                        idempotencyKey: idempotencyKey, requestHash: requestHash, start: start, origin: nil, fleetCap: nil)
-            } catch is StoreConstraintError where idempotencyKey != nil && attempt < 3 {
-                continue
-            }
-        }
-    }
-
-    private func create(in write: (@escaping @Sendable (any StoreConnection) throws -> Created) async throws -> Created,
-                        id: String, workflow: String, input: JSONValue, idempotencyKey: String?, requestHash: String,
-                        start: Bool, origin: RunOrigin?, fleetCap: Int?) async throws -> Created {
-        try await write { db in
+        let body: @Sendable (any StoreConnection) throws -> Created = { db in
             if let key = idempotencyKey,
                let row = try StoreRow.fetchOne(db, sql: "SELECT request_hash, run_id FROM idempotency_keys WHERE key = ?", arguments: [key]) {
                 let runId: String = row["run_id"]
@@ -298,6 +275,20 @@ public final class RunStore: Sendable {
                 started = try Self.append(db, runId: id, type: .runStarted, step: nil, message: nil, data: nil)
             }
             return .created(try Self.fetchRun(db, id: id)!, queued: queued, started: started)
+        }
+        // A run of its own, with no count of the fleet's runs and no trigger's
+        // rows to take: only the idempotency key's uniqueness can conflict
+        // with another create, and a create that lost that race finds the
+        // winner's run when it reads the key again.
+        guard origin == nil, fleetCap == nil else { return try await db.write(body) }
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await db.writeNew(.brief, body)
+            } catch is StoreConstraintError where idempotencyKey != nil && attempt < 3 {
+                continue
+            }
         }
     }
 
