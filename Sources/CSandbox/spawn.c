@@ -53,6 +53,7 @@ static const char *stage_name(int s) {
 typedef struct {
     const sk_worker_spawn_t *spec;
     int err_pipe;             // write end, O_CLOEXEC: EOF on exec means success
+    int parent_pidfd;         // this process, O_CLOEXEC, or -1: checked after PR_SET_PDEATHSIG
     char uid_map[64];
     char gid_map[64];
 } child_args_t;
@@ -132,6 +133,10 @@ static int child_main(void *arg) {
     }
     // After the uid change: the kernel clears the death signal on credential changes.
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail(ep, ST_PDEATHSIG);
+    // The death signal covers only a parent that dies after it is set. One that
+    // died during the set-up above would leave this child running on, holding
+    // a worker uid, until it noticed by itself. Nobody reads `ep` any more.
+    if (a->parent_pidfd >= 0 && sk_process_exited(0, a->parent_pidfd)) _exit(127);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(ep, ST_NNP);
 
     int ch = lift(s->channel_fd);
@@ -186,8 +191,10 @@ pid_t sk_spawn_worker(const sk_worker_spawn_t *spec, char *err, size_t errlen) {
     if (spec->new_ipc_ns) flags |= CLONE_NEWIPC;
     if (spec->new_uts_ns) flags |= CLONE_NEWUTS;
 
+    a.parent_pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
     pid_t pid = clone(child_main, (char *)stack + stack_size, flags, &a);
     int clone_errno = errno;
+    if (a.parent_pidfd >= 0) close(a.parent_pidfd);
     close(p[1]);
     munmap(stack, stack_size);
     if (pid < 0) {

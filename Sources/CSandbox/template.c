@@ -97,6 +97,7 @@ typedef struct {
     int exits;
     int sigfd;
     int pidns;      // our own pid namespace, to reset pid_for_children after each fork
+    int self;       // a pidfd on the template itself, or -1: checked by each child after PR_SET_PDEATHSIG
     sk_tpl_entry_t entry;
     int children;
 } tpl_state_t;
@@ -119,7 +120,7 @@ static void child_fail(int pipe_fd, int stage) {
 
 // In the forked child: one thread, glibc's fork bookkeeping done, so plain
 // syscalls are safe. Fail closed: any error exits before the worker code runs.
-static void child_setup(const tpl_request_t *rq, int channel, int log_fd, int ep) {
+static void child_setup(const tpl_request_t *rq, int channel, int log_fd, int ep, int parent) {
     sigset_t none;
     sigemptyset(&none);
     pthread_sigmask(SIG_SETMASK, &none, NULL);
@@ -151,6 +152,11 @@ static void child_setup(const tpl_request_t *rq, int channel, int log_fd, int ep
     // thread, which lives as long as the template: the template's death takes
     // its workers, and the control plane's death takes the template.
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) child_fail(ep, TS_PDEATHSIG);
+    // The death signal covers only a parent that dies after it is set: a
+    // template that died during the set-up above would leave this child running
+    // on, holding a worker uid, until it noticed by itself (a spare waits at low
+    // priority). Nobody reads `ep` any more.
+    if (parent >= 0 && sk_process_exited(0, parent)) _exit(127);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail(ep, TS_NNP);
     // A spare worker starts and waits at low priority, so making it does not
     // slow the runs in progress; the control plane restores the normal priority
@@ -294,7 +300,7 @@ static int serve_one(tpl_state_t *st) {
     pid_t pid = fork();
     if (pid == 0) {
         close(ep[0]);
-        child_setup(&rq, channel, log_fd, ep[1]);
+        child_setup(&rq, channel, log_fd, ep[1], st->self);
         // Unreachable for the failure paths; ep[1] was closed by close_range.
         st->entry(spec_buf, rq.spec_len);
         _exit(0);
@@ -376,6 +382,7 @@ int sk_template_serve(int ctl_fd, int exit_fd, sk_tpl_entry_t entry) {
     sigdelset(&set, SIGPIPE);
     st.sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
     st.pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+    st.self = (int)syscall(SYS_pidfd_open, getpid(), 0);
     if (st.sigfd < 0 || st.pidns < 0 || sk_netpool_init() < 0) return 71;
     // What the warm-up freed goes back to the kernel: every fork copies the page
     // tables of what is left, and every worker's exit unmaps it.

@@ -288,8 +288,10 @@ public final class Gateway: Sendable {
                 guard let pid = Int32(entry), pid != getpid(),
                       let status = try? String(contentsOfFile: "/proc/\(entry)/status", encoding: .utf8) else { continue }
                 let lines = status.split(separator: "\n")
-                // A zombie is already dead: it only waits to be reaped.
+                // A zombie is already dead: it only waits to be reaped. One with
+                // SIGKILL pending is dying: on a loaded host its exit can take a while.
                 if lines.contains(where: { $0.hasPrefix("State:") && $0.contains("Z") }) { continue }
+                if lines.contains(where: { Self.killPending($0) }) { continue }
                 guard let line = lines.first(where: { $0.hasPrefix("Uid:") }),
                       let uid = line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first.flatMap({ UInt64($0) }),
                       range.contains(uid) else { continue }
@@ -308,6 +310,14 @@ public final class Gateway: Sendable {
             }
             Thread.sleep(forTimeInterval: 0.05)
         }
+    }
+
+    /// Whether a `/proc/<pid>/status` line is a pending-signal mask (`SigPnd`
+    /// for the thread, `ShdPnd` for the process) with SIGKILL in it.
+    static func killPending(_ line: Substring) -> Bool {
+        guard line.hasPrefix("SigPnd:") || line.hasPrefix("ShdPnd:"),
+              let mask = line.split(whereSeparator: { $0 == "\t" || $0 == " " }).last.flatMap({ UInt64($0, radix: 16) }) else { return false }
+        return mask & (1 << (UInt64(SIGKILL) - 1)) != 0
     }
 
     /// Worker uids must be able to walk down to their workspace. A state dir

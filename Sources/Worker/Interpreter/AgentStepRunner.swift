@@ -206,6 +206,9 @@ extension Interpreter {
             sessionId = id
         } catch let f as StepFailure { throw f } catch { throw await failure(error, doing: "while opening a session") }
         session.set(sessionId)
+        // The watchdog sets timedOut before it looks for a session: if it found
+        // none, this sees its flag, and a turn that could never be cancelled is not started.
+        if timedOut.get { throw fail(path, .timeout, "timed out after \(timeoutMs) ms while opening a session") }
 
         var turn = 1, text = prompt
         while true {

@@ -17,7 +17,7 @@ a malformed line. The first word of the prompt picks the script:
   chat <text>              asks its provider (the official openai SDK, OPENAI_BASE_URL and OPENAI_API_KEY
                            from its environment) to echo <text>; says the reply and the key it holds
   linger <path>            detaches a grandchild (double fork) holding a keep-alive connection to its relay;
-                           after the step it sends one more request on it and writes what happened to <path>
+                           once the agent is gone it sends one more request on it and writes what happened to <path>
   daemon <path>            starts a child in a session of its own that appends a line to <path> every 50 ms
 The script is the prompt's last line (skills are named above it).
   exit                     exits with status 3 mid-turn
@@ -185,21 +185,37 @@ class Scripted:
                 r = conn.getresponse()
                 r.read()
                 return r.status
+            # The grandchild says when its first request is answered, and learns
+            # of the agent's end (which ends the step) from the EOF on a pipe only
+            # the agent holds open: no guessing at how long either takes.
+            ready_r, ready_w = os.pipe()
+            life_r, life_w = os.pipe()
             if os.fork() == 0:
                 os.setsid()
                 if os.fork() == 0:
-                    conn = http.client.HTTPConnection(host, int(port), timeout=10)
-                    first = ask(conn)
+                    os.close(ready_r)
+                    os.close(life_w)
                     import time
-                    time.sleep(3)
+                    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+                    try:
+                        first = "%d" % ask(conn)
+                    except Exception as e:
+                        first = "failed: %s" % e
+                    os.write(ready_w, b"x")
+                    os.close(ready_w)
+                    os.read(life_r, 1)
+                    # The relay closes as the step ends, right after the agent is killed.
+                    time.sleep(1)
                     try:
                         outcome = "answered %d" % ask(conn)
                     except Exception as e:
                         outcome = "refused: %s" % type(e).__name__
                     with open(words[1], "w") as f:
-                        f.write("first %d, after the step: %s\n" % (first, outcome))
+                        f.write("first %s, after the step: %s\n" % (first, outcome))
                 os._exit(0)
-            await asyncio.sleep(0.5)
+            os.close(ready_w)
+            os.close(life_r)
+            await asyncio.get_running_loop().run_in_executor(None, os.read, ready_r, 1)
             await self.say(sid, "lingering")
         elif cmd == "daemon":
             if os.fork() == 0:

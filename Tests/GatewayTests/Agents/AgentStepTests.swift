@@ -42,14 +42,14 @@ final class AgentStepTests {
                 id: hang
                 steps:
                   - id: ask
-                    timeout: 3s
+                    timeout: 6s
                     agent: { agent: scripted, prompt: hang }
                 """,
             "deaf.workflow.yaml": """
                 id: deaf
                 steps:
                   - id: ask
-                    timeout: 2s
+                    timeout: 6s
                     agent: { agent: scripted, prompt: deaf }
                 """,
             "flood.workflow.yaml": agent("flood", "flood 5000"),
@@ -319,8 +319,9 @@ final class AgentStepTests {
         #expect(done["error"]?["code"] == "Timeout", "\(done)")
         #expect(done["error"]?["message"]?.stringValue?.hasSuffix("during its turn; the agent was asked to cancel and did not end its turn") == true,
                 "\(done)")
-        // The step's 2 s, then the 2 s the agent had to end its turn.
-        #expect((done["durationMs"]?.int ?? 0) >= 3_900, "\(done)")
+        // The step's 6 s (room for a loaded host to start the agent), then
+        // the 2 s the agent had to end its turn.
+        #expect((done["durationMs"]?.int ?? 0) >= 7_900, "\(done)")
     }
 
     @Test("a flood of 5,000 updates arrives whole, as a few joined events; a line that is not JSON-RPC is skipped")
