@@ -86,7 +86,9 @@ public final class Gateway: Sendable {
         }
         // Under the workspace root: the one directory workers may reach, traversable but not listable.
         poolConfig.egressSocket = poolConfig.workspaceRoot + "/.egress.sock"
+        try Self.checkWorkspaceRoot(poolConfig.workspaceRoot, exists: false, file: loaded.path)
         try WorkerPool.prepareWorkspaceRoot(poolConfig.workspaceRoot)
+        try Self.checkWorkspaceRoot(poolConfig.workspaceRoot, exists: true, file: loaded.path)
         if root { try Self.checkUidRange(base: poolConfig.uidBase, file: loaded.path) }
         let spawner = try WorkerSpawner(namespaces: host.namespaces, uidBase: poolConfig.uidBase,
                                         template: config.workers.spawn == .template,
@@ -318,55 +320,6 @@ public final class Gateway: Sendable {
         guard line.hasPrefix("SigPnd:") || line.hasPrefix("ShdPnd:"),
               let mask = line.split(whereSeparator: { $0 == "\t" || $0 == " " }).last.flatMap({ UInt64($0, radix: 16) }) else { return false }
         return mask & (1 << (UInt64(SIGKILL) - 1)) != 0
-    }
-
-    /// Worker uids must be able to walk down to their workspace. A state dir
-    /// below a directory they cannot search (a checkout in `/root`, mode 0700)
-    /// would make every worker fail its Landlock set-up; then the workspaces
-    /// (and the egress socket beside them) go to `/run/skelm/<hash>`, a
-    /// root-owned path every uid can search. A workspace root that config
-    /// names is used as it is, or refused, naming the directory and the fix.
-    static func reachableWorkspaceRoot(_ root: String, configured: Bool, stateDir: String, file: String?, logger: Logger) throws -> String {
-        guard let blocked = unsearchableAncestor(of: root) else { return root }
-        if configured {
-            throw ConfigError(file: file ?? "config", line: nil, keyPath: "workers.workspaceRoot",
-                              message: "worker uids cannot reach \(root): \(blocked) is not searchable by other users (chmod o+x \(blocked), or name a workspaceRoot outside it)")
-        }
-        let h = GatewayConfig.stateDirHash(stateDir)
-        let base = "/run/skelm"
-        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
-        // Not a directory someone else planted: root's own, not a symlink, not writable by others.
-        var st = stat()
-        guard lstat(base, &st) == 0, st.st_mode & S_IFMT == S_IFDIR, st.st_uid == 0, chmod(base, 0o711) == 0 else {
-            throw ConfigError(file: file ?? "config", line: nil, keyPath: "workers.workspaceRoot",
-                              message: "\(base) is not a directory owned by root; remove it, or set workers.workspaceRoot")
-        }
-        let own = base + "/" + String(h, radix: 16)
-        try FileManager.default.createDirectory(atPath: own, withIntermediateDirectories: true)
-        guard chmod(own, 0o711) == 0 else {
-            throw ConfigError(file: file ?? "config", line: nil, keyPath: "workers.workspaceRoot", message: "chmod \(own): \(String(cString: strerror(errno)))")
-        }
-        let moved = own + "/workspaces"
-        logger.notice("workspaces are outside the state dir, which worker uids cannot reach", metadata: [
-            "workspaceRoot": "\(moved)", "unsearchable": "\(blocked)",
-        ])
-        return moved
-    }
-
-    /// The first existing directory above `path` (or `path` itself) that others cannot search.
-    static func unsearchableAncestor(of path: String) -> String? {
-        var dirs: [String] = []
-        var url = URL(fileURLWithPath: path).standardizedFileURL
-        while url.path != "/" {
-            dirs.insert(url.path, at: 0)
-            url.deleteLastPathComponent()
-        }
-        for dir in ["/"] + dirs {
-            var st = stat()
-            guard stat(dir, &st) == 0 else { return nil }   // from here on, the gateway creates it (0711)
-            if st.st_mode & S_IXOTH == 0 { return dir }
-        }
-        return nil
     }
 
     /// 0711: worker uids may traverse it to reach their workspace, but cannot list it;

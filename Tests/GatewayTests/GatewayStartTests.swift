@@ -73,4 +73,49 @@ struct GatewayStartTests {
         #expect(gw.logText.contains("workers.uidBase"), "\(gw.logText)")
         #expect(gw.logText.contains("pid \(squatter.processIdentifier) runs as uid \(base + 7)"), "\(gw.logText)")
     }
+
+    @Test("a workspace root that is a symlink, that another user owns, or that sits in a directory others can write is refused, naming the fix; its target is left as it was")
+    func workspaceRootOwnership() async throws {
+        guard geteuid() == 0 else { return }
+        let gw = try TestGateway(workflows: TestWorkflows.all)
+        defer { gw.cleanupLater() }
+        let config = try String(contentsOfFile: gw.configPath, encoding: .utf8)
+        func use(_ root: String) throws {
+            try config.replacingOccurrences(of: "workers: { ", with: "workers: { workspaceRoot: \"\(root)\", ")
+                .write(toFile: gw.configPath, atomically: true, encoding: .utf8)
+        }
+        func refused(_ root: String, saying words: String) async throws {
+            try use(root)
+            try? FileManager.default.removeItem(atPath: gw.log)
+            await #expect(throws: GatewayFailure.self) { try await gw.start() }
+            #expect(gw.logText.contains("workers.workspaceRoot") && gw.logText.contains(words), "\(gw.logText)")
+        }
+        // A link to a directory of someone's choice: the gateway would make it 0711 and fill it.
+        let target = gw.dir + "/elsewhere"
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+        chmod(target, 0o755)
+        try FileManager.default.createSymbolicLink(atPath: gw.dir + "/link", withDestinationPath: target)
+        try await refused(gw.dir + "/link", saying: "is not a directory")
+        var st = stat()
+        #expect(stat(target, &st) == 0 && st.st_mode & 0o7777 == 0o755, "the link's target was changed")
+
+        let theirs = gw.dir + "/theirs"
+        try FileManager.default.createDirectory(atPath: theirs, withIntermediateDirectories: true)
+        chown(theirs, 4_000_123, 4_000_123)
+        try await refused(theirs, saying: "belongs to uid 4000123")
+
+        // Anyone may rename what is in here.
+        let open = gw.dir + "/open"
+        try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: true)
+        chmod(open, 0o777)
+        try await refused(open + "/workspaces", saying: "\(open) can be written by other users")
+        #expect(!FileManager.default.fileExists(atPath: open + "/workspaces"), "the root was made anyway")
+
+        // With the sticky bit, as /tmp has, others cannot touch the gateway's entries.
+        chmod(open, 0o1777)
+        try use(open + "/workspaces")
+        try await gw.start()
+        let run = try await gw.run("hello", ["name": "sticky"])
+        #expect(run["status"] == "succeeded", "\(run)")
+    }
 }
