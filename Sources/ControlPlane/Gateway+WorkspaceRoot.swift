@@ -84,6 +84,10 @@ extension Gateway {
         // the root, or a directory on its way, and put their own in its place.
         while url.path != "/" {
             url.deleteLastPathComponent()
+            // A link on the way is as good as the one who made it: root's or the gateway's.
+            if lstat(url.path, &st) == 0, st.st_mode & S_IFMT == S_IFLNK, st.st_uid != 0, st.st_uid != geteuid() {
+                throw refuse("\(url.path) is a link that uid \(st.st_uid) made; name a workspaceRoot whose path is the gateway's own")
+            }
             guard stat(url.path, &st) == 0 else { continue }   // made by the gateway (0711)
             let others = st.st_mode & S_IWOTH != 0 || (st.st_mode & S_IWGRP != 0 && st.st_gid != 0)
             if others, st.st_mode & S_ISVTX == 0 {

@@ -104,6 +104,12 @@ struct GatewayStartTests {
         chown(theirs, 4_000_123, 4_000_123)
         try await refused(theirs, saying: "belongs to uid 4000123")
 
+        // A link on the way that another user made, as anyone may in /tmp.
+        try FileManager.default.createSymbolicLink(atPath: gw.dir + "/their-link", withDestinationPath: target)
+        lchown(gw.dir + "/their-link", 4_000_123, 4_000_123)
+        try await refused(gw.dir + "/their-link/workspaces", saying: "is a link that uid 4000123 made")
+        #expect(!FileManager.default.fileExists(atPath: target + "/workspaces"), "the root was made through the link")
+
         // Anyone may rename what is in here.
         let open = gw.dir + "/open"
         try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: true)

@@ -11,9 +11,17 @@ extension WorkerPool {
     // MARK: Workspaces
 
     public static func prepareWorkspaceRoot(_ root: String) throws {
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        func failed(_ what: String) -> WorkerFailure { .spawnFailed("\(what) \(root): \(String(cString: strerror(errno)))") }
+        let parent = (root as NSString).deletingLastPathComponent
+        if !parent.isEmpty { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) }
+        if mkdir(root, 0o711) != 0, errno != EEXIST { throw failed("mkdir") }
+        // Never through a link: one planted in a sticky directory (such as /tmp)
+        // after the gateway's checks would otherwise point its chmod elsewhere.
+        let fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw failed("open") }
+        defer { close(fd) }
         // Traversable by worker uids, listable and writable by nobody else.
-        guard chmod(root, 0o711) == 0 else { throw WorkerFailure.spawnFailed("chmod \(root): \(String(cString: strerror(errno)))") }
+        guard fchmod(fd, 0o711) == 0 else { throw failed("chmod") }
     }
 
     /// Removes every job workspace under `root` (not the egress socket): called
