@@ -115,6 +115,12 @@ int sk_run(const sk_run_spec_t *spec, sk_run_result_t *res) {
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     setpgid(pid, pid);   // both sides, so a kill(-pid) never races the child's own call
     close(in[0]); close(out[1]); close(errp[1]); close(ex[1]);
+    // Readable once the step exits, so its end wakes the loops below at once.
+    // Polling waitpid instead slept 2 ms whenever the step closed its output a
+    // moment before it exited, which is how most steps end. Only this thread
+    // reaps this pid, so the fd names this child until it is reaped. -1 (a
+    // kernel without pidfds): the loops fall back to polling.
+    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
 
     int e = 0;
     ssize_t n;
@@ -135,15 +141,20 @@ int sk_run(const sk_run_spec_t *spec, sk_run_result_t *res) {
         // holding stdout) get a short drain and are killed with its group.
         if (!reaped) {
             pid_t w = waitpid(pid, &status, WNOHANG);
-            if (w == pid) { reaped = 1; kill(-pid, SIGKILL); drain_until = now_us() + 200 * 1000; }
+            if (w == pid) {
+                reaped = 1; kill(-pid, SIGKILL); drain_until = now_us() + 200 * 1000;
+                // Stays readable once reaped: out of the poll set, or the drain would spin.
+                if (pfd >= 0) { close(pfd); pfd = -1; }
+            }
         } else if (now_us() >= drain_until) {
             break;
         }
-        struct pollfd p[3];
+        struct pollfd p[4];
         int np = 0, io = -1, ie = -1, ii = -1;
         if (out[0] >= 0) { io = np; p[np++] = (struct pollfd){ out[0], POLLIN, 0 }; }
         if (errp[0] >= 0) { ie = np; p[np++] = (struct pollfd){ errp[0], POLLIN, 0 }; }
         if (in[1] >= 0) { ii = np; p[np++] = (struct pollfd){ in[1], POLLOUT, 0 }; }
+        if (pfd >= 0) p[np++] = (struct pollfd){ pfd, POLLIN, 0 };
         int wait_ms = -1;
         if (deadline) {
             int64_t left = (deadline - now_us()) / 1000;
@@ -155,6 +166,8 @@ int sk_run(const sk_run_spec_t *spec, sk_run_result_t *res) {
             }
             wait_ms = left > 1000 ? 1000 : (int)left + 1;
         }
+        // Bounded even with the pidfd: the drain's end and the deadline are
+        // checked at least this often.
         if (wait_ms < 0 || wait_ms > 50) wait_ms = 50;
         int r = poll(p, (nfds_t)np, wait_ms);
         if (r < 0) { if (errno == EINTR) continue; break; }
@@ -185,11 +198,19 @@ int sk_run(const sk_run_spec_t *spec, sk_run_result_t *res) {
         if (w == pid) { reaped = 1; break; }
         if (w < 0 && errno != EINTR) break;
         if (w == 0) {
-            if (now_us() >= deadline) { res->timed_out = 1; kill(-pid, SIGKILL); kill(pid, SIGKILL); deadline = 0; continue; }
-            struct timespec ts = { 0, 2 * 1000 * 1000 };
-            nanosleep(&ts, NULL);
+            int64_t left = deadline - now_us();
+            if (left <= 0) { res->timed_out = 1; kill(-pid, SIGKILL); kill(pid, SIGKILL); deadline = 0; continue; }
+            if (pfd >= 0) {
+                struct pollfd p = { pfd, POLLIN, 0 };
+                int wait_ms = left / 1000 + 1;
+                poll(&p, 1, wait_ms > 50 ? 50 : wait_ms);
+            } else {
+                struct timespec ts = { 0, 2 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+            }
         }
     }
+    if (pfd >= 0) close(pfd);
     // Whatever the step left running in its group goes with it.
     kill(-pid, SIGKILL);
     res->duration_us = now_us() - start;
