@@ -49,8 +49,14 @@ final class TestGateway: @unchecked Sendable {
             try text.write(toFile: "\(dir)/workflows/\(name)", atomically: true, encoding: .utf8)
         }
         configPath = dir + "/skelm.config.yaml"
-        // Gateways of parallel tests get uid ranges of their own (UIDBASE in the config text).
-        let uidBase = 1_000_000_000 + UInt32.random(in: 0..<50_000) * 60_000
+        // Gateways of parallel tests get uid ranges of their own (UIDBASE in the config text):
+        // handed out in turn from a random start, so no two gateways of this test run
+        // share a range (independent random draws did, now and then, and the second
+        // gateway refused to start on the first one's workers).
+        let uidBase = 1_000_000_000 + Self.nextUIDSlot.withLock { slot in
+            defer { slot = (slot + 1) % 50_000 }
+            return slot
+        } * 60_000
         try (config.replacingOccurrences(of: "UIDBASE", with: "\(uidBase)") + "\nstateDir: state\n")
             .write(toFile: configPath, atomically: true, encoding: .utf8)
         log = dir + "/gateway.log"
@@ -60,6 +66,8 @@ final class TestGateway: @unchecked Sendable {
     /// Directories of gateways not yet cleaned up: a `cleanupLater` still
     /// waiting for its gateway to stop when the test process exits never gets
     /// to remove its own, so these go at exit.
+    private static let nextUIDSlot = Mutex(UInt32.random(in: 0..<50_000))
+
     private static let leftovers: Mutex<Set<String>> = {
         atexit {
             for dir in TestGateway.leftovers.withLock({ $0 }) { try? FileManager.default.removeItem(atPath: dir) }
