@@ -36,10 +36,14 @@ run: release
 # run at the same time (the suite is also faster bounded: 6.5 minutes at 6,
 # against 9 unbounded, on two cores).
 TEST_WIDTH ?= 6
+# The suite takes 5 to 10 minutes on two cores. Past TEST_LIMIT seconds,
+# scripts/test-watchdog.py records where the test binary waits and what still
+# runs, stops it, and fails: a hang ends with its cause instead of a timeout.
+TEST_LIMIT ?= 2700
 test: deps pytools openapi peers
 	$(SWIFT) build --build-tests
 	SKELM_PEERS=$(PEERS) SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_WIDTH) \
-	  $(SWIFT) test --skip-build --parallel --num-workers 2
+	  python3 scripts/test-watchdog.py --limit $(TEST_LIMIT) -- $(SWIFT) test --skip-build --parallel --num-workers 2
 
 # Python tools the tests use: the OpenAPI validator, schemathesis (which checks
 # the live gateway against docs/openapi.yaml), `cryptography` (the independent

@@ -57,6 +57,9 @@ struct GatewayStartTests {
         let squatter = Process()
         squatter.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         squatter.arguments = ["python3", "-c", "import os, time; os.setresuid(\(base + 7), \(base + 7), \(base + 7)); time.sleep(60)"]
+        // Not the test run's output: `swift test` waits for every holder of it to close it.
+        squatter.standardOutput = FileHandle.nullDevice
+        squatter.standardError = FileHandle.nullDevice
         try squatter.run()
         defer {
             kill(squatter.processIdentifier, SIGKILL)

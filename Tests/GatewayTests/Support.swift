@@ -106,6 +106,8 @@ final class TestGateway: @unchecked Sendable {
         p.standardOutput = out
         p.standardError = out
         try p.run()
+        // The gateway has its own copy; this one would stay open for the whole test run.
+        try? out.close()
         process = p
         let discovery = stateDir + "/gateway.json"
         for _ in 0..<500 {

@@ -118,6 +118,20 @@ public actor PostgresCluster {
                 asRoot: false)
     }
 
+    /// glibc's posix_spawn_file_actions_addclosefrom_np (2.34 and later), which
+    /// the Glibc module does not import; looked up by name. Without it, every
+    /// descriptor above 2 is marked close-on-exec in this process instead.
+    private static func closeFrom3(_ actions: inout posix_spawn_file_actions_t) {
+        typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+        if let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np"),
+           unsafeBitCast(symbol, to: CloseFrom.self)(&actions, 3) == 0 {
+            return
+        }
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
+            if let fd = Int32(entry), fd > 2 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        }
+    }
+
     /// posix_spawn and waitpid rather than Foundation's Process: the server
     /// pg_ctl leaves behind keeps the process group busy, and Process did not
     /// see pg_ctl itself exit.
@@ -133,6 +147,10 @@ public actor PostgresCluster {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing else: the server pg_ctl leaves behind lives until the test
+        // process exits, and a copy of another test's pipe or socket held that
+        // long keeps its reader waiting for an end that never comes.
+        closeFrom3(&actions)
         var cArgs = argv.map { strdup($0) } + [nil]
         defer { for a in cArgs { free(a) } }
         var pid: pid_t = 0

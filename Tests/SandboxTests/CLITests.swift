@@ -113,6 +113,8 @@ extension CLITests {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: skelmBinary)
         process.arguments = ["gateway", "start", "--config", config]
+        // Not the test run's output: a worker that outlived the gateway would hold it open.
+        process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
         let gateway = process.processIdentifier
