@@ -116,6 +116,33 @@ final class ApprovalTests {
         #expect(audit == ["approval.approved", "approval.requested"])
     }
 
+    @Test("a sync run answers once it parks at an approval; a replay of its key answers with the run as it is then")
+    func syncParks() async throws {
+        let key = [("Idempotency-Key", "sync-park-\(UUID().uuidString)")]
+        let body: JSONValue = ["workflow": "deploy", "input": ["version": "4"], "mode": "sync"]
+        let first = try await gw.post("/runs", body, headers: key)
+        #expect(first.status == 200)
+        #expect(first.json?["status"] == "waiting", "\(String(describing: first.json))")
+        #expect(first.json?["steps"].list.map { $0["path"] } == ["build", "gate"])
+        #expect(first.header("Idempotent-Replayed") == nil)
+        let id = try #require(first.json?["id"]?.stringValue)
+
+        let parked = try await gw.post("/runs", body, headers: key)
+        #expect(parked.status == 200)
+        #expect(parked.header("Idempotent-Replayed") == "true")
+        #expect(parked.json?["id"]?.stringValue == id)
+        #expect(parked.json?["status"] == "waiting")
+
+        let aid = try #require(try await pending(id)?["id"]?.stringValue)
+        #expect(try await gw.post("/approvals/\(aid)/approve", ["reason": "go"]).status == 200)
+        _ = try await gw.waitForStatus(id, ["succeeded", "failed"])
+        let ended = try await gw.post("/runs", body, headers: key)
+        #expect(ended.header("Idempotent-Replayed") == "true")
+        #expect(ended.json?["status"] == "succeeded", "\(String(describing: ended.json))")
+        #expect(ended.json?["steps"].list.map { $0["status"] } == ["succeeded", "succeeded", "succeeded"])
+        #expect(ended.json == (try await gw.get("/runs/\(id)").json))
+    }
+
     @Test("denying fails the run as ApprovalDenied")
     func deny() async throws {
         let run = try await gw.run("deploy", ["version": "2"], sync: false)

@@ -110,7 +110,10 @@ public actor RunService {
     /// Segments of a run that ended because one of their events could not be
     /// stored: a store that keeps refusing them ends the run rather than loop.
     var unstoredSegments: [String: Int] = [:]
-    var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+    /// Sync callers waiting for a run's end. A run that ends hands them its
+    /// record, read in the transaction that ended it (nil when it parked, or
+    /// its end could not be recorded: they read it themselves).
+    var waiters: [String: [RunEnding]] = [:]
     var stopping = false
     /// Runs the last sweep found stranded, as it found each (`resumeStranded`).
     var strandedSeen: [String: RunStore.Expected] = [:]
@@ -155,8 +158,11 @@ public actor RunService {
     /// the run service.
     ///
     /// `definition` runs one that is not in the registry (a poll trigger's probe).
+    /// `ending`, when the run is created, is resumed at its end (or when it
+    /// parks); a run found by its idempotency key leaves it untouched, to wait
+    /// on with `waitUntilFinished`.
     public nonisolated func submit(workflow id: String, definition given: WorkflowDefinition? = nil, input: JSONValue, idempotencyKey: String?,
-                                   actor: String = "api", origin: RunOrigin? = nil) async throws -> (RunRecord, created: Bool) {
+                                   actor: String = "api", origin: RunOrigin? = nil, ending: RunEnding? = nil) async throws -> (RunRecord, created: Bool) {
         if let pause = admission.paused { throw SubmitError.paused(pause) }
         var found = given
         if found == nil { found = await registry.workflow(id) }
@@ -169,11 +175,11 @@ public actor RunService {
             let violations = JSONSchema(schema).validate(input)
             if !violations.isEmpty { throw SubmitError.invalidInput(violations) }
         }
-        return try await create(definition, input: input, idempotencyKey: idempotencyKey, actor: actor, origin: origin)
+        return try await create(definition, input: input, idempotencyKey: idempotencyKey, actor: actor, origin: origin, ending: ending)
     }
 
     private func create(_ definition: WorkflowDefinition, input: JSONValue, idempotencyKey: String?, actor: String,
-                        origin: RunOrigin?) async throws -> (RunRecord, created: Bool) {
+                        origin: RunOrigin?, ending: RunEnding?) async throws -> (RunRecord, created: Bool) {
         if stopping { throw SubmitError.stopping }
         // Again here, after the checks above awaited: a pause confirmed meanwhile holds.
         if let pause = admission.paused { throw SubmitError.paused(pause) }
@@ -220,6 +226,7 @@ public actor RunService {
                 }
                 hub.publish(queued)
                 hub.publish(started)
+                if let ending { waiters[runId, default: []].append(ending) }
                 Task { await self.execute(Queued(id: runId, definition: definition, resumed: false, input: input), slot, started: true) }
                 return (run, true)
             }
@@ -230,6 +237,7 @@ public actor RunService {
             }
             try await audit.append(actor: actor, action: "run.created", runId: runId, details: details)
             hub.publish(queued)
+            if let ending { waiters[runId, default: []].append(ending) }
             queue.append(Queued(id: runId, definition: definition, resumed: false, input: input, expected: .fresh))
             pump()
             return (run, true)
@@ -238,16 +246,20 @@ public actor RunService {
 
     /// Returns once the run has ended, or parked waiting for a decision or an
     /// output (at once if it already has). Child runs it waits on are waited for.
-    public func waitUntilFinished(_ runId: String) async {
-        guard let run = try? await store.run(runId, withSteps: false), !run.status.isTerminal else { return }
+    /// Returns the ended run's record when its end came while waiting.
+    @discardableResult
+    public func waitUntilFinished(_ runId: String) async -> RunRecord? {
+        guard let run = try? await store.run(runId, withSteps: false), !run.status.isTerminal else { return nil }
         if run.status == .waiting {
             let waits = (try? await store.pendingWaits(runId: runId)) ?? []
             let approvals = ((try? await store.approvals(status: .pending, runId: runId, limit: 100)) ?? []).filter { $0.kind == .step }
-            guard !waits.isEmpty, approvals.isEmpty, waits.allSatisfy({ $0.kind == .invoke }) else { return }
+            guard !waits.isEmpty, approvals.isEmpty, waits.allSatisfy({ $0.kind == .invoke }) else { return nil }
         } else {
-            guard active[runId] != nil || queue.contains(where: { $0.id == runId }) else { return }
+            guard active[runId] != nil || queue.contains(where: { $0.id == runId }) else { return nil }
         }
-        await withCheckedContinuation { waiters[runId, default: []].append($0) }
+        let ending = RunEnding()
+        waiters[runId, default: []].append(ending)
+        return await ending.record
     }
 
     // MARK: Cancelling
@@ -395,6 +407,7 @@ public actor RunService {
     func end(_ runId: String, _ status: RunStatus, output: JSONValue?, error: StepFailure?, auditFirst: [AuditItem] = [],
              anywhere: Bool = false) async -> (any Error)? {
         var failed: (any Error)?
+        var record: RunRecord?
         do {
             var details = ["status": status.rawValue]
             if let error {
@@ -402,7 +415,8 @@ public actor RunService {
                 if let step = error.step { details["step"] = step }
             }
             try await audit.appendAll(auditFirst + [(actor: "gateway", action: "run.finished", runId: runId, details: details)])
-            let finished = try await store.finish(runId: runId, status: status, output: output, error: error, anywhere: anywhere)
+            let finished = try await store.finish(runId: runId, status: status, output: output, error: error, anywhere: anywhere,
+                                                  readBack: waiters[runId] != nil)
             if finished.event == nil {
                 // The entry above went first (an action is audited before it is done),
                 // and the store then refused it: the chain says so rather than keep a
@@ -412,11 +426,12 @@ public actor RunService {
             }
             await settle(finished)
             if finished.event != nil { strandedResumes[runId] = nil }
+            record = finished.record
         } catch {
             logger.error("cannot record the end of a run", metadata: ["run": "\(runId)", "error": "\(error)"])
             failed = error
         }
-        release(runId)
+        release(runId, record)
         return failed
     }
 
@@ -426,8 +441,8 @@ public actor RunService {
     }
 
     /// Whoever waits for the run's end (a sync `POST /runs`) stops waiting.
-    func release(_ runId: String) {
-        for w in waiters.removeValue(forKey: runId) ?? [] { w.resume() }
+    func release(_ runId: String, _ record: RunRecord? = nil) {
+        for w in waiters.removeValue(forKey: runId) ?? [] { w.resume(record) }
     }
 
     /// Publishes a run's end and carries it to its parent, if it has one: the

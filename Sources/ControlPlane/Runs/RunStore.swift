@@ -370,6 +370,8 @@ public final class RunStore: Sendable {
         /// The trigger that fired the run, if one did, and the outcome recorded on it: its scheduler hears of the end.
         public var triggerId: String?
         public var triggerOutcome: (status: RunStatus, error: String?)?
+        /// The ended run as `run(_:)` reads it, when asked for (`readBack`).
+        public var record: RunRecord?
     }
 
     /// Ends a run, once: a run that already ended is left as it is (`event` nil).
@@ -379,7 +381,11 @@ public final class RunStore: Sendable {
     /// A running run is ended only by the gateway that holds it, unless
     /// `anywhere` (a cancel, which may come from any gateway): a gateway whose
     /// lease lapsed cannot end a run another one has taken over.
-    public func finish(runId: String, status: RunStatus, output: JSONValue?, error: StepFailure?, anywhere: Bool = false) async throws -> Finished {
+    ///
+    /// `readBack` reads the ended run in the same transaction, for a caller
+    /// waiting to answer with it, instead of a read of its own after the commit.
+    public func finish(runId: String, status: RunStatus, output: JSONValue?, error: StepFailure?, anywhere: Bool = false,
+                       readBack: Bool = false) async throws -> Finished {
         // A run's own end waits out a lost database; a cancel asked over the API does not hang on it.
         try await db.write(anywhere ? .brief : .untilBack) { db in
             // A NUL in the message, escaped by JSON as \u0000, is one PostgreSQL's
@@ -405,6 +411,7 @@ public final class RunStore: Sendable {
                 finished.triggerId = triggerId
                 finished.triggerOutcome = (status, try TriggerSchema.runEnded(db, runId: runId, triggerId: triggerId, status: status, error: error))
             }
+            if readBack { finished.record = try Self.fetchRun(db, id: runId, withSteps: true) }
             return finished
         }
     }
@@ -459,14 +466,7 @@ public final class RunStore: Sendable {
     // MARK: Reading
 
     public func run(_ id: String, withSteps: Bool = true) async throws -> RunRecord? {
-        try await db.read { db in
-            guard var run = try Self.fetchRun(db, id: id) else { return nil }
-            if withSteps {
-                run.steps = try Self.fetchSteps(db, runId: id)
-                run.children = try Self.fetchChildren(db, runId: id)
-            }
-            return run
-        }
+        try await db.read { db in try Self.fetchRun(db, id: id, withSteps: withSteps) }
     }
 
     /// Events after `since`, oldest first.
@@ -579,6 +579,15 @@ public final class RunStore: Sendable {
 
     static func fetchRun(_ db: any StoreConnection, id: String) throws -> RunRecord? {
         try StoreRow.fetchOne(db.cachedStatement(sql: "SELECT * FROM runs WHERE id = ?"), arguments: [id]).map(run(from:))
+    }
+
+    static func fetchRun(_ db: any StoreConnection, id: String, withSteps: Bool) throws -> RunRecord? {
+        guard var run = try fetchRun(db, id: id) else { return nil }
+        if withSteps {
+            run.steps = try fetchSteps(db, runId: id)
+            run.children = try fetchChildren(db, runId: id)
+        }
+        return run
     }
 
     static func fetchSteps(_ db: any StoreConnection, runId: String) throws -> [StepRecord] {

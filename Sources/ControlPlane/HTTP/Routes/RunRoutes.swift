@@ -19,8 +19,9 @@ extension API {
             if let key, key.isEmpty || key.count > 255 { throw APIError.badRequest("Idempotency-Key must be 1 to 255 characters") }
 
             let run: RunRecord, created: Bool
+            let ending = mode == "sync" ? RunEnding() : nil
             do {
-                (run, created) = try await runs.submit(workflow: workflow, input: input, idempotencyKey: key, actor: context.caller.name)
+                (run, created) = try await runs.submit(workflow: workflow, input: input, idempotencyKey: key, actor: context.caller.name, ending: ending)
             } catch let error as RunService.SubmitError {
                 switch error {
                 case let .unknownWorkflow(id): throw APIError.notFound("no valid workflow named \(id) (see GET /registry/workflows)")
@@ -38,9 +39,12 @@ extension API {
             }
             var headers: HTTPFields = [.location: "/runs/\(run.id)"]
             if !created { headers[HTTPField.Name("Idempotent-Replayed")!] = "true" }
-            if mode == "sync" {
-                await runs.waitUntilFinished(run.id)
-                guard let done = try await store.run(run.id) else { throw APIError.notFound("run \(run.id) vanished") }
+            if let ending {
+                // The record read when it ended, or (it parked, it had already ended) read now.
+                let ended = created ? await ending.record : await runs.waitUntilFinished(run.id)
+                var done = ended
+                if done == nil { done = try await store.run(run.id) }
+                guard let done else { throw APIError.notFound("run \(run.id) vanished") }
                 return JSONResponse.make(done, status: .ok, headers: headers)
             }
             return JSONResponse.make(run, status: created ? .accepted : .ok, headers: headers)
