@@ -78,29 +78,4 @@ extension WorkerPool {
             }
         }
     }
-
-    /// Every `diskCheckInterval`, the job's workspace and homes are measured
-    /// against `diskLimitBytes` and `diskLimitEntries`; past either, the
-    /// worker (and every process of the job) is killed with the reason named.
-    /// How far a job can overshoot is what it writes in one interval.
-    func diskWatchdog(worker: ManagedWorker, paths: [String]) -> Task<Void, Never> {
-        let maxBytes = tunables.diskLimitBytes, maxEntries = tunables.diskLimitEntries
-        let interval = configuration.diskCheckInterval, threads = diskThreads
-        return Task.detached(priority: .utility) {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: interval)
-                if Task.isCancelled { return }
-                // The pool stops only after every job has ended.
-                guard let r = try? await threads.runIfActive({ DiskUsage.measure(paths, maxBytes: maxBytes, maxEntries: maxEntries) }) else { return }
-                if r.bytes > maxBytes {
-                    worker.kill(reason: "disk limit: the job's files passed \(maxBytes >> 20) MiB (workers.limits.diskMB)", cause: .resourceLimit)
-                    return
-                }
-                if r.entries > maxEntries {
-                    worker.kill(reason: "disk limit: the job made more than \(maxEntries) files (workers.limits.diskFiles)", cause: .resourceLimit)
-                    return
-                }
-            }
-        }
-    }
 }

@@ -28,10 +28,10 @@ public actor WorkerPool {
     private let spawnThread = NIOThreadPool(numberOfThreads: 1)
     /// Blocking waitpid calls, one per exiting worker, never for anyone else's child.
     private let reaperThreads = NIOThreadPool(numberOfThreads: 2)
-    /// The disk watchdog's walks of the jobs' files. A step decides how many
-    /// files it makes (up to `workers.limits.diskFiles`), so its walk may take
-    /// a while: on threads of their own, never the ones every task shares.
+    /// The disk watchdog's walks of the jobs' files (see WorkerWatch).
     let diskThreads = NIOThreadPool(numberOfThreads: 2)
+    /// Handshake deadlines and the jobs' disk checks, on one timer.
+    let watch: WorkerWatch
     /// Removing finished jobs' workspaces, after the job: apart from the
     /// watchdog's threads, so a workspace full of files being removed never
     /// delays the walk that bounds a running job's files.
@@ -77,6 +77,7 @@ public actor WorkerPool {
         self.onEvent = onEvent
         self.onViolation = onViolation
         self.onLifecycle = onLifecycle
+        self.watch = WorkerWatch(loop: group.next(), threads: diskThreads, diskInterval: configuration.diskCheckInterval)
         spawnThread.start()
         reaperThreads.start()
         diskThreads.start()
@@ -206,8 +207,11 @@ public actor WorkerPool {
         }
         // The job's files are bounded in all, not only one by one (RLIMIT_FSIZE):
         // measured while it runs, and the worker is killed once past the limit.
-        let watchdog = diskWatchdog(worker: worker, paths: [workspace, workspace + ".homes"] + options.diskPaths)
-        defer { watchdog.cancel() }
+        let limits = tunables
+        let watched = watch.watchDisk(of: worker, paths: [workspace, workspace + ".homes"] + options.diskPaths,
+                                      limits: .init(maxBytes: limits.diskLimitBytes, maxEntries: limits.diskLimitEntries,
+                                                    interval: configuration.diskCheckInterval))
+        defer { watch.forget(watched) }
         do {
             let result = try await peer.call(method, params(workspace), timeout: timeout)
             worker.setPhase(.finishing)
@@ -267,6 +271,7 @@ public actor WorkerPool {
         spawner.retireTemplate()
         try? await spawnThread.shutdownGracefully()
         try? await reaperThreads.shutdownGracefully()
+        watch.stop()
         try? await diskThreads.shutdownGracefully()
         try? await removalThread.shutdownGracefully()
     }
@@ -405,13 +410,8 @@ public actor WorkerPool {
         }
         worker.attach(peer)
         peer.closeFuture.whenComplete { _ in Task { await self.reap(worker) } }
-        let timeout = configuration.handshakeTimeout
-        let timer = Task {
-            try await Task.sleep(for: timeout)
-            worker.helloFailed(WorkerFailure.refused("no handshake within \(timeout)"))
-            worker.kill(reason: "no handshake within \(timeout)", exit: .handshakeFailed)
-        }
-        defer { timer.cancel() }
+        watch.expectHello(worker, within: configuration.handshakeTimeout)
+        defer { watch.helloSettled(worker) }
         _ = try await worker.waitForHello()
         let ms = (ContinuousClock.now - started).inMilliseconds
         spawnLatencies.append(ms)
