@@ -17,17 +17,17 @@ public actor WorkerPool {
     /// `configuration`'s sizes and job limits as a reload left them (see PoolTunables).
     nonisolated let tunableState: Mutex<PoolTunables>
     let spawner: WorkerSpawner
-    private let group: any EventLoopGroup
-    private let logger: Logger
-    private let onEvent: @Sendable (JobEvent) -> Void
-    private let onViolation: @Sendable (Int32, String) -> Void
+    let group: any EventLoopGroup
+    let logger: Logger
+    let onEvent: @Sendable (JobEvent) -> Void
+    let onViolation: @Sendable (Int32, String) -> Void
     /// Spawns and exits, for the audit chain: what the control plane observed.
-    private let onLifecycle: @Sendable (String, [String: String]) -> Void
+    let onLifecycle: @Sendable (String, [String: String]) -> Void
     /// Spawns happen on one long-lived thread: PR_SET_PDEATHSIG follows the
     /// spawning thread, and a pool thread that retires would take workers with it.
-    private let spawnThread = NIOThreadPool(numberOfThreads: 1)
+    let spawnThread = NIOThreadPool(numberOfThreads: 1)
     /// Blocking waitpid calls, one per exiting worker, never for anyone else's child.
-    private let reaperThreads = NIOThreadPool(numberOfThreads: 2)
+    let reaperThreads = NIOThreadPool(numberOfThreads: 2)
     /// The disk watchdog's walks of the jobs' files (see WorkerWatch).
     let diskThreads = NIOThreadPool(numberOfThreads: 2)
     /// Handshake deadlines and the jobs' disk checks, on one timer.
@@ -40,9 +40,14 @@ public actor WorkerPool {
     // Internal, not private: the operators' side (WorkerPool+Operators.swift) reads them.
     var live: [Int32: ManagedWorker] = [:]
     var idle: [ManagedWorker] = []
+    /// Every worker gets the same sandbox spec: encoded once, on the first spawn.
+    var sandboxSpecJSON: String?
+    var reaping: Set<Int32> = []
+    /// Exits a template reported before the pool had registered the worker.
+    var earlyExits: [Int32: Int32] = [:]
     private var spawning = 0
     private var waiters: [CheckedContinuation<ManagedWorker, any Error>] = []
-    private var stopping = false
+    private(set) var stopping = false
     private var spawnFailures = 0
     /// Consecutive spawn failures after which a waiting job is failed with the cause.
     static let spawnFailuresBeforeGivingUp = 3
@@ -358,159 +363,4 @@ public actor WorkerPool {
         }
         replenish()
     }
-
-    // MARK: Spawning and reaping
-
-    /// Every worker gets the same sandbox spec: encoded once, on the first spawn.
-    private var sandboxSpecJSON: String?
-
-    private func workerSpecJSON() throws -> String {
-        if let sandboxSpecJSON { return sandboxSpecJSON }
-        var spec = WorkerSandboxSpec(
-            namespaces: spawner.namespaces.map(\.rawValue), workspaceRoot: configuration.workspaceRoot,
-            extraReadPaths: Self.runtimeLibraryDirectories + configuration.ceilingRead,
-            extraWritePaths: configuration.ceilingWrite, maxOpenFiles: configuration.maxOpenFiles,
-            maxFileSizeBytes: configuration.maxFileSizeBytes,
-            maxProcesses: spawner.runningAsRoot ? configuration.maxProcesses : 0)
-        spec.egressSocket = configuration.egressSocket
-        spec.maxAddressSpaceBytes = configuration.maxAddressSpaceBytes
-        let json = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
-        sandboxSpecJSON = json
-        return json
-    }
-
-    private func spawnWorker() async throws -> ManagedWorker {
-        let started = ContinuousClock.now
-        let specJSON = try workerSpecJSON()
-        let spawner = self.spawner
-        let logFD = configuration.logFD
-        // The hostile-worker tests put a script in the worker's place: that needs an exec.
-        let fromTemplate = spawner.usesTemplate && configuration.workerArgumentsPrefix.isEmpty
-        let arguments = configuration.workerArgumentsPrefix + ["worker", "--fd", "3", "--sandbox", specJSON]
-        let spawned = try await spawnThread.runIfActive {
-            fromTemplate ? try spawner.spawnFromTemplate(specJSON: specJSON, logFD: logFD)
-                         : try spawner.spawn(arguments: arguments, logFD: logFD)
-        }
-        let worker = ManagedWorker(pid: spawned.pid, uid: spawned.uid, pidfd: spawned.pidfd,
-                                   templateGeneration: spawned.templateGeneration)
-        live[spawned.pid] = worker
-        if let status = earlyExits.removeValue(forKey: spawned.pid) {
-            // It died before we registered it; the handshake wait below fails at once.
-            workerExited(worker, ExitStatus(waitStatus: status))
-        }
-        let handler = WorkerConnection(worker: worker, required: configuration.require, onEvent: onEvent, logger: logger)
-        let peer: RPCPeer
-        do {
-            peer = try await RPCPeer.connect(fd: spawned.channelFD, group: group, handler: handler)
-        } catch {
-            close(spawned.channelFD)
-            worker.kill(reason: "channel setup failed: \(error)", exit: .handshakeFailed)
-            reap(worker)
-            throw WorkerFailure.spawnFailed("channel setup failed: \(error)")
-        }
-        worker.attach(peer)
-        peer.closeFuture.whenComplete { _ in Task { await self.reap(worker) } }
-        watch.expectHello(worker, within: configuration.handshakeTimeout)
-        defer { watch.helloSettled(worker) }
-        _ = try await worker.waitForHello()
-        let ms = (ContinuousClock.now - started).inMilliseconds
-        spawnLatencies.append(ms)
-        GatewayMetrics.workerSpawned(ms: ms)
-        onLifecycle("worker.spawned", ["pid": "\(worker.pid)", "uid": "\(worker.uid)",
-                                       "layers": (worker.report?.active.map(\.rawValue).sorted() ?? []).joined(separator: ",")])
-        return worker
-    }
-
-    private var reaping: Set<Int32> = []
-    /// Exits a template reported before the pool had registered the worker.
-    private var earlyExits: [Int32: Int32] = [:]
-
-    private func templateWorkerExited(pid: Int32, status: Int32) {
-        guard let worker = live[pid], worker.templateGeneration != nil else {
-            earlyExits[pid] = status
-            return
-        }
-        reaping.remove(pid)
-        workerExited(worker, ExitStatus(waitStatus: status))
-    }
-
-    /// A template ended: its remaining workers died with it (their death signal).
-    private func templateGone(_ generation: Int) {
-        for worker in live.values where worker.templateGeneration == generation && !worker.hasExited {
-            reaping.remove(worker.pid)
-            workerExited(worker, ExitStatus(waitStatus: SIGKILL))
-        }
-        earlyExits.removeAll()
-    }
-
-    /// Waits for the worker's process (killing it if it lingers without its channel)
-    /// and forgets it. Only this pid is waited for: other children are not ours.
-    private func reap(_ worker: ManagedWorker) {
-        guard reaping.insert(worker.pid).inserted else { return }
-        if worker.templateGeneration != nil {
-            // The template reaps it and reports the status (templateWorkerExited).
-            Task {
-                try? await Task.sleep(for: .milliseconds(100))
-                if !worker.hasExited { worker.kill(reason: "channel closed but process did not exit", exit: .lingered) }
-            }
-            return
-        }
-        let pid = worker.pid
-        let future = reaperThreads.runIfActive(eventLoop: group.next()) { () -> Int32 in
-            for _ in 0..<50 {
-                if let status = WorkerSpawner.poll(pid: pid) { return status }
-                usleep(2_000)
-            }
-            // Through the worker's record, so its exit is counted as lingering, not as a crash.
-            worker.kill(reason: "channel closed but process did not exit", exit: .lingered)
-            return WorkerSpawner.wait(pid: pid)
-        }
-        future.whenComplete { result in
-            let status = ExitStatus(waitStatus: (try? result.get()) ?? 0x9)
-            Task { await self.workerExited(worker, status) }
-        }
-    }
-
-    private func workerExited(_ worker: ManagedWorker, _ status: ExitStatus) {
-        reaping.remove(worker.pid)
-        live[worker.pid] = nil
-        // Its processes are gone with its pid namespace: the uid is free again
-        // (once: a second report of the same exit must not free a uid reused since).
-        if !worker.hasExited { spawner.release(uid: worker.uid) }
-        idle.removeAll { $0 === worker }
-        worker.markExited(status)
-        GatewayMetrics.workerExited(WorkerExitCause.of(status, killedFor: worker.exitCause))
-        var details = ["pid": "\(worker.pid)", "status": "\(status)"]
-        if let job = worker.jobId { details["job"] = job }
-        if let reason = worker.killReason { details["reason"] = reason }
-        onLifecycle("worker.exited", details)
-        if status.isSeccompViolation, worker.phase != .busy {
-            onViolation(worker.pid, "worker \(status)")
-        }
-        if worker.phase == .idle || worker.phase == .handshaking, worker.killReason == nil, !stopping {
-            logger.warning("worker exited unexpectedly", metadata: ["pid": "\(worker.pid)", "status": "\(status)"])
-        }
-        replenish()
-    }
-
-    private func exitStatus(of worker: ManagedWorker, grace: Duration) async -> ExitStatus {
-        let killer = Task {
-            try await Task.sleep(for: grace)
-            worker.kill(reason: "channel closed but process did not exit", exit: .lingered)
-        }
-        defer { killer.cancel() }
-        return await worker.waitForExit()
-    }
-
-    /// A dynamically linked skelm needs its Swift runtime readable after Landlock.
-    static let runtimeLibraryDirectories: [String] = {
-        guard let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) else { return [] }
-        var dirs = Set<String>()
-        for line in maps.split(separator: "\n") {
-            guard let path = line.split(separator: " ", omittingEmptySubsequences: true).last, path.hasPrefix("/"),
-                  path.contains("libswift") || path.contains("libFoundation") || path.contains("lib_Foundation") || path.contains("libdispatch") else { continue }
-            dirs.insert(String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)]))
-        }
-        return dirs.sorted()
-    }()
 }

@@ -2,11 +2,12 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// Every worker's handshake deadline and every running job's disk check, on
-/// one repeating timer of an event loop.
+/// Every worker's handshake deadline, every running job's disk check, and
+/// the grace a worker whose channel closed has to exit, on one repeating
+/// timer of an event loop.
 ///
 /// Each worker used to have timers of its own: a task asleep until its
-/// handshake's deadline, and for each job a task waking every
+/// handshake's deadline, one asleep for its grace after its job, and for each job a task waking every
 /// `diskCheckInterval` to have the job's files measured. Each was a task, a
 /// timer on libdispatch's timer thread and a wake-up when it was cancelled,
 /// about seven context switches of the control plane per run. Here one timer
@@ -31,6 +32,7 @@ final class WorkerWatch: Sendable {
 
     private struct State {
         var handshakes: [ObjectIdentifier: (worker: ManagedWorker, deadline: NIODeadline, timeout: Duration)] = [:]
+        var exits: [ObjectIdentifier: (worker: ManagedWorker, deadline: NIODeadline)] = [:]
         var disks: [UInt64: DiskCheck] = [:]
         var nextToken: UInt64 = 0
         var timer: RepeatedTask?
@@ -64,6 +66,13 @@ final class WorkerWatch: Sendable {
         _ = state.withLock { $0.handshakes.removeValue(forKey: ObjectIdentifier(worker)) }
     }
 
+    /// Kills `worker` if it has not exited within `grace`: its channel closed,
+    /// and a process that lingers without one is doing nobody's work.
+    func expectExit(_ worker: ManagedWorker, within grace: Duration) {
+        let deadline = NIODeadline.now() + TimeAmount(grace)
+        armed { $0.exits[ObjectIdentifier(worker)] = (worker, deadline) }
+    }
+
     /// Measures `paths` every `limits.interval` while the job runs; past
     /// either limit the worker (and every process of the job) is killed with
     /// the reason named. Returns the token `forget` takes at the job's end.
@@ -87,6 +96,7 @@ final class WorkerWatch: Sendable {
         let timer = state.withLock { s -> RepeatedTask? in
             s.stopped = true
             s.handshakes.removeAll()
+            s.exits.removeAll()
             s.disks.removeAll()
             defer { s.timer = nil }
             return s.timer
@@ -110,25 +120,30 @@ final class WorkerWatch: Sendable {
 
     private func sweep() {
         let now = NIODeadline.now()
-        let (late, due) = state.withLock { s -> ([(worker: ManagedWorker, deadline: NIODeadline, timeout: Duration)], [(UInt64, DiskCheck)]) in
-            if s.handshakes.isEmpty, s.disks.isEmpty {
+        let (late, lingering, due) = state.withLock { s -> ([(worker: ManagedWorker, deadline: NIODeadline, timeout: Duration)], [ManagedWorker], [(UInt64, DiskCheck)]) in
+            if s.handshakes.isEmpty, s.exits.isEmpty, s.disks.isEmpty {
                 // Idle: the next thing to watch starts it again.
                 s.timer?.cancel()
                 s.timer = nil
-                return ([], [])
+                return ([], [], [])
             }
             let late = s.handshakes.values.filter { $0.deadline <= now }
             for h in late { s.handshakes[ObjectIdentifier(h.worker)] = nil }
+            let graceOver = s.exits.values.filter { $0.deadline <= now }.map(\.worker)
+            for w in graceOver { s.exits[ObjectIdentifier(w)] = nil }
             var due: [(UInt64, DiskCheck)] = []
             for (token, check) in s.disks where !check.measuring && check.due <= now {
                 s.disks[token]?.measuring = true
                 due.append((token, check))
             }
-            return (late, due)
+            return (late, graceOver, due)
         }
         for h in late {
             h.worker.helloFailed(WorkerFailure.refused("no handshake within \(h.timeout)"))
             h.worker.kill(reason: "no handshake within \(h.timeout)", exit: .handshakeFailed)
+        }
+        for worker in lingering where !worker.hasExited {
+            worker.kill(reason: "channel closed but process did not exit", exit: .lingered)
         }
         for (token, check) in due {
             threads.submit { [weak self] work in
