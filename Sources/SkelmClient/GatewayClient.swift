@@ -95,7 +95,7 @@ public struct GatewayClient: Sendable {
 
     public func send(_ method: HTTPMethod, _ path: String, body: Data? = nil, headers: [(String, String)] = []) async throws -> Reply {
         var reply = Reply(status: 0, body: Data())
-        try await exchange(method, path, body: body, headers: headers, onPart: { status, chunk in
+        try await exchange(method, path, body: body, headers: headers, whole: true, onPart: { status, chunk in
             reply.status = status
             if let chunk { reply.body.append(contentsOf: chunk.readableBytesView) }
             return true
@@ -106,7 +106,9 @@ public struct GatewayClient: Sendable {
     /// Sends one request and feeds the response to `onPart` as it arrives
     /// (status, then body chunks); `onPart` returns false to stop reading.
     /// `onHead` sees the response's headers before the first `onPart`.
-    public func exchange(_ method: HTTPMethod, _ path: String, body: Data? = nil, headers: [(String, String)] = [],
+    /// `whole`: the response is read to its end before the first `onPart`
+    /// (fewer wake-ups; not for a stream that never ends).
+    public func exchange(_ method: HTTPMethod, _ path: String, body: Data? = nil, headers: [(String, String)] = [], whole: Bool = false,
                   onPart: (Int, ByteBuffer?) async throws -> Bool, onHead: (HTTPHeaders) -> Void = { _ in }) async throws {
         var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
         let own = Set(headers.map { $0.0.lowercased() })
@@ -149,7 +151,7 @@ public struct GatewayClient: Sendable {
             var ended = false
             var status = 0
             do {
-                for try await part in connection.send(parts) {
+                for try await part in connection.send(parts, whole: whole) {
                     received = true
                     switch part {
                     case let .head(h):
