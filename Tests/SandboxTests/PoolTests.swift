@@ -25,6 +25,20 @@ struct PoolTests {
         await pool.cleanup()
     }
 
+    @Test("a long job's worker is replaced while it runs: the pool keeps minSpare warm, not one fewer")
+    func replacedDuringLongJob() async throws {
+        let pool = try TestPool.make(minSpare: 2, max: 4)
+        try await pool.pool.start()
+        #expect(await waitUntil(.seconds(60)) { await pool.pool.counts.idle == 2 })
+        let long = Task { await pool.run(["sleep", "12"]) }
+        #expect(await waitUntil { await pool.pool.counts.busy == 1 })
+        // The replacement comes 20 ms into the job, long before it ends.
+        #expect(await waitUntil(.seconds(10)) { await pool.pool.counts.idle == 2 })
+        #expect(await pool.pool.counts.busy == 1, "while the long job still runs")
+        _ = await long.value
+        await pool.cleanup()
+    }
+
     @Test("two live workers never share a uid: a long job's uid is skipped while short jobs cycle through the range",
           .enabled(if: geteuid() == 0, "workers get uids of their own only under a root control plane"))
     func uidsNotShared() async throws {

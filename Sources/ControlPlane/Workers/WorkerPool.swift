@@ -195,7 +195,14 @@ public actor WorkerPool {
             // Spares wait at low priority (template.c); the job runs at normal priority.
             setpriority(__priority_which_t(PRIO_USER.rawValue), worker.uid, 0)
         }
-        replenish()
+        // Its replacement is spawned once it has exited (workerExited), or once
+        // the job has run for 20 ms: a spawn started with the job competed with
+        // it, and with the end of its run, for the CPU (docs/benchmarks.md), and
+        // a long job must not leave the pool a spare short.
+        let reminder = watch.remind(after: .milliseconds(20)) { [weak self] in
+            Task { await self?.replenish() }
+        }
+        defer { watch.forget(reminder) }
         defer {
             if !options.keepWorkspace { removeWorkspaceLater(workspace) }
         }

@@ -34,6 +34,7 @@ final class WorkerWatch: Sendable {
         var handshakes: [ObjectIdentifier: (worker: ManagedWorker, deadline: NIODeadline, timeout: Duration)] = [:]
         var exits: [ObjectIdentifier: (worker: ManagedWorker, deadline: NIODeadline)] = [:]
         var disks: [UInt64: DiskCheck] = [:]
+        var reminders: [UInt64: (deadline: NIODeadline, action: @Sendable () -> Void)] = [:]
         var nextToken: UInt64 = 0
         var timer: RepeatedTask?
         var stopped = false
@@ -87,8 +88,25 @@ final class WorkerWatch: Sendable {
         return token
     }
 
+    /// Runs `action` (on the event loop: it must not block) once `delay` has
+    /// passed, unless `forget` comes first with the token this returns.
+    func remind(after delay: Duration, _ action: @escaping @Sendable () -> Void) -> UInt64 {
+        let deadline = NIODeadline.now() + TimeAmount(delay)
+        var token: UInt64 = 0
+        armed { s in
+            s.nextToken += 1
+            token = s.nextToken
+            s.reminders[token] = (deadline, action)
+        }
+        return token
+    }
+
+    /// Ends a disk check or a reminder.
     func forget(_ token: UInt64) {
-        _ = state.withLock { $0.disks.removeValue(forKey: token) }
+        state.withLock { s in
+            s.disks[token] = nil
+            s.reminders[token] = nil
+        }
     }
 
     /// No more checks; a walk under way finishes and is ignored.
@@ -98,6 +116,7 @@ final class WorkerWatch: Sendable {
             s.handshakes.removeAll()
             s.exits.removeAll()
             s.disks.removeAll()
+            s.reminders.removeAll()
             defer { s.timer = nil }
             return s.timer
         }
@@ -120,13 +139,15 @@ final class WorkerWatch: Sendable {
 
     private func sweep() {
         let now = NIODeadline.now()
-        let (late, lingering, due) = state.withLock { s -> ([(worker: ManagedWorker, deadline: NIODeadline, timeout: Duration)], [ManagedWorker], [(UInt64, DiskCheck)]) in
-            if s.handshakes.isEmpty, s.exits.isEmpty, s.disks.isEmpty {
+        let (late, lingering, due, actions) = state.withLock { s -> ([(worker: ManagedWorker, deadline: NIODeadline, timeout: Duration)], [ManagedWorker], [(UInt64, DiskCheck)], [@Sendable () -> Void]) in
+            if s.handshakes.isEmpty, s.exits.isEmpty, s.disks.isEmpty, s.reminders.isEmpty {
                 // Idle: the next thing to watch starts it again.
                 s.timer?.cancel()
                 s.timer = nil
-                return ([], [], [])
+                return ([], [], [], [])
             }
+            let ripe = s.reminders.filter { $0.value.deadline <= now }
+            for token in ripe.keys { s.reminders[token] = nil }
             let late = s.handshakes.values.filter { $0.deadline <= now }
             for h in late { s.handshakes[ObjectIdentifier(h.worker)] = nil }
             let graceOver = s.exits.values.filter { $0.deadline <= now }.map(\.worker)
@@ -136,8 +157,9 @@ final class WorkerWatch: Sendable {
                 s.disks[token]?.measuring = true
                 due.append((token, check))
             }
-            return (late, graceOver, due)
+            return (late, graceOver, due, ripe.values.map(\.action))
         }
+        actions.forEach { $0() }
         for h in late {
             h.worker.helloFailed(WorkerFailure.refused("no handshake within \(h.timeout)"))
             h.worker.kill(reason: "no handshake within \(h.timeout)", exit: .handshakeFailed)
