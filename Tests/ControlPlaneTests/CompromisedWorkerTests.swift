@@ -215,6 +215,15 @@ let attacks: [Attack] = [
                """,
            outcome: .violation(claim: "step.started deploy", reason: "already succeeded in an earlier segment"),
            checkpoints: ["deploy": "deployed"], approve: true),
+    // The gateway waits up to ten quiet seconds for events an answer counts
+    // but that never come: that wait must end, and the claim be refused.
+    Attack(name: "answers after more events than it sent",
+           worker: """
+               emit("step.started", "prepare", attempt=1, kind="exec")
+               answer("failed", events=sent + 2, error={"code": "ExecFailed", "step": "prepare", "message": "exit 1"})
+               linger()
+               """,
+           outcome: .violation(claim: "job.run answered after 3 events", reason: "only 1 arrived")),
     Attack(name: "answers succeeded without running anything",
            worker: """
                answer("succeeded", output="forged")
@@ -259,7 +268,9 @@ let attacks: [Attack] = [
 
 @Suite("A compromised worker is not believed")
 struct CompromisedWorkerTests {
-    @Test("each claim is checked against the definition and the run's state", arguments: attacks)
+    // A hang guard, not a speed claim: a wait for events that never come
+    // must end (after ten quiet seconds) rather than hold the run forever.
+    @Test("each claim is checked against the definition and the run's state", .timeLimit(.minutes(2)), arguments: attacks)
     func attack(_ attack: Attack) async throws {
         let h = try await RunHarness.start(worker: honest + "\n" + attack.worker, workflows: ["claims.workflow.yaml": claimsWorkflow],
                                            secrets: secretValues)

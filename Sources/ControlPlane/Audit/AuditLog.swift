@@ -34,8 +34,11 @@ public actor AuditLog {
 
     /// The last entry handed out (possibly still in the buffer).
     private var head: (seq: Int, hash: String)
-    /// The last entry on disk: what checkpoints sign and a running verify compares with.
-    private var written: (seq: Int, hash: String)
+    /// The last entry on disk: what checkpoints sign and a running verify
+    /// compares with. Set by the io thread as it resumes the entry's callers,
+    /// so a caller that asks next already sees its own entry here.
+    private nonisolated let durable: Mutex<(seq: Int, hash: String)>
+    private var written: (seq: Int, hash: String) { durable.withLock { $0 } }
     private var lastCheckpointSeq: Int
     private var liveFirstSeq: Int
     private var liveBytes: Int
@@ -88,7 +91,7 @@ public actor AuditLog {
             liveBytes += line.utf8.count
         }
         self.head = head
-        written = head
+        durable = Mutex(head)
         self.liveBytes = liveBytes
     }
 
@@ -115,7 +118,7 @@ public actor AuditLog {
         fd = -1
         checkpointFD = -1
         head = (0, AuditEntry.genesis)
-        written = (0, AuditEntry.genesis)
+        durable = Mutex((0, AuditEntry.genesis))
         lastCheckpointSeq = 0
         liveFirstSeq = 1
         liveBytes = 0
@@ -199,15 +202,21 @@ public actor AuditLog {
             waiters.removeAll(keepingCapacity: true)
             if fd < 0 { reopen() }
             let fd = self.fd
+            // The callers are resumed by the io thread once their lines are
+            // synced, not after a hop back to this actor: every awaited append
+            // (a run's start and end among them) answers one thread hop sooner.
             let result: Result<Void, any Error> = await withCheckedContinuation { cont in
-                io.async { cont.resume(returning: fd < 0 ? .failure(AuditError.io("the audit log is not open")) : Self.writeAll(fd, lines)) }
+                io.async {
+                    let result = fd < 0 ? .failure(AuditError.io("the audit log is not open")) : Self.writeAll(fd, lines)
+                    if case .success = result { self.durable.withLock { $0 = last } }
+                    for w in batch { w.resume(with: result) }
+                    cont.resume(returning: result)
+                }
             }
             if case .success = result {
-                written = last
                 liveBytes += lines.utf8.count
                 AuditMetrics.entries.increment(by: count)
             }
-            for w in batch { w.resume(with: result) }
             if rotationDue {
                 try? await checkpoint()
                 await rotate()

@@ -74,16 +74,17 @@ extension RunService {
         }
 
         /// Returns once `count` events are persisted, or after `limit`: the job's
-        /// answer can overtake its last notifications.
-        func waitForEvents(_ count: Int, limit: Duration) async {
-            // Usually they are all in already: no timer, no suspension.
+        /// answer can overtake its last notifications, and usually does (the
+        /// last one is still being stored). The limit is kept by `watch`, whose
+        /// timer runs anyway while a job does: a task asleep for it cost a
+        /// timer, a cancel and their wake-ups on nearly every run.
+        func waitForEvents(_ count: Int, limit: Duration, watch: WorkerWatch) async {
             if events.withLock({ $0.handled >= count }) { return }
             let id = events.withLock { s in
                 s.waits += 1
                 return s.waits
             }
-            let timer = Task {
-                try await Task.sleep(for: limit)
+            let reminder = watch.remind(after: limit) { [self] in
                 let w = events.withLock { s -> CheckedContinuation<Void, Never>? in
                     s.expired = id
                     guard let w = s.waiter, w.id == id else { return nil }
@@ -92,7 +93,7 @@ extension RunService {
                 }
                 w?.resume()
             }
-            defer { timer.cancel() }
+            defer { watch.forget(reminder) }
             await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
                 let done = events.withLock { s -> Bool in
                     if s.handled >= count || s.expired == id { return true }
@@ -107,11 +108,11 @@ extension RunService {
         /// none came for `quiet` and fewer than `count` are in. Every event a
         /// worker sent before its answer was read before the answer, so only a
         /// worker that miscounted leaves the wait short.
-        func waitForAllEvents(_ count: Int, quiet: Duration) async -> Bool {
+        func waitForAllEvents(_ count: Int, quiet: Duration, watch: WorkerWatch) async -> Bool {
             while true {
                 let before = handledEvents
                 if before >= count { return true }
-                await waitForEvents(count, limit: quiet)
+                await waitForEvents(count, limit: quiet, watch: watch)
                 let after = handledEvents
                 if after >= count { return true }
                 if after == before, !handling { return false }

@@ -194,7 +194,7 @@ extension RunService {
         if a.workerPid.withLock({ $0 }) == 0 { a.workerPid.withLock { $0 = outcome.workerPid } }
         if let result {
             // The answer can overtake the last notifications; wait until all are persisted.
-            let complete = await a.waitForAllEvents(result.events, quiet: .seconds(10))
+            let complete = await a.waitForAllEvents(result.events, quiet: .seconds(10), watch: pool.watch)
             let handled = a.handledEvents
             a.claims.withLock { c in
                 guard let claims = c, !claims.isOver else { return }
