@@ -130,7 +130,7 @@ extension WorkerPool {
         if worker.phase == .idle || worker.phase == .handshaking, worker.killReason == nil, !stopping {
             logger.warning("worker exited unexpectedly", metadata: ["pid": "\(worker.pid)", "status": "\(status)"])
         }
-        if worker.jobId != nil { replaceExited() } else { replenish() }
+        replenish()
     }
 
     func exitStatus(of worker: ManagedWorker, grace: Duration) async -> ExitStatus {

@@ -46,8 +46,6 @@ public actor WorkerPool {
     /// Exits a template reported before the pool had registered the worker.
     var earlyExits: [Int32: Int32] = [:]
     private var spawning = 0
-    /// A replacement for an exited worker is due on the watch's next tick.
-    private var replacementDue = false
     private var waiters: [CheckedContinuation<ManagedWorker, any Error>] = []
     private(set) var stopping = false
     private var spawnFailures = 0
@@ -322,27 +320,6 @@ public actor WorkerPool {
         } else {
             idle.append(worker)
         }
-    }
-
-    /// A worker that ran a job has exited. While no job waits and the pool
-    /// still has half its spares, the replacement comes on the worker watch's
-    /// next tick (10 to 50 ms on): the exit comes just before the job's run
-    /// writes its end and answers, and a spawn then (the template's fork, the
-    /// new worker's sandbox, its handshake and audit entry) shares the CPU
-    /// with that end.
-    func replaceExited() {
-        let sizes = tunables
-        guard waiters.isEmpty, idle.count * 2 >= sizes.minSpare, idle.count > 0 else { return replenish() }
-        guard !replacementDue else { return }
-        replacementDue = true
-        _ = watch.remind(after: .milliseconds(10)) { [weak self] in
-            Task { await self?.replacementTime() }
-        }
-    }
-
-    private func replacementTime() {
-        replacementDue = false
-        replenish()
     }
 
     /// Spawns until waiting jobs and the spare target are covered, within `max`.
