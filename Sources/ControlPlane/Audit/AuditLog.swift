@@ -208,15 +208,16 @@ public actor AuditLog {
             let result: Result<Void, any Error> = await withCheckedContinuation { cont in
                 io.async {
                     let result = fd < 0 ? .failure(AuditError.io("the audit log is not open")) : Self.writeAll(fd, lines)
-                    if case .success = result { self.durable.withLock { $0 = last } }
+                    if case .success = result {
+                        self.durable.withLock { $0 = last }
+                        // Counted before the callers go on, so a scrape after an append sees it.
+                        AuditMetrics.entries.increment(by: count)
+                    }
                     for w in batch { w.resume(with: result) }
                     cont.resume(returning: result)
                 }
             }
-            if case .success = result {
-                liveBytes += lines.utf8.count
-                AuditMetrics.entries.increment(by: count)
-            }
+            if case .success = result { liveBytes += lines.utf8.count }
             if rotationDue {
                 try? await checkpoint()
                 await rotate()
