@@ -114,43 +114,51 @@ final class ResponseRouter: ChannelInboundHandler, Sendable {
         }
     }
 
+    /// What one part of a response is for.
+    private enum Delivery {
+        /// Kept until the end, for a request that takes the response whole.
+        case held
+        /// A part nobody asked for (the server spoke out of turn): the
+        /// connection is not to be trusted.
+        case unasked
+        case deliver(KeptConnection.Parts.Continuation, [HTTPClientResponsePart], isEnd: Bool)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
-        var isEnd = false
-        if case .end = part { isEnd = true }
-        let (target, parts) = state.withLock { s -> (KeptConnection.Parts.Continuation?, [HTTPClientResponsePart]) in
+        let delivery = state.withLock { s -> Delivery in
             if case let .head(head) = part, !head.isKeepAlive { s.reusable = false }
-            let target = s.current
-            guard target != nil else { return (nil, []) }
-            if s.held != nil, !isEnd {
-                s.held?.append(part)
-                return (nil, [])
+            guard let target = s.current else {
+                s.reusable = false
+                return .unasked
             }
-            defer {
-                if isEnd {
-                    s.current = nil
-                    s.held = nil
+            guard case .end = part else {
+                if s.held != nil {
+                    s.held?.append(part)
+                    return .held
+                }
+                return .deliver(target, [part], isEnd: false)
+            }
+            let parts = (s.held ?? []) + [part]
+            s.current = nil
+            s.held = nil
+            return .deliver(target, parts, isEnd: true)
+        }
+        switch delivery {
+        case .held:
+            return
+        case .unasked:
+            context.close(promise: nil)
+        case let .deliver(target, parts, isEnd):
+            for part in parts {
+                if case .terminated = target.yield(part) {
+                    abandon()
+                    context.close(promise: nil)
+                    return
                 }
             }
-            return (target, (s.held ?? []) + [part])
+            if isEnd { target.finish() }
         }
-        guard let target else {
-            // Held for the end, or a part nobody asked for (the server spoke
-            // out of turn): then the connection is not to be trusted.
-            if parts.isEmpty, state.withLock({ $0.current == nil }) {
-                state.withLock { $0.reusable = false }
-                context.close(promise: nil)
-            }
-            return
-        }
-        for part in parts {
-            if case .terminated = target.yield(part) {
-                abandon()
-                context.close(promise: nil)
-                return
-            }
-        }
-        if isEnd { target.finish() }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -67,7 +67,6 @@ extension WorkerPool {
         return worker
     }
 
-
     func templateWorkerExited(pid: Int32, status: Int32) {
         guard let worker = live[pid], worker.templateGeneration != nil else {
             earlyExits[pid] = status
