@@ -16,7 +16,7 @@ import Glibc
 /// checked address connected.
 ///
 /// Nothing here blocks its event loop: the wait for a step's `step.started` is
-/// a 5 ms timer, and the decision, which resolves names, runs on
+/// answered by the run service when it handles the start, and the decision, which resolves names, runs on
 /// `EgressResolver`'s threads. Reading is explicit (the channel's `autoRead` is
 /// off until the relay): bytes are asked for only while the preamble or the
 /// head is incomplete, so what a client sends before its answer waits in its
@@ -35,7 +35,6 @@ final class EgressConnection: ChannelInboundHandler, RemovableChannelHandler {
     /// Events are persisted (fsynced) one after the other, so on a busy disk
     /// the start can trail the connection by seconds; as for secrets.
     static let startWait = TimeAmount.seconds(30)
-    static let startPoll = TimeAmount.milliseconds(5)
     static let connectTimeout = TimeAmount.seconds(10)
     /// After a refusal, what the caller still sends is read and dropped, this
     /// much and this long at most (see `refuse`).
@@ -57,6 +56,8 @@ final class EgressConnection: ChannelInboundHandler, RemovableChannelHandler {
     private var inputClosed = false
     private var timedOut = false
     private var timer: Scheduled<Void>?
+    /// The limit on the wait for the step's start.
+    private var startTimer: Scheduled<Void>?
     private var drained = 0
     private var jobId = ""
     private var step = ""
@@ -111,11 +112,13 @@ final class EgressConnection: ChannelInboundHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         phase = .done
         timer?.cancel()
+        startTimer?.cancel()
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         timer?.cancel()
+        startTimer?.cancel()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -203,7 +206,7 @@ final class EgressConnection: ChannelInboundHandler, RemovableChannelHandler {
             context.channel.closeFuture.whenComplete { [directory = proxy.directory, jobId] _ in
                 directory.closeConnection(jobId: jobId)
             }
-            waitUntilRunning(context, until: .now() + Self.startWait)
+            waitUntilRunning(context)
         }
     }
 
@@ -214,18 +217,29 @@ final class EgressConnection: ChannelInboundHandler, RemovableChannelHandler {
         cred.assumeIsolated().whenComplete { then(try? $0.get()) }
     }
 
-    /// The step must be one the control plane knows is running in that worker now.
-    private func waitUntilRunning(_ context: ChannelHandlerContext, until deadline: NIODeadline) {
+    /// The step must be one the control plane knows is running in that worker
+    /// now. If its start has not been handled yet, the answer comes when it
+    /// is (or when the segment ends), or no later than `startWait`.
+    private func waitUntilRunning(_ context: ChannelHandlerContext) {
         guard phase == .checking else { return }
-        switch proxy.directory.isRunning(jobId: jobId, step: step) {
-        case true?:
+        let loop = context.eventLoop
+        let here = NIOLoopBound((handler: self, context: context), eventLoop: loop)
+        let wait = proxy.directory.whenRunning(jobId: jobId, step: step) { running in
+            loop.execute { here.value.handler.started(here.value.context, running) }
+        }
+        guard let wait else { return }
+        startTimer = loop.assumeIsolated().scheduleTask(in: Self.startWait) { [self] in
+            if proxy.directory.stopWaiting(jobId: jobId, wait) { started(context, false) }
+        }
+    }
+
+    private func started(_ context: ChannelHandlerContext, _ running: Bool) {
+        startTimer?.cancel()
+        guard phase == .checking else { return }
+        if running {
             phase = .head
             advance(context)
-        case nil where NIODeadline.now() < deadline:
-            context.eventLoop.assumeIsolated().scheduleTask(in: Self.startPoll) { [self] in
-                waitUntilRunning(context, until: deadline)
-            }
-        default:
+        } else {
             refuse(context, why: "step \(step) is not running in job \(jobId)", claimed: true)
         }
     }

@@ -12,10 +12,9 @@ public final class EgressDirectory: Sendable {
         public var runId: String
         public var workflow: String
         public var policies: [String: StepPolicy]
-        /// Whether a step path is between its `step.started` and its end: true,
-        /// nil while it has not started yet, false once it never will (the
-        /// segment is over). A connection may speak for a running step only.
-        var running: @Sendable (String) -> Bool?
+        /// Which of the job's steps are between their `step.started` and their
+        /// end. A connection may speak for a running step only.
+        var steps: any RunningSteps
         /// Connections of this job the proxy is serving now.
         var connections = 0
         /// Denials audited at most `deniedPerSecond` a second (bursts of
@@ -76,12 +75,31 @@ public final class EgressDirectory: Sendable {
         return strangers.withLock { $0.admit() }
     }
 
-    /// Whether `step` runs in `jobId`: nil while the job is known but the
-    /// step has not started (a step's first connection can reach the proxy
-    /// before the worker's `step.started` has been handled: the proxy asks
-    /// again, for a while), false when there is no such job.
-    func isRunning(jobId: String, step: String) -> Bool? {
-        guard let running = jobs.withLock({ $0[jobId]?.running }) else { return false }
-        return running(step)
+    /// Calls `resolve` with whether `step` runs in `jobId`, once that is
+    /// known: a step's first connection can reach the proxy before the
+    /// worker's `step.started` has been handled, and is then answered when it
+    /// has. Returns the wait, for `stopWaiting`, or nil if `resolve` was
+    /// called at once (false at once when there is no such job).
+    func whenRunning(jobId: String, step: String, _ resolve: @escaping @Sendable (Bool) -> Void) -> Int? {
+        guard let steps = jobs.withLock({ $0[jobId]?.steps }) else {
+            resolve(false)
+            return nil
+        }
+        return steps.whenRunning(step, resolve)
     }
+
+    /// Ends a wait without resolving it; false if it was resolved already.
+    func stopWaiting(jobId: String, _ wait: Int) -> Bool {
+        jobs.withLock { $0[jobId]?.steps }?.stopWaiting(wait) ?? false
+    }
+}
+
+/// A job's record of which of its steps run now: the run service's own
+/// (`RunService.Active`), not a second one.
+protocol RunningSteps: AnyObject, Sendable {
+    /// True while `step` runs, nil while it has not started, false once it never will (the segment is over).
+    func running(_ step: String) -> Bool?
+    /// Calls `resolve` once `running(step)` is not nil; nil returned if it was so already.
+    func whenRunning(_ step: String, _ resolve: @escaping @Sendable (Bool) -> Void) -> Int?
+    func stopWaiting(_ wait: Int) -> Bool
 }

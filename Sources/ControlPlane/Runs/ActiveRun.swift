@@ -8,7 +8,14 @@ extension RunService {
     /// A run holding (or about to hold) a worker. Shared with the event sink,
     /// which runs outside the actor, hence the lock.
     final class Active: Sendable {
-        let jobId = UUID().uuidString.lowercased()
+        let jobId = RandomID.uuid()
+        /// The pool's timer, which keeps the deadlines of this run's waits.
+        let watch: WorkerWatch
+
+        init(watch: WorkerWatch) {
+            self.watch = watch
+        }
+
         let cancelled = Mutex(false)
         /// Why one of the worker's events could not be stored, when one could
         /// not: the segment then does not count as done; the run goes on from
@@ -35,8 +42,9 @@ extension RunService {
         /// Secret values handed to this run's worker: redacted from everything persisted.
         let secrets = Mutex<Set<String>>([])
         var redactor: Redactor { Redactor(secrets.withLock { $0 }) }
-        /// What the segment's worker claimed so far; nil until the segment starts.
-        let claims = Mutex<SegmentClaims?>(nil)
+        /// What the segment's worker claimed so far (nil until the segment
+        /// starts), and the requests waiting for one of its steps to start.
+        private let segment = Mutex(Segment())
         /// The worker's host pid, known once its job is sent: reports are its, not the gateway's.
         let workerPid = Mutex<Int32>(0)
         var workerActor: String { "worker:\(workerPid.withLock { $0 })" }
@@ -123,7 +131,7 @@ extension RunService {
 
         /// Checks one event against the segment's claims.
         func judge(_ event: JobEvent) -> Verdict {
-            claims.withLock { c -> Verdict in
+            withClaims { c -> Verdict in
                 guard let claims = c, !claims.isOver else { return .drop }
                 do throws(SegmentClaims.Violation) {
                     try c?.accept(event)
@@ -138,21 +146,106 @@ extension RunService {
         /// Whether `step` runs in this segment now: nil while it has not
         /// started, false once the segment is over (it never will).
         func running(_ step: String) -> Bool? {
-            claims.withLock { c in
-                guard let c, !c.isOver else { return false }
-                return c.isRunning(step) ? true : nil
-            }
+            segment.withLock { Self.state(of: step, in: $0.claims) }
         }
 
-        /// Whether `step` runs in this segment, waiting up to `limit` for its
-        /// start: a request can overtake the `step.started` sent before it.
-        func waitUntilRunning(_ step: String, limit: Duration) async -> Bool {
-            let deadline = ContinuousClock.now + limit
-            while true {
-                if let state = running(step) { return state }
-                if ContinuousClock.now >= deadline { return false }
-                try? await Task.sleep(for: .milliseconds(5))
-            }
+        private static func state(of step: String, in claims: SegmentClaims?) -> Bool? {
+            guard let claims, !claims.isOver else { return false }
+            return claims.isRunning(step) ? true : nil
         }
+    }
+}
+
+// MARK: The segment's claims, and waiting for a step's start
+
+extension RunService.Active: RunningSteps {
+    /// A request can overtake the `step.started` sent before it: the worker's
+    /// events are stored one after the other (each a commit), its requests are
+    /// served at once. Such a request waits until the claims say the step runs,
+    /// or that it never will, and is answered by the change that says so.
+    struct Segment {
+        var claims: SegmentClaims?
+        var waiters: [Int: (step: String, resolve: @Sendable (Bool) -> Void)] = [:]
+        var lastWait = 0
+        /// Waits begun but not yet registered, and those of them whose time ran out.
+        var beginning: Set<Int> = []
+        var expired: Set<Int> = []
+    }
+
+    /// Reads or changes the claims. A change that starts a waited-for step, or
+    /// ends the segment, resolves its waiters (once the lock is released).
+    func withClaims<T: Sendable>(_ body: (inout SegmentClaims?) -> T) -> T {
+        let (value, ready) = segment.withLock { s -> (T, [(@Sendable (Bool) -> Void, Bool)]) in
+            let value = body(&s.claims)
+            guard !s.waiters.isEmpty else { return (value, []) }
+            var ready: [(@Sendable (Bool) -> Void, Bool)] = []
+            for (id, w) in s.waiters {
+                guard let state = Self.state(of: w.step, in: s.claims) else { continue }
+                s.waiters[id] = nil
+                ready.append((w.resolve, state))
+            }
+            return (value, ready)
+        }
+        for (resolve, state) in ready { resolve(state) }
+        return value
+    }
+
+    /// Calls `resolve` once, with true when `step` runs in this segment or
+    /// false once the segment is over: at once if either is so already, and
+    /// then nil is returned. Otherwise returns the wait, for `stopWaiting`.
+    func whenRunning(_ step: String, _ resolve: @escaping @Sendable (Bool) -> Void) -> Int? {
+        let id = beginWait()
+        return register(id, step, resolve) ? id : nil
+    }
+
+    /// Ends a wait that has not been resolved, without calling its `resolve`;
+    /// false if it was resolved already (or is being).
+    func stopWaiting(_ wait: Int) -> Bool {
+        segment.withLock { $0.waiters.removeValue(forKey: wait) != nil }
+    }
+
+    /// Whether `step` runs in this segment, waiting up to `limit` for its
+    /// start. The limit is kept by the pool's `watch`, whose timer runs anyway
+    /// while a job does, so a wait costs no timer of its own.
+    func waitUntilRunning(_ step: String, limit: Duration) async -> Bool {
+        if let state = running(step) { return state }
+        let id = beginWait()
+        let reminder = watch.remind(after: limit) { [self] in expire(id) }
+        defer { watch.forget(reminder) }
+        return await withCheckedContinuation { (cont: CheckedContinuation<Bool, Never>) in
+            _ = register(id, step) { cont.resume(returning: $0) }
+        }
+    }
+
+    private func beginWait() -> Int {
+        segment.withLock { s in
+            s.lastWait += 1
+            s.beginning.insert(s.lastWait)
+            return s.lastWait
+        }
+    }
+
+    /// Registers a begun wait; false when it was resolved at once instead
+    /// (the step's state is known, or its time ran out before it was registered).
+    private func register(_ id: Int, _ step: String, _ resolve: @escaping @Sendable (Bool) -> Void) -> Bool {
+        let known = segment.withLock { s -> Bool? in
+            s.beginning.remove(id)
+            if s.expired.remove(id) != nil { return false }
+            if let state = Self.state(of: step, in: s.claims) { return state }
+            s.waiters[id] = (step, resolve)
+            return nil
+        }
+        guard let known else { return true }
+        resolve(known)
+        return false
+    }
+
+    /// The wait's time ran out: it resolves false, now or when it registers.
+    private func expire(_ id: Int) {
+        let resolve = segment.withLock { s -> (@Sendable (Bool) -> Void)? in
+            if s.beginning.contains(id) { s.expired.insert(id) }
+            return s.waiters.removeValue(forKey: id)?.resolve
+        }
+        resolve?(false)
     }
 }

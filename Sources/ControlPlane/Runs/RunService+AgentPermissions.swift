@@ -13,7 +13,7 @@ extension RunService {
         let params: AgentPermission.Params
         do { params = try request.params(as: AgentPermission.Params.self) } catch { return .error(error) }
         guard params.jobId == a.jobId else { return .error(RPCError(code: RPCError.notAllowed, message: "not this worker's job")) }
-        guard case let .success(located)? = a.claims.withLock({ $0?.locate(params.step) }),
+        guard case let .success(located)? = a.withClaims({ $0?.locate(params.step) }),
               case let .agent(agent) = located.step.kind, agent.onPermission == .ask else {
             return .error(RPCError(code: RPCError.notAllowed, message: "step \(SegmentClaims.cut(params.step)) does not ask for permissions"))
         }
@@ -31,7 +31,7 @@ extension RunService {
         let now = Date()
         // The worker's word, bounded by what the run may take at most.
         let limit = min(max(params.timeoutMs, 1), 86_400_000)
-        let approval = ApprovalRecord(id: "apr_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""), runId: runId,
+        let approval = ApprovalRecord(id: RandomID.hex("apr_"), runId: runId,
                                       workflow: definition.id, step: params.step,
                                       message: "agent \(agent.agent) asks to use \(title)", requester: a.workerActor,
                                       status: .pending, onTimeout: "deny", createdAt: now,

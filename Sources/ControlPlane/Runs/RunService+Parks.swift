@@ -38,7 +38,7 @@ extension RunService {
             switch (step.kind, p.request) {
             case let (.approval(a), .approval(message)):
                 let approval = ApprovalRecord(
-                    id: "apr_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""),
+                    id: RandomID.hex("apr_"),
                     runId: runId, workflow: definition.id, step: p.step, message: r.text(message),
                     requester: "workflow:\(definition.id)", status: .pending, onTimeout: a.onTimeout.rawValue, createdAt: now,
                     expiresAt: a.timeoutMs.map { now.addingTimeInterval(Double($0) / 1000) })
@@ -56,7 +56,7 @@ extension RunService {
                     await end(runId, .failed, output: nil, error: StepFailure(.childFailed, step: p.step, message: refusal))
                     return
                 }
-                let child = ChildPlan(id: "run_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""),
+                let child = ChildPlan(id: RandomID.hex("run_"),
                                       workflow: i.workflow, input: r.json(input), step: p.step)
                 entries.append(("gateway", "run.created", child.id, ["workflow": i.workflow, "parent": runId, "parentStep": p.step]))
                 children.append(child)

@@ -15,7 +15,7 @@ extension RunService {
         func refuse(_ why: String) -> RPCReply { .error(RPCError(code: RPCError.notAllowed, message: why)) }
         guard params.jobId == a.jobId else { return refuse("not this worker's job") }
         let step = SegmentClaims.cut(params.step)
-        guard case let .success(located)? = a.claims.withLock({ $0?.locate(params.step) }) else {
+        guard case let .success(located)? = a.withClaims({ $0?.locate(params.step) }) else {
             return refuse("step \(step) is not a step of this run")
         }
         // Which servers and tools the step's kind reaches at all.

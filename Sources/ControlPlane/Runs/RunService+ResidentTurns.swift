@@ -12,7 +12,7 @@ extension RunService {
         do { params = try request.params(as: AgentTurnRequest.Params.self) } catch { return .error(error) }
         func refuse(_ why: String) -> RPCReply { .error(RPCError(code: RPCError.notAllowed, message: why)) }
         guard params.jobId == a.jobId else { return refuse("not this worker's job") }
-        guard case let .success(located)? = a.claims.withLock({ $0?.locate(params.step) }), case let .agent(agent) = located.step.kind else {
+        guard case let .success(located)? = a.withClaims({ $0?.locate(params.step) }), case let .agent(agent) = located.step.kind else {
             return refuse("step \(SegmentClaims.cut(params.step)) is not an agent step of this run")
         }
         guard await a.waitUntilRunning(params.step, limit: .seconds(30)) else { return refuse("step \(SegmentClaims.cut(params.step)) is not running in this worker") }

@@ -103,9 +103,9 @@ extension RunService {
         if definition.allSteps.contains(where: { if case .agent = $0.kind { true } else { false } }) {
             options.eventBudget = WorkerMonitor.maxEventsPerAgentJob
         }
-        a.claims.withLock { $0 = SegmentClaims(definition: definition, checkpointed: completed.keys, attempts: interruptedAttempts) }
+        a.withClaims { $0 = SegmentClaims(definition: definition, checkpointed: completed.keys, attempts: interruptedAttempts) }
         egress.register(jobId: a.jobId, .init(runId: runId, workflow: definition.id, policies: stepPolicies,
-                                              running: { [a] step in a.running(step) }))
+                                              steps: a))
         defer { egress.remove(jobId: a.jobId) }
         let (result, outcome) = await pool.runSegment(options: options, timeout: timeout + .seconds(10), events: { event in
             a.eventArrived()
@@ -196,7 +196,7 @@ extension RunService {
             // The answer can overtake the last notifications; wait until all are persisted.
             let complete = await a.waitForAllEvents(result.events, quiet: .seconds(10), watch: pool.watch)
             let handled = a.handledEvents
-            a.claims.withLock { c in
+            a.withClaims { c in
                 guard let claims = c, !claims.isOver else { return }
                 let counted = "job.run answered after \(result.events) events"
                 if !complete {
@@ -209,7 +209,7 @@ extension RunService {
             }
         }
         // From here on the segment is judged: whatever the worker still sends is dropped.
-        let refused = a.claims.withLock { c -> SegmentClaims.Violation? in
+        let refused = a.withClaims { c -> SegmentClaims.Violation? in
             c?.close()
             return c?.refused
         }

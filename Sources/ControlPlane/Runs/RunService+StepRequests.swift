@@ -12,7 +12,7 @@ extension RunService {
     /// relay makes as many as its conversation needs.
     nonisolated static func requestingStep(_ jobId: String, _ path: String, active a: Active, once: Bool = true) async -> Result<Step, RPCError> {
         guard jobId == a.jobId else { return .failure(RPCError(code: RPCError.notAllowed, message: "not this worker's job")) }
-        guard let located = a.claims.withLock({ $0?.locate(path) }) else {
+        guard let located = a.withClaims({ $0?.locate(path) }) else {
             return .failure(RPCError(code: RPCError.notAllowed, message: "the segment has not started"))
         }
         switch located {
@@ -21,7 +21,7 @@ extension RunService {
             guard await a.waitUntilRunning(path, limit: .seconds(30)) else {
                 return .failure(RPCError(code: RPCError.notAllowed, message: "step \(SegmentClaims.cut(path)) is not running in this worker"))
             }
-            guard !once || a.claims.withLock({ $0?.admitRequest(path) ?? false }) else {
+            guard !once || a.withClaims({ $0?.admitRequest(path) ?? false }) else {
                 return .failure(RPCError(code: RPCError.notAllowed, message: "step \(SegmentClaims.cut(path)) already made its request in this attempt"))
             }
             return .success(l.step)

@@ -25,7 +25,7 @@ extension RunService {
             return .error(RPCError(code: RPCError.notAllowed, message: reason))
         }
         guard params.jobId == a.jobId else { return await deny("not this worker's job") }
-        guard let located = a.claims.withLock({ $0?.locate(params.step) }) else { return await deny("the segment has not started") }
+        guard let located = a.withClaims({ $0?.locate(params.step) }) else { return await deny("the segment has not started") }
         let target: Step
         switch located {
         case let .success(l): target = l.step

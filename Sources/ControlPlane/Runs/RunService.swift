@@ -185,10 +185,10 @@ public actor RunService {
         if let pause = admission.paused { throw SubmitError.paused(pause) }
         let id = definition.id
         let hash = AuditEntry.sha256Hex(id + "\n" + input.jsonText)
-        let runId = "run_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        let runId = RandomID.hex("run_")
         // A free slot and nobody waiting: the run is created already started, and
         // its slot is taken now, before the await, so no other submit takes it.
-        let slot: Active? = !stopping && queue.isEmpty && active.count < maxConcurrent ? Active() : nil
+        let slot: Active? = !stopping && queue.isEmpty && active.count < maxConcurrent ? Active(watch: pool.watch) : nil
         if let slot { active[runId] = slot }
         func release() {
             guard slot != nil else { return }
@@ -396,7 +396,7 @@ public actor RunService {
         while !stopping, fleetWait == nil, active.count < maxConcurrent,
               let index = queue.firstIndex(where: { active[$0.id] == nil }) {
             let next = queue.remove(at: index)
-            let a = Active()
+            let a = Active(watch: pool.watch)
             active[next.id] = a
             Task { await self.execute(next, a) }
         }

@@ -88,7 +88,7 @@ extension RunStore {
                                 arguments: [agent, key]) ?? 0 > 0 {
                 return nil
             }
-            let made = AgentSessionRecord(id: "ses_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""), agent: agent,
+            let made = AgentSessionRecord(id: RandomID.hex("ses_"), agent: agent,
                                           key: key, acpSessionId: acpSessionId, createdAt: now, lastUsedAt: now, state: .open, turns: 1,
                                           lastRunId: runId)
             try made.insert(db)

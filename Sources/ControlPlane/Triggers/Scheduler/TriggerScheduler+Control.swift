@@ -71,7 +71,7 @@ extension TriggerScheduler {
             throw ControlError.invalid("a schedule is a cron, every or at trigger (declare event triggers in the workflow file)")
         }
         guard await registry.workflow(workflow) != nil else { throw ControlError.notFound("no valid workflow named \(workflow)") }
-        let id = "sch_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
+        let id = "sch_" + RandomID.hex("").prefix(16)
         let spec = RunStore.specJSON(trigger)
         let t = clock.now().timeIntervalSince1970
         let row = TriggerRow(id: String(id), workflow: workflow, kind: trigger.kind.name, source: .operator, spec: spec.json, specHash: spec.hash,

@@ -21,7 +21,7 @@ extension RunStore {
                                            arguments: [queue]) ?? 0
             guard waiting < maxDepth else { throw TriggerScheduler.QueueError.full(maxDepth) }
             let t = now.timeIntervalSince1970
-            let message = QueueMessage(id: "msg_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""), queue: queue,
+            let message = QueueMessage(id: RandomID.hex("msg_"), queue: queue,
                                        body: body.jsonText, dedupeId: dedupeId, status: .ready, attempts: 0, maxAttempts: 3,
                                        visibleAt: t, runId: nil, lastError: nil, createdAt: t, updatedAt: t)
             try message.insert(db)
