@@ -201,6 +201,13 @@ final class ConnectionPool: Sendable {
         }
     }
 
+    /// The last copy of the client is gone: nothing can take these again.
+    /// Left open, each would hold a socket here and a connection at the
+    /// gateway until its idle timeout (a minute by default).
+    deinit {
+        for connection in idle.withLock({ $0 }) { connection.close() }
+    }
+
     func give(_ connection: KeptConnection) {
         guard connection.isReusable else {
             connection.close()

@@ -115,6 +115,35 @@ struct IdleConnectionTests {
         }
     }
 
+    @Test("a client that goes away closes its kept connection: fifty clients used once each leave none open at the gateway")
+    func droppedClientsClose() async throws {
+        // The default idle timeout (60 s): only the clients can close these in time.
+        let gw = try await TestGateway.started(workflows: TestWorkflows.all)
+        defer { gw.cleanupLater() }
+        guard case let .tcp(host, port) = gw.tcp.target else { throw GatewayFailure(description: "no tcp listener") }
+        for _ in 0..<50 {
+            let client = GatewayClient(target: .tcp(host: host, port: port), display: "once", token: gw.tcp.token)
+            #expect(try await client.get("/health").status == 200)
+        }
+        var open = Self.established(atPort: port)
+        for _ in 0..<100 where open > 0 {
+            try await Task.sleep(for: .milliseconds(50))
+            open = Self.established(atPort: port)
+        }
+        #expect(open == 0, "\(open) of the fifty connections are still open at the gateway")
+    }
+
+    /// TCP connections accepted on `port` that are still established (the
+    /// gateway's side of each), from the network namespace's table.
+    static func established(atPort port: Int) -> Int {
+        let table = (try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)) ?? ""
+        let local = String(format: ":%04X", port)
+        return table.split(separator: "\n").dropFirst().filter { line in
+            let fields = line.split(separator: " ")
+            return fields.count > 3 && fields[1].hasSuffix(local) && fields[3] == "01"
+        }.count
+    }
+
     @Test("idleTimeoutSeconds out of range is refused at start, naming the key")
     func refused() async throws {
         let gw = try TestGateway(workflows: TestWorkflows.all,
