@@ -75,6 +75,9 @@ struct RequestBeforeStartTests {
     func refusedAtTheEnd() async throws {
         let (run, _, h) = try await run("""
             me = ask("notify")
+            # Time for the gateway to take the request up: one it only gets to after
+            # the job's answer is judged as the finishing worker's, not the segment's.
+            time.sleep(1)
             emit("step.started", "deploy", attempt=1, kind="exec")
             emit("step.failed", "deploy", "gave up", attempt=1, code="ExecFailed", willRetry=False, durationMs=1)
             answer("failed", error={"code": "ExecFailed", "step": "deploy", "message": "gave up"})
