@@ -4,7 +4,7 @@ import Foundation
 ///
 /// Not `UUID()`: Foundation's opens, reads and closes `/dev/urandom` for each
 /// one, and a run makes two on its path. The standard library's generator asks
-/// `getrandom` for the bytes, one syscall.
+/// `getrandom` for each 64 bits: two calls an id, no file.
 enum RandomID {
     /// `prefix` then 32 lowercase hex digits.
     static func hex(_ prefix: String) -> String {

@@ -56,7 +56,8 @@ final class EgressConnection: ChannelInboundHandler, RemovableChannelHandler {
     private var inputClosed = false
     private var timedOut = false
     private var timer: Scheduled<Void>?
-    /// The limit on the wait for the step's start.
+    /// The wait for the step's start, while it lasts, and its limit.
+    private var pendingStart: Int?
     private var startTimer: Scheduled<Void>?
     private var drained = 0
     private var jobId = ""
@@ -112,13 +113,13 @@ final class EgressConnection: ChannelInboundHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         phase = .done
         timer?.cancel()
-        startTimer?.cancel()
+        stopWaitingForStart()
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         timer?.cancel()
-        startTimer?.cancel()
+        stopWaitingForStart()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -228,12 +229,15 @@ final class EgressConnection: ChannelInboundHandler, RemovableChannelHandler {
             loop.execute { here.value.handler.started(here.value.context, running) }
         }
         guard let wait else { return }
+        pendingStart = wait
         startTimer = loop.assumeIsolated().scheduleTask(in: Self.startWait) { [self] in
+            pendingStart = nil
             if proxy.directory.stopWaiting(jobId: jobId, wait) { started(context, false) }
         }
     }
 
     private func started(_ context: ChannelHandlerContext, _ running: Bool) {
+        pendingStart = nil
         startTimer?.cancel()
         guard phase == .checking else { return }
         if running {
@@ -241,6 +245,17 @@ final class EgressConnection: ChannelInboundHandler, RemovableChannelHandler {
             advance(context)
         } else {
             refuse(context, why: "step \(step) is not running in job \(jobId)", claimed: true)
+        }
+    }
+
+    /// The connection is gone before its step started: its wait must not stay
+    /// in the segment (a step that connects and closes in a loop would pile
+    /// them up there until the segment's end).
+    private func stopWaitingForStart() {
+        startTimer?.cancel()
+        if let wait = pendingStart {
+            pendingStart = nil
+            _ = proxy.directory.stopWaiting(jobId: jobId, wait)
         }
     }
 
