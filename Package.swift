@@ -102,7 +102,9 @@ let package = Package(
         // copying the page of) each symbol it first calls.
         linkerSettings: [.unsafeFlags(["-Xlinker", "-z", "-Xlinker", "now", "-Xlinker", "-z", "-Xlinker", "relro"])]),
         // `make bench`: a real gateway under load, printed as a table.
-        .executableTarget(name: "Bench", dependencies: ["SkelmClient", "Workflow", "ControlPlane", "PostgresFixture",
+        // The benchmark's floor: a run's processes and sandbox in plain C, without the gateway.
+        .target(name: "CBenchFloor", dependencies: ["CSandbox"], path: "Sources/BenchFloor"),
+        .executableTarget(name: "Bench", dependencies: ["SkelmClient", "Workflow", "ControlPlane", "PostgresFixture", "CBenchFloor",
                                                   .product(name: "GRDB", package: "GRDB.swift"),
                                                   .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Sources/Bench", swiftSettings: strict),
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: strict),

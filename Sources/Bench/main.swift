@@ -21,7 +21,7 @@ struct BenchOptions: ParsableCommand {
         discussion: "With no --only, the whole benchmark: about twelve minutes on two cores (about one with --quick).")
 
     enum Only: String, ExpressibleByArgument, CaseIterable {
-        case runs, latency, storeAtScale = "store-at-scale", longRunning = "long-running", triggers, scaling, fleet
+        case runs, latency, storeAtScale = "store-at-scale", longRunning = "long-running", triggers, scaling, fleet, floor
     }
     enum Durability: String, ExpressibleByArgument, CaseIterable { case full, normal }
 
@@ -187,6 +187,13 @@ func scaleRows(_ r: StoreAtScale.Result) -> [(String, String, String)] {
         ("store at scale: GET /v1/dashboard/overview (\(r.overview.samples.count) requests)", String(format: "p50 %.2f ms", r.overview.pct(0.5)),
          String(format: "p99 %.2f ms", r.overview.pct(0.99))),
     ]
+}
+
+// `--only floor`: the run's processes and sandbox without the gateway, alone.
+let floorRuns = quick ? 300 : 1000
+if options.only == .floor {
+    printTable(Floor.rows(Floor.measure(iterations: floorRuns), runs: floorRuns))
+    exit(0)
 }
 
 // `--only store-at-scale`: that measurement alone, without the run workloads.
@@ -380,6 +387,7 @@ Task {
     let scaling = try await Scaling.concurrency(runsEach: quick ? 300 : 1000)
     let backlog = try await Scaling.queued(runs: quick ? 2_000 : 10_000)
     let fleet = try await FleetBench.measure(runs: quick ? 300 : 1000)
+    let floor = Floor.measure(iterations: floorRuns)
 
     let rows: [(String, String, String)] = runRows + [
         ("workers exec'd (workers.spawn: exec): spawn to handshake", String(format: "p50 %.2f ms", num(execSpawn?["p50"])), String(format: "p99 %.2f ms", num(execSpawn?["p99"]))),
@@ -394,7 +402,7 @@ Task {
         ("idle worker RSS (\(idleWorkers.count) workers)", String(format: "%.1f MiB", workerRSS / 1024), ""),
         workerMemory,
     ]
-    printTable(rows + scaleRows(scale) + LongRunning.rows(memory: memory, start: freshStart, bigStart: bigStart, entries: auditEntries)
+    printTable(rows + Floor.rows(floor, runs: floorRuns) + scaleRows(scale) + LongRunning.rows(memory: memory, start: freshStart, bigStart: bigStart, entries: auditEntries)
                + TriggerBench.rows(triggers) + Scaling.rows(scaling, queued: backlog) + FleetBench.rows(fleet))
 
     // The same workload on the engines users would pick instead, on this machine, now.

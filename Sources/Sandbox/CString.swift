@@ -1,4 +1,4 @@
-extension String {
+public extension String {
     /// A NUL-terminated C buffer filled in by the shim.
     init(cBuffer: [CChar]) {
         let bytes = cBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }

@@ -63,7 +63,9 @@ public struct LandlockRuleset: Sendable {
         _ = withCRules { $0.count }
     }
 
-    private func withCRules<T>(_ body: (UnsafeMutableBufferPointer<sk_landlock_rule_t>) -> T) -> T {
+    /// The rules as `sk_landlock_rule_t`s, valid inside `body` only: for C code
+    /// that applies them itself (the benchmark's floor applies them after a fork).
+    public func withCRules<T>(_ body: (UnsafeMutableBufferPointer<sk_landlock_rule_t>) -> T) -> T {
         let paths: [(String, Int32)]
         if let executables {
             paths = readPaths.map { ($0, Int32(SK_LL_READ)) } + writePaths.map { ($0, Int32(SK_LL_WRITE_NOEXEC)) }
