@@ -114,13 +114,17 @@ public final class Gateway: Sendable {
         if stale > 0 {
             audit.record(actor: "gateway", action: "workspaces.cleaned", details: ["root": poolConfig.workspaceRoot, "removed": "\(stale)"])
         }
+        let directory = EgressDirectory(audit: audit)
+        // Each job's run and workflow, kept with its worker's uid for the kernel's late records.
+        let tenancy = UIDTenancy { jobId in directory.job(jobId).map { ($0.runId, $0.workflow) } }
         self.pool = WorkerPool(configuration: poolConfig, spawner: spawner, group: group, logger: logger,
                                onEvent: { event in logger.debug("job event", metadata: ["job": "\(event.jobId)", "type": "\(event.type)"]) },
                                onViolation: { pid, what in
                                    logger.warning("sandbox.violation", metadata: ["pid": "\(pid)", "what": "\(what)"])
                                    audit.record(actor: "gateway", action: "sandbox.violation", details: ["pid": "\(pid)", "what": what])
                                },
-                               onLifecycle: { action, details in audit.record(actor: "gateway", action: action, details: details) })
+                               onLifecycle: { action, details in audit.record(actor: "gateway", action: action, details: details) },
+                               tenancy: tenancy)
         self.registry = WorkflowRegistry(dirs: loaded.workflowDirs, registration: RegistrationSettings(loaded: loaded), audit: audit, logger: logger)
         let secretStore: SecretStore
         do {
@@ -135,15 +139,13 @@ public final class Gateway: Sendable {
             if let name = token.env { return environment[name] }
             return try secretStore.value(of: token.secret ?? "")
         }
-        let directory = EgressDirectory(audit: audit)
         let pool = self.pool
         self.egress = try EgressProxy(socketPath: poolConfig.egressSocket!, group: group, directory: directory, audit: audit, logger: logger,
                                       workerOf: { job in pool.assignments.withLock { $0[job] } })
         let base = UInt64(poolConfig.uidBase)
-        self.seccompKills = root ? SeccompKillWatcher(audit: audit, uidRange: base..<base + 50_000) { uid in
-            guard let jobId = pool.assignments.withLock({ $0.first { $0.value.uid == uid }?.key }) else { return nil }
-            let job = directory.job(jobId)
-            return SeccompKillWatcher.Job(runId: job?.runId, workflow: job?.workflow, jobId: jobId)
+        self.seccompKills = root ? SeccompKillWatcher(audit: audit, uidRange: base..<base + 50_000) { uid, at in
+            guard let tenant = pool.tenancy.tenant(uid: uid, at: at) else { return nil }
+            return SeccompKillWatcher.Job(runId: tenant.runId, workflow: tenant.workflow, jobId: tenant.jobId)
         } : nil
         self.admission = Admission(stateDir: stateDir)
         let requester = try StepRequester(proxy: egress, caFile: config.egress.caFile)

@@ -12,7 +12,15 @@ final class AuditTrailTests {
     let gw: TestGateway
 
     init() async throws {
-        gw = try await TestGateway.started(workflows: TestWorkflows.all)
+        gw = try await TestGateway.started(workflows: TestWorkflows.all.merging([
+            // A step that lasts: a time inside its job is easy to name.
+            "nap.workflow.yaml": """
+                id: nap
+                steps:
+                  - id: nap
+                    exec: { argv: [sh, -c, "sleep 0.5; echo '{}'"] }
+                """,
+        ]) { a, _ in a })
     }
 
     deinit { gw.cleanupLater() }
@@ -42,6 +50,49 @@ final class AuditTrailTests {
         let entries = try await gw.get("/audit?action=sandbox.violation&run=\(run["id"]!.stringValue!)").json?["entries"].list ?? []
         #expect(entries.count == 1)
         #expect(entries.first?["details"]?["step"] == "unshare")
+    }
+
+    @Test("a seccomp kill the kernel prints after its job has ended is audited against that job's run, by the record's own time")
+    func lateKernelRecord() async throws {
+        // Root only: the kernel's log and a uid per worker.
+        guard geteuid() == 0, let kmsg = FileHandle(forWritingAtPath: "/dev/kmsg") else { return }
+        defer { try? kmsg.close() }
+        let run = try await gw.run("nap")
+        #expect(run["status"] == "succeeded", "\(run)")
+        let id = try #require(run["id"]?.stringValue)
+        // The worker that ran it has exited (spares have not: it is the only exit
+        // with a job), and its uid is in its spawn entry.
+        var exited: JSONValue?
+        for _ in 0..<250 where exited == nil {
+            exited = try await gw.get("/audit?action=worker.exited&limit=1000").json?["entries"].list.first { $0["details"]?["job"] != nil }
+            if exited == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        let pid = try #require(exited?["details"]?["pid"]?.stringValue)
+        let spawned = try await gw.get("/audit?action=worker.spawned&limit=1000").json?["entries"].list ?? []
+        let uid = try #require(spawned.first { $0["details"]?["pid"]?.stringValue == pid }?["details"]?["uid"]?.stringValue)
+        // Records as the kernel's audit thread prints them, late: one stamped while
+        // the step slept, one stamped a minute before the run. Each ends with a
+        // newline: without one the kernel holds a line back for what follows.
+        let stepStart = try #require(run["steps"].list.first?["startedAt"]?.stringValue.flatMap { try? Date($0, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)) })
+        func record(at time: Date, pid: Int) -> String {
+            "audit: type=1326 audit(\(String(format: "%.3f", time.timeIntervalSince1970)):\(pid)): auid=4294967295 uid=\(uid) gid=\(uid) "
+                + "ses=4294967295 pid=\(pid) comm=\"python3\" exe=\"/usr/bin/python3\" sig=31 arch=c000003e syscall=272 compat=0 ip=0x0 code=0x80000000\n"
+        }
+        try kmsg.write(contentsOf: Data(record(at: stepStart + 0.1, pid: 424_201).utf8))
+        try kmsg.write(contentsOf: Data(record(at: stepStart - 60, pid: 424_202).utf8))
+        var kills: [JSONValue] = []
+        for _ in 0..<250 where kills.count < 2 {
+            kills = try await gw.get("/audit?action=sandbox.seccomp_kill&limit=100").json?["entries"].list ?? []
+            if kills.count < 2 { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        let during = kills.first { $0["details"]?["pid"] == "424201" }
+        let before = kills.first { $0["details"]?["pid"] == "424202" }
+        #expect(during?["runId"]?.stringValue == id, "\(kills)")
+        #expect(during?["details"]?["job"] == exited?["details"]?["job"])
+        #expect(during?["details"]?["workflow"] == "nap")
+        #expect(before != nil && before?["runId"]?.stringValue == nil && before?["details"]?["job"] == nil, "\(kills)")
+        let ofRun = try await gw.get("/audit?run=\(id)&action=sandbox.seccomp_kill").json?["entries"].list ?? []
+        #expect(ofRun.count == 1)
     }
 
     @Test("export as CSV and JSONL; the JSONL verifies with an independent Python script")

@@ -11,8 +11,10 @@ import Glibc
 /// process that step started in turn: the step reaps its own children. The
 /// kernel logs each seccomp kill (`audit: type=1326 … uid=… pid=… comm=…
 /// sig=31 … syscall=…`) to its message buffer, and every worker has a uid of
-/// its own, so the uid names the job. Root gateways only (`/dev/kmsg`); the
-/// kernel rate-limits these lines, so this is as complete as the kernel's log.
+/// its own, so the uid and the record's time name the job (`UIDTenancy`: the
+/// kernel may print the record after the job has ended). Root gateways only
+/// (`/dev/kmsg`); the kernel rate-limits these lines, so this is as complete as
+/// the kernel's log.
 final class SeccompKillWatcher: Sendable {
     struct Job: Sendable {
         let runId: String?
@@ -24,7 +26,7 @@ final class SeccompKillWatcher: Sendable {
     private let stopped = Atomic<Bool>(false)
 
     /// nil when the kernel log cannot be read (not root, no /dev/kmsg).
-    init?(audit: AuditLog, uidRange: Range<UInt64>, job: @escaping @Sendable (UInt32) -> Job?) {
+    init?(audit: AuditLog, uidRange: Range<UInt64>, job: @escaping @Sendable (_ uid: UInt32, _ at: Date?) -> Job?) {
         let fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         // Only what happens from now on: older lines are other gateways' or the past's.
@@ -43,7 +45,7 @@ final class SeccompKillWatcher: Sendable {
                 }
                 guard n > 0, let kill = Self.parse(String(decoding: buffer[0..<n], as: UTF8.self)),
                       uidRange.contains(UInt64(kill.uid)) else { continue }
-                let owner = job(kill.uid)
+                let owner = job(kill.uid, kill.at)
                 var details = ["uid": "\(kill.uid)", "pid": "\(kill.pid)", "comm": kill.comm, "exe": kill.exe,
                                "syscall": "\(kill.syscall)", "reportedBy": "kernel"]
                 if let owner {
@@ -67,6 +69,9 @@ final class SeccompKillWatcher: Sendable {
         let comm: String
         let exe: String
         let syscall: Int
+        /// When the kernel made the record (`audit(SECONDS.MILLIS:SERIAL)`), not
+        /// when it printed it.
+        let at: Date?
     }
 
     /// One /dev/kmsg record: `prio,seq,usec,flags;text`. Only seccomp records
@@ -83,6 +88,14 @@ final class SeccompKillWatcher: Sendable {
         func unquoted(_ s: Substring?) -> String { String((s ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "\""))) }
         guard let uid = fields["uid"].flatMap({ UInt32($0) }), let pid = fields["pid"].flatMap({ Int32($0) }) else { return nil }
         return Kill(uid: uid, pid: pid, comm: unquoted(fields["comm"]), exe: unquoted(fields["exe"]),
-                    syscall: fields["syscall"].flatMap { Int($0) } ?? -1)
+                    syscall: fields["syscall"].flatMap { Int($0) } ?? -1, at: recordTime(text))
+    }
+
+    /// The time in `audit(1796313906.041:140):`, the record's own stamp.
+    static func recordTime(_ text: Substring) -> Date? {
+        guard let open = text.range(of: "audit(") else { return nil }
+        let stamp = text[open.upperBound...].prefix { $0 != ":" && $0 != ")" }
+        guard let seconds = Double(stamp), seconds > 0 else { return nil }
+        return Date(timeIntervalSince1970: seconds)
     }
 }

@@ -115,7 +115,10 @@ extension WorkerPool {
         live[worker.pid] = nil
         // Its processes are gone with its pid namespace: the uid is free again
         // (once: a second report of the same exit must not free a uid reused since).
-        if !worker.hasExited { spawner.release(uid: worker.uid) }
+        if !worker.hasExited {
+            tenancy.ended(uid: worker.uid)
+            spawner.release(uid: worker.uid)
+        }
         idle.removeAll { $0 === worker }
         worker.markExited(status)
         GatewayMetrics.workerExited(WorkerExitCause.of(status, killedFor: worker.exitCause))

@@ -64,6 +64,9 @@ public actor WorkerPool {
     }
     /// Which worker runs each job, by job id.
     public nonisolated let assignments = Mutex<[String: Assignment]>([:])
+    /// Which job held each worker uid, and when, kept past the job's end: the
+    /// kernel's record of a seccomp kill may come after it (`SeccompKillWatcher`).
+    public nonisolated let tenancy: UIDTenancy
     /// The most jobs that ever ran at once (operators size `maxConcurrentRuns` by it).
     public private(set) var peakBusy = 0
     /// How this pool starts workers (template or exec), and the template's state.
@@ -73,8 +76,10 @@ public actor WorkerPool {
                 logger: Logger = Logger(label: "skelm.workers"),
                 onEvent: @escaping @Sendable (JobEvent) -> Void = { _ in },
                 onViolation: @escaping @Sendable (Int32, String) -> Void = { _, _ in },
-                onLifecycle: @escaping @Sendable (String, [String: String]) -> Void = { _, _ in }) {
+                onLifecycle: @escaping @Sendable (String, [String: String]) -> Void = { _, _ in },
+                tenancy: UIDTenancy = UIDTenancy()) {
         self.configuration = configuration
+        self.tenancy = tenancy
         self.tunableState = Mutex(PoolTunables(configuration))
         self.spawner = spawner
         self.group = group
@@ -170,6 +175,8 @@ public actor WorkerPool {
         busyJobs += 1
         peakBusy = Swift.max(peakBusy, busyJobs)
         assignments.withLock { $0[options.jobId] = Assignment(pid: worker.pid, uid: worker.uid) }
+        // Only a root gateway's workers have uids of their own to tell them apart by.
+        if spawner.runningAsRoot { tenancy.began(uid: worker.uid, jobId: options.jobId) }
         defer {
             busyJobs -= 1
             _ = assignments.withLock { $0.removeValue(forKey: options.jobId) }
