@@ -144,7 +144,7 @@ public final class Gateway: Sendable {
                                       workerOf: { job in pool.assignments.withLock { $0[job] } })
         let base = UInt64(poolConfig.uidBase)
         self.seccompKills = root ? SeccompKillWatcher(audit: audit, uidRange: base..<base + 50_000) { uid, at in
-            guard let tenant = pool.tenancy.tenant(uid: uid, at: at) else { return nil }
+            guard let at, let tenant = pool.tenancy.tenant(uid: uid, at: at) else { return nil }
             return SeccompKillWatcher.Job(runId: tenant.runId, workflow: tenant.workflow, jobId: tenant.jobId)
         } : nil
         self.admission = Admission(stateDir: stateDir)

@@ -52,16 +52,15 @@ final class AuditTrailTests {
         #expect(entries.first?["details"]?["step"] == "unshare")
     }
 
-    @Test("a seccomp kill the kernel prints after its job has ended is audited against that job's run, by the record's own time")
-    func lateKernelRecord() async throws {
+    @Test("a kill record written to /dev/kmsg from user space is not audited; the kernel's own record of a real kill is, against its run")
+    func forgedKernelRecord() async throws {
         // Root only: the kernel's log and a uid per worker.
         guard geteuid() == 0, let kmsg = FileHandle(forWritingAtPath: "/dev/kmsg") else { return }
         defer { try? kmsg.close() }
-        let run = try await gw.run("nap")
-        #expect(run["status"] == "succeeded", "\(run)")
-        let id = try #require(run["id"]?.stringValue)
-        // The worker that ran it has exited (spares have not: it is the only exit
-        // with a job), and its uid is in its spawn entry.
+        let nap = try await gw.run("nap")
+        #expect(nap["status"] == "succeeded", "\(nap)")
+        let napId = try #require(nap["id"]?.stringValue)
+        // The uid of the worker that ran it (the only exit with a job: spares have not exited).
         var exited: JSONValue?
         for _ in 0..<250 where exited == nil {
             exited = try await gw.get("/audit?action=worker.exited&limit=1000").json?["entries"].list.first { $0["details"]?["job"] != nil }
@@ -70,29 +69,31 @@ final class AuditTrailTests {
         let pid = try #require(exited?["details"]?["pid"]?.stringValue)
         let spawned = try await gw.get("/audit?action=worker.spawned&limit=1000").json?["entries"].list ?? []
         let uid = try #require(spawned.first { $0["details"]?["pid"]?.stringValue == pid }?["details"]?["uid"]?.stringValue)
-        // Records as the kernel's audit thread prints them, late: one stamped while
-        // the step slept, one stamped a minute before the run. Each ends with a
-        // newline: without one the kernel holds a line back for what follows.
-        let stepStart = try #require(run["steps"].list.first?["startedAt"]?.stringValue.flatMap { try? Date($0, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)) })
-        func record(at time: Date, pid: Int) -> String {
-            "audit: type=1326 audit(\(String(format: "%.3f", time.timeIntervalSince1970)):\(pid)): auid=4294967295 uid=\(uid) gid=\(uid) "
-                + "ses=4294967295 pid=\(pid) comm=\"python3\" exe=\"/usr/bin/python3\" sig=31 arch=c000003e syscall=272 compat=0 ip=0x0 code=0x80000000\n"
+        // A forged record, word for word what the kernel prints, stamped while the
+        // step slept: user space cannot give it the kernel's facility. (Each write
+        // ends with a newline: without one the kernel holds the line back.)
+        let stepStart = try #require(nap["steps"].list.first?["startedAt"]?.stringValue.flatMap {
+            try? Date($0, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        })
+        let forged = "audit: type=1326 audit(\(String(format: "%.3f", (stepStart + 0.1).timeIntervalSince1970)):424201): auid=4294967295 "
+            + "uid=\(uid) gid=\(uid) ses=4294967295 pid=424201 comm=\"python3\" exe=\"/usr/bin/python3\" sig=31 arch=c000003e "
+            + "syscall=272 compat=0 ip=0x0 code=0x80000000\n"
+        try kmsg.write(contentsOf: Data(forged.utf8))
+        // Then a real kill, read after the forged line: once it is audited, the forged one has been read too.
+        let escape = try await gw.run("escape")
+        let escapeId = try #require(escape["id"]?.stringValue)
+        var real: [JSONValue] = []
+        for _ in 0..<250 where real.isEmpty {
+            real = try await gw.get("/audit?run=\(escapeId)&action=sandbox.seccomp_kill").json?["entries"].list ?? []
+            if real.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
         }
-        try kmsg.write(contentsOf: Data(record(at: stepStart + 0.1, pid: 424_201).utf8))
-        try kmsg.write(contentsOf: Data(record(at: stepStart - 60, pid: 424_202).utf8))
-        var kills: [JSONValue] = []
-        for _ in 0..<250 where kills.count < 2 {
-            kills = try await gw.get("/audit?action=sandbox.seccomp_kill&limit=100").json?["entries"].list ?? []
-            if kills.count < 2 { try await Task.sleep(for: .milliseconds(20)) }
-        }
-        let during = kills.first { $0["details"]?["pid"] == "424201" }
-        let before = kills.first { $0["details"]?["pid"] == "424202" }
-        #expect(during?["runId"]?.stringValue == id, "\(kills)")
-        #expect(during?["details"]?["job"] == exited?["details"]?["job"])
-        #expect(during?["details"]?["workflow"] == "nap")
-        #expect(before != nil && before?["runId"]?.stringValue == nil && before?["details"]?["job"] == nil, "\(kills)")
-        let ofRun = try await gw.get("/audit?run=\(id)&action=sandbox.seccomp_kill").json?["entries"].list ?? []
-        #expect(ofRun.count == 1)
+        // The kernel rate-limits its audit lines; under the whole suite it may drop this one, and says so.
+        if real.isEmpty, ExecutionBoundaryTests.kernelSuppressedAuditLines() { return }
+        #expect(real.first?["details"]?["workflow"] == "escape", "\(real)")
+        #expect(real.first?["details"]?["reportedBy"] == "kernel")
+        let all = try await gw.get("/audit?action=sandbox.seccomp_kill&limit=100").json?["entries"].list ?? []
+        #expect(!all.contains { $0["details"]?["pid"] == "424201" }, "a forged line was audited as the kernel's: \(all)")
+        #expect(try await gw.get("/audit?run=\(napId)&action=sandbox.seccomp_kill").json?["entries"].list.isEmpty == true)
     }
 
     @Test("export as CSV and JSONL; the JSONL verifies with an independent Python script")

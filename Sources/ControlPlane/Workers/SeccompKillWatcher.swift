@@ -26,11 +26,18 @@ final class SeccompKillWatcher: Sendable {
     private let stopped = Atomic<Bool>(false)
 
     /// nil when the kernel log cannot be read (not root, no /dev/kmsg).
-    init?(audit: AuditLog, uidRange: Range<UInt64>, job: @escaping @Sendable (_ uid: UInt32, _ at: Date?) -> Job?) {
+    convenience init?(audit: AuditLog, uidRange: Range<UInt64>, job: @escaping @Sendable (_ uid: UInt32, _ at: Date?) -> Job?) {
         let fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         // Only what happens from now on: older lines are other gateways' or the past's.
         lseek(fd, 0, SEEK_END)
+        self.init(source: fd, audit: audit, uidRange: uidRange, job: job)
+    }
+
+    /// Reads records from `fd`, one per read as `/dev/kmsg` gives them, until it
+    /// ends or `stop()`; takes the fd. The tests hand it a socket of their own:
+    /// the kernel cannot be made to print a record late.
+    init(source fd: Int32, audit: AuditLog, uidRange: Range<UInt64>, job: @escaping @Sendable (_ uid: UInt32, _ at: Date?) -> Job?) {
         self.fd = fd
         Thread { [self] in
             var buffer = [UInt8](repeating: 0, count: 8192)
@@ -43,7 +50,8 @@ final class SeccompKillWatcher: Sendable {
                     if errno == EAGAIN || errno == EINTR || errno == EPIPE { continue }
                     return
                 }
-                guard n > 0, let kill = Self.parse(String(decoding: buffer[0..<n], as: UTF8.self)),
+                if n == 0 { return }
+                guard let kill = Self.parse(String(decoding: buffer[0..<n], as: UTF8.self)),
                       uidRange.contains(UInt64(kill.uid)) else { continue }
                 let owner = job(kill.uid, kill.at)
                 var details = ["uid": "\(kill.uid)", "pid": "\(kill.pid)", "comm": kill.comm, "exe": kill.exe,
@@ -75,9 +83,13 @@ final class SeccompKillWatcher: Sendable {
     }
 
     /// One /dev/kmsg record: `prio,seq,usec,flags;text`. Only seccomp records
-    /// (type 1326) that killed with SIGSYS.
+    /// (type 1326) that killed with SIGSYS, and only the kernel's own: a line
+    /// written to /dev/kmsg from user space always carries a facility other than
+    /// the kernel's (0), which the kernel enforces, so no process can plant a kill
+    /// in the audit log that the kernel did not report.
     static func parse(_ record: String) -> Kill? {
-        guard let semicolon = record.firstIndex(of: ";") else { return nil }
+        guard let semicolon = record.firstIndex(of: ";"), let prio = Int(record.prefix { $0 != "," }),
+              prio >> 3 == 0 else { return nil }
         let text = record[record.index(after: semicolon)...].prefix { $0 != "\n" }
         guard text.contains("type=1326"), text.contains(" sig=31 ") else { return nil }
         var fields: [Substring: Substring] = [:]

@@ -175,8 +175,10 @@ public actor WorkerPool {
         busyJobs += 1
         peakBusy = Swift.max(peakBusy, busyJobs)
         assignments.withLock { $0[options.jobId] = Assignment(pid: worker.pid, uid: worker.uid) }
-        // Only a root gateway's workers have uids of their own to tell them apart by.
-        if spawner.runningAsRoot { tenancy.began(uid: worker.uid, jobId: options.jobId) }
+        // Only a root gateway's workers have uids of their own to tell them apart
+        // by. A worker that died while this job waited for it has had its end
+        // reported already (on this actor): no stay is opened that would not end.
+        if spawner.runningAsRoot, !worker.hasExited { tenancy.began(uid: worker.uid, jobId: options.jobId) }
         defer {
             busyJobs -= 1
             _ = assignments.withLock { $0.removeValue(forKey: options.jobId) }
