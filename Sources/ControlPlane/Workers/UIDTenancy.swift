@@ -45,7 +45,9 @@ public final class UIDTenancy: Sendable {
     /// resident agent or MCP server, a tool listing) have none.
     private let describe: @Sendable (String) -> (runId: String, workflow: String)?
 
-    public init(retention: TimeInterval = 120, describe: @escaping @Sendable (String) -> (runId: String, workflow: String)? = { _ in nil }) {
+    /// `retention`: the kernel's audit thread prints within seconds even under
+    /// load; thirty keeps a few thousand stays at a hundred jobs a second.
+    public init(retention: TimeInterval = 30, describe: @escaping @Sendable (String) -> (runId: String, workflow: String)? = { _ in nil }) {
         self.retention = retention
         self.describe = describe
     }
