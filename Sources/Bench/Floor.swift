@@ -46,7 +46,7 @@ enum Floor {
         let sh = URL(fileURLWithPath: "/bin/sh").resolvingSymlinksInPath().path
         let worker = LandlockRuleset.confined(writable: [root])
         let step = LandlockRuleset.step(workspace: workspace, home: home, fsRead: [], fsWrite: [], executables: [sh])
-        let argv = ["sh", "-c", #"echo "{\"x\": $(( $X + 1 ))}""#]
+        let argv = ["sh", "-c", incScript]
         let env = ["X=41", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + home]
         let noexec = Array(root.utf8CString)
         let ports = Array(Egress.forwarderPorts)

@@ -62,6 +62,9 @@ func fail(_ message: String) -> Never {
 
 /// A scratch project: config, the `inc` workload and the `slow` workflow of the fan-out.
 /// `storage`: a `storage:` mapping other than SQLite with the run's durability.
+/// The benchmark's step: {x} in (as `$X`), {x+1} out. The floor runs the same script.
+let incScript = #"echo "{\"x\": $(( $X + 1 ))}""#
+
 func makeProject(_ dir: String, spawn: String, maxConcurrentRuns: Int = 32, storage: String? = nil) throws {
     try FileManager.default.createDirectory(atPath: dir + "/workflows", withIntermediateDirectories: true)
     chmod(dir, 0o711)
@@ -79,7 +82,7 @@ func makeProject(_ dir: String, spawn: String, maxConcurrentRuns: Int = 32, stor
         steps:
           - id: add
             exec:
-              argv: [sh, -c, 'echo "{\\"x\\": $(( $X + 1 ))}"']
+              argv: [sh, -c, '\(incScript)']
               env: { X: "${{ input.x }}" }
         result: ${{ steps.add.output }}
         """.write(toFile: dir + "/workflows/inc.workflow.yaml", atomically: true, encoding: .utf8)

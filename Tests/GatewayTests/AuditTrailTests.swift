@@ -61,11 +61,8 @@ final class AuditTrailTests {
         #expect(nap["status"] == "succeeded", "\(nap)")
         let napId = try #require(nap["id"]?.stringValue)
         // The uid of the worker that ran it (the only exit with a job: spares have not exited).
-        var exited: JSONValue?
-        for _ in 0..<250 where exited == nil {
-            exited = try await gw.get("/audit?action=worker.exited&limit=1000").json?["entries"].list.first { $0["details"]?["job"] != nil }
-            if exited == nil { try await Task.sleep(for: .milliseconds(20)) }
-        }
+        let exited = try await gw.auditEntries("action=worker.exited&limit=1000") { $0.contains { $0["details"]?["job"] != nil } }
+            .first { $0["details"]?["job"] != nil }
         let pid = try #require(exited?["details"]?["pid"]?.stringValue)
         let spawned = try await gw.get("/audit?action=worker.spawned&limit=1000").json?["entries"].list ?? []
         let uid = try #require(spawned.first { $0["details"]?["pid"]?.stringValue == pid }?["details"]?["uid"]?.stringValue)
@@ -82,11 +79,7 @@ final class AuditTrailTests {
         // Then a real kill, read after the forged line: once it is audited, the forged one has been read too.
         let escape = try await gw.run("escape")
         let escapeId = try #require(escape["id"]?.stringValue)
-        var real: [JSONValue] = []
-        for _ in 0..<250 where real.isEmpty {
-            real = try await gw.get("/audit?run=\(escapeId)&action=sandbox.seccomp_kill").json?["entries"].list ?? []
-            if real.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
-        }
+        let real = try await gw.auditEntries("run=\(escapeId)&action=sandbox.seccomp_kill")
         // The kernel rate-limits its audit lines; under the whole suite it may drop this one, and says so.
         if real.isEmpty, ExecutionBoundaryTests.kernelSuppressedAuditLines() { return }
         #expect(real.first?["details"]?["workflow"] == "escape", "\(real)")

@@ -169,11 +169,7 @@ final class ExecutionBoundaryTests {
         if attack == "child-seccomp", geteuid() == 0 {
             // The kernel's record of the kill, attributed by the worker's uid.
             let id = try #require(run["id"]?.stringValue)
-            var kills: [JSONValue] = []
-            for _ in 0..<250 where kills.isEmpty {
-                kills = try await gw.get("/audit?run=\(id)&action=sandbox.seccomp_kill").json?["entries"].list ?? []
-                if kills.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
-            }
+            let kills = try await gw.auditEntries("run=\(id)&action=sandbox.seccomp_kill")
             // The kernel rate-limits these lines; with every test of the suite
             // tripping seccomp at once it may drop this one, and then says so.
             if kills.isEmpty, Self.kernelSuppressedAuditLines() { return }

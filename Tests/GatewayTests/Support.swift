@@ -153,6 +153,19 @@ final class TestGateway: @unchecked Sendable {
         return try await bounded("GET \(path)") { try await client.get(path, headers: headers) }
     }
 
+    /// The entries of `GET /audit?<query>`, asked again every 20 ms for up to
+    /// 5 s until `done` holds: what the gateway audits after a run has answered
+    /// (a worker's exit, the kernel's record of a kill) arrives a moment later.
+    func auditEntries(_ query: String, until done: ([JSONValue]) -> Bool = { !$0.isEmpty }) async throws -> [JSONValue] {
+        var entries: [JSONValue] = []
+        for _ in 0..<250 {
+            entries = try await get("/audit?" + query).json?["entries"].list ?? []
+            if done(entries) { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return entries
+    }
+
     /// How long one call to the gateway may take before the test fails: far
     /// beyond any run a test starts, even on a loaded host, but a call that
     /// never returns fails its test instead of holding the whole suite.
