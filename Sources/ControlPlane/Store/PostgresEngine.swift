@@ -187,7 +187,9 @@ public final class PostgresEngine: StoreEngine {
     /// wait has not been given up: it never runs after the call reported failure.
     private func attempt<T: Sendable>(write: Bool, isolation: WriteIsolation, until: (@Sendable () -> ContinuousClock.Instant)?,
                                       _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
-        let (client, threads, logger, member, deadline) = (client, threads, logger, member, statementTimeout)
+        let (client, threads, logger, member, outage, location) = (client, threads, logger, member, outage, location)
+        // The miss is the outage's reason, said by the call that saw it (see `PostgresStoreConnection.answer`).
+        let deadline = StatementDeadline(limit: statementTimeout) { outage.lost(location, $0.description, logger: logger) }
         let durability = isolation == .locking ? RunStore.Durability.full : durability
         guard let until else {
             return try await client.withConnection { connection in
@@ -283,7 +285,7 @@ public final class PostgresEngine: StoreEngine {
 
     /// One body in one transaction on `connection`, on the calling (pool) thread.
     static func transaction<T>(_ connection: PostgresConnection, write: Bool, isolation: WriteIsolation = .serializable, durability: RunStore.Durability, logger: Logger,
-                               member: String, deadline: Duration?, _ body: (any StoreConnection) throws -> T) throws -> T {
+                               member: String, deadline: StatementDeadline?, _ body: (any StoreConnection) throws -> T) throws -> T {
         let db = PostgresStoreConnection(connection, logger: logger, member: member, deadline: deadline)
         let began = ContinuousClock.now
         var attempt = 0
@@ -321,185 +323,29 @@ public final class PostgresEngine: StoreEngine {
         (error as? PSQLError)?.serverInfo?[.sqlState] ?? (error as? PostgresServerError)?.sqlState
     }
 
-    /// The server's message when there is one, rather than the client's whole dump.
+    /// The server's message when there is one; otherwise what the client saw,
+    /// in words, with its cause. Never the client's whole dump (which holds
+    /// the statement), nor its placeholder description of every `PSQLError`.
     static func describe(_ error: any Error) -> String {
         if let e = error as? PSQLError {
             if let message = e.serverInfo?[.message] { return message }
-            if let underlying = e.underlying { return "\(underlying)" }
-            return "\(e.code)"
+            let what = words(e.code)
+            guard let underlying = e.underlying else { return what }
+            return "\(what): \(describe(underlying))"
         }
         if let e = error as? PostgresServerError { return e.message }
         return "\(error)"
     }
-}
 
-/// A COMMIT whose answer was lost with the connection: the transaction may or
-/// may not have committed, so it is not tried again.
-public struct CommitUnknown: Error, CustomStringConvertible {
-    public let reason: String
-    public var description: String { "the connection was lost during COMMIT (\(reason)): whether it committed is unknown" }
-}
-
-/// The database's reachability as the store calls see it, logged on change only.
-final class Outage: Sendable {
-    private let down = Mutex(false)
-
-    var isDown: Bool { down.withLock { $0 } }
-
-    func lost(_ location: String, _ why: String, logger: Logger) {
-        guard down.withLock({ was in defer { was = true }; return !was }) else { return }
-        logger.error("store: PostgreSQL at \(location) cannot be reached (\(why)); runs wait for it and go on when it is back")
-    }
-
-    func back(_ location: String, logger: Logger) {
-        guard down.withLock({ was in defer { was = false }; return was }) else { return }
-        logger.notice("store: PostgreSQL at \(location) is reachable again")
-    }
-}
-
-/// A database error with the statement it came from, as the engine reports it.
-struct PostgresServerError: Error, CustomStringConvertible {
-    let sqlState: String?
-    let message: String
-    let sql: String
-    var description: String { "PostgreSQL \(sqlState ?? "error"): \(message) (in: \(sql.prefix(200)))" }
-}
-
-public enum PostgresStoreError: Error, CustomStringConvertible {
-    case unreachable(String, String)
-    case migration(String, String)
-    case badURL(String)
-    case unavailable(String, String)
-
-    public var isUnavailable: Bool { if case .unavailable = self { true } else { false } }
-
-    public var description: String {
-        switch self {
-        case let .unreachable(at, why): "cannot reach PostgreSQL at \(at): \(why)"
-        case let .migration(at, why): "cannot migrate the store at \(at): \(why)"
-        case let .badURL(why): why
-        case let .unavailable(at, why): "PostgreSQL at \(at) cannot be reached: \(why)"
+    private static func words(_ code: PSQLError.Code) -> String {
+        switch code {
+        case .clientClosedConnection: "the connection was closed by this gateway"
+        case .serverClosedConnection: "the server closed the connection"
+        case .connectionError: "the connection failed"
+        case .uncleanShutdown: "the connection ended without a clean shutdown"
+        case .poolClosed: "the connection pool is closed"
+        case .queryCancelled: "the statement was cancelled"
+        default: "\(code)"
         }
     }
-}
-
-/// One leased connection inside one transaction. Statements are written with
-/// `?` placeholders; this numbers them (`$1`, `$2`, …) for PostgreSQL.
-final class PostgresStoreConnection: StoreConnection {
-    let connection: PostgresConnection
-    let logger: Logger
-    let member: String
-    let dialect = StoreDialect.postgres
-    /// How long a statement may go unanswered; nil: as long as it takes.
-    let deadline: Duration?
-    private(set) var changesCount = 0
-
-    init(_ connection: PostgresConnection, logger: Logger, member: String, deadline: Duration?) {
-        self.connection = connection
-        self.logger = logger
-        self.member = member
-        self.deadline = deadline
-    }
-
-    func signal(_ signal: FleetSignal) throws {
-        _ = try run("SELECT pg_notify(?, ?)", [FleetSignal.channel, signal.payload(from: member)])
-    }
-
-    func execute(sql: String, arguments: StoreArguments, cached: Bool) throws {
-        let result = try run(sql, arguments)
-        changesCount = result.metadata.rows ?? 0
-    }
-
-    func fetchRows(sql: String, arguments: StoreArguments, cached: Bool) throws -> [StoreRow] {
-        let result = try run(sql, arguments)
-        return try result.rows.map { row in
-            var columns: [String] = []
-            var values: [StoreValue] = []
-            for cell in row {
-                columns.append(cell.columnName)
-                values.append(try PostgresCells.value(cell))
-            }
-            return StoreRow(columns: columns, values: values)
-        }
-    }
-
-    private func run(_ sql: String, _ arguments: StoreArguments) throws -> PostgresQueryResult {
-        let query = PostgresQuery(unsafeSQL: PostgresSQL.numbered(sql), binds: PostgresCells.binds(arguments))
-        do {
-            return try Self.answer(connection.query(query, logger: logger), on: connection, within: deadline)
-        } catch let error as PSQLError where error.serverInfo != nil {
-            // The server's refusal, with its SQLSTATE. Anything else (the
-            // connection closed, a protocol error) stays postgres-nio's own, so
-            // the engine can tell a lost connection by its code.
-            let state = error.serverInfo?[.sqlState]
-            let message = error.serverInfo?[.message] ?? PostgresEngine.describe(error)
-            if state == "23505" { throw StoreConstraintError(message: message) }
-            throw PostgresServerError(sqlState: state, message: message, sql: sql)
-        }
-    }
-
-    /// Waits on this (pool) thread for a statement's answer. postgres-nio hands
-    /// a statement to its channel with no write promise, so one written to a
-    /// channel that has already closed (a connection the server ended, lent
-    /// before the pool heard of it) is dropped, and its answer's promise is
-    /// never completed: `wait()` would hold this thread, and the run whose
-    /// write it was, for good. So the wait looks at the connection every
-    /// second, and a connection closed with no answer is a lost one.
-    ///
-    /// A connection whose path died silently (a firewall or NAT that dropped
-    /// the flow, a server host that vanished) stays open for as long as the
-    /// kernel retransmits, about 15 minutes: so a statement unanswered
-    /// `within` its deadline closes the connection, and is a lost one too.
-    /// postgres-nio has no hook for a socket option (`TCP_USER_TIMEOUT`) on
-    /// the pool's connections, so the deadline is kept here.
-    static func answer<T: Sendable>(_ future: EventLoopFuture<T>, on connection: PostgresConnection, within deadline: Duration?) throws -> T {
-        let answer = Answer<T>()
-        future.whenComplete { result in
-            answer.result.withLock { $0 = result }
-            answer.arrived.signal()
-        }
-        let sent = ContinuousClock.now
-        while answer.arrived.wait(timeout: .now() + 1) == .timedOut {
-            // The handler fails what it still holds as the channel closes: a
-            // moment more for that answer, which says more than this one.
-            if connection.isClosed, answer.arrived.wait(timeout: .now() + 0.1) == .timedOut { throw ConnectionClosed() }
-            if let deadline, ContinuousClock.now - sent >= deadline {
-                // Closed, so the pool replaces it and no later statement is sent on it.
-                connection.close().whenComplete { _ in }
-                _ = answer.arrived.wait(timeout: .now() + 0.1)
-                // An answer that came just in time is still the answer.
-                if case let .success(value)? = answer.result.withLock({ $0 }) { return value }
-                throw StatementUnanswered(deadline: deadline)
-            }
-        }
-        return try answer.result.withLock { $0! }.get()
-    }
-
-    private final class Answer<T: Sendable>: Sendable {
-        let arrived = DispatchSemaphore(value: 0)
-        let result = Mutex<Result<T, any Error>?>(nil)
-    }
-}
-
-/// A transaction that concurrent ones kept making impossible to order, for
-/// all of `PostgresEngine.retryBudget`: the API answers 503, to be tried again.
-public struct StoreContended: Error, CustomStringConvertible {
-    let attempts: Int
-    let last: String
-    public var description: String {
-        "the database could not order this write with concurrent ones in \(attempts) attempts (\(last))"
-    }
-}
-
-/// A statement the database did not answer within `storage.statementTimeoutSeconds`.
-struct StatementUnanswered: Error, CustomStringConvertible {
-    let deadline: Duration
-    var description: String {
-        "the database did not answer a statement in \(deadline.components.seconds) s (storage.statementTimeoutSeconds): its connection is taken for lost"
-    }
-}
-
-/// A statement whose connection closed before it was answered.
-struct ConnectionClosed: Error, CustomStringConvertible {
-    var description: String { "the connection to the database closed before the statement was answered" }
 }
