@@ -335,7 +335,8 @@ struct CompromisedWorkerTests {
             #expect(events.last?.type == "run.failed")
         case let .attributed(dimension, decidedBy):
             #expect(run.status == .failed)
-            #expect(run.error?.code == FailureCode.permissionDenied.rawValue)
+            #expect(run.error?.code == FailureCode.permissionDenied.rawValue,
+                    "\(run.error.map { "\($0)" } ?? ""); events: \(events.map(\.type)); audit: \(audit.map(\.action))")
             let entry = try #require(await waitForEntry(h, runId, "permission.denied"))
             #expect(entry.actor == worker)
             #expect(entry.details["decidedBy"] == decidedBy)

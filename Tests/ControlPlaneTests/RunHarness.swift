@@ -2,6 +2,7 @@
 import Foundation
 import NIOPosix
 import Sandbox
+import Synchronization
 import Wire
 import Workflow
 
@@ -40,7 +41,7 @@ final class RunHarness: Sendable {
         try WorkerPool.prepareWorkspaceRoot(config.workspaceRoot)
         let audit = try AuditLog(stateDir: dir)
         let spawner = try WorkerSpawner(executable: "/usr/bin/python3", namespaces: HostSupport.probe().namespaces,
-                                        uidBase: config.uidBase + UInt32.random(in: 0..<10_000) * 4)
+                                        uidBase: nextUIDBase(), uidCount: uidSlot)
         let pool = WorkerPool(configuration: config, spawner: spawner, group: MultiThreadedEventLoopGroup.singleton,
                               onViolation: { pid, what in audit.record(actor: "gateway", action: "sandbox.violation", details: ["pid": "\(pid)", "what": what]) },
                               onLifecycle: { action, details in audit.record(actor: "gateway", action: action, details: details) })
@@ -61,6 +62,20 @@ final class RunHarness: Sendable {
                                                        decide: { _, _, _, _ in .failure(EgressDenial("no egress in this harness")) }))
         try await pool.start()
         return RunHarness(dir: dir, store: store, audit: audit, pool: pool, runs: runs)
+    }
+
+    /// Harnesses of parallel tests get uid ranges of their own, handed out in
+    /// turn: two whose workers shared a uid would share its process limit and
+    /// could signal each other's workers. A slot holds every worker a test spawns.
+    static let uidSlot: UInt32 = 5_000
+    private static let nextSlot = Mutex<UInt32>(0)
+    /// 4_000_000_000 up to 20M above it: above every gateway test's range
+    /// (GatewayTests), below the sandbox tests' pools.
+    static func nextUIDBase() -> UInt32 {
+        4_000_000_000 + nextSlot.withLock { slot in
+            defer { slot = (slot + 1) % 4_000 }
+            return slot
+        } * uidSlot
     }
 
     private init(dir: String, store: RunStore, audit: AuditLog, pool: WorkerPool, runs: RunService) {
@@ -146,7 +161,9 @@ enum FakeWorker {
             return json.loads(readn(n))
         send({"jsonrpc": "2.0", "id": 1, "method": "worker.hello", "params": {"protocolVersion": 1, "pid": 1,
               "sandbox": {"active": \(layers), "missing": {}, "landlockABI": 7, "uid": 1000, "rlimits": {}}}})
-        recv()
+        # The hello's answer and the job can come in either order (the wire
+        # answers out of order, and the job may be sent before the answer is
+        # written): everything up to the job is skipped, the answer with it.
         while True:
             job = recv()
             if job.get("method") == "job.run": break

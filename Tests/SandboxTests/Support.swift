@@ -1,5 +1,6 @@
 import ControlPlane
 import Foundation
+import Synchronization
 import NIOPosix
 import Sandbox
 import Wire
@@ -28,10 +29,25 @@ struct TestPool {
     let pool: WorkerPool
     let stateDir: String
 
+    /// Pools of parallel tests get uid ranges of their own, handed out in turn:
+    /// two pools whose workers shared a uid would share its process limit and
+    /// could signal each other's workers. A pool takes its uids in turn through
+    /// its range, so a slot holds every worker a test spawns.
+    static let uidSlot: UInt32 = 5_000
+    private static let nextSlot = Mutex<UInt32>(0)
+    /// Above every gateway test's range (GatewayTests) and the control-plane
+    /// tests' harnesses (4_000_000_000 + 20M).
+    static func nextUIDBase() -> UInt32 {
+        4_020_000_000 + nextSlot.withLock { slot in
+            defer { slot = (slot + 1) % 4_000 }
+            return slot
+        } * uidSlot
+    }
+
     /// `template`: workers are forked from a worker template (as a root gateway
     /// does by default) instead of exec'd.
     /// `namespaces`: those workers get, when not all the host can make.
-    static func make(minSpare: Int = 0, max: Int = 4, executable: String = skelmBinary, template: Bool = false, uidCount: UInt32 = 50_000,
+    static func make(minSpare: Int = 0, max: Int = 4, executable: String = skelmBinary, template: Bool = false, uidCount: UInt32 = TestPool.uidSlot,
                      namespaces: [WorkerSpawner.Namespace]? = nil,
                      configure: (inout WorkerPoolConfiguration) -> Void = { _ in }) throws -> TestPool {
         let stateDir = temporaryStateDir()
@@ -45,7 +61,7 @@ struct TestPool {
         configure(&config)
         try WorkerPool.prepareWorkspaceRoot(config.workspaceRoot)
         let spawner = try WorkerSpawner(executable: executable, namespaces: namespaces ?? HostSupport.probe().namespaces,
-                                        uidBase: config.uidBase + UInt32.random(in: 0..<10_000) * 4, uidCount: uidCount, template: template,
+                                        uidBase: Self.nextUIDBase(), uidCount: min(uidCount, Self.uidSlot), template: template,
                                         noexecPaths: [config.workspaceRoot])
         let pool = WorkerPool(configuration: config, spawner: spawner, group: MultiThreadedEventLoopGroup.singleton)
         return TestPool(pool: pool, stateDir: stateDir)
