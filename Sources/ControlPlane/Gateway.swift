@@ -201,7 +201,8 @@ public final class Gateway: Sendable {
         httpLogger.logLevel = max(logger.logLevel, .notice)
         let started = try await HTTPServer.start(api: api, host: config.server.host, port: config.server.port,
                                                  socketPath: socketPath, socketGID: config.server.socketGroup.flatMap { getgrnam($0)?.pointee.gr_gid },
-                                                 idleTimeout: .seconds(config.server.idleTimeoutSeconds), logger: httpLogger)
+                                                 idleTimeout: .seconds(config.server.idleTimeoutSeconds),
+                                                 maxConnections: config.server.maxConnections, logger: httpLogger)
         egress.protect(port: started.0.boundPort)
         authenticator.listening(on: started.0.boundPort)
         server.withLock { $0 = started }

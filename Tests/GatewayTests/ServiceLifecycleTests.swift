@@ -58,7 +58,7 @@ struct ServiceLifecycleTests {
         let unit = try String(contentsOfFile: units + "/skelm-test.service", encoding: .utf8)
         for line in ["ExecStart=\(skelmBinary) gateway start --config \(gw.configPath)", "ExecReload=/bin/kill -HUP $MAINPID",
                      "NoNewPrivileges=yes", "ProtectSystem=strict", "ReadWritePaths=\(gw.stateDir)", "PrivateTmp=yes",
-                     "RestrictSUIDSGID=yes", "KillMode=mixed", "TimeoutStopSec=60"] {
+                     "RestrictSUIDSGID=yes", "KillMode=mixed", "TimeoutStopSec=60", "LimitNOFILE=65536"] {
             #expect(unit.contains(line + "\n"), "missing \(line)")
         }
         #expect(try await gw.cli(["gateway", "install", "--systemd", "--unit-dir", units, "--name", "skelm-test"]).status == 1)

@@ -104,6 +104,9 @@ struct SystemdUnit {
             Restart=on-failure
             RestartSec=2
             UMask=0077
+            # systemd's default soft limit is 1024 open files: less than two full
+            # API listeners (server.maxConnections each) and the workers need.
+            LimitNOFILE=65536
 
             # Hardening that the gateway and its sandbox work under.
             NoNewPrivileges=yes

@@ -92,7 +92,7 @@ public enum ConfigLoader {
 
     static let schema: Schema = .object([
         "server": .object(["host": .leaf, "port": .leaf, "maxConcurrentRuns": .leaf, "maxBodyKB": .leaf, "runTimeoutSeconds": .leaf,
-                           "sseHeartbeatSeconds": .leaf, "idleTimeoutSeconds": .leaf, "maxRunStorageMB": .leaf, "allowedHosts": .leaf, "socketGroup": .leaf,
+                           "sseHeartbeatSeconds": .leaf, "idleTimeoutSeconds": .leaf, "maxConnections": .leaf, "maxRunStorageMB": .leaf, "allowedHosts": .leaf, "socketGroup": .leaf,
                            "maxBatchItems": .leaf, "drainTimeoutSeconds": .leaf, "watchFiles": .leaf, "maxInvokeDepth": .leaf, "fleetMaxConcurrentRuns": .leaf,
                            "auth": .object(["mode": .leaf, "tokens": .leaf])]),
         "workflows": .object(["dirs": .leaf, "allowedRegistrationDirs": .leaf,

@@ -11,6 +11,7 @@ extension GatewayConfig {
         if !(1...1_048_576).contains(server.maxBodyKB) { throw bad("server.maxBodyKB", "must be between 1 and 1048576") }
         if !(1...3600).contains(server.sseHeartbeatSeconds) { throw bad("server.sseHeartbeatSeconds", "must be between 1 and 3600") }
         if !(1...86_400).contains(server.idleTimeoutSeconds) { throw bad("server.idleTimeoutSeconds", "must be between 1 and 86400") }
+        if !(1...1_000_000).contains(server.maxConnections) { throw bad("server.maxConnections", "must be between 1 and 1000000") }
         if server.runTimeoutSeconds < 1 { throw bad("server.runTimeoutSeconds", "must be at least 1") }
         if !(1...1_048_576).contains(server.maxRunStorageMB) { throw bad("server.maxRunStorageMB", "must be between 1 and 1048576") }
         if !(1...1000).contains(server.maxBatchItems) { throw bad("server.maxBatchItems", "must be between 1 and 1000") }

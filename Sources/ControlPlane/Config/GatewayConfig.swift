@@ -76,6 +76,9 @@ public struct GatewayConfig: Codable, Sendable {
         /// A connection that sends neither a complete request head nor a piece
         /// of a body for this long, and is not waiting on an answer, is closed.
         public var idleTimeoutSeconds = 60
+        /// Connections each listener (TCP, the Unix socket) holds open at once;
+        /// past it, new ones wait in the kernel's accept queue until one closes.
+        public var maxConnections = 512
         /// What one run's events, step outputs included, may take in the store.
         public var maxRunStorageMB = 256
         /// Who may call the API over TCP (see AuthConfig).
@@ -368,6 +371,7 @@ extension GatewayConfig.Server {
         runTimeoutSeconds = try c.value(.runTimeoutSeconds, or: d.runTimeoutSeconds)
         sseHeartbeatSeconds = try c.value(.sseHeartbeatSeconds, or: d.sseHeartbeatSeconds)
         idleTimeoutSeconds = try c.value(.idleTimeoutSeconds, or: d.idleTimeoutSeconds)
+        maxConnections = try c.value(.maxConnections, or: d.maxConnections)
         maxRunStorageMB = try c.value(.maxRunStorageMB, or: d.maxRunStorageMB)
         auth = try c.value(.auth, or: d.auth)
         allowedHosts = try c.value(.allowedHosts, or: d.allowedHosts)

@@ -25,16 +25,19 @@ final class HTTPServer: Sendable {
     /// idle connections and never-ending headers would hold a file descriptor
     /// each for as long as their client liked. (A body that trickles in is
     /// bounded by `maxBodyKB`, not by time.)
+    /// `maxConnections`: what each listener holds open at once (`ConnectionCap`).
     static func start(api: API, host: String, port: Int, socketPath: String, socketGID: UInt32?, idleTimeout: Duration,
-                      logger: Logger) async throws -> (HTTPServer, Task<Void, any Error>) {
+                      maxConnections: Int, logger: Logger) async throws -> (HTTPServer, Task<Void, any Error>) {
         let router = api.router()
         let server = HTTPServerBuilder.http1(configuration: .init(idleTimeout: TimeAmount(idleTimeout)))
         let (ports, portFeed) = AsyncStream<Int>.makeStream()
-        let tcp = Application(router: router, server: server, configuration: .init(address: .hostname(host, port: port), serverName: "skelm"),
+        let tcp = Application(router: router, server: server, configuration: .init(address: .hostname(host, port: port), serverName: "skelm",
+                                                                         availableConnectionsDelegate: ConnectionCap(limit: maxConnections, listener: .tcp, logger: logger)),
                               onServerRunning: { channel in portFeed.yield(channel.localAddress?.port ?? port) },
                               logger: logger)
         unlink(socketPath)
-        let unix = Application(router: router, server: server, configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "skelm"),
+        let unix = Application(router: router, server: server, configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "skelm",
+                                                                          availableConnectionsDelegate: ConnectionCap(limit: maxConnections, listener: .unix, logger: logger)),
                                onServerRunning: { _ in
                                    // File permissions are the first gate; the peer's
                                    // credentials (Authenticator) are the second.

@@ -127,6 +127,7 @@ extension Gateway {
         new.server.maxBodyKB = old.server.maxBodyKB
         new.server.sseHeartbeatSeconds = old.server.sseHeartbeatSeconds
         new.server.idleTimeoutSeconds = old.server.idleTimeoutSeconds
+        new.server.maxConnections = old.server.maxConnections
         new.server.allowedHosts = old.server.allowedHosts
         new.server.socketGroup = old.server.socketGroup
         new.server.auth.mode = old.server.auth.mode

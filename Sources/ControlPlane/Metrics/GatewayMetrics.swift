@@ -53,6 +53,8 @@ public final class GatewayMetrics: Sendable {
     /// kind → outcome (`triggerOutcomes`).
     let triggerFires: [String: [String: Counter]]
     let webhookRejections: Counter
+    let httpConnections: [HTTPListener: Gauge]
+    let httpListenerFull: [HTTPListener: Counter]
 
     private init() {
         let f = MetricsBootstrap.factory
@@ -92,6 +94,10 @@ public final class GatewayMetrics: Sendable {
             (kind, by(Self.triggerOutcomes) { counter("skelm_trigger_fires_total", [("kind", kind), ("outcome", $0)]) })
         })
         webhookRejections = counter("skelm_webhook_rejections_total")
+        httpConnections = Dictionary(uniqueKeysWithValues: HTTPListener.allCases.map {
+            ($0, Gauge(label: "skelm_http_connections", dimensions: [("listener", $0.rawValue)], factory: f))
+        })
+        httpListenerFull = by(HTTPListener.allCases) { counter("skelm_http_listener_full_total", [("listener", $0.rawValue)]) }
     }
 
     /// What became of a trigger's fire (or of `count` slots at once, for a catch-up that skipped them).
@@ -100,6 +106,10 @@ public final class GatewayMetrics: Sendable {
     }
 
     static func webhookRejected() { shared.webhookRejections.increment() }
+
+    static func httpConnections(_ listener: HTTPListener, open: Int) { shared.httpConnections[listener]?.record(open) }
+
+    static func httpListenerFull(_ listener: HTTPListener) { shared.httpListenerFull[listener]?.increment() }
 
     // MARK: What the rest of the gateway reports
 
