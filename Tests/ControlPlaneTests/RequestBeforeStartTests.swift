@@ -74,10 +74,9 @@ struct RequestBeforeStartTests {
     @Test("it is refused when the segment ends without the start", .timeLimit(.minutes(1)))
     func refusedAtTheEnd() async throws {
         let (run, _, h) = try await run("""
+            # No pause before the answer: the request is judged as its frame is
+            # read (busy), however late the gateway takes it up.
             me = ask("notify")
-            # Time for the gateway to take the request up: one it only gets to after
-            # the job's answer is judged as the finishing worker's, not the segment's.
-            time.sleep(1)
             emit("step.started", "deploy", attempt=1, kind="exec")
             emit("step.failed", "deploy", "gave up", attempt=1, code="ExecFailed", willRetry=False, durationMs=1)
             answer("failed", error={"code": "ExecFailed", "step": "deploy", "message": "gave up"})
@@ -92,6 +91,35 @@ struct RequestBeforeStartTests {
         }
         let entry = try #require(denied, "no secret.denied within 5 s of the run's end")
         #expect(entry.details["reason"] == "step notify is not running in this worker", "\(entry.details)")
+        #expect(!h.entries().contains { $0.action == "secret.accessed" })
+    }
+
+    @Test("one sent after the job's answer is the finishing worker's: refused as a violation, however soon the gateway takes it up", .timeLimit(.minutes(1)))
+    func afterTheAnswer() async throws {
+        let (run, _, h) = try await run("""
+            emit("step.started", "deploy", attempt=1, kind="exec")
+            emit("step.failed", "deploy", "gave up", attempt=1, code="ExecFailed", willRetry=False, durationMs=1)
+            # The answer and the request in one write: the gateway reads both
+            # before it can close the channel on the answer.
+            frames = b""
+            for obj in [{"jsonrpc": "2.0", "id": job["id"], "result": {"status": "failed", "events": sent,
+                         "error": {"code": "ExecFailed", "step": "deploy", "message": "gave up"}}},
+                        {"jsonrpc": "2.0", "id": 999, "method": "secret.resolve",
+                         "params": {"jobId": JOB, "step": "deploy", "name": "TOKEN"}}]:
+                b = json.dumps(obj).encode()
+                frames += struct.pack(">I", len(b)) + b
+            s.write(frames)
+            linger()
+            """)
+        defer { Task { await h.cleanup() } }
+        #expect(run.status == .failed)
+        var exited: AuditEntry?
+        for _ in 0..<250 where exited == nil {
+            exited = h.entries().first { $0.action == "worker.exited" && $0.details["reason"] != nil }
+            if exited == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        let entry = try #require(exited, "no worker was killed within 5 s of the run's end")
+        #expect(entry.details["reason"] == "protocol violation: secret.resolve is not allowed while finishing", "\(entry.details)")
         #expect(!h.entries().contains { $0.action == "secret.accessed" })
     }
 }

@@ -50,6 +50,30 @@ struct ConnectionCapTests {
         #expect(scrape[#"skelm_http_connections{listener="tcp"}"#] == 3)
     }
 
+    @Test("the Unix socket is bounded too: past maxConnections a new connection there waits until one closes")
+    func cappedUnix() async throws {
+        let gw = try await TestGateway.started(workflows: TestWorkflows.all, config: Self.config)
+        defer { gw.cleanupLater() }
+        guard case let .unix(path) = gw.client.target else { throw GatewayFailure(description: "no unix socket") }
+        let health = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        // The test's own client may hold a kept connection there too: connections
+        // are opened until one is not answered, which must come by the fourth.
+        var held: [Int32] = []
+        defer { held.forEach { close($0) } }
+        var waiting: Int32?
+        for _ in 0..<6 where waiting == nil {
+            let fd = try #require(Self.connectUnix(path))
+            held.append(fd)
+            if await Self.ask(fd, health, within: 2) == nil { waiting = fd }
+        }
+        let fd = try #require(waiting, "six connections to the Unix socket were all answered")
+        #expect(held.count <= 4, "\(held.count) connections before one waited")
+        #expect(gw.logText.contains("the unix listener holds server.maxConnections (3) connections"), "\(gw.logText.suffix(2000))")
+        close(held.removeFirst())
+        let late = await Self.read(fd, within: 30)
+        #expect(late?.hasPrefix("HTTP/1.1 200") == true, "\(late ?? "no answer once a connection closed")")
+    }
+
     @Test("maxConnections out of range is refused at start, naming the key")
     func refused() async throws {
         let gw = try TestGateway(workflows: TestWorkflows.all,
@@ -57,6 +81,26 @@ struct ConnectionCapTests {
         defer { gw.cleanupLater() }
         await #expect(throws: GatewayFailure.self) { try await gw.start() }
         #expect(gw.logText.contains("server.maxConnections") && gw.logText.contains("between 1 and 1000000"), "\(gw.logText)")
+    }
+
+    /// A blocking stream socket connected to the Unix socket at `path`, or nil.
+    static func connectUnix(_ path: String) -> Int32? {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            let bytes = Array(path.utf8.prefix(raw.count - 1))
+            raw.copyBytes(from: bytes + [0])
+        }
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else {
+            close(fd)
+            return nil
+        }
+        return fd
     }
 
     /// Sends `request` on `fd` and reads one answer (see `read`).

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 @testable import Wire
 
@@ -223,6 +224,31 @@ struct RPCPeerTests {
         #expect(try await y == Echo.Result(value: 2))
     }
 
+    @Test("requests are admitted in the order their frames are read: one refused there is answered at once, ahead of an earlier one still being handled, and is never handled")
+    func admittedInOrder() async throws {
+        let (a, b) = socketPair()
+        let gate = Gate()
+        let peer = try await RPCPeer.connect(fd: a, group: group, handler: gate)
+        let raw = RawEnd(fd: b)
+        defer { peer.close(); close(b) }
+        // One write: the slow request's task cannot have run when the others are read.
+        raw.send(Array([#"{"jsonrpc":"2.0","id":1,"method":"test.slow"}"#, #"{"jsonrpc":"2.0","id":2,"method":"test.refused"}"#,
+                        #"{"jsonrpc":"2.0","id":3,"method":"test.fast"}"#].map { text -> [UInt8] in
+            let n = UInt32(text.utf8.count)
+            return [UInt8(n >> 24), UInt8((n >> 16) & 0xff), UInt8((n >> 8) & 0xff), UInt8(n & 0xff)] + Array(text.utf8)
+        }.joined()))
+        var replies: [Int] = []
+        for _ in 0..<3 {
+            let frame = await raw.readFrame()
+            replies.append(frame?["id"] as? Int ?? -1)
+            if frame?["id"] as? Int == 2 { #expect(raw.errorCode(of: frame) == RPCError.notAllowed) }
+        }
+        #expect(replies.first == 2, "the refusal waited for a handled request: \(replies)")
+        #expect(Set(replies) == [1, 2, 3])
+        #expect(gate.log.withLock { $0 } .filter { $0.hasPrefix("admit ") } == ["admit test.slow", "admit test.refused", "admit test.fast"])
+        #expect(!gate.log.withLock { $0 }.contains("handle test.refused"))
+    }
+
     @Test("a flood of concurrent requests beyond the limit closes the connection")
     func flood() async throws {
         let (a, b) = socketPair()
@@ -246,4 +272,23 @@ struct RPCPeerTests {
         }
         #expect(try await client.call(Echo.self, .init(value: 5, delayMs: 0)) == Echo.Result(value: 5))
     }
+}
+
+/// Refuses `test.refused` at admission and records what it admits and handles;
+/// `test.slow` takes 300 ms to handle.
+final class Gate: RPCHandler {
+    let log = Mutex<[String]>([])
+
+    func admit(request: RPCIncoming, from peer: RPCPeer) -> RPCReply? {
+        log.withLock { $0.append("admit " + request.method) }
+        return request.method == "test.refused" ? .error(RPCError(code: RPCError.notAllowed, message: "not now")) : nil
+    }
+
+    func handle(request: RPCIncoming, from peer: RPCPeer) async -> RPCReply {
+        log.withLock { $0.append("handle " + request.method) }
+        if request.method == "test.slow" { try? await Task.sleep(for: .milliseconds(300)) }
+        return .result(Empty())
+    }
+
+    func handle(notification: RPCIncoming, from peer: RPCPeer) async {}
 }

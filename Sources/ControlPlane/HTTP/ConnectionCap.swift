@@ -10,8 +10,13 @@ import Logging
 /// way in) usable.
 ///
 /// Hummingbird's own `MaximumAvailableConnections` only counts; this one also
-/// says when its listener fills (once, until it has room again) and exports
-/// the count.
+/// says when its listener fills and when it has room again, and exports the
+/// count. "Room again" means a tenth of the bound free (at least one place),
+/// so a listener kept full, where each close lets one waiting connection in,
+/// says so once rather than at every turnover.
+///
+/// NIO accepts up to four connections per wake-up before it asks again, so a
+/// burst can take the count up to three past the bound.
 struct ConnectionCap: AvailableConnectionsDelegate {
     let limit: Int
     let listener: HTTPListener
@@ -38,7 +43,7 @@ struct ConnectionCap: AvailableConnectionsDelegate {
     mutating func connectionClosed() {
         open -= 1
         GatewayMetrics.httpConnections(listener, open: open)
-        if full, open < limit {
+        if full, open <= limit - Swift.max(1, limit / 10) {
             full = false
             logger.notice("server: the \(listener.rawValue) listener accepts connections again")
         }

@@ -101,14 +101,19 @@ final class ManagedWorker: Sendable {
 
     // MARK: Handshake
 
-    func helloAccepted(_ report: SandboxReport) {
-        let waiter = state.withLock { s -> CheckedContinuation<SandboxReport, any Error>? in
+    /// False when the worker is past its handshake: a second hello (both read
+    /// before either was handled) is refused here, under the same lock that
+    /// ends the handshake.
+    func helloAccepted(_ report: SandboxReport) -> Bool {
+        let (accepted, waiter) = state.withLock { s -> (Bool, CheckedContinuation<SandboxReport, any Error>?) in
+            guard s.phase == .handshaking else { return (false, nil) }
             s.report = report
             s.phase = .idle
             defer { s.helloWaiter = nil }
-            return s.helloWaiter
+            return (true, s.helloWaiter)
         }
         waiter?.resume(returning: report)
+        return accepted
     }
 
     func helloFailed(_ error: any Error) {

@@ -8,11 +8,18 @@ struct WorkerConnection: RPCHandler {
     let onEvent: @Sendable (JobEvent) -> Void
     let logger: Logger
 
-    func handle(request: RPCIncoming, from peer: RPCPeer) async -> RPCReply {
+    /// A request is judged against the worker's phase as its frame is read: one
+    /// a worker sent while its job ran is its job's, even when the gateway takes
+    /// it up only after the job's answer (read later, but handled sooner).
+    func admit(request: RPCIncoming, from peer: RPCPeer) -> RPCReply? {
         let phase = worker.phase
         guard WorkerMonitor.allows(request.method, in: phase) else {
             return violation("\(request.method) is not allowed while \(phase.rawValue)")
         }
+        return nil
+    }
+
+    func handle(request: RPCIncoming, from peer: RPCPeer) async -> RPCReply {
         switch request.method {
         case WorkerHello.name:
             let hello: WorkerHello.Params
@@ -25,7 +32,8 @@ struct WorkerConnection: RPCHandler {
                 let why = lacking.map { "\($0.rawValue) (\(hello.sandbox.missing[$0.rawValue] ?? "not applied"))" }
                 return refuse("sandbox weaker than config requires: missing " + why.joined(separator: ", "))
             }
-            worker.helloAccepted(hello.sandbox)
+            // Once: a second hello read before the first was handled was admitted too.
+            guard worker.helloAccepted(hello.sandbox) else { return violation("a second worker.hello") }
             return .result(Empty())
         case SecretResolve.name, HTTPFetch.name, InferComplete.name, AgentPermission.name, ProviderRelay.name, AgentTurnRequest.name, MCPResidentRequest.name,
              ResidentNext.name, ResidentDone.name:

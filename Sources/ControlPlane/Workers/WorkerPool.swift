@@ -234,7 +234,9 @@ public actor WorkerPool {
                                                     interval: configuration.diskCheckInterval))
         defer { watch.forget(watched) }
         do {
-            let result = try await peer.call(method, params(workspace), timeout: timeout)
+            // Finishing from the moment the answer is read: a request read after it
+            // is refused as the finishing worker's, however soon it is taken up.
+            let result = try await peer.call(method, params(workspace), timeout: timeout, answered: { worker.setPhase(.finishing) })
             worker.setPhase(.finishing)
             peer.close()
             return (result, outcome)

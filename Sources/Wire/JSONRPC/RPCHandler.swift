@@ -44,6 +44,12 @@ public enum RPCReply: Sendable {
 /// The meaning side of a connection. The peer handles framing and envelopes and
 /// hands over well-formed messages; what they mean is up to the conformer.
 public protocol RPCHandler: Sendable {
+    /// Called on the connection's event loop as a request's frame is read,
+    /// before it is handed to `handle(request:)`, which runs later on a task of
+    /// its own: a reply here answers the request at once, and it is never
+    /// handled. What is judged here is judged in the order the frames came,
+    /// not in the order their tasks happen to run. Must not block.
+    func admit(request: RPCIncoming, from peer: RPCPeer) -> RPCReply?
     func handle(request: RPCIncoming, from peer: RPCPeer) async -> RPCReply
     /// Notifications are delivered one at a time, in the order they arrived.
     func handle(notification: RPCIncoming, from peer: RPCPeer) async
@@ -53,6 +59,7 @@ public protocol RPCHandler: Sendable {
 }
 
 extension RPCHandler {
+    public func admit(request: RPCIncoming, from peer: RPCPeer) -> RPCReply? { nil }
     public func protocolError(_ error: any Error, from peer: RPCPeer) {}
 }
 

@@ -26,6 +26,8 @@ public final class RPCPeer: Sendable {
         /// left to fire an hour later would keep the peer, its channel and its
         /// buffers alive that long after the job.
         var timers: [RPCID: Scheduled<Void>] = [:]
+        /// Each pending call's `answered` hook (see `call`).
+        var answered: [RPCID: @Sendable () -> Void] = [:]
         var inflight = 0
         var queued = 0
         var closed = false
@@ -84,8 +86,11 @@ public final class RPCPeer: Sendable {
 
     /// Sends a request and waits for its answer. Throws the peer's `RPCError`,
     /// `WireError.connectionClosed`, or `RPCTimeout` after `timeout`.
+    /// `answered`: run on the connection's event loop as the answer's frame is
+    /// read (a result or an error; not a timeout or a close), before anything
+    /// read after it is admitted (`RPCHandler.admit`) and before the caller resumes.
     public func call<M: RPCMethod>(_ method: M.Type, _ params: M.Params,
-                                   timeout: Duration? = nil) async throws -> M.Result {
+                                   timeout: Duration? = nil, answered: (@Sendable () -> Void)? = nil) async throws -> M.Result {
         let id: RPCID = state.withLock { s in
             defer { s.nextID += 1 }
             return .number(s.nextID)
@@ -95,6 +100,7 @@ public final class RPCPeer: Sendable {
             let accepted = state.withLock { s -> Bool in
                 if s.closed { return false }
                 s.pending[id] = cont
+                if let answered { s.answered[id] = answered }
                 return true
             }
             guard accepted else {
@@ -151,9 +157,15 @@ public final class RPCPeer: Sendable {
         }
         switch header.kind {
         case let .response(id):
+            state.withLock { $0.answered.removeValue(forKey: id) }?()
             resolve(id, with: .success(data))
         case let .errorResponse(id, error):
-            if let id { resolve(id, with: .failure(error)) } else { handler?.protocolError(error, from: self) }
+            if let id {
+                state.withLock { $0.answered.removeValue(forKey: id) }?()
+                resolve(id, with: .failure(error))
+            } else {
+                handler?.protocolError(error, from: self)
+            }
         case let .notification(method):
             let over = state.withLock { s -> Bool in
                 s.queued += 1
@@ -168,6 +180,13 @@ public final class RPCPeer: Sendable {
             }
             if over { return fail(WireError.tooManyPendingRequests(limit: limits.maxInflightRequests)) }
             let incoming = RPCIncoming(method: method, id: id, frame: data)
+            // The handler that admitted it handles it, even if the connection
+            // closes (and lets go of its handler) before the task runs.
+            let handler = self.handler
+            if let refused = handler?.admit(request: incoming, from: self) {
+                state.withLock { $0.inflight -= 1 }
+                return respond(id, refused)
+            }
             Task {
                 let reply = await handler?.handle(request: incoming, from: self)
                     ?? .error(RPCError(code: RPCError.internalError, message: "the connection is closing"))
@@ -187,6 +206,7 @@ public final class RPCPeer: Sendable {
             defer {
                 s.pending.removeAll()
                 s.timers.removeAll()
+                s.answered.removeAll()
             }
             return (Array(s.pending.values), Array(s.timers.values))
         }
@@ -222,7 +242,10 @@ public final class RPCPeer: Sendable {
     }
 
     private func resolve(_ id: RPCID, with result: Result<Data, any Error>) {
-        let (cont, timer) = state.withLock { ($0.pending.removeValue(forKey: id), $0.timers.removeValue(forKey: id)) }
+        let (cont, timer) = state.withLock { s in
+            s.answered.removeValue(forKey: id)
+            return (s.pending.removeValue(forKey: id), s.timers.removeValue(forKey: id))
+        }
         timer?.cancel()
         cont?.resume(with: result)
     }
