@@ -62,7 +62,7 @@ struct ConnectionCapTests {
         defer { held.forEach { close($0) } }
         var waiting: Int32?
         for _ in 0..<6 where waiting == nil {
-            let fd = try #require(Self.connectUnix(path))
+            let fd = try #require(connectUnix(path))
             held.append(fd)
             if await Self.ask(fd, health, within: 2) == nil { waiting = fd }
         }
@@ -81,26 +81,6 @@ struct ConnectionCapTests {
         defer { gw.cleanupLater() }
         await #expect(throws: GatewayFailure.self) { try await gw.start() }
         #expect(gw.logText.contains("server.maxConnections") && gw.logText.contains("between 1 and 1000000"), "\(gw.logText)")
-    }
-
-    /// A blocking stream socket connected to the Unix socket at `path`, or nil.
-    static func connectUnix(_ path: String) -> Int32? {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            let bytes = Array(path.utf8.prefix(raw.count - 1))
-            raw.copyBytes(from: bytes + [0])
-        }
-        let connected = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else {
-            close(fd)
-            return nil
-        }
-        return fd
     }
 
     /// Sends `request` on `fd` and reads one answer (see `read`).
