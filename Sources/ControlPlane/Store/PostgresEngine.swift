@@ -26,8 +26,9 @@ public final class PostgresEngine: StoreEngine {
     /// The gateway this engine writes for: `runs.owner`, and the sender of its signals.
     public let member: String
     /// How long a statement may go unanswered before its connection is taken
-    /// for lost (`storage.statementTimeoutSeconds`).
-    let statementTimeout: Duration
+    /// for lost (`storage.statementTimeoutSeconds`). A miss is the outage's
+    /// reason, said by the call that saw it (see `PostgresStoreConnection.answer`).
+    let statementDeadline: StatementDeadline
     private let running: Task<Void, Never>
     /// Set at close: calls waiting for the database stop waiting.
     private let closing = Mutex(false)
@@ -39,7 +40,8 @@ public final class PostgresEngine: StoreEngine {
     init(url: PostgresURL, poolSize: Int, durability: RunStore.Durability, migrations: [StoreMigration], member: String,
          statementTimeout: Duration = .seconds(60), logger: Logger = Logger(label: "skelm.store")) throws {
         self.location = url.redacted
-        self.statementTimeout = statementTimeout
+        let (outage, location) = (outage, url.redacted)
+        statementDeadline = StatementDeadline(limit: statementTimeout) { outage.lost(location, $0.description, logger: logger) }
         self.durability = durability
         self.logger = logger
         self.url = url
@@ -187,9 +189,7 @@ public final class PostgresEngine: StoreEngine {
     /// wait has not been given up: it never runs after the call reported failure.
     private func attempt<T: Sendable>(write: Bool, isolation: WriteIsolation, until: (@Sendable () -> ContinuousClock.Instant)?,
                                       _ body: @escaping @Sendable (any StoreConnection) throws -> T) async throws -> T {
-        let (client, threads, logger, member, outage, location) = (client, threads, logger, member, outage, location)
-        // The miss is the outage's reason, said by the call that saw it (see `PostgresStoreConnection.answer`).
-        let deadline = StatementDeadline(limit: statementTimeout) { outage.lost(location, $0.description, logger: logger) }
+        let (client, threads, logger, member, deadline) = (client, threads, logger, member, statementDeadline)
         let durability = isolation == .locking ? RunStore.Durability.full : durability
         guard let until else {
             return try await client.withConnection { connection in

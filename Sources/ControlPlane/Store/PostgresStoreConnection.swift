@@ -113,7 +113,6 @@ final class PostgresStoreConnection: StoreConnection {
     }
 }
 
-
 /// How long a statement may go unanswered (`storage.statementTimeoutSeconds`),
 /// and who is told when one is not answered in time.
 struct StatementDeadline: Sendable {
